@@ -1,0 +1,133 @@
+"""HAM10000 on disk: metadata, image lookup, the lesion-disjoint split, decoding into RAM."""
+
+import csv
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import CLASSES
+from .errors import DatasetError, ImageError
+from .preprocessing import preprocess
+
+METADATA_FILENAME = "HAM10000_metadata.csv"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class Record:
+    image_id: str
+    lesion_id: str
+    dx: str
+    path: Path
+
+    @property
+    def label(self) -> int:
+        return CLASSES.index(self.dx)
+
+
+def find_images(data_dir: Path) -> dict[str, Path]:
+    """image_id -> path for every image below data_dir (any layout, any depth)."""
+    found = {}
+    for dirpath, _dirnames, filenames in os.walk(data_dir, followlinks=True):
+        for name in filenames:
+            stem, suffix = os.path.splitext(name)
+            if suffix.lower() in IMAGE_SUFFIXES:
+                found.setdefault(stem, Path(dirpath) / name)
+    return found
+
+
+def load_records(data_dir) -> list[Record]:
+    """Records of a HAM10000 folder, sorted by image_id; raises DatasetError when unusable."""
+    data_dir = Path(data_dir)
+    csv_path = data_dir / METADATA_FILENAME
+    if not data_dir.is_dir():
+        raise DatasetError(f"data folder not found: {data_dir}")
+    if not csv_path.is_file():
+        raise DatasetError(f"{METADATA_FILENAME} not found in {data_dir}")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise DatasetError(f"{csv_path} has no rows")
+    missing_cols = {"lesion_id", "image_id", "dx"} - set(rows[0])
+    if missing_cols:
+        raise DatasetError(f"{csv_path} lacks column(s): {', '.join(sorted(missing_cols))}")
+    unknown = sorted({r["dx"] for r in rows} - set(CLASSES))
+    if unknown:
+        raise DatasetError(f"{csv_path} has unknown label(s) {unknown}; expected {list(CLASSES)}")
+    images = find_images(data_dir)
+    missing = [r["image_id"] for r in rows if r["image_id"] not in images]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} image(s) listed in {METADATA_FILENAME} not found below {data_dir} "
+            f"(first: {missing[:3]}); expected images/ or HAM10000_images_part_1/ and _part_2/"
+        )
+    records = [Record(r["image_id"], r["lesion_id"], r["dx"], images[r["image_id"]]) for r in rows]
+    return sorted(records, key=lambda r: r.image_id)
+
+
+def ids_sha256(image_ids) -> str:
+    return hashlib.sha256("\n".join(sorted(image_ids)).encode()).hexdigest()
+
+
+def split_by_lesion(records, *, val_fraction=0.18, seed=0):
+    """(train, val): lesion-disjoint, stratified by diagnosis, deterministic for a seed.
+
+    Every lesion goes wholly to one side. Within each diagnosis the lesions are shuffled with
+    the seed and the first round(val_fraction * n_lesions) go to validation (at least one when
+    the class has two or more lesions).
+    """
+    lesion_dx = {}
+    for r in records:
+        lesion_dx.setdefault(r.lesion_id, r.dx)  # HAM10000 lesions have one dx
+    rng = np.random.default_rng(seed)
+    val_lesions = set()
+    for dx in CLASSES:
+        lesions = sorted(lid for lid, d in lesion_dx.items() if d == dx)
+        if len(lesions) < 2:
+            continue
+        order = rng.permutation(len(lesions))
+        n_val = min(len(lesions) - 1, max(1, round(val_fraction * len(lesions))))
+        val_lesions.update(lesions[i] for i in order[:n_val])
+    train = [r for r in records if r.lesion_id not in val_lesions]
+    val = [r for r in records if r.lesion_id in val_lesions]
+    return train, val
+
+
+def split_info(train, val, *, seed, val_fraction) -> dict:
+    return {
+        "method": "lesion-disjoint, stratified by dx",
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "n_train_images": len(train),
+        "n_val_images": len(val),
+        "n_train_lesions": len({r.lesion_id for r in train}),
+        "n_val_lesions": len({r.lesion_id for r in val}),
+        "train_counts": {c: sum(r.dx == c for r in train) for c in CLASSES},
+        "val_counts": {c: sum(r.dx == c for r in val) for c in CLASSES},
+        "train_image_ids_sha256": ids_sha256(r.image_id for r in train),
+        "val_image_ids_sha256": ids_sha256(r.image_id for r in val),
+    }
+
+
+def decode_all(records, size, *, workers=None) -> np.ndarray:
+    """uint8 array (n, height, width, 3) of the records' images, decoded once."""
+    width, height = size
+    out = np.empty((len(records), height, width, 3), dtype=np.uint8)
+
+    def work(i):
+        try:
+            out[i] = preprocess(records[i].path, size)
+        except ImageError as exc:
+            raise DatasetError(f"cannot decode {records[i].path}: {exc}") from exc
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        list(pool.map(work, range(len(records))))
+    return out
+
+
+def labels(records) -> np.ndarray:
+    return np.array([r.label for r in records], dtype=np.int64)

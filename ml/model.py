@@ -1,0 +1,42 @@
+"""The network: Conv2D / BatchNormalization / MaxPool2D / Dropout blocks, global pooling head.
+
+The model takes uint8-valued RGB images (batch, height, width, 3) and returns logits; the
+softmax with the calibrated temperature is applied by ``ml.inference``.
+"""
+
+CAM_LAYER = "cam_features"  # the last convolutional feature map, used by Grad-CAM
+
+PRESETS = {
+    # input size is (width, height)
+    "full": {"input_size": (128, 96), "widths": (24, 48, 96, 160, 256), "convs": (1, 2, 2, 2, 2),
+             "dropout": 0.3, "epochs": 36, "batch_size": 48, "learning_rate": 2e-3,
+             "weight_power": 0.6, "val_fraction": 0.18},
+    "tiny": {"input_size": (48, 36), "widths": (8, 16, 24), "convs": (1, 1, 1),
+             "dropout": 0.1, "epochs": 12, "batch_size": 16, "learning_rate": 1e-2,
+             "weight_power": 0.5, "val_fraction": 0.25},
+}
+
+
+def build_model(*, input_size, widths, convs, dropout, n_classes=7, seed=0, **_ignored):
+    import keras
+    from keras import layers
+
+    width, height = input_size
+    init = keras.initializers.HeNormal(seed=seed)
+    inputs = keras.Input(shape=(height, width, 3), name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    n_blocks = len(widths)
+    for b, (filters, n_conv) in enumerate(zip(widths, convs)):
+        for c in range(n_conv):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init,
+                              name=f"b{b}_conv{c}")(x)
+            x = layers.BatchNormalization(name=f"b{b}_bn{c}")(x)
+            last = b == n_blocks - 1 and c == n_conv - 1
+            x = layers.ReLU(name=CAM_LAYER if last else f"b{b}_relu{c}")(x)
+        if b < n_blocks - 1:
+            x = layers.MaxPool2D(2, name=f"b{b}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    logits = layers.Dense(n_classes, kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                          name="logits")(x)
+    return keras.Model(inputs, logits, name="molesite_cnn")
