@@ -17,7 +17,7 @@ PRESETS = {
 }
 
 
-def build_model(*, input_size, widths, convs, dropout, n_classes=7, seed=0, **_ignored):
+def build_model(*, input_size, widths, convs, dropout, stem_stride=1, n_classes=7, seed=0, **_ignored):
     import keras
     from keras import layers
 
@@ -28,8 +28,9 @@ def build_model(*, input_size, widths, convs, dropout, n_classes=7, seed=0, **_i
     n_blocks = len(widths)
     for b, (filters, n_conv) in enumerate(zip(widths, convs)):
         for c in range(n_conv):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init,
-                              name=f"b{b}_conv{c}")(x)
+            strides = stem_stride if b == 0 and c == 0 else 1
+            x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                              kernel_initializer=init, name=f"b{b}_conv{c}")(x)
             x = layers.BatchNormalization(name=f"b{b}_bn{c}")(x)
             last = b == n_blocks - 1 and c == n_conv - 1
             x = layers.ReLU(name=CAM_LAYER if last else f"b{b}_relu{c}")(x)

@@ -1,0 +1,51 @@
+# molesite: `make run` starts the site (web + worker) on the embedded default; `make test` tests it.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+DATA ?= ../shared/data/ham10000
+# Local commands run in development mode unless told otherwise (production: see README).
+LOCAL_ENV := DEBUG=$${DEBUG:-true} PATH="$(CURDIR)/$(BIN):$$PATH"
+
+.PHONY: install run migrate superuser reviewer test test-integration test-e2e train evaluate bench clean
+
+install: $(BIN)/.installed
+
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+migrate: install
+	$(LOCAL_ENV) $(BIN)/python manage.py migrate --noinput
+
+run: migrate
+	@echo "molesite on http://127.0.0.1:$(PORT)  (Ctrl-C stops web and worker)"
+	$(LOCAL_ENV) $(BIN)/honcho start -f Procfile -p $(PORT)
+
+superuser: migrate
+	$(LOCAL_ENV) $(BIN)/python manage.py createsuperuser
+
+reviewer: migrate
+	$(LOCAL_ENV) $(BIN)/python manage.py createreviewer
+
+test: install
+	$(BIN)/pytest tests/unit -q
+
+test-integration: install
+	$(BIN)/pytest tests/integration -q
+
+test-e2e: install
+	$(BIN)/pytest tests/e2e -q
+
+train: install
+	$(BIN)/python -m ml train --data $(DATA) --out ml/artifacts
+
+evaluate: install
+	$(BIN)/python -m ml evaluate --data $(DATA) --json var/evaluation.json
+
+bench: install
+	$(BIN)/python bench/bench_inference.py
+
+clean:
+	rm -rf var staticfiles .pytest_cache

@@ -1,0 +1,158 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from ml import CLASS_NAMES, CLASSES
+
+# HAM10000's localisation list, so that a patient's body site means what the data means.
+BODY_SITES = [
+    ("abdomen", "Abdomen"),
+    ("acral", "Acral (palms, soles)"),
+    ("back", "Back"),
+    ("chest", "Chest"),
+    ("ear", "Ear"),
+    ("face", "Face"),
+    ("foot", "Foot"),
+    ("genital", "Genital"),
+    ("hand", "Hand"),
+    ("lower extremity", "Leg"),
+    ("neck", "Neck"),
+    ("scalp", "Scalp"),
+    ("trunk", "Trunk"),
+    ("upper extremity", "Arm"),
+    ("unknown", "Other / not sure"),
+]
+CLASS_CHOICES = [(code, CLASS_NAMES[code]) for code in CLASSES]
+
+# What a patient should do next, by risk band (shown with every result).
+RISK_ADVICE = {
+    "low": "Low estimated risk. Keep an eye on it: look at it once a month and take a new photo "
+    "if it changes in size, shape or colour, bleeds or itches.",
+    "medium": "Medium estimated risk. Have it looked at by a doctor or dermatologist within the next 4 weeks.",
+    "high": "High estimated risk. Please see a dermatologist within 2 weeks; bring this result with you.",
+}
+RISK_COLOURS = {"low": "success", "medium": "warning", "high": "danger"}
+
+
+class Mole(models.Model):
+    """A lesion a patient follows over time; each photo of it is a Diagnosis."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="moles")
+    name = models.CharField(max_length=80)
+    body_site = models.CharField(max_length=20, choices=BODY_SITES, default="unknown")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="unique_mole_name_per_owner")]
+
+    def __str__(self):
+        return f"{self.name} ({self.get_body_site_display()})"
+
+    def get_absolute_url(self):
+        return reverse("diagnoses:mole", args=[self.pk])
+
+
+class Diagnosis(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class Risk(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="diagnoses")
+    mole = models.ForeignKey(Mole, null=True, blank=True, on_delete=models.SET_NULL, related_name="diagnoses")
+    image = models.FileField(upload_to="images/")
+    thumbnail = models.FileField(upload_to="thumbnails/")
+    heatmap = models.FileField(upload_to="heatmaps/", blank=True)
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the uploaded file as received.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    error = models.CharField(max_length=300, blank=True, help_text="Shown to the patient when status is failed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    model_version = models.CharField(max_length=100, blank=True)
+    probabilities = models.JSONField(default=dict, blank=True)
+    malignant_probability = models.FloatField(null=True, blank=True)
+    predicted_class = models.CharField(max_length=5, choices=CLASS_CHOICES, blank=True)
+    risk = models.CharField(max_length=6, choices=Risk.choices, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "diagnoses"
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="diagnosis_history_idx"),
+            models.Index(fields=["status", "risk"], name="diagnosis_queue_idx"),
+        ]
+
+    def __str__(self):
+        return f"Diagnosis {self.pk} ({self.status})"
+
+    def get_absolute_url(self):
+        return reverse("diagnoses:detail", args=[self.pk])
+
+    @property
+    def is_pending(self):
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def malignant_percent(self):
+        if self.malignant_probability is None:
+            return None
+        return round(self.malignant_probability * 100, 1)
+
+    @property
+    def risk_advice(self):
+        return RISK_ADVICE.get(self.risk, "")
+
+    @property
+    def risk_colour(self):
+        return RISK_COLOURS.get(self.risk, "secondary")
+
+    def class_breakdown(self):
+        """(code, readable name, percent) for all 7 classes, most probable first."""
+        rows = [(code, CLASS_NAMES[code], round(self.probabilities.get(code, 0.0) * 100, 1)) for code in CLASSES]
+        return sorted(rows, key=lambda row: row[2], reverse=True)
+
+    def stored_files(self):
+        return [f for f in (self.image, self.thumbnail, self.heatmap) if f]
+
+
+class Review(models.Model):
+    """A clinician's reading of one diagnosis, shown to the patient."""
+
+    class Verdict(models.TextChoices):
+        AGREE = "agree", "Agree with the model"
+        DISAGREE = "disagree", "Disagree with the model"
+
+    class Recommendation(models.TextChoices):
+        ROUTINE = "routine", "Routine check"
+        MONITOR = "monitor", "Monitor for changes"
+        DERMATOLOGIST_SOON = "dermatologist_soon", "See a dermatologist soon"
+        URGENT = "urgent", "Urgent: see a doctor now"
+
+    diagnosis = models.OneToOneField(Diagnosis, on_delete=models.CASCADE, related_name="review")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="reviews_written"
+    )
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    label = models.CharField("clinician's label", max_length=5, choices=CLASS_CHOICES, blank=True)
+    recommendation = models.CharField(max_length=20, choices=Recommendation.choices)
+    note = models.TextField("note to the patient", blank=True)
+    reviewed_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"Review of {self.diagnosis_id}"
+
+    @property
+    def is_pressing(self):
+        return self.recommendation in (self.Recommendation.DERMATOLOGIST_SOON, self.Recommendation.URGENT)

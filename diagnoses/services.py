@@ -1,0 +1,184 @@
+"""Every write to the diagnoses domain goes through these functions (web views, API, admin)."""
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import DatabaseError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ml import CLASSES
+from ml.errors import ImageError, ModelArtifactError
+
+from .images import sanitize_upload
+from .models import Diagnosis, Mole
+
+logger = logging.getLogger(__name__)
+
+# A row left "running" this long was orphaned by a dead worker; a redelivery may take it over.
+STALE_RUNNING_AFTER = timedelta(minutes=10)
+
+MESSAGE_UNREADABLE = "We could not analyse this photo. Please take a sharper, well-lit photo and upload it again."
+MESSAGE_MODEL_UNAVAILABLE = "The classifier is not available right now. Our team has been told; please try again later."
+MESSAGE_UNEXPECTED = "Something went wrong while analysing this photo. Please upload it again."
+MESSAGE_GAVE_UP = "The analysis could not be completed after several attempts. Please upload the photo again later."
+
+
+class TransientClassificationError(Exception):
+    """A failure worth retrying (database or storage hiccup); the row is back in the queue."""
+
+
+def mole_create(*, owner, name: str, body_site: str = "unknown") -> Mole:
+    return Mole.objects.create(owner=owner, name=name.strip(), body_site=body_site)
+
+
+def mole_update(*, mole: Mole, name: str | None = None, body_site: str | None = None) -> Mole:
+    if name is not None:
+        mole.name = name.strip()
+    if body_site is not None:
+        mole.body_site = body_site
+    mole.save(update_fields=["name", "body_site"])
+    return mole
+
+
+def mole_delete(*, mole: Mole) -> None:
+    """Delete a tracked mole; its photos stay in the history, no longer grouped."""
+    mole.delete()
+
+
+def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:
+    """Validate and store an uploaded photo, then queue its classification.
+
+    Raises django.core.exceptions.ValidationError (with a code) for a bad image; nothing is
+    stored then.
+    """
+    if mole is not None and mole.owner_id != owner.pk:
+        raise ValueError("A diagnosis can only be filed under the owner's own mole.")
+    clean = sanitize_upload(image)
+    name = uuid.uuid4().hex
+    diagnosis = Diagnosis(owner=owner, mole=mole, sha256=clean.sha256)
+    diagnosis.image.save(f"{name}.jpg", ContentFile(clean.image_jpeg), save=False)
+    diagnosis.thumbnail.save(f"{name}.jpg", ContentFile(clean.thumbnail_jpeg), save=False)
+    try:
+        with transaction.atomic():
+            diagnosis.save()
+            _queue_classification(diagnosis)
+    except Exception:
+        _delete_files(diagnosis.stored_files())
+        raise
+    return diagnosis
+
+
+def _queue_classification(diagnosis: Diagnosis) -> None:
+    from .tasks import classify_diagnosis
+
+    pk = str(diagnosis.pk)
+    transaction.on_commit(lambda: classify_diagnosis.delay(pk))
+
+
+def _delete_files(files) -> None:
+    for stored in files:
+        stored.storage.delete(stored.name)
+
+
+def diagnosis_requeue(*, diagnosis: Diagnosis) -> Diagnosis:
+    """Classify again (e.g. with a newer model): clear the result and queue the task."""
+    with transaction.atomic():
+        if diagnosis.heatmap:
+            old_heatmap = [diagnosis.heatmap]
+            transaction.on_commit(lambda: _delete_files(old_heatmap))
+        diagnosis.status = Diagnosis.Status.QUEUED
+        diagnosis.heatmap = ""
+        diagnosis.error = ""
+        diagnosis.started_at = diagnosis.finished_at = None
+        diagnosis.save()
+        _queue_classification(diagnosis)
+    return diagnosis
+
+
+def diagnosis_delete(*, diagnosis: Diagnosis) -> None:
+    """Delete a diagnosis and, once the deletion is committed, its stored files."""
+    files = diagnosis.stored_files()
+    with transaction.atomic():
+        diagnosis.delete()
+        transaction.on_commit(lambda: _delete_files(files))
+
+
+def diagnosis_claim(*, diagnosis_id) -> bool:
+    """Atomically move a queued (or orphaned running) diagnosis to running. False: not ours to run."""
+    now = timezone.now()
+    claimable = Q(status=Diagnosis.Status.QUEUED) | Q(
+        status=Diagnosis.Status.RUNNING, started_at__lt=now - STALE_RUNNING_AFTER
+    )
+    updated = Diagnosis.objects.filter(claimable, pk=diagnosis_id).update(
+        status=Diagnosis.Status.RUNNING, started_at=now, error=""
+    )
+    return updated == 1
+
+
+def diagnosis_fail(*, diagnosis_id, message: str) -> None:
+    Diagnosis.objects.filter(pk=diagnosis_id).exclude(status=Diagnosis.Status.DONE).update(
+        status=Diagnosis.Status.FAILED, error=message, finished_at=timezone.now()
+    )
+
+
+def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
+    """Run the classifier on one diagnosis. Idempotent: a finished one is left alone.
+
+    Raises TransientClassificationError (after putting the row back in the queue) for
+    failures worth retrying; any other failure ends as `failed` with a readable message.
+    """
+    if not diagnosis_claim(diagnosis_id=diagnosis_id):
+        logger.info("diagnosis %s is not queued; nothing to do", diagnosis_id)
+        return None
+    try:
+        diagnosis = Diagnosis.objects.get(pk=diagnosis_id)
+        with diagnosis.image.open("rb") as stored:
+            image_bytes = stored.read()
+        prediction, heatmap_png = _explain(image_bytes)
+        if _store_result(diagnosis, prediction, heatmap_png):
+            diagnosis.refresh_from_db()
+            return diagnosis
+    except (DatabaseError, OSError) as exc:
+        logger.warning("transient failure classifying %s: %s", diagnosis_id, exc)
+        Diagnosis.objects.filter(pk=diagnosis_id, status=Diagnosis.Status.RUNNING).update(
+            status=Diagnosis.Status.QUEUED, started_at=None
+        )
+        raise TransientClassificationError(str(exc)) from exc
+    except ImageError:
+        diagnosis_fail(diagnosis_id=diagnosis_id, message=MESSAGE_UNREADABLE)
+    except ModelArtifactError:
+        logger.exception("the model artifact in %s is unusable", settings.ML_MODEL_DIR)
+        diagnosis_fail(diagnosis_id=diagnosis_id, message=MESSAGE_MODEL_UNAVAILABLE)
+    except Exception:
+        logger.exception("classifying %s failed", diagnosis_id)
+        diagnosis_fail(diagnosis_id=diagnosis_id, message=MESSAGE_UNEXPECTED)
+    return None
+
+
+def _explain(image_bytes: bytes):
+    from ml.inference import get_classifier
+
+    return get_classifier(settings.ML_MODEL_DIR).explain(image_bytes)
+
+
+def _store_result(diagnosis: Diagnosis, prediction, heatmap_png: bytes) -> bool:
+    diagnosis.heatmap.save(f"{uuid.uuid4().hex}.png", ContentFile(heatmap_png), save=False)
+    # update() on the running row, not save(): save() would re-insert a diagnosis the patient
+    # deleted while it was being classified.
+    stored = Diagnosis.objects.filter(pk=diagnosis.pk, status=Diagnosis.Status.RUNNING).update(
+        heatmap=diagnosis.heatmap.name,
+        probabilities={code: float(prediction.probabilities[code]) for code in CLASSES},
+        malignant_probability=float(prediction.malignant_probability),
+        predicted_class=prediction.predicted_class,
+        risk=prediction.risk,
+        model_version=prediction.model_version,
+        status=Diagnosis.Status.DONE,
+        finished_at=timezone.now(),
+    )
+    if not stored:
+        _delete_files([diagnosis.heatmap])
+    return bool(stored)

@@ -1,0 +1,20 @@
+from celery import shared_task
+from celery.utils.log import get_task_logger
+
+from . import services
+
+logger = get_task_logger(__name__)
+
+MAX_RETRIES = 5
+
+
+@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def classify_diagnosis(self, diagnosis_id: str) -> None:
+    """Thin wrapper: the work and its idempotence live in services.diagnosis_classify."""
+    try:
+        services.diagnosis_classify(diagnosis_id=diagnosis_id)
+    except services.TransientClassificationError as exc:
+        if self.request.retries >= self.max_retries:
+            services.diagnosis_fail(diagnosis_id=diagnosis_id, message=services.MESSAGE_GAVE_UP)
+            return
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import views
+
+app_name = "diagnoses"
+
+urlpatterns = [
+    path("", views.diagnosis_list, name="list"),
+    path("new/", views.diagnosis_new, name="new"),
+    path("<uuid:pk>/", views.diagnosis_detail, name="detail"),
+    path("<uuid:pk>/status/", views.diagnosis_status, name="status"),
+    path("<uuid:pk>/delete/", views.diagnosis_delete, name="delete"),
+    path("<uuid:pk>/files/<str:kind>/", views.diagnosis_file, name="file"),
+    path("moles/<uuid:pk>/", views.mole_detail, name="mole"),
+]

@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from diagnoses import views as diagnosis_views
+
+urlpatterns = [
+    path("", diagnosis_views.home, name="home"),
+    path("accounts/", include("accounts.urls")),
+    path("diagnoses/", include("diagnoses.urls")),
+    path("admin/", admin.site.urls),
+]

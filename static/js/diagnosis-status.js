@@ -1,0 +1,30 @@
+// Polls the status endpoint while a diagnosis is queued or running, then swaps in the result.
+(function () {
+  "use strict";
+  var box = document.getElementById("result");
+  if (!box) return;
+  var pending = function (status) { return status === "queued" || status === "running"; };
+  if (!pending(box.dataset.status)) return;
+  var delay = 1000;
+
+  function poll() {
+    fetch(box.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (data) {
+        if (data.status !== box.dataset.status) {
+          box.innerHTML = data.html;
+          box.dataset.status = data.status;
+        }
+        if (pending(data.status)) schedule();
+      })
+      .catch(schedule);
+  }
+  function schedule() {
+    delay = Math.min(delay * 1.3, 5000);
+    window.setTimeout(poll, delay);
+  }
+  window.setTimeout(poll, delay);
+})();
