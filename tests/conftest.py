@@ -10,6 +10,15 @@ from molesite.celery import app as celery_app
 
 
 @pytest.fixture(autouse=True)
+def plain_static_files(settings):
+    """Tests run without collectstatic, so the hashed-manifest storage has nothing to read."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
 def private_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
@@ -56,9 +65,13 @@ def owner_client(client, owner):
 
 
 @pytest.fixture
-def outsider_client(client, outsider):
-    client.force_login(outsider)
-    return client
+def outsider_client(outsider):
+    """A browser of its own, so a test can hold the owner's and the outsider's at once."""
+    from django.test import Client
+
+    other = Client()
+    other.force_login(outsider)
+    return other
 
 
 def make_image_bytes(fmt="JPEG", size=(200, 150), colour=(180, 120, 90), **save_kwargs) -> bytes:

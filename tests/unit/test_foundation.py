@@ -1,0 +1,300 @@
+"""The running core: accounts, upload → queued → classified, history, files, deletion.
+
+Every view is tried from the owner's side and an outsider's."""
+
+import os
+import uuid
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from diagnoses import services
+from diagnoses.models import Diagnosis, Mole
+from ml import CLASSES
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(data, name="mole.jpg"):
+    return SimpleUploadedFile(name, data, content_type="image/jpeg")
+
+
+def done_diagnosis(owner, jpeg_bytes, *, risk="low", malignant=0.08, mole=None):
+    """A finished diagnosis as the task leaves it (probabilities from a real run are not needed
+    to test pages that only display them)."""
+    probabilities = dict.fromkeys(CLASSES, (1 - malignant) / 4)
+    probabilities.update(mel=malignant / 3, bcc=malignant / 3, akiec=malignant / 3)
+    diagnosis = Diagnosis(
+        owner=owner, mole=mole, sha256="0" * 64, status=Diagnosis.Status.DONE, risk=risk,
+        malignant_probability=malignant, probabilities=probabilities, predicted_class="nv",
+        model_version="test-model",
+    )
+    diagnosis.image.save("photo.jpg", ContentFile(jpeg_bytes), save=False)
+    diagnosis.thumbnail.save("thumb.jpg", ContentFile(jpeg_bytes), save=False)
+    diagnosis.save()
+    return diagnosis
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+def test_it_signs_up_and_logs_the_patient_in(client, django_user_model):
+    response = client.post(
+        reverse("signup"),
+        {"username": "ana", "email": "ana@example.com", "password1": "a long pass phrase", "password2": "a long pass phrase"},
+    )
+    assert response.status_code == 302
+    assert django_user_model.objects.get(username="ana").email == "ana@example.com"
+    assert client.get(reverse("diagnoses:list")).status_code == 200
+
+
+def test_it_refuses_a_sign_up_with_mismatched_passwords(client, django_user_model):
+    response = client.post(
+        reverse("signup"), {"username": "ana", "email": "ana@example.com", "password1": "a long pass phrase", "password2": "other"}
+    )
+    assert response.status_code == 200
+    assert b"password fields" in response.content.lower()
+    assert not django_user_model.objects.filter(username="ana").exists()
+
+
+def test_it_signs_in_and_out(client, owner):
+    response = client.post(reverse("login"), {"username": "patient", "password": "correct horse battery"})
+    assert response.status_code == 302 and response.url == reverse("diagnoses:list")
+    client.post(reverse("logout"))
+    assert client.get(reverse("diagnoses:list")).status_code == 302
+
+
+def test_it_changes_the_password(owner_client, owner):
+    response = owner_client.post(
+        reverse("password_change"),
+        {"old_password": "correct horse battery", "new_password1": "brand new phrase 42", "new_password2": "brand new phrase 42"},
+    )
+    assert response.status_code == 302
+    owner.refresh_from_db()
+    assert owner.check_password("brand new phrase 42")
+
+
+def test_it_sends_anonymous_visitors_to_sign_in(client):
+    for url in (reverse("diagnoses:list"), reverse("diagnoses:new"), reverse("diagnoses:detail", args=[uuid.uuid4()])):
+        response = client.get(url)
+        assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+# --- upload -----------------------------------------------------------------------------------
+
+def test_it_uploads_and_lands_on_the_queued_result(owner_client, owner, jpeg_bytes):
+    response = owner_client.post(reverse("diagnoses:new"), {"image": upload(jpeg_bytes)})
+    diagnosis = Diagnosis.objects.get(owner=owner)
+    assert response.status_code == 302 and response.url == diagnosis.get_absolute_url()
+    page = owner_client.get(response.url)
+    assert b"Queued" in page.content and diagnosis.get_status_display().encode() in page.content
+
+
+def test_it_queues_the_task_only_once_the_row_is_committed(owner, jpeg_bytes, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    assert len(callbacks) == 1
+
+
+def test_it_files_the_upload_under_a_new_tracked_mole(owner_client, owner, jpeg_bytes):
+    owner_client.post(
+        reverse("diagnoses:new"), {"image": upload(jpeg_bytes), "new_mole_name": "Left shoulder", "new_mole_body_site": "back"}
+    )
+    mole = Mole.objects.get(owner=owner)
+    assert (mole.name, mole.body_site) == ("Left shoulder", "back")
+    assert Diagnosis.objects.get(owner=owner).mole == mole
+
+
+def test_it_shows_the_reason_next_to_the_field_and_stores_nothing(owner_client, private_media):
+    response = owner_client.post(
+        reverse("diagnoses:new"), {"image": upload(b"not an image at all", "x.jpg"), "new_mole_name": "Arm"}
+    )
+    assert response.status_code == 400
+    assert b"not an image we can read" in response.content
+    assert not Diagnosis.objects.exists() and not Mole.objects.exists()
+
+
+def test_it_does_not_offer_another_users_mole(owner_client, outsider, jpeg_bytes):
+    theirs = Mole.objects.create(owner=outsider, name="Theirs")
+    response = owner_client.post(reverse("diagnoses:new"), {"image": upload(jpeg_bytes), "mole": theirs.pk})
+    assert response.status_code == 400
+    assert not Diagnosis.objects.exists()
+
+
+# --- classification ---------------------------------------------------------------------------
+
+def test_it_classifies_with_the_model_and_stores_the_result(owner, jpeg_bytes, tiny_model):
+    diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+
+    result = services.diagnosis_classify(diagnosis_id=diagnosis.pk)
+
+    assert result.status == Diagnosis.Status.DONE
+    assert set(result.probabilities) == set(CLASSES)
+    assert sum(result.probabilities.values()) == pytest.approx(1, abs=1e-4)
+    expected = sum(result.probabilities[c] for c in ("mel", "bcc", "akiec"))
+    assert result.malignant_probability == pytest.approx(expected, abs=1e-4)
+    assert result.predicted_class == max(result.probabilities, key=result.probabilities.get)
+    assert result.risk in {"low", "medium", "high"} and result.model_version
+    assert result.heatmap and result.heatmap.storage.exists(result.heatmap.name)
+    assert result.started_at <= result.finished_at
+
+
+def test_it_runs_the_task_when_the_upload_commits(owner, jpeg_bytes, tiny_model, eager_celery, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    diagnosis.refresh_from_db()
+    assert diagnosis.status == Diagnosis.Status.DONE
+
+
+def test_it_ignores_a_redelivered_task_for_a_finished_diagnosis(owner, jpeg_bytes, tiny_model):
+    diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    services.diagnosis_classify(diagnosis_id=diagnosis.pk)
+    first = Diagnosis.objects.get(pk=diagnosis.pk)
+
+    assert services.diagnosis_classify(diagnosis_id=diagnosis.pk) is None
+    again = Diagnosis.objects.get(pk=diagnosis.pk)
+    assert (again.finished_at, again.heatmap.name) == (first.finished_at, first.heatmap.name)
+
+
+def test_it_claims_a_diagnosis_only_once(owner, jpeg_bytes):
+    diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    assert services.diagnosis_claim(diagnosis_id=diagnosis.pk) is True
+    assert services.diagnosis_claim(diagnosis_id=diagnosis.pk) is False
+    assert Diagnosis.objects.get(pk=diagnosis.pk).status == Diagnosis.Status.RUNNING
+
+
+def test_it_fails_with_a_readable_message_when_the_model_is_missing(owner, jpeg_bytes, settings, tmp_path):
+    settings.ML_MODEL_DIR = tmp_path / "no-model-here"
+    diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+
+    services.diagnosis_classify(diagnosis_id=diagnosis.pk)
+
+    diagnosis.refresh_from_db()
+    assert diagnosis.status == Diagnosis.Status.FAILED
+    assert diagnosis.error == services.MESSAGE_MODEL_UNAVAILABLE
+
+
+def test_it_puts_the_row_back_in_the_queue_when_the_stored_image_is_unreachable(owner, jpeg_bytes, tiny_model):
+    diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    diagnosis.image.storage.delete(diagnosis.image.name)  # e.g. a network share that went away
+
+    with pytest.raises(services.TransientClassificationError):
+        services.diagnosis_classify(diagnosis_id=diagnosis.pk)
+    assert Diagnosis.objects.get(pk=diagnosis.pk).status == Diagnosis.Status.QUEUED
+
+
+def test_it_gives_up_after_the_last_retry_with_a_readable_message(owner, jpeg_bytes, tiny_model, eager_celery):
+    from diagnoses.tasks import classify_diagnosis
+
+    diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    diagnosis.image.storage.delete(diagnosis.image.name)
+
+    classify_diagnosis.apply(args=[str(diagnosis.pk)], retries=classify_diagnosis.max_retries)
+
+    diagnosis.refresh_from_db()
+    assert diagnosis.status == Diagnosis.Status.FAILED and diagnosis.error == services.MESSAGE_GAVE_UP
+
+
+# --- pages from both sides --------------------------------------------------------------------
+
+def test_it_shows_the_result_with_all_seven_classes_to_the_owner(owner_client, owner, jpeg_bytes):
+    diagnosis = done_diagnosis(owner, jpeg_bytes, risk="medium", malignant=0.31)
+    page = owner_client.get(diagnosis.get_absolute_url()).content.decode()
+    for name in ("Melanoma", "Melanocytic nevus", "Basal cell carcinoma", "Actinic keratosis",
+                 "Benign keratosis", "Dermatofibroma", "Vascular lesion"):
+        assert name in page
+    assert "31.0%" in page and "Medium risk" in page and "test-model" in page
+    assert "not a diagnosis" in page
+
+
+def test_it_returns_the_rendered_result_on_the_status_endpoint(owner_client, owner, jpeg_bytes):
+    diagnosis = done_diagnosis(owner, jpeg_bytes)
+    data = owner_client.get(reverse("diagnoses:status", args=[diagnosis.pk])).json()
+    assert data["status"] == "done" and "Low risk" in data["html"]
+
+
+@pytest.mark.parametrize("view", ["diagnoses:detail", "diagnoses:status", "diagnoses:delete"])
+def test_it_hides_a_diagnosis_from_an_outsider(outsider_client, owner, jpeg_bytes, view):
+    diagnosis = done_diagnosis(owner, jpeg_bytes)
+    assert outsider_client.get(reverse(view, args=[diagnosis.pk])).status_code == 404
+
+
+@pytest.mark.parametrize("kind", ["image", "thumbnail", "heatmap"])
+def test_it_serves_private_files_to_the_owner_and_staff_only(client, owner, outsider, django_user_model, jpeg_bytes, kind):
+    diagnosis = done_diagnosis(owner, jpeg_bytes)
+    diagnosis.heatmap.save("heat.png", ContentFile(b"\x89PNG fake but present"), save=True)
+    url = reverse("diagnoses:file", args=[diagnosis.pk, kind])
+
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404
+    client.force_login(owner)
+    response = client.get(url)
+    assert response.status_code == 200 and b"".join(response.streaming_content)
+    assert "private" in response["Cache-Control"]
+    client.force_login(django_user_model.objects.create_user("doc", "doc@example.com", "x", is_staff=True))
+    assert client.get(url).status_code == 200
+
+
+def test_it_has_no_public_media_url(client, owner, jpeg_bytes):
+    diagnosis = done_diagnosis(owner, jpeg_bytes)
+    assert client.get("/media/" + diagnosis.image.name).status_code == 404
+
+
+def test_it_lists_only_the_owners_history_newest_first(owner_client, owner, outsider, jpeg_bytes):
+    older = done_diagnosis(owner, jpeg_bytes)
+    newer = done_diagnosis(owner, jpeg_bytes, risk="high", malignant=0.9)
+    theirs = done_diagnosis(outsider, jpeg_bytes)
+    page = owner_client.get(reverse("diagnoses:list")).content.decode()
+    assert page.index(str(newer.pk)) < page.index(str(older.pk))
+    assert str(theirs.pk) not in page
+
+
+def test_it_paginates_the_history(owner_client, owner):
+    Diagnosis.objects.bulk_create(Diagnosis(owner=owner, image="x.jpg", thumbnail="x.jpg") for _ in range(30))
+    first = owner_client.get(reverse("diagnoses:list"))
+    last = owner_client.get(reverse("diagnoses:list") + "?page=3")
+    assert len(first.context["page"]) == 12 and len(last.context["page"]) == 6
+
+
+def history_queries(client, owner, count):
+    Diagnosis.objects.filter(owner=owner).delete()
+    moles = [Mole.objects.create(owner=owner, name=f"Mole {i}") for i in range(3)]
+    Diagnosis.objects.bulk_create(
+        Diagnosis(owner=owner, mole=moles[i % 3], image="x.jpg", thumbnail="x.jpg", status="done", risk="low",
+                  malignant_probability=0.1)
+        for i in range(count)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse("diagnoses:list")).status_code == 200
+    Mole.objects.filter(owner=owner).delete()
+    return len(queries)
+
+
+def test_it_renders_the_history_in_a_constant_number_of_queries(owner_client, owner):
+    assert history_queries(owner_client, owner, 10) == history_queries(owner_client, owner, 1000)
+
+
+def test_it_deletes_a_diagnosis_and_its_files(owner_client, owner, jpeg_bytes, private_media, django_capture_on_commit_callbacks):
+    diagnosis = done_diagnosis(owner, jpeg_bytes)
+    paths = [f.path for f in diagnosis.stored_files()]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_client.post(reverse("diagnoses:delete", args=[diagnosis.pk]))
+    assert response.status_code == 302
+    assert not Diagnosis.objects.filter(pk=diagnosis.pk).exists()
+    assert not any(os.path.exists(p) for p in paths)
+
+
+def test_it_refuses_to_delete_another_users_diagnosis(outsider_client, owner, jpeg_bytes):
+    diagnosis = done_diagnosis(owner, jpeg_bytes)
+    assert outsider_client.post(reverse("diagnoses:delete", args=[diagnosis.pk])).status_code == 404
+    assert Diagnosis.objects.filter(pk=diagnosis.pk).exists()
+
+
+def test_it_shows_a_mole_page_to_its_owner_only(owner_client, outsider_client, owner, jpeg_bytes):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    done_diagnosis(owner, jpeg_bytes, mole=mole)
+    assert b"Left shoulder" in owner_client.get(mole.get_absolute_url()).content
+    assert outsider_client.get(mole.get_absolute_url()).status_code == 404

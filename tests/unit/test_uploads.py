@@ -1,0 +1,123 @@
+"""Upload validation with real bad files: judged by content, nothing stored when refused."""
+
+import io
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from diagnoses import services
+from diagnoses.images import sanitize_upload
+from diagnoses.models import Diagnosis
+from tests.conftest import make_image_bytes
+
+GPS_IFD = 0x8825
+ORIENTATION = 0x0112
+
+
+def upload(data: bytes, name="mole.jpg", content_type="image/jpeg"):
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+def png_with_gps() -> bytes:
+    image = Image.new("RGB", (120, 90), (200, 150, 120))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif.get_ifd(GPS_IFD).update({1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)})
+    out = io.BytesIO()
+    image.save(out, format="PNG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+def files_in(media_root):
+    return [p for p in media_root.rglob("*") if p.is_file()] if media_root.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "code"),
+    [
+        (b"", "empty.jpg", "empty"),
+        (b"this is plain text, not a photo\n" * 20, "notes.jpg", "not_an_image"),
+        (make_image_bytes()[:-600], "truncated.jpg", "corrupt"),
+        (make_image_bytes(fmt="GIF"), "anim.gif", "unsupported"),
+    ],
+    ids=["empty", "text-renamed-jpg", "truncated-jpeg", "gif"],
+)
+def test_it_refuses_bad_files_by_content(data, name, code):
+    with pytest.raises(ValidationError) as caught:
+        sanitize_upload(upload(data, name))
+    assert caught.value.code == code
+    assert caught.value.messages[0]  # a sentence the patient can read
+
+
+def test_it_refuses_a_decompression_bomb():
+    # 8000×6000 = 48 megapixels of one colour: a few kilobytes on the wire.
+    out = io.BytesIO()
+    Image.new("L", (8000, 6000)).save(out, format="PNG", optimize=True)
+    assert len(out.getvalue()) < 200_000
+    with pytest.raises(ValidationError) as caught:
+        sanitize_upload(upload(out.getvalue(), "bomb.png", "image/png"))
+    assert caught.value.code == "too_many_pixels"
+
+
+def test_it_refuses_files_over_20_mb(settings):
+    settings.MAX_UPLOAD_BYTES = 1000
+    with pytest.raises(ValidationError) as caught:
+        sanitize_upload(upload(make_image_bytes(size=(400, 300))))
+    assert caught.value.code == "too_large"
+
+
+def test_it_strips_gps_exif_from_a_png():
+    original = png_with_gps()
+    assert GPS_IFD in Image.open(io.BytesIO(original)).getexif()
+
+    clean = sanitize_upload(upload(original, "gps.png", "image/png"))
+
+    stored = Image.open(io.BytesIO(clean.image_jpeg))
+    assert stored.format == "JPEG"
+    assert len(stored.getexif()) == 0
+    assert b"Exif" not in clean.image_jpeg and b"PhoneMaker" not in clean.image_jpeg
+
+
+def test_it_applies_exif_orientation_to_the_pixels():
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6  # rotate 90° clockwise on display
+    landscape = make_image_bytes(size=(200, 100), exif=exif.tobytes())
+
+    clean = sanitize_upload(upload(landscape))
+
+    assert (clean.width, clean.height) == (100, 200)
+    assert ORIENTATION not in Image.open(io.BytesIO(clean.image_jpeg)).getexif()
+
+
+def test_it_accepts_webp_and_png_with_transparency():
+    webp = make_image_bytes(fmt="WEBP")
+    rgba = Image.new("RGBA", (60, 40), (0, 0, 0, 0))
+    out = io.BytesIO()
+    rgba.save(out, format="PNG")
+    assert sanitize_upload(upload(webp, "m.webp", "image/webp")).width == 200
+    clean = sanitize_upload(upload(out.getvalue(), "m.png", "image/png"))
+    assert Image.open(io.BytesIO(clean.image_jpeg)).getpixel((5, 5)) == pytest.approx((255, 255, 255), abs=3)
+
+
+@pytest.mark.django_db
+def test_it_stores_nothing_when_the_upload_is_refused(owner, private_media):
+    with pytest.raises(ValidationError):
+        services.diagnosis_create(owner=owner, image=upload(make_image_bytes()[:300]))
+    assert Diagnosis.objects.count() == 0
+    assert files_in(private_media) == []
+
+
+@pytest.mark.django_db
+def test_it_stores_a_clean_copy_and_a_thumbnail(owner, private_media):
+    original = png_with_gps()
+    diagnosis = services.diagnosis_create(owner=owner, image=upload(original, "gps.png", "image/png"))
+
+    assert diagnosis.status == Diagnosis.Status.QUEUED
+    assert len(diagnosis.sha256) == 64
+    stored = Image.open(diagnosis.image.path)
+    assert stored.size == (120, 90) and GPS_IFD not in stored.getexif()
+    assert max(Image.open(diagnosis.thumbnail.path).size) <= 320
+    assert str(private_media) in diagnosis.image.path
+    assert len(files_in(private_media)) == 2
