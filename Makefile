@@ -32,7 +32,10 @@ reviewer: migrate
 test: install
 	$(BIN)/pytest tests/unit -q
 
+# The machine's Postgres and Redis (override either variable to point elsewhere).
 test-integration: install
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
 	$(BIN)/pytest tests/integration -q
 
 test-e2e: install

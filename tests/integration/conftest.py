@@ -1,0 +1,88 @@
+"""Integration tests: the machine's real Postgres and Redis, and a real Celery worker process.
+
+Run with DATABASE_URL (Postgres) and REDIS_URL set, e.g. via `make test-integration`."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from molesite.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_services():
+    engine = django_settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine or not django_settings.REDIS_URL:
+        pytest.fail(
+            "Integration tests need the real services: set DATABASE_URL=postgres://… and REDIS_URL=redis://… "
+            "(`make test-integration` does)."
+        )
+
+
+@pytest.fixture(scope="module")
+def shared_media(tmp_path_factory):
+    return tmp_path_factory.mktemp("shared-media")
+
+
+@pytest.fixture
+def worker_media(settings, private_media, shared_media):
+    """The web side (this process) and the worker must see the same private storage."""
+    settings.MEDIA_ROOT = shared_media
+    return shared_media
+
+
+def wait_for_worker(process, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited with code {process.returncode}")
+        if celery_app.control.ping(timeout=1.0):
+            return
+    raise TimeoutError("the Celery worker did not answer a ping in time")
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, worker_media, tiny_model, tmp_path):
+    """A real `celery worker` process on the test database, the shared media and the tiny model."""
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "MEDIA_ROOT": str(worker_media),
+        "ML_MODEL_DIR": str(tiny_model),
+        "DEBUG": "false",
+        "SECRET_KEY": django_settings.SECRET_KEY,
+        "PYTHONUNBUFFERED": "1",
+    }
+    celery_app.control.purge()
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "molesite", "worker", "--loglevel=INFO", "--concurrency=1",
+             "--without-gossip", "--without-mingle", "--hostname", f"itest-{os.getpid()}@%h"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_for_worker(process)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        sys.stdout.write(log_path.read_text(errors="replace")[-3000:])
