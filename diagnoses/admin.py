@@ -1,7 +1,436 @@
-from django.contrib import admin
+"""The clinicians' triage and review desk.
 
+The Diagnosis changelist is the review queue; its change page is the case page, where the only
+thing anyone can edit is the clinician's Review (saved through services.review_save). Patient
+photos are shown through the owner-or-staff view `diagnoses:file`, never a public URL.
+"""
+
+import csv
+import hashlib
+import hmac
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Value, When
+from django.http import HttpResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from ml import CLASS_NAMES, CLASSES, MALIGNANT
+
+from . import services
 from .models import Diagnosis, Mole, Review
 
-admin.site.register(Mole)
-admin.site.register(Diagnosis)
-admin.site.register(Review)
+admin.site.site_header = "molesite review desk"
+admin.site.site_title = "molesite review desk"
+admin.site.index_title = "Clinician review"
+
+RISK_RANK = Case(
+    When(risk=Diagnosis.Risk.HIGH, then=Value(0)),
+    When(risk=Diagnosis.Risk.MEDIUM, then=Value(1)),
+    When(risk=Diagnosis.Risk.LOW, then=Value(2)),
+    default=Value(3),
+    output_field=IntegerField(),
+)
+IS_REVIEWED = Exists(Review.objects.filter(diagnosis=OuterRef("pk")))
+RISK_COLOURS = {"high": "#ba2121", "medium": "#b36b00", "low": "#2e7d32"}
+EARLIER_PHOTOS_SHOWN = 12
+
+
+def _file_url(diagnosis, kind):
+    return reverse("diagnoses:file", args=[diagnosis.pk, kind])
+
+
+def _change_url(obj):
+    return reverse(f"admin:diagnoses_{obj._meta.model_name}_change", args=[obj.pk])
+
+
+def _has_review(diagnosis):
+    try:
+        return diagnosis.review is not None
+    except Review.DoesNotExist:
+        return False
+
+
+def pseudonym(kind: str, value) -> str:
+    """A stable pseudonymous id (keyed hash): groups rows by patient or lesion, names no one."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), f"{kind}:{value}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:16]
+
+
+class ReviewedFilter(admin.SimpleListFilter):
+    title = "reviewed"
+    parameter_name = "reviewed"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Not reviewed"), ("yes", "Reviewed")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.filter(review__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(review__isnull=False)
+        return queryset
+
+
+class ReviewForm(forms.ModelForm):
+    class Meta:
+        model = Review
+        fields = ["verdict", "label", "recommendation", "note"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("verdict") == Review.Verdict.DISAGREE and not cleaned.get("label"):
+            self.add_error("label", "Give your own label when you disagree with the model.")
+        return cleaned
+
+
+class ReviewInline(admin.StackedInline):
+    model = Review
+    form = ReviewForm
+    fields = ["verdict", "label", "recommendation", "note", "reviewer", "reviewed_at"]
+    readonly_fields = ["reviewer", "reviewed_at"]
+    can_delete = False
+    extra = 1
+    max_num = 1
+    verbose_name = "clinician review"
+    verbose_name_plural = "clinician review"
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        suggested = services.RECOMMENDATION_FOR_RISK.get(obj.risk) if obj else None
+        if suggested:
+            field = formset.form.base_fields["recommendation"]
+            field.help_text = f"Suggested for {obj.get_risk_display().lower()} risk: {suggested.label}."
+        return formset
+
+
+@admin.register(Diagnosis)
+class DiagnosisAdmin(admin.ModelAdmin):
+    list_display = [
+        "thumb",
+        "patient",
+        "risk_band",
+        "malignant_percent",
+        "predicted_class",
+        "status",
+        "reviewed",
+        "created_at",
+    ]
+    list_display_links = ["thumb", "patient"]
+    list_filter = ["risk", "status", ReviewedFilter, "model_version", "created_at"]
+    list_select_related = ["owner", "review"]
+    search_fields = ["owner__username", "owner__email"]
+    search_help_text = "Search by the patient's username or e-mail address."
+    # The queue: unreviewed cases first; among them the highest risk first, then the oldest.
+    ordering = [IS_REVIEWED.asc(), RISK_RANK.asc(), F("created_at").asc()]
+    list_per_page = 50
+    view_on_site = False  # the patient's result page is the patient's alone
+    actions = ["mark_reviewed", "requeue", "export_reviewed_csv"]
+    inlines = [ReviewInline]
+    fieldsets = [
+        ("Photos", {"fields": [("photo", "heatmap_image")]}),
+        (
+            "Model output",
+            {
+                "fields": [
+                    "status",
+                    "error",
+                    ("risk", "malignant_percent", "predicted_class"),
+                    "probabilities_table",
+                    ("model_version", "finished_at"),
+                ]
+            },
+        ),
+        ("Patient", {"fields": [("patient", "mole_link", "created_at"), "earlier_photos"]}),
+    ]
+    # Nothing about a diagnosis is editable here, for anyone: not the model's output, not the photo.
+    readonly_fields = [
+        "photo",
+        "heatmap_image",
+        "status",
+        "error",
+        "risk",
+        "malignant_percent",
+        "predicted_class",
+        "probabilities_table",
+        "model_version",
+        "finished_at",
+        "patient",
+        "mole_link",
+        "created_at",
+        "earlier_photos",
+    ]
+
+    # --- the queue -----------------------------------------------------------------------------
+
+    @admin.display(description="Photo")
+    def thumb(self, obj):
+        return format_html(
+            '<img src="{}" alt="Photo {}" width="64" height="64" loading="lazy" style="object-fit:cover;border-radius:4px">',
+            _file_url(obj, "thumbnail"),
+            obj.pk,
+        )
+
+    @admin.display(description="Patient", ordering="owner__username")
+    def patient(self, obj):
+        return obj.owner.get_username()
+
+    @admin.display(description="Risk", ordering=RISK_RANK)
+    def risk_band(self, obj):
+        if not obj.risk:
+            return "—"
+        return format_html(
+            '<strong style="color:{}">{}</strong>', RISK_COLOURS.get(obj.risk, "inherit"), obj.get_risk_display()
+        )
+
+    @admin.display(description="Malignant %", ordering="malignant_probability")
+    def malignant_percent(self, obj):
+        return "—" if obj.malignant_percent is None else f"{obj.malignant_percent}%"
+
+    @admin.display(description="Reviewed", boolean=True, ordering=IS_REVIEWED)
+    def reviewed(self, obj):
+        return _has_review(obj)
+
+    # --- the case page -------------------------------------------------------------------------
+
+    @admin.display(description="Photo")
+    def photo(self, obj):
+        return format_html(
+            '<a href="{0}" target="_blank" rel="noopener"><img src="{0}" alt="The patient\'s photo" '
+            'style="max-width:360px;max-height:360px;border-radius:4px"></a>',
+            _file_url(obj, "image"),
+        )
+
+    @admin.display(description="Heatmap (where the model looked)")
+    def heatmap_image(self, obj):
+        if not obj.heatmap:
+            return "No heatmap yet."
+        return format_html(
+            '<a href="{0}" target="_blank" rel="noopener"><img src="{0}" alt="Heatmap" '
+            'style="max-width:360px;max-height:360px;border-radius:4px"></a>',
+            _file_url(obj, "heatmap"),
+        )
+
+    @admin.display(description="Probabilities")
+    def probabilities_table(self, obj):
+        if not obj.probabilities:
+            return "—"
+        rows = sorted(CLASSES, key=lambda code: obj.probabilities.get(code, 0.0), reverse=True)
+        body = format_html_join(
+            "",
+            "<tr><td>{}{}</td><td style='text-align:right'>{}%</td></tr>",
+            (
+                (
+                    CLASS_NAMES[code],
+                    " (malignant)" if code in MALIGNANT else "",
+                    f"{obj.probabilities.get(code, 0.0) * 100:.1f}",
+                )
+                for code in rows
+            ),
+        )
+        return format_html('<table class="probabilities"><tbody>{}</tbody></table>', body)
+
+    @admin.display(description="Mole")
+    def mole_link(self, obj):
+        if obj.mole is None:
+            return "—"
+        return format_html('<a href="{}">{}</a>', _change_url(obj.mole), obj.mole)
+
+    @admin.display(description="Earlier photos of this mole")
+    def earlier_photos(self, obj):
+        if obj.mole_id is None:
+            return "Not filed under a mole."
+        earlier = (
+            Diagnosis.objects.filter(mole_id=obj.mole_id, created_at__lt=obj.created_at)
+            .select_related("review")
+            .order_by("-created_at")[:EARLIER_PHOTOS_SHOWN]
+        )
+        return _thumbnail_strip(earlier) or "None: this is the first photo of this mole."
+
+    # --- permissions and saving ----------------------------------------------------------------
+
+    def has_add_permission(self, request):
+        return False  # photos come from patients, through the upload service
+
+    def get_inline_instances(self, request, obj=None):
+        if obj is None or obj.status != Diagnosis.Status.DONE:
+            return []  # only a finished result can be reviewed
+        return super().get_inline_instances(request, obj)
+
+    def has_review_permission(self, request):
+        return request.user.has_perms(["diagnoses.add_review", "diagnoses.change_review"])
+
+    def save_model(self, request, obj, form, change):
+        # No Diagnosis field is editable here; saving the row would only risk overwriting what
+        # the worker wrote in the meantime.
+        pass
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Review:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)  # saves nothing; lists what changed for the admin's history
+        for review_form in formset.forms:
+            if not review_form.has_changed():
+                continue
+            data = review_form.cleaned_data
+            services.review_save(
+                diagnosis=form.instance,
+                reviewer=request.user,
+                verdict=data["verdict"],
+                label=data["label"],
+                recommendation=data["recommendation"],
+                note=data["note"],
+            )
+
+    def delete_model(self, request, obj):
+        services.diagnosis_delete(diagnosis=obj)
+
+    def delete_queryset(self, request, queryset):
+        for diagnosis in queryset:
+            services.diagnosis_delete(diagnosis=diagnosis)
+
+    # --- actions -------------------------------------------------------------------------------
+
+    @admin.action(description="Mark selected as reviewed (agree with the model)", permissions=["review"])
+    def mark_reviewed(self, request, queryset):
+        reviewed = [
+            diagnosis
+            for diagnosis in queryset.select_related(None)
+            if services.review_agree(diagnosis=diagnosis, reviewer=request.user)
+        ]
+        skipped = queryset.count() - len(reviewed)
+        self.message_user(request, f"Marked {len(reviewed)} as reviewed.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"Skipped {skipped}: not finished yet, or already reviewed.", messages.WARNING
+            )
+
+    @admin.action(description="Re-run classification with the current model", permissions=["change"])
+    def requeue(self, request, queryset):
+        count = 0
+        for diagnosis in queryset.exclude(status__in=[Diagnosis.Status.QUEUED, Diagnosis.Status.RUNNING]):
+            services.diagnosis_requeue(diagnosis=diagnosis)
+            count += 1
+        self.message_user(request, f"Queued {count} for classification again.", messages.SUCCESS)
+        if skipped := queryset.count() - count:
+            self.message_user(request, f"Skipped {skipped} already waiting or running.", messages.WARNING)
+
+    @admin.action(description="Export reviewed cases as CSV (pseudonymous, for model improvement)", permissions=["view"])
+    def export_reviewed_csv(self, request, queryset):
+        reviewed = queryset.filter(review__isnull=False).select_related("review").order_by("created_at")
+        if not reviewed.exists():
+            self.message_user(request, "None of the selected cases has been reviewed.", messages.WARNING)
+            return None
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        filename = f"molesite-reviews-{timezone.now():%Y%m%d-%H%M}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        write_reviews_csv(response, reviewed)
+        return response
+
+
+CSV_HEADER = [
+    "diagnosis_id",
+    "patient_pseudonym",
+    "lesion_pseudonym",
+    "created_at",
+    "model_version",
+    "predicted_class",
+    "malignant_probability",
+    *(f"p_{code}" for code in CLASSES),
+    "clinician_label",
+    "verdict",
+    "recommendation",
+    "reviewed_at",
+]
+
+
+def write_reviews_csv(out, diagnoses):
+    """One row per reviewed diagnosis; no name, username, e-mail or note (free text may identify)."""
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADER)
+    for diagnosis in diagnoses:
+        review = diagnosis.review
+        writer.writerow(
+            [
+                diagnosis.pk,
+                pseudonym("patient", diagnosis.owner_id),
+                pseudonym("lesion", diagnosis.mole_id) if diagnosis.mole_id else "",
+                diagnosis.created_at.isoformat(),
+                diagnosis.model_version,
+                diagnosis.predicted_class,
+                "" if diagnosis.malignant_probability is None else f"{diagnosis.malignant_probability:.6f}",
+                *(f"{diagnosis.probabilities.get(code, 0.0):.6f}" for code in CLASSES),
+                review.label,
+                review.verdict,
+                review.recommendation,
+                review.reviewed_at.isoformat(),
+            ]
+        )
+
+
+def _thumbnail_strip(diagnoses):
+    return format_html_join(
+        "",
+        '<a href="{}" style="display:inline-block;margin:0 8px 8px 0;text-align:center">'
+        '<img src="{}" alt="Photo of {}" width="96" height="96" loading="lazy" style="object-fit:cover;border-radius:4px">'
+        "<br><small>{} · {}{}</small></a>",
+        (
+            (
+                _change_url(diagnosis),
+                _file_url(diagnosis, "thumbnail"),
+                f"{diagnosis.created_at:%d %b %Y}",
+                f"{diagnosis.created_at:%d %b %Y}",
+                diagnosis.get_risk_display() or diagnosis.get_status_display(),
+                " · reviewed" if _has_review(diagnosis) else "",
+            )
+            for diagnosis in diagnoses
+        ),
+    )
+
+
+@admin.register(Mole)
+class MoleAdmin(admin.ModelAdmin):
+    list_display = ["name", "body_site", "patient", "created_at"]
+    list_select_related = ["owner"]
+    list_filter = ["body_site"]
+    search_fields = ["name", "owner__username", "owner__email"]
+    fields = ["name", "body_site", "patient", "created_at", "photos"]
+    readonly_fields = ["name", "body_site", "patient", "created_at", "photos"]
+
+    @admin.display(description="Patient", ordering="owner__username")
+    def patient(self, obj):
+        return obj.owner.get_username()
+
+    @admin.display(description="Photos, newest first")
+    def photos(self, obj):
+        return _thumbnail_strip(obj.diagnoses.select_related("review").order_by("-created_at")) or "None."
+
+    def has_add_permission(self, request):
+        return False  # moles are the patient's own records
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    """A read-only log of reviews; reviews are written on the case page only."""
+
+    list_display = ["diagnosis_link", "reviewer", "verdict", "label", "recommendation", "reviewed_at"]
+    list_select_related = ["reviewer", "diagnosis"]
+    list_filter = ["verdict", "recommendation", "label", "reviewed_at"]
+    date_hierarchy = "reviewed_at"
+    ordering = ["-reviewed_at"]
+
+    @admin.display(description="Case")
+    def diagnosis_link(self, obj):
+        return format_html('<a href="{}">{}</a>', _change_url(obj.diagnosis), obj.diagnosis_id)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -14,7 +14,7 @@ from ml import CLASSES
 from ml.errors import ImageError, ModelArtifactError
 
 from .images import sanitize_upload
-from .models import Diagnosis, Mole
+from .models import Diagnosis, Mole, Review
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +182,88 @@ def _store_result(diagnosis: Diagnosis, prediction, heatmap_png: bytes) -> bool:
     if not stored:
         _delete_files([diagnosis.heatmap])
     return bool(stored)
+
+
+# --- Clinician review -------------------------------------------------------------------------
+
+REVIEWERS_GROUP = "Reviewers"
+# Exactly what a clinician needs in the admin. change_diagnosis is needed to save the review
+# form on the case page and to re-run a classification; the admin makes every Diagnosis field
+# read-only, so it never lets anyone edit the model's output or the patient's photo.
+REVIEWER_PERMISSIONS = (
+    "view_diagnosis",
+    "change_diagnosis",
+    "view_mole",
+    "view_review",
+    "add_review",
+    "change_review",
+)
+# The recommendation a clinician who agrees with the model gives by default, by risk band.
+RECOMMENDATION_FOR_RISK = {
+    Diagnosis.Risk.LOW: Review.Recommendation.ROUTINE,
+    Diagnosis.Risk.MEDIUM: Review.Recommendation.MONITOR,
+    Diagnosis.Risk.HIGH: Review.Recommendation.DERMATOLOGIST_SOON,
+}
+
+
+def review_save(
+    *, diagnosis: Diagnosis, reviewer, verdict: str, recommendation: str, label: str = "", note: str = ""
+) -> Review:
+    """Record (or correct) a clinician's review; stamps the reviewer and the time.
+
+    Agreeing without a label means the clinician's label is the model's predicted class.
+    """
+    if diagnosis.status != Diagnosis.Status.DONE:
+        raise ValueError("Only a finished diagnosis can be reviewed.")
+    if verdict == Review.Verdict.AGREE and not label:
+        label = diagnosis.predicted_class
+    review, _ = Review.objects.update_or_create(
+        diagnosis=diagnosis,
+        defaults={
+            "reviewer": reviewer,
+            "verdict": verdict,
+            "label": label,
+            "recommendation": recommendation,
+            "note": note.strip(),
+            "reviewed_at": timezone.now(),
+        },
+    )
+    diagnosis.review = review
+    return review
+
+
+def review_agree(*, diagnosis: Diagnosis, reviewer) -> Review | None:
+    """Agree with the model, recommending what its risk band suggests.
+
+    Returns None (and changes nothing) for a diagnosis that is not done or already reviewed:
+    a clinician's earlier reading is never overwritten in bulk.
+    """
+    if diagnosis.status != Diagnosis.Status.DONE or Review.objects.filter(diagnosis=diagnosis).exists():
+        return None
+    return review_save(
+        diagnosis=diagnosis,
+        reviewer=reviewer,
+        verdict=Review.Verdict.AGREE,
+        recommendation=RECOMMENDATION_FOR_RISK.get(diagnosis.risk, Review.Recommendation.MONITOR),
+    )
+
+
+def reviewers_group_ensure():
+    """Create the Reviewers group if needed and give it exactly REVIEWER_PERMISSIONS."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name=REVIEWERS_GROUP)
+    permissions = Permission.objects.filter(content_type__app_label="diagnoses", codename__in=REVIEWER_PERMISSIONS)
+    group.permissions.set(permissions)
+    return group
+
+
+def reviewer_create(*, username: str, email: str = "", password: str):
+    """Create a staff account in the Reviewers group (never a superuser)."""
+    from django.contrib.auth import get_user_model
+
+    with transaction.atomic():
+        group = reviewers_group_ensure()
+        user = get_user_model().objects.create_user(username=username, email=email, password=password, is_staff=True)
+        user.groups.add(group)
+    return user

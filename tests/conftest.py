@@ -88,3 +88,97 @@ def make_image_bytes(fmt="JPEG", size=(200, 150), colour=(180, 120, 90), **save_
 @pytest.fixture
 def jpeg_bytes():
     return make_image_bytes()
+
+
+# --- Clinician review (admin) ------------------------------------------------------------------
+
+# Plausible classifier outputs by risk band, for rows the admin tests create directly.
+PROBABILITIES_FOR_RISK = {
+    "high": {"akiec": 0.04, "bcc": 0.06, "bkl": 0.05, "df": 0.01, "mel": 0.62, "nv": 0.2, "vasc": 0.02},
+    "medium": {"akiec": 0.05, "bcc": 0.2, "bkl": 0.1, "df": 0.02, "mel": 0.1, "nv": 0.5, "vasc": 0.03},
+    "low": {"akiec": 0.01, "bcc": 0.02, "bkl": 0.04, "df": 0.01, "mel": 0.02, "nv": 0.88, "vasc": 0.02},
+}
+
+
+@pytest.fixture
+def reviewer(db):
+    from diagnoses import services
+
+    return services.reviewer_create(username="dr-reviewer", email="dr@example.com", password="a long clinic secret")
+
+
+@pytest.fixture
+def reviewer_client(reviewer):
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(reviewer)
+    return browser
+
+
+@pytest.fixture
+def make_diagnosis(db):
+    """Create a Diagnosis row with real stored JPEGs: done with a given risk band, or another status."""
+    from datetime import timedelta
+
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from diagnoses.models import Diagnosis
+    from ml import MALIGNANT
+
+    def make(owner, *, risk="low", status="done", mole=None, age_days=0, model_version="test-model-1"):
+        diagnosis = Diagnosis(owner=owner, mole=mole, sha256="0" * 64, status=status)
+        diagnosis.image.save("photo.jpg", ContentFile(make_image_bytes()), save=False)
+        diagnosis.thumbnail.save("thumb.jpg", ContentFile(make_image_bytes(size=(64, 48))), save=False)
+        if status == Diagnosis.Status.DONE:
+            probabilities = PROBABILITIES_FOR_RISK[risk]
+            diagnosis.heatmap.save("heat.png", ContentFile(make_image_bytes(fmt="PNG")), save=False)
+            diagnosis.probabilities = probabilities
+            diagnosis.malignant_probability = sum(probabilities[code] for code in MALIGNANT)
+            diagnosis.predicted_class = max(probabilities, key=probabilities.get)
+            diagnosis.risk = risk
+            diagnosis.model_version = model_version
+            diagnosis.finished_at = timezone.now()
+        diagnosis.save()
+        if age_days:
+            created_at = timezone.now() - timedelta(days=age_days)
+            Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=created_at)
+            diagnosis.created_at = created_at
+        return diagnosis
+
+    return make
+
+
+# --- REST API ----------------------------------------------------------------------------------
+
+
+def token_client(user=None):
+    """A DRF test client, signed in with an API token when given a user."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return api
+
+
+@pytest.fixture
+def api_client(db):
+    """An anonymous API client. Throttle counters (kept in the cache) start from zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+    return token_client()
+
+
+@pytest.fixture
+def owner_api(api_client, owner):
+    return token_client(owner)
+
+
+@pytest.fixture
+def outsider_api(api_client, outsider):
+    return token_client(outsider)

@@ -1,0 +1,254 @@
+"""The admin as the review desk: who gets in, what the queue shows and in which order, the case page."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from diagnoses import services
+from diagnoses.models import Diagnosis, Mole, Review
+
+pytestmark = pytest.mark.django_db
+
+QUEUE_URL = reverse("admin:diagnoses_diagnosis_changelist")
+
+
+def change_url(diagnosis):
+    return reverse("admin:diagnoses_diagnosis_change", args=[diagnosis.pk])
+
+
+def queue(client, **params):
+    response = client.get(QUEUE_URL, params)
+    assert response.status_code == 200
+    return list(response.context["cl"].result_list)
+
+
+# --- who gets in -------------------------------------------------------------------------------
+
+
+def test_it_creates_the_reviewers_group_with_only_the_review_permissions():
+    group = Group.objects.get(name=services.REVIEWERS_GROUP)  # made by migrate's post_migrate handler
+    codenames = set(group.permissions.values_list("content_type__app_label", "codename"))
+    assert codenames == {("diagnoses", codename) for codename in services.REVIEWER_PERMISSIONS}
+
+
+def test_it_makes_a_reviewer_staff_but_not_superuser(reviewer):
+    assert reviewer.is_staff and not reviewer.is_superuser
+    assert reviewer.has_perm("diagnoses.change_review")
+    assert not reviewer.has_perm("diagnoses.delete_diagnosis")
+    assert not reviewer.has_perm("accounts.view_user")
+
+
+def test_it_sends_a_non_staff_user_to_the_login_page(owner_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    for url in ["/admin/", QUEUE_URL, change_url(diagnosis), reverse("admin:accounts_user_changelist")]:
+        response = owner_client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_it_sends_an_anonymous_visitor_to_the_login_page(client):
+    response = client.get(QUEUE_URL)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_it_refuses_user_and_group_admin_to_a_reviewer(reviewer_client, reviewer, owner):
+    urls = [
+        reverse("admin:accounts_user_changelist"),
+        reverse("admin:accounts_user_add"),
+        reverse("admin:accounts_user_change", args=[owner.pk]),
+        reverse("admin:accounts_user_change", args=[reviewer.pk]),
+        reverse("admin:accounts_user_delete", args=[owner.pk]),
+        reverse("admin:auth_group_changelist"),
+        reverse("admin:auth_group_add"),
+    ]
+    for url in urls:
+        assert reviewer_client.get(url).status_code == 403, url
+    response = reviewer_client.post(reverse("admin:accounts_user_change", args=[reviewer.pk]), {"is_superuser": "on"})
+    assert response.status_code == 403
+    reviewer.refresh_from_db()
+    assert not reviewer.is_superuser
+
+
+def test_it_shows_a_reviewer_only_the_review_desk_on_the_index(reviewer_client, admin_client):
+    reviewer_apps = {app["app_label"] for app in reviewer_client.get("/admin/").context["app_list"]}
+    assert reviewer_apps == {"diagnoses"}
+    superuser_apps = {app["app_label"] for app in admin_client.get("/admin/").context["app_list"]}
+    assert {"accounts", "auth", "diagnoses"} <= superuser_apps
+
+
+def test_it_lets_no_one_add_a_diagnosis_in_the_admin(reviewer_client, admin_client):
+    assert reviewer_client.get(reverse("admin:diagnoses_diagnosis_add")).status_code == 403
+    assert admin_client.get(reverse("admin:diagnoses_diagnosis_add")).status_code == 403
+
+
+def test_it_refuses_deletion_to_a_reviewer(reviewer_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    url = reverse("admin:diagnoses_diagnosis_delete", args=[diagnosis.pk])
+    assert reviewer_client.post(url, {"post": "yes"}).status_code == 403
+    assert Diagnosis.objects.filter(pk=diagnosis.pk).exists()
+
+
+def test_it_deletes_the_stored_files_when_a_superuser_deletes(admin_client, owner, make_diagnosis, django_capture_on_commit_callbacks):
+    diagnosis = make_diagnosis(owner, risk="low")
+    storage, names = diagnosis.image.storage, [f.name for f in diagnosis.stored_files()]
+    url = reverse("admin:diagnoses_diagnosis_delete", args=[diagnosis.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert admin_client.post(url, {"post": "yes"}).status_code == 302
+    assert not Diagnosis.objects.filter(pk=diagnosis.pk).exists()
+    assert not any(storage.exists(name) for name in names)
+
+
+# --- the queue ---------------------------------------------------------------------------------
+
+
+def test_it_orders_the_queue_unreviewed_first_then_by_risk_then_oldest(reviewer_client, reviewer, owner, make_diagnosis):
+    low_old = make_diagnosis(owner, risk="low", age_days=9)
+    high_new = make_diagnosis(owner, risk="high", age_days=1)
+    high_old = make_diagnosis(owner, risk="high", age_days=5)
+    medium = make_diagnosis(owner, risk="medium", age_days=3)
+    queued = make_diagnosis(owner, status="queued", age_days=20)
+    high_reviewed = make_diagnosis(owner, risk="high", age_days=30)
+    services.review_agree(diagnosis=high_reviewed, reviewer=reviewer)
+
+    assert queue(reviewer_client) == [high_old, high_new, medium, low_old, queued, high_reviewed]
+
+
+def test_it_shows_the_queue_columns_with_private_thumbnails(reviewer_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    response = reviewer_client.get(QUEUE_URL)
+    html = response.content.decode()
+    assert reverse("diagnoses:file", args=[diagnosis.pk, "thumbnail"]) in html
+    assert "/media/" not in html
+    for text in ["patient", "High", "72.0%", "Melanoma", "Done", "icon-no.svg"]:
+        assert text in html, text
+
+
+def test_it_lets_staff_but_not_outsiders_load_the_thumbnail(reviewer_client, outsider_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    url = reverse("diagnoses:file", args=[diagnosis.pk, "thumbnail"])
+    assert reviewer_client.get(url).status_code == 200
+    assert outsider_client.get(url).status_code == 404
+
+
+def test_it_filters_the_queue_by_reviewed_risk_and_status(reviewer_client, reviewer, owner, make_diagnosis):
+    reviewed = make_diagnosis(owner, risk="high")
+    services.review_agree(diagnosis=reviewed, reviewer=reviewer)
+    waiting = make_diagnosis(owner, risk="medium")
+    failed = make_diagnosis(owner, status="failed")
+
+    assert queue(reviewer_client, reviewed="yes") == [reviewed]
+    assert queue(reviewer_client, reviewed="no") == [waiting, failed]
+    assert queue(reviewer_client, risk__exact="medium") == [waiting]
+    assert queue(reviewer_client, status__exact="failed") == [failed]
+    assert queue(reviewer_client, model_version="test-model-1", reviewed="no") == [waiting]
+
+
+def test_it_searches_the_queue_by_patient_username_and_email(reviewer_client, owner, outsider, make_diagnosis):
+    mine = make_diagnosis(owner, risk="low")
+    theirs = make_diagnosis(outsider, risk="low")
+    assert queue(reviewer_client, q="patient") == [mine]
+    assert queue(reviewer_client, q="outsider@example.com") == [theirs]
+    assert queue(reviewer_client, q="nobody") == []
+
+
+def test_it_loads_the_queue_in_a_constant_number_of_queries(
+    reviewer_client, reviewer, owner, make_diagnosis
+):
+    def count_queries():
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as captured:
+            reviewer_client.get(QUEUE_URL)
+        return len(captured)
+
+    services.review_agree(diagnosis=make_diagnosis(owner, risk="high"), reviewer=reviewer)
+    make_diagnosis(owner, risk="low")
+    few = count_queries()
+    for risk in ["high", "medium", "low", "low", "medium"]:
+        services.review_agree(diagnosis=make_diagnosis(owner, risk=risk), reviewer=reviewer)
+        make_diagnosis(owner, risk=risk)
+    assert count_queries() == few
+
+
+# --- the case page -----------------------------------------------------------------------------
+
+
+def test_it_renders_the_case_page_for_a_reviewer_and_a_superuser(reviewer_client, admin_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    for browser in (reviewer_client, admin_client):
+        response = browser.get(change_url(diagnosis))
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert reverse("diagnoses:file", args=[diagnosis.pk, "image"]) in html
+        assert reverse("diagnoses:file", args=[diagnosis.pk, "heatmap"]) in html
+        assert "/media/" not in html
+        # All seven probabilities, as read-only text.
+        for text in ["Melanoma (malignant)", "62.0%", "Melanocytic nevus", "20.0%", "Dermatofibroma", "1.0%"]:
+            assert text in html, text
+        assert 'name="review-0-verdict"' in html
+
+
+def test_it_shows_the_earlier_photos_of_the_same_mole(reviewer_client, owner, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    first = make_diagnosis(owner, risk="low", mole=mole, age_days=60)
+    second = make_diagnosis(owner, risk="medium", mole=mole, age_days=30)
+    current = make_diagnosis(owner, risk="high", mole=mole)
+    later = make_diagnosis(owner, risk="high", mole=mole, age_days=0)
+    unrelated = make_diagnosis(owner, risk="low", age_days=90)
+
+    html = reviewer_client.get(change_url(current)).content.decode()
+    for earlier in (first, second):
+        assert change_url(earlier) in html
+        assert reverse("diagnoses:file", args=[earlier.pk, "thumbnail"]) in html
+    assert change_url(later) not in html
+    assert change_url(unrelated) not in html
+    assert reverse("admin:diagnoses_mole_change", args=[mole.pk]) in html
+
+
+def test_it_does_not_let_anyone_edit_the_model_output_or_the_photo(reviewer_client, admin_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    for browser in (reviewer_client, admin_client):
+        html = browser.get(change_url(diagnosis)).content.decode()
+        for field in ["risk", "probabilities", "predicted_class", "malignant_probability", "image", "status"]:
+            assert f'name="{field}"' not in html
+        response = browser.post(
+            change_url(diagnosis),
+            {
+                "risk": "low",
+                "predicted_class": "nv",
+                "status": "failed",
+                "review-TOTAL_FORMS": "1",
+                "review-INITIAL_FORMS": "0",
+                "review-MIN_NUM_FORMS": "0",
+                "review-MAX_NUM_FORMS": "1",
+            },
+        )
+        assert response.status_code == 302
+    diagnosis.refresh_from_db()
+    assert (diagnosis.risk, diagnosis.predicted_class, diagnosis.status) == ("high", "mel", "done")
+    assert not Review.objects.exists()
+
+
+def test_it_offers_no_review_form_before_the_result_is_done(reviewer_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, status="running")
+    response = reviewer_client.get(change_url(diagnosis))
+    assert response.status_code == 200
+    assert 'name="review-0-verdict"' not in response.content.decode()
+
+
+def test_it_renders_the_mole_and_review_pages_read_only_for_a_reviewer(reviewer_client, reviewer, owner, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    diagnosis = make_diagnosis(owner, risk="high", mole=mole)
+    review = services.review_agree(diagnosis=diagnosis, reviewer=reviewer)
+
+    assert reviewer_client.get(reverse("admin:diagnoses_mole_changelist")).status_code == 200
+    mole_page = reviewer_client.get(reverse("admin:diagnoses_mole_change", args=[mole.pk]))
+    assert mole_page.status_code == 200
+    assert reverse("diagnoses:file", args=[diagnosis.pk, "thumbnail"]) in mole_page.content.decode()
+    assert 'name="name"' not in mole_page.content.decode()
+    assert reviewer_client.get(reverse("admin:diagnoses_review_changelist")).status_code == 200
+    review_page = reviewer_client.get(reverse("admin:diagnoses_review_change", args=[review.pk]))
+    assert review_page.status_code == 200
+    assert 'name="verdict"' not in review_page.content.decode()
