@@ -1,9 +1,16 @@
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.urls import reverse_lazy
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
 
-from .forms import SignUpForm
+from diagnoses import services
+
+from .forms import DeleteAccountForm, SignUpForm
 
 
 @require_http_methods(["GET", "POST"])
@@ -17,3 +24,65 @@ def signup(request):
         messages.success(request, f"Welcome, {user.username}! Upload a photo of a mole to get started.")
         return redirect("diagnoses:new")
     return render(request, "accounts/signup.html", {"form": form})
+
+
+class LoginView(auth_views.LoginView):
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, f"Signed in as {form.get_user().username}.")
+        return response
+
+
+class LogoutView(auth_views.LogoutView):
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You are signed out.")
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    success_url = reverse_lazy("account")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, "Your password was changed.")
+        return response
+
+
+@login_required
+@require_GET
+def account(request):
+    user = request.user
+    counts = {
+        "diagnoses": user.diagnoses.count(),
+        "moles": user.moles.count(),
+        "reviewed": user.diagnoses.filter(review__isnull=False).count(),
+    }
+    return render(request, "accounts/account.html", {"counts": counts})
+
+
+@login_required
+@require_GET
+def account_export(request):
+    """All of the user's data: a zip with data.json and every stored image."""
+    data = services.user_export_zip(user=request.user)
+    stamp = timezone.now().strftime("%Y%m%d")
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="molesite-{request.user.username}-{stamp}.zip"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_delete(request):
+    form = DeleteAccountForm(request.POST or None, user=request.user)
+    if request.method == "POST":
+        if form.is_valid():
+            user = request.user
+            logout(request)
+            services.user_delete(user=user)
+            messages.success(request, "Your account, photos and results were deleted for good.")
+            return redirect("home")
+        messages.error(request, "Your account was not deleted: see the message below.")
+    return render(request, "accounts/delete.html", {"form": form}, status=400 if form.errors else 200)

@@ -1,6 +1,6 @@
 from django import forms
 
-from .models import BODY_SITES, Mole
+from .models import BODY_SITES, Diagnosis, Mole
 
 
 class UploadForm(forms.Form):
@@ -34,3 +34,60 @@ class UploadForm(forms.Form):
             self.add_error("new_mole_name", "You already track a mole with this name: pick it from the list.")
         cleaned["new_mole_name"] = name
         return cleaned
+
+
+UNTRACKED = "none"
+
+
+class HistoryFilterForm(forms.Form):
+    """The GET filters of the history page; invalid values are ignored, never an error page."""
+
+    risk = forms.ChoiceField(required=False, choices=[("", "Any risk"), *Diagnosis.Risk.choices])
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Diagnosis.Status.choices])
+    mole = forms.ChoiceField(required=False, label="Mole")
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, owner, **kwargs):
+        super().__init__(*args, **kwargs)
+        moles = Mole.objects.filter(owner=owner).values_list("pk", "name")
+        self.fields["mole"].choices = [("", "Any mole"), (UNTRACKED, "Untracked photos")] + [
+            (str(pk), name) for pk, name in moles
+        ]
+        for field in self.fields.values():
+            is_choice = isinstance(field, forms.ChoiceField)
+            field.widget.attrs["class"] = "form-select" if is_choice else "form-control"
+
+    def filter(self, queryset):
+        self.is_valid()  # a bad field drops out of cleaned_data; the others still filter
+        data = self.cleaned_data
+        if data.get("risk"):
+            queryset = queryset.filter(risk=data["risk"])
+        if data.get("status"):
+            queryset = queryset.filter(status=data["status"])
+        if data.get("mole") == UNTRACKED:
+            queryset = queryset.filter(mole__isnull=True)
+        elif data.get("mole"):
+            queryset = queryset.filter(mole_id=data["mole"])
+        if data.get("date_from"):
+            queryset = queryset.filter(created_at__date__gte=data["date_from"])
+        if data.get("date_to"):
+            queryset = queryset.filter(created_at__date__lte=data["date_to"])
+        return queryset
+
+    @property
+    def is_filtering(self):
+        return self.is_bound and any(self.data.get(name) for name in self.fields)
+
+
+class MoleForm(forms.ModelForm):
+    class Meta:
+        model = Mole
+        fields = ("name", "body_site")
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        clash = Mole.objects.filter(owner=self.instance.owner, name=name).exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError("You already track a mole with this name.")
+        return name

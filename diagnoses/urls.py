@@ -9,7 +9,11 @@ urlpatterns = [
     path("new/", views.diagnosis_new, name="new"),
     path("<uuid:pk>/", views.diagnosis_detail, name="detail"),
     path("<uuid:pk>/status/", views.diagnosis_status, name="status"),
+    path("<uuid:pk>/report/", views.diagnosis_report, name="report"),
     path("<uuid:pk>/delete/", views.diagnosis_delete, name="delete"),
     path("<uuid:pk>/files/<str:kind>/", views.diagnosis_file, name="file"),
+    path("moles/", views.mole_list, name="moles"),
     path("moles/<uuid:pk>/", views.mole_detail, name="mole"),
+    path("moles/<uuid:pk>/edit/", views.mole_edit, name="mole_edit"),
+    path("moles/<uuid:pk>/delete/", views.mole_delete, name="mole_delete"),
 ]

@@ -1,19 +1,31 @@
+import json
+import logging
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Count, Prefetch
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.views.decorators.http import require_GET, require_http_methods
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from ml import CLASS_NAMES, CLASSES, MALIGNANT
 
 from . import services
-from .forms import UploadForm
+from .forms import HistoryFilterForm, MoleForm, UploadForm
 from .models import Diagnosis, Mole
+
+logger = logging.getLogger(__name__)
 
 HISTORY_PAGE_SIZE = 12
 FILE_FIELDS = {"image": "image/jpeg", "thumbnail": "image/jpeg", "heatmap": "image/png"}
+RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 
 def home(request):
@@ -26,18 +38,26 @@ def _own_diagnosis(request, pk):
     return get_object_or_404(Diagnosis.objects.select_related("mole", "review"), pk=pk, owner=request.user)
 
 
+def _is_xhr(request):
+    return request.headers.get("x-requested-with") == "XMLHttpRequest"
+
+
 @login_required
 @require_GET
 def diagnosis_list(request):
-    diagnoses = request.user.diagnoses.select_related("mole", "review").order_by("-created_at")
+    filters = HistoryFilterForm(request.GET, owner=request.user)
+    diagnoses = filters.filter(request.user.diagnoses.select_related("mole", "review").order_by("-created_at"))
     page = Paginator(diagnoses, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "diagnoses/list.html", {"page": page})
+    return render(request, "diagnoses/list.html", {"page": page, "filters": filters})
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def diagnosis_new(request):
-    form = UploadForm(request.POST or None, request.FILES or None, owner=request.user)
+    """The upload form. The page's script posts it with XHR (for the progress bar) and gets
+    JSON back on success, or the re-rendered form with its messages (status 400)."""
+    initial = {"mole": request.GET.get("mole")} if request.method == "GET" else None
+    form = UploadForm(request.POST or None, request.FILES or None, owner=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             diagnosis = _create_from_form(request.user, form.cleaned_data)
@@ -45,8 +65,13 @@ def diagnosis_new(request):
             form.add_error("image", error)
         else:
             messages.success(request, "Photo received. The analysis usually takes a few seconds.")
+            if _is_xhr(request):
+                return JsonResponse({"redirect": diagnosis.get_absolute_url()}, status=201)
             return redirect(diagnosis)
-    return render(request, "diagnoses/new.html", {"form": form}, status=400 if form.errors else 200)
+    status = 400 if form.errors else 200
+    if _is_xhr(request):
+        return render(request, "diagnoses/_upload_form.html", {"form": form}, status=status)
+    return render(request, "diagnoses/new.html", {"form": form}, status=status)
 
 
 def _create_from_form(owner, data):
@@ -63,6 +88,14 @@ def _create_from_form(owner, data):
 @require_GET
 def diagnosis_detail(request, pk):
     return render(request, "diagnoses/detail.html", {"diagnosis": _own_diagnosis(request, pk)})
+
+
+@login_required
+@require_GET
+def diagnosis_report(request, pk):
+    """A print-friendly page of one result; the browser prints it or saves it as PDF."""
+    diagnosis = _own_diagnosis(request, pk)
+    return render(request, "diagnoses/report.html", {"diagnosis": diagnosis, "card": _model_card_summary()})
 
 
 @login_required
@@ -92,7 +125,12 @@ def diagnosis_file(request, pk, kind):
     if kind not in FILE_FIELDS:
         raise Http404
     visible = Diagnosis.objects.all() if request.user.is_staff else Diagnosis.objects.filter(owner=request.user)
-    diagnosis = get_object_or_404(visible, pk=pk)
+    return serve_file(get_object_or_404(visible, pk=pk), kind)
+
+
+def serve_file(diagnosis, kind):
+    """Stream one of a diagnosis' private images (a FILE_FIELDS kind) to a viewer the caller
+    has checked (this view, the API); 404 if it has none (yet)."""
     stored = getattr(diagnosis, kind)
     if not stored:
         raise Http404
@@ -102,9 +140,188 @@ def diagnosis_file(request, pk, kind):
     return response
 
 
+# --- moles ------------------------------------------------------------------------------------
+
+@login_required
+@require_GET
+def mole_list(request):
+    newest_first = Diagnosis.objects.order_by("-created_at")
+    moles = (
+        Mole.objects.filter(owner=request.user)
+        .annotate(photo_count=Count("diagnoses"))
+        .prefetch_related(Prefetch("diagnoses", queryset=newest_first, to_attr="photos_newest_first"))
+    )
+    return render(request, "diagnoses/mole_list.html", {"moles": moles})
+
+
+def mole_timeline(diagnoses):
+    """(diagnosis, previous risk if this photo's risk band is higher than the last finished one)."""
+    timeline, previous = [], None
+    for diagnosis in diagnoses:
+        rose_from = None
+        if diagnosis.status == Diagnosis.Status.DONE and diagnosis.risk in RISK_ORDER:
+            if previous is not None and RISK_ORDER[diagnosis.risk] > RISK_ORDER[previous.risk]:
+                rose_from = previous.risk
+            previous = diagnosis
+        timeline.append((diagnosis, rose_from))
+    return timeline
+
+
 @login_required
 @require_GET
 def mole_detail(request, pk):
     mole = get_object_or_404(Mole, pk=pk, owner=request.user)
-    diagnoses = mole.diagnoses.select_related("review").order_by("created_at")
-    return render(request, "diagnoses/mole.html", {"mole": mole, "diagnoses": diagnoses})
+    diagnoses = list(mole.diagnoses.select_related("review").order_by("created_at"))
+    timeline = mole_timeline(diagnoses)
+    rises = [(d, rose_from) for d, rose_from in timeline if rose_from]
+    done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
+    chart = {
+        "labels": [date_format(localtime(d.created_at), "j M Y") for d in done],
+        "values": [d.malignant_percent for d in done],
+        "risks": [d.risk for d in done],
+        "thresholds": _percent_thresholds(),
+    }
+    return render(
+        request,
+        "diagnoses/mole.html",
+        {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "latest_rise": rises[-1] if rises else None,
+         "chart": chart, "has_chart": len(done) >= 2},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def mole_edit(request, pk):
+    mole = get_object_or_404(Mole, pk=pk, owner=request.user)
+    form = MoleForm(request.POST or None, instance=mole)
+    if request.method == "POST":
+        if form.is_valid():
+            services.mole_update(mole=mole, name=form.cleaned_data["name"], body_site=form.cleaned_data["body_site"])
+            messages.success(request, "The mole was renamed.")
+            return redirect(mole)
+        messages.error(request, "The mole could not be saved: see the message below.")
+    return render(request, "diagnoses/mole_edit.html", {"mole": mole, "form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+@require_POST
+def mole_delete(request, pk):
+    mole = get_object_or_404(Mole, pk=pk, owner=request.user)
+    services.mole_delete(mole=mole)
+    messages.success(request, f"You no longer track “{mole.name}”. Its photos stay in your history.")
+    return redirect("diagnoses:moles")
+
+
+# --- about the model --------------------------------------------------------------------------
+
+def load_model_card():
+    """The shipped model card as a dict, or None when it is missing or unreadable."""
+    path = settings.ML_MODEL_DIR / "model_card.json"
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.info("no readable model card at %s: %s", path, exc)
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _percent(value):
+    value = _number(value)
+    return None if value is None else round(value * 100, 1)
+
+
+def _percent_thresholds():
+    card = load_model_card() or {}
+    thresholds = card.get("thresholds") if isinstance(card.get("thresholds"), dict) else {}
+    return {band: _percent(thresholds.get(band)) for band in ("medium", "high")}
+
+
+def _first_dict(*candidates):
+    return next((c for c in candidates if isinstance(c, dict) and c), {})
+
+
+def _model_card_summary():
+    """Figures of the card, flattened for the templates; every key is optional."""
+    card = load_model_card()
+    if card is None:
+        return None
+    metrics = _first_dict(card.get("metrics"), card.get("validation"))
+    if isinstance(metrics.get("validation"), dict):
+        metrics = metrics["validation"]
+    thresholds = card.get("thresholds") if isinstance(card.get("thresholds"), dict) else {}
+    threshold_metrics = _first_dict(
+        metrics.get("thresholds") if isinstance(metrics.get("thresholds"), dict) else None,
+        card.get("threshold_metrics"), metrics.get("threshold_metrics"),
+    )
+    bands = []
+    for band in ("medium", "high"):
+        figures = threshold_metrics.get(band) if isinstance(threshold_metrics.get(band), dict) else {}
+        cut = _number(thresholds.get(band)) if _number(thresholds.get(band)) is not None else _number(figures.get("threshold"))
+        bands.append({
+            "band": band, "threshold": _percent(cut),
+            "sensitivity": _percent(figures.get("sensitivity")), "specificity": _percent(figures.get("specificity")),
+        })
+    recall = metrics.get("per_class_recall") if isinstance(metrics.get("per_class_recall"), dict) else {}
+    return {
+        "card": card,
+        "version": card.get("version"),
+        "created_at": card.get("created_at") or card.get("trained_at"),
+        "training": _training_summary(card),
+        "n_images": _number(metrics.get("n_images")),
+        "figures": [
+            (label, _percent(metrics.get(key)))
+            for key, label in (("balanced_accuracy", "Balanced accuracy"), ("accuracy", "Accuracy"),
+                               ("malignant_auc", "Malignant vs benign AUC"))
+            if _percent(metrics.get(key)) is not None
+        ],
+        "ece": _number(metrics.get("ece")),
+        "bands": bands,
+        "recall": [(CLASS_NAMES[code], code in MALIGNANT, _percent(recall.get(code))) for code in CLASSES if code in recall],
+        "confusion": _confusion(_first_dict(metrics.get("confusion_matrix"), card.get("confusion_matrix"))),
+        "roc": _roc_points(metrics.get("roc") or metrics.get("roc_points") or card.get("roc") or card.get("roc_points")),
+        "limits": [str(item) for item in card.get("limits", []) if item] if isinstance(card.get("limits"), list) else [],
+    }
+
+
+def _training_summary(card):
+    data = _first_dict(card.get("training"), card.get("data"), card.get("dataset"))
+    keep = []
+    for key, value in data.items():
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            keep.append((key.replace("_", " ").capitalize(), value))
+    return keep[:12]
+
+
+def _confusion(matrix):
+    labels, rows = matrix.get("labels"), matrix.get("matrix")
+    if not (isinstance(labels, list) and isinstance(rows, list) and len(rows) == len(labels)):
+        return None
+    table = []
+    for label, row in zip(labels, rows):
+        if not (isinstance(row, list) and len(row) == len(labels) and all(_number(v) is not None for v in row)):
+            return None
+        total = sum(row) or 1
+        cells = [(value, round(100 * value / total), i == len(table)) for i, value in enumerate(row)]
+        table.append((CLASS_NAMES.get(label, str(label)), label, sum(row), cells))
+    return {"labels": labels, "rows": table}
+
+
+def _roc_points(points):
+    if not isinstance(points, list):
+        return []
+    clean = []
+    for point in points:
+        if isinstance(point, dict) and _number(point.get("fpr")) is not None and _number(point.get("tpr")) is not None:
+            clean.append({"x": point["fpr"], "y": point["tpr"]})
+        elif isinstance(point, (list, tuple)) and len(point) >= 2 and all(_number(v) is not None for v in point[:2]):
+            clean.append({"x": point[0], "y": point[1]})
+    return clean
+
+
+@require_GET
+def about_model(request):
+    return render(request, "about_model.html", {"summary": _model_card_summary()})

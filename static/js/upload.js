@@ -1,0 +1,150 @@
+// The upload form: drag-and-drop, camera or file picker, a preview, then an XHR upload with a
+// progress bar. The server answers JSON {redirect} on success, or the re-rendered form (400)
+// with its messages next to the fields, which replaces the form's content.
+(function () {
+  "use strict";
+  var form = document.getElementById("upload-form");
+  if (!form || !window.FormData || !window.XMLHttpRequest) return;
+  var MAX_BYTES = 20 * 1024 * 1024;
+  var previewUrl = null;
+
+  function $(selector) { return form.querySelector(selector); }
+
+  function setFiles(input, files) {
+    try {
+      var transfer = new DataTransfer();
+      transfer.items.add(files[0]);
+      input.files = transfer.files;
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function showClientError(message) {
+    var box = $("[data-client-error]");
+    box.textContent = message || "";
+    box.hidden = !message;
+  }
+
+  function showPreview(file) {
+    var preview = $("[data-preview]");
+    var empty = $("[data-empty]");
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = null;
+    if (!file) {
+      preview.hidden = true;
+      empty.hidden = false;
+      return;
+    }
+    if (file.type && file.type.indexOf("image/") !== 0) {
+      showClientError("This file is not a photo. Please choose a JPEG, PNG or WebP image.");
+    } else if (file.size > MAX_BYTES) {
+      showClientError("This photo is larger than 20 MB. Please choose a smaller one.");
+    } else {
+      showClientError("");
+    }
+    previewUrl = URL.createObjectURL(file);
+    $("[data-preview-img]").src = previewUrl;
+    $("[data-preview-name]").textContent = file.name + " · " + (file.size / 1048576).toFixed(1) + " MB";
+    preview.hidden = false;
+    empty.hidden = true;
+  }
+
+  function mainInput() { return form.querySelector("input[type=file][name=image]"); }
+
+  function bind() {
+    form.classList.add("enhanced");
+    var input = mainInput();
+    var gallery = $("#gallery-input");
+    var zone = $("[data-dropzone]");
+    if (!input || !zone) return;
+    input.addEventListener("change", function () { showPreview(input.files[0]); });
+    if (gallery) {
+      gallery.addEventListener("change", function () {
+        if (gallery.files.length && setFiles(input, gallery.files)) showPreview(input.files[0]);
+      });
+    }
+    form.querySelectorAll("[data-pick]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        (button.dataset.pick === "camera" || !gallery ? input : gallery).click();
+      });
+    });
+    ["dragenter", "dragover"].forEach(function (type) {
+      zone.addEventListener(type, function (event) {
+        event.preventDefault();
+        zone.classList.add("dragging");
+      });
+    });
+    ["dragleave", "drop"].forEach(function (type) {
+      zone.addEventListener(type, function () { zone.classList.remove("dragging"); });
+    });
+    zone.addEventListener("drop", function (event) {
+      event.preventDefault();
+      var files = event.dataTransfer && event.dataTransfer.files;
+      if (files && files.length && setFiles(input, files)) showPreview(input.files[0]);
+    });
+    var errors = $("#upload-errors");
+    if (errors) errors.focus();
+  }
+
+  function setProgress(percent, label) {
+    var box = $("[data-progress]");
+    box.hidden = false;
+    box.querySelector(".progress-bar").style.width = percent + "%";
+    box.querySelector(".progress").setAttribute("aria-valuenow", String(percent));
+    box.querySelector("[data-progress-value]").textContent = percent + "%";
+    if (label) box.querySelector("[data-progress-label]").textContent = label;
+  }
+
+  function failed(message) {
+    $("[data-progress]").hidden = true;
+    $("[data-submit]").disabled = false;
+    showClientError(message);
+  }
+
+  form.addEventListener("submit", function (event) {
+    var input = mainInput();
+    if (!input || !input.files.length) {
+      event.preventDefault();
+      showClientError("Please choose or take a photo first.");
+      return;
+    }
+    event.preventDefault();
+    showClientError("");
+    var button = $("[data-submit]");
+    button.disabled = true;
+    setProgress(0, "Uploading…");
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.setRequestHeader("X-Requested-With", "XMLHttpRequest");
+    xhr.upload.addEventListener("progress", function (e) {
+      if (e.lengthComputable) setProgress(Math.round((e.loaded / e.total) * 100));
+    });
+    xhr.upload.addEventListener("load", function () { setProgress(100, "Checking the photo…"); });
+    xhr.addEventListener("load", function () {
+      var type = xhr.getResponseHeader("Content-Type") || "";
+      if (xhr.status === 201 && type.indexOf("application/json") === 0) {
+        window.location.assign(JSON.parse(xhr.responseText).redirect);
+      } else if (xhr.status === 400 && type.indexOf("text/html") === 0) {
+        var sent = input.files[0];
+        form.innerHTML = xhr.responseText;
+        bind();
+        // Keep the chosen photo when only another field was wrong.
+        if (!$(".upload-field.has-error") && setFiles(mainInput(), [sent])) showPreview(sent);
+      } else if (xhr.status === 413) {
+        failed("This photo is too large to upload. Please choose a smaller one.");
+      } else if (xhr.status === 403) {
+        failed("Your session has expired. Please reload the page and sign in again.");
+      } else {
+        failed("The upload failed (error " + xhr.status + "). Please try again in a moment.");
+      }
+    });
+    xhr.addEventListener("error", function () {
+      failed("The upload failed: check your connection and try again.");
+    });
+    xhr.send(new FormData(form));
+  });
+
+  bind();
+})();
