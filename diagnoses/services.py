@@ -1,7 +1,10 @@
 """Every write to the diagnoses domain goes through these functions (web views, API, admin)."""
 
+import io
+import json
 import logging
 import uuid
+import zipfile
 from datetime import timedelta
 
 from django.conf import settings
@@ -104,6 +107,58 @@ def diagnosis_delete(*, diagnosis: Diagnosis) -> None:
     files = diagnosis.stored_files()
     with transaction.atomic():
         diagnosis.delete()
+        transaction.on_commit(lambda: _delete_files(files))
+
+
+def user_export_zip(*, user) -> bytes:
+    """Everything stored about a user: data.json plus every photo, thumbnail and heatmap."""
+    diagnoses = list(user.diagnoses.select_related("mole", "review").order_by("created_at"))
+    data = {
+        "exported_at": timezone.now().isoformat(),
+        "account": {"username": user.username, "email": user.email, "date_joined": user.date_joined.isoformat()},
+        "moles": [
+            {"id": str(m.pk), "name": m.name, "body_site": m.body_site, "created_at": m.created_at.isoformat()}
+            for m in user.moles.order_by("created_at")
+        ],
+        "diagnoses": [],
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for d in diagnoses:
+            files = {}
+            for kind, stored in (("image", d.image), ("thumbnail", d.thumbnail), ("heatmap", d.heatmap)):
+                if not stored:
+                    continue
+                arcname = f"{kind}s/{d.pk}{'.png' if kind == 'heatmap' else '.jpg'}"
+                try:
+                    with stored.open("rb") as f:
+                        archive.writestr(arcname, f.read())
+                except OSError:
+                    logger.warning("export: %s of %s is missing from storage", kind, d.pk)
+                    continue
+                files[kind] = arcname
+            review = getattr(d, "review", None)
+            data["diagnoses"].append({
+                "id": str(d.pk), "mole_id": str(d.mole_id) if d.mole_id else None,
+                "created_at": d.created_at.isoformat(), "status": d.status, "error": d.error,
+                "finished_at": d.finished_at.isoformat() if d.finished_at else None,
+                "model_version": d.model_version, "risk": d.risk, "malignant_probability": d.malignant_probability,
+                "predicted_class": d.predicted_class, "probabilities": d.probabilities, "sha256": d.sha256,
+                "files": files,
+                "review": None if review is None else {
+                    "verdict": review.verdict, "label": review.label, "recommendation": review.recommendation,
+                    "note": review.note, "reviewed_at": review.reviewed_at.isoformat(),
+                },
+            })
+        archive.writestr("data.json", json.dumps(data, indent=2, ensure_ascii=False))
+    return out.getvalue()
+
+
+def user_delete(*, user) -> None:
+    """Delete a user with all their moles, diagnoses and reviews; files go once that is committed."""
+    files = [f for d in user.diagnoses.all() for f in d.stored_files()]
+    with transaction.atomic():
+        user.delete()
         transaction.on_commit(lambda: _delete_files(files))
 
 
