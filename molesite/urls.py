@@ -7,5 +7,6 @@ urlpatterns = [
     path("", diagnosis_views.home, name="home"),
     path("accounts/", include("accounts.urls")),
     path("diagnoses/", include("diagnoses.urls")),
+    path("about/model/", diagnosis_views.about_model, name="about_model"),
     path("admin/", admin.site.urls),
 ]
