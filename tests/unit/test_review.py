@@ -1,0 +1,323 @@
+"""Reviewing a case: the review form, what the patient then sees, the queue's actions, createreviewer."""
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from diagnoses import services
+from diagnoses.models import Diagnosis, Mole, Review
+
+pytestmark = pytest.mark.django_db
+
+QUEUE_URL = reverse("admin:diagnoses_diagnosis_changelist")
+
+
+def change_url(diagnosis):
+    return reverse("admin:diagnoses_diagnosis_change", args=[diagnosis.pk])
+
+
+def review_post(verdict="agree", label="", recommendation="dermatologist_soon", note="", existing=None):
+    data = {
+        "review-TOTAL_FORMS": "1",
+        "review-INITIAL_FORMS": "1" if existing else "0",
+        "review-MIN_NUM_FORMS": "0",
+        "review-MAX_NUM_FORMS": "1",
+        "review-0-verdict": verdict,
+        "review-0-label": label,
+        "review-0-recommendation": recommendation,
+        "review-0-note": note,
+    }
+    if existing:
+        data["review-0-id"] = str(existing.pk)
+        data["review-0-diagnosis"] = str(existing.diagnosis_id)
+    return data
+
+
+def run_action(client, action, diagnoses):
+    return client.post(QUEUE_URL, {"action": action, "_selected_action": [str(d.pk) for d in diagnoses]})
+
+
+# --- the review form on the case page ----------------------------------------------------------
+
+
+def test_it_saves_a_review_and_stamps_the_reviewer_and_time(reviewer_client, reviewer, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    before = timezone.now()
+    response = reviewer_client.post(
+        change_url(diagnosis),
+        review_post(verdict="disagree", label="bkl", recommendation="monitor", note="Looks like a seborrhoeic keratosis."),
+    )
+    assert response.status_code == 302
+    review = Review.objects.get(diagnosis=diagnosis)
+    assert review.reviewer == reviewer
+    assert before <= review.reviewed_at <= timezone.now()
+    assert (review.verdict, review.label, review.recommendation) == ("disagree", "bkl", "monitor")
+    assert review.note == "Looks like a seborrhoeic keratosis."
+
+
+def test_it_restamps_a_corrected_review_with_the_new_reviewer(reviewer_client, reviewer, admin_user, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="medium")
+    review = services.review_agree(diagnosis=diagnosis, reviewer=admin_user)
+    Review.objects.filter(pk=review.pk).update(reviewed_at=timezone.now() - timedelta(days=2))
+
+    response = reviewer_client.post(change_url(diagnosis), review_post(recommendation="urgent", existing=review))
+    assert response.status_code == 302
+    review.refresh_from_db()
+    assert review.reviewer == reviewer
+    assert review.recommendation == "urgent"
+    assert review.reviewed_at > timezone.now() - timedelta(minutes=1)
+    assert Review.objects.count() == 1
+
+
+def test_it_takes_the_predicted_class_as_label_when_the_clinician_agrees(reviewer_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    reviewer_client.post(change_url(diagnosis), review_post(verdict="agree"))
+    assert Review.objects.get(diagnosis=diagnosis).label == "mel"
+
+
+def test_it_requires_a_label_when_the_clinician_disagrees(reviewer_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    response = reviewer_client.post(change_url(diagnosis), review_post(verdict="disagree", label=""))
+    assert response.status_code == 200
+    assert "Give your own label when you disagree" in response.content.decode()
+    assert not Review.objects.exists()
+
+
+def test_it_refuses_to_review_an_unfinished_diagnosis(reviewer, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, status="queued")
+    with pytest.raises(ValueError):
+        services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="agree", recommendation="routine")
+    assert not Review.objects.exists()
+
+
+def test_it_refuses_the_review_form_to_a_view_only_staff_user(owner, make_diagnosis, django_user_model, client):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_diagnosis"))
+    client.force_login(viewer)
+    diagnosis = make_diagnosis(owner, risk="high")
+    assert client.get(change_url(diagnosis)).status_code == 200
+    assert client.post(change_url(diagnosis), review_post()).status_code == 403
+    assert not Review.objects.exists()
+
+
+# --- what the patient sees ---------------------------------------------------------------------
+
+
+def test_it_shows_the_review_to_the_patient_prominently_when_pressing(reviewer_client, owner_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    reviewer_client.post(
+        change_url(diagnosis), review_post(recommendation="dermatologist_soon", note="Please book an appointment.")
+    )
+    html = owner_client.get(reverse("diagnoses:detail", args=[diagnosis.pk])).content.decode()
+    assert "Reviewed by a clinician" in html
+    assert "See a dermatologist soon" in html
+    assert "Please book an appointment." in html
+    review_box = html[html.index("Reviewed by a clinician") - 300 : html.index("Reviewed by a clinician")]
+    assert "alert-danger" in review_box
+
+    status = owner_client.get(reverse("diagnoses:status", args=[diagnosis.pk])).json()
+    assert "See a dermatologist soon" in status["html"]
+
+
+def test_it_shows_no_review_before_a_clinician_has_looked(owner_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    html = owner_client.get(reverse("diagnoses:detail", args=[diagnosis.pk])).content.decode()
+    assert "Reviewed by a clinician" not in html
+
+
+def test_it_keeps_the_review_from_other_patients(outsider_client, reviewer, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    services.review_agree(diagnosis=diagnosis, reviewer=reviewer)
+    assert outsider_client.get(reverse("diagnoses:detail", args=[diagnosis.pk])).status_code == 404
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+
+def test_it_marks_selected_as_reviewed_with_a_recommendation_from_the_risk(reviewer_client, reviewer, admin_user, owner, make_diagnosis):
+    low, medium, high = (make_diagnosis(owner, risk=risk) for risk in ("low", "medium", "high"))
+    running = make_diagnosis(owner, status="running")
+    already = make_diagnosis(owner, risk="high")
+    services.review_save(
+        diagnosis=already, reviewer=admin_user, verdict="disagree", label="nv", recommendation="routine", note="Benign."
+    )
+
+    response = run_action(reviewer_client, "mark_reviewed", [low, medium, high, running, already])
+    assert response.status_code == 302
+    recommendations = {r.diagnosis_id: r.recommendation for r in Review.objects.filter(reviewer=reviewer)}
+    assert recommendations == {low.pk: "routine", medium.pk: "monitor", high.pk: "dermatologist_soon"}
+    assert Review.objects.get(diagnosis=high).verdict == "agree"
+    assert not Review.objects.filter(diagnosis=running).exists()
+    kept = Review.objects.get(diagnosis=already)  # a clinician's own reading is never overwritten
+    assert (kept.reviewer, kept.verdict, kept.note) == (admin_user, "disagree", "Benign.")
+    messages = [str(m) for m in reviewer_client.get(QUEUE_URL).context["messages"]]
+    assert "Marked 3 as reviewed." in messages
+    assert "Skipped 2: not finished yet, or already reviewed." in messages
+
+
+def test_it_offers_the_review_action_only_to_those_who_may_review(owner, make_diagnosis, django_user_model, client):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_diagnosis"))
+    client.force_login(viewer)
+    diagnosis = make_diagnosis(owner, risk="high")
+    actions = dict(client.get(QUEUE_URL).context["action_form"].fields["action"].choices)
+    assert "mark_reviewed" not in actions and "requeue" not in actions
+    assert "export_reviewed_csv" in actions
+    run_action(client, "mark_reviewed", [diagnosis])
+    assert not Review.objects.exists()
+
+
+def test_it_requeues_selected_for_the_current_model(
+    reviewer_client, owner, make_diagnosis, django_capture_on_commit_callbacks
+):
+    done = make_diagnosis(owner, risk="high")
+    failed = make_diagnosis(owner, status="failed")
+    heatmap = done.heatmap
+    storage = heatmap.storage
+    assert storage.exists(heatmap.name)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = run_action(reviewer_client, "requeue", [done, failed])
+    assert response.status_code == 302
+    for diagnosis in (done, failed):
+        diagnosis.refresh_from_db()
+        assert diagnosis.status == Diagnosis.Status.QUEUED
+        assert diagnosis.started_at is None and diagnosis.finished_at is None
+    assert not done.heatmap
+    # One queued classification per diagnosis (plus the old heatmap's removal).
+    queued = [c for c in callbacks if "_queue_classification" in c.__qualname__]
+    assert len(queued) == 2
+
+
+def test_it_does_not_requeue_a_diagnosis_already_waiting(reviewer_client, owner, make_diagnosis, django_capture_on_commit_callbacks):
+    running = make_diagnosis(owner, status="running")
+    with django_capture_on_commit_callbacks() as callbacks:
+        run_action(reviewer_client, "requeue", [running])
+    running.refresh_from_db()
+    assert running.status == Diagnosis.Status.RUNNING
+    assert callbacks == []
+
+
+def test_it_reclassifies_a_requeued_diagnosis_with_the_current_model(
+    reviewer_client, owner, make_diagnosis, tiny_model, eager_celery, django_capture_on_commit_callbacks
+):
+    import json
+
+    diagnosis = make_diagnosis(owner, risk="high", model_version="old-model")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_action(reviewer_client, "requeue", [diagnosis])
+    diagnosis.refresh_from_db()
+    card = json.loads((tiny_model / "model_card.json").read_text())
+    assert diagnosis.status == Diagnosis.Status.DONE
+    assert diagnosis.model_version == card["version"]
+    assert diagnosis.heatmap
+
+
+def test_it_exports_reviewed_cases_as_pseudonymous_csv(reviewer_client, reviewer, owner, outsider, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    first = make_diagnosis(owner, risk="high", mole=mole, age_days=10)
+    second = make_diagnosis(owner, risk="low", mole=mole, age_days=5)
+    theirs = make_diagnosis(outsider, risk="medium", age_days=1)
+    unreviewed = make_diagnosis(owner, risk="medium")
+    services.review_save(diagnosis=first, reviewer=reviewer, verdict="disagree", label="bkl", recommendation="monitor", note="Dear patient")
+    services.review_agree(diagnosis=second, reviewer=reviewer)
+    services.review_agree(diagnosis=theirs, reviewer=reviewer)
+
+    response = run_action(reviewer_client, "export_reviewed_csv", [first, second, theirs, unreviewed])
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    body = response.content.decode()
+    rows = list(csv.DictReader(io.StringIO(body)))
+
+    assert [row["diagnosis_id"] for row in rows] == [str(first.pk), str(second.pk), str(theirs.pk)]
+    row = rows[0]
+    assert (row["predicted_class"], row["clinician_label"], row["verdict"], row["recommendation"]) == (
+        "mel",
+        "bkl",
+        "disagree",
+        "monitor",
+    )
+    assert row["model_version"] == "test-model-1"
+    assert float(row["p_mel"]) == pytest.approx(0.62) and float(row["p_nv"]) == pytest.approx(0.2)
+    assert float(row["malignant_probability"]) == pytest.approx(0.72)
+    assert rows[1]["clinician_label"] == "nv"
+    # Same patient, same pseudonym; another patient, another one; the same lesion is grouped.
+    assert rows[0]["patient_pseudonym"] == rows[1]["patient_pseudonym"] != rows[2]["patient_pseudonym"]
+    assert rows[0]["lesion_pseudonym"] == rows[1]["lesion_pseudonym"] and rows[2]["lesion_pseudonym"] == ""
+    # No patient identifiers and no free text.
+    for secret in ["patient", "outsider", "example.com", "Dear patient", "Left shoulder", str(owner.pk) + ","]:
+        assert secret not in body.split("\n", 1)[1], secret
+
+
+def test_it_exports_nothing_when_none_selected_is_reviewed(reviewer_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    response = run_action(reviewer_client, "export_reviewed_csv", [diagnosis])
+    assert response.status_code == 302
+    messages = [str(m) for m in reviewer_client.get(QUEUE_URL).context["messages"]]
+    assert "None of the selected cases has been reviewed." in messages
+
+
+# --- createreviewer ----------------------------------------------------------------------------
+
+
+def test_it_creates_a_reviewer_account_without_prompting(monkeypatch):
+    monkeypatch.setenv("DJANGO_REVIEWER_PASSWORD", "a long clinic secret")
+    out = io.StringIO()
+    call_command("createreviewer", "drgrey", "--email", "grey@example.com", "--noinput", stdout=out)
+    user = get_user_model().objects.get(username="drgrey")
+    assert user.is_staff and not user.is_superuser
+    assert user.email == "grey@example.com"
+    assert user.check_password("a long clinic secret")
+    assert list(user.groups.values_list("name", flat=True)) == ["Reviewers"]
+    assert "created" in out.getvalue()
+
+
+def test_it_keeps_one_reviewers_group_with_exact_permissions(monkeypatch):
+    group = Group.objects.get(name="Reviewers")
+    group.permissions.clear()  # drifted, e.g. edited by hand
+    call_command("createreviewer", "dra", "--password", "a long clinic secret", "--noinput")
+    call_command("createreviewer", "drb", "--password", "a long clinic secret", "--noinput")
+    assert Group.objects.filter(name="Reviewers").count() == 1
+    assert set(group.permissions.values_list("codename", flat=True)) == set(services.REVIEWER_PERMISSIONS)
+    assert group.user_set.count() == 2
+
+
+def test_it_refuses_a_reviewer_without_password_or_with_a_weak_or_taken_name(owner, monkeypatch):
+    monkeypatch.delenv("DJANGO_REVIEWER_PASSWORD", raising=False)
+    with pytest.raises(CommandError, match="password"):
+        call_command("createreviewer", "drc", "--noinput")
+    with pytest.raises(CommandError, match="too common|too short"):
+        call_command("createreviewer", "drc", "--password", "password", "--noinput")
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("createreviewer", "patient", "--password", "a long clinic secret", "--noinput")
+    owner.refresh_from_db()
+    assert not owner.is_staff
+    assert not get_user_model().objects.filter(username="drc").exists()
+
+
+def test_it_prompts_for_what_is_missing(monkeypatch):
+    from diagnoses.management.commands import createreviewer
+
+    answers = iter(["drprompt", "prompt@example.com"])
+    passwords = iter(["short", "short", "a long clinic secret", "a long clinic secret"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    monkeypatch.setattr(createreviewer.getpass, "getpass", lambda prompt="": next(passwords))
+    monkeypatch.delenv("DJANGO_REVIEWER_PASSWORD", raising=False)
+    err = io.StringIO()
+    call_command("createreviewer", stdout=io.StringIO(), stderr=err)
+    user = get_user_model().objects.get(username="drprompt")
+    assert user.email == "prompt@example.com" and user.is_staff
+    assert user.check_password("a long clinic secret")
+    assert "too short" in err.getvalue()
