@@ -245,31 +245,27 @@ def _first_dict(*candidates):
 
 
 def _model_card_summary():
-    """Figures of the card, flattened for the templates; every key is optional."""
+    """Figures of the card (ml.training writes it), flattened for the templates. Every key is
+    optional: a card from an older or newer trainer shows what it has."""
     card = load_model_card()
     if card is None:
         return None
-    metrics = _first_dict(card.get("metrics"), card.get("validation"))
-    if isinstance(metrics.get("validation"), dict):
-        metrics = metrics["validation"]
+    metrics = _first_dict(card.get("validation"), card.get("metrics"))
     thresholds = card.get("thresholds") if isinstance(card.get("thresholds"), dict) else {}
-    threshold_metrics = _first_dict(
-        metrics.get("thresholds") if isinstance(metrics.get("thresholds"), dict) else None,
-        card.get("threshold_metrics"), metrics.get("threshold_metrics"),
-    )
+    at_thresholds = _first_dict(metrics.get("at_thresholds"), metrics.get("thresholds"), card.get("threshold_metrics"))
     bands = []
     for band in ("medium", "high"):
-        figures = threshold_metrics.get(band) if isinstance(threshold_metrics.get(band), dict) else {}
-        cut = _number(thresholds.get(band)) if _number(thresholds.get(band)) is not None else _number(figures.get("threshold"))
+        figures = at_thresholds.get(band) if isinstance(at_thresholds.get(band), dict) else {}
+        cut = _number(thresholds.get(band))
         bands.append({
-            "band": band, "threshold": _percent(cut),
+            "band": band, "threshold": _percent(cut if cut is not None else figures.get("threshold")),
             "sensitivity": _percent(figures.get("sensitivity")), "specificity": _percent(figures.get("specificity")),
         })
     recall = metrics.get("per_class_recall") if isinstance(metrics.get("per_class_recall"), dict) else {}
+    ece = metrics.get("ece_after", metrics.get("ece"))
     return {
-        "card": card,
         "version": card.get("version"),
-        "created_at": card.get("created_at") or card.get("trained_at"),
+        "created_at": str(card.get("created") or card.get("created_at") or "")[:10],
         "training": _training_summary(card),
         "n_images": _number(metrics.get("n_images")),
         "figures": [
@@ -278,22 +274,43 @@ def _model_card_summary():
                                ("malignant_auc", "Malignant vs benign AUC"))
             if _percent(metrics.get(key)) is not None
         ],
-        "ece": _number(metrics.get("ece")),
+        "ece": _number(ece),
         "bands": bands,
-        "recall": [(CLASS_NAMES[code], code in MALIGNANT, _percent(recall.get(code))) for code in CLASSES if code in recall],
+        "threshold_rule": card.get("threshold_rule") if isinstance(card.get("threshold_rule"), str) else "",
+        "recall": [(CLASS_NAMES[code], code in MALIGNANT, _percent(recall.get(code))) for code in CLASSES
+                   if _percent(recall.get(code)) is not None],
         "confusion": _confusion(_first_dict(metrics.get("confusion_matrix"), card.get("confusion_matrix"))),
-        "roc": _roc_points(metrics.get("roc") or metrics.get("roc_points") or card.get("roc") or card.get("roc_points")),
-        "limits": [str(item) for item in card.get("limits", []) if item] if isinstance(card.get("limits"), list) else [],
+        "roc": _roc_points(metrics.get("roc_curve") or metrics.get("roc") or card.get("roc_curve")),
+        "limits": [str(item) for item in card["limits"] if item] if isinstance(card.get("limits"), list) else [],
+        "licence": card.get("licence") if isinstance(card.get("licence"), str) else "",
     }
 
 
 def _training_summary(card):
-    data = _first_dict(card.get("training"), card.get("data"), card.get("dataset"))
-    keep = []
-    for key, value in data.items():
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            keep.append((key.replace("_", " ").capitalize(), value))
-    return keep[:12]
+    """(label, value) rows describing how the model was trained, from whatever the card has."""
+    split = _first_dict(card.get("data_split"))
+    training = _first_dict(card.get("training"))
+    hardware = _first_dict(training.get("hardware"))
+    size = _first_dict(card.get("input_size"))
+    rows = [
+        ("Data", "HAM10000 dermatoscopic images"),
+        ("Split", split.get("method")),
+        ("Training images", _pair(split.get("n_train_images"), split.get("n_train_lesions"))),
+        ("Validation images", _pair(split.get("n_val_images"), split.get("n_val_lesions"))),
+        ("Input size", f"{size['width']}×{size['height']} pixels" if _number(size.get("width")) and _number(size.get("height")) else None),
+        ("Preset", card.get("preset")),
+        ("Epochs", f"{training['epochs_run']} run, best {training.get('best_epoch', '?')}" if _number(training.get("epochs_run")) else None),
+        ("Training time", f"{round(training['fit_seconds'] / 60, 1)} minutes" if _number(training.get("fit_seconds")) else None),
+        ("Hardware", hardware.get("device")),
+        ("Calibration", f"temperature scaling, T = {card['temperature']:.3f}" if _number(card.get("temperature")) else None),
+    ]
+    return [(label, value) for label, value in rows if isinstance(value, (str, int, float)) and value != ""]
+
+
+def _pair(images, lesions):
+    if _number(images) is None:
+        return None
+    return f"{images} ({lesions} lesions)" if _number(lesions) is not None else str(images)
 
 
 def _confusion(matrix):

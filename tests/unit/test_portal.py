@@ -1,0 +1,310 @@
+"""The patient portal from both sides: history filters, report, mole pages, about the model,
+the upload's XHR path, data export and account deletion."""
+
+import io
+import json
+import os
+import zipfile
+from datetime import timedelta
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from diagnoses.models import Diagnosis, Mole, Review
+from tests.conftest import make_image_bytes
+
+pytestmark = pytest.mark.django_db
+
+PROBABILITIES = {"akiec": 0.05, "bcc": 0.05, "bkl": 0.1, "df": 0.05, "mel": 0.2, "nv": 0.5, "vasc": 0.05}
+
+
+def make_diagnosis(owner, *, mole=None, status="done", risk="low", malignant=0.1, days_ago=0, heatmap=True):
+    diagnosis = Diagnosis(owner=owner, mole=mole, status=status, sha256="0" * 64)
+    diagnosis.image.save("photo.jpg", ContentFile(make_image_bytes()), save=False)
+    diagnosis.thumbnail.save("thumb.jpg", ContentFile(make_image_bytes(size=(64, 64))), save=False)
+    if status == "done":
+        if heatmap:
+            diagnosis.heatmap.save("heat.png", ContentFile(make_image_bytes(fmt="PNG")), save=False)
+        diagnosis.risk, diagnosis.malignant_probability = risk, malignant
+        diagnosis.probabilities, diagnosis.predicted_class = PROBABILITIES, "nv"
+        diagnosis.model_version, diagnosis.finished_at = "test-model", timezone.now()
+    diagnosis.save()
+    if days_ago:
+        Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=timezone.now() - timedelta(days=days_ago))
+        diagnosis.refresh_from_db()
+    return diagnosis
+
+
+def history(client, **params):
+    response = client.get(reverse("diagnoses:list"), params)
+    assert response.status_code == 200
+    return {d.pk for d in response.context["page"]}
+
+
+# --- history filters ----------------------------------------------------------------------------
+
+def test_it_filters_the_history_by_risk_status_mole_and_date(owner_client, owner):
+    shoulder = Mole.objects.create(owner=owner, name="Shoulder")
+    high = make_diagnosis(owner, mole=shoulder, risk="high", malignant=0.8, days_ago=40)
+    low = make_diagnosis(owner, risk="low", days_ago=2)
+    queued = make_diagnosis(owner, mole=shoulder, status="queued")
+
+    assert history(owner_client) == {high.pk, low.pk, queued.pk}
+    assert history(owner_client, risk="high") == {high.pk}
+    assert history(owner_client, status="queued") == {queued.pk}
+    assert history(owner_client, mole=str(shoulder.pk)) == {high.pk, queued.pk}
+    assert history(owner_client, mole="none") == {low.pk}
+    since = (timezone.localdate() - timedelta(days=10)).isoformat()
+    assert history(owner_client, date_from=since) == {low.pk, queued.pk}
+    assert history(owner_client, date_to=since) == {high.pk}
+    assert history(owner_client, risk="low", mole=str(shoulder.pk)) == set()
+
+
+def test_it_ignores_a_bad_filter_value_and_another_users_mole(owner_client, owner, outsider):
+    mine = make_diagnosis(owner)
+    theirs_mole = Mole.objects.create(owner=outsider, name="Theirs")
+    make_diagnosis(outsider, mole=theirs_mole)
+    assert history(owner_client, risk="purple", date_from="yesterday") == {mine.pk}
+    assert history(owner_client, mole=str(theirs_mole.pk)) == {mine.pk}
+    assert b"Theirs" not in owner_client.get(reverse("diagnoses:list")).content
+
+
+def test_it_keeps_the_filters_in_the_pagination_links(owner_client, owner):
+    for _ in range(13):
+        make_diagnosis(owner, risk="high", malignant=0.7)
+    page = owner_client.get(reverse("diagnoses:list"), {"risk": "high"}).content.decode()
+    assert "?risk=high&amp;page=2" in page
+
+
+def test_it_filters_the_history_in_a_constant_number_of_queries(owner_client, owner):
+    def count(n):
+        Diagnosis.objects.all().delete()
+        mole = Mole.objects.get_or_create(owner=owner, name="Arm")[0]
+        Diagnosis.objects.bulk_create(
+            Diagnosis(owner=owner, mole=mole, image="x.jpg", thumbnail="x.jpg", status="done", risk="high",
+                      malignant_probability=0.9)
+            for _ in range(n)
+        )
+        with CaptureQueriesContext(connection) as queries:
+            owner_client.get(reverse("diagnoses:list"), {"risk": "high", "mole": str(mole.pk)})
+        return len(queries)
+
+    assert count(3) == count(40)
+
+
+# --- result page and report ---------------------------------------------------------------------
+
+def test_it_shows_the_heatmap_toggle_and_the_report_link_on_a_finished_result(owner_client, owner):
+    diagnosis = make_diagnosis(owner, risk="high", malignant=0.62)
+    page = owner_client.get(diagnosis.get_absolute_url()).content.decode()
+    assert reverse("diagnoses:file", args=[diagnosis.pk, "heatmap"]) in page
+    assert "heatmap-toggle" in page
+    assert reverse("diagnoses:report", args=[diagnosis.pk]) in page
+
+
+def test_it_renders_a_printable_report_for_the_owner(owner_client, owner):
+    mole = Mole.objects.create(owner=owner, name="Left calf", body_site="lower extremity")
+    diagnosis = make_diagnosis(owner, mole=mole, risk="medium", malignant=0.3)
+    Review.objects.create(diagnosis=diagnosis, verdict="agree", recommendation="monitor",
+                          note="Looks regular; photograph again in 3 months.", reviewed_at=timezone.now())
+    page = owner_client.get(reverse("diagnoses:report", args=[diagnosis.pk])).content.decode()
+    assert "Print / save as PDF" in page
+    assert "30.0%" in page and "Medium risk" in page and "Left calf" in page
+    assert "Melanocytic nevus" in page and "test-model" in page
+    assert "photograph again in 3 months" in page
+    assert "not a diagnosis" in page
+
+
+def test_it_hides_the_report_from_an_outsider(outsider_client, owner):
+    diagnosis = make_diagnosis(owner)
+    assert outsider_client.get(reverse("diagnoses:report", args=[diagnosis.pk])).status_code == 404
+
+
+def test_it_says_a_pending_report_is_not_ready(owner_client, owner):
+    diagnosis = make_diagnosis(owner, status="queued")
+    page = owner_client.get(reverse("diagnoses:report", args=[diagnosis.pk])).content.decode()
+    assert "still being analysed" in page
+
+
+# --- upload: the XHR path -----------------------------------------------------------------------
+
+def upload(data, name="mole.jpg"):
+    return SimpleUploadedFile(name, data, content_type="image/jpeg")
+
+
+def test_it_answers_an_xhr_upload_with_the_result_url(owner_client, owner, jpeg_bytes, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        response = owner_client.post(
+            reverse("diagnoses:new"), {"image": upload(jpeg_bytes)}, headers={"x-requested-with": "XMLHttpRequest"}
+        )
+    assert response.status_code == 201
+    diagnosis = Diagnosis.objects.get(owner=owner)
+    assert response.json() == {"redirect": diagnosis.get_absolute_url()}
+
+
+def test_it_answers_a_bad_xhr_upload_with_the_form_and_its_message(owner_client):
+    response = owner_client.post(
+        reverse("diagnoses:new"), {"image": upload(b"plain text, not a photo" * 10)},
+        headers={"x-requested-with": "XMLHttpRequest"},
+    )
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "not an image we can read" in html and 'name="image"' in html
+    assert "<html" not in html  # a fragment that replaces the form, not a page
+    assert not Diagnosis.objects.exists()
+
+
+def test_it_preselects_the_mole_when_adding_a_photo_to_it(owner_client, owner):
+    mole = Mole.objects.create(owner=owner, name="Back")
+    page = owner_client.get(reverse("diagnoses:new"), {"mole": str(mole.pk)}).content.decode()
+    assert f'<option value="{mole.pk}" selected>' in page
+
+
+# --- mole pages ---------------------------------------------------------------------------------
+
+def test_it_lists_only_my_moles_with_their_photo_counts(owner_client, owner, outsider):
+    arm = Mole.objects.create(owner=owner, name="Right arm", body_site="upper extremity")
+    make_diagnosis(owner, mole=arm)
+    make_diagnosis(owner, mole=arm, risk="medium", malignant=0.3)
+    Mole.objects.create(owner=outsider, name="Their nose")
+    response = owner_client.get(reverse("diagnoses:moles"))
+    page = response.content.decode()
+    assert "Right arm" in page and "2 photos" in page and "Medium risk" in page
+    assert "Their nose" not in page
+
+
+def test_it_shows_a_mole_timeline_oldest_first_with_its_chart(owner_client, owner):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    old = make_diagnosis(owner, mole=mole, malignant=0.1, days_ago=60)
+    new = make_diagnosis(owner, mole=mole, malignant=0.15, days_ago=1)
+    response = owner_client.get(mole.get_absolute_url())
+    page = response.content.decode()
+    assert page.index(str(old.pk)) < page.index(str(new.pk))
+    assert response.context["chart"]["values"] == [10.0, 15.0]
+    assert 'id="mole-chart"' in page and "chart.umd.min.js" in page
+    assert "went up" not in page
+
+
+def test_it_warns_when_a_later_photo_rises_by_a_risk_band(owner_client, owner):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    make_diagnosis(owner, mole=mole, risk="low", malignant=0.05, days_ago=90)
+    make_diagnosis(owner, mole=mole, status="failed", days_ago=50)
+    risen = make_diagnosis(owner, mole=mole, risk="medium", malignant=0.3, days_ago=30)
+    make_diagnosis(owner, mole=mole, risk="low", malignant=0.1, days_ago=1)
+    page = owner_client.get(mole.get_absolute_url()).content.decode()
+    assert "The estimated risk of this mole went up" in page
+    assert "up from low" in page and risen.get_absolute_url() in page
+
+
+def test_it_hides_mole_pages_from_an_outsider(outsider_client, owner):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    assert outsider_client.get(reverse("diagnoses:mole_edit", args=[mole.pk])).status_code == 404
+    assert outsider_client.post(reverse("diagnoses:mole_edit", args=[mole.pk]), {"name": "Mine", "body_site": "back"}).status_code == 404
+    assert outsider_client.post(reverse("diagnoses:mole_delete", args=[mole.pk])).status_code == 404
+    assert Mole.objects.get(pk=mole.pk).name == "Shoulder"
+
+
+def test_it_renames_a_mole_and_refuses_a_duplicate_name(owner_client, owner):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    Mole.objects.create(owner=owner, name="Back")
+    url = reverse("diagnoses:mole_edit", args=[mole.pk])
+    assert owner_client.post(url, {"name": "Back", "body_site": "back"}).status_code == 400
+    response = owner_client.post(url, {"name": "Left shoulder", "body_site": "back"}, follow=True)
+    assert "The mole was renamed." in response.content.decode()
+    mole.refresh_from_db()
+    assert (mole.name, mole.body_site) == ("Left shoulder", "back")
+
+
+def test_it_stops_tracking_a_mole_but_keeps_its_photos(owner_client, owner):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    diagnosis = make_diagnosis(owner, mole=mole)
+    response = owner_client.post(reverse("diagnoses:mole_delete", args=[mole.pk]))
+    assert response.status_code == 302 and response.url == reverse("diagnoses:moles")
+    assert not Mole.objects.filter(pk=mole.pk).exists()
+    assert Diagnosis.objects.get(pk=diagnosis.pk).mole is None
+
+
+# --- about the model ----------------------------------------------------------------------------
+
+def test_it_shows_the_model_card_figures(client, tiny_model):
+    card = json.loads((tiny_model / "model_card.json").read_text())
+    page = client.get(reverse("about_model")).content.decode()
+    assert card["version"] in page
+    assert f"{round(card['validation']['balanced_accuracy'] * 100, 1)}%" in page
+    assert "Confusion matrix" in page and 'id="roc-data"' in page
+    assert "Limits" in page and "Not a diagnosis" in page
+
+
+def test_it_explains_when_there_is_no_model_card(client, settings, tmp_path):
+    settings.ML_MODEL_DIR = tmp_path
+    assert "not available" in client.get(reverse("about_model")).content.decode()
+    (tmp_path / "model_card.json").write_text('{"version": "v1", "validation": {"confusion_matrix": [1, 2]}, "thresholds": 3}')
+    page = client.get(reverse("about_model"))
+    assert page.status_code == 200 and "v1" in page.content.decode()
+
+
+# --- account: export and deletion ---------------------------------------------------------------
+
+def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    mine = make_diagnosis(owner, mole=mole, risk="high", malignant=0.7)
+    Review.objects.create(diagnosis=mine, verdict="agree", recommendation="urgent", note="Please come in.",
+                          reviewed_at=timezone.now())
+    make_diagnosis(owner, status="queued")
+    theirs = make_diagnosis(outsider)
+
+    response = owner_client.get(reverse("account_export"))
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert "attachment" in response["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    data = json.loads(archive.read("data.json"))
+    assert data["account"]["username"] == "patient"
+    assert [m["name"] for m in data["moles"]] == ["Shoulder"]
+    assert len(data["diagnoses"]) == 2
+    exported = next(d for d in data["diagnoses"] if d["id"] == str(mine.pk))
+    assert exported["malignant_probability"] == 0.7 and exported["review"]["note"] == "Please come in."
+    with mine.image.open("rb") as stored:
+        assert archive.read(exported["files"]["image"]) == stored.read()
+    assert exported["files"]["heatmap"] in archive.namelist()
+    assert not any(str(theirs.pk) in name for name in archive.namelist())
+
+
+def test_it_asks_for_the_password_before_deleting_an_account(owner_client, owner):
+    response = owner_client.post(reverse("account_delete"), {"password": "wrong", "confirm": "on"})
+    assert response.status_code == 400 and "not your current password" in response.content.decode()
+    assert type(owner).objects.filter(pk=owner.pk).exists()
+
+
+def test_it_deletes_the_account_with_all_its_data_and_files(owner_client, owner, outsider, django_capture_on_commit_callbacks):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    mine = [make_diagnosis(owner, mole=mole), make_diagnosis(owner, status="queued")]
+    theirs = make_diagnosis(outsider)
+    paths = [f.path for d in mine for f in d.stored_files()]
+    assert paths and all(os.path.exists(p) for p in paths)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_client.post(reverse("account_delete"), {"password": "correct horse battery", "confirm": "on"})
+    assert response.status_code == 302 and response.url == reverse("home")
+    assert not type(owner).objects.filter(pk=owner.pk).exists()
+    assert not Diagnosis.objects.filter(owner_id=owner.pk).exists() and not Mole.objects.filter(pk=mole.pk).exists()
+    assert not any(os.path.exists(p) for p in paths)
+    assert all(os.path.exists(f.path) for f in theirs.stored_files())
+    assert owner_client.get(reverse("diagnoses:list")).status_code == 302  # signed out
+
+
+def test_it_needs_a_sign_in_for_the_account_pages(client):
+    for name in ("account", "account_export", "account_delete", "diagnoses:moles"):
+        response = client.get(reverse(name))
+        assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+def test_it_flashes_a_message_on_sign_in_and_sign_out(client, owner):
+    response = client.post(reverse("login"), {"username": "patient", "password": "correct horse battery"}, follow=True)
+    assert "Signed in as patient" in response.content.decode()
+    response = client.post(reverse("logout"), follow=True)
+    assert "You are signed out" in response.content.decode()
