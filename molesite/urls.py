@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from diagnoses import views as diagnosis_views
+from molesite import health
 
 urlpatterns = [
     path("", diagnosis_views.home, name="home"),
@@ -9,4 +10,6 @@ urlpatterns = [
     path("diagnoses/", include("diagnoses.urls")),
     path("about/model/", diagnosis_views.about_model, name="about_model"),
     path("admin/", admin.site.urls),
+    # Served by molesite.middleware.healthz ahead of host checks; routed here for reverse().
+    path("healthz", health.healthz, name="healthz"),
 ]

@@ -1,0 +1,39 @@
+# molesite: one image for the web process (gunicorn) and the Celery workers.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies in their own layer: rebuilt only when requirements.txt changes.
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+RUN groupadd --system --gid 1000 molesite \
+ && useradd --system --uid 1000 --gid molesite --home-dir /app --shell /usr/sbin/nologin molesite
+
+# Runtime state lives under /data; /data/media is the named volume shared by web and worker.
+ENV PORT=8000 \
+    VAR_DIR=/data/var \
+    MEDIA_ROOT=/data/media \
+    WEB_CONCURRENCY=3 \
+    GUNICORN_CMD_ARGS="--timeout 60 --worker-tmp-dir /dev/shm --no-control-socket --limit-request-line 4094 --limit-request-fields 100 --limit-request-field_size 8190"
+
+COPY . .
+
+# The image ships the classifier the workers load: refuse to build one without it.
+RUN test -s ml/artifacts/model.keras && test -s ml/artifacts/model_card.json
+
+# Settings need a key even to collect static files: a throwaway one, for this step only.
+RUN SECRET_KEY=collectstatic-only-never-used-at-runtime python manage.py collectstatic --noinput \
+ && mkdir -p /data/media /data/var \
+ && chown -R molesite:molesite /data
+
+USER molesite
+EXPOSE 8000
+
+# Container platforms set PORT. docker-compose.yml runs migrations before this.
+CMD ["sh", "-c", "exec gunicorn molesite.wsgi:application --bind 0.0.0.0:${PORT}"]

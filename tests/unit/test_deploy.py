@@ -1,0 +1,150 @@
+"""Deployment files (parsed, since no Docker engine runs the tests) and the request size cap."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diagnoses.models import Diagnosis
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_VARIABLES = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "MEDIA_ROOT")
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile():
+    return (ROOT / "Dockerfile").read_text()
+
+
+def command_line(service) -> str:
+    command = service["command"]
+    return command if isinstance(command, str) else " ".join(command)
+
+
+def test_it_defines_web_worker_db_and_redis_each_with_a_healthcheck(compose):
+    services = compose["services"]
+    assert set(services) == {"web", "worker", "db", "redis"}
+    assert services["db"]["image"].startswith("postgres:16")
+    assert services["redis"]["image"].startswith("redis:7")
+    for name, service in services.items():
+        assert service["healthcheck"]["test"], name
+    assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+def test_it_runs_migrations_then_gunicorn_on_port_from_the_environment(compose):
+    web = command_line(compose["services"]["web"])
+    assert web.index("manage.py migrate --noinput") < web.index("gunicorn molesite.wsgi:application")
+    # $$ is compose's escape: the container's shell expands PORT, not compose.
+    assert "--bind 0.0.0.0:$${PORT}" in web
+    assert compose["services"]["web"]["ports"] == ["127.0.0.1:${PORT:-8000}:${PORT:-8000}"]
+
+
+def test_it_runs_a_celery_worker_from_the_web_image(compose):
+    web, worker = compose["services"]["web"], compose["services"]["worker"]
+    assert command_line(worker).startswith("celery -A molesite worker")
+    assert worker["image"] == web["image"] and worker["build"] == web["build"] == "."
+
+
+def test_it_gives_web_and_worker_the_same_settings_and_image_storage(compose):
+    web, worker = compose["services"]["web"], compose["services"]["worker"]
+    assert web["env_file"] == worker["env_file"] == ".env"
+    for name in SHARED_VARIABLES:
+        assert web["environment"][name] == worker["environment"][name], name
+    assert web["environment"]["DATABASE_URL"].startswith("postgres://molesite:${POSTGRES_PASSWORD")
+    assert web["environment"]["DATABASE_URL"].endswith("@db:5432/molesite")
+    assert web["environment"]["REDIS_URL"].startswith("redis://redis:6379/")
+    media = f"media:{web['environment']['MEDIA_ROOT']}"
+    assert media in web["volumes"] and media in worker["volumes"]
+    for service in (web, worker):
+        assert service["depends_on"] == {
+            "db": {"condition": "service_healthy"},
+            "redis": {"condition": "service_healthy"},
+        }
+
+
+def test_it_keeps_the_database_and_images_in_named_volumes(compose):
+    assert {"pgdata", "media"} <= set(compose["volumes"])
+    assert "pgdata:/var/lib/postgresql/data" in compose["services"]["db"]["volumes"]
+    db_env = compose["services"]["db"]["environment"]
+    assert db_env["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+
+
+def test_it_builds_a_slim_python_311_image_that_runs_as_a_non_root_user(dockerfile):
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
+    assert users and users[-1] not in {"root", "0"}
+    assert re.search(r'^CMD .*gunicorn molesite\.wsgi:application --bind 0\.0\.0\.0:\$\{PORT\}', dockerfile, re.M)
+
+
+def test_it_installs_dependencies_before_copying_the_code(dockerfile):
+    """So that a code change does not reinstall TensorFlow."""
+    steps = [line for line in dockerfile.splitlines() if line.startswith(("COPY", "RUN pip"))]
+    assert steps[:3] == ["COPY requirements.txt .", "RUN pip install -r requirements.txt", "COPY . ."]
+
+
+def test_it_ships_the_model_and_collects_static_files_without_a_real_secret(dockerfile):
+    assert "test -s ml/artifacts/model.keras && test -s ml/artifacts/model_card.json" in dockerfile
+    collect = next(line for line in dockerfile.splitlines() if "collectstatic" in line)
+    assert re.match(r"RUN SECRET_KEY=\S+ python manage.py collectstatic --noinput", collect)
+    assert "--limit-request-line" in dockerfile and "--limit-request-field_size" in dockerfile
+
+
+def test_it_keeps_secrets_and_local_state_out_of_the_image_but_not_the_model():
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    assert {".env", ".git", ".venv", "var"} <= set(ignored)
+    assert not any(line and not line.startswith("#") and line.startswith(("ml", "**/*.keras")) for line in ignored)
+
+
+# --- the request size cap -----------------------------------------------------------------
+
+
+class Unreadable:
+    """A request body that fails the test if anything reads it."""
+
+    def read(self, *args):
+        raise AssertionError("the body was read")
+
+    readline = read
+
+
+@pytest.mark.parametrize("path", ["/diagnoses/new/", "/api/v1/diagnoses/", "/accounts/login/"])
+def test_it_refuses_an_oversized_body_before_reading_it(client, settings, path):
+    response = client.generic(
+        "POST", path, CONTENT_LENGTH=str(settings.MAX_REQUEST_BYTES + 1),
+        CONTENT_TYPE="multipart/form-data; boundary=x", **{"wsgi.input": Unreadable()},
+    )
+    assert response.status_code == 413
+
+
+def test_it_answers_json_under_the_api_and_text_elsewhere(client, settings):
+    too_big = {"CONTENT_LENGTH": str(settings.MAX_REQUEST_BYTES + 1), "wsgi.input": Unreadable()}
+    api = client.generic("POST", "/api/v1/diagnoses/", **too_big)
+    assert api["Content-Type"] == "application/json"
+    assert api.json() == {"detail": "Request body too large: the limit is 25 MB."}
+    page = client.generic("POST", "/diagnoses/new/", **too_big)
+    assert page["Content-Type"].startswith("text/plain")
+    assert "at most 20 MB" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_real_upload_over_the_limit_and_accepts_one_under_it(owner_client, settings, jpeg_bytes):
+    settings.MAX_REQUEST_BYTES = 1024 * 1024
+    padding = b"\0" * (1024 * 1024)
+    big = owner_client.post("/diagnoses/new/", {"image": _upload(jpeg_bytes + padding), "new_mole_name": "Back"})
+    assert big.status_code == 413
+    assert not Diagnosis.objects.exists()
+    small = owner_client.post("/diagnoses/new/", {"image": _upload(jpeg_bytes), "new_mole_name": "Back"})
+    assert small.status_code == 302
+    assert Diagnosis.objects.count() == 1
+
+
+def _upload(data: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("mole.jpg", data, content_type="image/jpeg")

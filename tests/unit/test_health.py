@@ -1,0 +1,170 @@
+"""GET /healthz: 200 when the database, the broker and the model artifact are usable, 503 when
+one is not. Failures are real ones: connections to closed ports, missing files."""
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import environ
+import pytest
+from django.db import connections
+from django.db.utils import ConnectionHandler
+
+from ml import CARD_FILENAME, CLASSES, FORMAT_VERSION, MODEL_FILENAME
+from ml.artifact import save_card, sha256_file
+from molesite.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on: connecting to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_artifact(folder: Path, version="2024.1-test", format_version=FORMAT_VERSION) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MODEL_FILENAME).write_bytes(os.urandom(4096))  # the web process never opens it
+    save_card(
+        {
+            "format_version": format_version,
+            "version": version,
+            "input_size": [96, 96],
+            "classes": list(CLASSES),
+            "temperature": 1.0,
+            "thresholds": {"low": 0.1, "high": 0.3},
+            "model_sha256": sha256_file(folder / MODEL_FILENAME),
+        },
+        folder,
+    )
+    return folder
+
+
+@pytest.fixture
+def artifact(settings, tmp_path):
+    settings.ML_MODEL_DIR = write_artifact(tmp_path / "model")
+    return settings.ML_MODEL_DIR
+
+
+@pytest.fixture
+def unreachable_database():
+    """Swap the default connection for a Postgres one on a closed port, then put it back."""
+    url = f"postgres://molesite@127.0.0.1:{closed_port()}/molesite"
+    broken = ConnectionHandler({"default": environ.Env.db_url_config(url)})["default"]
+    original = connections["default"]
+    connections["default"] = broken
+    yield
+    broken.close()
+    connections["default"] = original
+
+
+@pytest.fixture
+def unreachable_redis(monkeypatch):
+    monkeypatch.setitem(celery_app.conf, "broker_url", f"redis://127.0.0.1:{closed_port()}/0")
+
+
+def get_health(client):
+    started = time.monotonic()
+    response = client.get("/healthz")
+    return response, response.json(), time.monotonic() - started
+
+
+@pytest.mark.django_db
+def test_it_reports_ok_with_the_model_version_when_everything_is_up(client, artifact):
+    response, body, _ = get_health(client)
+    assert response.status_code == 200, body
+    assert body["status"] == "ok"
+    assert body["database"]["ok"] and body["broker"]["ok"]
+    assert body["model"] == {"ok": True, "loaded": True, "version": "2024.1-test", "format_version": FORMAT_VERSION}
+    assert response["Cache-Control"].startswith("max-age=0")
+
+
+@pytest.mark.django_db
+def test_it_answers_probes_whatever_the_host_header(client, artifact, settings):
+    settings.ALLOWED_HOSTS = ["molesite.example.org"]
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/healthz", HTTP_HOST="172.18.0.5:8000").status_code == 200
+    assert client.get("/", HTTP_HOST="172.18.0.5:8000").status_code == 400
+
+
+@pytest.mark.django_db
+def test_it_says_503_quickly_when_the_database_is_unreachable(client, artifact, unreachable_database):
+    response, body, seconds = get_health(client)
+    assert response.status_code == 503
+    assert body["status"] == "unavailable"
+    assert body["database"] == {"ok": False, "vendor": "postgresql", "error": "OperationalError"}
+    assert body["broker"]["ok"] and body["model"]["ok"]
+    assert seconds < 2
+
+
+@pytest.mark.django_db
+def test_it_says_503_quickly_when_the_redis_broker_is_unreachable(client, artifact, unreachable_redis):
+    response, body, seconds = get_health(client)
+    assert response.status_code == 503
+    assert body["broker"]["ok"] is False
+    assert body["broker"]["transport"] == "redis"
+    assert body["database"]["ok"] and body["model"]["ok"]
+    assert seconds < 2
+
+
+@pytest.mark.django_db
+def test_it_says_503_when_the_filesystem_broker_folder_is_gone(client, artifact, monkeypatch, tmp_path):
+    options = dict(celery_app.conf.broker_transport_options)
+    options["data_folder_in"] = options["data_folder_out"] = str(tmp_path / "missing")
+    monkeypatch.setitem(celery_app.conf, "broker_url", "filesystem://")
+    monkeypatch.setitem(celery_app.conf, "broker_transport_options", options)
+    response, body, _ = get_health(client)
+    assert response.status_code == 503
+    assert body["broker"] == {"ok": False, "transport": "filesystem", "error": "OSError"}
+
+
+@pytest.mark.django_db
+def test_it_says_503_when_the_model_file_is_missing(client, artifact):
+    (artifact / MODEL_FILENAME).unlink()
+    response, body, _ = get_health(client)
+    assert response.status_code == 503
+    assert body["model"]["loaded"] is False and body["model"]["version"] is None
+
+
+@pytest.mark.django_db
+def test_it_says_503_when_the_model_format_version_differs(client, settings, tmp_path):
+    settings.ML_MODEL_DIR = write_artifact(tmp_path / "old", format_version=FORMAT_VERSION - 1)
+    response, body, _ = get_health(client)
+    assert response.status_code == 503
+    assert body["model"]["error"] == "ModelArtifactError"
+
+
+@pytest.mark.django_db
+def test_it_notices_a_model_file_replaced_by_a_corrupt_one(client, artifact):
+    assert get_health(client)[0].status_code == 200
+    (artifact / MODEL_FILENAME).write_bytes(b"truncated")
+    assert get_health(client)[0].status_code == 503
+
+
+def test_it_checks_the_model_without_importing_tensorflow(tmp_path):
+    """The web process must never start a TensorFlow runtime (it would not survive forking)."""
+    model_dir = write_artifact(tmp_path / "model")
+    code = (
+        "import sys, django; django.setup();"
+        "from molesite.health import check_model; print(check_model()['ok']);"
+        "print('tensorflow' in sys.modules)"
+    )
+    env = {**os.environ, "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50),
+           "ML_MODEL_DIR": str(model_dir), "VAR_DIR": str(tmp_path / "var"), "LOG_LEVEL": "ERROR"}
+    env["DJANGO_SETTINGS_MODULE"] = "molesite.settings"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.django_db
+def test_it_does_not_leak_connection_details(client, artifact, unreachable_redis, unreachable_database):
+    body = json.dumps(client.get("/healthz").json())
+    assert "127.0.0.1" not in body and "molesite@" not in body

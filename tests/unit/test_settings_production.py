@@ -1,0 +1,135 @@
+"""Production settings, read as a server reads them: in a fresh process, from environment
+variables (settings are evaluated once, at import)."""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV_EXAMPLE = ROOT / ".env.example"
+# env.str("NAME"...), env.db("NAME"...), and the settings' own helpers env_bool("NAME"...) etc.
+READ_BY_SETTINGS = re.compile(r"""\benv(?:\.\w+|_\w+)?\(\s*["']([A-Z][A-Z0-9_]*)["']""")
+
+
+def env_example_values() -> dict:
+    """The active NAME=value lines of .env.example: its production profile."""
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def documented_variables() -> set:
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
+
+
+def run_django(args, tmp_path, **variables):
+    """Run python with a clean configuration: only `variables`, none of the test run's own."""
+    env = {k: v for k, v in os.environ.items() if k not in documented_variables() and k != "DJANGO_SETTINGS_MODULE"}
+    env.update(DJANGO_SETTINGS_MODULE="molesite.settings", VAR_DIR=str(tmp_path / "var"), **variables)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def settings_of(tmp_path, names, **variables) -> dict:
+    code = (
+        "import json, django; django.setup(); from django.conf import settings;"
+        f"print(json.dumps({{n: getattr(settings, n, None) for n in {list(names)!r}}}))"
+    )
+    out = run_django(["-c", code], tmp_path, **variables)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def production(**more) -> dict:
+    return {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "molesite.example.org", **more}
+
+
+def test_it_refuses_to_start_in_production_without_a_secret_key(tmp_path):
+    out = run_django(["manage.py", "check"], tmp_path, DEBUG="false")
+    assert out.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off" in out.stderr
+
+
+def test_it_passes_the_deploy_check_with_the_production_profile_of_env_example(tmp_path):
+    variables = {**env_example_values(), "SECRET_KEY": secrets.token_urlsafe(50)}
+    variables.pop("POSTGRES_PASSWORD")  # read by docker compose, not by the settings
+    out = run_django(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], tmp_path, **variables)
+    assert out.returncode == 0, out.stderr
+    assert "no issues" in out.stdout
+
+
+def test_it_leaves_only_the_https_redirect_to_the_operator_by_default(tmp_path):
+    """Everything but SECURE_SSL_REDIRECT is production-safe by default; that one would break
+    plain-HTTP use (tests, a first look on a LAN), so .env.example turns it on instead."""
+    out = run_django(["manage.py", "check", "--deploy"], tmp_path, **production())
+    assert set(re.findall(r"\(security\.(\w+)\)", out.stderr + out.stdout)) == {"W008"}
+
+
+def test_it_defaults_to_secure_cookies_and_hsts_without_debug(tmp_path):
+    names = ["SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS", "SECURE_SSL_REDIRECT",
+             "SECURE_PROXY_SSL_HEADER"]
+    assert settings_of(tmp_path, names, **production()) == {
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "SECURE_HSTS_SECONDS": 31_536_000,
+        "SECURE_SSL_REDIRECT": False,
+        "SECURE_PROXY_SSL_HEADER": None,
+    }
+    debug = settings_of(tmp_path, names, DEBUG="true")
+    assert not debug["SESSION_COOKIE_SECURE"] and debug["SECURE_HSTS_SECONDS"] == 0
+
+
+def test_it_trusts_the_proxy_header_and_keeps_old_keys_only_when_told(tmp_path):
+    found = settings_of(
+        tmp_path, ["SECURE_PROXY_SSL_HEADER", "SECRET_KEY_FALLBACKS"],
+        **production(BEHIND_PROXY="true", SECRET_KEY_FALLBACKS="old-key-1,old-key-2"),
+    )
+    assert found == {
+        "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+        "SECRET_KEY_FALLBACKS": ["old-key-1", "old-key-2"],
+    }
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("SECURE_COOKIES", "ture", "SECURE_COOKIES must be true or false, not 'ture'"),
+        ("MAX_REQUEST_BYTES", "25MB", "MAX_REQUEST_BYTES must be a whole number, not '25MB'"),
+        ("MAX_REQUEST_BYTES", "1000", "MAX_REQUEST_BYTES must be at least 1048576, not 1000"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT must be json or plain, not 'xml'"),
+    ],
+)
+def test_it_refuses_to_start_with_a_bad_value(tmp_path, name, value, message):
+    out = run_django(["manage.py", "check"], tmp_path, **production(**{name: value}))
+    assert out.returncode != 0
+    assert f"ImproperlyConfigured: {message}" in out.stderr
+
+
+def test_it_logs_one_json_object_per_line_on_stdout(tmp_path):
+    code = (
+        "import logging, django; django.setup();"
+        "logging.getLogger('molesite.test').warning('queued %s', 'abc', extra={'diagnosis_id': 'abc'})"
+    )
+    out = run_django(["-c", code], tmp_path, **production())
+    assert out.returncode == 0, out.stderr
+    entry = json.loads(out.stdout.splitlines()[-1])
+    assert entry["level"] == "WARNING" and entry["logger"] == "molesite.test"
+    assert entry["message"] == "queued abc" and entry["diagnosis_id"] == "abc"
+    assert entry["time"].endswith("+00:00")
+
+
+def test_it_documents_every_variable_the_settings_and_compose_file_read():
+    read = set(READ_BY_SETTINGS.findall((ROOT / "molesite" / "settings.py").read_text()))
+    read |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / "docker-compose.yml").read_text()))
+    assert {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "POSTGRES_PASSWORD", "PORT"} <= read
+    assert read - documented_variables() == set()
