@@ -230,6 +230,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Production logs are one JSON object per line on stdout (LOG_FORMAT=plain for humans).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -241,14 +245,10 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": LOG_FORMAT}
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Celery gives its task loggers a plain-text handler of its own unless they have one.
+    "loggers": {"celery.task": {"handlers": ["console"], "propagate": False}},
 }
 
 # The embedded mode's folders must exist before the web process or a worker touches them.
 for folder in (VAR_DIR, MEDIA_ROOT, *EMBEDDED_BROKER_FOLDERS):
     Path(folder).mkdir(parents=True, exist_ok=True)
-# Production logs are one JSON object per line on stdout (LOG_FORMAT=plain for humans).
-LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
-if LOG_FORMAT not in {"json", "plain"}:
-    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}.")
-    # Celery gives its task loggers a plain-text handler of its own unless they have one.
-    "loggers": {"celery.task": {"handlers": ["console"], "propagate": False}},
