@@ -194,9 +194,11 @@ else:
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # kombu otherwise writes its control files into the current directory.
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
-    EMBEDDED_BROKER_FOLDERS = (BROKER_DIR / "queue", BROKER_DIR / "processed")
+    EMBEDDED_BROKER_FOLDERS = (BROKER_DIR / "queue", BROKER_DIR / "processed", BROKER_DIR / "control")
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
