@@ -26,6 +26,7 @@ from .models import Diagnosis, Mole, Review
 admin.site.site_header = "molesite review desk"
 admin.site.site_title = "molesite review desk"
 admin.site.index_title = "Clinician review"
+admin.site.enable_nav_sidebar = False  # the queue needs the width more
 
 RISK_RANK = Case(
     When(risk=Diagnosis.Risk.HIGH, then=Value(0)),
@@ -90,8 +91,8 @@ class ReviewForm(forms.ModelForm):
 class ReviewInline(admin.StackedInline):
     model = Review
     form = ReviewForm
-    fields = ["verdict", "label", "recommendation", "note", "reviewer", "reviewed_at"]
-    readonly_fields = ["reviewer", "reviewed_at"]
+    fields = ["verdict", "label", "recommendation", "note", "reviewed_by", "reviewed_at"]
+    readonly_fields = ["reviewed_by", "reviewed_at"]
     can_delete = False
     extra = 1
     max_num = 1
@@ -106,6 +107,15 @@ class ReviewInline(admin.StackedInline):
             field.help_text = f"Suggested for {obj.get_risk_display().lower()} risk: {suggested.label}."
         return formset
 
+    @admin.display(description="Reviewer")
+    def reviewed_by(self, obj):
+        return _reviewer_name(obj)
+
+
+def _reviewer_name(review):
+    # Plain text: a link would lead reviewers to the user admin, which is not theirs.
+    return review.reviewer.get_username() if review.reviewer_id else "—"
+
 
 @admin.register(Diagnosis)
 class DiagnosisAdmin(admin.ModelAdmin):
@@ -117,7 +127,7 @@ class DiagnosisAdmin(admin.ModelAdmin):
         "predicted_class",
         "status",
         "reviewed",
-        "created_at",
+        "uploaded",
     ]
     list_display_links = ["thumb", "patient"]
     list_filter = ["risk", "status", ReviewedFilter, "model_version", "created_at"]
@@ -169,7 +179,7 @@ class DiagnosisAdmin(admin.ModelAdmin):
     @admin.display(description="Photo")
     def thumb(self, obj):
         return format_html(
-            '<img src="{}" alt="Photo {}" width="64" height="64" loading="lazy" style="object-fit:cover;border-radius:4px">',
+            '<img src="{}" alt="Photo {}" width="48" height="48" loading="lazy" style="object-fit:cover;border-radius:4px">',
             _file_url(obj, "thumbnail"),
             obj.pk,
         )
@@ -194,25 +204,25 @@ class DiagnosisAdmin(admin.ModelAdmin):
     def reviewed(self, obj):
         return _has_review(obj)
 
+    @admin.display(description="Uploaded", ordering="created_at")
+    def uploaded(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.created_at.isoformat(), f"{obj.created_at:%d %b %Y}")
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Review queue", **(extra_context or {})})
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return super().change_view(request, object_id, form_url, {"title": "Review case", **(extra_context or {})})
+
     # --- the case page -------------------------------------------------------------------------
 
     @admin.display(description="Photo")
     def photo(self, obj):
-        return format_html(
-            '<a href="{0}" target="_blank" rel="noopener"><img src="{0}" alt="The patient\'s photo" '
-            'style="max-width:360px;max-height:360px;border-radius:4px"></a>',
-            _file_url(obj, "image"),
-        )
+        return _large_image(obj, "image", "The patient's photo")
 
     @admin.display(description="Heatmap (where the model looked)")
     def heatmap_image(self, obj):
-        if not obj.heatmap:
-            return "No heatmap yet."
-        return format_html(
-            '<a href="{0}" target="_blank" rel="noopener"><img src="{0}" alt="Heatmap" '
-            'style="max-width:360px;max-height:360px;border-radius:4px"></a>',
-            _file_url(obj, "heatmap"),
-        )
+        return _large_image(obj, "heatmap", "Heatmap") if obj.heatmap else "No heatmap yet."
 
     @admin.display(description="Probabilities")
     def probabilities_table(self, obj):
@@ -371,6 +381,15 @@ def write_reviews_csv(out, diagnoses):
         )
 
 
+def _large_image(diagnosis, kind, alt):
+    return format_html(
+        '<a href="{0}" target="_blank" rel="noopener"><img src="{0}" alt="{1}" '
+        'style="max-width:360px;max-height:360px;border-radius:4px"></a>',
+        _file_url(diagnosis, kind),
+        alt,
+    )
+
+
 def _thumbnail_strip(diagnoses):
     return format_html_join(
         "",
@@ -416,7 +435,9 @@ class MoleAdmin(admin.ModelAdmin):
 class ReviewAdmin(admin.ModelAdmin):
     """A read-only log of reviews; reviews are written on the case page only."""
 
-    list_display = ["diagnosis_link", "reviewer", "verdict", "label", "recommendation", "reviewed_at"]
+    list_display = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "reviewed_at"]
+    fields = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "note", "reviewed_at"]
+    readonly_fields = fields
     list_select_related = ["reviewer", "diagnosis"]
     list_filter = ["verdict", "recommendation", "label", "reviewed_at"]
     date_hierarchy = "reviewed_at"
@@ -425,6 +446,10 @@ class ReviewAdmin(admin.ModelAdmin):
     @admin.display(description="Case")
     def diagnosis_link(self, obj):
         return format_html('<a href="{}">{}</a>', _change_url(obj.diagnosis), obj.diagnosis_id)
+
+    @admin.display(description="Reviewer", ordering="reviewer__username")
+    def reviewed_by(self, obj):
+        return _reviewer_name(obj)
 
     def has_add_permission(self, request):
         return False

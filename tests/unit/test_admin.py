@@ -252,3 +252,18 @@ def test_it_renders_the_mole_and_review_pages_read_only_for_a_reviewer(reviewer_
     review_page = reviewer_client.get(reverse("admin:diagnoses_review_change", args=[review.pk]))
     assert review_page.status_code == 200
     assert 'name="verdict"' not in review_page.content.decode()
+
+
+def test_it_links_reviewers_to_no_user_admin_page(reviewer_client, reviewer, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    review = services.review_agree(diagnosis=diagnosis, reviewer=reviewer)
+    pages = [
+        QUEUE_URL,
+        change_url(diagnosis),
+        reverse("admin:diagnoses_review_changelist"),
+        reverse("admin:diagnoses_review_change", args=[review.pk]),
+    ]
+    for url in pages:
+        html = reviewer_client.get(url).content.decode()
+        assert "/admin/accounts/" not in html, url
+        assert "/admin/auth/" not in html, url

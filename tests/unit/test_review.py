@@ -40,6 +40,17 @@ def review_post(verdict="agree", label="", recommendation="dermatologist_soon", 
     return data
 
 
+@pytest.fixture
+def viewer_client(django_user_model, client):
+    """Staff who may look at diagnoses but not review them."""
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="a long viewer secret", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_diagnosis"))
+    client.force_login(viewer)
+    return client
+
+
 def run_action(client, action, diagnoses):
     return client.post(QUEUE_URL, {"action": action, "_selected_action": [str(d.pk) for d in diagnoses]})
 
@@ -97,15 +108,10 @@ def test_it_refuses_to_review_an_unfinished_diagnosis(reviewer, owner, make_diag
     assert not Review.objects.exists()
 
 
-def test_it_refuses_the_review_form_to_a_view_only_staff_user(owner, make_diagnosis, django_user_model, client):
-    from django.contrib.auth.models import Permission
-
-    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_diagnosis"))
-    client.force_login(viewer)
+def test_it_refuses_the_review_form_to_a_view_only_staff_user(owner, make_diagnosis, viewer_client):
     diagnosis = make_diagnosis(owner, risk="high")
-    assert client.get(change_url(diagnosis)).status_code == 200
-    assert client.post(change_url(diagnosis), review_post()).status_code == 403
+    assert viewer_client.get(change_url(diagnosis)).status_code == 200
+    assert viewer_client.post(change_url(diagnosis), review_post()).status_code == 403
     assert not Review.objects.exists()
 
 
@@ -164,17 +170,12 @@ def test_it_marks_selected_as_reviewed_with_a_recommendation_from_the_risk(revie
     assert "Skipped 2: not finished yet, or already reviewed." in messages
 
 
-def test_it_offers_the_review_action_only_to_those_who_may_review(owner, make_diagnosis, django_user_model, client):
-    from django.contrib.auth.models import Permission
-
-    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_diagnosis"))
-    client.force_login(viewer)
+def test_it_offers_the_review_action_only_to_those_who_may_review(owner, make_diagnosis, viewer_client):
     diagnosis = make_diagnosis(owner, risk="high")
-    actions = dict(client.get(QUEUE_URL).context["action_form"].fields["action"].choices)
+    actions = dict(viewer_client.get(QUEUE_URL).context["action_form"].fields["action"].choices)
     assert "mark_reviewed" not in actions and "requeue" not in actions
     assert "export_reviewed_csv" in actions
-    run_action(client, "mark_reviewed", [diagnosis])
+    run_action(viewer_client, "mark_reviewed", [diagnosis])
     assert not Review.objects.exists()
 
 
