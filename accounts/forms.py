@@ -1,10 +1,18 @@
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, UserCreationForm
 
 from .models import User
 
 
-class SignUpForm(UserCreationForm):
+class NoColonMixin:
+    """Labels without Django's trailing colon, as everywhere else on the site."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class SignUpForm(NoColonMixin, UserCreationForm):
     email = forms.EmailField(required=True, help_text="Used only to reset your password.")
 
     class Meta(UserCreationForm.Meta):
@@ -12,7 +20,15 @@ class SignUpForm(UserCreationForm):
         fields = ("username", "email")
 
 
-class DeleteAccountForm(forms.Form):
+class LoginForm(NoColonMixin, AuthenticationForm):
+    pass
+
+
+class ChangePasswordForm(NoColonMixin, PasswordChangeForm):
+    pass
+
+
+class DeleteAccountForm(NoColonMixin, forms.Form):
     """Deleting everything asks for the password again: a left-open session must not be enough."""
 
     password = forms.CharField(

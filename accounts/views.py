@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from diagnoses import services
 
-from .forms import DeleteAccountForm, SignUpForm
+from .forms import ChangePasswordForm, DeleteAccountForm, LoginForm, SignUpForm
 
 
 @require_http_methods(["GET", "POST"])
@@ -27,6 +27,8 @@ def signup(request):
 
 
 class LoginView(auth_views.LoginView):
+    form_class = LoginForm
+
     def form_valid(self, form):
         response = super().form_valid(form)
         messages.success(self.request, f"Signed in as {form.get_user().username}.")
@@ -41,6 +43,7 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ChangePasswordForm
     success_url = reverse_lazy("account")
 
     def form_valid(self, form):

@@ -16,12 +16,13 @@ class UploadForm(forms.Form):
         empty_label="— not tracked / a new mole —",
     )
     new_mole_name = forms.CharField(
-        max_length=80, required=False, label="Or track it as a new mole named", help_text='e.g. "Left shoulder"'
+        max_length=80, required=False, label="Name of the new mole",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Left shoulder"}),
     )
     new_mole_body_site = forms.ChoiceField(choices=BODY_SITES, required=False, label="Body site", initial="unknown")
 
     def __init__(self, *args, owner, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, label_suffix="", **kwargs)
         self.owner = owner
         self.fields["mole"].queryset = Mole.objects.filter(owner=owner)
 
@@ -49,7 +50,7 @@ class HistoryFilterForm(forms.Form):
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
     def __init__(self, *args, owner, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, label_suffix="", **kwargs)
         moles = Mole.objects.filter(owner=owner).values_list("pk", "name")
         self.fields["mole"].choices = [("", "Any mole"), (UNTRACKED, "Untracked photos")] + [
             (str(pk), name) for pk, name in moles
@@ -84,6 +85,9 @@ class MoleForm(forms.ModelForm):
     class Meta:
         model = Mole
         fields = ("name", "body_site")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, label_suffix="", **kwargs)
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()

@@ -176,7 +176,7 @@ def mole_detail(request, pk):
     rises = [(d, rose_from) for d, rose_from in timeline if rose_from]
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
     chart = {
-        "labels": [date_format(localtime(d.created_at), "j M Y") for d in done],
+        "labels": _chart_labels([d.created_at for d in done]),
         "values": [d.malignant_percent for d in done],
         "risks": [d.risk for d in done],
         "thresholds": _percent_thresholds(),
@@ -187,6 +187,14 @@ def mole_detail(request, pk):
         {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "latest_rise": rises[-1] if rises else None,
          "chart": chart, "has_chart": len(done) >= 2},
     )
+
+
+def _chart_labels(moments):
+    """Dates, with the time where two photos share a day."""
+    days = [date_format(localtime(m), "j M Y") for m in moments]
+    return [
+        date_format(localtime(m), "j M Y, H:i") if days.count(day) > 1 else day for m, day in zip(moments, days)
+    ]
 
 
 @login_required
@@ -293,7 +301,6 @@ def _training_summary(card):
     hardware = _first_dict(training.get("hardware"))
     size = _first_dict(card.get("input_size"))
     rows = [
-        ("Data", "HAM10000 dermatoscopic images"),
         ("Split", split.get("method")),
         ("Training images", _pair(split.get("n_train_images"), split.get("n_train_lesions"))),
         ("Validation images", _pair(split.get("n_val_images"), split.get("n_val_lesions"))),

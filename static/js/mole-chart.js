@@ -17,6 +17,7 @@
     pointBorderColor: "#fff",
     pointRadius: 6,
     pointHoverRadius: 8,
+    clip: false,
     tension: 0.2
   }];
   [["medium", "Medium risk from", "#e0a800"], ["high", "High risk from", "#dc3545"]].forEach(function (band) {
@@ -26,6 +27,7 @@
       label: band[1] + " " + value + "%",
       data: data.labels.map(function () { return value; }),
       borderColor: band[2],
+      backgroundColor: band[2],
       borderDash: [6, 4],
       borderWidth: 1.5,
       pointRadius: 0,

@@ -46,7 +46,8 @@
     }
     previewUrl = URL.createObjectURL(file);
     $("[data-preview-img]").src = previewUrl;
-    $("[data-preview-name]").textContent = file.name + " · " + (file.size / 1048576).toFixed(1) + " MB";
+    var size = file.size >= 1048576 ? (file.size / 1048576).toFixed(1) + " MB" : Math.max(1, Math.round(file.size / 1024)) + " KB";
+    $("[data-preview-name]").textContent = file.name + " · " + size;
     preview.hidden = false;
     empty.hidden = true;
   }

@@ -1,0 +1,124 @@
+"""Browser tests: the live Django server in a thread, driven by the system's headless Chromium
+through Playwright's sync API. A test fails on any console error or on any request that would
+leave localhost (the site must work offline)."""
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a
+# thread with a running loop unless told that this is safe here.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(os.environ.get("E2E_SCREENSHOTS", "/tmp/shots"))
+HAM_IMAGES = Path(
+    os.environ.get("HAM10000_IMAGES", Path(__file__).resolve().parents[3] / "shared" / "data" / "ham10000" / "images")
+)
+VIEWPORTS = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+}
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(live_server, settings):
+    # The live server speaks plain HTTP; production's Secure cookies would not come back.
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    settings.SECURE_SSL_REDIRECT = False
+    return live_server.url
+
+
+@pytest.fixture(params=list(VIEWPORTS), ids=list(VIEWPORTS))
+def viewport(request):
+    return request.param
+
+
+@pytest.fixture
+def page(browser, viewport, site):
+    context = browser.new_context(**VIEWPORTS[viewport], accept_downloads=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    problems, allowed = [], []
+
+    def on_console(message):
+        if message.type == "error" and not any(re.search(pattern, message.text) for pattern in allowed):
+            problems.append(f"console error on {page.url}: {message.text}")
+
+    def on_request(request):
+        parts = urlsplit(request.url)
+        if parts.scheme in ("data", "blob"):
+            return
+        if parts.hostname not in {h.strip("[]") for h in LOCAL_HOSTS}:
+            problems.append(f"request leaving localhost: {request.url}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(f"page error on {page.url}: {error}"))
+    page.on("request", on_request)
+    # A test that provokes an error on purpose (a refused upload answers 400, which Chromium
+    # logs) names the message it expects; anything else still fails the test.
+    page.allow_console_error = allowed.append
+    yield page
+    context.close()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def shot(viewport):
+    """shot(page, name): a full-page screenshot in /tmp/shots/ (never in the repository)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name):
+        page.screenshot(path=str(SHOTS / f"{viewport}-{name}.png"), full_page=True)
+
+    return take
+
+
+@pytest.fixture
+def ham_image():
+    """shared/data/ham10000/images/<name>: a real dermatoscopic photo."""
+
+    def path(name="ISIC_0024306.jpg"):
+        found = HAM_IMAGES / name
+        if not found.is_file():
+            pytest.skip(f"HAM10000 images not found at {HAM_IMAGES} (needed for a real photo)")
+        return str(found)
+
+    return path
+
+
+@pytest.fixture
+def worker(monkeypatch, tiny_model):
+    """Stands in for the Celery worker: uploads queue their task here, and run() executes the
+    real task (tiny real model) from the test, while the page is open and polling."""
+    from diagnoses.tasks import classify_diagnosis
+
+    queued = []
+    monkeypatch.setattr(classify_diagnosis, "delay", lambda pk: queued.append(pk))
+
+    class Worker:
+        def run(self):
+            while queued:
+                classify_diagnosis.apply(args=[queued.pop(0)])
+
+    return Worker()

@@ -1,0 +1,187 @@
+"""A patient's whole journey in a real browser, at desktop and phone sizes: sign up, upload a
+real photo, watch the result appear without a reload, the heatmap, the report, the history,
+a mole's timeline, the model page, the data export, deleting a result and the account."""
+
+import io
+import json
+import re
+import zipfile
+
+import pytest
+from playwright.sync_api import expect
+
+from diagnoses.models import Diagnosis
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "a long and private pass phrase"
+
+
+def go(page, link_name):
+    """Follow a link of the main navigation, opening the collapsed menu on a phone first."""
+    toggler = page.locator(".navbar-toggler")
+    if toggler.is_visible():
+        toggler.click()
+        expect(page.locator("#nav")).to_be_visible()
+    page.locator("#nav").get_by_role("link", name=link_name, exact=True).click()
+
+
+def sign_up(page, site, username="ana"):
+    page.goto(site + "/accounts/signup/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Email").fill(f"{username}@example.com")
+    page.locator("[name=password1]").fill(PASSWORD)
+    page.locator("[name=password2]").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_text(f"Welcome, {username}!")).to_be_visible()
+
+
+def upload(page, path, *, new_mole=None, mole=None):
+    page.locator("input[name=image]").set_input_files(path)
+    expect(page.locator("[data-preview-img]")).to_be_visible()
+    if new_mole:
+        page.get_by_label("Name of the new mole").fill(new_mole)
+        page.get_by_label("Body site").select_option("back")
+    if mole:
+        page.get_by_label("Which mole is this?").select_option(label=mole)
+
+
+def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image):
+    page.goto(site + "/")
+    expect(page.get_by_role("heading", name="Worried about a mole?")).to_be_visible()
+    shot(page, "01-home")
+    page.goto(site + "/accounts/login/")
+    shot(page, "02-sign-in")
+    page.goto(site + "/accounts/signup/")
+    shot(page, "03-sign-up")
+
+    sign_up(page, site)
+    assert page.url.endswith("/diagnoses/new/")
+    shot(page, "04-upload-empty")
+    upload(page, ham_image("ISIC_0024306.jpg"), new_mole="Left shoulder")
+    shot(page, "05-upload-preview")
+    page.get_by_role("button", name="Upload and analyse").click()
+
+    # The result page opens while the photo is queued, then updates by itself.
+    expect(page.get_by_text("Photo received.")).to_be_visible()
+    expect(page.locator("#result")).to_have_attribute("data-status", "queued")
+    expect(page.get_by_text("Queued…")).to_be_visible()
+    shot(page, "06-result-queued")
+    first_url = page.url
+    page.evaluate("window.__notReloaded = true")
+    worker.run()
+    expect(page.locator("#result [data-risk]")).to_be_visible(timeout=30_000)
+    assert page.evaluate("window.__notReloaded") is True and page.url == first_url
+    expect(page.get_by_text("Malignant probability")).to_be_visible()
+    expect(page.get_by_text("Melanocytic nevus").first).to_be_visible()
+    expect(page.get_by_text("What to do next.")).to_be_visible()
+    shot(page, "07-result")
+
+    heatmap = page.locator(".heatmap-layer")
+    expect(heatmap).to_have_css("opacity", "0")
+    page.get_by_text("Show where the model looked").click()
+    expect(heatmap).to_have_css("opacity", "1")
+    shot(page, "08-result-heatmap")
+
+    # The printable report: the button opens the print dialog; Chromium renders it as a PDF.
+    page.get_by_role("link", name="Printable report").click()
+    expect(page.get_by_role("heading", name="Mole check report")).to_be_visible()
+    shot(page, "09-report")
+    page.evaluate("window.print = () => { window.__printed = true; }")
+    page.get_by_role("button", name="Print / save as PDF").click()
+    assert page.evaluate("window.__printed") is True
+    pdf = page.pdf(format="A4")
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+
+    # A second photo of the same mole, picked from the list.
+    go(page, "New check")
+    upload(page, ham_image("ISIC_0024307.jpg"), mole="Left shoulder (Back)")
+    page.get_by_role("button", name="Upload and analyse").click()
+    expect(page.locator("#result")).to_have_attribute("data-status", "queued")
+    worker.run()
+    expect(page.locator("#result [data-risk]")).to_be_visible(timeout=30_000)
+
+    go(page, "My history")
+    expect(page.locator(".history-row")).to_have_count(2)
+    shot(page, "10-history")
+    page.locator("summary", has_text="Filter").click()
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.get_by_text("No photo matches these filters.")).to_be_visible()
+    page.get_by_label("Status").select_option("done")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator(".history-row")).to_have_count(2)
+    shot(page, "11-history-filtered")
+
+    go(page, "My moles")
+    expect(page.get_by_text("2 photos")).to_be_visible()
+    shot(page, "12-moles")
+    page.get_by_role("link", name="Left shoulder").click()
+    expect(page.locator(".timeline-item")).to_have_count(2)
+    expect(page.locator("#mole-chart")).to_be_visible()
+    page.wait_for_function("() => window.Chart && Chart.getChart('mole-chart')")
+    shot(page, "13-mole-timeline")
+
+    go(page, "About the model")
+    expect(page.get_by_role("heading", name="Confusion matrix")).to_be_visible()
+    page.wait_for_function("() => window.Chart && Chart.getChart('roc-chart')")
+    shot(page, "14-about-model")
+
+    # Delete one result from the history, with its confirmation page.
+    go(page, "My history")
+    page.locator(".history-delete").first.click()
+    expect(page.get_by_role("heading", name="Delete this result?")).to_be_visible()
+    shot(page, "15-delete-result")
+    page.get_by_role("button", name="Delete for good").click()
+    expect(page.get_by_text("The photo and its result were deleted.")).to_be_visible()
+    expect(page.locator(".history-row")).to_have_count(1)
+
+    # The account page: download everything, then delete the account.
+    go(page, "ana")
+    expect(page.get_by_role("heading", name="Your account", exact=True)).to_be_visible()
+    shot(page, "16-account")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name=re.compile("Download all my data")).click()
+    archive = zipfile.ZipFile(io.BytesIO(open(download_info.value.path(), "rb").read()))
+    data = json.loads(archive.read("data.json"))
+    assert len(data["diagnoses"]) == 1 and data["moles"][0]["name"] == "Left shoulder"
+    assert data["diagnoses"][0]["files"]["image"] in archive.namelist()
+
+    page.get_by_role("link", name="Delete my account…").click()
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_label("I understand").check()
+    shot(page, "17-delete-account")
+    page.get_by_role("button", name="Delete my account and data").click()
+    expect(page.get_by_text("Your account, photos and results were deleted for good.")).to_be_visible()
+    assert not Diagnosis.objects.exists()
+    shot(page, "18-account-deleted")
+
+
+def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page, site, shot, worker, ham_image):
+    sign_up(page, site, username="ben")
+    page.allow_console_error(r"status of 400 \(Bad Request\)")
+    # Not a photo, though it claims to be one: the server refuses it, the form says why.
+    page.locator("input[name=image]").set_input_files(
+        {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"this is text, not a photo\n" * 40}
+    )
+    page.get_by_role("button", name="Upload and analyse").click()
+    expect(page.locator("#upload-errors")).to_be_visible()
+    expect(page.locator(".upload-field .errorlist")).to_contain_text("not an image we can read")
+    assert page.url.endswith("/diagnoses/new/")
+    shot(page, "20-upload-error")
+
+    # A mistake in another field keeps the chosen photo; fixing it uploads.
+    upload(page, ham_image(), new_mole="Back")
+    page.get_by_role("button", name="Upload and analyse").click()
+    expect(page.locator("#result")).to_be_visible()
+    go(page, "New check")
+    upload(page, ham_image(), new_mole="Back")
+    page.get_by_role("button", name="Upload and analyse").click()
+    expect(page.get_by_text("You already track a mole with this name")).to_be_visible()
+    expect(page.locator("[data-preview-img]")).to_be_visible()
+    shot(page, "21-upload-field-error")
+    page.get_by_label("Name of the new mole").fill("")
+    page.get_by_label("Which mole is this?").select_option(label="Back (Back)")
+    page.get_by_role("button", name="Upload and analyse").click()
+    expect(page.locator("#result")).to_have_attribute("data-status", "queued")
+    assert Diagnosis.objects.count() == 2
