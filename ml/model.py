@@ -8,16 +8,21 @@ CAM_LAYER = "cam_features"  # the last convolutional feature map, used by Grad-C
 
 PRESETS = {
     # input size is (width, height)
-    "full": {"input_size": (128, 96), "widths": (24, 48, 96, 160, 256), "convs": (1, 2, 2, 2, 2),
-             "dropout": 0.3, "epochs": 36, "batch_size": 48, "learning_rate": 2e-3,
-             "weight_power": 0.6, "val_fraction": 0.18},
+    "full": {"input_size": (128, 96), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
+             "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 60, "batch_size": 64,
+             "learning_rate": 3e-3, "weight_decay": 5e-4, "weight_power": 0.7,
+             "val_fraction": 0.18, "tta_views": 2, "augment": True, "class_cap": 1500,
+             "max_train_seconds": 2520},
     "tiny": {"input_size": (48, 36), "widths": (8, 16, 24), "convs": (1, 1, 1),
-             "dropout": 0.1, "epochs": 12, "batch_size": 16, "learning_rate": 1e-2,
-             "weight_power": 0.5, "val_fraction": 0.25},
+             "stem_stride": 1, "cam_block": 2, "dropout": 0.0, "epochs": 10, "batch_size": 8,
+             "bn_momentum": 0.8,
+             "learning_rate": 1e-2, "weight_decay": 0.0, "weight_power": 0.5,
+             "val_fraction": 0.25, "tta_views": 2, "augment": False, "max_train_seconds": 120},
 }
 
 
-def build_model(*, input_size, widths, convs, dropout, stem_stride=1, n_classes=7, seed=0, **_ignored):
+def build_model(*, input_size, widths, convs, dropout, stem_stride=1, cam_block=-1, bn_momentum=0.99,
+                n_classes=7, seed=0, **_ignored):
     import keras
     from keras import layers
 
@@ -26,13 +31,14 @@ def build_model(*, input_size, widths, convs, dropout, stem_stride=1, n_classes=
     inputs = keras.Input(shape=(height, width, 3), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     n_blocks = len(widths)
+    cam_block = cam_block % n_blocks
     for b, (filters, n_conv) in enumerate(zip(widths, convs)):
         for c in range(n_conv):
             strides = stem_stride if b == 0 and c == 0 else 1
             x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
                               kernel_initializer=init, name=f"b{b}_conv{c}")(x)
-            x = layers.BatchNormalization(name=f"b{b}_bn{c}")(x)
-            last = b == n_blocks - 1 and c == n_conv - 1
+            x = layers.BatchNormalization(momentum=bn_momentum, name=f"b{b}_bn{c}")(x)
+            last = b == cam_block and c == n_conv - 1
             x = layers.ReLU(name=CAM_LAYER if last else f"b{b}_relu{c}")(x)
         if b < n_blocks - 1:
             x = layers.MaxPool2D(2, name=f"b{b}_pool")(x)

@@ -1,0 +1,125 @@
+"""Command line: python -m ml {train,evaluate,predict} (see --help of each)."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import DEFAULT_MODEL_DIR
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PREDICT_EPILOG = """\
+Output: one line per image, in the order given. With --json each line is a JSON object
+{"image", "probabilities", "malignant_probability", "predicted_class", "risk", "model_version"},
+or {"image", "error"} for a file that cannot be read or decoded. Without --json, a short
+human-readable line. Images are decoded one by one and classified in batches of 64.
+
+Exit status: 0 if at least one image was classified (error lines, if any, say which were
+not), 1 if none could be, 2 for a usage error or an unusable model artifact.
+"""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ml", description="molesite's skin-lesion classifier")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train on a HAM10000 folder; write model.keras + model_card.json")
+    p.add_argument("--data", required=True, type=Path, help="folder with HAM10000_metadata.csv and images")
+    p.add_argument("--out", required=True, type=Path, help="artifact folder to write (e.g. ml/artifacts)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
+    p.add_argument("--preset", choices=("full", "tiny"), default="full")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("evaluate", help="score a model on a labelled HAM10000 folder")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder or its model.keras")
+    p.add_argument("--json", required=True, type=Path, dest="json_out", help="where to write the JSON result")
+    p.add_argument("--split", choices=("all", "val"), default="all",
+                   help="all images (default), or only the model's own validation split (checked "
+                        "against the card's hash)")
+
+    p = sub.add_parser("predict", help="classify image files", epilog=PREDICT_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder or its model.keras")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    from .errors import MLError, ModelArtifactError
+
+    try:
+        return COMMANDS[args.command](args)
+    except ModelArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_train(args) -> int:
+    from .training import train
+
+    card = train(data_dir=args.data, out_dir=args.out, epochs=args.epochs, preset=args.preset, seed=args.seed)
+    v = card["validation"]
+    print(json.dumps({"version": card["version"], "out": str(args.out),
+                      "balanced_accuracy": v["balanced_accuracy"], "accuracy": v["accuracy"],
+                      "malignant_auc": v["malignant_auc"], "thresholds": card["thresholds"],
+                      "total_seconds": card["training"]["total_seconds"]}))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate
+
+    result = evaluate(data_dir=args.data, model_dir=args.model, split=args.split)
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("n_images", "accuracy", "balanced_accuracy", "malignant_auc", "ece")}))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from .errors import ImageError
+    from .inference import BATCH_SIZE, load_classifier
+
+    classifier = load_classifier(args.model)
+    n_ok = 0
+    for start in range(0, len(args.images), BATCH_SIZE):
+        paths = args.images[start:start + BATCH_SIZE]
+        arrays, errors = {}, {}
+        for i, path in enumerate(paths):
+            try:
+                arrays[i] = classifier.preprocess(path.read_bytes())
+            except (OSError, ImageError) as exc:
+                errors[i] = str(exc) if isinstance(exc, ImageError) else f"cannot read file: {exc.strerror or exc}"
+        preds = dict(zip(arrays, classifier.predict_arrays(np.stack(list(arrays.values()))) if arrays else []))
+        for i, path in enumerate(paths):
+            if i in preds:
+                n_ok += 1
+                _print_prediction(path, preds[i], args.json)
+            elif args.json:
+                print(json.dumps({"image": str(path), "error": errors[i]}))
+            else:
+                print(f"{path}: error: {errors[i]}")
+        sys.stdout.flush()
+    return 0 if n_ok else 1
+
+
+def _print_prediction(path, pred, as_json) -> None:
+    if as_json:
+        print(json.dumps({"image": str(path), **pred.to_dict()}))
+    else:
+        print(f"{path}: {pred.predicted_class} malignant={pred.malignant_probability:.3f} risk={pred.risk}")
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+
+if __name__ == "__main__":
+    sys.exit(main())

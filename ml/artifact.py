@@ -1,0 +1,99 @@
+"""Reading and writing the artifact folder: model.keras + model_card.json (atomic writes)."""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from . import CARD_FILENAME, CLASSES, FORMAT_VERSION, MODEL_FILENAME
+from .errors import ModelArtifactError
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    part = path.with_name(path.name + ".part")
+    with open(part, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+
+
+def save_model_file(model, out_dir) -> Path:
+    """Save a Keras model (weights and architecture, no optimizer state) as out_dir/model.keras
+    atomically; returns the path."""
+    import keras
+
+    if getattr(model, "optimizer", None) is not None:  # .keras files would carry Adam's moments
+        weights = model.get_weights()
+        model = keras.models.clone_model(model)
+        model.set_weights(weights)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Keras insists on a ".keras" suffix, so the ".part" file is a hidden temp file beside it.
+    fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".part.keras", dir=out_dir)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, out_dir / MODEL_FILENAME)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_dir / MODEL_FILENAME
+
+
+def save_card(card: dict, out_dir) -> Path:
+    path = Path(out_dir) / CARD_FILENAME
+    _atomic_write_bytes(path, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
+    return path
+
+
+def resolve_model_dir(model) -> Path:
+    """A model directory from a directory or from the path of its model.keras / card."""
+    path = Path(model).expanduser().resolve()
+    if path.is_file():
+        path = path.parent
+    return path
+
+
+def read_card(model_dir) -> dict:
+    """The validated card of an artifact folder; raises ModelArtifactError with a clear message."""
+    model_dir = Path(model_dir)
+    card_path = model_dir / CARD_FILENAME
+    model_path = model_dir / MODEL_FILENAME
+    if not card_path.is_file():
+        raise ModelArtifactError(f"model card not found: {card_path} (train one with `python -m ml train`)")
+    if not model_path.is_file():
+        raise ModelArtifactError(f"model file not found: {model_path} (train one with `python -m ml train`)")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelArtifactError(f"unreadable model card {card_path}: {exc}") from exc
+    if not isinstance(card, dict):
+        raise ModelArtifactError(f"model card {card_path} is not a JSON object")
+    if card.get("format_version") != FORMAT_VERSION:
+        raise ModelArtifactError(
+            f"model artifact format version {card.get('format_version')!r} in {card_path} is not "
+            f"the supported version {FORMAT_VERSION}; retrain with this code's `python -m ml train`"
+        )
+    missing = [k for k in ("version", "input_size", "classes", "temperature", "thresholds", "model_sha256")
+               if k not in card]
+    if missing:
+        raise ModelArtifactError(f"model card {card_path} lacks key(s): {', '.join(missing)}")
+    if tuple(card["classes"]) != CLASSES:
+        raise ModelArtifactError(f"model card classes {card['classes']} differ from {list(CLASSES)}")
+    actual = sha256_file(model_path)
+    if actual != card["model_sha256"]:
+        raise ModelArtifactError(
+            f"model file {model_path} is corrupt or does not belong to its card "
+            f"(sha256 {actual[:12]}…, card says {str(card['model_sha256'])[:12]}…)"
+        )
+    return card

@@ -1,0 +1,202 @@
+"""Loading the shipped model and classifying images (TensorFlow is imported lazily)."""
+
+import io
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import CLASSES, DEFAULT_MODEL_DIR, MALIGNANT, MODEL_FILENAME
+from . import metrics as M
+from .artifact import read_card, resolve_model_dir
+from .errors import ModelArtifactError
+from .preprocessing import preprocess, to_rgb
+
+BATCH_SIZE = 64
+OVERLAY_MAX_WIDTH = 400
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: dict          # class code -> calibrated probability, all CLASSES, sums to 1
+    malignant_probability: float  # P(akiec) + P(bcc) + P(mel)
+    predicted_class: str
+    risk: str                    # "low" | "medium" | "high"
+    model_version: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_logits_fn(model, hw, tta_views=1):
+    """A traced function uint8 (n, h, w, 3) -> logits averaged over test-time flips.
+
+    tta_views: 1 (as is), 2 (+ horizontal flip) or 4 (+ vertical flip, + both).
+    """
+    import tensorflow as tf
+
+    h, w = int(hw[0]), int(hw[1])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)], reduce_retracing=True)
+    def logits_fn(x):
+        x = tf.cast(x, tf.float32)
+        views = [x]
+        if tta_views >= 2:
+            views.append(tf.reverse(x, [2]))
+        if tta_views >= 4:
+            views += [tf.reverse(x, [1]), tf.reverse(x, [1, 2])]
+        n = tf.shape(x)[0]
+        out = model(tf.concat(views, axis=0), training=False)
+        return tf.reduce_mean(tf.reshape(out, [len(views), n, -1]), axis=0)
+
+    return logits_fn
+
+
+class Classifier:
+    """A loaded model and its card. Thread-safe for prediction."""
+
+    def __init__(self, model, card: dict, model_dir: Path):
+        self.model = model
+        self.card = card
+        self.model_dir = model_dir
+        self.version = card["version"]
+        self.input_size = (int(card["input_size"]["width"]), int(card["input_size"]["height"]))
+        self.temperature = float(card["temperature"])
+        self.thresholds = dict(card["thresholds"])
+        self._logits = make_logits_fn(model, (self.input_size[1], self.input_size[0]),
+                                      int(card.get("tta_views", 1)))
+        self._cam_model = None
+        self._lock = threading.Lock()
+
+    # -- prediction ---------------------------------------------------------------------------
+    def preprocess(self, image) -> np.ndarray:
+        """uint8 (h, w, 3) model input for a PIL image or bytes (raises ImageError)."""
+        return preprocess(image, self.input_size)
+
+    def predict_arrays(self, x: np.ndarray) -> list[Prediction]:
+        """Predictions for a uint8 array (n, h, w, 3) of preprocessed images."""
+        if len(x) == 0:
+            return []
+        logits = np.concatenate([self._logits(x[i:i + BATCH_SIZE]).numpy()
+                                 for i in range(0, len(x), BATCH_SIZE)])
+        return [self._prediction(p) for p in M.softmax(logits, self.temperature)]
+
+    def predict(self, image) -> Prediction:
+        return self.predict_arrays(self.preprocess(image)[None])[0]
+
+    def predict_batch(self, images) -> list[Prediction]:
+        images = list(images)
+        if not images:
+            return []
+        return self.predict_arrays(np.stack([self.preprocess(im) for im in images]))
+
+    def _prediction(self, probs: np.ndarray) -> Prediction:
+        probs = probs / probs.sum()
+        malignant = float(sum(probs[CLASSES.index(c)] for c in MALIGNANT))
+        return Prediction(
+            probabilities={c: float(p) for c, p in zip(CLASSES, probs)},
+            malignant_probability=malignant,
+            predicted_class=CLASSES[int(np.argmax(probs))],
+            risk=M.risk_band(malignant, self.thresholds),
+            model_version=self.version,
+        )
+
+    # -- explanation ----------------------------------------------------------------------------
+    def gradcam(self, image) -> tuple[Prediction, np.ndarray]:
+        """Prediction and a Grad-CAM map in [0, 1] of the predicted class, shaped like the
+        (orientation-normalised) input image: (height, width)."""
+        import tensorflow as tf
+
+        rgb = to_rgb(image)
+        x = preprocess(rgb, self.input_size)[None]
+        prediction = self.predict_arrays(x)[0]
+        cls = CLASSES.index(prediction.predicted_class)
+        cam_model = self._get_cam_model()
+        with tf.GradientTape() as tape:
+            features, logits = cam_model(tf.cast(x, tf.float32), training=False)
+            score = logits[:, cls]
+        grads = tape.gradient(score, features)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0]
+        heat = tf.image.resize(cam[..., None], (rgb.height, rgb.width), method="bilinear").numpy()[..., 0]
+        heat = np.clip(heat, 0.0, None)
+        if heat.max() > 0:
+            heat = heat / heat.max()
+        return prediction, heat.astype(np.float32)
+
+    def explain(self, image) -> tuple[Prediction, bytes]:
+        """Prediction (same numbers as predict) and a PNG of the Grad-CAM heatmap over the photo."""
+        rgb = to_rgb(image)
+        prediction, heat = self.gradcam(rgb)
+        return prediction, overlay_png(rgb, heat)
+
+    def _get_cam_model(self):
+        with self._lock:
+            if self._cam_model is None:
+                import keras
+
+                from .model import CAM_LAYER
+
+                self._cam_model = keras.Model(self.model.inputs,
+                                              [self.model.get_layer(CAM_LAYER).output, self.model.output])
+            return self._cam_model
+
+
+def _jet(v: np.ndarray) -> np.ndarray:
+    """A jet-like colour map: [0, 1] -> uint8 RGB."""
+    r = np.clip(1.5 - np.abs(4 * v - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * v - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * v - 1), 0, 1)
+    return (np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)
+
+
+def overlay_png(rgb, heat: np.ndarray, *, max_width=OVERLAY_MAX_WIDTH) -> bytes:
+    """PNG bytes of the heatmap blended over the image (downscaled to at most max_width)."""
+    from PIL import Image
+
+    if rgb.width > max_width:
+        size = (max_width, max(1, round(rgb.height * max_width / rgb.width)))
+        rgb = rgb.resize(size, Image.BILINEAR)
+        heat = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize(size, Image.BILINEAR)) / 255.0
+    photo = np.asarray(rgb, dtype=np.float32)
+    alpha = (0.25 + 0.45 * heat)[..., None]
+    blended = photo * (1 - alpha) + _jet(heat).astype(np.float32) * alpha
+    buf = io.BytesIO()
+    Image.fromarray(blended.clip(0, 255).astype(np.uint8)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def load_classifier(model_dir=DEFAULT_MODEL_DIR) -> Classifier:
+    """Load and check an artifact folder (or its model.keras path); raises ModelArtifactError."""
+    model_dir = resolve_model_dir(model_dir)
+    card = read_card(model_dir)
+    import keras
+
+    try:
+        model = keras.saving.load_model(model_dir / MODEL_FILENAME, compile=False)
+    except Exception as exc:  # Keras raises a zoo of errors for a damaged zip / config
+        raise ModelArtifactError(f"cannot load model {model_dir / MODEL_FILENAME}: {exc}") from exc
+    expected = (None, card["input_size"]["height"], card["input_size"]["width"], 3)
+    if tuple(model.input_shape) != expected or model.output_shape[-1] != len(CLASSES):
+        raise ModelArtifactError(f"model shapes {model.input_shape} -> {model.output_shape} do not "
+                                 f"match the card ({expected} -> {len(CLASSES)} classes)")
+    classifier = Classifier(model, card, model_dir)
+    classifier.predict_arrays(np.zeros((1, expected[1], expected[2], 3), np.uint8))  # trace once
+    return classifier
+
+
+_cache: dict[Path, Classifier] = {}
+_cache_lock = threading.Lock()
+
+
+def get_classifier(model_dir=DEFAULT_MODEL_DIR) -> Classifier:
+    """The classifier for model_dir, loaded on first use and then shared by the process."""
+    key = resolve_model_dir(model_dir)
+    classifier = _cache.get(key)
+    if classifier is None:
+        with _cache_lock:
+            classifier = _cache.get(key)
+            if classifier is None:
+                classifier = _cache[key] = load_classifier(key)
+    return classifier

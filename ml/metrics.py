@@ -1,0 +1,132 @@
+"""Metrics, calibration and risk thresholds (numpy / scipy / scikit-learn; no TensorFlow)."""
+
+import math
+
+import numpy as np
+
+from . import CLASSES, MALIGNANT
+
+MALIGNANT_IDX = np.array([CLASSES.index(c) for c in MALIGNANT])
+
+
+def softmax(logits, temperature=1.0):
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nll(probs, y):
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))))
+
+
+def ece(probs, y, n_bins=15):
+    """Expected calibration error of the top-class confidence (equal-width bins)."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (conf > lo) & (conf <= hi)
+        if in_bin.any():
+            total += in_bin.mean() * abs(conf[in_bin].mean() - correct[in_bin].mean())
+    return float(total)
+
+
+def fit_temperature(logits, y) -> float:
+    """Temperature minimising the NLL of softmax(logits / T) (searched on log T)."""
+    from scipy.optimize import minimize_scalar
+
+    res = minimize_scalar(lambda lt: nll(softmax(logits, np.exp(lt)), y), bounds=(-3.0, 3.0),
+                          method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(res.x))
+
+
+def malignant_probability(probs):
+    return probs[:, MALIGNANT_IDX].sum(axis=1)
+
+
+def is_malignant(y):
+    return np.isin(y, MALIGNANT_IDX)
+
+
+def sens_spec(m_prob, mal, threshold):
+    pred = m_prob >= threshold
+    sens = float(pred[mal].mean()) if mal.any() else float("nan")
+    spec = float((~pred[~mal]).mean()) if (~mal).any() else float("nan")
+    return sens, spec
+
+
+def choose_thresholds(m_prob, mal, *, min_sensitivity=0.95, min_specificity=0.90):
+    """{"medium": t, "high": t} chosen on validation data.
+
+    medium: the highest threshold whose malignant sensitivity is still >= min_sensitivity.
+    high: the lowest threshold whose specificity (benign lesions below it) is >= min_specificity.
+    """
+    mal_scores = np.sort(m_prob[mal])[::-1]
+    if len(mal_scores):
+        k = int(np.ceil(min_sensitivity * len(mal_scores)))  # need >= k malignant at/above t
+        medium = float(mal_scores[max(k, 1) - 1])
+    else:
+        medium = 0.5
+    ben_scores = np.sort(m_prob[~mal])
+    if len(ben_scores):
+        k = int(np.ceil(min_specificity * len(ben_scores)))  # need >= k benign strictly below t
+        high = float(np.nextafter(ben_scores[max(k, 1) - 1], np.inf))
+    else:
+        high = 0.5
+    medium = math.floor(medium * 1e6) / 1e6  # rounded for the card, never past a score
+    high = max(math.ceil(high * 1e6) / 1e6, medium)
+    return {"medium": medium, "high": high}
+
+
+def risk_band(malignant_probability: float, thresholds: dict) -> str:
+    if malignant_probability >= thresholds["high"]:
+        return "high"
+    if malignant_probability >= thresholds["medium"]:
+        return "medium"
+    return "low"
+
+
+def roc_points(m_prob, mal, max_points=50):
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(mal.astype(int), m_prob, drop_intermediate=True)
+    if len(fpr) > max_points:
+        idx = np.unique(np.round(np.linspace(0, len(fpr) - 1, max_points)).astype(int))
+        fpr, tpr, thr = fpr[idx], tpr[idx], thr[idx]
+    thr = np.minimum(thr, 1.0)  # sklearn puts +inf first
+    return [{"fpr": round(float(f), 4), "tpr": round(float(t), 4), "threshold": round(float(h), 6)}
+            for f, t, h in zip(fpr, tpr, thr)]
+
+
+def classification_metrics(probs, y) -> dict:
+    """The metrics reported in the card and by `python -m ml evaluate`."""
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
+
+    pred = probs.argmax(axis=1)
+    mal = is_malignant(y)
+    m_prob = malignant_probability(probs)
+    present = sorted(set(y.tolist()))
+    recall = {CLASSES[c]: round(float((pred[y == c] == c).mean()), 4) for c in present}
+    auc = float(roc_auc_score(mal, m_prob)) if 0 < mal.sum() < len(mal) else float("nan")
+    return {
+        "n_images": int(len(y)),
+        "accuracy": round(float((pred == y).mean()), 4),
+        "balanced_accuracy": round(float(balanced_accuracy_score(y, pred)), 4),
+        "malignant_auc": round(auc, 4),
+        "per_class_recall": recall,
+        "confusion_matrix": {"labels": list(CLASSES),
+                             "matrix": confusion_matrix(y, pred, labels=range(len(CLASSES))).tolist()},
+        "ece": round(ece(probs, y), 4),
+        "nll": round(nll(probs, y), 4),
+    }
+
+
+def threshold_metrics(m_prob, mal, thresholds) -> dict:
+    out = {}
+    for band in ("medium", "high"):
+        sens, spec = sens_spec(m_prob, mal, thresholds[band])
+        out[band] = {"threshold": thresholds[band], "sensitivity": round(sens, 4),
+                     "specificity": round(spec, 4)}
+    return out

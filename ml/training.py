@@ -1,0 +1,323 @@
+"""Training: lesion-disjoint split, in-memory tf.data with augmentation, class weights,
+checkpoint on validation balanced accuracy, temperature scaling, thresholds, card, save."""
+
+import datetime as dt
+import logging
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import CLASSES, FORMAT_VERSION, MALIGNANT
+from . import data as data_mod
+from . import metrics as M
+from .artifact import save_card, save_model_file, sha256_file
+from .model import PRESETS, build_model
+
+log = logging.getLogger(__name__)
+
+LICENCE = (
+    "The weights derive from the HAM10000 dataset (Tschandl P., Rosendahl C., Kittler H. The "
+    "HAM10000 dataset, a large collection of multi-source dermatoscopic images of common pigmented "
+    "skin lesions. Sci. Data 5, 180161 (2018), doi:10.7910/DVN/DBW86T), licensed CC BY-NC-SA 4.0: "
+    "non-commercial use, attribution, share-alike. A screening aid, not a diagnosis."
+)
+
+
+def class_weights(y, power) -> np.ndarray:
+    """Per-class weights (inverse frequency ** power), normalised to mean 1 over the samples."""
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
+    w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
+    return w / (w[y].mean())
+
+
+def augment_batch(x):
+    """Random flip, rotation (any angle), zoom, shift (one projective transform) and colour
+    jitter (one 3x3 colour matrix + offset per image) of a float32 batch in [0, 255]."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    h = tf.cast(tf.shape(x)[1], tf.float32)
+    w = tf.cast(tf.shape(x)[2], tf.float32)
+    flip = tf.where(tf.random.uniform([n]) < 0.5, -1.0, 1.0)
+    theta = tf.random.uniform([n], -math.pi, math.pi)
+    scale = tf.exp(tf.random.uniform([n], math.log(0.85), math.log(1.25)))  # > 1 zooms in
+    tx = tf.random.uniform([n], -0.08, 0.08) * w
+    ty = tf.random.uniform([n], -0.08, 0.08) * h
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    # output pixel (x, y) samples input cx + R(theta) (flip * (x - cx), y - cy) / scale + t
+    a0, a1 = flip * tf.cos(theta) / scale, -tf.sin(theta) / scale
+    b0, b1 = flip * tf.sin(theta) / scale, tf.cos(theta) / scale
+    a2 = cx - a0 * cx - a1 * cy + tx
+    b2 = cy - b0 * cx - b1 * cy + ty
+    zeros = tf.zeros_like(a0)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    x = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=transforms, output_shape=tf.shape(x)[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT")
+    # colour: saturation s, per-channel gain g, contrast c around the image mean, brightness b
+    s = tf.random.uniform([n, 1, 1], 0.7, 1.3)
+    sat = s * tf.eye(3)[None] + (1 - s) / 3.0
+    g = tf.random.uniform([n, 1, 3], 0.9, 1.1)
+    c = tf.random.uniform([n, 1, 1], 0.8, 1.25)
+    matrix = sat * g * c  # (n, 3, 3): out_k = sum_j x_j * matrix[j, k]
+    mean = tf.reduce_mean(x, axis=[1, 2])[:, None, :]  # (n, 1, 3)
+    offset = tf.random.uniform([n, 1, 1], -25.0, 25.0) + mean * (1 - c)
+    flat = tf.reshape(x, [n, -1, 3])
+    x = tf.reshape(tf.matmul(flat, matrix) + offset, tf.shape(x))
+    return tf.clip_by_value(x, 0.0, 255.0)
+
+
+def epoch_sizes(y, class_cap) -> np.ndarray:
+    """Images of each class drawn per epoch: all of a class, or class_cap of the larger ones."""
+    counts = np.bincount(y, minlength=len(CLASSES))
+    return np.minimum(counts, class_cap) if class_cap else counts
+
+
+def make_train_dataset(x, y, class_w, *, batch_size, augment, seed, class_cap=None):
+    """Batches of (images, labels, sample weights). Each epoch draws every image of the small
+    classes and a fresh random class_cap-sized subset of each larger class (nevi)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(y == c) for c in range(len(CLASSES))]
+    sizes = epoch_sizes(y, class_cap)
+    height, width = x.shape[1:3]
+
+    def batches():
+        idx = np.concatenate([rng.permutation(ix)[:k] for ix, k in zip(by_class, sizes)])
+        idx = rng.permutation(idx)
+        stop = len(idx) - len(idx) % batch_size if len(idx) > batch_size else len(idx)
+        for i in range(0, stop, batch_size):
+            b = np.sort(idx[i:i + batch_size])
+            yield x[b], y[b], class_w[y[b]].astype(np.float32)
+
+    ds = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec([None, height, width, 3], tf.uint8), tf.TensorSpec([None], tf.int64),
+        tf.TensorSpec([None], tf.float32)))
+
+    def prepare(xb, yb, wb):
+        xb = tf.cast(xb, tf.float32)
+        if augment:
+            xb = augment_batch(xb)
+        return xb, yb, wb
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(3)
+
+
+def predict_logits(model, x, *, tta_views=1, batch_size=128, fn=None) -> np.ndarray:
+    """Logits for a uint8 array, averaged over test-time flips (the same code as inference)."""
+    from .inference import make_logits_fn
+
+    fn = fn or make_logits_fn(model, x.shape[1:3], tta_views)
+    out = [fn(x[i:i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+
+
+def hardware() -> dict:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    device = "CPU"
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        device = details.get("device_name", "GPU")
+    return {"device": device, "platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__}
+
+
+class _Schedule:
+    """Warm-up then cosine learning rate over the run's progress, where progress is the larger
+    of (steps done / planned steps) and (seconds elapsed / max_train_seconds). On an idle
+    machine the planned epochs govern; on a busy one the time budget does, and the learning
+    rate still anneals to its floor before training stops (the card records which)."""
+
+    @staticmethod
+    def make(cfg, steps_per_epoch, *, started):
+        import keras
+
+        total_steps = steps_per_epoch * cfg["epochs"]
+        budget = float(cfg["max_train_seconds"])
+        peak = cfg["learning_rate"]
+
+        class Callback(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.epoch = 0
+                self.time_progress = 0.0
+                self.stopped_by = "epochs"
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch
+
+            def on_train_batch_begin(self, batch, logs=None):
+                step = self.epoch * steps_per_epoch + min(batch, steps_per_epoch - 1)
+                self.time_progress = (time.perf_counter() - started) / budget
+                self.progress = max(step / total_steps, self.time_progress)
+                p = min(self.progress, 1.0)
+                warm = 0.04
+                if p < warm:
+                    lr = peak * (0.1 + 0.9 * p / warm)
+                else:
+                    lr = peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (p - warm) / (1 - warm))))
+                self.model.optimizer.learning_rate.assign(lr)
+
+            def on_epoch_end(self, epoch, logs=None):
+                if self.time_progress >= 1.0 and epoch + 1 < cfg["epochs"]:
+                    log.warning("stopping after epoch %d: time budget of %ss used", epoch + 1, budget)
+                    self.stopped_by = "time budget"
+                    self.model.stop_training = True
+
+        return Callback()
+
+
+class _SelectOnBalancedAccuracy:
+    """Keras callback factory (built lazily so that importing this module needs no Keras)."""
+
+    @staticmethod
+    def make(x_val, y_val, cfg, started):
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.best = -1.0
+                self.best_epoch = 0
+                self.best_weights = None
+                self.history = []
+                self.logits_fn = None
+                self.t0 = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+                from .inference import make_logits_fn
+
+                if self.logits_fn is None:
+                    self.logits_fn = make_logits_fn(self.model, x_val.shape[1:3], 1)
+                logits = predict_logits(self.model, x_val, fn=self.logits_fn)
+                pred = logits.argmax(axis=1)
+                bacc = float(balanced_accuracy_score(y_val, pred))
+                probs = M.softmax(logits)
+                mal = M.is_malignant(y_val)
+                auc = float(roc_auc_score(mal, M.malignant_probability(probs))) if 0 < mal.sum() < len(mal) else float("nan")
+                entry = {"epoch": epoch + 1, "loss": round(float((logs or {}).get("loss", float("nan"))), 4),
+                         "val_accuracy": round(float((pred == y_val).mean()), 4),
+                         "val_balanced_accuracy": round(bacc, 4), "val_malignant_auc": round(auc, 4),
+                         "learning_rate": round(float(self.model.optimizer.learning_rate.numpy()), 6),
+                         "seconds": round(time.perf_counter() - self.t0, 1)}
+                self.history.append(entry)
+                log.info("epoch %(epoch)d loss %(loss).4f val acc %(val_accuracy).4f bacc "
+                         "%(val_balanced_accuracy).4f auc %(val_malignant_auc).4f (%(seconds).0fs)", entry)
+                if bacc > self.best:
+                    self.best, self.best_epoch = bacc, epoch + 1
+                    self.best_weights = [w.copy() for w in self.model.get_weights()]
+
+        return Callback()
+
+
+def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
+    """Train on a HAM10000 folder, save model.keras + model_card.json in out_dir; return the card."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    started = time.perf_counter()
+    cfg = dict(PRESETS[preset])
+    if epochs is not None:
+        cfg["epochs"] = int(epochs)
+    records = data_mod.load_records(data_dir)
+    train_recs, val_recs = data_mod.split_by_lesion(records, val_fraction=cfg["val_fraction"], seed=seed)
+    if not train_recs or not val_recs:
+        from .errors import DatasetError
+        raise DatasetError("not enough lesions for a train/validation split")
+    size = tuple(cfg["input_size"])
+    t = time.perf_counter()
+    x_train, x_val = data_mod.decode_all(train_recs, size), data_mod.decode_all(val_recs, size)
+    y_train, y_val = data_mod.labels(train_recs), data_mod.labels(val_recs)
+    log.info("decoded %d train + %d val images at %s in %.1fs", len(x_train), len(x_val), size,
+             time.perf_counter() - t)
+
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(seed=seed, **cfg)
+    sizes = epoch_sizes(y_train, cfg.get("class_cap"))
+    weights = class_weights(np.repeat(np.arange(len(CLASSES)), sizes), cfg["weight_power"])
+    ds = make_train_dataset(x_train, y_train, weights, batch_size=cfg["batch_size"],
+                            augment=cfg["augment"], seed=seed, class_cap=cfg.get("class_cap"))
+    steps_per_epoch = max(1, int(sizes.sum()) // cfg["batch_size"])
+    schedule = _Schedule.make(cfg, steps_per_epoch, started=started)
+    if cfg["weight_decay"]:
+        optimizer = keras.optimizers.AdamW(cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+    else:
+        optimizer = keras.optimizers.Adam(cfg["learning_rate"])
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callback = _SelectOnBalancedAccuracy.make(x_val, y_val, cfg, started)
+    t = time.perf_counter()
+    model.fit(ds, epochs=cfg["epochs"], callbacks=[schedule, callback], verbose=0, shuffle=False)
+    fit_seconds = time.perf_counter() - t
+    model.set_weights(callback.best_weights)
+
+    logits = predict_logits(model, x_val, tta_views=cfg["tta_views"])
+    card = _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback, fit_seconds,
+                      weights, sizes, schedule.stopped_by)
+    model_path = save_model_file(model, out_dir)
+    card["model_sha256"] = sha256_file(model_path)
+    card["model_size_bytes"] = model_path.stat().st_size
+    card["version"] = f"{card['created'][:10].replace('-', '.')}-{preset}-{card['model_sha256'][:8]}"
+    card["training"]["total_seconds"] = round(time.perf_counter() - started, 1)
+    save_card(card, out_dir)
+    log.info("saved %s (%s)", model_path, card["version"])
+    return card
+
+
+def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback, fit_seconds,
+               class_weights_used, images_per_epoch, stopped_by) -> dict:
+    probs_before = M.softmax(logits)
+    temperature = M.fit_temperature(logits, y_val)
+    probs = M.softmax(logits, temperature)
+    mal = M.is_malignant(y_val)
+    m_prob = M.malignant_probability(probs)
+    thresholds = M.choose_thresholds(m_prob, mal)
+    val = M.classification_metrics(probs, y_val)
+    val.update({
+        "ece_before": round(M.ece(probs_before, y_val), 4), "ece_after": val.pop("ece"),
+        "nll_before": round(M.nll(probs_before, y_val), 4), "nll_after": val.pop("nll"),
+        "at_thresholds": M.threshold_metrics(m_prob, mal, thresholds),
+        "roc_curve": M.roc_points(m_prob, mal) if 0 < mal.sum() < len(mal) else [],
+    })
+    return {
+        "format_version": FORMAT_VERSION,
+        "version": None,  # filled in once the model file's hash is known
+        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "preset": preset,
+        "input_size": {"width": cfg["input_size"][0], "height": cfg["input_size"][1]},
+        "input": "RGB uint8 image resized to input_size by ml.preprocessing.preprocess; outputs logits",
+        "classes": list(CLASSES),
+        "malignant_classes": list(MALIGNANT),
+        "temperature": round(temperature, 6),
+        "tta_views": cfg["tta_views"],
+        "thresholds": thresholds,
+        "threshold_rule": "medium: highest threshold keeping malignant sensitivity >= 0.95 on "
+                          "validation; high: lowest threshold with specificity >= 0.90",
+        "data_split": data_mod.split_info(train_recs, val_recs, seed=seed,
+                                          val_fraction=cfg["val_fraction"]),
+        "training": {
+            "hardware": hardware(),
+            "fit_seconds": round(fit_seconds, 1),
+            "epochs_planned": cfg["epochs"],
+            "epochs_run": len(callback.history),
+            "stopped_by": stopped_by,
+            "best_epoch": callback.best_epoch,
+            "selection": "checkpoint with the highest validation balanced accuracy",
+            "class_weights": {c: round(float(w), 4) for c, w in zip(CLASSES, class_weights_used)},
+            "images_per_epoch": {c: int(k) for c, k in zip(CLASSES, images_per_epoch)},
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+            "history": callback.history,
+        },
+        "validation": val,
+        "licence": LICENCE,
+    }

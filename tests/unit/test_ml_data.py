@@ -1,0 +1,135 @@
+"""ml.data / ml.preprocessing / ml.synthetic: no TensorFlow needed, fast."""
+
+import csv
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml import CLASSES
+from ml import data as data_mod
+from ml.errors import DatasetError, ImageError
+from ml.preprocessing import preprocess
+from ml.synthetic import make_dataset
+
+
+@pytest.fixture(scope="module")
+def flat_dir(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("flat"), per_class=12, layout="flat", seed=1)
+
+
+def test_it_reads_the_flat_layout(flat_dir):
+    records = data_mod.load_records(flat_dir)
+    assert len(records) == 12 * len(CLASSES)
+    assert all(r.path.parent.name == "images" for r in records)
+    assert {r.dx for r in records} == set(CLASSES)
+
+
+def test_it_reads_the_kaggle_layout(tmp_path):
+    root = make_dataset(tmp_path, per_class=4, layout="kaggle", seed=2)
+    records = data_mod.load_records(root)
+    assert len(records) == 4 * len(CLASSES)
+    assert {r.path.parent.name for r in records} == {"HAM10000_images_part_1", "HAM10000_images_part_2"}
+
+
+def test_it_makes_several_images_per_lesion(flat_dir):
+    records = data_mod.load_records(flat_dir)
+    assert len({r.lesion_id for r in records}) < len(records)
+
+
+def test_it_refuses_a_folder_without_metadata(tmp_path):
+    with pytest.raises(DatasetError, match="HAM10000_metadata.csv not found"):
+        data_mod.load_records(tmp_path)
+
+
+def test_it_refuses_missing_images(tmp_path):
+    root = make_dataset(tmp_path, per_class=2, seed=3)
+    victim = next((root / "images").glob("*.jpg"))
+    victim.unlink()
+    with pytest.raises(DatasetError, match=r"1 image\(s\) listed .* not found.*" + victim.stem):
+        data_mod.load_records(root)
+
+
+def test_it_refuses_unknown_labels(tmp_path):
+    root = make_dataset(tmp_path, per_class=2, seed=4)
+    csv_path = root / "HAM10000_metadata.csv"
+    rows = list(csv.DictReader(csv_path.open()))
+    rows[0]["dx"] = "scc"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(DatasetError, match="unknown label.*scc"):
+        data_mod.load_records(root)
+
+
+def test_it_splits_by_lesion_stratified_and_reproducibly(tmp_path):
+    root = make_dataset(tmp_path, per_class=20, seed=5, size=(40, 30))
+    records = data_mod.load_records(root)
+    train, val = data_mod.split_by_lesion(records, val_fraction=0.25, seed=7)
+    assert {r.lesion_id for r in train}.isdisjoint({r.lesion_id for r in val})
+    assert len(train) + len(val) == len(records)
+    for dx in CLASSES:  # every class on both sides, about a quarter of its lesions in val
+        lesions = {r.lesion_id for r in records if r.dx == dx}
+        val_lesions = {r.lesion_id for r in val if r.dx == dx}
+        assert 1 <= len(val_lesions) <= round(0.25 * len(lesions)) + 1
+        assert any(r.dx == dx for r in train)
+    again = data_mod.split_by_lesion(records, val_fraction=0.25, seed=7)[1]
+    assert [r.image_id for r in again] == [r.image_id for r in val]
+    other = data_mod.split_by_lesion(records, val_fraction=0.25, seed=8)[1]
+    assert {r.image_id for r in other} != {r.image_id for r in val}
+    info = data_mod.split_info(train, val, seed=7, val_fraction=0.25)
+    assert info["n_val_images"] == len(val) and info["n_val_lesions"] == len({r.lesion_id for r in val})
+    assert info["val_image_ids_sha256"] == data_mod.ids_sha256(r.image_id for r in reversed(val))
+
+
+def test_it_preprocesses_training_files_and_uploaded_bytes_identically(flat_dir):
+    records = data_mod.load_records(flat_dir)[:5]
+    size = (48, 36)
+    batch = data_mod.decode_all(records, size)
+    for record, row in zip(records, batch):
+        raw = record.path.read_bytes()
+        assert np.array_equal(row, preprocess(raw, size))
+        assert np.array_equal(row, preprocess(Image.open(io.BytesIO(raw)), size))
+    assert batch.dtype == np.uint8 and batch.shape == (5, 36, 48, 3)
+
+
+def test_it_applies_exif_orientation_and_converts_to_rgb():
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 20, 20))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", exif=exif, quality=95)
+    out = preprocess(buf.getvalue(), (20, 40))
+    assert out.shape == (40, 20, 3)
+    assert out[5, 10, 2] > 200 and out[35, 10, 0] > 200  # blue on top after rotation
+    rgba = Image.new("RGBA", (10, 10), (0, 255, 0, 255))
+    assert preprocess(rgba, (10, 10))[0, 0].tolist() == [0, 255, 0]
+    assert preprocess(Image.new("L", (10, 10), 128), (10, 10))[0, 0].tolist() == [128, 128, 128]
+
+
+def test_it_raises_image_error_for_bytes_that_are_no_image():
+    with pytest.raises(ImageError):
+        preprocess(b"<html>not an image</html>", (48, 36))
+    with pytest.raises(ImageError):
+        preprocess(b"", (48, 36))
+
+
+def test_it_imports_ml_without_tensorflow():
+    code = ("import sys, ml, ml.inference, ml.errors, ml.synthetic, ml.training, ml.evaluation; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_it_has_no_django_imports():
+    import pathlib
+    import re
+
+    import ml
+
+    for path in pathlib.Path(ml.__file__).parent.glob("*.py"):
+        assert not re.search(r"^\s*(import|from)\s+django", path.read_text(), re.M), path

@@ -1,0 +1,69 @@
+"""ml.metrics: calibration, thresholds, risk bands (numpy only)."""
+
+import numpy as np
+import pytest
+
+from ml import CLASSES, MALIGNANT
+from ml import metrics as M
+
+
+def _overconfident_logits(n, seed):
+    """Logits of a 'model' that is right ~70% of the time but sure of itself."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(CLASSES), n)
+    logits = rng.normal(0, 1, (n, len(CLASSES)))
+    logits[np.arange(n), y] += 1.5
+    return logits * 4.0, y
+
+
+def test_it_lowers_held_out_nll_with_temperature_scaling():
+    val_logits, val_y = _overconfident_logits(600, seed=1)
+    test_logits, test_y = _overconfident_logits(600, seed=2)
+    t = M.fit_temperature(val_logits, val_y)
+    assert t > 1.5
+    before = M.nll(M.softmax(test_logits), test_y)
+    after = M.nll(M.softmax(test_logits, t), test_y)
+    assert after < before * 0.8
+    assert M.ece(M.softmax(test_logits, t), test_y) < M.ece(M.softmax(test_logits), test_y)
+    # temperature never changes the decision
+    assert np.array_equal(M.softmax(test_logits, t).argmax(1), test_logits.argmax(1))
+
+
+@pytest.mark.parametrize("p, band", [(0.0, "low"), (0.099, "low"), (0.1, "medium"), (0.39, "medium"),
+                                     (0.4, "high"), (1.0, "high")])
+def test_it_maps_malignant_probability_to_risk_bands(p, band):
+    assert M.risk_band(p, {"medium": 0.1, "high": 0.4}) == band
+
+
+def test_it_chooses_thresholds_for_sensitivity_and_specificity():
+    rng = np.random.default_rng(0)
+    mal = np.r_[np.ones(200, bool), np.zeros(800, bool)]
+    score = np.where(mal, rng.beta(5, 2, 1000), rng.beta(2, 5, 1000))
+    t = M.choose_thresholds(score, mal)
+    assert t["medium"] <= t["high"]
+    sens, _ = M.sens_spec(score, mal, t["medium"])
+    assert sens >= 0.95
+    assert M.sens_spec(score, mal, t["medium"] + 1e-3)[0] < 0.95  # the highest such threshold
+    _, spec = M.sens_spec(score, mal, t["high"])
+    assert spec >= 0.90
+    assert M.sens_spec(score, mal, t["high"] - 1e-3)[1] < 0.90  # the lowest such threshold
+
+
+def test_it_sums_malignant_classes():
+    probs = np.full((1, len(CLASSES)), 1 / len(CLASSES))
+    assert M.malignant_probability(probs)[0] == pytest.approx(len(MALIGNANT) / len(CLASSES))
+
+
+def test_it_reports_classification_metrics_and_a_short_roc_curve():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, len(CLASSES), 2000)
+    logits = rng.normal(0, 1, (2000, len(CLASSES)))
+    logits[np.arange(2000), y] += 2
+    probs = M.softmax(logits)
+    m = M.classification_metrics(probs, y)
+    assert m["n_images"] == 2000 and 0.5 < m["accuracy"] < 1 and 0.5 < m["balanced_accuracy"] < 1
+    assert set(m["per_class_recall"]) == set(CLASSES)
+    assert np.array(m["confusion_matrix"]["matrix"]).sum() == 2000
+    roc = M.roc_points(M.malignant_probability(probs), M.is_malignant(y))
+    assert 2 <= len(roc) <= 50
+    assert roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1

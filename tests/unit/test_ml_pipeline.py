@@ -1,0 +1,266 @@
+"""train -> save -> load -> predict -> explain -> evaluate on a tiny synthetic dataset.
+
+The tiny model is trained once per session (the `tiny_model_dir` fixture in tests/conftest.py).
+"""
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml import CARD_FILENAME, CLASSES, FORMAT_VERSION, MALIGNANT, MODEL_FILENAME
+from ml.errors import ImageError, ModelArtifactError
+from ml.inference import Prediction, get_classifier, load_classifier
+from ml.synthetic import draw_lesion, make_dataset
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return load_classifier(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def held_out_dir(tmp_path_factory):
+    """Synthetic lesions the tiny model never saw (another seed), in the Kaggle layout."""
+    return make_dataset(tmp_path_factory.mktemp("held-out"), per_class=6, layout="kaggle", seed=9)
+
+
+def _jpeg(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def test_it_writes_a_complete_card(tiny_model_dir):
+    card = json.loads((tiny_model_dir / CARD_FILENAME).read_text())
+    assert card["format_version"] == FORMAT_VERSION
+    assert card["classes"] == list(CLASSES) and card["malignant_classes"] == list(MALIGNANT)
+    assert 0 <= card["thresholds"]["medium"] <= card["thresholds"]["high"] <= 1
+    assert card["temperature"] > 0
+    split = card["data_split"]
+    assert split["n_train_images"] + split["n_val_images"] == 12 * len(CLASSES)
+    assert len(split["val_image_ids_sha256"]) == 64 and len(split["train_image_ids_sha256"]) == 64
+    val = card["validation"]
+    for key in ("accuracy", "balanced_accuracy", "malignant_auc", "per_class_recall", "ece_before",
+                "ece_after", "nll_before", "nll_after", "at_thresholds", "roc_curve", "confusion_matrix"):
+        assert key in val, key
+    assert val["nll_after"] <= val["nll_before"] + 1e-6  # temperature fitted on this split
+    assert card["training"]["hardware"]["device"] and card["training"]["hardware"]["cpu_count"]
+    assert "CC BY-NC-SA 4.0" in card["licence"] and "10.7910/DVN/DBW86T" in card["licence"]
+    assert (tiny_model_dir / MODEL_FILENAME).stat().st_size == card["model_size_bytes"]
+    assert not list(tiny_model_dir.glob("*.part*"))
+
+
+def test_it_learns_the_synthetic_classes(classifier, held_out_dir):
+    from ml.evaluation import evaluate
+
+    result = evaluate(data_dir=held_out_dir, model_dir=classifier.model_dir)
+    assert result["n_images"] == 6 * len(CLASSES)
+
+
+def test_it_evaluates_the_model_on_its_own_validation_split_only(tiny_model_dir, held_out_dir):
+    from ml.errors import DatasetError
+    from ml.evaluation import evaluate
+
+    data_dir = tiny_model_dir.parent / "data"  # where tests/conftest.py made the training data
+    card = json.loads((tiny_model_dir / CARD_FILENAME).read_text())
+    result = evaluate(data_dir=data_dir, model_dir=tiny_model_dir, split="val")
+    assert result["n_images"] == card["data_split"]["n_val_images"]
+    with pytest.raises(DatasetError, match="validation split"):
+        evaluate(data_dir=held_out_dir, model_dir=tiny_model_dir, split="val")
+
+
+def test_it_refuses_a_model_whose_card_has_the_wrong_input_size(tiny_model_dir, tmp_path):
+    other = tmp_path / "wrong-size"
+    shutil.copytree(tiny_model_dir, other)
+    card = json.loads((other / CARD_FILENAME).read_text())
+    card["input_size"] = {"width": 64, "height": 48}
+    (other / CARD_FILENAME).write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="do not match the card"):
+        load_classifier(other)
+    assert result["balanced_accuracy"] >= 0.6, result
+    for key in ("accuracy", "malignant_auc", "per_class_recall", "confusion_matrix", "ece"):
+        assert key in result
+
+
+def test_it_predicts_calibrated_probabilities_for_pil_and_bytes(classifier):
+    image = draw_lesion("vasc", seed=123)
+    pred = classifier.predict(image)
+    assert isinstance(pred, Prediction)
+    assert list(pred.probabilities) == list(CLASSES)
+    assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert pred.malignant_probability == pytest.approx(sum(pred.probabilities[c] for c in MALIGNANT))
+    assert pred.predicted_class == max(pred.probabilities, key=pred.probabilities.get)
+    assert pred.risk in ("low", "medium", "high")
+    assert pred.model_version == classifier.version == classifier.card["version"]
+    again = classifier.predict(_jpeg(image))
+    assert again.predicted_class == pred.predicted_class
+    assert json.loads(json.dumps(pred.to_dict()))["probabilities"] == pred.probabilities
+
+
+def test_it_predicts_batches_like_single_images(classifier):
+    images = [draw_lesion(dx, seed=i) for i, dx in enumerate(CLASSES)] * 10  # 70 > one batch
+    batch = classifier.predict_batch(images)
+    assert len(batch) == 70
+    for image, pred in zip(images[:7], batch[:7]):
+        single = classifier.predict(image)
+        assert single.predicted_class == pred.predicted_class
+        assert single.malignant_probability == pytest.approx(pred.malignant_probability, abs=1e-5)
+    assert classifier.predict_batch([]) == []
+
+
+def test_it_derives_the_risk_band_from_the_card_thresholds(classifier):
+    from ml.metrics import risk_band
+
+    for pred in classifier.predict_batch([draw_lesion(dx, seed=7) for dx in CLASSES]):
+        assert pred.risk == risk_band(pred.malignant_probability, classifier.thresholds)
+
+
+def test_it_raises_image_error_for_undecodable_bytes(classifier):
+    with pytest.raises(ImageError):
+        classifier.predict(b"GIF89a but not really")
+
+
+def test_it_explains_with_the_same_numbers_and_a_png_of_the_input_aspect(classifier):
+    image = draw_lesion("mel", size=(600, 450), seed=5)
+    pred, png = classifier.explain(image)
+    assert pred == classifier.predict(image)
+    overlay = Image.open(io.BytesIO(png))
+    assert overlay.format == "PNG" and overlay.size == (400, 300)
+    small = draw_lesion("nv", size=(200, 150), seed=6)
+    assert Image.open(io.BytesIO(classifier.explain(_jpeg(small))[1])).size == (200, 150)
+
+
+@pytest.mark.parametrize("center", [(55, 45), (150, 105)])
+def test_it_puts_the_gradcam_peak_on_the_lesion(classifier, center):
+    image = draw_lesion("mel", size=(200, 150), center=center, radius=26, seed=11)
+    pred, heat = classifier.gradcam(image)
+    assert heat.shape == (150, 200)
+    assert 0 <= heat.min() and heat.max() == pytest.approx(1.0)
+    y, x = np.unravel_index(np.argmax(heat), heat.shape)
+    assert np.hypot(x - center[0], y - center[1]) < 26 + 20, (x, y)
+    ys, xs = np.mgrid[:150, :200]
+    inside = np.hypot(xs - center[0], ys - center[1]) < 26
+    assert heat[inside].mean() > 2 * heat[~inside].mean()
+
+
+def test_it_loads_once_per_process_and_path(tiny_model_dir):
+    first = get_classifier(tiny_model_dir)
+    assert get_classifier(str(tiny_model_dir)) is first
+    assert get_classifier(tiny_model_dir / MODEL_FILENAME) is first
+
+
+def test_it_refuses_a_corrupt_model_file(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    data = bytearray((broken / MODEL_FILENAME).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (broken / MODEL_FILENAME).write_bytes(bytes(data))
+    with pytest.raises(ModelArtifactError, match="corrupt"):
+        load_classifier(broken)
+
+
+def test_it_refuses_a_model_file_keras_cannot_read_even_with_a_matching_hash(tiny_model_dir, tmp_path):
+    from ml.artifact import sha256_file
+
+    broken = tmp_path / "garbage"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / MODEL_FILENAME).write_bytes(b"not a zip file at all")
+    card = json.loads((broken / CARD_FILENAME).read_text())
+    card["model_sha256"] = sha256_file(broken / MODEL_FILENAME)
+    (broken / CARD_FILENAME).write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="cannot load model"):
+        load_classifier(broken)
+
+
+def test_it_refuses_a_mismatched_format_version(tiny_model_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    card = json.loads((other / CARD_FILENAME).read_text())
+    card["format_version"] = FORMAT_VERSION + 1
+    (other / CARD_FILENAME).write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="format version"):
+        load_classifier(other)
+
+
+def test_it_refuses_a_missing_artifact(tmp_path):
+    with pytest.raises(ModelArtifactError, match="not found"):
+        load_classifier(tmp_path)
+
+
+def _run_cli(capsys, *args):
+    """`python -m ml ARGS` in this process (TensorFlow is already imported here)."""
+    from ml.__main__ import main
+
+    capsys.readouterr()
+    returncode = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, returncode, out, err)
+
+
+def test_it_documents_the_command_line_without_importing_tensorflow():
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys, runpy; sys.argv = ['ml', 'predict', '--help']\n"
+            "try:\n    runpy.run_module('ml', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "assert 'tensorflow' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Exit status" in done.stdout and "--json" in done.stdout
+
+
+def test_it_predicts_from_the_command_line_with_json_lines_and_error_lines(tiny_model_dir, tmp_path, capsys):
+    good = tmp_path / "good.jpg"
+    draw_lesion("vasc", seed=3).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    missing = tmp_path / "missing.jpg"
+    done = _run_cli(capsys, "predict", "--json", "--model", tiny_model_dir, good, bad, missing, good)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["image"] for line in lines] == [str(good), str(bad), str(missing), str(good)]
+    assert set(lines[0]) == {"image", "probabilities", "malignant_probability", "predicted_class",
+                             "risk", "model_version"}
+    assert list(lines[0]["probabilities"]) == list(CLASSES)
+    assert "error" in lines[1] and "error" in lines[2] and lines[3] == lines[0]
+    all_bad = _run_cli(capsys, "predict", "--json", "--model", tiny_model_dir, bad)
+    assert all_bad.returncode == 1 and "error" in json.loads(all_bad.stdout)
+
+
+def test_it_evaluates_from_the_command_line(tiny_model_dir, held_out_dir, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    done = _run_cli(capsys, "evaluate", "--data", held_out_dir, "--model", tiny_model_dir, "--json", out)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    for key in ("n_images", "accuracy", "balanced_accuracy", "malignant_auc", "per_class_recall",
+                "confusion_matrix", "ece"):
+        assert key in result
+    assert result["n_images"] == 6 * len(CLASSES)
+
+
+def test_it_evaluates_the_model_on_its_own_validation_split_only(tiny_model_dir, held_out_dir):
+    from ml.errors import DatasetError
+    from ml.evaluation import evaluate
+
+    data_dir = tiny_model_dir.parent / "data"  # where tests/conftest.py made the training data
+    card = json.loads((tiny_model_dir / CARD_FILENAME).read_text())
+    result = evaluate(data_dir=data_dir, model_dir=tiny_model_dir, split="val")
+    assert result["n_images"] == card["data_split"]["n_val_images"]
+    with pytest.raises(DatasetError, match="validation split"):
+        evaluate(data_dir=held_out_dir, model_dir=tiny_model_dir, split="val")
+
+
+def test_it_refuses_a_model_whose_card_has_the_wrong_input_size(tiny_model_dir, tmp_path):
+    other = tmp_path / "wrong-size"
+    shutil.copytree(tiny_model_dir, other)
+    card = json.loads((other / CARD_FILENAME).read_text())
+    card["input_size"] = {"width": 64, "height": 48}
+    (other / CARD_FILENAME).write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="do not match the card"):
+        load_classifier(other)
