@@ -212,15 +212,34 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The classifier artifact (model file + model_card.json) the workers load.
 ML_MODEL_DIR = Path(env.str("ML_MODEL_DIR", default=str(BASE_DIR / "ml" / "artifacts")))
 
+
+def env_rate(name: str, default: str) -> str:
+    """A throttle rate, "<count>/<second|minute|hour|day>" (e.g. "30/hour")."""
+    value = env.str(name, default=default).strip()
+    count, _, period = value.partition("/")
+    if not count.isdigit() or period not in {"second", "minute", "hour", "day"}:
+        raise ImproperlyConfigured(f"{name} must look like 30/hour (per second, minute, hour or day), not {value!r}.")
+    return value
+
+
+# The REST API (/api/v1/). Token auth comes first so that an anonymous request gets 401 with
+# `WWW-Authenticate: Token`, not 403. Only JSON: errors are JSON everywhere under /api/.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
+    "DEFAULT_THROTTLE_RATES": {
+        # Photo uploads per user (each costs a classification); token requests per client address.
+        "uploads": env_rate("API_UPLOAD_RATE", default="30/hour"),
+        "token": env_rate("API_TOKEN_RATE", default="20/minute"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "molesite API",
@@ -230,6 +249,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The model's prediction and a clinician's label share the seven HAM10000 classes.
+    "ENUM_NAME_OVERRIDES": {"LesionClassEnum": "diagnoses.models.CLASS_CHOICES"},
 }
 
 # Production logs are one JSON object per line on stdout (LOG_FORMAT=plain for humans).

@@ -12,4 +12,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Served by molesite.middleware.healthz ahead of host checks; routed here for reverse().
     path("healthz", health.healthz, name="healthz"),
+    path("api/v1/", include("diagnoses.api.urls")),
 ]
+
+# JSON under /api/, Django's usual pages elsewhere.
+handler400 = "diagnoses.api.errors.bad_request"
+handler403 = "diagnoses.api.errors.permission_denied"
+handler404 = "diagnoses.api.errors.page_not_found"
+handler500 = "diagnoses.api.errors.server_error"

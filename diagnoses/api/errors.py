@@ -1,0 +1,39 @@
+"""Django's error handlers (handler400/403/404/500 in molesite/urls.py): JSON under /api/, the
+usual pages elsewhere.
+
+DRF already answers its own errors in JSON; these cover what happens outside a DRF view: an
+unknown /api/ path, an uncaught exception, a request Django refuses before any view runs.
+"""
+
+from django.http import JsonResponse
+from django.views import defaults
+
+API_PREFIX = "/api/"
+
+
+def _is_api(request):
+    return request.path_info.startswith(API_PREFIX)
+
+
+def bad_request(request, exception, template_name=defaults.ERROR_400_TEMPLATE_NAME):
+    if _is_api(request):
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    return defaults.bad_request(request, exception, template_name)
+
+
+def permission_denied(request, exception, template_name=defaults.ERROR_403_TEMPLATE_NAME):
+    if _is_api(request):
+        return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
+    return defaults.permission_denied(request, exception, template_name)
+
+
+def page_not_found(request, exception, template_name=defaults.ERROR_404_TEMPLATE_NAME):
+    if _is_api(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception, template_name)
+
+
+def server_error(request, template_name=defaults.ERROR_500_TEMPLATE_NAME):
+    if _is_api(request):
+        return JsonResponse({"detail": "A server error occurred."}, status=500)
+    return defaults.server_error(request, template_name)

@@ -1,0 +1,147 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from ml import CLASS_NAMES, CLASSES
+
+from ..models import CLASS_CHOICES, Diagnosis, Mole, Review
+
+# Read-only text fields the database keeps as "" until known; the API says null instead.
+NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label")
+MOLE_NAME_TAKEN = "You already track a mole with this name."
+
+
+class BlankAsNullMixin:
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        for name in NULL_WHEN_BLANK:
+            if data.get(name) == "":
+                data[name] = None
+        return data
+
+
+# One float per lesion class, so the schema names all seven.
+Probabilities = type(
+    "Probabilities",
+    (serializers.Serializer,),
+    {code: serializers.FloatField(help_text=CLASS_NAMES[code]) for code in CLASSES},
+)
+
+
+class ReviewSerializer(BlankAsNullMixin, serializers.ModelSerializer):
+    label = serializers.ChoiceField(
+        choices=CLASS_CHOICES, allow_null=True, read_only=True, help_text="The clinician's own label."
+    )
+
+    class Meta:
+        model = Review
+        fields = ("verdict", "label", "recommendation", "note", "reviewed_at")
+        read_only_fields = fields
+
+
+def _file_url(diagnosis, kind, request):
+    if not getattr(diagnosis, kind):
+        return None
+    return reverse(f"api:diagnosis-{kind}", args=[diagnosis.pk], request=request)
+
+
+class DiagnosisSummarySerializer(BlankAsNullMixin, serializers.ModelSerializer):
+    """A diagnosis as one point on a mole's timeline."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="api:diagnosis-detail")
+    risk = serializers.ChoiceField(choices=Diagnosis.Risk.choices, allow_null=True, read_only=True)
+    predicted_class = serializers.ChoiceField(choices=CLASS_CHOICES, allow_null=True, read_only=True)
+    thumbnail = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Diagnosis
+        fields = (
+            "id",
+            "url",
+            "status",
+            "created_at",
+            "finished_at",
+            "risk",
+            "malignant_probability",
+            "predicted_class",
+            "thumbnail",
+        )
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.URLField(allow_null=True, help_text="The 320-pixel preview (JPEG)."))
+    def get_thumbnail(self, diagnosis):
+        return _file_url(diagnosis, "thumbnail", self.context.get("request"))
+
+
+class DiagnosisSerializer(DiagnosisSummarySerializer):
+    """One uploaded photo and, once its analysis is done, the result."""
+
+    probabilities = serializers.SerializerMethodField()
+    model_version = serializers.CharField(allow_null=True, read_only=True)
+    error = serializers.CharField(
+        allow_null=True, read_only=True, help_text="Why the analysis failed (status `failed`)."
+    )
+    advice = serializers.CharField(source="risk_advice", read_only=True, help_text="What to do next, by risk band.")
+    image = serializers.SerializerMethodField()
+    heatmap = serializers.SerializerMethodField()
+    review = ReviewSerializer(allow_null=True, read_only=True, help_text="A clinician's reading, once there is one.")
+
+    class Meta(DiagnosisSummarySerializer.Meta):
+        fields = (
+            *DiagnosisSummarySerializer.Meta.fields,
+            "mole",
+            "probabilities",
+            "model_version",
+            "error",
+            "advice",
+            "image",
+            "heatmap",
+            "review",
+        )
+        read_only_fields = fields
+
+    @extend_schema_field(Probabilities(allow_null=True, help_text="All seven classes (status `done`)."))
+    def get_probabilities(self, diagnosis):
+        if diagnosis.status != Diagnosis.Status.DONE:
+            return None
+        return {code: diagnosis.probabilities.get(code, 0.0) for code in CLASSES}
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_image(self, diagnosis):
+        return _file_url(diagnosis, "image", self.context.get("request"))
+
+    @extend_schema_field(serializers.URLField(allow_null=True, help_text="Grad-CAM overlay (PNG), once done."))
+    def get_heatmap(self, diagnosis):
+        return _file_url(diagnosis, "heatmap", self.context.get("request"))
+
+
+class DiagnosisUploadSerializer(serializers.Serializer):
+    image = serializers.FileField(help_text="JPEG, PNG or WebP, up to 20 MB and 40 megapixels.")
+    mole = serializers.PrimaryKeyRelatedField(
+        queryset=Mole.objects.none(), required=False, allow_null=True, help_text="One of your moles (its id)."
+    )
+
+    def __init__(self, *args, owner=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["mole"].queryset = Mole.objects.filter(owner_id=getattr(owner, "pk", None))
+
+
+class MoleSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:mole-detail")
+    diagnoses = DiagnosisSummarySerializer(many=True, read_only=True, help_text="Oldest first.")
+
+    class Meta:
+        model = Mole
+        fields = ("id", "url", "name", "body_site", "created_at", "diagnoses")
+        read_only_fields = ("id", "url", "created_at", "diagnoses")
+
+    def validate_name(self, name):
+        name = name.strip()
+        owner = self.context["request"].user
+        clash = Mole.objects.filter(owner=owner, name=name)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError(MOLE_NAME_TAKEN, code="unique")
+        return name

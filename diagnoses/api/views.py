@@ -1,0 +1,218 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Prefetch
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.decorators import action
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+from rest_framework.views import APIView
+
+from .. import services
+from ..models import Diagnosis, Mole
+from ..views import serve_file
+from .filters import DiagnosisFilter, StableOrderingFilter
+from .serializers import MOLE_NAME_TAKEN, DiagnosisSerializer, DiagnosisUploadSerializer, MoleSerializer
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class SettingsRateMixin:
+    """Read the rate when the request comes, not at import (DRF's default), so that a changed
+    REST_FRAMEWORK setting (API_UPLOAD_RATE, a test's override) applies."""
+
+    def get_rate(self):
+        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+
+
+class UploadRateThrottle(SettingsRateMixin, UserRateThrottle):
+    scope = "uploads"
+
+
+class TokenRateThrottle(SettingsRateMixin, AnonRateThrottle):
+    scope = "token"
+
+
+class JSONErrorsNegotiation(DefaultContentNegotiation):
+    """For file downloads: whatever the client accepts, errors are rendered as JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+ORDERING_FIELDS = ["created_at", "finished_at", "malignant_probability"]
+ERROR_RESPONSES = {
+    401: OpenApiResponse(description="Not signed in: no or an invalid `Authorization: Token` header."),
+    404: OpenApiResponse(description="No such object among yours."),
+}
+BAD_MOLE = OpenApiResponse(description="An invalid name or body site, or a name you already use.")
+
+
+def _file_action(kind, media_type, description):
+    """GET /diagnoses/{id}/<kind>/: one of the diagnosis' private images, to its owner only."""
+
+    def serve(self, request, pk=None):
+        return serve_file(self.get_object(), kind)
+
+    serve.__name__ = kind  # DRF routes an action by its function's name
+    serve = action(detail=True, methods=["get"], content_negotiation_class=JSONErrorsNegotiation)(serve)
+    responses = {(200, media_type): OpenApiTypes.BINARY, **ERROR_RESPONSES}
+    return extend_schema(responses=responses, description=description)(serve)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="Your diagnoses, newest first unless `ordering` says otherwise.",
+        parameters=[
+            OpenApiParameter(
+                "ordering",
+                str,
+                enum=[f"{sign}{name}" for name in ORDERING_FIELDS for sign in ("", "-")],
+                description="Sort by this field; a leading `-` sorts descending.",
+            )
+        ],
+    ),
+    retrieve=extend_schema(responses={200: DiagnosisSerializer, **ERROR_RESPONSES}),
+    destroy=extend_schema(
+        description="Delete the diagnosis and its stored images.", responses={204: None, **ERROR_RESPONSES}
+    ),
+)
+class DiagnosisViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = DiagnosisSerializer
+    pagination_class = Pagination
+    parser_classes = [MultiPartParser]
+    filter_backends = [DjangoFilterBackend, StableOrderingFilter]
+    filterset_class = DiagnosisFilter
+    ordering_fields = ORDERING_FIELDS
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        return Diagnosis.objects.filter(owner_id=self.request.user.pk).select_related("review")
+
+    def get_throttles(self):
+        if self.action == "create":
+            return [UploadRateThrottle()]
+        return super().get_throttles()
+
+    def throttled(self, request, wait):
+        rate = api_settings.DEFAULT_THROTTLE_RATES[UploadRateThrottle.scope]
+        raise exceptions.Throttled(wait, detail=f"Too many uploads: the limit is {rate}.")
+
+    @extend_schema(
+        request=DiagnosisUploadSerializer,
+        responses={
+            202: DiagnosisSerializer,
+            400: OpenApiResponse(description="Not a usable image (the `image` field says why), or not your mole."),
+            401: ERROR_RESPONSES[401],
+            429: OpenApiResponse(description="Too many uploads; the `Retry-After` header says when to try again."),
+        },
+        parameters=[
+            OpenApiParameter(
+                "Location", OpenApiTypes.URI, OpenApiParameter.HEADER, response=[202], description="The new diagnosis."
+            )
+        ],
+        description="Upload a photo. It is classified in the background: poll the returned `url` until "
+        "`status` is `done` or `failed`.",
+    )
+    def create(self, request):
+        upload = DiagnosisUploadSerializer(data=request.data, owner=request.user)
+        upload.is_valid(raise_exception=True)
+        try:
+            diagnosis = services.diagnosis_create(owner=request.user, **upload.validated_data)
+        except DjangoValidationError as error:
+            code = getattr(error, "code", None)
+            raise exceptions.ValidationError({"image": error.messages}, code=code) from error
+        data = self.get_serializer(diagnosis).data
+        # str(): the field is a Hyperlink, and WSGI servers take header values of type str only.
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": str(data["url"])})
+
+    def perform_destroy(self, instance):
+        services.diagnosis_delete(diagnosis=instance)
+
+    image = _file_action("image", "image/jpeg", "The photo as stored (re-encoded JPEG, metadata removed).")
+    thumbnail = _file_action("thumbnail", "image/jpeg", "A preview at most 320 pixels wide or high.")
+    heatmap = _file_action("heatmap", "image/png", "Where the network looked (Grad-CAM); 404 until done.")
+
+
+@extend_schema_view(
+    list=extend_schema(description="The moles you follow, by name, each with its photos oldest first."),
+    create=extend_schema(responses={201: MoleSerializer, 400: BAD_MOLE, 401: ERROR_RESPONSES[401]}),
+    retrieve=extend_schema(responses={200: MoleSerializer, **ERROR_RESPONSES}),
+    partial_update=extend_schema(responses={200: MoleSerializer, 400: BAD_MOLE, **ERROR_RESPONSES}),
+    destroy=extend_schema(
+        description="Stop tracking a mole; its photos stay in your history, no longer grouped.",
+        responses={204: None, **ERROR_RESPONSES},
+    ),
+)
+class MoleViewSet(viewsets.ModelViewSet):
+    serializer_class = MoleSerializer
+    pagination_class = Pagination
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        timeline = Prefetch("diagnoses", queryset=Diagnosis.objects.order_by("created_at"))
+        return Mole.objects.filter(owner_id=self.request.user.pk).prefetch_related(timeline)
+
+    def perform_create(self, serializer):
+        mole = _unique_name(services.mole_create, owner=self.request.user, **serializer.validated_data)
+        serializer.instance = mole
+
+    def perform_update(self, serializer):
+        serializer.instance = _unique_name(services.mole_update, mole=serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        services.mole_delete(mole=instance)
+
+
+def _unique_name(service, **kwargs):
+    """The serializer checks the name; a concurrent request can still win the race."""
+    try:
+        with transaction.atomic():
+            return service(**kwargs)
+    except IntegrityError as error:
+        raise exceptions.ValidationError({"name": [MOLE_NAME_TAKEN]}, code="unique") from error
+
+
+class TokenView(APIView):
+    """POST a username and password for an API token; DELETE revokes the token in use."""
+
+    def get_permissions(self):
+        return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
+
+    def get_throttles(self):
+        return [TokenRateThrottle()] if self.request.method == "POST" else []
+
+    @extend_schema(
+        request=AuthTokenSerializer,
+        responses={200: AuthTokenSerializer, 400: OpenApiResponse(description="Wrong username or password.")},
+        auth=[],
+        description="Send it as `Authorization: Token <token>`. The same token is returned until revoked.",
+    )
+    def post(self, request):
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})
+
+    @extend_schema(
+        request=None,
+        responses={204: None, 401: ERROR_RESPONSES[401]},
+        description="Revoke your API token; the next POST issues a new one.",
+    )
+    def delete(self, request):
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,99 @@
+"""/api/v1/auth/token/: tokens issued and revoked; session auth for the browser."""
+
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from tests.conftest import token_client
+
+TOKEN = "/api/v1/auth/token/"
+DIAGNOSES = "/api/v1/diagnoses/"
+
+
+def test_it_issues_a_token_that_signs_requests_in(api_client, owner):
+    response = api_client.post(TOKEN, {"username": "patient", "password": "correct horse battery"})
+
+    assert response.status_code == 200
+    key = response.json()["token"]
+    assert Token.objects.get(user=owner).key == key
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert api_client.get(DIAGNOSES).status_code == 200
+    # Asking again returns the same token until it is revoked.
+    again = token_client().post(TOKEN, {"username": "patient", "password": "correct horse battery"}, format="multipart")
+    assert again.json() == {"token": key}
+
+
+def test_it_refuses_a_wrong_password_with_400(api_client, owner):
+    response = api_client.post(TOKEN, {"username": "patient", "password": "wrong"})
+
+    assert response.status_code == 400
+    assert response.json() == {"non_field_errors": ["Unable to log in with provided credentials."]}
+    assert not Token.objects.exists()
+
+
+def test_it_refuses_an_inactive_user(api_client, owner):
+    owner.is_active = False
+    owner.save()
+
+    assert api_client.post(TOKEN, {"username": "patient", "password": "correct horse battery"}).status_code == 400
+
+
+def test_it_revokes_the_token(owner_api, owner):
+    assert owner_api.get(DIAGNOSES).status_code == 200
+
+    assert owner_api.delete(TOKEN).status_code == 204
+
+    assert not Token.objects.filter(user=owner).exists()
+    refused = owner_api.get(DIAGNOSES)
+    assert refused.status_code == 401
+    assert refused.json() == {"detail": "Invalid token."}
+
+
+def test_it_revokes_only_the_callers_token(owner_api, outsider_api, outsider):
+    owner_api.delete(TOKEN)
+
+    assert Token.objects.filter(user=outsider).exists()
+    assert outsider_api.get(DIAGNOSES).status_code == 200
+
+
+def test_it_answers_401_with_www_authenticate_to_a_bad_token(api_client, owner):
+    api_client.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef0123456789abcdef01234567")
+
+    response = api_client.get(DIAGNOSES)
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert api_client.delete(TOKEN).status_code == 401
+
+
+def test_it_accepts_the_sites_session(owner_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner)
+
+    response = owner_client.get(DIAGNOSES)
+
+    assert response.status_code == 200
+    assert [row["id"] for row in response.json()["results"]] == [str(diagnosis.pk)]
+
+
+def test_it_requires_the_csrf_token_for_session_writes(owner, api_client):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(owner)
+
+    response = browser.post("/api/v1/moles/", {"name": "Back"})
+
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+
+
+def test_it_throttles_token_requests(api_client, owner, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "token": "3/minute"},
+    }
+    for _ in range(3):
+        assert api_client.post(TOKEN, {"username": "patient", "password": "guess"}).status_code == 400
+
+    refused = api_client.post(TOKEN, {"username": "patient", "password": "correct horse battery"})
+
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert "throttled" in refused.json()["detail"]

@@ -1,0 +1,370 @@
+"""/api/v1/diagnoses/: upload, poll, list with filters, files, delete — from both sides."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from diagnoses import services
+from diagnoses.models import Diagnosis, Review
+from ml import CLASSES
+from tests.conftest import make_image_bytes
+
+LIST = "/api/v1/diagnoses/"
+
+
+def detail(diagnosis, suffix=""):
+    return f"/api/v1/diagnoses/{diagnosis.pk}/{suffix}"
+
+
+def photo(data, name="mole.jpg"):
+    return SimpleUploadedFile(name, data, content_type="image/jpeg")
+
+
+def stored_files(media_root):
+    return sorted(p for p in media_root.rglob("*") if p.is_file()) if media_root.exists() else []
+
+
+def lower_upload_rate(settings, rate):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": rate},
+    }
+
+
+# --- upload -----------------------------------------------------------------------------------
+
+
+def test_it_accepts_an_upload_with_202_and_a_location(owner_api, owner, jpeg_bytes, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as queued:
+        response = owner_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart")
+
+    assert response.status_code == 202
+    body = response.json()
+    diagnosis = Diagnosis.objects.get(pk=body["id"])
+    assert diagnosis.owner == owner and diagnosis.status == "queued"
+    assert body["status"] == "queued"
+    assert body["url"] == f"http://testserver/api/v1/diagnoses/{diagnosis.pk}/"
+    assert response["Location"] == body["url"]
+    assert type(response["Location"]) is str  # wsgiref refuses a str subclass (DRF's Hyperlink)
+    assert len(queued) == 1  # the classification is queued once the row is committed
+
+
+def test_it_files_an_upload_under_the_owners_mole(owner_api, owner, jpeg_bytes):
+    mole = services.mole_create(owner=owner, name="Left shoulder")
+    response = owner_api.post(LIST, {"image": photo(jpeg_bytes), "mole": str(mole.pk)}, format="multipart")
+
+    assert response.status_code == 202
+    assert response.json()["mole"] == str(mole.pk)
+    assert Diagnosis.objects.get().mole == mole
+
+
+def test_it_refuses_to_file_an_upload_under_another_users_mole(outsider_api, owner, jpeg_bytes, private_media):
+    mole = services.mole_create(owner=owner, name="Left shoulder")
+    response = outsider_api.post(LIST, {"image": photo(jpeg_bytes), "mole": str(mole.pk)}, format="multipart")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["mole"]
+    assert not Diagnosis.objects.exists()
+    assert stored_files(private_media) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "reason"),
+    [
+        (b"this is plain text, not a photo\n" * 20, "notes.jpg", "not an image"),
+        (make_image_bytes()[:-600], "truncated.jpg", "damaged or incomplete"),
+        (make_image_bytes(fmt="GIF"), "anim.gif", "Unsupported image type"),
+        (b"", "empty.jpg", "empty"),
+    ],
+    ids=["text-renamed-jpg", "truncated-jpeg", "gif", "empty"],
+)
+def test_it_refuses_a_bad_file_naming_the_image_field(owner_api, private_media, data, name, reason):
+    response = owner_api.post(LIST, {"image": photo(data, name)}, format="multipart")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    errors = response.json()
+    assert list(errors) == ["image"]
+    assert reason in errors["image"][0]
+    assert not Diagnosis.objects.exists()
+    assert stored_files(private_media) == []
+
+
+def test_it_requires_an_image(owner_api):
+    response = owner_api.post(LIST, {}, format="multipart")
+
+    assert response.status_code == 400
+    assert response.json() == {"image": ["No file was submitted."]}
+
+
+def test_it_takes_uploads_as_multipart_only(owner_api):
+    response = owner_api.post(LIST, {"image": "aGVsbG8="}, format="json")
+
+    assert response.status_code == 415
+    assert "detail" in response.json()
+
+
+def test_it_refuses_an_anonymous_upload_with_401(api_client, jpeg_bytes, private_media):
+    response = api_client.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert not Diagnosis.objects.exists()
+    assert stored_files(private_media) == []
+
+
+def test_it_throttles_uploads_per_user_with_429_and_retry_after(owner_api, outsider_api, jpeg_bytes, settings):
+    lower_upload_rate(settings, "2/hour")
+    for _ in range(2):
+        assert owner_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart").status_code == 202
+
+    refused = owner_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart")
+
+    assert refused.status_code == 429
+    assert 3500 <= int(refused["Retry-After"]) <= 3600
+    assert refused.json()["detail"].startswith("Too many uploads: the limit is 2/hour.")
+    assert Diagnosis.objects.count() == 2
+    # The limit is per user, and reading is never throttled.
+    assert outsider_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart").status_code == 202
+    assert owner_api.get(LIST).status_code == 200
+
+
+def test_it_shows_a_done_result_after_the_worker_ran(
+    owner_api, jpeg_bytes, tiny_model, eager_celery, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        created = owner_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart")
+
+    result = owner_api.get(created["Location"]).json()
+    assert result["status"] == "done"
+    assert set(result["probabilities"]) == set(CLASSES)
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert 0.0 <= result["malignant_probability"] <= 1.0
+    assert result["risk"] in {"low", "medium", "high"}
+    assert result["model_version"]
+    heatmap = owner_api.get(result["heatmap"])
+    assert heatmap.status_code == 200 and heatmap["Content-Type"] == "image/png"
+
+
+# --- read -------------------------------------------------------------------------------------
+
+
+def test_it_shows_a_done_diagnosis_with_its_review(owner_api, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    Review.objects.create(
+        diagnosis=diagnosis,
+        verdict="agree",
+        label="mel",
+        recommendation="dermatologist_soon",
+        note="Please book an appointment.",
+        reviewed_at=timezone.now(),
+    )
+
+    body = owner_api.get(detail(diagnosis)).json()
+
+    assert body["id"] == str(diagnosis.pk)
+    assert body["status"] == "done"
+    assert body["risk"] == "high"
+    assert body["predicted_class"] == "mel"
+    assert body["malignant_probability"] == pytest.approx(diagnosis.malignant_probability)
+    assert body["probabilities"] == pytest.approx(diagnosis.probabilities)
+    assert set(body["probabilities"]) == set(CLASSES)
+    assert body["model_version"] == "test-model-1"
+    assert body["error"] is None
+    assert body["finished_at"] and body["created_at"]
+    assert "dermatologist" in body["advice"]
+    assert body["image"] == f"http://testserver{detail(diagnosis, 'image/')}"
+    assert body["heatmap"] == f"http://testserver{detail(diagnosis, 'heatmap/')}"
+    assert body["review"]["verdict"] == "agree"
+    assert body["review"]["label"] == "mel"
+    assert body["review"]["recommendation"] == "dermatologist_soon"
+    assert body["review"]["note"] == "Please book an appointment."
+    assert body["review"]["reviewed_at"]
+
+
+def test_it_shows_a_queued_diagnosis_without_a_result(owner_api, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, status="queued")
+
+    body = owner_api.get(detail(diagnosis)).json()
+
+    assert body["status"] == "queued"
+    for field in ("probabilities", "malignant_probability", "predicted_class", "risk", "model_version"):
+        assert body[field] is None, field
+    assert body["heatmap"] is None
+    assert body["review"] is None
+    assert body["finished_at"] is None
+
+
+def test_it_shows_why_an_analysis_failed(owner_api, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, status="queued")
+    services.diagnosis_fail(diagnosis_id=diagnosis.pk, message=services.MESSAGE_UNREADABLE)
+
+    body = owner_api.get(detail(diagnosis)).json()
+
+    assert body["status"] == "failed"
+    assert body["error"] == services.MESSAGE_UNREADABLE
+
+
+@pytest.mark.parametrize(
+    ("kind", "content_type"), [("image", "image/jpeg"), ("thumbnail", "image/jpeg"), ("heatmap", "image/png")]
+)
+def test_it_serves_the_images_to_the_owner_only(owner_api, outsider_api, owner, make_diagnosis, kind, content_type):
+    diagnosis = make_diagnosis(owner)
+    url = owner_api.get(detail(diagnosis)).json()[kind]
+
+    served = owner_api.get(url, HTTP_ACCEPT=content_type)
+    assert served.status_code == 200
+    assert served["Content-Type"] == content_type
+    assert served["Cache-Control"] == "private, max-age=3600"
+    assert b"".join(served.streaming_content) == getattr(diagnosis, kind).open("rb").read()
+
+    hidden = outsider_api.get(url, HTTP_ACCEPT=content_type)
+    assert hidden.status_code == 404
+    assert hidden["Content-Type"] == "application/json"
+
+
+def test_it_has_no_heatmap_before_the_analysis_is_done(owner_api, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, status="running")
+
+    assert owner_api.get(detail(diagnosis, "heatmap/")).status_code == 404
+
+
+def test_it_hides_a_diagnosis_from_an_outsider(outsider_api, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner)
+
+    response = outsider_api.get(detail(diagnosis))
+
+    assert response.status_code == 404
+    assert "detail" in response.json()
+
+
+def test_it_answers_401_to_anonymous_readers(api_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner)
+    for url in (LIST, detail(diagnosis), detail(diagnosis, "image/")):
+        response = api_client.get(url)
+        assert response.status_code == 401, url
+        assert response["WWW-Authenticate"] == "Token"
+        assert response.json() == {"detail": "Authentication credentials were not provided."}
+
+
+# --- list, pagination, filters ----------------------------------------------------------------
+
+
+def ids(response):
+    assert response.status_code == 200, response.content
+    return [row["id"] for row in response.json()["results"]]
+
+
+def test_it_lists_only_the_owners_diagnoses_newest_first(owner_api, outsider_api, owner, outsider, make_diagnosis):
+    old = make_diagnosis(owner, age_days=3)
+    new = make_diagnosis(owner, age_days=1)
+    theirs = make_diagnosis(outsider)
+
+    assert ids(owner_api.get(LIST)) == [str(new.pk), str(old.pk)]
+    assert ids(outsider_api.get(LIST)) == [str(theirs.pk)]
+
+
+def test_it_paginates_the_list(owner_api, owner, make_diagnosis):
+    made = [make_diagnosis(owner, age_days=days) for days in (1, 2, 3)]
+
+    first = owner_api.get(LIST, {"page_size": 2}).json()
+    assert first["count"] == 3
+    assert first["previous"] is None
+    assert [row["id"] for row in first["results"]] == [str(d.pk) for d in made[:2]]
+    second = owner_api.get(first["next"]).json()
+    assert [row["id"] for row in second["results"]] == [str(made[2].pk)]
+    assert second["next"] is None and second["previous"]
+
+    beyond = owner_api.get(LIST, {"page": 99})
+    assert beyond.status_code == 404
+    assert beyond.json() == {"detail": "Invalid page."}
+
+
+def test_it_filters_by_status_risk_and_mole(owner_api, owner, outsider, make_diagnosis):
+    mole = services.mole_create(owner=owner, name="Back")
+    high = make_diagnosis(owner, risk="high", mole=mole)
+    low = make_diagnosis(owner, risk="low")
+    queued = make_diagnosis(owner, status="queued", mole=mole)
+    theirs_mole = services.mole_create(owner=outsider, name="Back")
+    make_diagnosis(outsider, risk="high", mole=theirs_mole)
+
+    assert ids(owner_api.get(LIST, {"status": "queued"})) == [str(queued.pk)]
+    assert ids(owner_api.get(LIST, {"risk": "high"})) == [str(high.pk)]
+    assert ids(owner_api.get(LIST, {"risk": "low", "status": "done"})) == [str(low.pk)]
+    assert set(ids(owner_api.get(LIST, {"mole": str(mole.pk)}))) == {str(high.pk), str(queued.pk)}
+    assert ids(owner_api.get(LIST, {"mole": str(theirs_mole.pk)})) == []
+
+
+def test_it_filters_by_creation_time(owner_api, owner, make_diagnosis):
+    old = make_diagnosis(owner, age_days=10)
+    recent = make_diagnosis(owner, age_days=2)
+    today = make_diagnosis(owner)
+    week_ago = (timezone.now() - timedelta(days=7)).isoformat()
+    yesterday = (timezone.now() - timedelta(days=1)).date().isoformat()
+
+    assert ids(owner_api.get(LIST, {"created_after": week_ago})) == [str(today.pk), str(recent.pk)]
+    assert ids(owner_api.get(LIST, {"created_before": week_ago})) == [str(old.pk)]
+    assert ids(owner_api.get(LIST, {"created_after": week_ago, "created_before": yesterday})) == [str(recent.pk)]
+
+
+def test_it_orders_by_malignant_probability(owner_api, owner, make_diagnosis):
+    low = make_diagnosis(owner, risk="low")
+    high = make_diagnosis(owner, risk="high")
+    medium = make_diagnosis(owner, risk="medium")
+
+    assert ids(owner_api.get(LIST, {"ordering": "-malignant_probability"})) == [str(d.pk) for d in (high, medium, low)]
+    assert ids(owner_api.get(LIST, {"ordering": "malignant_probability"})) == [str(d.pk) for d in (low, medium, high)]
+
+
+def test_it_takes_any_utc_offset_python_can_read(owner_api, owner, make_diagnosis):
+    # Postgres itself refuses offsets of 16 hours or more; the filter converts to UTC first.
+    diagnosis = make_diagnosis(owner)
+
+    assert ids(owner_api.get(LIST, {"created_after": "2000-01-01T00:00:00+22:04"})) == [str(diagnosis.pk)]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": "finished"}, "status"),
+        ({"risk": "extreme"}, "risk"),
+        ({"mole": "not-a-uuid"}, "mole"),
+        ({"created_after": "last tuesday"}, "created_after"),
+        ({"created_before": "0001-01-01T00:00:00+05:00"}, "created_before"),  # before year 1 in UTC
+    ],
+)
+def test_it_refuses_a_bad_filter_with_400(owner_api, params, field):
+    response = owner_api.get(LIST, params)
+
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+# --- delete -----------------------------------------------------------------------------------
+
+
+def test_it_deletes_a_diagnosis_and_its_files(
+    owner_api, owner, make_diagnosis, private_media, django_capture_on_commit_callbacks
+):
+    diagnosis = make_diagnosis(owner)
+    assert len(stored_files(private_media)) == 3
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_api.delete(detail(diagnosis))
+
+    assert response.status_code == 204
+    assert not Diagnosis.objects.filter(pk=diagnosis.pk).exists()
+    assert stored_files(private_media) == []
+    assert owner_api.get(detail(diagnosis)).status_code == 404
+
+
+def test_it_refuses_to_delete_another_users_diagnosis(outsider_api, owner, make_diagnosis, private_media):
+    diagnosis = make_diagnosis(owner)
+
+    response = outsider_api.delete(detail(diagnosis))
+
+    assert response.status_code == 404
+    assert Diagnosis.objects.filter(pk=diagnosis.pk).exists()
+    assert len(stored_files(private_media)) == 3

@@ -1,0 +1,96 @@
+"""The OpenAPI schema, the Swagger UI served locally, and JSON errors everywhere under /api/."""
+
+import re
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from drf_spectacular.validation import validate_schema
+
+
+@pytest.fixture
+def schema(api_client):
+    response = api_client.get("/api/v1/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_it_generates_a_valid_schema_without_warnings(tmp_path):
+    # Raises (SchemaGenerationError) on any generator warning or an invalid OpenAPI document.
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+    assert (tmp_path / "schema.yaml").read_text().startswith("openapi: 3.")
+
+
+def test_it_serves_a_valid_openapi_3_schema_to_anyone(schema):
+    validate_schema(schema)  # raises on an invalid document
+    assert schema["openapi"].startswith("3.")
+    assert {
+        "/api/v1/auth/token/",
+        "/api/v1/diagnoses/",
+        "/api/v1/diagnoses/{id}/",
+        "/api/v1/diagnoses/{id}/image/",
+        "/api/v1/diagnoses/{id}/heatmap/",
+        "/api/v1/moles/",
+        "/api/v1/moles/{id}/",
+    } <= set(schema["paths"])
+
+
+def test_it_describes_the_upload_as_multipart_with_a_binary_image(schema):
+    upload = schema["paths"]["/api/v1/diagnoses/"]["post"]
+    assert list(upload["requestBody"]["content"]) == ["multipart/form-data"]
+    ref = upload["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    body = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert body["properties"]["image"] == {**body["properties"]["image"], "type": "string", "format": "binary"}
+    assert body["required"] == ["image"]
+    assert set(upload["responses"]) == {"202", "400", "401", "429"}
+    assert "Location" in upload["responses"]["202"]["headers"]
+
+
+def test_it_documents_token_authentication(schema):
+    token_auth = schema["components"]["securitySchemes"]["tokenAuth"]
+    assert (token_auth["type"], token_auth["in"], token_auth["name"]) == ("apiKey", "header", "Authorization")
+    assert "security" not in schema["paths"]["/api/v1/auth/token/"]["post"]
+
+
+def test_it_serves_swagger_ui_from_local_static_files(api_client):
+    page = api_client.get("/api/v1/docs/")
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "/api/v1/schema/" in html
+    scripts = re.findall(r'src="([^"]+)"', html)
+    assert scripts and all(src.startswith("/static/") for src in scripts), scripts
+    assert not re.search(r"https?://", "".join(re.findall(r'(?:src|href)="([^"]+)"', html)))
+    bundle = next(src for src in scripts if "swagger-ui-bundle" in src)
+    assert Client().get(bundle).status_code == 200
+
+
+def test_it_answers_an_unknown_api_path_with_json_404(api_client, owner_client):
+    response = api_client.get("/api/v1/nothing-here/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+    # Outside /api/ a missing page is still a page.
+    assert owner_client.get("/no-such-page/")["Content-Type"].startswith("text/html")
+
+
+def test_it_answers_a_server_error_with_json(owner, make_diagnosis, private_media):
+    """A stored file that has gone missing from disk is a genuine server error."""
+    diagnosis = make_diagnosis(owner)
+    (private_media / diagnosis.image.name).unlink()
+    api = Client(raise_request_exception=False)
+    api.force_login(owner)
+
+    response = api.get(f"/api/v1/diagnoses/{diagnosis.pk}/image/")
+
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "A server error occurred."}
+
+
+def test_it_answers_a_disallowed_method_with_json(owner_api):
+    response = owner_api.put("/api/v1/diagnoses/", {})
+
+    assert response.status_code == 405
+    assert response.json() == {"detail": 'Method "PUT" not allowed.'}
