@@ -6,6 +6,13 @@
   var pending = function (status) { return status === "queued" || status === "running"; };
   if (!pending(box.dataset.status)) return;
   var delay = 1000;
+  var announcer = document.getElementById("result-announcer");
+
+  function announce(status) {
+    if (!announcer) return;
+    if (status === "done") announcer.textContent = "Your result is ready.";
+    else if (status === "failed") announcer.textContent = "The analysis did not complete.";
+  }
 
   function poll() {
     fetch(box.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
@@ -17,6 +24,7 @@
         if (data.status !== box.dataset.status) {
           box.innerHTML = data.html;
           box.dataset.status = data.status;
+          announce(data.status);
         }
         if (pending(data.status)) schedule();
       })

@@ -2,6 +2,7 @@
 real photo, watch the result appear without a reload, the heatmap, the report, the history,
 a mole's timeline, the model page, the data export, deleting a result and the account."""
 
+import base64
 import io
 import json
 import re
@@ -22,7 +23,8 @@ def go(page, link_name):
     toggler = page.locator(".navbar-toggler")
     if toggler.is_visible():
         toggler.click()
-        expect(page.locator("#nav")).to_be_visible()
+        # Bootstrap swaps "collapsing" for "show" once the menu has finished opening.
+        expect(page.locator("#nav")).to_have_class(re.compile(r"\bshow\b"))
     page.locator("#nav").get_by_role("link", name=link_name, exact=True).click()
 
 
@@ -72,6 +74,7 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     worker.run()
     expect(page.locator("#result [data-risk]")).to_be_visible(timeout=30_000)
     assert page.evaluate("window.__notReloaded") is True and page.url == first_url
+    expect(page.locator("#result-announcer")).to_have_text("Your result is ready.")
     expect(page.get_by_text("Malignant probability")).to_be_visible()
     expect(page.get_by_text("Melanocytic nevus").first).to_be_visible()
     expect(page.get_by_text("What to do next.")).to_be_visible()
@@ -170,10 +173,25 @@ def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page,
     assert page.url.endswith("/diagnoses/new/")
     shot(page, "20-upload-error")
 
-    # A mistake in another field keeps the chosen photo; fixing it uploads.
-    upload(page, ham_image(), new_mole="Back")
+    # A photo dropped on the drop zone is previewed and uploaded like a chosen one.
+    with open(ham_image(), "rb") as photo:
+        encoded = base64.b64encode(photo.read()).decode()
+    transfer = page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+            return transfer;
+        }""",
+        encoded,
+    )
+    page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": transfer})
+    expect(page.locator("[data-preview-name]")).to_contain_text("dropped.jpg")
+    page.get_by_label("Name of the new mole").fill("Back")
     page.get_by_role("button", name="Upload and analyse").click()
     expect(page.locator("#result")).to_be_visible()
+
+    # A mistake in another field keeps the chosen photo; fixing it uploads.
     go(page, "New check")
     upload(page, ham_image(), new_mole="Back")
     page.get_by_role("button", name="Upload and analyse").click()
@@ -181,7 +199,7 @@ def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page,
     expect(page.locator("[data-preview-img]")).to_be_visible()
     shot(page, "21-upload-field-error")
     page.get_by_label("Name of the new mole").fill("")
-    page.get_by_label("Which mole is this?").select_option(label="Back (Back)")
+    page.get_by_label("Which mole is this?").select_option(label="Back (Other / not sure)")
     page.get_by_role("button", name="Upload and analyse").click()
     expect(page.locator("#result")).to_have_attribute("data-status", "queued")
     assert Diagnosis.objects.count() == 2
