@@ -1,6 +1,6 @@
 from django import forms
 
-from .models import BODY_SITES, Diagnosis, Mole
+from .models import BODY_SITES, MOLE_NAME_TAKEN, Diagnosis, Mole
 
 
 class UploadForm(forms.Form):
@@ -31,7 +31,7 @@ class UploadForm(forms.Form):
         name = (cleaned.get("new_mole_name") or "").strip()
         if cleaned.get("mole") and name:
             self.add_error("new_mole_name", "Choose an existing mole or name a new one, not both.")
-        elif name and Mole.objects.filter(owner=self.owner, name=name).exists():
+        elif name and Mole.objects.name_taken(owner=self.owner, name=name):
             self.add_error("new_mole_name", "You already track a mole with this name: pick it from the list.")
         cleaned["new_mole_name"] = name
         return cleaned
@@ -91,7 +91,6 @@ class MoleForm(forms.ModelForm):
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
-        clash = Mole.objects.filter(owner=self.instance.owner, name=name).exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise forms.ValidationError("You already track a mole with this name.")
+        if Mole.objects.name_taken(owner=self.instance.owner, name=name, exclude_pk=self.instance.pk):
+            raise forms.ValidationError(MOLE_NAME_TAKEN)
         return name

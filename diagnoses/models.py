@@ -36,8 +36,19 @@ RISK_ADVICE = {
 RISK_COLOURS = {"low": "success", "medium": "warning", "high": "danger"}
 
 
+MOLE_NAME_TAKEN = "You already track a mole with this name."
+
+
+class MoleQuerySet(models.QuerySet):
+    def name_taken(self, *, owner, name: str, exclude_pk=None) -> bool:
+        """Whether the owner already tracks another mole by this name (names are per owner)."""
+        return self.filter(owner=owner, name=name.strip()).exclude(pk=exclude_pk).exists()
+
+
 class Mole(models.Model):
     """A lesion a patient follows over time; each photo of it is a Diagnosis."""
+
+    objects = MoleQuerySet.as_manager()
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="moles")

@@ -121,10 +121,12 @@ def diagnosis_delete(request, pk):
 @login_required
 @require_GET
 def diagnosis_file(request, pk, kind):
-    """Serve a private image to its owner or to staff; everyone else gets a 404."""
+    """Serve a private image to its owner or to clinicians allowed to view diagnoses (the
+    Reviewers group, superusers); everyone else gets a 404."""
     if kind not in FILE_FIELDS:
         raise Http404
-    visible = Diagnosis.objects.all() if request.user.is_staff else Diagnosis.objects.filter(owner=request.user)
+    may_review = request.user.is_staff and request.user.has_perm("diagnoses.view_diagnosis")
+    visible = Diagnosis.objects.all() if may_review else Diagnosis.objects.filter(owner=request.user)
     return serve_file(get_object_or_404(visible, pk=pk), kind)
 
 

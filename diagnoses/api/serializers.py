@@ -5,11 +5,10 @@ from rest_framework.reverse import reverse
 
 from ml import CLASS_NAMES, CLASSES
 
-from ..models import CLASS_CHOICES, Diagnosis, Mole, Review
+from ..models import CLASS_CHOICES, MOLE_NAME_TAKEN, Diagnosis, Mole, Review
 
 # Read-only text fields the database keeps as "" until known; the API says null instead.
 NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label")
-MOLE_NAME_TAKEN = "You already track a mole with this name."
 
 
 class BlankAsNullMixin:
@@ -139,9 +138,7 @@ class MoleSerializer(serializers.ModelSerializer):
     def validate_name(self, name):
         name = name.strip()
         owner = self.context["request"].user
-        clash = Mole.objects.filter(owner=owner, name=name)
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
+        exclude_pk = self.instance.pk if self.instance is not None else None
+        if Mole.objects.name_taken(owner=owner, name=name, exclude_pk=exclude_pk):
             raise serializers.ValidationError(MOLE_NAME_TAKEN, code="unique")
         return name

@@ -223,7 +223,7 @@ def test_it_hides_a_diagnosis_from_an_outsider(outsider_client, owner, jpeg_byte
 
 
 @pytest.mark.parametrize("kind", ["image", "thumbnail", "heatmap"])
-def test_it_serves_private_files_to_the_owner_and_staff_only(client, owner, outsider, django_user_model, jpeg_bytes, kind):
+def test_it_serves_private_files_to_the_owner_and_reviewers_only(client, owner, outsider, reviewer, django_user_model, jpeg_bytes, kind):
     diagnosis = done_diagnosis(owner, jpeg_bytes)
     diagnosis.heatmap.save("heat.png", ContentFile(b"\x89PNG fake but present"), save=True)
     url = reverse("diagnoses:file", args=[diagnosis.pk, kind])
@@ -234,7 +234,9 @@ def test_it_serves_private_files_to_the_owner_and_staff_only(client, owner, outs
     response = client.get(url)
     assert response.status_code == 200 and b"".join(response.streaming_content)
     assert "private" in response["Cache-Control"]
-    client.force_login(django_user_model.objects.create_user("doc", "doc@example.com", "x", is_staff=True))
+    client.force_login(django_user_model.objects.create_user("clerk", "clerk@example.com", "x", is_staff=True))
+    assert client.get(url).status_code == 404  # staff without the permission to view diagnoses
+    client.force_login(reviewer)
     assert client.get(url).status_code == 200
 
 
