@@ -145,6 +145,9 @@ LOGIN_REDIRECT_URL = "diagnoses:list"
 LOGOUT_REDIRECT_URL = "home"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+if env.str("EMAIL_URL", default=""):
+    # e.g. smtp+tls://user:password@smtp.example.org:587 — sets the backend, host, port, user, TLS.
+    vars().update(env.email_url("EMAIL_URL"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="molesite <noreply@localhost>")
 
 LANGUAGE_CODE = "en-us"

@@ -300,3 +300,21 @@ def test_it_shows_a_mole_page_to_its_owner_only(owner_client, outsider_client, o
     done_diagnosis(owner, jpeg_bytes, mole=mole)
     assert b"Left shoulder" in owner_client.get(mole.get_absolute_url()).content
     assert outsider_client.get(mole.get_absolute_url()).status_code == 404
+
+
+def test_it_resets_a_forgotten_password_by_e_mail(client, owner, mailoutbox):
+    response = client.post(reverse("password_reset"), {"email": "patient@example.com"})
+    assert response.status_code == 302 and len(mailoutbox) == 1
+    link = next(line for line in mailoutbox[0].body.splitlines() if "/accounts/password/reset/" in line)
+
+    form_url = client.get(link.split("testserver", 1)[1], follow=True).redirect_chain[-1][0]
+    response = client.post(form_url, {"new_password1": "a fresh pass phrase", "new_password2": "a fresh pass phrase"})
+
+    assert response.status_code == 302
+    owner.refresh_from_db()
+    assert owner.check_password("a fresh pass phrase")
+
+
+def test_it_sends_no_mail_for_an_unknown_address(client, mailoutbox):
+    response = client.post(reverse("password_reset"), {"email": "nobody@example.com"})
+    assert response.status_code == 302 and mailoutbox == []
