@@ -43,6 +43,7 @@ def save_model_file(model, out_dir) -> Path:
     os.close(fd)
     try:
         model.save(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the web and worker users must read it
         os.replace(tmp, out_dir / MODEL_FILENAME)
     finally:
         if os.path.exists(tmp):

@@ -26,6 +26,17 @@ LICENCE = (
     "non-commercial use, attribution, share-alike. A screening aid, not a diagnosis."
 )
 
+LIMITS = [
+    "A screening aid, not a diagnosis: a clinician must examine any mole that worries you.",
+    "Trained on dermoscopic images (HAM10000); ordinary phone photos look different and the "
+    "figures may not hold for them.",
+    "HAM10000 comes mostly from fair-skinned patients in Austria and Australia; performance on "
+    "darker skin is unknown.",
+    "Only seven diagnoses are known to the model; any other lesion is forced into one of them.",
+    "Validation figures come from one lesion-disjoint split; rare classes (dermatofibroma, "
+    "vascular lesions) have only a few dozen validation images, so their recall is uncertain.",
+]
+
 
 def class_weights(y, power) -> np.ndarray:
     """Per-class weights (inverse frequency ** power), normalised to mean 1 over the samples."""
@@ -105,6 +116,9 @@ def make_train_dataset(x, y, class_w, *, batch_size, augment, seed, class_cap=No
             xb = augment_batch(xb)
         return xb, yb, wb
 
+    total = int(sizes.sum())
+    n_batches = total // batch_size if total > batch_size else 1
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # lets Keras count steps
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(3)
 
 
@@ -248,7 +262,8 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
     weights = class_weights(np.repeat(np.arange(len(CLASSES)), sizes), cfg["weight_power"])
     ds = make_train_dataset(x_train, y_train, weights, batch_size=cfg["batch_size"],
                             augment=cfg["augment"], seed=seed, class_cap=cfg.get("class_cap"))
-    steps_per_epoch = max(1, int(sizes.sum()) // cfg["batch_size"])
+    total = int(sizes.sum())
+    steps_per_epoch = total // cfg["batch_size"] if total > cfg["batch_size"] else 1
     schedule = _Schedule.make(cfg, steps_per_epoch, started=started)
     if cfg["weight_decay"]:
         optimizer = keras.optimizers.AdamW(cfg["learning_rate"], weight_decay=cfg["weight_decay"])
@@ -319,5 +334,6 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback,
             "history": callback.history,
         },
         "validation": val,
+        "limits": LIMITS,
         "licence": LICENCE,
     }
