@@ -66,7 +66,7 @@ class Classifier:
         self.thresholds = dict(card["thresholds"])
         self._logits = make_logits_fn(model, (self.input_size[1], self.input_size[0]),
                                       int(card.get("tta_views", 1)))
-        self._cam_model = None
+        self._cam_fn = None
         self._lock = threading.Lock()
 
     # -- prediction ---------------------------------------------------------------------------
@@ -111,14 +111,7 @@ class Classifier:
         rgb = to_rgb(image)
         x = preprocess(rgb, self.input_size)[None]
         prediction = self.predict_arrays(x)[0]
-        cls = CLASSES.index(prediction.predicted_class)
-        cam_model = self._get_cam_model()
-        with tf.GradientTape() as tape:
-            features, logits = cam_model(tf.cast(x, tf.float32), training=False)
-            score = logits[:, cls]
-        grads = tape.gradient(score, features)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0]
+        cam = self._get_cam_fn()(x, CLASSES.index(prediction.predicted_class))
         heat = tf.image.resize(cam[..., None], (rgb.height, rgb.width), method="bilinear").numpy()[..., 0]
         heat = np.clip(heat, 0.0, None)
         if heat.max() > 0:
@@ -131,16 +124,31 @@ class Classifier:
         prediction, heat = self.gradcam(rgb)
         return prediction, overlay_png(rgb, heat)
 
-    def _get_cam_model(self):
+    def _get_cam_fn(self):
+        """Traced Grad-CAM: uint8 (1, h, w, 3), class index -> (h', w') map of the CAM layer."""
         with self._lock:
-            if self._cam_model is None:
+            if self._cam_fn is None:
                 import keras
+                import tensorflow as tf
 
                 from .model import CAM_LAYER
 
-                self._cam_model = keras.Model(self.model.inputs,
-                                              [self.model.get_layer(CAM_LAYER).output, self.model.output])
-            return self._cam_model
+                cam_model = keras.Model(self.model.inputs,
+                                        [self.model.get_layer(CAM_LAYER).output, self.model.output])
+                h, w = self.input_size[1], self.input_size[0]
+
+                @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.uint8),
+                                              tf.TensorSpec([], tf.int32)])
+                def cam_fn(x, cls):
+                    with tf.GradientTape() as tape:
+                        features, logits = cam_model(tf.cast(x, tf.float32), training=False)
+                        score = tf.gather(logits, cls, axis=1)
+                    grads = tape.gradient(score, features)
+                    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+                    return tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0]
+
+                self._cam_fn = cam_fn
+            return self._cam_fn
 
 
 def _jet(v: np.ndarray) -> np.ndarray:
