@@ -1,9 +1,35 @@
+import logging
 import os
+import threading
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "molesite.settings")
 
 app = Celery("molesite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+logger = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def warm_up_classifier(**_):
+    """Load the model in each worker child, in the background, so that the first patient does
+    not wait for TensorFlow to start. The handler itself returns at once: Celery kills a child
+    whose init takes over 4 seconds. TensorFlow is thus imported only after the fork."""
+    threading.Thread(target=_load_classifier, name="classifier-warm-up", daemon=True).start()
+
+
+def _load_classifier():
+    from django.conf import settings
+    from PIL import Image
+
+    from ml.inference import get_classifier
+
+    try:
+        # One explanation traces the Grad-CAM graph too, not only the forward pass.
+        get_classifier(settings.ML_MODEL_DIR).explain(Image.new("RGB", (200, 150), (190, 140, 120)))
+    except Exception:  # the task reports an unusable model to the patient; here we only log it
+        logger.exception("could not warm up the classifier from %s", settings.ML_MODEL_DIR)

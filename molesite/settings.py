@@ -200,6 +200,8 @@ else:
         # kombu otherwise writes its control files into the current directory.
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # The worker looks for new tasks this often (seconds): a result a patient waits for.
+        "polling_interval": 0.2,
     }
     EMBEDDED_BROKER_FOLDERS = (BROKER_DIR / "queue", BROKER_DIR / "processed", BROKER_DIR / "control")
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

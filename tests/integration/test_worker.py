@@ -20,7 +20,7 @@ def watch_statuses(pk, timeout=120):
             seen.append(status)
         if status in ("done", "failed"):
             return seen
-        time.sleep(0.02)
+        time.sleep(0.005)
     raise TimeoutError(f"still {seen[-1]} after {timeout}s (saw {seen})")
 
 
