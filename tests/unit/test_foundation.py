@@ -276,7 +276,8 @@ def history_queries(client, owner, count):
 
 
 def test_it_renders_the_history_in_a_constant_number_of_queries(owner_client, owner):
-    assert history_queries(owner_client, owner, 10) == history_queries(owner_client, owner, 1000)
+    short, long = history_queries(owner_client, owner, 10), history_queries(owner_client, owner, 1000)
+    assert 0 < short == long
 
 
 def test_it_deletes_a_diagnosis_and_its_files(owner_client, owner, jpeg_bytes, private_media, django_capture_on_commit_callbacks):

@@ -1,0 +1,91 @@
+"""History benchmark: python bench/bench_history.py [--sizes 10 1000] [--runs 5]
+
+For a patient with N diagnoses (spread over 3 tracked moles, a third of them reviewed), prints
+the number of SQL queries and the median render time of the history page (/diagnoses/), the
+mole list (/diagnoses/moles/) and the API list (/api/v1/diagnoses/). The query counts must not
+grow with N; times are wall-clock medians on whatever else the machine is doing.
+
+Runs on a throwaway SQLite database in a temporary folder; touches nothing of the project's.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["VAR_DIR"] = tempfile.mkdtemp(prefix="molesite-bench-")
+os.environ["DATABASE_URL"] = f"sqlite:///{os.environ['VAR_DIR']}/bench.sqlite3"
+os.environ.setdefault("DEBUG", "true")
+os.environ["ALLOWED_HOSTS"] = "testserver"  # the test client's host name
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "molesite.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection, reset_queries  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from accounts.models import User  # noqa: E402
+from diagnoses.models import Diagnosis, Mole, Review  # noqa: E402
+
+PAGES = {"history": "/diagnoses/", "moles": "/diagnoses/moles/", "api list": "/api/v1/diagnoses/"}
+
+
+def populate(user, count):
+    Diagnosis.objects.filter(owner=user).delete()
+    Mole.objects.filter(owner=user).delete()
+    moles = [Mole.objects.create(owner=user, name=f"Mole {i}") for i in range(3)]
+    probabilities = {"akiec": 0.02, "bcc": 0.03, "bkl": 0.1, "df": 0.02, "mel": 0.1, "nv": 0.7, "vasc": 0.03}
+    diagnoses = Diagnosis.objects.bulk_create(
+        Diagnosis(owner=user, mole=moles[i % 3], image="x.jpg", thumbnail="x.jpg", status="done", risk="low",
+                  malignant_probability=0.15, probabilities=probabilities, predicted_class="nv", model_version="bench")
+        for i in range(count)
+    )
+    Review.objects.bulk_create(
+        Review(diagnosis=d, verdict="agree", label="nv", recommendation="routine", reviewed_at=timezone.now())
+        for d in diagnoses[::3]
+    )
+
+
+def measure(client, url, runs):
+    # With DEBUG on every query is logged, and each request clears that log when it starts:
+    # start from an empty log so that the capture's bookkeeping holds.
+    reset_queries()
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200, url
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        client.get(url)
+        times.append((time.perf_counter() - started) * 1000)
+    return len(queries), statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1000])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    call_command("migrate", verbosity=0)
+    user = User.objects.create_user("bench", "bench@example.com", "bench pass phrase")
+    client = Client()
+    client.force_login(user)
+    print(f"{'diagnoses':>10} {'page':<10} {'queries':>8} {'median ms':>10}")
+    for size in args.sizes:
+        populate(user, size)
+        for name, url in PAGES.items():
+            count, median_ms = measure(client, url, args.runs)
+            print(f"{size:>10} {name:<10} {count:>8} {median_ms:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()
