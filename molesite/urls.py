@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from diagnoses import views as diagnosis_views
+from diagnoses.api import errors as api_errors
 from molesite import health
 
 urlpatterns = [
@@ -13,6 +14,8 @@ urlpatterns = [
     # Served by molesite.middleware.healthz ahead of host checks; routed here for reverse().
     path("healthz", health.healthz, name="healthz"),
     path("api/v1/", include("diagnoses.api.urls")),
+    # Any other /api/ path: a JSON 404 even with DEBUG on (whose 404 page is HTML).
+    re_path(r"^api/", api_errors.unknown_api_path),
 ]
 
 # JSON under /api/, Django's usual pages elsewhere.

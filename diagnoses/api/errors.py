@@ -33,6 +33,10 @@ def page_not_found(request, exception, template_name=defaults.ERROR_404_TEMPLATE
     return defaults.page_not_found(request, exception, template_name)
 
 
+def unknown_api_path(request):
+    return page_not_found(request, exception=None)
+
+
 def server_error(request, template_name=defaults.ERROR_500_TEMPLATE_NAME):
     if _is_api(request):
         return JsonResponse({"detail": "A server error occurred."}, status=500)

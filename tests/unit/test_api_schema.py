@@ -65,7 +65,9 @@ def test_it_serves_swagger_ui_from_local_static_files(api_client):
     assert Client().get(bundle).status_code == 200
 
 
-def test_it_answers_an_unknown_api_path_with_json_404(api_client, owner_client):
+@pytest.mark.parametrize("debug", [False, True], ids=["production", "debug"])
+def test_it_answers_an_unknown_api_path_with_json_404(api_client, owner_client, settings, debug):
+    settings.DEBUG = debug  # DEBUG's own 404 page is HTML: the API must not fall back to it
     response = api_client.get("/api/v1/nothing-here/")
 
     assert response.status_code == 404
