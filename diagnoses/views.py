@@ -15,7 +15,7 @@ from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from ml import CLASS_NAMES, CLASSES, MALIGNANT
+from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT
 
 from . import services
 from .forms import HistoryFilterForm, MoleForm, UploadForm
@@ -226,7 +226,7 @@ def mole_delete(request, pk):
 
 def load_model_card():
     """The shipped model card as a dict, or None when it is missing or unreadable."""
-    path = settings.ML_MODEL_DIR / "model_card.json"
+    path = settings.ML_MODEL_DIR / CARD_FILENAME
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -245,37 +245,37 @@ def _percent(value):
 
 
 def _percent_thresholds():
-    card = load_model_card() or {}
-    thresholds = card.get("thresholds") if isinstance(card.get("thresholds"), dict) else {}
+    thresholds = _dict((load_model_card() or {}).get("thresholds"))
     return {band: _percent(thresholds.get(band)) for band in ("medium", "high")}
 
 
-def _first_dict(*candidates):
-    return next((c for c in candidates if isinstance(c, dict) and c), {})
+def _dict(value):
+    """value if the card holds an object there, else an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 def _model_card_summary():
     """Figures of the card (ml.training writes it), flattened for the templates. Every key is
-    optional: a card from an older or newer trainer shows what it has."""
+    optional, so that a partial or hand-edited card shows what it has instead of failing."""
     card = load_model_card()
     if card is None:
         return None
-    metrics = _first_dict(card.get("validation"), card.get("metrics"))
-    thresholds = card.get("thresholds") if isinstance(card.get("thresholds"), dict) else {}
-    at_thresholds = _first_dict(metrics.get("at_thresholds"), metrics.get("thresholds"), card.get("threshold_metrics"))
+    metrics = _dict(card.get("validation"))
+    thresholds = _dict(card.get("thresholds"))
+    at_thresholds = _dict(metrics.get("at_thresholds"))
     bands = []
     for band in ("medium", "high"):
-        figures = at_thresholds.get(band) if isinstance(at_thresholds.get(band), dict) else {}
+        figures = _dict(at_thresholds.get(band))
         cut = _number(thresholds.get(band))
         bands.append({
             "band": band, "threshold": _percent(cut if cut is not None else figures.get("threshold")),
             "sensitivity": _percent(figures.get("sensitivity")), "specificity": _percent(figures.get("specificity")),
         })
-    recall = metrics.get("per_class_recall") if isinstance(metrics.get("per_class_recall"), dict) else {}
+    recall = _dict(metrics.get("per_class_recall"))
     ece = metrics.get("ece_after", metrics.get("ece"))
     return {
         "version": card.get("version"),
-        "created_at": str(card.get("created") or card.get("created_at") or "")[:10],
+        "created_at": str(card.get("created") or "")[:10],
         "training": _training_summary(card),
         "n_images": _number(metrics.get("n_images")),
         "figures": [
@@ -289,8 +289,8 @@ def _model_card_summary():
         "threshold_rule": card.get("threshold_rule") if isinstance(card.get("threshold_rule"), str) else "",
         "recall": [(CLASS_NAMES[code], code in MALIGNANT, _percent(recall.get(code))) for code in CLASSES
                    if _percent(recall.get(code)) is not None],
-        "confusion": _confusion(_first_dict(metrics.get("confusion_matrix"), card.get("confusion_matrix"))),
-        "roc": _roc_points(metrics.get("roc_curve") or metrics.get("roc") or card.get("roc_curve")),
+        "confusion": _confusion(_dict(metrics.get("confusion_matrix"))),
+        "roc": _roc_points(metrics.get("roc_curve")),
         "limits": [str(item) for item in card["limits"] if item] if isinstance(card.get("limits"), list) else [],
         "licence": card.get("licence") if isinstance(card.get("licence"), str) else "",
     }
@@ -298,10 +298,10 @@ def _model_card_summary():
 
 def _training_summary(card):
     """(label, value) rows describing how the model was trained, from whatever the card has."""
-    split = _first_dict(card.get("data_split"))
-    training = _first_dict(card.get("training"))
-    hardware = _first_dict(training.get("hardware"))
-    size = _first_dict(card.get("input_size"))
+    split = _dict(card.get("data_split"))
+    training = _dict(card.get("training"))
+    hardware = _dict(training.get("hardware"))
+    size = _dict(card.get("input_size"))
     rows = [
         ("Split", split.get("method")),
         ("Training images", _pair(split.get("n_train_images"), split.get("n_train_lesions"))),
@@ -343,8 +343,6 @@ def _roc_points(points):
     for point in points:
         if isinstance(point, dict) and _number(point.get("fpr")) is not None and _number(point.get("tpr")) is not None:
             clean.append({"x": point["fpr"], "y": point["tpr"]})
-        elif isinstance(point, (list, tuple)) and len(point) >= 2 and all(_number(v) is not None for v in point[:2]):
-            clean.append({"x": point[0], "y": point[1]})
     return clean
 
 
