@@ -311,9 +311,23 @@ def _training_summary(card):
         ("Epochs", f"{training['epochs_run']} run, best {training.get('best_epoch', '?')}" if _number(training.get("epochs_run")) else None),
         ("Training time", f"{round(training['fit_seconds'] / 60, 1)} minutes" if _number(training.get("fit_seconds")) else None),
         ("Hardware", hardware.get("device")),
+        ("Training precision", training.get("precision")),
         ("Calibration", f"temperature scaling, T = {card['temperature']:.3f}" if _number(card.get("temperature")) else None),
+        ("Class shown", _decision_text(_dict(card.get("decision")))),
     ]
     return [(label, value) for label, value in rows if isinstance(value, (str, int, float)) and value != ""]
+
+
+def _decision_text(decision):
+    """How the predicted class is picked from the probabilities (ml.metrics.decide)."""
+    tau = _number(decision.get("tau"))
+    if tau is None:
+        return None
+    if tau == 0:
+        return "the most probable class"
+    towards = "common" if tau < 0 else "rare"
+    return (f"the most probable class after weighing it towards {towards} classes "
+            f"(τ = {tau:+.2f}, chosen on validation to balance accuracy and balanced accuracy)")
 
 
 def _pair(images, lesions):

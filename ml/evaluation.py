@@ -27,7 +27,7 @@ def evaluate(*, data_dir, model_dir=DEFAULT_MODEL_DIR, split="all") -> dict:
     preds = classifier.predict_arrays(x)
     probs = np.array([[p.probabilities[c] for c in classifier.card["classes"]] for p in preds])
     result = {"model_version": classifier.version, "data_dir": str(data_dir), "split": split}
-    result.update(M.classification_metrics(probs, y))
+    result.update(M.classification_metrics(probs, y, classifier.class_bias))
     mal = M.is_malignant(y)
     result["at_thresholds"] = M.threshold_metrics(M.malignant_probability(probs), mal, classifier.thresholds)
     result["risk_counts"] = {band: sum(p.risk == band for p in preds) for band in ("low", "medium", "high")}

@@ -64,6 +64,9 @@ class Classifier:
         self.input_size = (int(card["input_size"]["width"]), int(card["input_size"]["height"]))
         self.temperature = float(card["temperature"])
         self.thresholds = dict(card["thresholds"])
+        # cards without a decision rule (older ones) show the plain argmax
+        bias = card.get("decision", {}).get("class_bias", {})
+        self.class_bias = np.array([float(bias.get(c, 0.0)) for c in CLASSES])
         self._logits = make_logits_fn(model, (self.input_size[1], self.input_size[0]),
                                       int(card.get("tta_views", 1)))
         self._cam_fn = None
@@ -97,7 +100,7 @@ class Classifier:
         return Prediction(
             probabilities={c: float(p) for c, p in zip(CLASSES, probs)},
             malignant_probability=malignant,
-            predicted_class=CLASSES[int(np.argmax(probs))],
+            predicted_class=CLASSES[int(M.decide(probs[None], self.class_bias)[0])],
             risk=M.risk_band(malignant, self.thresholds),
             model_version=self.version,
         )

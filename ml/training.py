@@ -144,6 +144,22 @@ def hardware() -> dict:
             "tensorflow": tf.__version__}
 
 
+def bf16_hardware() -> bool:
+    """Whether the CPU multiplies bfloat16 natively (AMX or AVX-512 BF16); there, mixed
+    precision trains about 1.3x faster. Elsewhere bfloat16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def training_precision(cfg) -> str:
+    """The Keras dtype policy for training: mixed_bfloat16 where the preset allows it and the
+    hardware runs it natively, else float32. The shipped model is always float32."""
+    return "mixed_bfloat16" if cfg.get("mixed_precision") and bf16_hardware() else "float32"
+
+
 class _Schedule:
     """Warm-up then cosine learning rate over the run's progress, where progress is the larger
     of (steps done / planned steps) and (seconds elapsed / max_train_seconds). On an idle
@@ -257,28 +273,36 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = build_model(seed=seed, **cfg)
-    sizes = epoch_sizes(y_train, cfg.get("class_cap"))
-    weights = class_weights(np.repeat(np.arange(len(CLASSES)), sizes), cfg["weight_power"])
-    ds = make_train_dataset(x_train, y_train, weights, batch_size=cfg["batch_size"],
-                            augment=cfg["augment"], seed=seed, class_cap=cfg.get("class_cap"))
-    total = int(sizes.sum())
-    steps_per_epoch = total // cfg["batch_size"] if total > cfg["batch_size"] else 1
-    schedule = _Schedule.make(cfg, steps_per_epoch, started=started)
-    if cfg["weight_decay"]:
-        optimizer = keras.optimizers.AdamW(cfg["learning_rate"], weight_decay=cfg["weight_decay"])
-    else:
-        optimizer = keras.optimizers.Adam(cfg["learning_rate"])
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    callback = _SelectOnBalancedAccuracy.make(x_val, y_val, cfg, started)
-    t = time.perf_counter()
-    model.fit(ds, epochs=cfg["epochs"], callbacks=[schedule, callback], verbose=0, shuffle=False)
-    fit_seconds = time.perf_counter() - t
+    precision = training_precision(cfg)
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model = build_model(seed=seed, **cfg)
+        sizes = epoch_sizes(y_train, cfg.get("class_cap"))
+        weights = class_weights(np.repeat(np.arange(len(CLASSES)), sizes), cfg["weight_power"])
+        ds = make_train_dataset(x_train, y_train, weights, batch_size=cfg["batch_size"],
+                                augment=cfg["augment"], seed=seed, class_cap=cfg.get("class_cap"))
+        total = int(sizes.sum())
+        steps_per_epoch = total // cfg["batch_size"] if total > cfg["batch_size"] else 1
+        schedule = _Schedule.make(cfg, steps_per_epoch, started=started)
+        if cfg["weight_decay"]:
+            optimizer = keras.optimizers.AdamW(cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+        else:
+            optimizer = keras.optimizers.Adam(cfg["learning_rate"])
+        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        callback = _SelectOnBalancedAccuracy.make(x_val, y_val, cfg, started)
+        t = time.perf_counter()
+        model.fit(ds, epochs=cfg["epochs"], callbacks=[schedule, callback], verbose=0, shuffle=False)
+        fit_seconds = time.perf_counter() - t
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    if precision != "float32":  # the same weights in a float32 model, for inference anywhere
+        model = build_model(seed=seed, **cfg)
     model.set_weights(callback.best_weights)
 
     logits = predict_logits(model, x_val, tta_views=cfg["tta_views"])
     card = _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback, fit_seconds,
-                      weights, sizes, schedule.stopped_by)
+                      weights, sizes, schedule.stopped_by, precision,
+                      np.bincount(y_train, minlength=len(CLASSES)) / len(y_train))
     model_path = save_model_file(model, out_dir)
     card["model_sha256"] = sha256_file(model_path)
     card["model_size_bytes"] = model_path.stat().st_size
@@ -290,14 +314,17 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
 
 
 def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback, fit_seconds,
-               class_weights_used, images_per_epoch, stopped_by) -> dict:
+               class_weights_used, images_per_epoch, stopped_by, precision, train_prior) -> dict:
     probs_before = M.softmax(logits)
     temperature = M.fit_temperature(logits, y_val)
     probs = M.softmax(logits, temperature)
     mal = M.is_malignant(y_val)
     m_prob = M.malignant_probability(probs)
     thresholds = M.choose_thresholds(m_prob, mal)
-    val = M.classification_metrics(probs, y_val)
+    tau, class_bias = M.fit_decision_bias(probs, y_val, train_prior)
+    val = M.classification_metrics(probs, y_val, class_bias)
+    val["without_decision_bias"] = {k: v for k, v in M.classification_metrics(probs, y_val).items()
+                                    if k in ("accuracy", "balanced_accuracy", "per_class_recall")}
     val.update({
         "ece_before": round(M.ece(probs_before, y_val), 4), "ece_after": val.pop("ece"),
         "nll_before": round(M.nll(probs_before, y_val), 4), "nll_after": val.pop("nll"),
@@ -316,12 +343,20 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback,
         "temperature": round(temperature, 6),
         "tta_views": cfg["tta_views"],
         "thresholds": thresholds,
+        "decision": {
+            "tau": tau,
+            "class_bias": {c: round(float(b), 6) for c, b in zip(CLASSES, class_bias)},
+            "rule": "predicted class = argmax of log P(class) + class_bias, class_bias = -tau * "
+                    "log(training class frequency); tau chosen on validation to maximise the mean "
+                    "of accuracy and balanced accuracy. Probabilities are not changed.",
+        },
         "threshold_rule": "medium: highest threshold keeping malignant sensitivity >= 0.95 on "
                           "validation; high: lowest threshold with specificity >= 0.90",
         "data_split": data_mod.split_info(train_recs, val_recs, seed=seed,
                                           val_fraction=cfg["val_fraction"]),
         "training": {
             "hardware": hardware(),
+            "precision": precision,
             "fit_seconds": round(fit_seconds, 1),
             "epochs_planned": cfg["epochs"],
             "epochs_run": len(callback.history),

@@ -67,3 +67,44 @@ def test_it_reports_classification_metrics_and_a_short_roc_curve():
     roc = M.roc_points(M.malignant_probability(probs), M.is_malignant(y))
     assert 2 <= len(roc) <= 50
     assert roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1
+
+
+def _prior_free_probs(n, prior, seed):
+    """Labels drawn with `prior`, and the probabilities of a 'model' trained class-balanced:
+    it ignores the prior, so it over-calls the rare classes (like a class-weighted CNN)."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(len(CLASSES), n, p=prior)
+    logits = rng.normal(0, 1, (n, len(CLASSES)))
+    logits[np.arange(n), y] += 1.2
+    return M.softmax(logits), y
+
+
+def _mean_of_accuracies(probs, y, bias):
+    from sklearn.metrics import balanced_accuracy_score
+
+    pred = M.decide(probs, bias)
+    return ((pred == y).mean() + balanced_accuracy_score(y, pred)) / 2, (pred == y).mean()
+
+
+def test_the_decision_bias_moves_the_shown_class_but_zero_bias_is_the_plain_argmax():
+    probs = M.softmax(np.random.default_rng(0).normal(0, 1, (50, len(CLASSES))))
+    assert np.array_equal(M.decide(probs), probs.argmax(1))
+    assert np.array_equal(M.decide(probs, np.zeros(len(CLASSES))), probs.argmax(1))
+    bias = np.zeros(len(CLASSES))
+    bias[CLASSES.index("nv")] = 50.0
+    assert (M.decide(probs, bias) == CLASSES.index("nv")).all()
+
+
+def test_the_decision_bias_fitted_on_validation_restores_the_prior_a_balanced_model_ignored():
+    prior = np.array([0.03, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02])
+    val_probs, val_y = _prior_free_probs(3000, prior, seed=1)
+    test_probs, test_y = _prior_free_probs(3000, prior, seed=2)
+    tau, bias = M.fit_decision_bias(val_probs, val_y, prior)
+    assert tau < 0  # lean back towards the frequent classes
+    assert np.allclose(bias, -tau * np.log(prior))
+    fitted_score, fitted_acc = _mean_of_accuracies(test_probs, test_y, bias)
+    plain_score, plain_acc = _mean_of_accuracies(test_probs, test_y, None)
+    assert fitted_acc > plain_acc + 0.05
+    assert fitted_score > plain_score
+    # the reported metrics use the same rule
+    assert M.classification_metrics(test_probs, test_y, bias)["accuracy"] == pytest.approx(fitted_acc, abs=1e-4)

@@ -17,6 +17,9 @@ from PIL import Image
 from ml import CARD_FILENAME, CLASSES, FORMAT_VERSION, MALIGNANT, MODEL_FILENAME
 from ml.errors import ImageError, ModelArtifactError
 from ml.inference import Prediction, get_classifier, load_classifier
+from ml.metrics import TAU_GRID, decide
+from ml.model import PRESETS
+from ml.training import training_precision
 from ml.synthetic import draw_lesion, make_dataset
 
 
@@ -52,9 +55,39 @@ def test_it_writes_a_complete_card(tiny_model_dir):
         assert key in val, key
     assert val["nll_after"] <= val["nll_before"] + 1e-6  # temperature fitted on this split
     assert card["training"]["hardware"]["device"] and card["training"]["hardware"]["cpu_count"]
+    assert card["training"]["precision"] == training_precision(PRESETS["tiny"])
+    assert card["decision"]["tau"] in TAU_GRID and list(card["decision"]["class_bias"]) == list(CLASSES)
     assert "CC BY-NC-SA 4.0" in card["licence"] and "10.7910/DVN/DBW86T" in card["licence"]
     assert (tiny_model_dir / MODEL_FILENAME).stat().st_size == card["model_size_bytes"]
     assert not list(tiny_model_dir.glob("*.part*"))
+
+
+@pytest.mark.parametrize("native_bf16, allowed, expected", [
+    (True, True, "mixed_bfloat16"), (False, True, "float32"), (True, False, "float32")])
+def test_it_trains_in_bfloat16_only_where_the_cpu_runs_it_natively(monkeypatch, native_bf16, allowed, expected):
+    from ml import training
+
+    monkeypatch.setattr(training, "bf16_hardware", lambda: native_bf16)
+    assert training.training_precision({"mixed_precision": allowed}) == expected
+
+
+def test_it_ships_a_float32_model_whatever_precision_trained_it(classifier):
+    assert {layer.dtype_policy.name for layer in classifier.model.layers} == {"float32"}
+
+
+def test_it_shows_the_class_the_cards_decision_rule_picks_with_unchanged_probabilities(
+        classifier, tiny_model_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    card = json.loads((copy / CARD_FILENAME).read_text())
+    card["decision"]["class_bias"] = {c: (50.0 if c == "vasc" else 0.0) for c in CLASSES}
+    (copy / CARD_FILENAME).write_text(json.dumps(card))
+    images = [draw_lesion(dx, seed=5) for dx in CLASSES]
+    leaning, plain = load_classifier(copy).predict_batch(images), classifier.predict_batch(images)
+    assert {p.predicted_class for p in leaning} == {"vasc"}
+    assert len({p.predicted_class for p in plain}) > 1
+    for a, b in zip(leaning, plain):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
 
 
 def test_it_learns_the_synthetic_classes(classifier, held_out_dir):
@@ -74,7 +107,8 @@ def test_it_predicts_calibrated_probabilities_for_pil_and_bytes(classifier):
     assert list(pred.probabilities) == list(CLASSES)
     assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
     assert pred.malignant_probability == pytest.approx(sum(pred.probabilities[c] for c in MALIGNANT))
-    assert pred.predicted_class == max(pred.probabilities, key=pred.probabilities.get)
+    probs = np.array([[pred.probabilities[c] for c in CLASSES]])
+    assert pred.predicted_class == CLASSES[decide(probs, classifier.class_bias)[0]]
     assert pred.risk in ("low", "medium", "high")
     assert pred.model_version == classifier.version == classifier.card["version"]
     again = classifier.predict(_jpeg(image))

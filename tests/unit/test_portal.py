@@ -240,6 +240,17 @@ def test_it_shows_the_model_card_figures(client, tiny_model):
     assert "Limits" in page and "not a diagnosis" in page.lower()
 
 
+@pytest.mark.parametrize("tau, text", [(-0.2, "towards common classes (τ = -0.20"), (0.0, "the most probable class</dd>"),
+                                       (0.35, "towards rare classes (τ = +0.35")])
+def test_it_says_how_the_shown_class_is_picked(client, settings, tmp_path, tau, text):
+    settings.ML_MODEL_DIR = tmp_path
+    card = {"version": "v2", "training": {"precision": "mixed_bfloat16"}, "decision": {"tau": tau}}
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    page = client.get(reverse("about_model")).content.decode()
+    assert "Class shown" in page and text in page
+    assert "mixed_bfloat16" in page
+
+
 def test_it_explains_when_there_is_no_model_card(client, settings, tmp_path):
     settings.ML_MODEL_DIR = tmp_path
     assert "not available" in client.get(reverse("about_model")).content.decode()
