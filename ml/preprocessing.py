@@ -28,7 +28,9 @@ def open_image(source) -> Image.Image:
         else:
             image = Image.open(source)
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError as exc:  # its message names a BytesIO object, of no use to a reader
+        raise ImageError("not a decodable image: unknown or unsupported format") from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"not a decodable image: {exc}") from exc
     return image
 

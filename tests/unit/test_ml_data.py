@@ -113,8 +113,9 @@ def test_it_applies_exif_orientation_and_converts_to_rgb():
 
 
 def test_it_raises_image_error_for_bytes_that_are_no_image():
-    with pytest.raises(ImageError):
+    with pytest.raises(ImageError, match="unknown or unsupported format") as raised:
         preprocess(b"<html>not an image</html>", (48, 36))
+    assert "BytesIO" not in str(raised.value)
     with pytest.raises(ImageError):
         preprocess(b"", (48, 36))
 
