@@ -33,8 +33,9 @@ def save_model_file(model, out_dir) -> Path:
     import keras
 
     if getattr(model, "optimizer", None) is not None:  # .keras files would carry Adam's moments
+        # clone_model keeps the compiled optimizer (it tripled the file); from_config does not
         weights = model.get_weights()
-        model = keras.models.clone_model(model)
+        model = keras.Model.from_config(model.get_config())
         model.set_weights(weights)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

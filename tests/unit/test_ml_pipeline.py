@@ -75,6 +75,26 @@ def test_it_ships_a_float32_model_whatever_precision_trained_it(classifier):
     assert {layer.dtype_policy.name for layer in classifier.model.layers} == {"float32"}
 
 
+def test_it_saves_no_optimizer_state_in_the_model_file(tmp_path):
+    import zipfile
+
+    import h5py
+    import keras
+
+    from ml.artifact import save_model_file
+    from ml.model import build_model
+
+    model = build_model(**PRESETS["tiny"])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.random.default_rng(0).integers(0, 255, (8, 36, 48, 3)).astype("uint8"), np.arange(8) % 7
+    model.fit(x, y, verbose=0)
+    path = save_model_file(model, tmp_path)
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+        assert "optimizer" not in weights
+    reloaded = keras.models.load_model(path, compile=False)
+    assert np.allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
 def test_it_shows_the_class_the_cards_decision_rule_picks_with_unchanged_probabilities(
         classifier, tiny_model_dir, tmp_path):
     copy = tmp_path / "model"
