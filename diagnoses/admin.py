@@ -91,8 +91,8 @@ class ReviewForm(forms.ModelForm):
 class ReviewInline(admin.StackedInline):
     model = Review
     form = ReviewForm
-    fields = ["verdict", "label", "recommendation", "note", "reviewed_by", "reviewed_at"]
-    readonly_fields = ["reviewed_by", "reviewed_at"]
+    fields = ["verdict", "label", "recommendation", "note", "reviewed_by", "reviewed_at", "model_version"]
+    readonly_fields = ["reviewed_by", "reviewed_at", "model_version"]
     can_delete = False
     extra = 1
     max_num = 1

@@ -160,9 +160,15 @@ class Review(models.Model):
     recommendation = models.CharField(max_length=20, choices=Recommendation.choices)
     note = models.TextField("note to the patient", blank=True)
     reviewed_at = models.DateTimeField()
+    # The model version whose result the clinician read: a re-run may replace that result.
+    model_version = models.CharField("model version reviewed", max_length=64, blank=True)
 
     def __str__(self):
         return f"Review of {self.diagnosis_id}"
+
+    @property
+    def is_of_an_earlier_result(self):
+        return bool(self.model_version) and self.model_version != self.diagnosis.model_version
 
     @property
     def is_pressing(self):

@@ -148,6 +148,7 @@ def user_export_zip(*, user) -> bytes:
                 "review": None if review is None else {
                     "verdict": review.verdict, "label": review.label, "recommendation": review.recommendation,
                     "note": review.note, "reviewed_at": review.reviewed_at.isoformat(),
+                    "model_version": review.model_version,
                 },
             })
         archive.writestr("data.json", json.dumps(data, indent=2, ensure_ascii=False))
@@ -281,6 +282,7 @@ def review_save(
             "recommendation": recommendation,
             "note": note.strip(),
             "reviewed_at": timezone.now(),
+            "model_version": diagnosis.model_version,
         },
     )
     diagnosis.review = review

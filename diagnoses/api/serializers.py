@@ -35,7 +35,7 @@ class ReviewSerializer(BlankAsNullMixin, serializers.ModelSerializer):
 
     class Meta:
         model = Review
-        fields = ("verdict", "label", "recommendation", "note", "reviewed_at")
+        fields = ("verdict", "label", "recommendation", "note", "reviewed_at", "model_version")
         read_only_fields = fields
 
 

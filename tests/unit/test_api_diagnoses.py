@@ -160,6 +160,7 @@ def test_it_shows_a_done_diagnosis_with_its_review(owner_api, owner, make_diagno
         recommendation="dermatologist_soon",
         note="Please book an appointment.",
         reviewed_at=timezone.now(),
+        model_version="test-model-1",
     )
 
     body = owner_api.get(detail(diagnosis)).json()
@@ -182,6 +183,7 @@ def test_it_shows_a_done_diagnosis_with_its_review(owner_api, owner, make_diagno
     assert body["review"]["recommendation"] == "dermatologist_soon"
     assert body["review"]["note"] == "Please book an appointment."
     assert body["review"]["reviewed_at"]
+    assert body["review"]["model_version"] == "test-model-1"
 
 
 def test_it_shows_a_queued_diagnosis_without_a_result(owner_api, owner, make_diagnosis):

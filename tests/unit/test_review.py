@@ -211,11 +211,19 @@ def test_it_does_not_requeue_a_diagnosis_already_waiting(reviewer_client, owner,
 
 
 def test_it_reclassifies_a_requeued_diagnosis_with_the_current_model(
-    reviewer_client, owner, make_diagnosis, tiny_model, eager_celery, django_capture_on_commit_callbacks
+    reviewer_client, reviewer, owner, make_diagnosis, tiny_model, eager_celery, django_capture_on_commit_callbacks
 ):
     import json
 
+    from django.test import Client
+
     diagnosis = make_diagnosis(owner, risk="high", model_version="old-model")
+    services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="agree", recommendation="urgent")
+    patient = Client()
+    patient.force_login(owner)
+    page_url = reverse("diagnoses:detail", args=[diagnosis.pk])
+    assert "review-earlier-result" not in patient.get(page_url).content.decode()
+
     with django_capture_on_commit_callbacks(execute=True):
         run_action(reviewer_client, "requeue", [diagnosis])
     diagnosis.refresh_from_db()
@@ -223,6 +231,11 @@ def test_it_reclassifies_a_requeued_diagnosis_with_the_current_model(
     assert diagnosis.status == Diagnosis.Status.DONE
     assert diagnosis.model_version == card["version"]
     assert diagnosis.heatmap
+    # The review is kept, and says it was written about the old model's result.
+    review = Review.objects.get(diagnosis=diagnosis)
+    assert review.model_version == "old-model" and review.is_of_an_earlier_result
+    page = patient.get(page_url).content.decode()
+    assert 'data-testid="review-earlier-result"' in page and "old-model" in page
 
 
 def test_it_exports_reviewed_cases_as_pseudonymous_csv(reviewer_client, reviewer, owner, outsider, make_diagnosis):
