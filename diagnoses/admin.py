@@ -16,7 +16,9 @@ from django.db.models import Case, Exists, F, IntegerField, OuterRef, Value, Whe
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 
 from ml import CLASS_NAMES, CLASSES, MALIGNANT
 
@@ -206,7 +208,8 @@ class DiagnosisAdmin(admin.ModelAdmin):
 
     @admin.display(description="Uploaded", ordering="created_at")
     def uploaded(self, obj):
-        return format_html('<span title="{}">{}</span>', obj.created_at.isoformat(), f"{obj.created_at:%d %b %Y}")
+        moment = localtime(obj.created_at)  # TIME_ZONE, as on the patient's pages
+        return format_html('<span title="{}">{}</span>', moment.isoformat(), date_format(moment, "j M Y"))
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {"title": "Review queue", **(extra_context or {})})

@@ -161,7 +161,7 @@ class Review(models.Model):
     note = models.TextField("note to the patient", blank=True)
     reviewed_at = models.DateTimeField()
     # The model version whose result the clinician read: a re-run may replace that result.
-    model_version = models.CharField("model version reviewed", max_length=64, blank=True)
+    model_version = models.CharField("model version reviewed", max_length=100, blank=True)
 
     def __str__(self):
         return f"Review of {self.diagnosis_id}"

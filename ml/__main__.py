@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("train", help="train on a HAM10000 folder; write model.keras + model_card.json")
     p.add_argument("--data", required=True, type=Path, help="folder with HAM10000_metadata.csv and images")
     p.add_argument("--out", required=True, type=Path, help="artifact folder to write (e.g. ml/artifacts)")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's number of epochs")
     p.add_argument("--preset", choices=("full", "tiny"), default="full")
     p.add_argument("--seed", type=int, default=0)
 
@@ -59,6 +59,16 @@ def main(argv=None) -> int:
     except MLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def cmd_train(args) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import CLASSES, DEFAULT_MODEL_DIR, MALIGNANT, MODEL_FILENAME
+from . import CLASSES, DEFAULT_MODEL_DIR, MODEL_FILENAME
 from . import metrics as M
 from .artifact import read_card, resolve_model_dir
 from .errors import ModelArtifactError
@@ -83,7 +83,10 @@ class Classifier:
             return []
         logits = np.concatenate([self._logits(x[i:i + BATCH_SIZE]).numpy()
                                  for i in range(0, len(x), BATCH_SIZE)])
-        return [self._prediction(p) for p in M.softmax(logits, self.temperature)]
+        probs = M.softmax(logits, self.temperature)
+        malignant = M.malignant_probability(probs)
+        shown = M.decide(probs, self.class_bias)
+        return [self._prediction(p, float(m), int(k)) for p, m, k in zip(probs, malignant, shown)]
 
     def predict(self, image) -> Prediction:
         return self.predict_arrays(self.preprocess(image)[None])[0]
@@ -94,13 +97,11 @@ class Classifier:
             return []
         return self.predict_arrays(np.stack([self.preprocess(im) for im in images]))
 
-    def _prediction(self, probs: np.ndarray) -> Prediction:
-        probs = probs / probs.sum()
-        malignant = float(sum(probs[CLASSES.index(c)] for c in MALIGNANT))
+    def _prediction(self, probs: np.ndarray, malignant: float, shown: int) -> Prediction:
         return Prediction(
             probabilities={c: float(p) for c, p in zip(CLASSES, probs)},
             malignant_probability=malignant,
-            predicted_class=CLASSES[int(M.decide(probs[None], self.class_bias)[0])],
+            predicted_class=CLASSES[shown],
             risk=M.risk_band(malignant, self.thresholds),
             model_version=self.version,
         )
@@ -109,9 +110,11 @@ class Classifier:
     def gradcam(self, image) -> tuple[Prediction, np.ndarray]:
         """Prediction and a Grad-CAM map in [0, 1] of the predicted class, shaped like the
         (orientation-normalised) input image: (height, width)."""
+        return self._gradcam(to_rgb(image))
+
+    def _gradcam(self, rgb) -> tuple[Prediction, np.ndarray]:
         import tensorflow as tf
 
-        rgb = to_rgb(image)
         x = preprocess(rgb, self.input_size)[None]
         prediction = self.predict_arrays(x)[0]
         cam = self._get_cam_fn()(x, CLASSES.index(prediction.predicted_class))
@@ -123,8 +126,8 @@ class Classifier:
 
     def explain(self, image) -> tuple[Prediction, bytes]:
         """Prediction (same numbers as predict) and a PNG of the Grad-CAM heatmap over the photo."""
-        rgb = to_rgb(image)
-        prediction, heat = self.gradcam(rgb)
+        rgb = to_rgb(image)  # once: it copies the full-size photo
+        prediction, heat = self._gradcam(rgb)
         return prediction, overlay_png(rgb, heat)
 
     def _get_cam_fn(self):

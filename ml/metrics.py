@@ -50,6 +50,13 @@ def is_malignant(y):
     return np.isin(y, MALIGNANT_IDX)
 
 
+def malignant_auc(m_prob, mal) -> float:
+    """ROC AUC of malignant vs benign; nan when the data hold only one of the two."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(mal, m_prob)) if 0 < mal.sum() < len(mal) else float("nan")
+
+
 def sens_spec(m_prob, mal, threshold):
     pred = m_prob >= threshold
     sens = float(pred[mal].mean()) if mal.any() else float("nan")
@@ -131,14 +138,14 @@ def fit_decision_bias(probs, y, prior) -> tuple[float, np.ndarray]:
 
 def classification_metrics(probs, y, class_bias=None) -> dict:
     """The metrics reported in the card and by `python -m ml evaluate`."""
-    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 
     pred = decide(probs, class_bias)
     mal = is_malignant(y)
     m_prob = malignant_probability(probs)
     present = sorted(set(y.tolist()))
     recall = {CLASSES[c]: round(float((pred[y == c] == c).mean()), 4) for c in present}
-    auc = float(roc_auc_score(mal, m_prob)) if 0 < mal.sum() < len(mal) else float("nan")
+    auc = malignant_auc(m_prob, mal)
     return {
         "n_images": int(len(y)),
         "accuracy": round(float((pred == y).mean()), 4),

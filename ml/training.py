@@ -209,7 +209,7 @@ class _SelectOnBalancedAccuracy:
     """Keras callback factory (built lazily so that importing this module needs no Keras)."""
 
     @staticmethod
-    def make(x_val, y_val, cfg, started):
+    def make(x_val, y_val):
         import keras
 
         class Callback(keras.callbacks.Callback):
@@ -223,7 +223,7 @@ class _SelectOnBalancedAccuracy:
                 self.t0 = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
-                from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+                from sklearn.metrics import balanced_accuracy_score
 
                 from .inference import make_logits_fn
 
@@ -234,7 +234,7 @@ class _SelectOnBalancedAccuracy:
                 bacc = float(balanced_accuracy_score(y_val, pred))
                 probs = M.softmax(logits)
                 mal = M.is_malignant(y_val)
-                auc = float(roc_auc_score(mal, M.malignant_probability(probs))) if 0 < mal.sum() < len(mal) else float("nan")
+                auc = M.malignant_auc(M.malignant_probability(probs), mal)
                 entry = {"epoch": epoch + 1, "loss": round(float((logs or {}).get("loss", float("nan"))), 4),
                          "val_accuracy": round(float((pred == y_val).mean()), 4),
                          "val_balanced_accuracy": round(bacc, 4), "val_malignant_auc": round(auc, 4),
@@ -257,6 +257,8 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
     started = time.perf_counter()
     cfg = dict(PRESETS[preset])
     if epochs is not None:
+        if int(epochs) < 1:
+            raise ValueError(f"epochs must be at least 1, not {epochs}")
         cfg["epochs"] = int(epochs)
     records = data_mod.load_records(data_dir)
     train_recs, val_recs = data_mod.split_by_lesion(records, val_fraction=cfg["val_fraction"], seed=seed)
@@ -289,14 +291,15 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
         else:
             optimizer = keras.optimizers.Adam(cfg["learning_rate"])
         model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        callback = _SelectOnBalancedAccuracy.make(x_val, y_val, cfg, started)
+        callback = _SelectOnBalancedAccuracy.make(x_val, y_val)
         t = time.perf_counter()
         model.fit(ds, epochs=cfg["epochs"], callbacks=[schedule, callback], verbose=0, shuffle=False)
         fit_seconds = time.perf_counter() - t
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    if precision != "float32":  # the same weights in a float32 model, for inference anywhere
-        model = build_model(seed=seed, **cfg)
+    # The best weights in a fresh float32 model: runs anywhere whatever precision trained it,
+    # and carries no optimizer state.
+    model = build_model(seed=seed, **cfg)
     model.set_weights(callback.best_weights)
 
     logits = predict_logits(model, x_val, tta_views=cfg["tta_views"])

@@ -45,7 +45,7 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
 # Runtime state of the embedded mode (database, broker queue, private media) lives here.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
-DEBUG = env.bool("DEBUG", default=False)
+DEBUG = env_bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
@@ -130,7 +130,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", default=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -173,16 +173,15 @@ STORAGES = {
 }
 # Without a collectstatic manifest (tests, a quick start), fall back to plain names.
 WHITENOISE_MANIFEST_STRICT = False
-WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", default=True)
 
 # Uploads: the service refuses anything larger; this only bounds what is held in memory.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Whole request bodies above this are refused with 413 before Django reads them (a photo
-# plus multipart overhead), and non-file fields (forms, JSON) are bounded separately.
+# plus multipart overhead); non-file fields stay under Django's DATA_UPLOAD_MAX_MEMORY_SIZE.
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", default=25 * 1024 * 1024, minimum=1024 * 1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # Celery: Redis in served mode, kombu's filesystem transport (no server) by default.
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -210,7 +209,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Workers log through LOGGING below (structured lines), not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -3,7 +3,6 @@ from django.urls import include, path, re_path
 
 from diagnoses import views as diagnosis_views
 from diagnoses.api import errors as api_errors
-from molesite import health
 
 urlpatterns = [
     path("", diagnosis_views.home, name="home"),
@@ -11,8 +10,6 @@ urlpatterns = [
     path("diagnoses/", include("diagnoses.urls")),
     path("about/model/", diagnosis_views.about_model, name="about_model"),
     path("admin/", admin.site.urls),
-    # Served by molesite.middleware.healthz ahead of host checks; routed here for reverse().
-    path("healthz", health.healthz, name="healthz"),
     path("api/v1/", include("diagnoses.api.urls")),
     # Any other /api/ path: a JSON 404 even with DEBUG on (whose 404 page is HTML).
     re_path(r"^api/", api_errors.unknown_api_path),

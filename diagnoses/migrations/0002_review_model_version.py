@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='review',
             name='model_version',
-            field=models.CharField(blank=True, max_length=64, verbose_name='model version reviewed'),
+            field=models.CharField(blank=True, max_length=100, verbose_name='model version reviewed'),
         ),
     ]

@@ -319,3 +319,10 @@ def test_it_resets_a_forgotten_password_by_e_mail(client, owner, mailoutbox):
 def test_it_sends_no_mail_for_an_unknown_address(client, mailoutbox):
     response = client.post(reverse("password_reset"), {"email": "nobody@example.com"})
     assert response.status_code == 302 and mailoutbox == []
+
+
+@pytest.mark.django_db
+def test_the_migrations_match_the_models():
+    from django.core.management import call_command
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # exits 1 if one is missing

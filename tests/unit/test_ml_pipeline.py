@@ -247,6 +247,16 @@ def test_it_documents_the_command_line_without_importing_tensorflow():
     assert "Exit status" in done.stdout and "--json" in done.stdout
 
 
+def test_it_refuses_zero_epochs_as_a_usage_error(tmp_path, capsys):
+    from ml.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--epochs", "0"])
+    assert exited.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_it_predicts_from_the_command_line_with_json_lines_and_error_lines(tiny_model_dir, tmp_path, capsys):
     good = tmp_path / "good.jpg"
     draw_lesion("vasc", seed=3).save(good)

@@ -104,6 +104,8 @@ def test_it_trusts_the_proxy_header_and_keeps_old_keys_only_when_told(tmp_path):
     "name, value, message",
     [
         ("SECURE_COOKIES", "ture", "SECURE_COOKIES must be true or false, not 'ture'"),
+        ("DEBUG", "ture", "DEBUG must be true or false, not 'ture'"),
+        ("CONN_MAX_AGE", "60s", "CONN_MAX_AGE must be a whole number, not '60s'"),
         ("MAX_REQUEST_BYTES", "25MB", "MAX_REQUEST_BYTES must be a whole number, not '25MB'"),
         ("MAX_REQUEST_BYTES", "1000", "MAX_REQUEST_BYTES must be at least 1048576, not 1000"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT must be json or plain, not 'xml'"),
