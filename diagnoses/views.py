@@ -312,6 +312,7 @@ def _training_summary(card):
         ("Training time", f"{round(training['fit_seconds'] / 60, 1)} minutes" if _number(training.get("fit_seconds")) else None),
         ("Hardware", hardware.get("device")),
         ("Training precision", training.get("precision")),
+        ("Checkpoint", training.get("selection")),
         ("Calibration", f"temperature scaling, T = {card['temperature']:.3f}" if _number(card.get("temperature")) else None),
         ("Class shown", _decision_text(_dict(card.get("decision")))),
     ]

@@ -14,13 +14,13 @@ PRESETS = {
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 5e-4, "weight_power": 0.5,
              "val_fraction": 0.18, "tta_views": 2, "augment": True, "class_cap": 3000,
-             "mixed_precision": True, "max_train_seconds": 3300},
+             "mixed_precision": True, "max_train_seconds": 3300, "average_decay": 0.998},
     "tiny": {"input_size": (48, 36), "widths": (8, 16, 24), "convs": (1, 1, 1),
              "stem_stride": 1, "cam_block": 2, "dropout": 0.0, "epochs": 10, "batch_size": 8,
              "bn_momentum": 0.8,
              "learning_rate": 1e-2, "weight_decay": 0.0, "weight_power": 0.5,
              "val_fraction": 0.25, "tta_views": 2, "augment": False, "mixed_precision": True,
-             "max_train_seconds": 120},
+             "max_train_seconds": 120, "average_decay": 0.9},
 }
 
 

@@ -1,5 +1,5 @@
 """Training: lesion-disjoint split, in-memory tf.data with augmentation, class weights,
-checkpoint on validation balanced accuracy, temperature scaling, thresholds, card, save."""
+checkpoint on the validation scores of the class shown, temperature scaling, thresholds, card, save."""
 
 import datetime as dt
 import logging
@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -205,11 +206,61 @@ class _Schedule:
         return Callback()
 
 
-class _SelectOnBalancedAccuracy:
-    """Keras callback factory (built lazily so that importing this module needs no Keras)."""
+class _WeightAverage:
+    """Keras callback factory: an exponential moving average of all the model's weights
+    (BatchNormalization statistics included), updated after every batch, with the usual
+    warm-up (decay (1 + n) / (10 + n) while that is smaller). Checkpoints are judged and
+    saved on the average: the raw weights swing from epoch to epoch on this small dataset."""
 
     @staticmethod
-    def make(x_val, y_val):
+    def make(decay):
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.decay = float(decay)
+                self.updates = 0
+                self.average = None
+
+            def on_train_batch_end(self, batch, logs=None):
+                weights = self.model.get_weights()
+                if self.average is None:
+                    self.average = weights
+                else:
+                    d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+                    for avg, w in zip(self.average, weights):
+                        avg *= d
+                        avg += (1 - d) * w
+                self.updates += 1
+
+            @contextmanager
+            def applied(self):
+                """The model holds the averaged weights inside the block, its own after it."""
+                raw = self.model.get_weights()
+                self.model.set_weights(self.average)
+                try:
+                    yield
+                finally:
+                    self.model.set_weights(raw)
+
+        return Callback()
+
+
+class _SelectOnShownClass:
+    """Keras callback factory (built lazily so that importing this module needs no Keras).
+
+    After each epoch it scores the averaged weights on validation and keeps the best. A
+    checkpoint is judged on the class the site would show: the decision rule (``M.decide``) is
+    fitted for it, and the score is the mean of accuracy and balanced accuracy after the rule,
+    the rule's own objective. The plain-argmax balanced accuracy would favour early checkpoints
+    that over-call the rare classes, a prior shift that the rule undoes anyway. Every RAW_EVERY
+    epochs it also scores the raw weights, so the card shows what averaging gave."""
+
+    RAW_EVERY = 5
+
+    @staticmethod
+    def make(x_val, y_val, average, prior):
         import keras
 
         class Callback(keras.callbacks.Callback):
@@ -222,30 +273,39 @@ class _SelectOnBalancedAccuracy:
                 self.logits_fn = None
                 self.t0 = time.perf_counter()
 
-            def on_epoch_end(self, epoch, logs=None):
-                from sklearn.metrics import balanced_accuracy_score
-
+            def score(self):
+                """(entry fields, selection score) of the weights the model holds now."""
                 from .inference import make_logits_fn
 
                 if self.logits_fn is None:
                     self.logits_fn = make_logits_fn(self.model, x_val.shape[1:3], 1)
-                logits = predict_logits(self.model, x_val, fn=self.logits_fn)
-                pred = logits.argmax(axis=1)
-                bacc = float(balanced_accuracy_score(y_val, pred))
-                probs = M.softmax(logits)
-                mal = M.is_malignant(y_val)
-                auc = M.malignant_auc(M.malignant_probability(probs), mal)
-                entry = {"epoch": epoch + 1, "loss": round(float((logs or {}).get("loss", float("nan"))), 4),
-                         "val_accuracy": round(float((pred == y_val).mean()), 4),
-                         "val_balanced_accuracy": round(bacc, 4), "val_malignant_auc": round(auc, 4),
-                         "learning_rate": round(float(self.model.optimizer.learning_rate.numpy()), 6),
-                         "seconds": round(time.perf_counter() - self.t0, 1)}
+                probs = M.softmax(predict_logits(self.model, x_val, fn=self.logits_fn))
+                plain = M.classification_metrics(probs, y_val)
+                tau, bias = M.fit_decision_bias(probs, y_val, prior)
+                shown = M.classification_metrics(probs, y_val, bias)
+                fields = {"val_accuracy": plain["accuracy"], "val_balanced_accuracy": plain["balanced_accuracy"],
+                          "val_malignant_auc": plain["malignant_auc"], "tau": tau,
+                          "val_shown_accuracy": shown["accuracy"],
+                          "val_shown_balanced_accuracy": shown["balanced_accuracy"]}
+                return fields, (shown["accuracy"] + shown["balanced_accuracy"]) / 2
+
+            def on_epoch_end(self, epoch, logs=None):
+                entry = {"epoch": epoch + 1, "loss": round(float((logs or {}).get("loss", float("nan"))), 4)}
+                with average.applied():
+                    fields, score = self.score()
+                    if score > self.best:
+                        self.best, self.best_epoch = score, epoch + 1
+                        self.best_weights = self.model.get_weights()
+                entry.update(fields)
+                entry.update({"learning_rate": round(float(self.model.optimizer.learning_rate.numpy()), 6),
+                              "seconds": round(time.perf_counter() - self.t0, 1)})
+                if (epoch + 1) % _SelectOnShownClass.RAW_EVERY == 0:
+                    raw, _ = self.score()
+                    entry.update({f"raw_{k}": v for k, v in raw.items() if k.startswith("val_")})
                 self.history.append(entry)
                 log.info("epoch %(epoch)d loss %(loss).4f val acc %(val_accuracy).4f bacc "
-                         "%(val_balanced_accuracy).4f auc %(val_malignant_auc).4f (%(seconds).0fs)", entry)
-                if bacc > self.best:
-                    self.best, self.best_epoch = bacc, epoch + 1
-                    self.best_weights = [w.copy() for w in self.model.get_weights()]
+                         "%(val_balanced_accuracy).4f auc %(val_malignant_auc).4f, shown (tau %(tau)s) acc "
+                         "%(val_shown_accuracy).4f bacc %(val_shown_balanced_accuracy).4f (%(seconds).0fs)", entry)
 
         return Callback()
 
@@ -288,12 +348,19 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
         schedule = _Schedule.make(cfg, steps_per_epoch, started=started)
         if cfg["weight_decay"]:
             optimizer = keras.optimizers.AdamW(cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+            # decay the kernels only: BatchNormalization scales and shifts and the logits' bias
+            # are not what overfits, and shrinking them fights the normalisation
+            optimizer.exclude_from_weight_decay(
+                var_list=[v for v in model.trainable_variables if len(v.shape) == 1])
         else:
             optimizer = keras.optimizers.Adam(cfg["learning_rate"])
         model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        callback = _SelectOnBalancedAccuracy.make(x_val, y_val)
+        average = _WeightAverage.make(cfg["average_decay"])
+        prior = np.bincount(y_train, minlength=len(CLASSES)) / len(y_train)
+        callback = _SelectOnShownClass.make(x_val, y_val, average, prior)
         t = time.perf_counter()
-        model.fit(ds, epochs=cfg["epochs"], callbacks=[schedule, callback], verbose=0, shuffle=False)
+        model.fit(ds, epochs=cfg["epochs"], callbacks=[schedule, average, callback], verbose=0,
+                  shuffle=False)
         fit_seconds = time.perf_counter() - t
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -304,8 +371,7 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
 
     logits = predict_logits(model, x_val, tta_views=cfg["tta_views"])
     card = _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback, fit_seconds,
-                      weights, sizes, schedule.stopped_by, precision,
-                      np.bincount(y_train, minlength=len(CLASSES)) / len(y_train))
+                      weights, sizes, schedule.stopped_by, precision, prior)
     model_path = save_model_file(model, out_dir)
     card["model_sha256"] = sha256_file(model_path)
     card["model_size_bytes"] = model_path.stat().st_size
@@ -365,7 +431,9 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback,
             "epochs_run": len(callback.history),
             "stopped_by": stopped_by,
             "best_epoch": callback.best_epoch,
-            "selection": "checkpoint with the highest validation balanced accuracy",
+            "selection": "checkpoint of the weights' moving average (decay "
+                         f"{cfg['average_decay']}, updated every batch) with the highest mean of "
+                         "validation accuracy and balanced accuracy of the class shown",
             "class_weights": {c: round(float(w), 4) for c, w in zip(CLASSES, class_weights_used)},
             "images_per_epoch": {c: int(k) for c, k in zip(CLASSES, images_per_epoch)},
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},

@@ -57,6 +57,8 @@ def test_it_writes_a_complete_card(tiny_model_dir):
     assert card["training"]["hardware"]["device"] and card["training"]["hardware"]["cpu_count"]
     assert card["training"]["precision"] == training_precision(PRESETS["tiny"])
     assert card["decision"]["tau"] in TAU_GRID and list(card["decision"]["class_bias"]) == list(CLASSES)
+    history = card["training"]["history"]
+    assert [e["epoch"] for e in history if "raw_val_balanced_accuracy" in e] == [5, 10]
     assert "CC BY-NC-SA 4.0" in card["licence"] and "10.7910/DVN/DBW86T" in card["licence"]
     assert (tiny_model_dir / MODEL_FILENAME).stat().st_size == card["model_size_bytes"]
     assert not list(tiny_model_dir.glob("*.part*"))
@@ -93,6 +95,31 @@ def test_it_saves_no_optimizer_state_in_the_model_file(tmp_path):
         assert "optimizer" not in weights
     reloaded = keras.models.load_model(path, compile=False)
     assert np.allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_it_averages_the_weights_after_every_batch_and_restores_the_raw_ones(tmp_path):
+    import keras
+
+    from ml.model import build_model
+    from ml.training import _WeightAverage
+
+    model = build_model(**PRESETS["tiny"])
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(model.get_weights()))
+    average = _WeightAverage.make(0.99)
+    x, y = np.random.default_rng(0).integers(0, 255, (24, 36, 48, 3)).astype("uint8"), np.arange(24) % 7
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[record, average])
+    assert len(seen) == 3 and not np.allclose(seen[0][0], seen[2][0])
+    expected = seen[0]
+    for n, weights in enumerate(seen[1:], start=1):
+        d = (1 + n) / (10 + n)  # the warm-up decay, below 0.99 this early
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, weights)]
+    with average.applied():
+        inside = model.get_weights()
+    assert all(np.allclose(a, e, atol=1e-6) for a, e in zip(inside, expected))
+    assert all(np.array_equal(a, w) for a, w in zip(model.get_weights(), seen[2]))
 
 
 def test_it_shows_the_class_the_cards_decision_rule_picks_with_unchanged_probabilities(

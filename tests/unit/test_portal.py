@@ -237,6 +237,7 @@ def test_it_shows_the_model_card_figures(client, tiny_model):
     assert card["version"] in page
     assert f"{round(card['validation']['balanced_accuracy'] * 100, 1)}%" in page
     assert "Confusion matrix" in page and 'id="roc-data"' in page
+    assert "Checkpoint" in page and "moving average (decay 0.9," in page
     assert "Limits" in page and "not a diagnosis" in page.lower()
 
 
