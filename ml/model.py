@@ -12,7 +12,7 @@ PRESETS = {
     # earlier on a slower or busier machine, with the learning rate annealed all the same
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
-             "learning_rate": 3e-3, "weight_decay": 5e-4, "weight_power": 0.5,
+             "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
              "val_fraction": 0.18, "tta_views": 2, "augment": True, "class_cap": 3000,
              "mixed_precision": True, "max_train_seconds": 3300, "average_decay": 0.998},
     "tiny": {"input_size": (48, 36), "widths": (8, 16, 24), "convs": (1, 1, 1),
