@@ -8,8 +8,10 @@ CAM_LAYER = "cam_features"  # the last convolutional feature map, used by Grad-C
 
 PRESETS = {
     # input size is (width, height)
-    # ~20 s an epoch on an idle 2-core CPU with bfloat16 (AMX); the time budget stops it
-    # earlier on a slower or busier machine, with the learning rate annealed all the same
+    # ~19 s an epoch on an idle 2-core CPU with native bfloat16 (Xeon AMX, AMD AVX-512 BF16);
+    # the time budget stops it earlier on a slower or busier machine, with the learning rate
+    # annealed all the same. weight_decay is AdamW's (applied as lr * weight_decay per step,
+    # kernels only); average_decay is the per-batch decay of the weights' moving average.
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
