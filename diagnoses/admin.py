@@ -12,7 +12,7 @@ import hmac
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Case, Exists, F, IntegerField, OuterRef, Value, When
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -37,7 +37,13 @@ RISK_RANK = Case(
     default=Value(3),
     output_field=IntegerField(),
 )
-IS_REVIEWED = Exists(Review.objects.filter(diagnosis=OuterRef("pk")))
+# Reviewed = a review of the result shown now. After a re-run with another model version the
+# clinician's review (kept, with its note) is of an earlier result, so the case is back in the queue.
+IS_REVIEWED = Exists(
+    Review.objects.filter(diagnosis=OuterRef("pk")).filter(
+        Q(model_version="") | Q(model_version=OuterRef("model_version"))
+    )
+)
 RISK_COLOURS = {"high": "#ba2121", "medium": "#b36b00", "low": "#2e7d32"}
 EARLIER_PHOTOS_SHOWN = 12
 
@@ -57,6 +63,11 @@ def _has_review(diagnosis):
         return False
 
 
+def _has_current_review(diagnosis):
+    """The Python side of IS_REVIEWED: a review, and not of an earlier result."""
+    return _has_review(diagnosis) and not diagnosis.review.is_of_an_earlier_result
+
+
 def pseudonym(kind: str, value) -> str:
     """A stable pseudonymous id (keyed hash): groups rows by patient or lesion, names no one."""
     digest = hmac.new(settings.SECRET_KEY.encode(), f"{kind}:{value}".encode(), hashlib.sha256)
@@ -72,9 +83,9 @@ class ReviewedFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "no":
-            return queryset.filter(review__isnull=True)
+            return queryset.filter(~IS_REVIEWED)
         if self.value() == "yes":
-            return queryset.filter(review__isnull=False)
+            return queryset.filter(IS_REVIEWED)
         return queryset
 
 
@@ -204,7 +215,7 @@ class DiagnosisAdmin(admin.ModelAdmin):
 
     @admin.display(description="Reviewed", boolean=True, ordering=IS_REVIEWED)
     def reviewed(self, obj):
-        return _has_review(obj)
+        return _has_current_review(obj)
 
     @admin.display(description="Uploaded", ordering="created_at")
     def uploaded(self, obj):
@@ -406,7 +417,7 @@ def _thumbnail_strip(diagnoses):
                 f"{diagnosis.created_at:%d %b %Y}",
                 f"{diagnosis.created_at:%d %b %Y}",
                 diagnosis.get_risk_display() or diagnosis.get_status_display(),
-                " · reviewed" if _has_review(diagnosis) else "",
+                " · reviewed" if _has_current_review(diagnosis) else "",
             )
             for diagnosis in diagnoses
         ),

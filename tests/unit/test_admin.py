@@ -144,6 +144,24 @@ def test_it_filters_the_queue_by_reviewed_risk_and_status(reviewer_client, revie
     assert queue(reviewer_client, model_version="test-model-1", reviewed="no") == [waiting]
 
 
+def test_it_puts_a_case_whose_review_is_of_an_earlier_result_back_in_the_queue(
+        reviewer_client, reviewer, owner, make_diagnosis):
+    rerun = make_diagnosis(owner, risk="low", age_days=9)
+    services.review_agree(diagnosis=rerun, reviewer=reviewer)
+    current = make_diagnosis(owner, risk="high", age_days=5)
+    services.review_agree(diagnosis=current, reviewer=reviewer)
+    assert queue(reviewer_client, reviewed="no") == []
+    # a re-run with another model replaced the result the clinician read; the review is kept
+    Diagnosis.objects.filter(pk=rerun.pk).update(model_version="test-model-2")
+
+    assert queue(reviewer_client) == [rerun, current]
+    assert queue(reviewer_client, reviewed="no") == [rerun]
+    assert queue(reviewer_client, reviewed="yes") == [current]
+    html = reviewer_client.get(QUEUE_URL).content.decode()
+    assert html.count("icon-no.svg") == 1 and html.count("icon-yes.svg") == 1
+    assert Review.objects.filter(diagnosis=rerun).exists()
+
+
 def test_it_searches_the_queue_by_patient_username_and_email(reviewer_client, owner, outsider, make_diagnosis):
     mine = make_diagnosis(owner, risk="low")
     theirs = make_diagnosis(outsider, risk="low")
