@@ -56,16 +56,12 @@ def _change_url(obj):
     return reverse(f"admin:diagnoses_{obj._meta.model_name}_change", args=[obj.pk])
 
 
-def _has_review(diagnosis):
-    try:
-        return diagnosis.review is not None
-    except Review.DoesNotExist:
-        return False
-
-
 def _has_current_review(diagnosis):
     """The Python side of IS_REVIEWED: a review, and not of an earlier result."""
-    return _has_review(diagnosis) and not diagnosis.review.is_of_an_earlier_result
+    try:
+        return not diagnosis.review.is_of_an_earlier_result
+    except Review.DoesNotExist:
+        return False
 
 
 def pseudonym(kind: str, value) -> str:

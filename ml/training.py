@@ -147,7 +147,8 @@ def hardware() -> dict:
 
 def bf16_hardware() -> bool:
     """Whether the CPU multiplies bfloat16 natively (AMX or AVX-512 BF16); there, mixed
-    precision trains about 1.3x faster. Elsewhere bfloat16 is emulated and slower."""
+    precision trains 1.05x (AMD EPYC) to 1.4x (Xeon with AMX) faster. Elsewhere bfloat16 is
+    emulated and slower."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
