@@ -3,7 +3,7 @@
 Prints, as medians of N runs after a warm-up:
 - TensorFlow import time and model load time (load_classifier: card + sha256 check, Keras load,
   first trace), each measured in N fresh processes (what a new worker pays once);
-- single-image latency (600x450 JPEG bytes in, Prediction out: decode, resize, 2 TTA views);
+- single-image latency (600x450 JPEG bytes in, Prediction out: decode, resize, the card's TTA views);
 - batch throughput (64 preprocessed images per call, and 64 JPEGs via predict_batch);
 - Grad-CAM explain latency (Prediction + overlay PNG out);
 - peak RSS of this process, which loaded the model once and ran all of the above.

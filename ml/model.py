@@ -11,18 +11,21 @@ PRESETS = {
     # ~19 s an epoch on an idle 2-core CPU with native bfloat16 (Xeon AMX, AMD AVX-512 BF16);
     # the time budget stops it earlier on a slower or busier machine, with the learning rate
     # annealed all the same. weight_decay is AdamW's (applied as lr * weight_decay per step,
-    # kernels only); average_decay is the per-batch decay of the weights' moving average.
+    # kernels only); average_decay is the per-batch decay of the weights' moving average;
+    # label_smoothing spreads that share of each target evenly over the seven classes (it gave
+    # +0.011 AUC and +0.025 accuracy on validation; the temperature undoes its underconfidence).
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
-             "val_fraction": 0.18, "tta_views": 2, "augment": True, "class_cap": 3000,
-             "mixed_precision": True, "max_train_seconds": 3300, "average_decay": 0.998},
+             "val_fraction": 0.18, "tta_views": 4, "augment": True, "class_cap": 3000,
+             "label_smoothing": 0.1, "mixed_precision": True, "max_train_seconds": 3300,
+             "average_decay": 0.998},
     "tiny": {"input_size": (48, 36), "widths": (8, 16, 24), "convs": (1, 1, 1),
              "stem_stride": 1, "cam_block": 2, "dropout": 0.0, "epochs": 10, "batch_size": 8,
              "bn_momentum": 0.8,
              "learning_rate": 1e-2, "weight_decay": 0.0, "weight_power": 0.5,
-             "val_fraction": 0.25, "tta_views": 2, "augment": False, "mixed_precision": True,
-             "max_train_seconds": 120, "average_decay": 0.9},
+             "val_fraction": 0.25, "tta_views": 2, "augment": False, "label_smoothing": 0.1,
+             "mixed_precision": True, "max_train_seconds": 120, "average_decay": 0.9},
 }
 
 

@@ -115,7 +115,7 @@ def make_train_dataset(x, y, class_w, *, batch_size, augment, seed, class_cap=No
         xb = tf.cast(xb, tf.float32)
         if augment:
             xb = augment_batch(xb)
-        return xb, yb, wb
+        return xb, tf.one_hot(yb, len(CLASSES)), wb  # one-hot for label smoothing
 
     total = int(sizes.sum())
     n_batches = total // batch_size if total > batch_size else 1
@@ -248,15 +248,27 @@ class _WeightAverage:
         return Callback()
 
 
+def selection_score(accuracy, balanced_accuracy, malignant_auc) -> float:
+    """How a checkpoint is judged: the mean of the three figures the model is held to (accuracy
+    and balanced accuracy of the class shown, malignant AUC); without the AUC where the
+    validation data hold one side only."""
+    figures = [accuracy, balanced_accuracy]
+    if not math.isnan(malignant_auc):
+        figures.append(malignant_auc)
+    return sum(figures) / len(figures)
+
+
 class _SelectOnShownClass:
     """Keras callback factory (built lazily so that importing this module needs no Keras).
 
     After each epoch it scores the averaged weights on validation and keeps the best. A
     checkpoint is judged on the class the site would show: the decision rule (``M.decide``) is
-    fitted for it, and the score is the mean of accuracy and balanced accuracy after the rule,
-    the rule's own objective. The plain-argmax balanced accuracy would favour early checkpoints
-    that over-call the rare classes, a prior shift that the rule undoes anyway. Every RAW_EVERY
-    epochs it also scores the raw weights, so the card shows what averaging gave."""
+    fitted for it, and the score (``selection_score``) is the mean of accuracy and balanced
+    accuracy after the rule and of the malignant AUC. The plain-argmax balanced accuracy would
+    favour early checkpoints that over-call the rare classes, a prior shift that the rule undoes
+    anyway; the AUC keeps rising after balanced accuracy has peaked, and the risk band rests on
+    it. Every RAW_EVERY epochs it also scores the raw weights, so the card shows what averaging
+    gave."""
 
     RAW_EVERY = 5
 
@@ -288,7 +300,8 @@ class _SelectOnShownClass:
                           "val_malignant_auc": plain["malignant_auc"], "tau": tau,
                           "val_shown_accuracy": shown["accuracy"],
                           "val_shown_balanced_accuracy": shown["balanced_accuracy"]}
-                return fields, (shown["accuracy"] + shown["balanced_accuracy"]) / 2
+                return fields, selection_score(shown["accuracy"], shown["balanced_accuracy"],
+                                               plain["malignant_auc"])
 
             def on_epoch_end(self, epoch, logs=None):
                 entry = {"epoch": epoch + 1, "loss": round(float((logs or {}).get("loss", float("nan"))), 4)}
@@ -355,7 +368,9 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
                 var_list=[v for v in model.trainable_variables if len(v.shape) == 1])
         else:
             optimizer = keras.optimizers.Adam(cfg["learning_rate"])
-        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                    label_smoothing=cfg.get("label_smoothing", 0.0))
+        model.compile(optimizer=optimizer, loss=loss)
         average = _WeightAverage.make(cfg["average_decay"])
         prior = np.bincount(y_train, minlength=len(CLASSES)) / len(y_train)
         callback = _SelectOnShownClass.make(x_val, y_val, average, prior)
@@ -434,7 +449,8 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback,
             "best_epoch": callback.best_epoch,
             "selection": "checkpoint of the weights' moving average (decay "
                          f"{cfg['average_decay']}, updated every batch) with the highest mean of "
-                         "validation accuracy and balanced accuracy of the class shown",
+                         "validation accuracy and balanced accuracy of the class shown and "
+                         "malignant AUC",
             "class_weights": {c: round(float(w), 4) for c, w in zip(CLASSES, class_weights_used)},
             "images_per_epoch": {c: int(k) for c, k in zip(CLASSES, images_per_epoch)},
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},

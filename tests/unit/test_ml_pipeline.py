@@ -56,6 +56,7 @@ def test_it_writes_a_complete_card(tiny_model_dir):
     assert val["nll_after"] <= val["nll_before"] + 1e-6  # temperature fitted on this split
     assert card["training"]["hardware"]["device"] and card["training"]["hardware"]["cpu_count"]
     assert card["training"]["precision"] == training_precision(PRESETS["tiny"])
+    assert card["training"]["config"]["label_smoothing"] == PRESETS["tiny"]["label_smoothing"] > 0
     assert card["decision"]["tau"] in TAU_GRID and list(card["decision"]["class_bias"]) == list(CLASSES)
     history = card["training"]["history"]
     assert [e["epoch"] for e in history if "raw_val_balanced_accuracy" in e] == [5, 10]
@@ -120,6 +121,13 @@ def test_it_averages_the_weights_after_every_batch_and_restores_the_raw_ones(tmp
         inside = model.get_weights()
     assert all(np.allclose(a, e, atol=1e-6) for a, e in zip(inside, expected))
     assert all(np.array_equal(a, w) for a, w in zip(model.get_weights(), seen[2]))
+
+
+def test_it_judges_checkpoints_on_accuracy_balanced_accuracy_and_auc():
+    from ml.training import selection_score
+
+    assert selection_score(0.8, 0.7, 0.9) == pytest.approx(0.8)
+    assert selection_score(0.8, 0.7, float("nan")) == pytest.approx(0.75)  # one-sided validation data
 
 
 def test_it_shows_the_class_the_cards_decision_rule_picks_with_unchanged_probabilities(

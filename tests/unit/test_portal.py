@@ -238,6 +238,7 @@ def test_it_shows_the_model_card_figures(client, tiny_model):
     assert f"{round(card['validation']['balanced_accuracy'] * 100, 1)}%" in page
     assert "Confusion matrix" in page and 'id="roc-data"' in page
     assert "Checkpoint" in page and "moving average (decay 0.9," in page
+    assert "the photo and its mirror image" in page  # the tiny preset's two test-time views
     assert "Limits" in page and "not a diagnosis" in page.lower()
 
 
