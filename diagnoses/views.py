@@ -15,7 +15,7 @@ from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT
+from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT, TTA_VIEWS
 
 from . import services
 from .forms import HistoryFilterForm, MoleForm, UploadForm
@@ -313,18 +313,11 @@ def _training_summary(card):
         ("Hardware", hardware.get("device")),
         ("Training precision", training.get("precision")),
         ("Checkpoint", training.get("selection")),
-        ("Test-time views", _views_text(card.get("tta_views"))),
+        ("Test-time views", TTA_VIEWS.get(card.get("tta_views")) if isinstance(card.get("tta_views"), int) else None),
         ("Calibration", f"temperature scaling, T = {card['temperature']:.3f}" if _number(card.get("temperature")) else None),
         ("Class shown", _decision_text(_dict(card.get("decision")))),
     ]
     return [(label, value) for label, value in rows if isinstance(value, (str, int, float)) and value != ""]
-
-
-def _views_text(views):
-    """How many flipped copies of the photo each prediction averages (ml.inference.make_logits_fn)."""
-    described = {1: "the photo as it is", 2: "the photo and its mirror image",
-                 4: "the photo flipped four ways (as is, left-right, upside down, both)"}
-    return described.get(views) if isinstance(views, int) else None
 
 
 def _decision_text(decision):

@@ -18,6 +18,9 @@ CLASS_NAMES = {
     "vasc": "Vascular lesion",
 }
 MALIGNANT = ("akiec", "bcc", "mel")
+# What each supported number of test-time views averages over (ml.inference.make_logits_fn).
+TTA_VIEWS = {1: "the photo as it is", 2: "the photo and its mirror image",
+             4: "the photo flipped four ways (as is, left-right, upside down, both)"}
 DEFAULT_MODEL_DIR = Path(__file__).parent / "artifacts"
 
 # Bumped whenever the artifact's layout or meaning changes (inputs, outputs, card keys).

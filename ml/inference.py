@@ -32,7 +32,7 @@ class Prediction:
 def make_logits_fn(model, hw, tta_views=1):
     """A traced function uint8 (n, h, w, 3) -> logits averaged over test-time flips.
 
-    tta_views: 1 (as is), 2 (+ horizontal flip) or 4 (+ vertical flip, + both).
+    tta_views: 1 (as is), 2 (+ horizontal flip) or 4 (+ vertical flip, + both); see TTA_VIEWS.
     """
     import tensorflow as tf
 

@@ -369,7 +369,7 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
         else:
             optimizer = keras.optimizers.Adam(cfg["learning_rate"])
         loss = keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                    label_smoothing=cfg.get("label_smoothing", 0.0))
+                                                    label_smoothing=cfg["label_smoothing"])
         model.compile(optimizer=optimizer, loss=loss)
         average = _WeightAverage.make(cfg["average_decay"])
         prior = np.bincount(y_train, minlength=len(CLASSES)) / len(y_train)
