@@ -329,6 +329,9 @@ def test_it_evaluates_the_model_on_its_own_validation_split_only(tiny_model_dir,
     card = json.loads((tiny_model_dir / CARD_FILENAME).read_text())
     result = evaluate(data_dir=data_dir, model_dir=tiny_model_dir, split="val")
     assert result["n_images"] == card["data_split"]["n_val_images"]
+    # the same images, preprocessing and decision rule as training's own scoring
+    for key in ("accuracy", "balanced_accuracy", "malignant_auc"):
+        assert result[key] == pytest.approx(card["validation"][key], abs=1e-3), key
     with pytest.raises(DatasetError, match="validation split"):
         evaluate(data_dir=held_out_dir, model_dir=tiny_model_dir, split="val")
 
