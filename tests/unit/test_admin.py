@@ -285,3 +285,9 @@ def test_it_links_reviewers_to_no_user_admin_page(reviewer_client, reviewer, own
         html = reviewer_client.get(url).content.decode()
         assert "/admin/accounts/" not in html, url
         assert "/admin/auth/" not in html, url
+
+
+def test_it_gives_the_admin_pages_the_sites_icon_and_keeps_their_title(reviewer_client):
+    page = reviewer_client.get(QUEUE_URL).content.decode()
+    assert '<link rel="icon" href="/static/img/favicon.svg"' in page
+    assert 'id="site-name"' in page and "molesite review desk</title>" in page  # admin's base_site still renders
