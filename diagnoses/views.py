@@ -224,15 +224,27 @@ def mole_delete(request, pk):
 
 # --- about the model --------------------------------------------------------------------------
 
+_card_cache = {}  # path -> ((mtime_ns, size), card): parsed once per version of the file
+
+
 def load_model_card():
-    """The shipped model card as a dict, or None when it is missing or unreadable."""
+    """The shipped model card as a dict, or None when it is missing or unreadable. Pages that
+    show its thresholds ask for it on every request; the file is parsed again only when it
+    changes (a new model shipped), which a stat tells."""
     path = settings.ML_MODEL_DIR / CARD_FILENAME
     try:
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+        cached = _card_cache.get(path)
+        if cached and cached[0] == version:
+            return cached[1]
         card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         logger.info("no readable model card at %s: %s", path, exc)
         return None
-    return card if isinstance(card, dict) else None
+    card = card if isinstance(card, dict) else None
+    _card_cache[path] = (version, card)
+    return card
 
 
 def _number(value):

@@ -261,6 +261,21 @@ def test_it_explains_when_there_is_no_model_card(client, settings, tmp_path):
     assert page.status_code == 200 and "v1" in page.content.decode()
 
 
+def test_it_parses_the_card_once_and_again_only_when_a_new_one_is_shipped(client, settings, tmp_path, monkeypatch):
+    settings.ML_MODEL_DIR = tmp_path
+    card_path = tmp_path / "model_card.json"
+    card_path.write_text(json.dumps({"version": "first-model", "thresholds": {"medium": 0.2, "high": 0.5}}))
+    parsed = []
+    real_loads = json.loads
+    monkeypatch.setattr("diagnoses.views.json.loads", lambda text: parsed.append(1) or real_loads(text))
+    for _ in range(3):
+        assert "first-model" in client.get(reverse("about_model")).content.decode()
+    assert len(parsed) == 1
+    card_path.write_text(json.dumps({"version": "second-model-shipped", "thresholds": {"medium": 0.2, "high": 0.5}}))
+    assert "second-model-shipped" in client.get(reverse("about_model")).content.decode()
+    assert len(parsed) == 2
+
+
 # --- account: export and deletion ---------------------------------------------------------------
 
 def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider):
