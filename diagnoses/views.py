@@ -224,17 +224,18 @@ def mole_delete(request, pk):
 
 # --- about the model --------------------------------------------------------------------------
 
-_card_cache = {}  # path -> ((mtime_ns, size), card): parsed once per version of the file
+_card_cache = {}  # path -> ((inode, mtime_ns, size), card): parsed once per version of the file
 
 
 def load_model_card():
     """The shipped model card as a dict, or None when it is missing or unreadable. Pages that
     show its thresholds ask for it on every request; the file is parsed again only when it
-    changes (a new model shipped), which a stat tells."""
+    changes, which a stat tells: a new model's card is written and renamed into place
+    (ml.artifact), so its inode differs even within the clock's resolution."""
     path = settings.ML_MODEL_DIR / CARD_FILENAME
     try:
         stat = path.stat()
-        version = (stat.st_mtime_ns, stat.st_size)
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         cached = _card_cache.get(path)
         if cached and cached[0] == version:
             return cached[1]
