@@ -1,8 +1,10 @@
+import tempfile
+
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
@@ -11,6 +13,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from diagnoses import services
 
 from .forms import ChangePasswordForm, DeleteAccountForm, LoginForm, SignUpForm
+
+# A data export is built in memory up to this size and in a temporary file beyond it.
+EXPORT_SPOOL_BYTES = 16 * 1024 * 1024
 
 
 @require_http_methods(["GET", "POST"])
@@ -67,11 +72,18 @@ def account(request):
 @login_required
 @require_GET
 def account_export(request):
-    """All of the user's data: a zip with data.json and every stored image."""
-    data = services.user_export_zip(user=request.user)
+    """All of the user's data: a zip with data.json and every stored image. It is built in a
+    temporary file (in memory while small, on disk beyond EXPORT_SPOOL_BYTES) and streamed."""
+    archive = tempfile.SpooledTemporaryFile(max_size=EXPORT_SPOOL_BYTES)
+    try:
+        services.write_user_export(user=request.user, out=archive)
+    except BaseException:
+        archive.close()
+        raise
+    archive.seek(0)
     stamp = timezone.now().strftime("%Y%m%d")
-    response = HttpResponse(data, content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="molesite-{request.user.username}-{stamp}.zip"'
+    response = FileResponse(archive, as_attachment=True, content_type="application/zip",
+                            filename=f"molesite-{request.user.username}-{stamp}.zip")
     response["Cache-Control"] = "private, no-store"
     return response
 

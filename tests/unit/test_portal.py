@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import views as accounts_views
 from diagnoses.models import Diagnosis, Mole, Review
 from tests.conftest import make_image_bytes
 
@@ -278,7 +279,9 @@ def test_it_parses_the_card_once_and_again_only_when_a_new_one_is_shipped(client
 
 # --- account: export and deletion ---------------------------------------------------------------
 
-def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider):
+@pytest.mark.parametrize("spool_bytes", [16 * 1024 * 1024, 1024], ids=["in-memory", "spilled-to-disk"])
+def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider, monkeypatch, spool_bytes):
+    monkeypatch.setattr(accounts_views, "EXPORT_SPOOL_BYTES", spool_bytes)
     mole = Mole.objects.create(owner=owner, name="Shoulder")
     mine = make_diagnosis(owner, mole=mole, risk="high", malignant=0.7)
     Review.objects.create(diagnosis=mine, verdict="agree", recommendation="urgent", note="Please come in.",
@@ -289,7 +292,9 @@ def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider):
     response = owner_client.get(reverse("account_export"))
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
     assert "attachment" in response["Content-Disposition"]
-    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    body = b"".join(response.streaming_content)
+    assert int(response["Content-Length"]) == len(body)
+    archive = zipfile.ZipFile(io.BytesIO(body))
     data = json.loads(archive.read("data.json"))
     assert data["account"]["username"] == "patient"
     assert [m["name"] for m in data["moles"]] == ["Shoulder"]
@@ -298,6 +303,8 @@ def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider):
     assert exported["malignant_probability"] == 0.7 and exported["review"]["note"] == "Please come in."
     with mine.image.open("rb") as stored:
         assert archive.read(exported["files"]["image"]) == stored.read()
+    # photos are copied as they are (already compressed), not deflated again
+    assert archive.getinfo(exported["files"]["image"]).compress_type == zipfile.ZIP_STORED
     assert exported["files"]["heatmap"] in archive.namelist()
     assert not any(str(theirs.pk) in name for name in archive.namelist())
 
