@@ -286,18 +286,20 @@ def _model_card_summary():
         })
     recall = _dict(metrics.get("per_class_recall"))
     ece = metrics.get("ece_after", metrics.get("ece"))
+    figures = [
+        (label, _percent(metrics.get(key)), _interval(_dict(metrics.get("intervals")), key))
+        for key, label in (("balanced_accuracy", "Balanced accuracy"), ("accuracy", "Accuracy"),
+                           ("malignant_auc", "Malignant vs benign AUC"))
+        if _percent(metrics.get(key)) is not None
+    ]
     return {
         "version": card.get("version"),
         "created_at": str(card.get("created") or "")[:10],
         "training": _training_summary(card),
         "n_images": _number(metrics.get("n_images")),
-        "figures": [
-            (label, _percent(metrics.get(key)))
-            for key, label in (("balanced_accuracy", "Balanced accuracy"), ("accuracy", "Accuracy"),
-                               ("malignant_auc", "Malignant vs benign AUC"))
-            if _percent(metrics.get(key)) is not None
-        ],
+        "figures": figures,
         "ece": _number(ece),
+        "has_intervals": any(interval for _label, _value, interval in figures),
         "bands": bands,
         "threshold_rule": card.get("threshold_rule") if isinstance(card.get("threshold_rule"), str) else "",
         "recall": [(CLASS_NAMES[code], code in MALIGNANT, _percent(recall.get(code))) for code in CLASSES
@@ -307,6 +309,15 @@ def _model_card_summary():
         "limits": [str(item) for item in card["limits"] if item] if isinstance(card.get("limits"), list) else [],
         "licence": card.get("licence") if isinstance(card.get("licence"), str) else "",
     }
+
+
+def _interval(intervals, key):
+    """The card's bootstrap interval of one figure as percentages (low, high, level), or None."""
+    bounds, level = intervals.get(key), _number(intervals.get("level"))
+    if not (isinstance(bounds, list) and len(bounds) == 2 and level is not None):
+        return None
+    low, high = (_percent(b) for b in bounds)
+    return None if low is None or high is None else (low, high, round(level * 100))
 
 
 def _training_summary(card):

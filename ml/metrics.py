@@ -159,6 +159,55 @@ def classification_metrics(probs, y, class_bias=None) -> dict:
     }
 
 
+def bootstrap_intervals(probs, y, groups, class_bias=None, *, resamples=1000, level=0.95, seed=0) -> dict:
+    """Percentile intervals of accuracy, balanced accuracy (of the class shown) and malignant
+    AUC, from resampling whole lesions (groups) with replacement. The images of one lesion are
+    not independent, so resampling images would make the intervals too narrow. A resample
+    counts each image as often as its lesion was drawn."""
+    y = np.asarray(y)
+    _, group_of = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = group_of.max() + 1 if len(y) else 0
+    if n_groups == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    drawn = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=resamples)
+    weights = drawn[:, group_of].astype(np.float64)  # (resamples, images)
+    correct = (decide(probs, class_bias) == y).astype(np.float64)
+    accuracy = weights @ correct / weights.sum(axis=1)
+    recalls = []
+    for c in np.unique(y):
+        in_class = (y == c).astype(np.float64)
+        n_c = weights @ in_class
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recalls.append(np.where(n_c > 0, weights @ (correct * in_class) / n_c, np.nan))
+    balanced = np.nanmean(np.stack(recalls), axis=0)  # over the classes each resample holds
+    auc = _weighted_aucs(malignant_probability(probs), is_malignant(y), weights)
+    tail = 100 * (1 - level) / 2
+
+    def interval(values):
+        if np.isnan(values).all():
+            return None
+        lo, hi = np.nanpercentile(values, [tail, 100 - tail])
+        return [round(float(lo), 4), round(float(hi), 4)]
+
+    return {"accuracy": interval(accuracy), "balanced_accuracy": interval(balanced),
+            "malignant_auc": interval(auc), "level": level, "resamples": resamples, "unit": "lesion"}
+
+
+def _weighted_aucs(scores, positive, weights) -> np.ndarray:
+    """ROC AUC for each row of sample weights (ties count one half), all rows at once: the
+    Mann-Whitney sum over blocks of tied scores. nan where a row weighs one side only."""
+    order = np.argsort(scores, kind="stable")
+    _, starts = np.unique(scores[order], return_index=True)
+    w = weights[:, order]
+    pos = np.add.reduceat(w * positive[order], starts, axis=1)  # (rows, blocks of tied scores)
+    neg = np.add.reduceat(w * ~positive[order], starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each block
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / pairs, np.nan)
+
+
 def threshold_metrics(m_prob, mal, thresholds) -> dict:
     out = {}
     for band in ("medium", "high"):

@@ -415,6 +415,7 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback,
         "nll_before": round(M.nll(probs_before, y_val), 4), "nll_after": val.pop("nll"),
         "at_thresholds": M.threshold_metrics(m_prob, mal, thresholds),
         "roc_curve": M.roc_points(m_prob, mal) if 0 < mal.sum() < len(mal) else [],
+        "intervals": M.bootstrap_intervals(probs, y_val, [r.lesion_id for r in val_recs], class_bias),
     })
     return {
         "format_version": FORMAT_VERSION,

@@ -108,3 +108,49 @@ def test_the_decision_bias_fitted_on_validation_restores_the_prior_a_balanced_mo
     assert fitted_score > plain_score
     # the reported metrics use the same rule
     assert M.classification_metrics(test_probs, test_y, bias)["accuracy"] == pytest.approx(fitted_acc, abs=1e-4)
+
+
+def _scored_lesions(n_lesions, seed):
+    """Probabilities and labels of one image per lesion, right ~60% of the time."""
+    logits, y = _overconfident_logits(n_lesions, seed)
+    return M.softmax(logits / 4.0), y
+
+
+def test_it_brackets_the_figures_with_lesion_bootstrap_intervals():
+    probs, y = _scored_lesions(400, seed=3)
+    point = M.classification_metrics(probs, y)
+    intervals = M.bootstrap_intervals(probs, y, np.arange(len(y)))
+    for key in ("accuracy", "balanced_accuracy", "malignant_auc"):
+        low, high = intervals[key]
+        assert low < point[key] < high, key
+        assert 0.02 < high - low < 0.2, key
+    assert intervals["level"] == 0.95 and intervals["unit"] == "lesion"
+    # four times the lesions: about half as wide
+    more_probs, more_y = _scored_lesions(1600, seed=4)
+    wide = np.diff(intervals["malignant_auc"])[0]
+    narrow = np.diff(M.bootstrap_intervals(more_probs, more_y, np.arange(len(more_y)))["malignant_auc"])[0]
+    assert 0.3 < narrow / wide < 0.7
+
+
+def test_it_resamples_lesions_not_images():
+    """Five photos of each lesion are no more evidence than one: the intervals stay as wide."""
+    probs, y = _scored_lesions(400, seed=5)
+    once = M.bootstrap_intervals(probs, y, np.arange(len(y)))
+    lesions = np.repeat(np.arange(len(y)), 5)
+    five = M.bootstrap_intervals(np.repeat(probs, 5, axis=0), np.repeat(y, 5), lesions)
+    as_if_independent = M.bootstrap_intervals(np.repeat(probs, 5, axis=0), np.repeat(y, 5), np.arange(5 * len(y)))
+    for key in ("accuracy", "balanced_accuracy", "malignant_auc"):
+        width = np.diff(once[key])[0]
+        assert np.diff(five[key])[0] == pytest.approx(width, rel=0.25), key
+        assert np.diff(as_if_independent[key])[0] < 0.6 * width, key
+
+
+def test_it_computes_the_bootstrap_auc_as_scikit_learn_does_with_weights_and_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(6)
+    scores = np.round(rng.random(300), 1)  # many ties
+    positive = rng.random(300) < scores
+    weights = rng.integers(0, 3, (4, 300)).astype(float)
+    expected = [roc_auc_score(positive, scores, sample_weight=w) for w in weights]
+    assert M._weighted_aucs(scores, positive, weights) == pytest.approx(expected, abs=1e-12)

@@ -54,6 +54,9 @@ def test_it_writes_a_complete_card(tiny_model_dir):
                 "ece_after", "nll_before", "nll_after", "at_thresholds", "roc_curve", "confusion_matrix"):
         assert key in val, key
     assert val["nll_after"] <= val["nll_before"] + 1e-6  # temperature fitted on this split
+    for key in ("accuracy", "balanced_accuracy", "malignant_auc"):
+        low, high = val["intervals"][key]
+        assert low <= val[key] <= high, key
     assert card["training"]["hardware"]["device"] and card["training"]["hardware"]["cpu_count"]
     assert card["training"]["precision"] == training_precision(PRESETS["tiny"])
     assert card["training"]["config"]["label_smoothing"] == PRESETS["tiny"]["label_smoothing"] > 0
@@ -332,6 +335,7 @@ def test_it_evaluates_the_model_on_its_own_validation_split_only(tiny_model_dir,
     # the same images, preprocessing and decision rule as training's own scoring
     for key in ("accuracy", "balanced_accuracy", "malignant_auc"):
         assert result[key] == pytest.approx(card["validation"][key], abs=1e-3), key
+    assert result["intervals"] == card["validation"]["intervals"]  # same lesions, same resamples
     with pytest.raises(DatasetError, match="validation split"):
         evaluate(data_dir=held_out_dir, model_dir=tiny_model_dir, split="val")
 
