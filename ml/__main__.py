@@ -1,4 +1,4 @@
-"""Command line: python -m ml {train,evaluate,predict} (see --help of each)."""
+"""Command line: python -m ml {train,evaluate,compare,predict} (see --help of each)."""
 
 import argparse
 import json
@@ -40,6 +40,18 @@ def main(argv=None) -> int:
     p.add_argument("--split", choices=("all", "val"), default="all",
                    help="all images (default), or only the model's own validation split (checked "
                         "against the card's hash)")
+
+    p = sub.add_parser("compare", help="model B against model A on the same images, with paired intervals",
+                       description="Scores two models on the same images and gives each one's accuracy, "
+                                   "balanced accuracy and malignant AUC, the differences (B - A), their "
+                                   "95%% intervals from a paired bootstrap over lesions, and the share of "
+                                   "resamples in which B does better.")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--a", required=True, type=Path, dest="model_a", help="artifact folder of model A (e.g. ml/artifacts)")
+    p.add_argument("--b", required=True, type=Path, dest="model_b", help="artifact folder of model B (the candidate)")
+    p.add_argument("--split", choices=("all", "val"), default="all",
+                   help="all images (default), or the validation split both models share")
+    p.add_argument("--json", type=Path, dest="json_out", help="also write the JSON result here")
 
     p = sub.add_parser("predict", help="classify image files", epilog=PREDICT_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +105,25 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .evaluation import compare
+    from .metrics import BOOTSTRAP_FIGURES
+
+    result = compare(data_dir=args.data, model_a=args.model_a, model_b=args.model_b, split=args.split)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"A = {result['model_a']}, B = {result['model_b']}: {result['n_images']} images of "
+          f"{result['n_lesions']} lesions ({result['split']})")
+    print(f"{'figure':<18} {'A':>7} {'B':>7} {'B - A':>8}  {'95% interval':<18} B better in")
+    for key in BOOTSTRAP_FIGURES:
+        f = result[key]
+        interval = "[{:+.4f}, {:+.4f}]".format(*f["interval"]) if f["interval"] else "-"
+        share = f"{f['b_better_share']:.0%} of resamples" if f["b_better_share"] is not None else "-"
+        print(f"{key:<18} {f['a']:>7.4f} {f['b']:>7.4f} {f['difference']:>+8.4f}  {interval:<18} {share}")
+    return 0
+
+
 def cmd_predict(args) -> int:
     import numpy as np
 
@@ -129,7 +160,7 @@ def _print_prediction(path, pred, as_json) -> None:
         print(f"{path}: {pred.predicted_class} malignant={pred.malignant_probability:.3f} risk={pred.risk}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare, "predict": cmd_predict}
 
 if __name__ == "__main__":
     sys.exit(main())

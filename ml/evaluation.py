@@ -1,4 +1,4 @@
-"""Scoring a model on a labelled HAM10000 folder (`python -m ml evaluate`)."""
+"""Scoring models on a labelled HAM10000 folder (`python -m ml evaluate` and `ml compare`)."""
 
 import numpy as np
 
@@ -14,19 +14,8 @@ def evaluate(*, data_dir, model_dir=DEFAULT_MODEL_DIR, split="all") -> dict:
     validation split (split="val": re-derived with the card's seed and checked by hash), with
     95% intervals of accuracy, balanced accuracy and malignant AUC (lesion-level bootstrap)."""
     classifier = load_classifier(model_dir)
-    records = data_mod.load_records(data_dir)
-    if split == "val":
-        info = classifier.card["data_split"]
-        _, records = data_mod.split_by_lesion(records, val_fraction=info["val_fraction"], seed=info["seed"])
-        if data_mod.ids_sha256(r.image_id for r in records) != info["val_image_ids_sha256"]:
-            raise DatasetError("this folder does not reproduce the model's validation split "
-                               "(different images); use --split all")
-    elif split != "all":
-        raise ValueError(f"unknown split {split!r}")
-    x = data_mod.decode_all(records, classifier.input_size)
-    y = data_mod.labels(records)
-    preds = classifier.predict_arrays(x)
-    probs = np.array([[p.probabilities[c] for c in classifier.card["classes"]] for p in preds])
+    records = _records(data_dir, classifier.card, split)
+    probs, preds, y = _score(classifier, records)
     result = {"model_version": classifier.version, "data_dir": str(data_dir), "split": split}
     result.update(M.classification_metrics(probs, y, classifier.class_bias))
     mal = M.is_malignant(y)
@@ -34,3 +23,47 @@ def evaluate(*, data_dir, model_dir=DEFAULT_MODEL_DIR, split="all") -> dict:
     result["intervals"] = M.bootstrap_intervals(probs, y, [r.lesion_id for r in records], classifier.class_bias)
     result["risk_counts"] = {band: sum(p.risk == band for p in preds) for band in ("low", "medium", "high")}
     return result
+
+
+def compare(*, data_dir, model_a, model_b, split="all") -> dict:
+    """Model B against model A on the same images: each one's accuracy, balanced accuracy and
+    malignant AUC, and the differences (B - A) with paired lesion-level bootstrap intervals.
+    split="val" scores the validation split the two models share (their cards must name the
+    same images), so that neither is scored on images it trained on."""
+    a, b = load_classifier(model_a), load_classifier(model_b)
+    if split == "val":
+        hashes = {c.card["data_split"].get("val_image_ids_sha256") for c in (a, b)}
+        if len(hashes) != 1:
+            raise DatasetError("the two models were validated on different images, so one may have "
+                               "trained on the other's validation split; compare them with --split all "
+                               "on a folder that neither saw")
+    records = _records(data_dir, a.card, split)
+    probs_a, _, y = _score(a, records)
+    probs_b, _, _ = _score(b, records)
+    result = {"model_a": a.version, "model_b": b.version, "data_dir": str(data_dir), "split": split,
+              "n_images": len(records), "n_lesions": len({r.lesion_id for r in records})}
+    result.update(M.paired_differences(probs_a, probs_b, y, [r.lesion_id for r in records],
+                                       a.class_bias, b.class_bias))
+    return result
+
+
+def _records(data_dir, card, split):
+    records = data_mod.load_records(data_dir)
+    if split == "all":
+        return records
+    if split != "val":
+        raise ValueError(f"unknown split {split!r}")
+    info = card["data_split"]
+    _, records = data_mod.split_by_lesion(records, val_fraction=info["val_fraction"], seed=info["seed"])
+    if data_mod.ids_sha256(r.image_id for r in records) != info["val_image_ids_sha256"]:
+        raise DatasetError("this folder does not reproduce the model's validation split "
+                           "(different images); use --split all")
+    return records
+
+
+def _score(classifier, records):
+    """(probabilities as an array in the card's class order, predictions, labels)."""
+    x = data_mod.decode_all(records, classifier.input_size)
+    preds = classifier.predict_arrays(x)
+    probs = np.array([[p.probabilities[c] for c in classifier.card["classes"]] for p in preds])
+    return probs, preds, data_mod.labels(records)

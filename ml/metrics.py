@@ -159,39 +159,72 @@ def classification_metrics(probs, y, class_bias=None) -> dict:
     }
 
 
-def bootstrap_intervals(probs, y, groups, class_bias=None, *, resamples=1000, level=0.95, seed=0) -> dict:
-    """Percentile intervals of accuracy, balanced accuracy (of the class shown) and malignant
-    AUC, from resampling whole lesions (groups) with replacement. The images of one lesion are
-    not independent, so resampling images would make the intervals too narrow. A resample
-    counts each image as often as its lesion was drawn."""
-    y = np.asarray(y)
+BOOTSTRAP_FIGURES = ("accuracy", "balanced_accuracy", "malignant_auc")
+
+
+def lesion_resample_weights(groups, *, resamples=1000, seed=0) -> np.ndarray:
+    """(resamples, images) weights of a bootstrap over whole lesions (groups): each image counts
+    as often as its lesion was drawn. The images of one lesion are not independent, so
+    resampling images would make the intervals too narrow."""
     _, group_of = np.unique(np.asarray(groups), return_inverse=True)
-    n_groups = group_of.max() + 1 if len(y) else 0
+    n_groups = int(group_of.max()) + 1 if len(group_of) else 0
     if n_groups == 0:
-        return {}
-    rng = np.random.default_rng(seed)
-    drawn = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=resamples)
-    weights = drawn[:, group_of].astype(np.float64)  # (resamples, images)
+        return np.zeros((resamples, 0))
+    drawn = np.random.default_rng(seed).multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=resamples)
+    return drawn[:, group_of].astype(np.float64)
+
+
+def resampled_figures(probs, y, weights, class_bias=None) -> dict:
+    """Accuracy, balanced accuracy (of the class shown) and malignant AUC under each row of
+    weights, as arrays; balanced accuracy averages the classes that each resample holds."""
+    y = np.asarray(y)
     correct = (decide(probs, class_bias) == y).astype(np.float64)
-    accuracy = weights @ correct / weights.sum(axis=1)
     recalls = []
     for c in np.unique(y):
         in_class = (y == c).astype(np.float64)
         n_c = weights @ in_class
         with np.errstate(invalid="ignore", divide="ignore"):
             recalls.append(np.where(n_c > 0, weights @ (correct * in_class) / n_c, np.nan))
-    balanced = np.nanmean(np.stack(recalls), axis=0)  # over the classes each resample holds
-    auc = _weighted_aucs(malignant_probability(probs), is_malignant(y), weights)
+    return {"accuracy": weights @ correct / weights.sum(axis=1),
+            "balanced_accuracy": np.nanmean(np.stack(recalls), axis=0),
+            "malignant_auc": _weighted_aucs(malignant_probability(probs), is_malignant(y), weights)}
+
+
+def _percentile_interval(values, level):
+    if np.isnan(values).all():
+        return None
     tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return [round(float(low), 4), round(float(high), 4)]
 
-    def interval(values):
-        if np.isnan(values).all():
-            return None
-        lo, hi = np.nanpercentile(values, [tail, 100 - tail])
-        return [round(float(lo), 4), round(float(hi), 4)]
 
-    return {"accuracy": interval(accuracy), "balanced_accuracy": interval(balanced),
-            "malignant_auc": interval(auc), "level": level, "resamples": resamples, "unit": "lesion"}
+def bootstrap_intervals(probs, y, groups, class_bias=None, *, resamples=1000, level=0.95, seed=0) -> dict:
+    """Percentile intervals of accuracy, balanced accuracy and malignant AUC, from resampling
+    whole lesions (groups) with replacement."""
+    if len(y) == 0:
+        return {}
+    figures = resampled_figures(probs, y, lesion_resample_weights(groups, resamples=resamples, seed=seed),
+                                class_bias)
+    out = {key: _percentile_interval(figures[key], level) for key in BOOTSTRAP_FIGURES}
+    return {**out, "level": level, "resamples": resamples, "unit": "lesion"}
+
+
+def paired_differences(probs_a, probs_b, y, groups, bias_a=None, bias_b=None, *, resamples=2000,
+                       level=0.95, seed=0) -> dict:
+    """How far model B's figures are from model A's on the same images: the difference (B - A),
+    its interval and the share of lesion resamples in which B does better. Both models are
+    scored on the same resamples, so what the images share cancels out, and a difference can
+    be told from noise that the two separate intervals would hide."""
+    weights = lesion_resample_weights(groups, resamples=resamples, seed=seed)
+    a, b = resampled_figures(probs_a, y, weights, bias_a), resampled_figures(probs_b, y, weights, bias_b)
+    point_a, point_b = classification_metrics(probs_a, y, bias_a), classification_metrics(probs_b, y, bias_b)
+    out = {}
+    for key in BOOTSTRAP_FIGURES:
+        diff = b[key] - a[key]
+        out[key] = {"a": point_a[key], "b": point_b[key], "difference": round(point_b[key] - point_a[key], 4),
+                    "interval": _percentile_interval(diff, level),
+                    "b_better_share": round(float(np.mean(diff[~np.isnan(diff)] > 0)), 3) if (~np.isnan(diff)).any() else None}
+    return {**out, "level": level, "resamples": resamples, "unit": "lesion"}
 
 
 def _weighted_aucs(scores, positive, weights) -> np.ndarray:

@@ -154,3 +154,24 @@ def test_it_computes_the_bootstrap_auc_as_scikit_learn_does_with_weights_and_tie
     weights = rng.integers(0, 3, (4, 300)).astype(float)
     expected = [roc_auc_score(positive, scores, sample_weight=w) for w in weights]
     assert M._weighted_aucs(scores, positive, weights) == pytest.approx(expected, abs=1e-12)
+
+
+def test_it_tells_a_small_real_difference_from_noise_by_pairing_the_resamples():
+    probs_a, y = _scored_lesions(400, seed=7)
+    lesions = np.arange(len(y))
+    wrong = np.flatnonzero(probs_a.argmax(1) != y)[:10]
+    probs_b = probs_a.copy()
+    probs_b[wrong] = np.eye(len(CLASSES))[y[wrong]] * 0.9 + 0.1 / len(CLASSES)  # B gets 10 more right
+    result = M.paired_differences(probs_a, probs_b, y, lesions)
+    accuracy = result["accuracy"]
+    assert accuracy["difference"] == pytest.approx(10 / 400, abs=1e-4)
+    assert 0 < accuracy["interval"][0] < accuracy["difference"] < accuracy["interval"][1]
+    assert accuracy["b_better_share"] > 0.99
+    # the two models' own intervals overlap: apart, they could not tell this difference
+    a_low, a_high = M.bootstrap_intervals(probs_a, y, lesions)["accuracy"]
+    b_low, b_high = M.bootstrap_intervals(probs_b, y, lesions)["accuracy"]
+    assert b_low < a_high
+    # a model against itself: no difference, in any resample
+    same = M.paired_differences(probs_a, probs_a, y, lesions)
+    for key in M.BOOTSTRAP_FIGURES:
+        assert same[key]["difference"] == 0 and same[key]["interval"] == [0, 0] and same[key]["b_better_share"] == 0

@@ -324,6 +324,28 @@ def test_it_evaluates_from_the_command_line(tiny_model_dir, held_out_dir, tmp_pa
     assert result["n_images"] == 6 * len(CLASSES)
 
 
+def test_it_compares_two_models_on_the_validation_split_they_share(tiny_model_dir, tmp_path, capsys):
+    data_dir = tiny_model_dir.parent / "data"
+    twin = tmp_path / "twin"
+    shutil.copytree(tiny_model_dir, twin)
+    out = tmp_path / "compare.json"
+    done = _run_cli(capsys, "compare", "--data", data_dir, "--a", tiny_model_dir, "--b", twin, "--split", "val",
+                    "--json", out)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    card = json.loads((tiny_model_dir / CARD_FILENAME).read_text())
+    assert result["n_images"] == card["data_split"]["n_val_images"]
+    for key in ("accuracy", "balanced_accuracy", "malignant_auc"):
+        assert result[key]["a"] == result[key]["b"] == pytest.approx(card["validation"][key], abs=1e-3)
+        assert result[key]["difference"] == 0 and result[key]["interval"] == [0, 0]
+    assert "balanced_accuracy" in done.stdout and "B better in" in done.stdout
+    # a model validated on other images may have trained on these: refused
+    card["data_split"]["val_image_ids_sha256"] = "0" * 64
+    (twin / CARD_FILENAME).write_text(json.dumps(card))
+    refused = _run_cli(capsys, "compare", "--data", data_dir, "--a", tiny_model_dir, "--b", twin, "--split", "val")
+    assert refused.returncode == 1 and "validated on different images" in refused.stderr
+
+
 def test_it_evaluates_the_model_on_its_own_validation_split_only(tiny_model_dir, held_out_dir):
     from ml.errors import DatasetError
     from ml.evaluation import evaluate
