@@ -22,7 +22,10 @@ PRESETS = {
     # tail, widths (16, 32, 64, 192, 384) and convs (1, 2, 2, 2, 2), 2.5 M parameters: 102 epochs
     # in the time budget on a busy machine, then by `ml compare --split val` against this one
     # AUC -0.000 [-0.009, +0.008], accuracy -0.016 [-0.032, 0.000], balanced accuracy +0.033
-    # [-0.010, +0.084] (four more of 17 dermatofibromas), at 1.6x the inference time.
+    # [-0.010, +0.084] (four more of 17 dermatofibromas), at 1.6x the inference time; an added
+    # malignant-vs-benign cross-entropy on logsumexp(malignant logits) - logsumexp(benign ones),
+    # weight 1 (AUC -0.005 over epochs 26-50 and -0.008 over 51-67, balanced accuracy -0.04;
+    # stopped at epoch 67).
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
