@@ -6,7 +6,10 @@ Prints, as medians of N runs after a warm-up:
 - single-image latency (600x450 JPEG bytes in, Prediction out: decode, resize, the card's TTA views);
 - batch throughput (64 preprocessed images per call, and 64 JPEGs via predict_batch);
 - Grad-CAM explain latency (Prediction + overlay PNG out);
-- peak RSS of this process, which loaded the model once and ran all of the above.
+- peak RSS of this process, which loaded the model once and ran all of the above;
+- a baseline measured in the same run: the network alone, one view, on arrays already
+  preprocessed (one image, and 64), and each figure as a ratio to it. The ratios hold steadier
+  than the figures on a shared, noisy machine: compare those between runs.
 Timings are wall-clock on whatever else the machine is doing.
 """
 
@@ -50,7 +53,7 @@ def main(argv=None):
     tf_import = statistics.median(c[0] for c in cold)
     load_s = statistics.median(c[1] for c in cold)
 
-    from ml.inference import load_classifier
+    from ml.inference import load_classifier, make_logits_fn
     from ml.synthetic import draw_lesion
 
     clf = load_classifier(args.model)
@@ -64,6 +67,9 @@ def main(argv=None):
     batch_s, _ = timed(lambda: clf.predict_arrays(arrays), args.runs, warmup=2)
     batch_bytes_s, _ = timed(lambda: clf.predict_batch(images), args.runs, warmup=1)
     explain_s, _ = timed(lambda: clf.explain(images[1]), args.runs, warmup=2)
+    network = make_logits_fn(clf.model, arrays.shape[1:3], 1)
+    base_single_s, _ = timed(lambda: network(arrays[:1]).numpy(), args.runs * 3, warmup=3)
+    base_batch_s, _ = timed(lambda: network(arrays).numpy(), args.runs, warmup=2)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     result = {
@@ -80,6 +86,10 @@ def main(argv=None):
         "batch64_from_jpeg_bytes_images_per_s": round(64 / batch_bytes_s, 1),
         "explain_ms": round(explain_s * 1000, 1),
         "peak_rss_mb": round(peak_rss_mb, 1),
+        "baseline: network alone, 1 view, 1 image ms": round(base_single_s * 1000, 2),
+        "baseline: network alone, 1 view, batch64_images_per_s": round(64 / base_batch_s, 1),
+        "single_image / baseline (x)": round(single_s / base_single_s, 2),
+        "batch64 / baseline throughput (x)": round(base_batch_s / batch_s, 3),
         "runs": args.runs,
     }
     if args.json:
