@@ -221,9 +221,10 @@ def paired_differences(probs_a, probs_b, y, groups, bias_a=None, bias_b=None, *,
     out = {}
     for key in BOOTSTRAP_FIGURES:
         diff = b[key] - a[key]
+        defined = diff[~np.isnan(diff)]  # an AUC is undefined in a resample with one side only
         out[key] = {"a": point_a[key], "b": point_b[key], "difference": round(point_b[key] - point_a[key], 4),
                     "interval": _percentile_interval(diff, level),
-                    "b_better_share": round(float(np.mean(diff[~np.isnan(diff)] > 0)), 3) if (~np.isnan(diff)).any() else None}
+                    "b_better_share": round(float(np.mean(defined > 0)), 3) if len(defined) else None}
     return {**out, "level": level, "resamples": resamples, "unit": "lesion"}
 
 
