@@ -239,7 +239,7 @@ def test_it_shows_the_model_card_figures(client, tiny_model):
     assert card["version"] in page
     assert f"{round(card['validation']['balanced_accuracy'] * 100, 1)}%" in page
     low, high = card["validation"]["intervals"]["balanced_accuracy"]
-    assert f"95% interval {round(low * 100, 1)}–{round(high * 100, 1)}%" in page
+    assert f'95% interval <span class="text-nowrap">{round(low * 100, 1)}–{round(high * 100, 1)}%</span>' in page
     assert "Confusion matrix" in page and 'id="roc-data"' in page
     assert "Checkpoint" in page and "moving average (decay 0.9," in page
     assert "the photo and its mirror image" in page  # the tiny preset's two test-time views
