@@ -38,8 +38,9 @@ def compare(*, data_dir, model_a, model_b, split="all") -> dict:
                                "trained on the other's validation split; compare them with --split all "
                                "on a folder that neither saw")
     records = _records(data_dir, a.card, split)
-    probs_a, _, y = _score(a, records)
-    probs_b, _, _ = _score(b, records)
+    x = data_mod.decode_all(records, a.input_size)
+    probs_a, _, y = _score(a, records, x)
+    probs_b, _, _ = _score(b, records, x if b.input_size == a.input_size else None)
     result = {"model_a": a.version, "model_b": b.version, "data_dir": str(data_dir), "split": split,
               "n_images": len(records), "n_lesions": len({r.lesion_id for r in records})}
     result.update(M.paired_differences(probs_a, probs_b, y, [r.lesion_id for r in records],
@@ -61,9 +62,11 @@ def _records(data_dir, card, split):
     return records
 
 
-def _score(classifier, records):
-    """(probabilities as an array in the card's class order, predictions, labels)."""
-    x = data_mod.decode_all(records, classifier.input_size)
+def _score(classifier, records, x=None):
+    """(probabilities as an array in the card's class order, predictions, labels); x, when
+    given, holds the records' images already decoded at the classifier's input size."""
+    if x is None:
+        x = data_mod.decode_all(records, classifier.input_size)
     preds = classifier.predict_arrays(x)
     probs = np.array([[p.probabilities[c] for c in classifier.card["classes"]] for p in preds])
     return probs, preds, data_mod.labels(records)

@@ -167,9 +167,7 @@ def lesion_resample_weights(groups, *, resamples=1000, seed=0) -> np.ndarray:
     as often as its lesion was drawn. The images of one lesion are not independent, so
     resampling images would make the intervals too narrow."""
     _, group_of = np.unique(np.asarray(groups), return_inverse=True)
-    n_groups = int(group_of.max()) + 1 if len(group_of) else 0
-    if n_groups == 0:
-        return np.zeros((resamples, 0))
+    n_groups = int(group_of.max()) + 1
     drawn = np.random.default_rng(seed).multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=resamples)
     return drawn[:, group_of].astype(np.float64)
 
