@@ -1,13 +1,18 @@
 from django import forms
 
+from .images import ACCEPTED_NAMES
 from .models import BODY_SITES, MOLE_NAME_TAKEN, Diagnosis, Mole
+
+# The file pickers' filter. The explicit HEIC/HEIF/AVIF entries and extensions make the file
+# dialogs of browsers that do not know those types offer iPhone and AVIF photos too.
+IMAGE_ACCEPT = "image/jpeg,image/png,image/webp,image/heic,image/heif,image/avif,.heic,.heif,.avif,image/*"
 
 
 class UploadForm(forms.Form):
     image = forms.FileField(
         label="Photo of the mole",
-        help_text="JPEG, PNG or WebP, up to 20 MB. Close up, in focus, in good light.",
-        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/*", "capture": "environment"}),
+        help_text=f"{ACCEPTED_NAMES}, up to 20 MB. Close up, in focus, in good light.",
+        widget=forms.ClearableFileInput(attrs={"accept": IMAGE_ACCEPT, "capture": "environment"}),
     )
     mole = forms.ModelChoiceField(
         queryset=Mole.objects.none(),

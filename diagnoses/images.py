@@ -11,9 +11,16 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP"}
+# iPhones save photos as HEIC; pillow-heif teaches Pillow to read it (AVIF Pillow reads itself).
+# It applies the HEIF rotation box when decoding and reports the EXIF orientation as 1, so
+# exif_transpose below does not rotate such a photo a second time.
+pillow_heif.register_heif_opener()
+
+ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "AVIF"}
+ACCEPTED_NAMES = "JPEG, PNG, WebP, HEIC or AVIF"  # what the messages tell the patient
 STORED_MAX_SIDE = 4096
 THUMBNAIL_SIZE = (320, 320)
 
@@ -53,7 +60,7 @@ def decode_image(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
-                _refuse("Unsupported image type: please upload a JPEG, PNG or WebP photo.", "unsupported")
+                _refuse(f"Unsupported image type: please upload a {ACCEPTED_NAMES} photo.", "unsupported")
             if image.width * image.height > settings.MAX_UPLOAD_PIXELS:
                 _refuse(
                     f"The image is too large ({image.width}×{image.height} pixels); "
@@ -66,7 +73,7 @@ def decode_image(data: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         _refuse("The image is too large to process.", "too_many_pixels")
     except UnidentifiedImageError:
-        _refuse("This file is not an image we can read: please upload a JPEG, PNG or WebP photo.", "not_an_image")
+        _refuse(f"This file is not an image we can read: please upload a {ACCEPTED_NAMES} photo.", "not_an_image")
     except (OSError, SyntaxError, ValueError):
         _refuse("The image file is damaged or incomplete: please upload it again.", "corrupt")
     return image

@@ -38,14 +38,24 @@
       return;
     }
     if (file.type && file.type.indexOf("image/") !== 0) {
-      showClientError("This file is not a photo. Please choose a JPEG, PNG or WebP image.");
+      showClientError("This file is not a photo. Please choose a JPEG, PNG, WebP, HEIC or AVIF image.");
     } else if (file.size > MAX_BYTES) {
       showClientError("This photo is larger than 20 MB. Please choose a smaller one.");
     } else {
       showClientError("");
     }
     previewUrl = URL.createObjectURL(file);
-    $("[data-preview-img]").src = previewUrl;
+    var img = $("[data-preview-img]");
+    var missing = $("[data-preview-missing]");
+    // Only some browsers decode HEIC (Safari does, Chrome does not): say so instead of
+    // showing a broken image; the server converts it either way.
+    img.hidden = false;
+    missing.hidden = true;
+    img.onerror = function () {
+      img.hidden = true;
+      missing.hidden = false;
+    };
+    img.src = previewUrl;
     var size = file.size >= 1048576 ? (file.size / 1048576).toFixed(1) + " MB" : Math.max(1, Math.round(file.size / 1024)) + " KB";
     $("[data-preview-name]").textContent = file.name + " · " + size;
     preview.hidden = false;

@@ -8,7 +8,9 @@ import json
 import re
 import zipfile
 
+import pillow_heif
 import pytest
+from PIL import Image
 from playwright.sync_api import expect
 
 from diagnoses.models import Diagnosis
@@ -46,6 +48,14 @@ def upload(page, path, *, new_mole=None, mole=None):
         page.get_by_label("Body site").select_option("back")
     if mole:
         page.get_by_label("Which mole is this?").select_option(label=mole)
+
+
+def heic_of(path) -> bytes:
+    """The photo at path re-encoded as HEIC, the format iPhones save."""
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.open(path).save(out, format="HEIF", quality=90)
+    return out.getvalue()
 
 
 def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image):
@@ -203,3 +213,19 @@ def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page,
     page.get_by_role("button", name="Upload and analyse").click()
     expect(page.locator("#result")).to_have_attribute("data-status", "queued")
     assert Diagnosis.objects.count() == 2
+
+    # An iPhone photo (HEIC), which Chromium cannot decode: the page says there is no preview
+    # instead of a broken image, and the upload works all the same.
+    go(page, "New check")
+    page.locator("input[name=image]").set_input_files(
+        {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic_of(ham_image())}
+    )
+    expect(page.locator("[data-preview-missing]")).to_be_visible()
+    expect(page.locator("[data-preview-img]")).to_be_hidden()
+    expect(page.locator("[data-preview-name]")).to_contain_text("IMG_0001.HEIC")
+    shot(page, "22-upload-heic")
+    page.get_by_role("button", name="Upload and analyse").click()
+    expect(page.locator("#result")).to_have_attribute("data-status", "queued")
+    worker.run()
+    expect(page.locator("#result [data-risk]")).to_be_visible(timeout=30_000)
+    assert Diagnosis.objects.count() == 3

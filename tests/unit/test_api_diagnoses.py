@@ -51,6 +51,18 @@ def test_it_accepts_an_upload_with_202_and_a_location(owner_api, owner, jpeg_byt
     assert len(queued) == 1  # the classification is queued once the row is committed
 
 
+def test_it_accepts_an_iphone_heic_upload_and_stores_a_jpeg(owner_api):
+    heic = make_image_bytes(fmt="HEIF", quality=90)
+    upload = SimpleUploadedFile("IMG_0001.HEIC", heic, content_type="image/heic")
+
+    response = owner_api.post(LIST, {"image": upload}, format="multipart")
+
+    assert response.status_code == 202
+    stored = owner_api.get(detail(Diagnosis.objects.get(), "image/"))
+    assert stored.status_code == 200 and stored["Content-Type"] == "image/jpeg"
+    assert b"".join(stored.streaming_content if stored.streaming else [stored.content])[:3] == b"\xff\xd8\xff"
+
+
 def test_it_files_an_upload_under_the_owners_mole(owner_api, owner, jpeg_bytes):
     mole = services.mole_create(owner=owner, name="Left shoulder")
     response = owner_api.post(LIST, {"image": photo(jpeg_bytes), "mole": str(mole.pk)}, format="multipart")

@@ -101,6 +101,43 @@ def test_it_accepts_webp_and_png_with_transparency():
     assert Image.open(io.BytesIO(clean.image_jpeg)).getpixel((5, 5)) == pytest.approx((255, 255, 255), abs=3)
 
 
+def half_dark_photo(fmt, **save_kwargs) -> bytes:
+    """200x100, the left half dark: where the dark half ends up shows how it was rotated."""
+    image = Image.new("RGB", (200, 100), (230, 190, 170))
+    image.paste((60, 30, 20), (0, 0, 100, 100))
+    out = io.BytesIO()
+    image.save(out, format=fmt, **save_kwargs)
+    return out.getvalue()
+
+
+def is_dark(pixel):
+    return sum(pixel) < 300
+
+
+def test_it_stores_an_iphone_heic_photo_upright_once_as_a_jpeg():
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6  # as an iPhone held upright writes it: rotate 90° clockwise on display
+    exif[0x010F] = "Apple"
+    heic = half_dark_photo("HEIF", quality=90, exif=exif.tobytes())
+    assert heic[4:12] == b"ftypheic"
+
+    clean = sanitize_upload(upload(heic, "IMG_0001.HEIC", "image/heic"))
+
+    stored = Image.open(io.BytesIO(clean.image_jpeg))
+    assert stored.format == "JPEG" and len(stored.getexif()) == 0 and b"Apple" not in clean.image_jpeg
+    # Rotated once, clockwise: the dark left half is now on top (twice would put it right).
+    assert (clean.width, clean.height) == (100, 200)
+    assert is_dark(stored.getpixel((50, 40))) and not is_dark(stored.getpixel((50, 160)))
+
+
+def test_it_accepts_an_avif_photo():
+    clean = sanitize_upload(upload(half_dark_photo("AVIF", quality=90), "m.avif", "image/avif"))
+
+    stored = Image.open(io.BytesIO(clean.image_jpeg))
+    assert (clean.width, clean.height) == (200, 100)
+    assert is_dark(stored.getpixel((40, 50))) and not is_dark(stored.getpixel((160, 50)))
+
+
 @pytest.mark.django_db
 def test_it_stores_nothing_when_the_upload_is_refused(owner, private_media):
     with pytest.raises(ValidationError):
