@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 DATA ?= ../shared/data/ham10000
 # Local commands run in development mode unless told otherwise (production: see README).
-LOCAL_ENV := DEBUG=$${DEBUG:-true} PATH="$(CURDIR)/$(BIN):$$PATH"
+LOCAL_ENV := DEBUG=$${DEBUG:-true} SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .PHONY: install run migrate superuser reviewer test test-integration test-e2e train evaluate bench clean
 

@@ -3,4 +3,7 @@ from django.contrib.auth.admin import UserAdmin
 
 from .models import User
 
-admin.site.register(User, UserAdmin)
+
+@admin.register(User)
+class MolesiteUserAdmin(UserAdmin):
+    fieldsets = UserAdmin.fieldsets + (("E-mails", {"fields": ("review_emails",)}),)

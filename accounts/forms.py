@@ -13,7 +13,11 @@ class NoColonMixin:
 
 
 class SignUpForm(NoColonMixin, UserCreationForm):
-    email = forms.EmailField(required=True, help_text="Used only to reset your password.")
+    email = forms.EmailField(
+        required=True,
+        help_text="Used to reset your password and to tell you when a clinician has reviewed one of "
+        "your checks (you can turn that off on your account page).",
+    )
 
     class Meta(UserCreationForm.Meta):
         model = User
@@ -45,3 +49,10 @@ class DeleteAccountForm(NoColonMixin, forms.Form):
         if not self.user.check_password(password):
             raise forms.ValidationError("This is not your current password.")
         return password
+
+
+class NotificationsForm(NoColonMixin, forms.ModelForm):
+    class Meta:
+        model = User
+        fields = ("review_emails",)
+        widgets = {"review_emails": forms.CheckboxInput(attrs={"class": "form-check-input"})}

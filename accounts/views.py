@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from diagnoses import services
 
-from .forms import ChangePasswordForm, DeleteAccountForm, LoginForm, SignUpForm
+from .forms import ChangePasswordForm, DeleteAccountForm, LoginForm, NotificationsForm, SignUpForm
 
 # A data export is built in memory up to this size and in a temporary file beyond it.
 EXPORT_SPOOL_BYTES = 16 * 1024 * 1024
@@ -58,15 +58,21 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def account(request):
     user = request.user
+    form = NotificationsForm(request.POST if request.method == "POST" else None, instance=user)
+    if form.is_valid():
+        form.save()
+        state = "on" if user.review_emails else "off"
+        messages.success(request, f"E-mails about clinician reviews are {state}.")
+        return redirect("account")
     counts = {
         "diagnoses": user.diagnoses.count(),
         "moles": user.moles.count(),
         "reviewed": user.diagnoses.filter(review__isnull=False).count(),
     }
-    return render(request, "accounts/account.html", {"counts": counts})
+    return render(request, "accounts/account.html", {"counts": counts, "form": form})
 
 
 @login_required

@@ -9,8 +9,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.mail import send_mail
 from django.db import DatabaseError, transaction
 from django.db.models import Q
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from ml import CLASSES
@@ -118,7 +121,8 @@ def write_user_export(*, user, out) -> None:
     diagnoses = list(user.diagnoses.select_related("mole", "review").order_by("created_at"))
     data = {
         "exported_at": timezone.now().isoformat(),
-        "account": {"username": user.username, "email": user.email, "date_joined": user.date_joined.isoformat()},
+        "account": {"username": user.username, "email": user.email, "date_joined": user.date_joined.isoformat(),
+                    "review_emails": user.review_emails},
         "moles": [
             {"id": str(m.pk), "name": m.name, "body_site": m.body_site, "created_at": m.created_at.isoformat()}
             for m in user.moles.order_by("created_at")
@@ -275,7 +279,7 @@ def review_save(
         raise ValueError("Only a finished diagnosis can be reviewed.")
     if verdict == Review.Verdict.AGREE and not label:
         label = diagnosis.predicted_class
-    review, _ = Review.objects.update_or_create(
+    review, created = Review.objects.update_or_create(
         diagnosis=diagnosis,
         defaults={
             "reviewer": reviewer,
@@ -288,7 +292,39 @@ def review_save(
         },
     )
     diagnosis.review = review
+    _queue_review_notice(review, updated=not created)
     return review
+
+
+def _queue_review_notice(review: Review, *, updated: bool) -> None:
+    from .tasks import send_review_notice
+
+    pk = review.pk
+    transaction.on_commit(lambda: send_review_notice.delay(pk, updated))
+
+
+def review_notify(*, review_id, updated: bool = False) -> bool:
+    """E-mail the patient that a clinician has reviewed (or updated the review of) one of their
+    checks, unless they have no address or turned these e-mails off. The e-mail holds a link and
+    no health data: what the clinician wrote is shown only after signing in. Returns whether an
+    e-mail went out."""
+    review = Review.objects.select_related("diagnosis__owner").filter(pk=review_id).first()
+    if review is None:  # deleted, with its diagnosis, before the worker got here
+        return False
+    patient = review.diagnosis.owner
+    if not (patient.is_active and patient.email and patient.review_emails):
+        return False
+    context = {
+        "username": patient.username,
+        "uploaded": review.diagnosis.created_at,
+        "updated": updated,
+        "url": settings.SITE_URL + reverse("diagnoses:detail", args=[review.diagnosis_id]),
+        "account_url": settings.SITE_URL + reverse("account"),
+    }
+    subject = render_to_string("diagnoses/email/review_notice_subject.txt", context)
+    body = render_to_string("diagnoses/email/review_notice.txt", context)
+    send_mail(" ".join(subject.split()), body, None, [patient.email])
+    return True
 
 
 def review_agree(*, diagnosis: Diagnosis, reviewer) -> Review | None:

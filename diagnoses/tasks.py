@@ -18,3 +18,10 @@ def classify_diagnosis(self, diagnosis_id: str) -> None:
             services.diagnosis_fail(diagnosis_id=diagnosis_id, message=services.MESSAGE_GAVE_UP)
             return
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=MAX_RETRIES)
+def send_review_notice(review_id: int, updated: bool = False) -> None:
+    """Retried with growing delays while the mail server is unreachable (smtplib's errors are
+    OSErrors)."""
+    services.review_notify(review_id=review_id, updated=updated)

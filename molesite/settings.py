@@ -6,6 +6,7 @@ SECRET_KEY is required.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -149,6 +150,11 @@ if env.str("EMAIL_URL", default=""):
     # e.g. smtp+tls://user:password@smtp.example.org:587 — sets the backend, host, port, user, TLS.
     vars().update(env.email_url("EMAIL_URL"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="molesite <noreply@localhost>")
+# The address patients open the site at, for links in e-mails the worker sends (it has no
+# request to take the host from).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").strip().rstrip("/")
+if urlsplit(SITE_URL).scheme not in {"http", "https"} or not urlsplit(SITE_URL).netloc:
+    raise ImproperlyConfigured(f"SITE_URL must be an address like https://molesite.example.org, not {SITE_URL!r}.")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

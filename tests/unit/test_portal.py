@@ -301,7 +301,7 @@ def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider, monkeypa
     assert int(response["Content-Length"]) == len(body)
     archive = zipfile.ZipFile(io.BytesIO(body))
     data = json.loads(archive.read("data.json"))
-    assert data["account"]["username"] == "patient"
+    assert data["account"]["username"] == "patient" and data["account"]["review_emails"] is True
     assert [m["name"] for m in data["moles"]] == ["Shoulder"]
     assert len(data["diagnoses"]) == 2
     exported = next(d for d in data["diagnoses"] if d["id"] == str(mine.pk))
@@ -335,6 +335,21 @@ def test_it_deletes_the_account_with_all_its_data_and_files(owner_client, owner,
     assert not any(os.path.exists(p) for p in paths)
     assert all(os.path.exists(f.path) for f in theirs.stored_files())
     assert owner_client.get(reverse("diagnoses:list")).status_code == 302  # signed out
+
+
+def test_it_turns_the_review_emails_off_and_on_from_the_account_page(owner_client, owner, outsider):
+    page = owner_client.get(reverse("account")).content.decode()
+    assert 'name="review_emails"' in page and "checked" in page.split('name="review_emails"')[1].split(">")[0]
+
+    response = owner_client.post(reverse("account"), {}, follow=True)  # an unticked box sends nothing
+    assert "E-mails about clinician reviews are off." in response.content.decode()
+    owner.refresh_from_db()
+    assert owner.review_emails is False
+
+    owner_client.post(reverse("account"), {"review_emails": "on"})
+    owner.refresh_from_db()
+    outsider.refresh_from_db()
+    assert owner.review_emails is True and outsider.review_emails is True
 
 
 def test_it_needs_a_sign_in_for_the_account_pages(client):

@@ -337,3 +337,96 @@ def test_it_prompts_for_what_is_missing(monkeypatch):
     assert user.email == "prompt@example.com" and user.is_staff
     assert user.check_password("a long clinic secret")
     assert "too short" in err.getvalue()
+
+
+# --- the patient's e-mail ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def site_url(settings):
+    settings.SITE_URL = "https://molesite.example.org"
+    return settings.SITE_URL
+
+
+def test_it_emails_the_patient_a_link_and_no_health_data_when_a_clinician_reviews(
+    reviewer_client, owner, make_diagnosis, eager_celery, django_capture_on_commit_callbacks, mailoutbox, site_url
+):
+    diagnosis = make_diagnosis(owner, risk="high")
+    with django_capture_on_commit_callbacks(execute=True):
+        reviewer_client.post(
+            change_url(diagnosis),
+            review_post(verdict="disagree", label="bkl", recommendation="monitor", note="A seborrhoeic keratosis."),
+        )
+
+    assert len(mailoutbox) == 1
+    mail = mailoutbox[0]
+    assert mail.to == ["patient@example.com"]
+    assert mail.subject == "A clinician has reviewed your mole check"
+    assert f"{site_url}/diagnoses/{diagnosis.pk}/" in mail.body
+    assert f"{site_url}/accounts/" in mail.body  # where to turn these e-mails off
+    body = mail.body.lower()
+    for private in ("seborrhoeic", "keratosis", "monitor", "bkl", "melanoma", "high", "%"):
+        assert private not in body
+
+
+def test_it_tells_the_patient_when_a_review_is_corrected(
+    reviewer_client, admin_user, owner, make_diagnosis, eager_celery, django_capture_on_commit_callbacks, mailoutbox
+):
+    diagnosis = make_diagnosis(owner, risk="medium")
+    with django_capture_on_commit_callbacks(execute=True):
+        review = services.review_agree(diagnosis=diagnosis, reviewer=admin_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        reviewer_client.post(change_url(diagnosis), review_post(recommendation="urgent", existing=review))
+
+    assert [m.subject for m in mailoutbox] == [
+        "A clinician has reviewed your mole check",
+        "The review of your mole check was updated",
+    ]
+    assert "has updated their review" in mailoutbox[1].body
+
+
+def test_it_emails_each_patient_once_per_case_marked_reviewed_in_bulk(
+    reviewer_client, owner, outsider, make_diagnosis, eager_celery, django_capture_on_commit_callbacks, mailoutbox
+):
+    cases = [make_diagnosis(owner, risk="low"), make_diagnosis(owner, risk="high"), make_diagnosis(outsider)]
+    with django_capture_on_commit_callbacks(execute=True):
+        run_action(reviewer_client, "mark_reviewed", cases + [make_diagnosis(owner, status="running")])
+
+    assert sorted(m.to[0] for m in mailoutbox) == ["outsider@example.com", "patient@example.com", "patient@example.com"]
+
+
+def test_it_sends_nothing_to_a_patient_who_turned_the_emails_off_or_has_no_address(
+    reviewer, owner, outsider, make_diagnosis, eager_celery, django_capture_on_commit_callbacks, mailoutbox
+):
+    owner.review_emails = False
+    owner.save()
+    outsider.email = ""
+    outsider.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        for patient in (owner, outsider):
+            services.review_agree(diagnosis=make_diagnosis(patient), reviewer=reviewer)
+
+    assert Review.objects.count() == 2
+    assert mailoutbox == []
+
+
+def test_it_retries_the_email_while_the_mail_server_is_down(
+    reviewer, owner, make_diagnosis, eager_celery, django_capture_on_commit_callbacks, mailoutbox, monkeypatch
+):
+    from django.core import mail
+
+    attempts = []
+    real_send = services.send_mail
+
+    def flaky_send(*args, **kwargs):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionRefusedError("mail server down")
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(services, "send_mail", flaky_send)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.review_agree(diagnosis=make_diagnosis(owner), reviewer=reviewer)
+
+    assert len(attempts) == 3
+    assert len(mail.outbox) == 1
