@@ -1,8 +1,10 @@
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from ml import CLASS_NAMES, CLASSES
 
@@ -27,6 +29,9 @@ BODY_SITES = [
 CLASS_CHOICES = [(code, CLASS_NAMES[code]) for code in CLASSES]
 
 # What a patient should do next, by risk band (shown with every result).
+# An analysis takes seconds; one still pending after this is late.
+LATE_AFTER = timedelta(minutes=1)
+
 RISK_ADVICE = {
     "low": "Low estimated risk. Keep an eye on it: look at it once a month and take a new photo "
     "if it changes in size, shape or colour, bleeds or itches.",
@@ -114,6 +119,15 @@ class Diagnosis(models.Model):
     @property
     def is_pending(self):
         return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def is_late(self):
+        """Pending for longer than LATE_AFTER (since upload, or since the worker took it): the
+        workers are busy or down, and the result page says so instead of "a few seconds"."""
+        if not self.is_pending:
+            return False
+        since = self.started_at if self.status == self.Status.RUNNING and self.started_at else self.created_at
+        return timezone.now() - since > LATE_AFTER
 
     @property
     def malignant_percent(self):

@@ -104,7 +104,7 @@ def diagnosis_status(request, pk):
     """Polled by the result page while the task runs; returns the rendered result when ready."""
     diagnosis = _own_diagnosis(request, pk)
     html = render_to_string("diagnoses/_result.html", {"diagnosis": diagnosis}, request=request)
-    return JsonResponse({"status": diagnosis.status, "html": html})
+    return JsonResponse({"status": diagnosis.status, "late": diagnosis.is_late, "html": html})
 
 
 @login_required

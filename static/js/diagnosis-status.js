@@ -21,9 +21,11 @@
         return response.json();
       })
       .then(function (data) {
-        if (data.status !== box.dataset.status) {
+        var late = String(Boolean(data.late));
+        if (data.status !== box.dataset.status || late !== box.dataset.late) {
           box.innerHTML = data.html;
           box.dataset.status = data.status;
+          box.dataset.late = late;
           announce(data.status);
         }
         if (pending(data.status)) schedule();

@@ -7,9 +7,11 @@ import io
 import json
 import re
 import zipfile
+from datetime import timedelta
 
 import pillow_heif
 import pytest
+from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import expect
 
@@ -81,6 +83,10 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     shot(page, "06-result-queued")
     first_url = page.url
     page.evaluate("window.__notReloaded = true")
+    # No worker has taken it for minutes: the page says the analysis is late, without a reload.
+    Diagnosis.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+    expect(page.locator("#result [data-testid=late]")).to_contain_text("taking longer than usual")
+    shot(page, "06b-result-late")
     worker.run()
     expect(page.locator("#result [data-risk]")).to_be_visible(timeout=30_000)
     assert page.evaluate("window.__notReloaded") is True and page.url == first_url

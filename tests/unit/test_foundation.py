@@ -4,6 +4,7 @@ Every view is tried from the owner's side and an outsider's."""
 
 import os
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
@@ -11,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole
@@ -214,6 +216,26 @@ def test_it_returns_the_rendered_result_on_the_status_endpoint(owner_client, own
     diagnosis = done_diagnosis(owner, jpeg_bytes)
     data = owner_client.get(reverse("diagnoses:status", args=[diagnosis.pk])).json()
     assert data["status"] == "done" and "Low risk" in data["html"]
+
+
+@pytest.mark.parametrize(
+    ("status", "waited", "late"),
+    [("queued", 20, False), ("queued", 300, True), ("running", 20, False), ("running", 300, True), ("done", 300, False)],
+)
+def test_it_tells_the_patient_when_the_analysis_is_late(owner_client, owner, make_diagnosis, status, waited, late):
+    diagnosis = make_diagnosis(owner, status=status)
+    moment = timezone.now() - timedelta(seconds=waited)
+    if status == "running":  # uploaded long ago; what counts is how long the worker has had it
+        Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=moment - timedelta(hours=1), started_at=moment)
+    else:
+        Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=moment)
+
+    data = owner_client.get(reverse("diagnoses:status", args=[diagnosis.pk])).json()
+    page = owner_client.get(diagnosis.get_absolute_url()).content.decode()
+
+    assert data["late"] is late
+    assert ("taking longer than usual" in data["html"]) is late
+    assert f'data-late="{str(late).lower()}"' in page
 
 
 @pytest.mark.parametrize("view", ["diagnoses:detail", "diagnoses:status", "diagnoses:delete"])
