@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 from django.http import HttpResponse
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -219,6 +220,15 @@ class DiagnosisAdmin(admin.ModelAdmin):
         return format_html('<span title="{}">{}</span>', moment.isoformat(), date_format(moment, "j M Y"))
 
     def changelist_view(self, request, extra_context=None):
+        # On GET only: an action's POST redirects here, and the warning would show twice.
+        if request.method == "GET" and (late := Diagnosis.objects.late().count()):
+            self.message_user(
+                request,
+                f"{late} photo{pluralize(late)} {pluralize(late, 'has,have')} waited more than a minute "
+                "for the classifier: the workers may be down or overloaded. If this lasts, tell whoever "
+                "runs molesite (the worker's log says why).",
+                messages.WARNING,
+            )
         return super().changelist_view(request, {"title": "Review queue", **(extra_context or {})})
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

@@ -72,7 +72,22 @@ class Mole(models.Model):
         return reverse("diagnoses:mole", args=[self.pk])
 
 
+class DiagnosisQuerySet(models.QuerySet):
+    def late(self):
+        """The pending diagnoses that Diagnosis.is_late calls late, in one query."""
+        cutoff = timezone.now() - LATE_AFTER
+        waiting_since_upload = models.Q(status=Diagnosis.Status.QUEUED) | models.Q(
+            status=Diagnosis.Status.RUNNING, started_at__isnull=True
+        )
+        return self.filter(
+            (waiting_since_upload & models.Q(created_at__lt=cutoff))
+            | models.Q(status=Diagnosis.Status.RUNNING, started_at__lt=cutoff)
+        )
+
+
 class Diagnosis(models.Model):
+    objects = DiagnosisQuerySet.as_manager()
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"

@@ -124,6 +124,17 @@ def test_it_shows_the_queue_columns_with_private_thumbnails(reviewer_client, own
         assert text in html, text
 
 
+def test_it_warns_the_queue_when_photos_wait_too_long_for_the_classifier(reviewer_client, owner, make_diagnosis):
+    make_diagnosis(owner, status="queued")  # just uploaded: not late
+    make_diagnosis(owner, risk="high", age_days=3)  # done long ago: not late
+    assert "waited more than a minute" not in reviewer_client.get(QUEUE_URL).content.decode()
+
+    make_diagnosis(owner, status="queued", age_days=1)
+    make_diagnosis(owner, status="queued", age_days=2)
+    html = reviewer_client.get(QUEUE_URL).content.decode()
+    assert "2 photos have waited more than a minute for the classifier" in html
+
+
 def test_it_lets_staff_but_not_outsiders_load_the_thumbnail(reviewer_client, outsider_client, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="high")
     url = reverse("diagnoses:file", args=[diagnosis.pk, "thumbnail"])

@@ -234,6 +234,7 @@ def test_it_tells_the_patient_when_the_analysis_is_late(owner_client, owner, mak
     page = owner_client.get(diagnosis.get_absolute_url()).content.decode()
 
     assert data["late"] is late
+    assert Diagnosis.objects.late().filter(pk=diagnosis.pk).exists() is late  # the admin's count
     assert ("taking longer than usual" in data["html"]) is late
     assert f'data-late="{str(late).lower()}"' in page
 
