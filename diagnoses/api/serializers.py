@@ -83,6 +83,10 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
         allow_null=True, read_only=True, help_text="Why the analysis failed (status `failed`)."
     )
     advice = serializers.CharField(source="risk_advice", read_only=True, help_text="What to do next, by risk band.")
+    late = serializers.BooleanField(
+        source="is_late", read_only=True,
+        help_text="Still `queued` or `running` after a minute: the workers are busy or down; the photo waits safely.",
+    )
     image = serializers.SerializerMethodField()
     heatmap = serializers.SerializerMethodField()
     review = ReviewSerializer(allow_null=True, read_only=True, help_text="A clinician's reading, once there is one.")
@@ -95,6 +99,7 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
             "model_version",
             "error",
             "advice",
+            "late",
             "image",
             "heatmap",
             "review",

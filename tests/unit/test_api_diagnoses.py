@@ -185,7 +185,7 @@ def test_it_shows_a_done_diagnosis_with_its_review(owner_api, owner, make_diagno
     assert body["probabilities"] == pytest.approx(diagnosis.probabilities)
     assert set(body["probabilities"]) == set(CLASSES)
     assert body["model_version"] == "test-model-1"
-    assert body["error"] is None
+    assert body["error"] is None and body["late"] is False
     assert body["finished_at"] and body["created_at"]
     assert "dermatologist" in body["advice"]
     assert body["image"] == f"http://testserver{detail(diagnosis, 'image/')}"
@@ -209,6 +209,10 @@ def test_it_shows_a_queued_diagnosis_without_a_result(owner_api, owner, make_dia
     assert body["heatmap"] is None
     assert body["review"] is None
     assert body["finished_at"] is None
+    assert body["late"] is False
+
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    assert owner_api.get(detail(diagnosis)).json()["late"] is True
 
 
 def test_it_shows_why_an_analysis_failed(owner_api, owner, make_diagnosis):
