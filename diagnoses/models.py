@@ -76,11 +76,11 @@ class DiagnosisQuerySet(models.QuerySet):
     def late(self):
         """The pending diagnoses that Diagnosis.is_late calls late, in one query."""
         cutoff = timezone.now() - LATE_AFTER
-        waiting_since_upload = models.Q(status=Diagnosis.Status.QUEUED) | models.Q(
+        waiting_since_queued = models.Q(status=Diagnosis.Status.QUEUED) | models.Q(
             status=Diagnosis.Status.RUNNING, started_at__isnull=True
         )
         return self.filter(
-            (waiting_since_upload & models.Q(created_at__lt=cutoff))
+            (waiting_since_queued & models.Q(queued_at__lt=cutoff))
             | models.Q(status=Diagnosis.Status.RUNNING, started_at__lt=cutoff)
         )
 
@@ -109,6 +109,7 @@ class Diagnosis(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error = models.CharField(max_length=300, blank=True, help_text="Shown to the patient when status is failed.")
     created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(default=timezone.now, help_text="When it last went into the queue: upload or re-run.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     model_version = models.CharField(max_length=100, blank=True)
@@ -137,11 +138,11 @@ class Diagnosis(models.Model):
 
     @property
     def is_late(self):
-        """Pending for longer than LATE_AFTER (since upload, or since the worker took it): the
-        workers are busy or down, and the result page says so instead of "a few seconds"."""
+        """Pending for longer than LATE_AFTER (since it was queued, or since the worker took it):
+        the workers are busy or down, and the result page says so instead of "a few seconds"."""
         if not self.is_pending:
             return False
-        since = self.started_at if self.status == self.Status.RUNNING and self.started_at else self.created_at
+        since = self.started_at if self.status == self.Status.RUNNING and self.started_at else self.queued_at
         return timezone.now() - since > LATE_AFTER
 
     @property

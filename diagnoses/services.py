@@ -97,6 +97,7 @@ def diagnosis_requeue(*, diagnosis: Diagnosis) -> Diagnosis:
             old_heatmap = [diagnosis.heatmap]
             transaction.on_commit(lambda: _delete_files(old_heatmap))
         diagnosis.status = Diagnosis.Status.QUEUED
+        diagnosis.queued_at = timezone.now()
         diagnosis.heatmap = ""
         diagnosis.error = ""
         diagnosis.started_at = diagnosis.finished_at = None

@@ -143,7 +143,7 @@ def make_diagnosis(db):
         diagnosis.save()
         if age_days:
             created_at = timezone.now() - timedelta(days=age_days)
-            Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=created_at)
+            Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=created_at, queued_at=created_at)
             diagnosis.created_at = created_at
         return diagnosis
 

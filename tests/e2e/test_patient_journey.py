@@ -84,7 +84,7 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     first_url = page.url
     page.evaluate("window.__notReloaded = true")
     # No worker has taken it for minutes: the page says the analysis is late, without a reload.
-    Diagnosis.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+    Diagnosis.objects.update(queued_at=timezone.now() - timedelta(minutes=5))
     expect(page.locator("#result [data-testid=late]")).to_contain_text("taking longer than usual")
     shot(page, "06b-result-late")
     worker.run()

@@ -211,7 +211,7 @@ def test_it_shows_a_queued_diagnosis_without_a_result(owner_api, owner, make_dia
     assert body["finished_at"] is None
     assert body["late"] is False
 
-    Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
     assert owner_api.get(detail(diagnosis)).json()["late"] is True
 
 

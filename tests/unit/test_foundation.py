@@ -225,10 +225,10 @@ def test_it_returns_the_rendered_result_on_the_status_endpoint(owner_client, own
 def test_it_tells_the_patient_when_the_analysis_is_late(owner_client, owner, make_diagnosis, status, waited, late):
     diagnosis = make_diagnosis(owner, status=status)
     moment = timezone.now() - timedelta(seconds=waited)
-    if status == "running":  # uploaded long ago; what counts is how long the worker has had it
-        Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=moment - timedelta(hours=1), started_at=moment)
+    if status == "running":  # queued long ago; what counts is how long the worker has had it
+        Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=moment - timedelta(hours=1), started_at=moment)
     else:
-        Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=moment)
+        Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=moment)
 
     data = owner_client.get(reverse("diagnoses:status", args=[diagnosis.pk])).json()
     page = owner_client.get(diagnosis.get_absolute_url()).content.decode()
@@ -237,6 +237,15 @@ def test_it_tells_the_patient_when_the_analysis_is_late(owner_client, owner, mak
     assert Diagnosis.objects.late().filter(pk=diagnosis.pk).exists() is late  # the admin's count
     assert ("taking longer than usual" in data["html"]) is late
     assert f'data-late="{str(late).lower()}"' in page
+
+
+def test_it_does_not_call_a_just_rerun_analysis_of_an_old_photo_late(owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, age_days=30)
+
+    services.diagnosis_requeue(diagnosis=diagnosis)
+
+    assert diagnosis.status == "queued" and not diagnosis.is_late
+    assert not Diagnosis.objects.late().exists()
 
 
 @pytest.mark.parametrize("view", ["diagnoses:detail", "diagnoses:status", "diagnoses:delete"])
