@@ -301,7 +301,8 @@ def _queue_review_notice(review: Review, *, updated: bool) -> None:
     from .tasks import send_review_notice
 
     pk = review.pk
-    transaction.on_commit(lambda: send_review_notice.delay(pk, updated))
+    # robust: a broker hiccup costs the patient an e-mail (logged), not the clinician's save
+    transaction.on_commit(lambda: send_review_notice.delay(pk, updated), robust=True)
 
 
 def review_notify(*, review_id, updated: bool = False) -> bool:

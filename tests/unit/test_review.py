@@ -430,3 +430,21 @@ def test_it_retries_the_email_while_the_mail_server_is_down(
 
     assert len(attempts) == 3
     assert len(mail.outbox) == 1
+
+
+def test_it_keeps_the_review_when_the_notice_cannot_be_queued(
+    reviewer_client, owner, make_diagnosis, django_capture_on_commit_callbacks, monkeypatch, caplog
+):
+    from diagnoses.tasks import send_review_notice
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(send_review_notice, "delay", broker_down)
+    diagnosis = make_diagnosis(owner, risk="high")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = reviewer_client.post(change_url(diagnosis), review_post())
+
+    assert response.status_code == 302
+    assert Review.objects.filter(diagnosis=diagnosis).exists()
+    assert "broker down" in caplog.text
