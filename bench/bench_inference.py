@@ -9,7 +9,10 @@ Prints, as medians of N runs after a warm-up:
 - peak RSS of this process, which loaded the model once and ran all of the above;
 - a baseline measured in the same run: the network alone, one view, on arrays already
   preprocessed (one image, and 64), and each figure as a ratio to it. The ratios hold steadier
-  than the figures on a shared, noisy machine: compare those between runs.
+  than the figures on a shared, noisy machine: compare those between runs;
+- the network as stored (BatchNormalization not folded into the convolutions, see
+  ml.model.fold_batchnorm), one view, 64 images, as a ratio to the baseline (measured after the
+  peak RSS, so as not to count its memory).
 Timings are wall-clock on whatever else the machine is doing.
 """
 
@@ -71,6 +74,8 @@ def main(argv=None):
     base_single_s, _ = timed(lambda: network(arrays[:1]).numpy(), args.runs * 3, warmup=3)
     base_batch_s, _ = timed(lambda: network(arrays).numpy(), args.runs, warmup=2)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    stored = make_logits_fn(_stored_network(args.model), arrays.shape[1:3], 1)
+    stored_batch_s, _ = timed(lambda: stored(arrays).numpy(), args.runs, warmup=2)
 
     result = {
         "model_version": clf.version,
@@ -90,6 +95,8 @@ def main(argv=None):
         "baseline: network alone, 1 view, batch64_images_per_s": round(64 / base_batch_s, 1),
         "single_image / baseline (x)": round(single_s / base_single_s, 2),
         "batch64 / baseline throughput (x)": round(base_batch_s / batch_s, 3),
+        "stored network, BatchNorm unfolded, 1 view, batch64_images_per_s": round(64 / stored_batch_s, 1),
+        "baseline / stored network throughput (x, the folding's gain)": round(stored_batch_s / base_batch_s, 3),
         "runs": args.runs,
     }
     if args.json:
@@ -98,6 +105,16 @@ def main(argv=None):
         width = max(map(len, result))
         for key, value in result.items():
             print(f"{key:<{width}}  {value}")
+
+
+def _stored_network(model):
+    """The Keras model as stored in the artifact, before load_classifier folds it."""
+    import keras
+
+    from ml import MODEL_FILENAME
+    from ml.artifact import resolve_model_dir
+
+    return keras.saving.load_model(resolve_model_dir(model) / MODEL_FILENAME, compile=False)
 
 
 def _cold_load(model):

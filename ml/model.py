@@ -1,8 +1,11 @@
 """The network: Conv2D / BatchNormalization / MaxPool2D / Dropout blocks, global pooling head.
 
 The model takes uint8-valued RGB images (batch, height, width, 3) and returns logits; the
-softmax with the calibrated temperature is applied by ``ml.inference``.
+softmax with the calibrated temperature is applied by ``ml.inference``, which runs the network
+with its BatchNormalization folded into the convolutions (``fold_batchnorm``).
 """
+
+import numpy as np
 
 CAM_LAYER = "cam_features"  # the last convolutional feature map, used by Grad-CAM
 
@@ -68,3 +71,41 @@ def build_model(*, input_size, widths, convs, dropout, stem_stride=1, cam_block=
     logits = layers.Dense(n_classes, kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
                           dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name="molesite_cnn")
+
+
+def fold_batchnorm(model):
+    """The same network for inference, each BatchNormalization folded into the convolution
+    before it (kernel * gamma / sqrt(var + eps), bias = beta - mean * that scale): one op fewer
+    per convolution, the same logits to float rounding. Returns None when the model is not the
+    plain chain of layers this module builds (nothing to fold, or a graph it cannot rebuild)."""
+    import keras
+    from keras import layers
+
+    chain = model.layers[1:]  # after the InputLayer, in call order
+    if not any(isinstance(layer, layers.BatchNormalization) for layer in chain):
+        return None
+    x = inputs = keras.Input(shape=model.input_shape[1:], name=model.layers[0].name)
+    copies = []  # (new layer, weights to give it)
+    i = 0
+    while i < len(chain):
+        layer = chain[i]
+        following = chain[i + 1] if i + 1 < len(chain) else None
+        if isinstance(layer, layers.Conv2D) and isinstance(following, layers.BatchNormalization):
+            if not following.scale or not following.center:
+                return None
+            kernel = layer.get_weights()[0]
+            bias = layer.get_weights()[1] if layer.use_bias else 0.0
+            gamma, beta, mean, variance = following.get_weights()
+            scale = gamma / np.sqrt(variance + following.epsilon)
+            copy = layers.Conv2D.from_config({**layer.get_config(), "use_bias": True})
+            copies.append((copy, [kernel * scale, beta + (bias - mean) * scale]))
+            i += 2
+        else:
+            copy = layer.__class__.from_config(layer.get_config())
+            copies.append((copy, layer.get_weights()))
+            i += 1
+        x = copy(x)
+    folded = keras.Model(inputs, x, name=model.name)
+    for copy, weights in copies:
+        copy.set_weights(weights)
+    return folded

@@ -81,6 +81,45 @@ def test_it_ships_a_float32_model_whatever_precision_trained_it(classifier):
     assert {layer.dtype_policy.name for layer in classifier.model.layers} == {"float32"}
 
 
+def test_it_folds_batchnorm_into_the_convolutions_with_the_same_logits(tiny_model_dir, classifier):
+    import keras
+
+    from ml.model import CAM_LAYER, fold_batchnorm
+
+    stored = keras.saving.load_model(tiny_model_dir / MODEL_FILENAME, compile=False)
+    batchnorms = [layer for layer in stored.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batchnorms and any(np.abs(layer.get_weights()[2]).max() > 0.01 for layer in batchnorms)  # trained stats
+
+    folded = fold_batchnorm(stored)
+
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    assert folded.count_params() < stored.count_params()
+    x = np.random.default_rng(3).integers(0, 256, (16, *stored.input_shape[1:]), dtype=np.uint8)
+    assert np.allclose(folded(x, training=False), stored(x, training=False), atol=1e-4)
+    assert folded.get_layer(CAM_LAYER)  # Grad-CAM finds its layer
+    # The loaded classifier runs the folded network, and nothing folds twice.
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in classifier.model.layers)
+    assert fold_batchnorm(folded) is None
+
+
+def test_it_keeps_the_stored_network_when_folding_would_change_the_logits(tiny_model_dir, monkeypatch):
+    import keras
+
+    import ml.model
+    from ml.inference import _inference_network
+
+    stored = keras.saving.load_model(tiny_model_dir / MODEL_FILENAME, compile=False)
+    real_fold = ml.model.fold_batchnorm
+
+    def wrong_fold(model):
+        folded = real_fold(model)
+        folded.get_layer("logits").set_weights([w + 1.0 for w in folded.get_layer("logits").get_weights()])
+        return folded
+
+    monkeypatch.setattr(ml.model, "fold_batchnorm", wrong_fold)
+    assert _inference_network(stored) is stored
+
+
 def test_it_saves_no_optimizer_state_in_the_model_file(tmp_path):
     import zipfile
 
