@@ -5,14 +5,16 @@ Prints, as medians of N runs after a warm-up:
   first trace), each measured in N fresh processes (what a new worker pays once);
 - single-image latency (600x450 JPEG bytes in, Prediction out: decode, resize, the card's TTA views);
 - batch throughput (64 preprocessed images per call, and 64 JPEGs via predict_batch);
-- Grad-CAM explain latency (Prediction + overlay PNG out);
+- Grad-CAM explain latency (Prediction + overlay PNG out), for the 600x450 JPEG and for a
+  12-megapixel phone JPEG (4032x3024, what the site's worker gets from a phone);
 - peak RSS of this process, which loaded the model once and ran all of the above;
 - a baseline measured in the same run: the network alone, one view, on arrays already
   preprocessed (one image, and 64), and each figure as a ratio to it. The ratios hold steadier
   than the figures on a shared, noisy machine: compare those between runs;
 - the network as stored (BatchNormalization not folded into the convolutions, see
-  ml.model.fold_batchnorm), one view, 64 images, as a ratio to the baseline (measured after the
-  peak RSS, so as not to count its memory).
+  ml.model.fold_batchnorm), one view, 64 images, as a ratio to the baseline.
+The 12-megapixel explain and the stored network are measured after the peak RSS, so as not to
+count the memory of a second network or of drawing the large synthetic photo.
 Timings are wall-clock on whatever else the machine is doing.
 """
 
@@ -74,6 +76,11 @@ def main(argv=None):
     base_single_s, _ = timed(lambda: network(arrays[:1]).numpy(), args.runs * 3, warmup=3)
     base_batch_s, _ = timed(lambda: network(arrays).numpy(), args.runs, warmup=2)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # After the peak RSS: drawing a 12-megapixel synthetic photo takes memory a worker never does.
+    buf = io.BytesIO()
+    draw_lesion("mel", size=(4032, 3024), seed=99).save(buf, format="JPEG", quality=90)
+    phone_jpeg = buf.getvalue()
+    explain_phone_s, _ = timed(lambda: clf.explain(phone_jpeg), args.runs, warmup=1)
     stored = make_logits_fn(_stored_network(args.model), arrays.shape[1:3], 1)
     stored_batch_s, _ = timed(lambda: stored(arrays).numpy(), args.runs, warmup=2)
 
@@ -90,6 +97,7 @@ def main(argv=None):
         "batch64_images_per_s": round(64 / batch_s, 1),
         "batch64_from_jpeg_bytes_images_per_s": round(64 / batch_bytes_s, 1),
         "explain_ms": round(explain_s * 1000, 1),
+        "explain_12mp_phone_jpeg_ms": round(explain_phone_s * 1000, 1),
         "peak_rss_mb": round(peak_rss_mb, 1),
         "baseline: network alone, 1 view, 1 image ms": round(base_single_s * 1000, 2),
         "baseline: network alone, 1 view, batch64_images_per_s": round(64 / base_batch_s, 1),

@@ -12,12 +12,12 @@ from . import CLASSES, DEFAULT_MODEL_DIR, MODEL_FILENAME
 from . import metrics as M
 from .artifact import read_card, resolve_model_dir
 from .errors import ModelArtifactError
-from .preprocessing import preprocess, to_rgb
+from .preprocessing import DECODE_MIN_SIDE, decode_side, preprocess, to_rgb
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 64
-OVERLAY_MAX_WIDTH = 400
+OVERLAY_MAX_WIDTH = DECODE_MIN_SIDE  # a large JPEG is decoded at least this wide: no upscaling
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,13 @@ class Classifier:
     # -- explanation ----------------------------------------------------------------------------
     def gradcam(self, image) -> tuple[Prediction, np.ndarray]:
         """Prediction and a Grad-CAM map in [0, 1] of the predicted class, shaped like the
-        (orientation-normalised) input image: (height, width)."""
-        return self._gradcam(to_rgb(image))
+        decoded, orientation-normalised input image: (height, width). A large JPEG decodes at
+        a reduced scale, as for predict (see ml.preprocessing.DECODE_MIN_SIDE)."""
+        return self._gradcam(self._decode(image))
+
+    def _decode(self, image):
+        """The RGB image that preprocess would decode from image (same scale, same pixels)."""
+        return to_rgb(image, decode_side(self.input_size))
 
     def _gradcam(self, rgb) -> tuple[Prediction, np.ndarray]:
         import tensorflow as tf
@@ -129,7 +134,7 @@ class Classifier:
 
     def explain(self, image) -> tuple[Prediction, bytes]:
         """Prediction (same numbers as predict) and a PNG of the Grad-CAM heatmap over the photo."""
-        rgb = to_rgb(image)  # once: it copies the full-size photo
+        rgb = self._decode(image)  # once, for the model input and the overlay
         prediction, heat = self._gradcam(rgb)
         return prediction, overlay_png(rgb, heat)
 

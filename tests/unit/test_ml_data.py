@@ -12,8 +12,8 @@ from PIL import Image
 from ml import CLASSES
 from ml import data as data_mod
 from ml.errors import DatasetError, ImageError
-from ml.preprocessing import preprocess
-from ml.synthetic import make_dataset
+from ml.preprocessing import decode_side, preprocess, to_rgb
+from ml.synthetic import draw_lesion, make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,29 @@ def test_it_applies_exif_orientation_and_converts_to_rgb():
     rgba = Image.new("RGBA", (10, 10), (0, 255, 0, 255))
     assert preprocess(rgba, (10, 10))[0, 0].tolist() == [0, 255, 0]
     assert preprocess(Image.new("L", (10, 10), 128), (10, 10))[0, 0].tolist() == [128, 128, 128]
+
+
+def _jpeg_bytes(image, **save_kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=92, **save_kwargs)
+    return buf.getvalue()
+
+
+def test_it_decodes_a_large_jpeg_at_a_reduced_scale_with_the_same_model_input():
+    photo = draw_lesion("mel", size=(4000, 3000), seed=2)
+    data = _jpeg_bytes(photo)
+
+    assert to_rgb(data, decode_side((160, 120))).size == (1000, 750)  # 1/4: 1/8 would be under 400
+    assert to_rgb(data).size == (4000, 3000)
+    reduced = preprocess(data, (160, 120)).astype(int)
+    full = np.asarray(to_rgb(data).resize((160, 120), Image.BILINEAR, reducing_gap=None)).astype(int)
+    assert np.abs(reduced - full).mean() < 2.0  # grey levels of 255
+    # Rotated by EXIF, it still decodes with both sides long enough.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert to_rgb(_jpeg_bytes(photo, exif=exif), decode_side((160, 120))).size == (750, 1000)
+    # HAM10000's photos (600x450, 200x150) decode at full size: training sees them unchanged.
+    assert to_rgb(_jpeg_bytes(photo.resize((600, 450))), decode_side((160, 120))).size == (600, 450)
 
 
 def test_it_raises_image_error_for_bytes_that_are_no_image():

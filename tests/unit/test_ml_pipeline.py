@@ -244,6 +244,11 @@ def test_it_explains_with_the_same_numbers_and_a_png_of_the_input_aspect(classif
     assert overlay.format == "PNG" and overlay.size == (400, 300)
     small = draw_lesion("nv", size=(200, 150), seed=6)
     assert Image.open(io.BytesIO(classifier.explain(_jpeg(small))[1])).size == (200, 150)
+    # A 12-megapixel phone JPEG: decoded once at a reduced scale, the same numbers as predict.
+    phone = _jpeg(draw_lesion("mel", size=(4032, 3024), seed=7))
+    pred, png = classifier.explain(phone)
+    assert pred == classifier.predict(phone) and Image.open(io.BytesIO(png)).size == (400, 300)
+    assert classifier.gradcam(phone)[1].shape == (756, 1008)
 
 
 @pytest.mark.parametrize("center", [(55, 45), (150, 105)])
