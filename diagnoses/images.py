@@ -9,9 +9,9 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import pillow_heif
 from django.conf import settings
 from django.core.exceptions import ValidationError
-import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # iPhones save photos as HEIC; pillow-heif teaches Pillow to read it (AVIF Pillow reads itself).

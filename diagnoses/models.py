@@ -28,10 +28,10 @@ BODY_SITES = [
 ]
 CLASS_CHOICES = [(code, CLASS_NAMES[code]) for code in CLASSES]
 
-# What a patient should do next, by risk band (shown with every result).
 # An analysis takes seconds; one still pending after this is late.
 LATE_AFTER = timedelta(minutes=1)
 
+# What a patient should do next, by risk band (shown with every result).
 RISK_ADVICE = {
     "low": "Low estimated risk. Keep an eye on it: look at it once a month and take a new photo "
     "if it changes in size, shape or colour, bleeds or itches.",

@@ -76,8 +76,10 @@ def build_model(*, input_size, widths, convs, dropout, stem_stride=1, cam_block=
 def fold_batchnorm(model):
     """The same network for inference, each BatchNormalization folded into the convolution
     before it (kernel * gamma / sqrt(var + eps), bias = beta - mean * that scale): one op fewer
-    per convolution, the same logits to float rounding. Returns None when the model is not the
-    plain chain of layers this module builds (nothing to fold, or a graph it cannot rebuild)."""
+    per convolution, the same logits to float rounding. It rebuilds the model as the plain chain
+    of layers build_model makes, in model.layers order; a graph of another shape would come out
+    wrong, which is why ml.inference checks the logits before using it. Returns None when there
+    is nothing to fold, or a BatchNormalization lacks its learned scale or shift."""
     import keras
     from keras import layers
 

@@ -153,7 +153,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="molesite <noreply@lo
 # The address patients open the site at, for links in e-mails the worker sends (it has no
 # request to take the host from).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").strip().rstrip("/")
-if urlsplit(SITE_URL).scheme not in {"http", "https"} or not urlsplit(SITE_URL).netloc:
+_site = urlsplit(SITE_URL)
+if _site.scheme not in {"http", "https"} or not _site.netloc:
     raise ImproperlyConfigured(f"SITE_URL must be an address like https://molesite.example.org, not {SITE_URL!r}.")
 
 LANGUAGE_CODE = "en-us"
