@@ -1,6 +1,7 @@
 from django import forms
+from django.conf import settings
 
-from .images import ACCEPTED_NAMES
+from .images import ACCEPTED_NAMES, upload_limits
 from .models import BODY_SITES, MOLE_NAME_TAKEN, Diagnosis, Mole
 
 # The file pickers' filter. The explicit HEIC/HEIF/AVIF entries and extensions make the file
@@ -11,7 +12,6 @@ IMAGE_ACCEPT = "image/jpeg,image/png,image/webp,image/heic,image/heif,image/avif
 class UploadForm(forms.Form):
     image = forms.FileField(
         label="Photo of the mole",
-        help_text=f"{ACCEPTED_NAMES}, up to 20 MB. Close up, in focus, in good light.",
         widget=forms.ClearableFileInput(attrs={"accept": IMAGE_ACCEPT, "capture": "environment"}),
     )
     mole = forms.ModelChoiceField(
@@ -30,6 +30,10 @@ class UploadForm(forms.Form):
         super().__init__(*args, label_suffix="", **kwargs)
         self.owner = owner
         self.fields["mole"].queryset = Mole.objects.filter(owner=owner)
+        image = self.fields["image"]
+        image.help_text = f"{upload_limits()}. Close up, in focus, in good light."
+        # upload.js checks a chosen file against the same limits before sending it
+        image.widget.attrs.update({"data-max-bytes": settings.MAX_UPLOAD_BYTES, "data-accepted": ACCEPTED_NAMES})
 
     def clean(self):
         cleaned = super().clean()

@@ -9,20 +9,22 @@ import io
 import warnings
 from dataclasses import dataclass
 
-import pillow_heif
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# iPhones save photos as HEIC; pillow-heif teaches Pillow to read it (AVIF Pillow reads itself).
-# It applies the HEIF rotation box when decoding and reports the EXIF orientation as 1, so
-# exif_transpose below does not rotate such a photo a second time.
-pillow_heif.register_heif_opener()
+import ml.preprocessing  # noqa: F401  (registers the HEIC reader with Pillow, see there)
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "AVIF"}
 ACCEPTED_NAMES = "JPEG, PNG, WebP, HEIC or AVIF"  # what the messages tell the patient
 STORED_MAX_SIDE = 4096
 THUMBNAIL_SIZE = (320, 320)
+
+
+def upload_limits() -> str:
+    """What the upload form, its script and the API schema tell the patient they may send."""
+    return (f"{ACCEPTED_NAMES}, up to {settings.MAX_UPLOAD_BYTES // 1_048_576} MB and "
+            f"{settings.MAX_UPLOAD_PIXELS // 1_000_000} megapixels")
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,16 @@ model's first layer (``Rescaling``), so it is the same code in training and infe
 import io
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+
+# iPhones save photos as HEIC; pillow-heif teaches Pillow to read it (AVIF Pillow reads itself),
+# for the site's uploads and `python -m ml predict` alike. It applies the HEIF rotation box when
+# decoding and reports the EXIF orientation as 1, so an exif_transpose does not rotate such a
+# photo a second time.
+pillow_heif.register_heif_opener()
 
 # Pillow refuses images above this many pixels (decompression bombs); moles are small photos.
 Image.MAX_IMAGE_PIXELS = 64_000_000

@@ -5,7 +5,7 @@ from rest_framework.reverse import reverse
 
 from ml import CLASS_NAMES, CLASSES
 
-from ..images import ACCEPTED_NAMES
+from ..images import upload_limits
 from ..models import CLASS_CHOICES, MOLE_NAME_TAKEN, Diagnosis, Mole, Review
 
 # Read-only text fields the database keeps as "" until known; the API says null instead.
@@ -122,7 +122,7 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
 
 
 class DiagnosisUploadSerializer(serializers.Serializer):
-    image = serializers.FileField(help_text=f"{ACCEPTED_NAMES}, up to 20 MB and 40 megapixels.")
+    image = serializers.FileField(help_text=f"{upload_limits()}.")
     mole = serializers.PrimaryKeyRelatedField(
         queryset=Mole.objects.none(), required=False, allow_null=True, help_text="One of your moles (its id)."
     )

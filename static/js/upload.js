@@ -5,7 +5,6 @@
   "use strict";
   var form = document.getElementById("upload-form");
   if (!form || !window.FormData || !window.XMLHttpRequest) return;
-  var MAX_BYTES = 20 * 1024 * 1024;
   var previewUrl = null;
 
   function $(selector) { return form.querySelector(selector); }
@@ -37,10 +36,13 @@
       empty.hidden = false;
       return;
     }
+    // the server's limits, given by the form (data-accepted, data-max-bytes)
+    var limits = mainInput().dataset;
+    var maxBytes = Number(limits.maxBytes);
     if (file.type && file.type.indexOf("image/") !== 0) {
-      showClientError("This file is not a photo. Please choose a JPEG, PNG, WebP, HEIC or AVIF image.");
-    } else if (file.size > MAX_BYTES) {
-      showClientError("This photo is larger than 20 MB. Please choose a smaller one.");
+      showClientError("This file is not a photo. Please choose a " + limits.accepted + " image.");
+    } else if (maxBytes && file.size > maxBytes) {
+      showClientError("This photo is larger than " + Math.round(maxBytes / 1048576) + " MB. Please choose a smaller one.");
     } else {
       showClientError("");
     }

@@ -179,6 +179,12 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
 def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page, site, shot, worker, ham_image):
     sign_up(page, site, username="ben")
     page.allow_console_error(r"status of 400 \(Bad Request\)")
+    # A file that says it is not an image is flagged before sending, in the server's words.
+    page.locator("input[name=image]").set_input_files(
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"a note, not a photo\n"}
+    )
+    expect(page.locator("[data-client-error]")).to_have_text(
+        "This file is not a photo. Please choose a JPEG, PNG, WebP, HEIC or AVIF image.")
     # Not a photo, though it claims to be one: the server refuses it, the form says why.
     page.locator("input[name=image]").set_input_files(
         {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"this is text, not a photo\n" * 40}

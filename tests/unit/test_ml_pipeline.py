@@ -357,6 +357,21 @@ def test_it_predicts_from_the_command_line_with_json_lines_and_error_lines(tiny_
     assert all_bad.returncode == 1 and "error" in json.loads(all_bad.stdout)
 
 
+def test_it_predicts_an_iphone_heic_photo_from_the_command_line(tiny_model_dir, tmp_path, capsys):
+    lesion = draw_lesion("mel", seed=5)
+    png, heic = tmp_path / "lesion.png", tmp_path / "IMG_0001.HEIC"
+    lesion.save(png)
+    lesion.save(heic, format="HEIF", quality=95)
+    assert heic.read_bytes()[4:12] == b"ftypheic"
+    done = _run_cli(capsys, "predict", "--json", "--model", tiny_model_dir, png, heic)
+    assert done.returncode == 0, done.stderr
+    from_png, from_heic = (json.loads(line) for line in done.stdout.splitlines())
+    assert "error" not in from_heic
+    # the same picture, lossily compressed: the same answer, nearly the same probability
+    assert from_heic["predicted_class"] == from_png["predicted_class"]
+    assert from_heic["malignant_probability"] == pytest.approx(from_png["malignant_probability"], abs=0.05)
+
+
 def test_it_evaluates_from_the_command_line(tiny_model_dir, held_out_dir, tmp_path, capsys):
     out = tmp_path / "eval.json"
     done = _run_cli(capsys, "evaluate", "--data", held_out_dir, "--model", tiny_model_dir, "--json", out)

@@ -161,6 +161,15 @@ def test_it_answers_a_bad_xhr_upload_with_the_form_and_its_message(owner_client)
     assert not Diagnosis.objects.exists()
 
 
+def test_it_tells_the_upload_page_and_its_script_the_limits_the_server_applies(owner_client, settings):
+    settings.MAX_UPLOAD_BYTES = 5 * 1_048_576
+    settings.MAX_UPLOAD_PIXELS = 12_000_000
+    page = owner_client.get(reverse("diagnoses:new")).content.decode()
+    assert "JPEG, PNG, WebP, HEIC or AVIF, up to 5 MB and 12 megapixels." in page
+    assert f'data-max-bytes="{5 * 1_048_576}"' in page
+    assert 'data-accepted="JPEG, PNG, WebP, HEIC or AVIF"' in page
+
+
 def test_it_preselects_the_mole_when_adding_a_photo_to_it(owner_client, owner):
     mole = Mole.objects.create(owner=owner, name="Back")
     page = owner_client.get(reverse("diagnoses:new"), {"mole": str(mole.pk)}).content.decode()
