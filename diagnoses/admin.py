@@ -326,11 +326,7 @@ class DiagnosisAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark selected as reviewed (agree with the model)", permissions=["review"])
     def mark_reviewed(self, request, queryset):
-        reviewed = [
-            diagnosis
-            for diagnosis in queryset.select_related(None)
-            if services.review_agree(diagnosis=diagnosis, reviewer=request.user)
-        ]
+        reviewed = services.review_agree_many(diagnoses=queryset.select_related(None), reviewer=request.user)
         skipped = queryset.count() - len(reviewed)
         self.message_user(request, f"Marked {len(reviewed)} as reviewed.", messages.SUCCESS)
         if skipped:

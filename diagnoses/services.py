@@ -5,6 +5,7 @@ import logging
 import shutil
 import uuid
 import zipfile
+from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
@@ -270,9 +271,11 @@ RECOMMENDATION_FOR_RISK = {
 
 
 def review_save(
-    *, diagnosis: Diagnosis, reviewer, verdict: str, recommendation: str, label: str = "", note: str = ""
+    *, diagnosis: Diagnosis, reviewer, verdict: str, recommendation: str, label: str = "", note: str = "",
+    notify: bool = True,
 ) -> Review:
-    """Record (or correct) a clinician's review; stamps the reviewer and the time.
+    """Record (or correct) a clinician's review; stamps the reviewer and the time, and (unless
+    notify is False, for a caller that notifies itself) queues the patient's e-mail.
 
     Agreeing without a label means the clinician's label is the model's predicted class.
     """
@@ -293,34 +296,43 @@ def review_save(
         },
     )
     diagnosis.review = review
-    _queue_review_notice(review, updated=not created)
+    if notify:
+        _queue_review_notice([review], updated=not created)
     return review
 
 
-def _queue_review_notice(review: Review, *, updated: bool) -> None:
+def _queue_review_notice(reviews: list[Review], *, updated: bool) -> None:
+    """One e-mail, after the commit, for these reviews of one patient's checks."""
     from .tasks import send_review_notice
 
-    pk = review.pk
+    pks = [review.pk for review in reviews]
     # robust: a broker hiccup costs the patient an e-mail (logged), not the clinician's save
-    transaction.on_commit(lambda: send_review_notice.delay(pk, updated), robust=True)
+    transaction.on_commit(lambda: send_review_notice.delay(pks, updated), robust=True)
 
 
-def review_notify(*, review_id, updated: bool = False) -> bool:
-    """E-mail the patient that a clinician has reviewed (or updated the review of) one of their
-    checks, unless they have no address or turned these e-mails off. The e-mail holds a link and
-    no health data: what the clinician wrote is shown only after signing in. Returns whether an
-    e-mail went out."""
-    review = Review.objects.select_related("diagnosis__owner").filter(pk=review_id).first()
-    if review is None:  # deleted, with its diagnosis, before the worker got here
+def review_notify(*, review_ids, updated: bool = False) -> bool:
+    """E-mail the patient that a clinician has reviewed (or updated the review of) one or more
+    of their checks, in one e-mail, unless they have no address or turned these e-mails off.
+    The e-mail holds links and no health data: what the clinician wrote is shown only after
+    signing in. Returns whether an e-mail went out."""
+    # a review deleted (with its diagnosis) before the worker got here is left out
+    reviews = list(Review.objects.select_related("diagnosis__owner").filter(pk__in=review_ids)
+                   .order_by("diagnosis__created_at"))
+    if not reviews:
         return False
-    patient = review.diagnosis.owner
+    patient = reviews[0].diagnosis.owner
+    if any(review.diagnosis.owner_id != patient.pk for review in reviews):
+        raise ValueError("one review notice is for the checks of one patient")
     if not (patient.is_active and patient.email and patient.review_emails):
         return False
     context = {
         "username": patient.username,
-        "uploaded": review.diagnosis.created_at,
+        "checks": [
+            {"uploaded": review.diagnosis.created_at,
+             "url": settings.SITE_URL + reverse("diagnoses:detail", args=[review.diagnosis_id])}
+            for review in reviews
+        ],
         "updated": updated,
-        "url": settings.SITE_URL + reverse("diagnoses:detail", args=[review.diagnosis_id]),
         "account_url": settings.SITE_URL + reverse("account"),
     }
     subject = render_to_string("diagnoses/email/review_notice_subject.txt", context)
@@ -329,7 +341,7 @@ def review_notify(*, review_id, updated: bool = False) -> bool:
     return True
 
 
-def review_agree(*, diagnosis: Diagnosis, reviewer) -> Review | None:
+def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True) -> Review | None:
     """Agree with the model, recommending what its risk band suggests.
 
     Returns None (and changes nothing) for a diagnosis that is not done or already reviewed:
@@ -342,7 +354,21 @@ def review_agree(*, diagnosis: Diagnosis, reviewer) -> Review | None:
         reviewer=reviewer,
         verdict=Review.Verdict.AGREE,
         recommendation=RECOMMENDATION_FOR_RISK.get(diagnosis.risk, Review.Recommendation.MONITOR),
+        notify=notify,
     )
+
+
+def review_agree_many(*, diagnoses, reviewer) -> list[Review]:
+    """review_agree on each diagnosis; then one e-mail per patient for all of their checks
+    reviewed here, not one per check. Returns the reviews made."""
+    reviews = [review for diagnosis in diagnoses
+               if (review := review_agree(diagnosis=diagnosis, reviewer=reviewer, notify=False))]
+    by_patient = defaultdict(list)
+    for review in reviews:
+        by_patient[review.diagnosis.owner_id].append(review)
+    for patient_reviews in by_patient.values():
+        _queue_review_notice(patient_reviews, updated=False)
+    return reviews
 
 
 def reviewers_group_ensure():

@@ -21,7 +21,9 @@ def classify_diagnosis(self, diagnosis_id: str) -> None:
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=MAX_RETRIES)
-def send_review_notice(review_id: int, updated: bool = False) -> None:
-    """Retried with growing delays while the mail server is unreachable (smtplib's errors are
-    OSErrors)."""
-    services.review_notify(review_id=review_id, updated=updated)
+def send_review_notice(review_ids: list[int] | int, updated: bool = False) -> None:
+    """One e-mail for the reviews of one patient's checks. Retried with growing delays while
+    the mail server is unreachable (smtplib's errors are OSErrors)."""
+    if isinstance(review_ids, int):  # queued, one review a notice, by a version before the digest
+        review_ids = [review_ids]
+    services.review_notify(review_ids=review_ids, updated=updated)

@@ -385,14 +385,36 @@ def test_it_tells_the_patient_when_a_review_is_corrected(
     assert "has updated their review" in mailoutbox[1].body
 
 
-def test_it_emails_each_patient_once_per_case_marked_reviewed_in_bulk(
-    reviewer_client, owner, outsider, make_diagnosis, eager_celery, django_capture_on_commit_callbacks, mailoutbox
+def test_it_emails_each_patient_once_for_all_their_cases_marked_reviewed_in_bulk(
+    reviewer_client, owner, outsider, make_diagnosis, eager_celery, django_capture_on_commit_callbacks, mailoutbox,
+    site_url,
 ):
-    cases = [make_diagnosis(owner, risk="low"), make_diagnosis(owner, risk="high"), make_diagnosis(outsider)]
+    mine = [make_diagnosis(owner, risk="low"), make_diagnosis(owner, risk="high")]
+    theirs = make_diagnosis(outsider)
     with django_capture_on_commit_callbacks(execute=True):
-        run_action(reviewer_client, "mark_reviewed", cases + [make_diagnosis(owner, status="running")])
+        run_action(reviewer_client, "mark_reviewed", mine + [theirs, make_diagnosis(owner, status="running")])
 
-    assert sorted(m.to[0] for m in mailoutbox) == ["outsider@example.com", "patient@example.com", "patient@example.com"]
+    assert Review.objects.count() == 3
+    by_patient = {m.to[0]: m for m in mailoutbox}
+    assert len(mailoutbox) == 2 and set(by_patient) == {"patient@example.com", "outsider@example.com"}
+    digest = by_patient["patient@example.com"]
+    assert digest.subject == "A clinician has reviewed 2 of your mole checks"
+    for diagnosis in mine:
+        assert f"{site_url}/diagnoses/{diagnosis.pk}/" in digest.body
+    assert str(theirs.pk) not in digest.body
+    assert by_patient["outsider@example.com"].subject == "A clinician has reviewed your mole check"
+    assert "high" not in digest.body.lower()
+
+
+def test_it_still_sends_a_notice_queued_for_one_review_by_the_version_before_the_digest(
+    reviewer, owner, make_diagnosis, mailoutbox
+):
+    from diagnoses.tasks import send_review_notice
+
+    review = services.review_agree(diagnosis=make_diagnosis(owner), reviewer=reviewer, notify=False)
+    send_review_notice.apply(args=(review.pk,)).get()
+
+    assert [m.subject for m in mailoutbox] == ["A clinician has reviewed your mole check"]
 
 
 def test_it_sends_nothing_to_a_patient_who_turned_the_emails_off_or_has_no_address(
