@@ -39,25 +39,30 @@
     // the server's limits, given by the form (data-accepted, data-max-bytes)
     var limits = mainInput().dataset;
     var maxBytes = Number(limits.maxBytes);
-    if (file.type && file.type.indexOf("image/") !== 0) {
+    var notAnImage = Boolean(file.type) && file.type.indexOf("image/") !== 0;
+    if (notAnImage) {
       showClientError("This file is not a photo. Please choose a " + limits.accepted + " image.");
     } else if (maxBytes && file.size > maxBytes) {
       showClientError("This photo is larger than " + Math.round(maxBytes / 1048576) + " MB. Please choose a smaller one.");
     } else {
       showClientError("");
     }
-    previewUrl = URL.createObjectURL(file);
     var img = $("[data-preview-img]");
     var missing = $("[data-preview-missing]");
-    // Only some browsers decode HEIC (Safari does, Chrome does not): say so instead of
-    // showing a broken image; the server converts it either way.
-    img.hidden = false;
     missing.hidden = true;
-    img.onerror = function () {
-      img.hidden = true;
-      missing.hidden = false;
-    };
-    img.src = previewUrl;
+    img.hidden = notAnImage;  // a text file or a PDF gets its name and the message, no picture
+    img.onerror = null;
+    img.removeAttribute("src");
+    if (!notAnImage) {
+      previewUrl = URL.createObjectURL(file);
+      // Only some browsers decode HEIC (Safari does, Chrome does not): say so instead of
+      // showing a broken image; the server converts it either way.
+      img.onerror = function () {
+        img.hidden = true;
+        missing.hidden = false;
+      };
+      img.src = previewUrl;
+    }
     var size = file.size >= 1048576 ? (file.size / 1048576).toFixed(1) + " MB" : Math.max(1, Math.round(file.size / 1024)) + " KB";
     $("[data-preview-name]").textContent = file.name + " · " + size;
     preview.hidden = false;

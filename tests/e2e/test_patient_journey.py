@@ -185,6 +185,9 @@ def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page,
     )
     expect(page.locator("[data-client-error]")).to_have_text(
         "This file is not a photo. Please choose a JPEG, PNG, WebP, HEIC or AVIF image.")
+    expect(page.locator("[data-preview-name]")).to_contain_text("notes.txt")
+    expect(page.locator("[data-preview-missing]")).to_be_hidden()  # no "cannot preview this photo"
+    expect(page.locator("[data-preview-img]")).to_be_hidden()
     # Not a photo, though it claims to be one: the server refuses it, the form says why.
     page.locator("input[name=image]").set_input_files(
         {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"this is text, not a photo\n" * 40}
