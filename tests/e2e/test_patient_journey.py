@@ -179,7 +179,9 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
 def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page, site, shot, worker, ham_image):
     sign_up(page, site, username="ben")
     page.allow_console_error(r"status of 400 \(Bad Request\)")
-    # A file that says it is not an image is flagged before sending, in the server's words.
+    # A file that says it is not an image is flagged before sending, in the server's words
+    # (once upload.js has taken the form over: it marks it "enhanced").
+    page.wait_for_selector("#upload-form.enhanced", state="attached")
     page.locator("input[name=image]").set_input_files(
         {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"a note, not a photo\n"}
     )
