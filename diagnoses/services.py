@@ -311,8 +311,8 @@ def _queue_review_notice(reviews: list[Review], *, updated: bool) -> None:
 
 
 def review_notify(*, review_ids, updated: bool = False) -> bool:
-    """E-mail the patient that a clinician has reviewed (or updated the review of) one or more
-    of their checks, in one e-mail, unless they have no address or turned these e-mails off.
+    """E-mail the patient that a clinician has reviewed (or, for one check, updated the review
+    of) one or more of their checks, in one e-mail, unless they have no address or turned these e-mails off.
     The e-mail holds links and no health data: what the clinician wrote is shown only after
     signing in. Returns whether an e-mail went out."""
     # a review deleted (with its diagnosis) before the worker got here is left out
