@@ -6,6 +6,8 @@ import time
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 
+from diagnoses.api.errors import is_api_request
+
 from . import health
 
 request_logger = logging.getLogger("molesite.request")
@@ -14,7 +16,7 @@ request_logger = logging.getLogger("molesite.request")
 def _too_large(request, limit: int):
     megabytes = limit // (1024 * 1024)
     message = f"Request body too large: the limit is {megabytes} MB."
-    if request.path_info.startswith("/api/"):
+    if is_api_request(request):
         return JsonResponse({"detail": message}, status=413)
     return HttpResponse(
         f"{message} Photos must be at most {settings.MAX_UPLOAD_BYTES // (1024 * 1024)} MB.\n",

@@ -5,6 +5,7 @@ transport) and are safe for production: DEBUG is off unless set, and without DEB
 SECRET_KEY is required.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,7 +64,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # HTTPS is terminated by a reverse proxy in front of gunicorn. Trust its X-Forwarded-Proto
 # only when told there is one (the proxy must overwrite the header a client sends).
-if env_bool("BEHIND_PROXY", default=False):
+BEHIND_PROXY = env_bool("BEHIND_PROXY", default=False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Off by default so plain-HTTP local runs and tests work; .env.example turns it on.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
@@ -85,6 +87,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "accounts",
     "diagnoses",
 ]
@@ -101,6 +104,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a refused sign-in into the lockout answer
 ]
 
 ROOT_URLCONF = "molesite.urls"
@@ -141,6 +145,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sign-in lockout (django-axes, accounts/lockout.py): after LOGIN_FAILURE_LIMIT wrong passwords
+# for one username from one client address, that pair is refused for LOGIN_LOCKOUT_MINUTES, on
+# the sign-in page, the admin's and POST /api/v1/auth/token/. Locking the pair, not the
+# username alone, keeps a stranger from locking a patient out; a correct sign-in or a password
+# reset clears the count. Failures are kept in the database, so all web processes share them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", default=5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", default=15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # "try again in 15 minutes" stays true
+AXES_DISABLE_ACCESS_LOG = True  # no log of every sign-in: less personal data kept
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "diagnoses:list"
 LOGOUT_REDIRECT_URL = "home"
@@ -251,6 +272,10 @@ REST_FRAMEWORK = {
         "token": env_rate("API_TOKEN_RATE", default="20/minute"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # A client's address for the throttles (and the sign-in lockout): REMOTE_ADDR, or behind
+    # the proxy the last X-Forwarded-For entry, the one the proxy appended. The rest of that
+    # header is whatever the client sent, so it is never trusted.
+    "NUM_PROXIES": 1 if BEHIND_PROXY else 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "molesite API",
@@ -280,7 +305,11 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # Celery gives its task loggers a plain-text handler of its own unless they have one.
-    "loggers": {"celery.task": {"handlers": ["console"], "propagate": False}},
+    "loggers": {
+        "celery.task": {"handlers": ["console"], "propagate": False},
+        # Axes logs each sign-in step at INFO; its warnings (a failure, a lockout) are enough.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # The embedded mode's folders must exist before the web process or a worker touches them.

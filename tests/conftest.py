@@ -58,6 +58,18 @@ def outsider(django_user_model):
     return django_user_model.objects.create_user("outsider", "outsider@example.com", "another long secret")
 
 
+def reset_password_by_email(client, mailoutbox, email, new_password):
+    """The forgotten-password flow as a patient follows it: ask for the e-mail, open its link,
+    set the new password. Returns the answer to that last step."""
+    from django.urls import reverse
+
+    response = client.post(reverse("password_reset"), {"email": email})
+    assert response.status_code == 302 and len(mailoutbox) == 1
+    link = next(line for line in mailoutbox[0].body.splitlines() if "/accounts/password/reset/" in line)
+    form_url = client.get(link.split("testserver", 1)[1], follow=True).redirect_chain[-1][0]
+    return client.post(form_url, {"new_password1": new_password, "new_password2": new_password})
+
+
 @pytest.fixture
 def owner_client(client, owner):
     client.force_login(owner)

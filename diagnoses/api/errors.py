@@ -11,24 +11,24 @@ from django.views import defaults
 API_PREFIX = "/api/"
 
 
-def _is_api(request):
+def is_api_request(request):
     return request.path_info.startswith(API_PREFIX)
 
 
 def bad_request(request, exception, template_name=defaults.ERROR_400_TEMPLATE_NAME):
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return defaults.bad_request(request, exception, template_name)
 
 
 def permission_denied(request, exception, template_name=defaults.ERROR_403_TEMPLATE_NAME):
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
     return defaults.permission_denied(request, exception, template_name)
 
 
 def page_not_found(request, exception, template_name=defaults.ERROR_404_TEMPLATE_NAME):
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception, template_name)
 
@@ -38,6 +38,6 @@ def unknown_api_path(request):
 
 
 def server_error(request, template_name=defaults.ERROR_500_TEMPLATE_NAME):
-    if _is_api(request):
+    if is_api_request(request):
         return JsonResponse({"detail": "A server error occurred."}, status=500)
     return defaults.server_error(request, template_name)

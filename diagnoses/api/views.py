@@ -198,12 +198,21 @@ class TokenView(APIView):
 
     @extend_schema(
         request=AuthTokenSerializer,
-        responses={200: AuthTokenSerializer, 400: OpenApiResponse(description="Wrong username or password.")},
+        responses={
+            200: AuthTokenSerializer,
+            400: OpenApiResponse(description="Wrong username or password."),
+            429: OpenApiResponse(
+                description="Too many token requests from your address, or too many wrong passwords for this "
+                "username from it (sign-in is paused); the `Retry-After` header says when to try again."
+            ),
+        },
         auth=[],
         description="Send it as `Authorization: Token <token>`. The same token is returned until revoked.",
     )
     def post(self, request):
-        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        # Django's own request, not DRF's wrapper: the sign-in lockout marks a refused attempt on
+        # it, and its middleware reads the mark there.
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request._request})
         serializer.is_valid(raise_exception=True)
         token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
         return Response({"token": token.key})

@@ -17,6 +17,7 @@ from django.utils import timezone
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole
 from ml import CLASSES
+from tests.conftest import reset_password_by_email
 
 pytestmark = pytest.mark.django_db
 
@@ -336,12 +337,7 @@ def test_it_shows_a_mole_page_to_its_owner_only(owner_client, outsider_client, o
 
 
 def test_it_resets_a_forgotten_password_by_e_mail(client, owner, mailoutbox):
-    response = client.post(reverse("password_reset"), {"email": "patient@example.com"})
-    assert response.status_code == 302 and len(mailoutbox) == 1
-    link = next(line for line in mailoutbox[0].body.splitlines() if "/accounts/password/reset/" in line)
-
-    form_url = client.get(link.split("testserver", 1)[1], follow=True).redirect_chain[-1][0]
-    response = client.post(form_url, {"new_password1": "a fresh pass phrase", "new_password2": "a fresh pass phrase"})
+    response = reset_password_by_email(client, mailoutbox, "patient@example.com", "a fresh pass phrase")
 
     assert response.status_code == 302
     owner.refresh_from_db()

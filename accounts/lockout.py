@@ -1,0 +1,56 @@
+"""Sign-in lockout (django-axes): who is asking, and what they are told when refused.
+
+After AXES_FAILURE_LIMIT wrong passwords for one username from one client address, that pair
+is refused for AXES_COOLOFF_TIME, on the sign-in page, the admin's and the API's token endpoint
+alike. Axes records the failures in the database, so every web process sees the same count.
+"""
+
+import math
+
+from axes.helpers import get_client_username
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.db.models import Max
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+from rest_framework.throttling import BaseThrottle
+
+from diagnoses.api.errors import is_api_request
+
+
+def client_ip(request):
+    """The client's address, as the API's throttles see it: REMOTE_ADDR, or behind the trusted
+    proxy (BEHIND_PROXY) the address that proxy appended to X-Forwarded-For, never one a client
+    wrote there itself."""
+    return BaseThrottle().get_ident(request)
+
+
+def seconds_until_unlocked(request, credentials=None) -> int:
+    """Seconds until the lock on this username and address ends: the cool-off counts from the
+    last failure it recorded (failures while locked are not recorded, so retrying does not
+    extend it)."""
+    cool_off = settings.AXES_COOLOFF_TIME
+    last_failure = AccessAttempt.objects.filter(
+        username=get_client_username(request, credentials), ip_address=client_ip(request)
+    ).aggregate(last=Max("attempt_time"))["last"]
+    if last_failure is None:
+        return math.ceil(cool_off.total_seconds())
+    remaining = last_failure + cool_off - timezone.now()
+    return max(1, math.ceil(remaining.total_seconds()))
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """429 with Retry-After: JSON under /api/, a page elsewhere."""
+    seconds = seconds_until_unlocked(request, credentials)
+    minutes = max(1, math.ceil(seconds / 60))
+    wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
+    if is_api_request(request):
+        response = JsonResponse(
+            {"detail": f"Too many failed sign-ins for this username from your address: try again in {wait}."},
+            status=429,
+        )
+    else:
+        response = render(request, "registration/locked_out.html", {"wait": wait}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

@@ -1,0 +1,159 @@
+"""Sign-in lockout: wrong passwords for one username from one address pause that pair, on the
+site's sign-in page, the admin's and the API's token endpoint; the client's address is never
+taken from what the client wrote in X-Forwarded-For."""
+
+from datetime import timedelta
+
+import pytest
+from axes.models import AccessAttempt
+from django.test import Client
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+
+from tests.conftest import reset_password_by_email, token_client
+
+pytestmark = pytest.mark.django_db
+
+RIGHT = "correct horse battery"
+TOKEN = "/api/v1/auth/token/"
+
+
+def sign_in(client, password, username="patient"):
+    return client.post(reverse("login"), {"username": username, "password": password})
+
+
+def lock(client, username="patient"):
+    """Five wrong passwords (the default limit): the fifth answer is already the lockout."""
+    answers = [sign_in(client, "wrong guess", username).status_code for _ in range(5)]
+    assert answers == [200, 200, 200, 200, 429]
+
+
+def test_it_pauses_sign_in_after_five_wrong_passwords_even_for_the_right_one(client, owner):
+    lock(client)
+
+    response = sign_in(client, RIGHT)
+
+    assert response.status_code == 429
+    assert "_auth_user_id" not in client.session
+    page = response.content.decode()
+    assert "Sign-in paused" in page and "try again in 15 minutes" in page
+    assert reverse("password_reset") in page
+    assert 14 * 60 < int(response["Retry-After"]) <= 15 * 60
+
+
+def test_it_pauses_only_that_username_from_that_address(client, owner, outsider):
+    lock(client)
+
+    assert sign_in(client, "another long secret", username="outsider").status_code == 302
+    elsewhere = Client(REMOTE_ADDR="198.51.100.7")
+    assert sign_in(elsewhere, RIGHT).status_code == 302
+
+
+def test_it_lets_the_patient_in_again_after_the_cool_off(client, owner):
+    lock(client)
+    # Fifteen minutes and a second pass since the last recorded failure.
+    for attempt in AccessAttempt.objects.all():
+        attempt.attempt_time -= timedelta(minutes=15, seconds=1)
+        attempt.save()
+
+    assert sign_in(client, RIGHT).status_code == 302
+
+
+def test_retrying_while_paused_does_not_extend_the_pause(client, owner):
+    lock(client)
+    last_failure = AccessAttempt.objects.get().attempt_time
+
+    for _ in range(3):
+        assert sign_in(client, "wrong guess").status_code == 429
+
+    assert AccessAttempt.objects.get().attempt_time == last_failure
+
+
+def test_a_successful_sign_in_clears_the_count(client, owner):
+    for _ in range(4):
+        sign_in(client, "wrong guess")
+    assert sign_in(client, RIGHT).status_code == 302
+    client.post(reverse("logout"))
+
+    for _ in range(4):
+        assert sign_in(client, "wrong guess").status_code == 200
+    assert sign_in(client, RIGHT).status_code == 302
+
+
+def test_a_password_reset_by_e_mail_lifts_the_pause(client, owner, mailoutbox):
+    lock(client)
+
+    response = reset_password_by_email(client, mailoutbox, "patient@example.com", "a fresh pass phrase")
+
+    assert response.status_code == 302 and client.session["_auth_user_id"] == str(owner.pk)
+    client.post(reverse("logout"))
+    assert not AccessAttempt.objects.exists()
+    assert sign_in(client, "a fresh pass phrase").status_code == 302
+
+
+def test_the_admin_sign_in_shares_the_count(client, reviewer):
+    for _ in range(4):
+        sign_in(client, "wrong guess", username="dr-reviewer")
+
+    response = client.post(reverse("admin:login"), {"username": "dr-reviewer", "password": "wrong guess"})
+
+    assert response.status_code == 429
+
+
+def test_the_api_token_endpoint_pauses_with_a_json_answer(api_client, owner):
+    answers = [api_client.post(TOKEN, {"username": "patient", "password": "wrong"}) for _ in range(5)]
+    assert [answer.status_code for answer in answers] == [400, 400, 400, 400, 429]
+
+    refused = api_client.post(TOKEN, {"username": "patient", "password": RIGHT})
+
+    assert refused.status_code == 429
+    assert refused.json() == {
+        "detail": "Too many failed sign-ins for this username from your address: try again in 15 minutes."
+    }
+    assert 14 * 60 < int(refused["Retry-After"]) <= 15 * 60
+    assert not Token.objects.exists()
+    # The site's sign-in page counts the same failures.
+    assert sign_in(Client(), RIGHT).status_code == 429
+
+
+def test_the_limit_and_the_pause_come_from_the_settings(client, owner, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    settings.AXES_COOLOFF_TIME = timedelta(minutes=1)
+
+    assert sign_in(client, "wrong guess").status_code == 200
+    response = sign_in(client, "wrong guess")
+
+    assert response.status_code == 429
+    assert "try again in 1 minute." in response.content.decode()
+    assert int(response["Retry-After"]) <= 60
+
+
+def test_a_client_cannot_dodge_the_pause_by_writing_x_forwarded_for(owner):
+    for number in range(5):
+        browser = Client(HTTP_X_FORWARDED_FOR=f"203.0.113.{number}")
+        sign_in(browser, "wrong guess")
+
+    assert sign_in(Client(HTTP_X_FORWARDED_FOR="203.0.113.99"), RIGHT).status_code == 429
+
+
+def test_a_client_cannot_dodge_the_token_throttle_by_writing_x_forwarded_for(api_client, owner, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"uploads": "30/hour", "token": "2/minute"}}
+    credentials = {"username": "patient", "password": RIGHT}
+
+    answers = [
+        token_client().post(TOKEN, credentials, HTTP_X_FORWARDED_FOR=f"203.0.113.{number}").status_code
+        for number in range(3)
+    ]
+
+    assert answers == [200, 200, 429]
+
+
+def test_behind_the_proxy_each_client_address_has_its_own_count(owner, settings):
+    # The proxy appends the address it saw; what comes before is the client's own writing.
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    attacker = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7, 203.0.113.66")
+    lock(attacker)
+
+    patient = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert sign_in(patient, RIGHT).status_code == 302
+    assert AccessAttempt.objects.get().ip_address == "203.0.113.66"
