@@ -59,7 +59,7 @@ def test_it_lets_the_patient_in_again_after_the_cool_off(client, owner):
     assert sign_in(client, RIGHT).status_code == 302
 
 
-def test_retrying_while_paused_does_not_extend_the_pause(client, owner):
+def test_it_does_not_extend_the_pause_for_retries_while_paused(client, owner):
     lock(client)
     last_failure = AccessAttempt.objects.get().attempt_time
 
@@ -69,7 +69,7 @@ def test_retrying_while_paused_does_not_extend_the_pause(client, owner):
     assert AccessAttempt.objects.get().attempt_time == last_failure
 
 
-def test_a_successful_sign_in_clears_the_count(client, owner):
+def test_it_clears_the_count_on_a_successful_sign_in(client, owner):
     for _ in range(4):
         sign_in(client, "wrong guess")
     assert sign_in(client, RIGHT).status_code == 302
@@ -80,7 +80,7 @@ def test_a_successful_sign_in_clears_the_count(client, owner):
     assert sign_in(client, RIGHT).status_code == 302
 
 
-def test_a_password_reset_by_e_mail_lifts_the_pause(client, owner, mailoutbox):
+def test_it_lifts_the_pause_on_a_password_reset_by_e_mail(client, owner, mailoutbox):
     lock(client)
 
     response = reset_password_by_email(client, mailoutbox, "patient@example.com", "a fresh pass phrase")
@@ -91,7 +91,7 @@ def test_a_password_reset_by_e_mail_lifts_the_pause(client, owner, mailoutbox):
     assert sign_in(client, "a fresh pass phrase").status_code == 302
 
 
-def test_the_admin_sign_in_shares_the_count(client, reviewer):
+def test_it_counts_admin_sign_ins_with_the_sites(client, reviewer):
     for _ in range(4):
         sign_in(client, "wrong guess", username="dr-reviewer")
 
@@ -100,7 +100,7 @@ def test_the_admin_sign_in_shares_the_count(client, reviewer):
     assert response.status_code == 429
 
 
-def test_the_api_token_endpoint_pauses_with_a_json_answer(api_client, owner):
+def test_it_pauses_the_api_token_endpoint_with_a_json_answer(api_client, owner):
     answers = [api_client.post(TOKEN, {"username": "patient", "password": "wrong"}) for _ in range(5)]
     assert [answer.status_code for answer in answers] == [400, 400, 400, 400, 429]
 
@@ -116,7 +116,7 @@ def test_the_api_token_endpoint_pauses_with_a_json_answer(api_client, owner):
     assert sign_in(Client(), RIGHT).status_code == 429
 
 
-def test_the_limit_and_the_pause_come_from_the_settings(client, owner, settings):
+def test_it_takes_the_limit_and_the_pause_from_the_settings(client, owner, settings):
     settings.AXES_FAILURE_LIMIT = 2
     settings.AXES_COOLOFF_TIME = timedelta(minutes=1)
 
@@ -128,7 +128,7 @@ def test_the_limit_and_the_pause_come_from_the_settings(client, owner, settings)
     assert int(response["Retry-After"]) <= 60
 
 
-def test_a_client_cannot_dodge_the_pause_by_writing_x_forwarded_for(owner):
+def test_it_ignores_a_client_written_x_forwarded_for_when_counting(owner):
     for number in range(5):
         browser = Client(HTTP_X_FORWARDED_FOR=f"203.0.113.{number}")
         sign_in(browser, "wrong guess")
@@ -136,7 +136,7 @@ def test_a_client_cannot_dodge_the_pause_by_writing_x_forwarded_for(owner):
     assert sign_in(Client(HTTP_X_FORWARDED_FOR="203.0.113.99"), RIGHT).status_code == 429
 
 
-def test_a_client_cannot_dodge_the_token_throttle_by_writing_x_forwarded_for(api_client, owner, settings):
+def test_it_ignores_a_client_written_x_forwarded_for_when_throttling_tokens(api_client, owner, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"uploads": "30/hour", "token": "2/minute"}}
     credentials = {"username": "patient", "password": RIGHT}
 
@@ -148,7 +148,7 @@ def test_a_client_cannot_dodge_the_token_throttle_by_writing_x_forwarded_for(api
     assert answers == [200, 200, 429]
 
 
-def test_behind_the_proxy_each_client_address_has_its_own_count(owner, settings):
+def test_it_counts_each_client_address_behind_the_proxy(owner, settings):
     # The proxy appends the address it saw; what comes before is the client's own writing.
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
     attacker = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7, 203.0.113.66")
