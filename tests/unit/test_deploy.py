@@ -148,3 +148,15 @@ def _upload(data: bytes):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile("mole.jpg", data, content_type="image/jpeg")
+
+
+def test_it_sends_a_content_security_policy_that_allows_only_the_sites_own_files(client):
+    response = client.get("/")
+
+    policy = dict(
+        directive.strip().split(" ", 1) for directive in response["Content-Security-Policy"].split(";")
+    )
+    assert policy["default-src"] == policy["script-src"] == "'self'"
+    assert policy["style-src"] == "'self'"
+    assert policy["frame-ancestors"] == policy["object-src"] == "'none'"
+    assert policy["form-action"] == "'self'"

@@ -1,0 +1,67 @@
+"""The pages the patient's journey does not walk, in a real browser under the site's
+Content-Security-Policy: the clinicians' review desk, the API docs and the sign-in pause. The
+`page` fixture fails a test on any console error, which is how Chromium reports a script or a
+style that the policy blocked."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from diagnoses.models import Mole, Review
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PATIENT_PASSWORD = "correct horse battery"
+
+
+def test_it_lets_a_clinician_review_a_case_at_the_desk(page, site, shot, owner, reviewer, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    make_diagnosis(owner, risk="low", mole=mole, age_days=30)
+    case = make_diagnosis(owner, risk="high", mole=mole)
+
+    page.goto(site + "/admin/")
+    page.get_by_label("Username").fill("dr-reviewer")
+    page.get_by_label("Password").fill("a long clinic secret")
+    page.get_by_role("button", name="Log in").click()
+    page.goto(site + "/admin/diagnoses/diagnosis/")
+    expect(page.locator("#result_list tbody tr")).to_have_count(2)
+    shot(page, "admin-queue")
+
+    page.goto(f"{site}/admin/diagnoses/diagnosis/{case.pk}/change/")
+    expect(page.get_by_alt_text(re.compile("Photo of"))).to_be_visible()  # the earlier photo
+    page.locator("#id_review-0-verdict").select_option("agree")
+    page.locator("#id_review-0-recommendation").select_option("dermatologist_soon")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
+    assert Review.objects.get(diagnosis=case).recommendation == "dermatologist_soon"
+    shot(page, "admin-case-saved")
+
+    page.goto(site + "/admin/diagnoses/review/")  # the log of reviews
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+
+
+def test_it_renders_the_api_docs(page, site, owner):
+    page.goto(site + "/accounts/login/")
+    page.get_by_label("Username").fill("patient")
+    page.get_by_label("Password").fill(PATIENT_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+    page.goto(site + "/api/v1/docs/")
+
+    expect(page.get_by_text("molesite API").first).to_be_visible()
+    expect(page.locator(".opblock-summary-path", has_text="/api/v1/diagnoses/").first).to_be_visible()
+
+
+def test_it_pauses_sign_in_after_five_wrong_passwords(page, site, shot, owner):
+    for attempt in range(5):
+        page.goto(site + "/accounts/login/")
+        page.get_by_label("Username").fill("patient")
+        page.get_by_label("Password").fill("wrong guess")
+        if attempt == 4:
+            page.allow_console_error(r"status of 429")  # Chromium logs the refused sign-in
+        page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("heading", name="Sign-in paused")).to_be_visible()
+    expect(page.get_by_role("link", name="Reset my password")).to_be_visible()
+    shot(page, "signin-paused")
