@@ -11,3 +11,17 @@ class User(AbstractUser):
         help_text="The e-mail only says that a review is waiting, with a link; what the clinician "
         "wrote is shown after you sign in.",
     )
+
+    def save(self, *args, **kwargs):
+        password_changed = self._password is not None  # set_password() was called
+        super().save(*args, **kwargs)
+        if password_changed:
+            self.api_tokens_revoke()
+
+    def api_tokens_revoke(self):
+        """A new password (changed, reset by e-mail, or set by an administrator) ends the user's
+        API token: a token taken with a leaked password must not outlive that password, as
+        Django already makes the other browser sessions end."""
+        from rest_framework.authtoken.models import Token
+
+        Token.objects.filter(user=self).delete()

@@ -1,9 +1,13 @@
+import hashlib
+import logging
 import tempfile
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
@@ -16,6 +20,8 @@ from .forms import ChangePasswordForm, DeleteAccountForm, LoginForm, Notificatio
 
 # A data export is built in memory up to this size and in a temporary file beyond it.
 EXPORT_SPOOL_BYTES = 16 * 1024 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 @require_http_methods(["GET", "POST"])
@@ -45,6 +51,24 @@ class LogoutView(auth_views.LogoutView):
         response = super().post(request, *args, **kwargs)
         messages.info(request, "You are signed out.")
         return response
+
+
+def reset_email_allowed(email: str) -> bool:
+    """At most PASSWORD_RESET_EMAILS_PER_HOUR reset e-mails to one address in an hour (a fixed
+    window, counted in the cache), so that nobody can flood a patient's inbox."""
+    key = "password-reset:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    cache.add(key, 0, timeout=60 * 60)
+    return cache.incr(key) <= settings.PASSWORD_RESET_EMAILS_PER_HOUR
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    def form_valid(self, form):
+        if reset_email_allowed(form.cleaned_data["email"]):
+            return super().form_valid(form)
+        # The same answer as when the e-mail is sent: the page never says whether an address
+        # has an account, nor how often it was asked for.
+        logger.warning("password reset e-mail not sent: the hourly limit for this address is reached")
+        return redirect(self.get_success_url())
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

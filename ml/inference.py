@@ -209,9 +209,10 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR) -> Classifier:
 
 
 def _inference_network(model):
-    """The stored network with its BatchNormalization folded into the convolutions (1.1x to
-    1.3x the batch throughput on a 2-core CPU, see bench/bench_inference.py), once a probe batch
-    shows that the folded one gives the same logits; otherwise the stored network as it is."""
+    """The stored network with its BatchNormalization folded into the convolutions (1.3x the
+    batch throughput on a 2-core Xeon, about 1x on an AVX2 EPYC: bench/bench_inference.py),
+    once a probe batch shows that the folded one gives the same logits; otherwise the stored
+    network as it is."""
     from .model import fold_batchnorm
 
     folded = fold_batchnorm(model)

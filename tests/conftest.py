@@ -179,10 +179,7 @@ def token_client(user=None):
 
 @pytest.fixture
 def api_client(db):
-    """An anonymous API client. Throttle counters (kept in the cache) start from zero."""
-    from django.core.cache import cache
-
-    cache.clear()
+    """An anonymous API client."""
     return token_client()
 
 

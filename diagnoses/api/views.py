@@ -223,5 +223,5 @@ class TokenView(APIView):
         description="Revoke your API token; the next POST issues a new one.",
     )
     def delete(self, request):
-        Token.objects.filter(user=request.user).delete()
+        request.user.api_tokens_revoke()
         return Response(status=status.HTTP_204_NO_CONTENT)

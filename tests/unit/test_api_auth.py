@@ -1,9 +1,10 @@
 """/api/v1/auth/token/: tokens issued and revoked; session auth for the browser."""
 
 from django.test import Client
+from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from tests.conftest import token_client
+from tests.conftest import reset_password_by_email, token_client
 
 TOKEN = "/api/v1/auth/token/"
 DIAGNOSES = "/api/v1/diagnoses/"
@@ -53,6 +54,31 @@ def test_it_revokes_only_the_callers_token(owner_api, outsider_api, outsider):
 
     assert Token.objects.filter(user=outsider).exists()
     assert outsider_api.get(DIAGNOSES).status_code == 200
+
+
+def test_it_revokes_the_token_when_the_password_is_changed(owner_api, owner_client, owner):
+    response = owner_client.post(
+        reverse("password_change"),
+        {"old_password": "correct horse battery", "new_password1": "a fresh pass phrase", "new_password2": "a fresh pass phrase"},
+    )
+
+    assert response.status_code == 302
+    assert owner_api.get(DIAGNOSES).status_code == 401
+    assert owner_client.get(DIAGNOSES).status_code == 200  # the browser that changed it stays in
+
+
+def test_it_revokes_the_token_when_the_password_is_reset_by_e_mail(owner_api, client, owner, mailoutbox):
+    reset_password_by_email(client, mailoutbox, "patient@example.com", "a fresh pass phrase")
+
+    assert owner_api.get(DIAGNOSES).status_code == 401
+
+
+def test_it_keeps_the_token_when_other_account_settings_change(owner_api, owner_client, owner):
+    owner_client.post(reverse("account"), {})  # e-mails about reviews off
+
+    owner.refresh_from_db()
+    assert not owner.review_emails
+    assert owner_api.get(DIAGNOSES).status_code == 200
 
 
 def test_it_answers_401_with_www_authenticate_to_a_bad_token(api_client, owner):

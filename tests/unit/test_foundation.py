@@ -344,6 +344,15 @@ def test_it_resets_a_forgotten_password_by_e_mail(client, owner, mailoutbox):
     assert owner.check_password("a fresh pass phrase")
 
 
+def test_it_sends_at_most_three_reset_e_mails_an_hour_to_one_address(client, owner, outsider, mailoutbox):
+    answers = [client.post(reverse("password_reset"), {"email": "Patient@example.com"}) for _ in range(5)]
+
+    assert all(answer.status_code == 302 and answer.url == reverse("password_reset_done") for answer in answers)
+    assert [message.to for message in mailoutbox] == [["patient@example.com"]] * 3
+    client.post(reverse("password_reset"), {"email": "outsider@example.com"})
+    assert mailoutbox[-1].to == ["outsider@example.com"]
+
+
 def test_it_sends_no_mail_for_an_unknown_address(client, mailoutbox):
     response = client.post(reverse("password_reset"), {"email": "nobody@example.com"})
     assert response.status_code == 302 and mailoutbox == []
