@@ -32,13 +32,12 @@ class ChangePasswordForm(NoColonMixin, PasswordChangeForm):
     pass
 
 
-class DeleteAccountForm(NoColonMixin, forms.Form):
-    """Deleting everything asks for the password again: a left-open session must not be enough."""
+class CurrentPasswordForm(NoColonMixin, forms.Form):
+    """A form that asks for the password again: a left-open session must not be enough."""
 
     password = forms.CharField(
         label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
     )
-    confirm = forms.BooleanField(label="I understand that my photos, results and account are deleted for good.")
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -49,6 +48,25 @@ class DeleteAccountForm(NoColonMixin, forms.Form):
         if not self.user.check_password(password):
             raise forms.ValidationError("This is not your current password.")
         return password
+
+
+class DeleteAccountForm(CurrentPasswordForm):
+    confirm = forms.BooleanField(label="I understand that my photos, results and account are deleted for good.")
+
+
+class EmailChangeForm(CurrentPasswordForm):
+    email = forms.EmailField(
+        label="New e-mail address",
+        help_text="We send a link to it; the change is made when you open that link.",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    field_order = ["email", "password"]
+
+    def clean_email(self):
+        email = self.cleaned_data["email"]
+        if email.lower() == self.user.email.lower():
+            raise forms.ValidationError("This is already your e-mail address.")
+        return email
 
 
 class NotificationsForm(NoColonMixin, forms.ModelForm):

@@ -7,21 +7,25 @@ from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.core.cache import cache
+from django.core.mail import send_mail
 from django.http import FileResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse_lazy
+from django.template.loader import render_to_string
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from diagnoses import services
 
-from .forms import ChangePasswordForm, DeleteAccountForm, LoginForm, NotificationsForm, SignUpForm
+from .forms import ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, NotificationsForm, SignUpForm
 
 # A data export is built in memory up to this size and in a temporary file beyond it.
 EXPORT_SPOOL_BYTES = 16 * 1024 * 1024
 
 logger = logging.getLogger(__name__)
+EMAIL_CHANGE_SALT = "accounts.email-change"
 
 
 @require_http_methods(["GET", "POST"])
@@ -53,22 +57,88 @@ class LogoutView(auth_views.LogoutView):
         return response
 
 
-def reset_email_allowed(email: str) -> bool:
-    """At most PASSWORD_RESET_EMAILS_PER_HOUR reset e-mails to one address in an hour (a fixed
-    window, counted in the cache), so that nobody can flood a patient's inbox."""
-    key = "password-reset:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+def link_email_allowed(email: str) -> bool:
+    """At most LINK_EMAILS_PER_HOUR e-mails with a link (password reset, new address) to one
+    address in an hour (a fixed window, counted in the cache), so that nobody can flood an inbox."""
+    key = "link-emails:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
     cache.add(key, 0, timeout=60 * 60)
-    return cache.incr(key) <= settings.PASSWORD_RESET_EMAILS_PER_HOUR
+    return cache.incr(key) <= settings.LINK_EMAILS_PER_HOUR
 
 
 class PasswordResetView(auth_views.PasswordResetView):
     def form_valid(self, form):
-        if reset_email_allowed(form.cleaned_data["email"]):
+        if link_email_allowed(form.cleaned_data["email"]):
             return super().form_valid(form)
         # The same answer as when the e-mail is sent: the page never says whether an address
         # has an account, nor how often it was asked for.
         logger.warning("password reset e-mail not sent: the hourly limit for this address is reached")
         return redirect(self.get_success_url())
+
+
+def _send_templated_mail(template: str, context: dict, to: str) -> None:
+    """accounts/email/<template>_subject.txt and .txt, rendered and sent to one address."""
+    subject = "".join(render_to_string(f"accounts/email/{template}_subject.txt", context).splitlines())
+    send_mail(subject, render_to_string(f"accounts/email/{template}.txt", context), None, [to])
+
+
+def email_change_token(*, user, new_email: str) -> str:
+    """A signed, dated token for the link that confirms a new address. It names the address it
+    replaces too, and works only while that is still the account's address."""
+    return signing.dumps({"user": user.pk, "old": user.email, "new": new_email}, salt=EMAIL_CHANGE_SALT)
+
+
+def email_change_verify(*, token: str, user) -> str | None:
+    """The new address a link confirms, or None when the link is broken, older than
+    PASSWORD_RESET_TIMEOUT (three days, as a password-reset link), for another account, or for
+    an address the account no longer has (a link that was used, or superseded)."""
+    try:
+        data = signing.loads(token, salt=EMAIL_CHANGE_SALT, max_age=settings.PASSWORD_RESET_TIMEOUT)
+    except signing.BadSignature:  # expired links included
+        return None
+    if data.get("user") != user.pk or data.get("old") != user.email:
+        return None
+    return data.get("new")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def email_change(request):
+    """Asks for the new address and the password, and sends a confirmation link to the new
+    address: the address changes only once its owner has opened that link."""
+    form = EmailChangeForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        new_email = form.cleaned_data["email"]
+        if not link_email_allowed(new_email):
+            messages.error(request, f"Several links went to {new_email} within the hour: open one of them, or try again later.")
+            return redirect("account")
+        link = request.build_absolute_uri(
+            reverse("email_change_confirm", args=[email_change_token(user=request.user, new_email=new_email)])
+        )
+        _send_templated_mail("email_change_confirm", {"user": request.user, "link": link}, new_email)
+        messages.info(request, f"We sent a link to {new_email}: open it to confirm the change.")
+        return redirect("account")
+    return render(request, "accounts/email_change.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+@require_GET
+def email_change_confirm(request, token):
+    user = request.user
+    new_email = email_change_verify(token=token, user=user)
+    if new_email is None:
+        messages.error(
+            request,
+            "This link no longer works: it is more than three days old, your address has changed "
+            "since it was sent, or it was sent for another account. Ask for a new one below.",
+        )
+        return redirect("email_change")
+    old_email, user.email = user.email, new_email
+    user.save(update_fields=["email"])
+    if old_email:
+        # Tell the old address, so that a change the patient did not make does not go unseen.
+        _send_templated_mail("email_changed_notice", {"user": user, "new_email": new_email}, old_email)
+    messages.success(request, f"Your e-mail address is now {new_email}.")
+    return redirect("account")
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

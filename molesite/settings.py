@@ -191,8 +191,8 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.cons
 if env.str("EMAIL_URL", default=""):
     # e.g. smtp+tls://user:password@smtp.example.org:587 — sets the backend, host, port, user, TLS.
     vars().update(env.email_url("EMAIL_URL"))
-# Password-reset e-mails to one address per hour; more requests get the usual answer, no e-mail.
-PASSWORD_RESET_EMAILS_PER_HOUR = env_int("PASSWORD_RESET_EMAILS_PER_HOUR", default=3, minimum=1)
+# E-mails with a link (password reset, confirming a new address) to one address per hour.
+LINK_EMAILS_PER_HOUR = env_int("LINK_EMAILS_PER_HOUR", default=3, minimum=1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="molesite <noreply@localhost>")
 # The address patients open the site at, for links in e-mails the worker sends (it has no
 # request to take the host from).

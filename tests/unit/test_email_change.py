@@ -1,0 +1,100 @@
+"""Changing the account's e-mail address: asked with the password, confirmed by a link sent to
+the new address, announced to the old one; links that are broken, old, someone else's, or for
+an address the account no longer has change nothing."""
+
+import re
+import time
+
+import pytest
+from django.core import signing
+from django.test import Client
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct horse battery"
+
+
+def ask(client, email, password=PASSWORD):
+    return client.post(reverse("email_change"), {"email": email, "password": password})
+
+
+def link_in(message) -> str:
+    return re.search(r"http://testserver(/accounts/email/confirm/\S+)", message.body).group(1)
+
+
+def test_it_changes_the_address_once_the_link_sent_to_it_is_opened(owner_client, owner, mailoutbox):
+    response = ask(owner_client, "new.address@example.com")
+
+    assert response.status_code == 302 and response.url == reverse("account")
+    assert [message.to for message in mailoutbox] == [["new.address@example.com"]]
+    owner.refresh_from_db()
+    assert owner.email == "patient@example.com"  # not before the link is opened
+
+    page = owner_client.get(link_in(mailoutbox[0]), follow=True)
+
+    owner.refresh_from_db()
+    assert owner.email == "new.address@example.com"
+    assert "Your e-mail address is now new.address@example.com." in page.content.decode()
+    notice = mailoutbox[1]
+    assert notice.to == ["patient@example.com"] and "new.address@example.com" in notice.body
+
+
+def test_it_asks_for_the_password_and_a_new_address(owner_client, owner, mailoutbox):
+    wrong = ask(owner_client, "new.address@example.com", password="not mine")
+    same = ask(owner_client, "Patient@Example.com")
+
+    assert wrong.status_code == same.status_code == 400
+    assert "This is not your current password." in wrong.content.decode()
+    assert "This is already your e-mail address." in same.content.decode()
+    assert mailoutbox == []
+
+
+def test_it_refuses_a_link_tampered_with_someone_elses_or_for_a_replaced_address(owner_client, outsider_client, owner, mailoutbox):
+    ask(owner_client, "new.address@example.com")
+    link = link_in(mailoutbox[0])
+
+    for browser, url in [(outsider_client, link), (owner_client, link[:-3] + "xyz/")]:
+        response = browser.get(url)
+        assert response.status_code == 302 and response.url == reverse("email_change")
+    owner.refresh_from_db()
+    assert owner.email == "patient@example.com"
+    ask(owner_client, "third@example.com")
+    owner_client.get(link_in(mailoutbox[-1]))  # the address changes to the third one
+
+    response = owner_client.get(link)  # the first link only replaces patient@example.com
+
+    assert response.url == reverse("email_change")
+    owner.refresh_from_db()
+    assert owner.email == "third@example.com"
+
+
+def test_it_refuses_a_link_older_than_three_days(owner_client, owner, mailoutbox, monkeypatch):
+    ask(owner_client, "new.address@example.com")
+    four_days_later = time.time() + 4 * 24 * 3600
+    monkeypatch.setattr(signing.time, "time", lambda: four_days_later)
+
+    page = owner_client.get(link_in(mailoutbox[0]), follow=True)
+
+    owner.refresh_from_db()
+    assert owner.email == "patient@example.com"
+    assert "more than three days old" in page.content.decode()
+
+
+def test_it_sends_at_most_three_links_an_hour_to_one_address(owner_client, mailoutbox):
+    for _ in range(4):
+        ask(owner_client, "new.address@example.com")
+
+    assert len(mailoutbox) == 3
+    page = owner_client.get(reverse("account"))
+    assert "Several links went to new.address@example.com within the hour" in page.content.decode()
+
+
+def test_it_asks_to_sign_in_before_opening_the_link(owner_client, owner, mailoutbox):
+    ask(owner_client, "new.address@example.com")
+
+    response = Client().get(link_in(mailoutbox[0]))  # a mail client's link preview, say
+
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+    owner.refresh_from_db()
+    assert owner.email == "patient@example.com"
