@@ -59,8 +59,16 @@ def healthz(get_response):
     return middleware
 
 
+def _user_id(request):
+    """The signed-in user's id (site session, or an API token: DRF passes its user down to the
+    request), None otherwise. Static files are answered before there is a user at all."""
+    user = getattr(request, "user", None)
+    return user.pk if user is not None and user.is_authenticated else None
+
+
 def access_log(get_response):
-    """One structured line per request (gunicorn's own access log is not structured)."""
+    """One structured line per request (gunicorn's own access log is not structured). The user's
+    id makes it an audit trail: who opened which result, photo or case."""
 
     def middleware(request):
         started = time.monotonic()
@@ -75,6 +83,7 @@ def access_log(get_response):
                 "path": request.path,
                 "status": response.status_code,
                 "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                "user_id": _user_id(request),
             },
         )
         return response

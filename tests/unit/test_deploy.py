@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.test import Client
 
 from diagnoses.models import Diagnosis
 
@@ -160,3 +161,21 @@ def test_it_sends_a_content_security_policy_that_allows_only_the_sites_own_files
     assert policy["style-src"] == "'self'"
     assert policy["frame-ancestors"] == policy["object-src"] == "'none'"
     assert policy["form-action"] == "'self'"
+
+
+@pytest.mark.django_db
+def test_it_logs_who_made_each_request(client, owner_client, owner_api, owner, caplog):
+    caplog.set_level("INFO", logger="molesite.request")
+
+    owner_client.get("/diagnoses/")  # the site's session
+    owner_api.get("/api/v1/diagnoses/")  # an API token
+    Client().get("/")  # nobody signed in
+    Client().get("/static/css/molesite.css")  # answered before there is a user
+
+    lines = [(record.path, record.user_id) for record in caplog.records if record.name == "molesite.request"]
+    assert lines == [
+        ("/diagnoses/", owner.pk),
+        ("/api/v1/diagnoses/", owner.pk),
+        ("/", None),
+        ("/static/css/molesite.css", None),
+    ]
