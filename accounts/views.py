@@ -75,10 +75,16 @@ class PasswordResetView(auth_views.PasswordResetView):
         return redirect(self.get_success_url())
 
 
-def _send_templated_mail(template: str, context: dict, to: str) -> None:
-    """accounts/email/<template>_subject.txt and .txt, rendered and sent to one address."""
+def _send_templated_mail(template: str, context: dict, to: str) -> bool:
+    """accounts/email/<template>_subject.txt and .txt, rendered and sent to one address. False
+    when the mail server could not be reached (smtplib's errors are OSErrors)."""
     subject = "".join(render_to_string(f"accounts/email/{template}_subject.txt", context).splitlines())
-    send_mail(subject, render_to_string(f"accounts/email/{template}.txt", context), None, [to])
+    try:
+        send_mail(subject, render_to_string(f"accounts/email/{template}.txt", context), None, [to])
+    except OSError:
+        logger.exception("could not send the %s e-mail", template)
+        return False
+    return True
 
 
 def email_change_token(*, user, new_email: str) -> str:
@@ -114,7 +120,9 @@ def email_change(request):
         link = request.build_absolute_uri(
             reverse("email_change_confirm", args=[email_change_token(user=request.user, new_email=new_email)])
         )
-        _send_templated_mail("email_change_confirm", {"user": request.user, "link": link}, new_email)
+        if not _send_templated_mail("email_change_confirm", {"user": request.user, "link": link}, new_email):
+            messages.error(request, "The e-mail could not be sent just now: nothing changed. Try again in a few minutes.")
+            return redirect("email_change")
         messages.info(request, f"We sent a link to {new_email}: open it to confirm the change.")
         return redirect("account")
     return render(request, "accounts/email_change.html", {"form": form}, status=400 if form.errors else 200)
@@ -135,7 +143,8 @@ def email_change_confirm(request, token):
     old_email, user.email = user.email, new_email
     user.save(update_fields=["email"])
     if old_email:
-        # Tell the old address, so that a change the patient did not make does not go unseen.
+        # Tell the old address, so that a change the patient did not make does not go unseen
+        # (best effort: the change itself is made).
         _send_templated_mail("email_changed_notice", {"user": user, "new_email": new_email}, old_email)
     messages.success(request, f"Your e-mail address is now {new_email}.")
     return redirect("account")

@@ -98,3 +98,19 @@ def test_it_asks_to_sign_in_before_opening_the_link(owner_client, owner, mailout
     assert response.status_code == 302 and response.url.startswith(reverse("login"))
     owner.refresh_from_db()
     assert owner.email == "patient@example.com"
+
+
+def test_it_says_so_when_the_mail_server_is_down(owner_client, owner, monkeypatch):
+    import smtplib
+
+    def refuse(*args, **kwargs):
+        raise smtplib.SMTPConnectError(421, "try later")
+
+    monkeypatch.setattr("django.core.mail.backends.locmem.EmailBackend.send_messages", refuse)
+
+    page = owner_client.post(
+        reverse("email_change"), {"email": "new.address@example.com", "password": PASSWORD}, follow=True
+    )
+
+    assert page.status_code == 200
+    assert "The e-mail could not be sent just now: nothing changed." in page.content.decode()
