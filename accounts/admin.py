@@ -1,3 +1,4 @@
+from axes.models import AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
@@ -7,3 +8,9 @@ from .models import User
 @admin.register(User)
 class MolesiteUserAdmin(UserAdmin):
     fieldsets = UserAdmin.fieldsets + (("E-mails", {"fields": ("review_emails",)}),)
+
+
+# The sign-in lockout keeps only its current failures (Access attempts); it logs no sign-ins
+# (AXES_DISABLE_ACCESS_LOG) nor failure history, so those two lists would stay empty.
+admin.site.unregister(AccessLog)
+admin.site.unregister(AccessFailureLog)

@@ -9,15 +9,14 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.cache import cache
-from django.core.mail import send_mail
 from django.http import FileResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from diagnoses import services
+from molesite.mail import send_templated_mail
 
 from .forms import ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, NotificationsForm, SignUpForm
 
@@ -75,12 +74,11 @@ class PasswordResetView(auth_views.PasswordResetView):
         return redirect(self.get_success_url())
 
 
-def _send_templated_mail(template: str, context: dict, to: str) -> bool:
-    """accounts/email/<template>_subject.txt and .txt, rendered and sent to one address. False
-    when the mail server could not be reached (smtplib's errors are OSErrors)."""
-    subject = "".join(render_to_string(f"accounts/email/{template}_subject.txt", context).splitlines())
+def _send_account_mail(template: str, context: dict, to: str) -> bool:
+    """accounts/email/<template>, sent from the web process. False when the mail server could
+    not be reached (smtplib's errors are OSErrors)."""
     try:
-        send_mail(subject, render_to_string(f"accounts/email/{template}.txt", context), None, [to])
+        send_templated_mail(f"accounts/email/{template}", context, to)
     except OSError:
         logger.exception("could not send the %s e-mail", template)
         return False
@@ -115,13 +113,17 @@ def email_change(request):
     if request.method == "POST" and form.is_valid():
         new_email = form.cleaned_data["email"]
         if not link_email_allowed(new_email):
-            messages.error(request, f"Several links went to {new_email} within the hour: open one of them, or try again later.")
+            messages.error(
+                request, f"Several links went to {new_email} within the hour: open one of them, or try again later."
+            )
             return redirect("account")
         link = request.build_absolute_uri(
             reverse("email_change_confirm", args=[email_change_token(user=request.user, new_email=new_email)])
         )
-        if not _send_templated_mail("email_change_confirm", {"user": request.user, "link": link}, new_email):
-            messages.error(request, "The e-mail could not be sent just now: nothing changed. Try again in a few minutes.")
+        if not _send_account_mail("email_change_confirm", {"user": request.user, "link": link}, new_email):
+            messages.error(
+                request, "The e-mail could not be sent just now: nothing changed. Try again in a few minutes."
+            )
             return redirect("email_change")
         messages.info(request, f"We sent a link to {new_email}: open it to confirm the change.")
         return redirect("account")
@@ -145,7 +147,7 @@ def email_change_confirm(request, token):
     if old_email:
         # Tell the old address, so that a change the patient did not make does not go unseen
         # (best effort: the change itself is made).
-        _send_templated_mail("email_changed_notice", {"user": user, "new_email": new_email}, old_email)
+        _send_account_mail("email_changed_notice", {"user": user, "new_email": new_email}, old_email)
     messages.success(request, f"Your e-mail address is now {new_email}.")
     return redirect("account")
 

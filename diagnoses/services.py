@@ -10,15 +10,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.mail import send_mail
 from django.db import DatabaseError, transaction
 from django.db.models import Q
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from ml import CLASSES
 from ml.errors import ImageError, ModelArtifactError
+from molesite.mail import send_templated_mail
 
 from .images import sanitize_upload
 from .models import Diagnosis, Mole, Review
@@ -312,9 +311,9 @@ def _queue_review_notice(reviews: list[Review], *, updated: bool) -> None:
 
 def review_notify(*, review_ids, updated: bool = False) -> bool:
     """E-mail the patient that a clinician has reviewed (or, for one check, updated the review
-    of) one or more of their checks, in one e-mail, unless they have no address or turned these e-mails off.
-    The e-mail holds links and no health data: what the clinician wrote is shown only after
-    signing in. Returns whether an e-mail went out."""
+    of) one or more of their checks, in one e-mail, unless they have no address or turned these
+    e-mails off. The e-mail holds links and no health data: what the clinician wrote is shown
+    only after signing in. Returns whether an e-mail went out."""
     # a review deleted (with its diagnosis) before the worker got here is left out
     reviews = list(Review.objects.select_related("diagnosis__owner").filter(pk__in=review_ids)
                    .order_by("diagnosis__created_at"))
@@ -335,9 +334,7 @@ def review_notify(*, review_ids, updated: bool = False) -> bool:
         "updated": updated,
         "account_url": settings.SITE_URL + reverse("account"),
     }
-    subject = render_to_string("diagnoses/email/review_notice_subject.txt", context)
-    body = render_to_string("diagnoses/email/review_notice.txt", context)
-    send_mail(" ".join(subject.split()), body, None, [patient.email])
+    send_templated_mail("diagnoses/email/review_notice", context, patient.email)
     return True
 
 

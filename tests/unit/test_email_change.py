@@ -50,7 +50,9 @@ def test_it_asks_for_the_password_and_a_new_address(owner_client, owner, mailout
     assert mailoutbox == []
 
 
-def test_it_refuses_a_link_tampered_with_someone_elses_or_for_a_replaced_address(owner_client, outsider_client, owner, mailoutbox):
+def test_it_refuses_a_link_tampered_with_someone_elses_or_for_a_replaced_address(
+    owner_client, outsider_client, owner, mailoutbox
+):
     ask(owner_client, "new.address@example.com")
     link = link_in(mailoutbox[0])
 

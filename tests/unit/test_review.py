@@ -437,8 +437,10 @@ def test_it_retries_the_email_while_the_mail_server_is_down(
 ):
     from django.core import mail
 
+    from molesite import mail as molesite_mail
+
     attempts = []
-    real_send = services.send_mail
+    real_send = molesite_mail.send_mail
 
     def flaky_send(*args, **kwargs):
         attempts.append(1)
@@ -446,7 +448,7 @@ def test_it_retries_the_email_while_the_mail_server_is_down(
             raise ConnectionRefusedError("mail server down")
         return real_send(*args, **kwargs)
 
-    monkeypatch.setattr(services, "send_mail", flaky_send)
+    monkeypatch.setattr(molesite_mail, "send_mail", flaky_send)
     with django_capture_on_commit_callbacks(execute=True):
         services.review_agree(diagnosis=make_diagnosis(owner), reviewer=reviewer)
 

@@ -137,7 +137,8 @@ def test_it_ignores_a_client_written_x_forwarded_for_when_counting(owner):
 
 
 def test_it_ignores_a_client_written_x_forwarded_for_when_throttling_tokens(api_client, owner, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"uploads": "30/hour", "token": "2/minute"}}
+    rates = {"uploads": "30/hour", "token": "2/minute"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
     credentials = {"username": "patient", "password": RIGHT}
 
     answers = [
@@ -157,3 +158,12 @@ def test_it_counts_each_client_address_behind_the_proxy(owner, settings):
     patient = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
     assert sign_in(patient, RIGHT).status_code == 302
     assert AccessAttempt.objects.get().ip_address == "203.0.113.66"
+
+
+def test_it_lists_the_current_failures_in_the_admin_and_no_empty_logs(client, admin_user):
+    client.force_login(admin_user)
+
+    index = client.get(reverse("admin:index")).content.decode()
+
+    assert "Access attempts" in index
+    assert "Access logs" not in index and "Access failures" not in index
