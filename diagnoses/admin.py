@@ -432,12 +432,16 @@ class MoleAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     list_filter = ["body_site"]
     search_fields = ["name", "owner__username", "owner__email"]
-    fields = ["name", "body_site", "patient", "created_at", "photos"]
-    readonly_fields = ["name", "body_site", "patient", "created_at", "photos"]
+    fields = ["name", "body_site", "patient", "created_at", "recheck_months", "next_photo_due", "photos"]
+    readonly_fields = fields
 
     @admin.display(description="Patient", ordering="owner__username")
     def patient(self, obj):
         return obj.owner.get_username()
+
+    @admin.display(description="Next photo due")
+    def next_photo_due(self, obj):
+        return obj.next_photo_due or "No reminder."
 
     @admin.display(description="Photos, newest first")
     def photos(self, obj):

@@ -2,7 +2,7 @@ from django import forms
 from django.conf import settings
 
 from .images import ACCEPTED_NAMES, upload_limits
-from .models import BODY_SITES, MOLE_NAME_TAKEN, Diagnosis, Mole
+from .models import BODY_SITES, MOLE_NAME_TAKEN, RECHECK_CHOICES, Diagnosis, Mole
 
 # The file pickers' filter. The explicit HEIC/HEIF/AVIF entries and extensions make the file
 # dialogs of browsers that do not know those types offer iPhone and AVIF photos too.
@@ -91,9 +91,15 @@ class HistoryFilterForm(forms.Form):
 
 
 class MoleForm(forms.ModelForm):
+    recheck_months = forms.TypedChoiceField(
+        label="Photo reminder", choices=[("", "No reminders"), *RECHECK_CHOICES], coerce=int, empty_value=None,
+        required=False,
+        help_text="We e-mail you when a new photo of this mole is due, counted from its last photo.",
+    )
+
     class Meta:
         model = Mole
-        fields = ("name", "body_site")
+        fields = ("name", "body_site", "recheck_months")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, label_suffix="", **kwargs)

@@ -1,5 +1,6 @@
+import calendar
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -43,11 +44,27 @@ RISK_COLOURS = {"low": "success", "medium": "warning", "high": "danger"}
 
 MOLE_NAME_TAKEN = "You already track a mole with this name."
 
+# How often a patient may ask to be reminded to photograph a mole again, in months.
+RECHECK_CHOICES = [(1, "Every month"), (3, "Every 3 months"), (6, "Every 6 months"), (12, "Every year")]
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day of the month, months later; the month's last day where it is shorter
+    (31 January + 1 month = 28 or 29 February)."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
 
 class MoleQuerySet(models.QuerySet):
     def name_taken(self, *, owner, name: str, exclude_pk=None) -> bool:
         """Whether the owner already tracks another mole by this name (names are per owner)."""
         return self.filter(owner=owner, name=name.strip()).exclude(pk=exclude_pk).exists()
+
+    def with_last_photo(self):
+        """Annotates last_photo_at (the newest photo's upload time, or None), which
+        Mole.next_photo_due reads without a query of its own."""
+        return self.annotate(last_photo_at=models.Max("diagnoses__created_at"))
 
 
 class Mole(models.Model):
@@ -60,6 +77,13 @@ class Mole(models.Model):
     name = models.CharField(max_length=80)
     body_site = models.CharField(max_length=20, choices=BODY_SITES, default="unknown")
     created_at = models.DateTimeField(auto_now_add=True)
+    recheck_months = models.PositiveSmallIntegerField(
+        "photo reminder", choices=RECHECK_CHOICES, null=True, blank=True,
+        help_text="E-mail a reminder this many months after the last photo; empty: no reminders.",
+    )
+    # The due date the last reminder was sent for: one e-mail per due date, and a new photo
+    # (which moves the due date) makes the next one possible.
+    reminded_for = models.DateField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -70,6 +94,22 @@ class Mole(models.Model):
 
     def get_absolute_url(self):
         return reverse("diagnoses:mole", args=[self.pk])
+
+    @property
+    def next_photo_due(self) -> date | None:
+        """The day a new photo is due: recheck_months after the last photo (or after the mole
+        was created, while it has none), in the site's time zone; None without reminders."""
+        if not self.recheck_months:
+            return None
+        if not hasattr(self, "last_photo_at"):
+            self.last_photo_at = self.diagnoses.aggregate(last=models.Max("created_at"))["last"]
+        since = self.last_photo_at or self.created_at
+        return add_months(timezone.localdate(since), self.recheck_months)
+
+    @property
+    def photo_overdue(self) -> bool:
+        due = self.next_photo_due
+        return due is not None and due <= timezone.localdate()
 
 
 class DiagnosisQuerySet(models.QuerySet):

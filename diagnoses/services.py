@@ -6,7 +6,7 @@ import shutil
 import uuid
 import zipfile
 from collections import defaultdict
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -37,16 +37,22 @@ class TransientClassificationError(Exception):
     """A failure worth retrying (database or storage hiccup); the row is back in the queue."""
 
 
-def mole_create(*, owner, name: str, body_site: str = "unknown") -> Mole:
-    return Mole.objects.create(owner=owner, name=name.strip(), body_site=body_site)
+UNCHANGED = object()  # for an argument whose None means something (no reminders)
 
 
-def mole_update(*, mole: Mole, name: str | None = None, body_site: str | None = None) -> Mole:
+def mole_create(*, owner, name: str, body_site: str = "unknown", recheck_months: int | None = None) -> Mole:
+    return Mole.objects.create(owner=owner, name=name.strip(), body_site=body_site, recheck_months=recheck_months)
+
+
+def mole_update(*, mole: Mole, name: str | None = None, body_site: str | None = None, recheck_months=UNCHANGED) -> Mole:
+    """Rename, move or change the photo reminder (recheck_months, None to stop it) of a mole."""
     if name is not None:
         mole.name = name.strip()
     if body_site is not None:
         mole.body_site = body_site
-    mole.save(update_fields=["name", "body_site"])
+    if recheck_months is not UNCHANGED:
+        mole.recheck_months = recheck_months
+    mole.save(update_fields=["name", "body_site", "recheck_months"])
     return mole
 
 
@@ -125,7 +131,8 @@ def write_user_export(*, user, out) -> None:
         "account": {"username": user.username, "email": user.email, "date_joined": user.date_joined.isoformat(),
                     "review_emails": user.review_emails},
         "moles": [
-            {"id": str(m.pk), "name": m.name, "body_site": m.body_site, "created_at": m.created_at.isoformat()}
+            {"id": str(m.pk), "name": m.name, "body_site": m.body_site, "created_at": m.created_at.isoformat(),
+             "recheck_months": m.recheck_months}
             for m in user.moles.order_by("created_at")
         ],
         "diagnoses": [],
@@ -335,6 +342,48 @@ def review_notify(*, review_ids, updated: bool = False) -> bool:
         "account_url": settings.SITE_URL + reverse("account"),
     }
     send_templated_mail("diagnoses/email/review_notice", context, patient.email)
+    return True
+
+
+def photo_reminders_send(*, today: date | None = None) -> int:
+    """E-mail every patient with moles due for a new photo (Mole.next_photo_due on or before
+    today): one e-mail per patient, at most one per due date of each mole, to active accounts
+    with an address. Returns how many e-mails went out. A mail server that fails leaves that
+    patient's moles unreminded, for the next run to try again."""
+    today = today or timezone.localdate()
+    moles = (Mole.objects.with_last_photo().select_related("owner")
+             .filter(recheck_months__isnull=False, owner__is_active=True).exclude(owner__email=""))
+    due_by_patient = defaultdict(list)
+    for mole in moles:
+        due = mole.next_photo_due
+        if due <= today and (mole.reminded_for is None or mole.reminded_for < due):
+            due_by_patient[mole.owner].append(mole)
+    return sum(_send_photo_reminder(patient, due_moles) for patient, due_moles in due_by_patient.items())
+
+
+def _send_photo_reminder(patient, moles: list[Mole]) -> bool:
+    """Claim each mole's due date first (a conditional update, so that two runs at once send
+    one e-mail), then send; on a mail failure, give the claims back."""
+    claimed = []
+    for mole in moles:
+        due = mole.next_photo_due
+        not_yet = Q(reminded_for__isnull=True) | Q(reminded_for__lt=due)
+        if Mole.objects.filter(not_yet, pk=mole.pk).update(reminded_for=due):
+            claimed.append((mole, due))
+    if not claimed:
+        return False
+    context = {
+        "username": patient.username,
+        "count": len(claimed),
+        "moles_url": settings.SITE_URL + reverse("diagnoses:moles"),
+    }
+    try:
+        send_templated_mail("diagnoses/email/photo_reminder", context, patient.email)
+    except OSError:
+        logger.warning("photo reminder to user %s not sent: the mail server failed", patient.pk, exc_info=True)
+        for mole, due in claimed:
+            Mole.objects.filter(pk=mole.pk, reminded_for=due).update(reminded_for=mole.reminded_for)
+        return False
     return True
 
 

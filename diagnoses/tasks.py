@@ -27,3 +27,9 @@ def send_review_notice(review_ids: list[int] | int, updated: bool = False) -> No
     if isinstance(review_ids, int):  # queued, one review a notice, by a version before the digest
         review_ids = [review_ids]
     services.review_notify(review_ids=review_ids, updated=updated)
+
+
+@shared_task
+def send_photo_reminders() -> int:
+    """Daily, from celery beat (settings.CELERY_BEAT_SCHEDULE): the patients' photo reminders."""
+    return services.photo_reminders_send()

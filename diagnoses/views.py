@@ -149,8 +149,9 @@ def serve_file(diagnosis, kind):
 def mole_list(request):
     newest_first = Diagnosis.objects.order_by("-created_at")
     moles = (
-        Mole.objects.filter(owner=request.user)
+        Mole.objects.filter(owner=request.user).with_last_photo()
         .annotate(photo_count=Count("diagnoses"))
+        .order_by("name")  # a model's default ordering is dropped from a query with an aggregate
         .prefetch_related(Prefetch("diagnoses", queryset=newest_first, to_attr="photos_newest_first"))
     )
     return render(request, "diagnoses/mole_list.html", {"moles": moles})
@@ -174,6 +175,7 @@ def mole_timeline(diagnoses):
 def mole_detail(request, pk):
     mole = get_object_or_404(Mole, pk=pk, owner=request.user)
     diagnoses = list(mole.diagnoses.select_related("review").order_by("created_at"))
+    mole.last_photo_at = diagnoses[-1].created_at if diagnoses else None  # for next_photo_due
     timeline = mole_timeline(diagnoses)
     rises = [(d, rose_from) for d, rose_from in timeline if rose_from]
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
@@ -206,8 +208,8 @@ def mole_edit(request, pk):
     form = MoleForm(request.POST or None, instance=mole)
     if request.method == "POST":
         if form.is_valid():
-            services.mole_update(mole=mole, name=form.cleaned_data["name"], body_site=form.cleaned_data["body_site"])
-            messages.success(request, "The mole was renamed.")
+            services.mole_update(mole=mole, **form.cleaned_data)
+            messages.success(request, "The mole was saved.")
             return redirect(mole)
         messages.error(request, "The mole could not be saved: see the message below.")
     return render(request, "diagnoses/mole_edit.html", {"mole": mole, "form": form}, status=400 if form.errors else 200)

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from celery.schedules import crontab
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
@@ -263,6 +264,19 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Workers log through LOGGING below (structured lines), not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Periodic work, sent by one `celery beat` (make run: the worker's --beat; docker-compose: the
+# beat service), at times of day in TIME_ZONE. Its record of the last runs lives in VAR_DIR.
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+PHOTO_REMINDER_HOUR = env_int("PHOTO_REMINDER_HOUR", default=9)
+if PHOTO_REMINDER_HOUR > 23:
+    raise ImproperlyConfigured(f"PHOTO_REMINDER_HOUR must be an hour of the day, 0 to 23, not {PHOTO_REMINDER_HOUR}.")
+CELERY_BEAT_SCHEDULE = {
+    "photo-reminders": {
+        "task": "diagnoses.tasks.send_photo_reminders",
+        "schedule": crontab(minute=0, hour=PHOTO_REMINDER_HOUR),
+    },
+}
 
 # The classifier artifact (model file + model_card.json) the workers load.
 ML_MODEL_DIR = Path(env.str("ML_MODEL_DIR", default=str(BASE_DIR / "ml" / "artifacts")))

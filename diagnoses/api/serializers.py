@@ -135,11 +135,18 @@ class DiagnosisUploadSerializer(serializers.Serializer):
 class MoleSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:mole-detail")
     diagnoses = DiagnosisSummarySerializer(many=True, read_only=True, help_text="Oldest first.")
+    next_photo_due = serializers.DateField(
+        read_only=True, allow_null=True,
+        help_text="The day a new photo is due (recheck_months after the last one), or null without reminders.",
+    )
 
     class Meta:
         model = Mole
-        fields = ("id", "url", "name", "body_site", "created_at", "diagnoses")
+        fields = ("id", "url", "name", "body_site", "recheck_months", "next_photo_due", "created_at", "diagnoses")
         read_only_fields = ("id", "url", "created_at", "diagnoses")
+        extra_kwargs = {"recheck_months": {
+            "help_text": "E-mail a reminder this many months after the last photo (1, 3, 6 or 12); null: none.",
+        }}
 
     def validate_name(self, name):
         name = name.strip()

@@ -165,7 +165,9 @@ class MoleViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self):
         timeline = Prefetch("diagnoses", queryset=Diagnosis.objects.order_by("created_at"))
-        return Mole.objects.filter(owner_id=self.request.user.pk).prefetch_related(timeline)
+        # order_by again: a model's default ordering is dropped from a query with an aggregate
+        moles = Mole.objects.filter(owner_id=self.request.user.pk).with_last_photo().order_by("name")
+        return moles.prefetch_related(timeline)
 
     def perform_create(self, serializer):
         mole = _unique_name(services.mole_create, owner=self.request.user, **serializer.validated_data)

@@ -141,6 +141,14 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     page.wait_for_function("() => window.Chart && Chart.getChart('mole-chart')")
     shot(page, "13-mole-timeline")
 
+    # An e-mail reminder for the next photo of this mole, three months after the last one.
+    page.get_by_role("link", name="Get an e-mail when a new photo is due").click()
+    page.get_by_label("Photo reminder").select_option(label="Every 3 months")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("The mole was saved.")).to_be_visible()
+    expect(page.locator(".photo-reminder")).to_contain_text("Next photo due")
+    expect(page.locator(".photo-reminder")).to_contain_text("every 3 months: we e-mail you that day")
+
     go(page, "About the model")
     expect(page.get_by_role("heading", name="Confusion matrix")).to_be_visible()
     page.wait_for_function("() => window.Chart && Chart.getChart('roc-chart')")

@@ -1,13 +1,16 @@
-"""Upload through the site, then watch a real worker take the task from Redis and classify it."""
+"""Upload through the site, then watch a real worker take the task from Redis and classify it;
+and the worker's daily photo reminders against Postgres."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from diagnoses.models import Diagnosis
-from diagnoses.tasks import classify_diagnosis
+from diagnoses import services
+from diagnoses.models import Diagnosis, Mole
+from diagnoses.tasks import classify_diagnosis, send_photo_reminders
 from ml import CLASSES
 
 
@@ -58,3 +61,25 @@ def test_it_leaves_a_finished_diagnosis_alone_when_the_task_is_delivered_again(c
     after = Diagnosis.objects.get(pk=diagnosis.pk)
     assert (after.finished_at, after.heatmap.name, after.probabilities) == (
         before.finished_at, before.heatmap.name, before.probabilities)
+
+
+def test_it_sends_the_photo_reminders_in_a_real_worker_once_per_due_date(celery_worker_process, owner, tmp_path):
+    mole = services.mole_create(owner=owner, name="Left shoulder", recheck_months=1)
+    Mole.objects.filter(pk=mole.pk).update(created_at=mole.created_at - timedelta(days=45))
+    due = Mole.objects.get(pk=mole.pk).next_photo_due
+
+    send_photo_reminders.delay()
+    send_photo_reminders.delay()  # a second run (two beats, a redelivery) sends nothing more
+
+    deadline = time.monotonic() + 60
+    while Mole.objects.get(pk=mole.pk).reminded_for != due:
+        assert time.monotonic() < deadline, "the worker did not send the reminder"
+        time.sleep(0.05)
+    log = tmp_path / "worker.log"  # the console e-mail backend prints into the worker's log
+    deadline = time.monotonic() + 30
+    while log.read_text(errors="replace").count("succeeded") < 2:
+        assert time.monotonic() < deadline, "the worker did not finish both runs"
+        time.sleep(0.05)
+    text = log.read_text(errors="replace")
+    assert text.count("Subject: Time for a new photo of one of your moles") == 1
+    assert "To: patient@example.com" in text

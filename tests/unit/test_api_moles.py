@@ -70,15 +70,21 @@ def test_it_lists_the_owners_moles_with_their_photos_oldest_first(
     assert [m["name"] for m in outsider_api.get(LIST).json()["results"]] == ["Theirs"]
 
 
+def test_it_lists_moles_by_name(owner_api, owner):
+    for name in ("Zeta", "Alpha", "Mid"):  # created out of order: the query must sort
+        services.mole_create(owner=owner, name=name)
+    assert [m["name"] for m in owner_api.get(LIST).json()["results"]] == ["Alpha", "Mid", "Zeta"]
+
+
 def test_it_lists_moles_in_a_constant_number_of_queries(
     owner_api, owner, make_diagnosis, django_assert_max_num_queries
 ):
     for index in range(5):
-        mole = services.mole_create(owner=owner, name=f"Mole {index}")
+        mole = services.mole_create(owner=owner, name=f"Mole {index}", recheck_months=3)
         make_diagnosis(owner, mole=mole)
         make_diagnosis(owner, mole=mole, status="queued")
 
-    # Token lookup, count, moles, their diagnoses.
+    # Token lookup, count, moles (with their last photo's time, for next_photo_due), their diagnoses.
     with django_assert_max_num_queries(4):
         assert owner_api.get(LIST).status_code == 200
 

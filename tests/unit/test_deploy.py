@@ -28,13 +28,14 @@ def command_line(service) -> str:
     return command if isinstance(command, str) else " ".join(command)
 
 
-def test_it_defines_web_worker_db_and_redis_each_with_a_healthcheck(compose):
+def test_it_defines_web_worker_beat_db_and_redis_all_but_beat_with_a_healthcheck(compose):
     services = compose["services"]
-    assert set(services) == {"web", "worker", "db", "redis"}
+    assert set(services) == {"web", "worker", "beat", "db", "redis"}
     assert services["db"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     for name, service in services.items():
-        assert service["healthcheck"]["test"], name
+        if name != "beat":  # celery beat answers no ping; compose restarts it if it exits
+            assert service["healthcheck"]["test"], name
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
 
 
@@ -50,6 +51,15 @@ def test_it_runs_a_celery_worker_from_the_web_image(compose):
     web, worker = compose["services"]["web"], compose["services"]["worker"]
     assert command_line(worker).startswith("celery -A molesite worker")
     assert worker["image"] == web["image"] and worker["build"] == web["build"] == "."
+
+
+def test_it_runs_one_celery_beat_from_the_web_image_and_make_run_does_too(compose):
+    web, beat = compose["services"]["web"], compose["services"]["beat"]
+    assert command_line(beat).startswith("celery -A molesite beat")
+    assert beat["image"] == web["image"] and beat["environment"] == web["environment"]
+    assert "deploy" not in beat and "scale" not in beat  # one scheduler, or each run is queued twice
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
+    assert procfile["worker"].startswith("celery -A molesite worker --beat ")
 
 
 def test_it_gives_web_and_worker_the_same_settings_and_image_storage(compose):

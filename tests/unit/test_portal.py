@@ -189,6 +189,15 @@ def test_it_lists_only_my_moles_with_their_photo_counts(owner_client, owner, out
     assert "Their nose" not in page
 
 
+def test_it_lists_my_moles_by_name(owner_client, owner):
+    for name in ("Zeta", "Alpha", "Mid"):  # created out of order: the query must sort
+        make_diagnosis(owner, mole=Mole.objects.create(owner=owner, name=name, recheck_months=1))
+    response = owner_client.get(reverse("diagnoses:moles"))
+    page = response.content.decode()
+    assert page.index("Alpha") < page.index("Mid") < page.index("Zeta")
+    assert response.context["moles"].ordered  # by the query, not by the index SQLite happens to use
+
+
 def test_it_shows_a_mole_timeline_oldest_first_with_its_chart(owner_client, owner):
     mole = Mole.objects.create(owner=owner, name="Shoulder")
     old = make_diagnosis(owner, mole=mole, malignant=0.1, days_ago=60)
@@ -226,7 +235,7 @@ def test_it_renames_a_mole_and_refuses_a_duplicate_name(owner_client, owner):
     url = reverse("diagnoses:mole_edit", args=[mole.pk])
     assert owner_client.post(url, {"name": "Back", "body_site": "back"}).status_code == 400
     response = owner_client.post(url, {"name": "Left shoulder", "body_site": "back"}, follow=True)
-    assert "The mole was renamed." in response.content.decode()
+    assert "The mole was saved." in response.content.decode()
     mole.refresh_from_db()
     assert (mole.name, mole.body_site) == ("Left shoulder", "back")
 
@@ -296,7 +305,7 @@ def test_it_parses_the_card_once_and_again_only_when_a_new_one_is_shipped(client
 @pytest.mark.parametrize("spool_bytes", [16 * 1024 * 1024, 1024], ids=["in-memory", "spilled-to-disk"])
 def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider, monkeypatch, spool_bytes):
     monkeypatch.setattr(accounts_views, "EXPORT_SPOOL_BYTES", spool_bytes)
-    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    mole = Mole.objects.create(owner=owner, name="Shoulder", recheck_months=3)
     mine = make_diagnosis(owner, mole=mole, risk="high", malignant=0.7)
     Review.objects.create(diagnosis=mine, verdict="agree", recommendation="urgent", note="Please come in.",
                           reviewed_at=timezone.now())
@@ -311,7 +320,7 @@ def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider, monkeypa
     archive = zipfile.ZipFile(io.BytesIO(body))
     data = json.loads(archive.read("data.json"))
     assert data["account"]["username"] == "patient" and data["account"]["review_emails"] is True
-    assert [m["name"] for m in data["moles"]] == ["Shoulder"]
+    assert [(m["name"], m["recheck_months"]) for m in data["moles"]] == [("Shoulder", 3)]
     assert len(data["diagnoses"]) == 2
     exported = next(d for d in data["diagnoses"] if d["id"] == str(mine.pk))
     assert exported["malignant_probability"] == 0.7 and exported["review"]["note"] == "Please come in."
