@@ -1,4 +1,5 @@
 from django import forms
+from django.db import transaction
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, UserCreationForm
 
 from .models import User
@@ -74,3 +75,35 @@ class NotificationsForm(NoColonMixin, forms.ModelForm):
         model = User
         fields = ("review_emails",)
         widgets = {"review_emails": forms.CheckboxInput(attrs={"class": "form-check-input"})}
+
+
+class SecondStepForm(NoColonMixin, forms.Form):
+    """A code from the authenticator app (or a one-time recovery code), checked against the
+    devices that devices() returns inside a transaction: it locks them, so that two requests
+    cannot use one code, and keeps each device's count of wrong codes (django-otp makes a
+    device wait longer after each one)."""
+
+    code = forms.CharField(
+        label="Code", max_length=32,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+    )
+
+    def __init__(self, *args, devices, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.devices = devices
+        self.device = None
+
+    def clean_code(self):
+        code = "".join(self.cleaned_data["code"].split())
+        with transaction.atomic():  # left normally: a wrong code's count must be kept
+            candidates = list(self.devices())
+            waiting = [device for device in candidates if not device.verify_is_allowed()[0]]
+            self.device = next((device for device in candidates if device.verify_token(code)), None)
+        if self.device is None:
+            if waiting and len(waiting) == len(candidates):
+                raise forms.ValidationError("Too many wrong codes. Wait a little, then enter the newest code.")
+            raise forms.ValidationError(
+                "This code is not right. Enter the newest code the app shows (it changes every 30 seconds); "
+                "if it keeps failing, check that the phone's clock is set automatically."
+            )
+        return code

@@ -1,3 +1,4 @@
+import base64
 import hashlib
 import logging
 import tempfile
@@ -9,16 +10,23 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.cache import cache
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
+
+import django_otp
+import segno
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from diagnoses import services
 from molesite.mail import send_templated_mail
 
-from .forms import ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, NotificationsForm, SignUpForm
+from .forms import (
+    ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, NotificationsForm, SecondStepForm, SignUpForm,
+)
 
 # A data export is built in memory up to this size and in a temporary file beyond it.
 EXPORT_SPOOL_BYTES = 16 * 1024 * 1024
@@ -177,7 +185,8 @@ def account(request):
         "moles": user.moles.count(),
         "reviewed": user.diagnoses.filter(review__isnull=False).count(),
     }
-    return render(request, "accounts/account.html", {"counts": counts, "form": form})
+    has_app = user.is_staff and django_otp.user_has_device(user)
+    return render(request, "accounts/account.html", {"counts": counts, "form": form, "has_authenticator": has_app})
 
 
 @login_required
@@ -212,3 +221,57 @@ def account_delete(request):
             return redirect("home")
         messages.error(request, "Your account was not deleted: see the message below.")
     return render(request, "accounts/delete.html", {"form": form}, status=400 if form.errors else 200)
+
+
+# --- the second sign-in step of staff (see accounts.admin_site) ---------------------------------
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def two_step(request):
+    """After the password, a code from the staff member's authenticator app; the first time,
+    setting that app up with a QR code. Patients have no second step."""
+    if not request.user.is_staff:
+        raise Http404
+    next_url = request.GET.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        next_url = reverse("admin:index")
+    if request.user.is_verified():
+        return redirect(next_url)
+    if django_otp.user_has_device(request.user):
+        return _second_step_code(request, next_url)
+    return _second_step_setup(request, next_url)
+
+
+def _second_step_code(request, next_url):
+    form = SecondStepForm(request.POST or None, devices=lambda: django_otp.devices_for_user(request.user, for_verify=True))
+    if request.method == "POST" and form.is_valid():
+        django_otp.login(request, form.device)
+        return redirect(next_url)
+    return render(request, "accounts/two_step.html", {"form": form, "setup": False},
+                  status=400 if form.errors else 200)
+
+
+def _second_step_setup(request, next_url):
+    """One pending (unconfirmed) device per user, so that reloading keeps the same QR code; it
+    is confirmed by the first code it gives."""
+    pending = TOTPDevice.objects.filter(user=request.user, confirmed=False).order_by("pk").first()
+    if pending is None:
+        pending = TOTPDevice.objects.create(user=request.user, name="Authenticator app", confirmed=False)
+    form = SecondStepForm(request.POST or None,
+                          devices=lambda: TOTPDevice.objects.select_for_update().filter(pk=pending.pk))
+    if request.method == "POST" and form.is_valid():
+        TOTPDevice.objects.filter(pk=pending.pk).update(confirmed=True)
+        form.device.confirmed = True
+        django_otp.login(request, form.device)
+        logger.info("user %s set up an authenticator app", request.user.pk)
+        messages.success(request, "Your authenticator app is set up: from now on, signing in to the review desk "
+                                  "asks for its code.")
+        return redirect(next_url)
+    secret = base64.b32encode(pending.bin_key).decode()
+    context = {
+        "form": form, "setup": True,
+        "qr_svg": segno.make(pending.config_url, error="m").svg_inline(scale=4, light="white", title="QR code for the authenticator app"),
+        "secret": " ".join(secret[i:i + 4] for i in range(0, len(secret), 4)),
+    }
+    return render(request, "accounts/two_step.html", context, status=400 if form.errors else 200)

@@ -15,6 +15,7 @@ from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.admin_site import second_step_passed
 from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT, TTA_VIEWS
 
 from . import services
@@ -122,10 +123,12 @@ def diagnosis_delete(request, pk):
 @require_GET
 def diagnosis_file(request, pk, kind):
     """Serve a private image to its owner or to clinicians allowed to view diagnoses (the
-    Reviewers group, superusers); everyone else gets a 404."""
+    Reviewers group, superusers) who passed the admin's second sign-in step; everyone else
+    gets a 404."""
     if kind not in FILE_FIELDS:
         raise Http404
-    may_review = request.user.is_staff and request.user.has_perm("diagnoses.view_diagnosis")
+    may_review = (request.user.is_staff and request.user.has_perm("diagnoses.view_diagnosis")
+                  and second_step_passed(request))
     visible = Diagnosis.objects.all() if may_review else Diagnosis.objects.filter(owner=request.user)
     return serve_file(get_object_or_404(visible, pk=pk), kind)
 

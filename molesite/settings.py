@@ -78,7 +78,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.admin_site.ClinicAdminConfig",  # django.contrib.admin, behind the second sign-in step
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -90,6 +90,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # one-time recovery codes: manage.py addstatictoken USERNAME
     "accounts",
     "diagnoses",
 ]
@@ -105,6 +108,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): passed the second step
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a refused sign-in into the lockout answer
@@ -185,6 +189,10 @@ AXES_DISABLE_ACCESS_LOG = True  # no log of every sign-in: less personal data ke
 AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 LOGIN_URL = "login"
+# Staff (clinicians, administrators) reach /admin/ only after a second sign-in step, a code
+# from an authenticator app; patients' sign-in is unchanged.
+STAFF_REQUIRE_2FA = env_bool("STAFF_REQUIRE_2FA", default=True)
+OTP_TOTP_ISSUER = "molesite"  # the name authenticator apps show beside the codes
 LOGIN_REDIRECT_URL = "diagnoses:list"
 LOGOUT_REDIRECT_URL = "home"
 

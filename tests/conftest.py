@@ -119,13 +119,35 @@ def reviewer(db):
     return services.reviewer_create(username="dr-reviewer", email="dr@example.com", password="a long clinic secret")
 
 
+def pass_second_step(client, user):
+    """Sign a test client's session through the staff's second sign-in step, as if a code from
+    a confirmed authenticator app had been entered (accounts.views.two_step)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name="Test phone", confirmed=True)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return device
+
+
 @pytest.fixture
 def reviewer_client(reviewer):
     from django.test import Client
 
     browser = Client()
     browser.force_login(reviewer)
+    pass_second_step(browser, reviewer)
     return browser
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    """pytest-django's admin_client, through the second sign-in step the admin asks of staff."""
+    client.force_login(admin_user)
+    pass_second_step(client, admin_user)
+    return client
 
 
 @pytest.fixture

@@ -3,9 +3,11 @@ Content-Security-Policy: the clinicians' review desk, the API docs and the sign-
 `page` fixture fails a test on any console error, which is how Chromium reports a script or a
 style that the policy blocked."""
 
+import base64
 import re
 
 import pytest
+from django_otp.oath import TOTP
 from playwright.sync_api import expect
 
 from diagnoses.models import Mole, Review
@@ -24,6 +26,14 @@ def test_it_lets_a_clinician_review_a_case_at_the_desk(page, site, shot, owner, 
     page.get_by_label("Username").fill("dr-reviewer")
     page.get_by_label("Password").fill("a long clinic secret")
     page.get_by_role("button", name="Log in").click()
+    # The second step, the first time: the authenticator app is set up from the page's key.
+    expect(page.get_by_role("heading", name="Set up your authenticator app")).to_be_visible()
+    expect(page.locator(".qr-code svg")).to_be_visible()
+    shot(page, "admin-two-step-setup")
+    key = base64.b32decode(page.locator("[data-secret]").inner_text().replace(" ", ""))
+    page.get_by_label("Code").fill(f"{TOTP(key).token():06d}")
+    page.get_by_role("button", name="Confirm and continue").click()
+    expect(page.get_by_text("Your authenticator app is set up")).to_be_visible()
     page.goto(site + "/admin/diagnoses/diagnosis/")
     expect(page.locator("#result_list tbody tr")).to_have_count(2)
     shot(page, "admin-queue")

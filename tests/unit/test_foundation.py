@@ -17,7 +17,7 @@ from django.utils import timezone
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole
 from ml import CLASSES
-from tests.conftest import reset_password_by_email
+from tests.conftest import pass_second_step, reset_password_by_email
 
 pytestmark = pytest.mark.django_db
 
@@ -270,6 +270,8 @@ def test_it_serves_private_files_to_the_owner_and_reviewers_only(client, owner, 
     client.force_login(django_user_model.objects.create_user("clerk", "clerk@example.com", "x", is_staff=True))
     assert client.get(url).status_code == 404  # staff without the permission to view diagnoses
     client.force_login(reviewer)
+    assert client.get(url).status_code == 404  # a clinician who has not passed the second sign-in step
+    pass_second_step(client, reviewer)
     assert client.get(url).status_code == 200
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole, Review
+from tests.conftest import pass_second_step
 
 pytestmark = pytest.mark.django_db
 
@@ -48,6 +49,7 @@ def viewer_client(django_user_model, client):
     viewer = django_user_model.objects.create_user("viewer", password="a long viewer secret", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_diagnosis"))
     client.force_login(viewer)
+    pass_second_step(client, viewer)
     return client
 
 

@@ -160,8 +160,8 @@ def test_it_counts_each_client_address_behind_the_proxy(owner, settings):
     assert AccessAttempt.objects.get().ip_address == "203.0.113.66"
 
 
-def test_it_lists_the_current_failures_in_the_admin_and_no_empty_logs(client, admin_user):
-    client.force_login(admin_user)
+def test_it_lists_the_current_failures_in_the_admin_and_no_empty_logs(admin_client):
+    client = admin_client
 
     index = client.get(reverse("admin:index")).content.decode()
 
