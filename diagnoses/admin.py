@@ -13,9 +13,11 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
+from django.template.response import TemplateResponse
 from django.template.defaultfilters import pluralize
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
@@ -25,6 +27,7 @@ from ml import CLASS_NAMES, CLASSES, MALIGNANT
 
 from . import services
 from .models import Diagnosis, Mole, Review
+from .views import load_model_card
 
 admin.site.site_header = "molesite review desk"
 admin.site.site_title = "molesite review desk"
@@ -462,6 +465,29 @@ class ReviewAdmin(admin.ModelAdmin):
     list_filter = ["verdict", "recommendation", "label", "reviewed_at"]
     date_hierarchy = "reviewed_at"
     ordering = ["-reviewed_at"]
+    change_list_template = "admin/diagnoses/review/change_list.html"  # + a link to the agreement page
+
+    def get_urls(self):
+        agreement = path("agreement/", self.admin_site.admin_view(self.agreement_view),
+                         name="diagnoses_review_agreement")
+        return [agreement, *super().get_urls()]
+
+    def agreement_view(self, request):
+        """The model against the clinicians' reviews, per model version (services.review_agreement)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        versions = services.review_agreement()
+        for figures in versions:
+            figures["confusion_rows"] = [(CLASS_NAMES[code], row) for code, row in zip(CLASSES, figures["confusion"])]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "The model against the clinicians",
+            "opts": self.model._meta,
+            "versions": versions,
+            "class_codes": CLASSES,
+            "current_version": (load_model_card() or {}).get("version"),
+        }
+        return TemplateResponse(request, "admin/diagnoses/review/agreement.html", context)
 
     @admin.display(description="Case")
     def diagnosis_link(self, obj):

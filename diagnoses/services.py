@@ -2,21 +2,24 @@
 
 import json
 import logging
+import math
 import shutil
 import uuid
 import zipfile
 from collections import defaultdict
 from datetime import date, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from ml import CLASSES
+from ml import CLASSES, MALIGNANT
 from ml.errors import ImageError, ModelArtifactError
+from ml.metrics import malignant_auc
 from molesite.mail import send_templated_mail
 
 from .images import sanitize_upload
@@ -415,6 +418,50 @@ def review_agree_many(*, diagnoses, reviewer) -> list[Review]:
     for patient_reviews in by_patient.values():
         _queue_review_notice(patient_reviews, updated=False)
     return reviews
+
+
+def review_agreement() -> list[dict]:
+    """How the model's results compare with what clinicians read in the same photos, per model
+    version, the most recently reviewed first. Only reviews of the result they read count (not
+    those of a result a re-run has since replaced). Rates are None where nothing was counted."""
+    reviews = (Review.objects.select_related("diagnosis")
+               .filter(diagnosis__status=Diagnosis.Status.DONE, model_version=F("diagnosis__model_version"))
+               .exclude(model_version="").order_by("-reviewed_at"))
+    by_version = defaultdict(list)  # keeps the order of each version's latest review
+    for review in reviews:
+        by_version[review.model_version].append(review)
+    return [_agreement_figures(version, version_reviews) for version, version_reviews in by_version.items()]
+
+
+def _share(hits, of):
+    return float(np.mean(hits)) if len(of) else None
+
+
+def _agreement_figures(version: str, reviews: list[Review]) -> dict:
+    labelled = [review for review in reviews if review.label]
+    malignant = np.array([review.label in MALIGNANT for review in labelled], dtype=bool)
+    risks = np.array([review.diagnosis.risk for review in labelled])
+    probabilities = np.array([review.diagnosis.malignant_probability for review in labelled], dtype=float)
+    confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)  # clinician's label x model's class
+    for review in labelled:
+        confusion[CLASSES.index(review.label), CLASSES.index(review.diagnosis.predicted_class)] += 1
+    auc = malignant_auc(probabilities, malignant) if labelled else float("nan")
+    return {
+        "version": version,
+        "reviews": len(reviews),
+        "last_reviewed_at": reviews[0].reviewed_at,
+        "verdict_agree": _share([r.verdict == Review.Verdict.AGREE for r in reviews], reviews),
+        "labelled": len(labelled),
+        "same_class": _share([r.label == r.diagnosis.predicted_class for r in labelled], labelled),
+        "malignant": int(malignant.sum()),
+        "benign": int((~malignant).sum()),
+        # the risk bands against the clinicians' malignant labels: sensitivity and specificity
+        "malignant_flagged": _share(np.isin(risks[malignant], ["medium", "high"]), risks[malignant]),
+        "malignant_high": _share(risks[malignant] == "high", risks[malignant]),
+        "benign_low": _share(risks[~malignant] == "low", risks[~malignant]),
+        "malignant_auc": None if math.isnan(auc) else auc,
+        "confusion": confusion.tolist(),
+    }
 
 
 def reviewers_group_ensure():

@@ -50,6 +50,11 @@ def test_it_lets_a_clinician_review_a_case_at_the_desk(page, site, shot, owner, 
     page.goto(site + "/admin/diagnoses/review/")  # the log of reviews
     expect(page.locator("#result_list tbody tr")).to_have_count(1)
 
+    page.get_by_role("link", name="The model against the clinicians").click()
+    expect(page.locator(".agreement-version")).to_have_count(1)
+    expect(page.locator(".agreement-version")).to_contain_text("Verdict “agree with the model”")
+    shot(page, "admin-agreement")
+
 
 def test_it_renders_the_api_docs(page, site, owner):
     page.goto(site + "/accounts/login/")
