@@ -71,10 +71,17 @@ class EmailChangeForm(CurrentPasswordForm):
 
 
 class NotificationsForm(NoColonMixin, forms.ModelForm):
+    """The e-mails a user gets; the review queue's daily count only for clinicians."""
+
     class Meta:
         model = User
-        fields = ("review_emails",)
-        widgets = {"review_emails": forms.CheckboxInput(attrs={"class": "form-check-input"})}
+        fields = ("review_emails", "queue_emails")
+        widgets = {name: forms.CheckboxInput(attrs={"class": "form-check-input"}) for name in fields}
+
+    def __init__(self, *args, instance, **kwargs):
+        super().__init__(*args, instance=instance, **kwargs)
+        if not instance.is_reviewer:
+            del self.fields["queue_emails"]
 
 
 class SecondStepForm(NoColonMixin, forms.Form):

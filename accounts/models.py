@@ -11,6 +11,18 @@ class User(AbstractUser):
         help_text="The e-mail only says that a review is waiting, with a link; what the clinician "
         "wrote is shown after you sign in.",
     )
+    queue_emails = models.BooleanField(
+        "E-mail me each morning how many cases wait for review",
+        default=True,
+        help_text="For clinicians at the review desk: counts by risk and a link to the queue, no patient data.",
+    )
+
+    @property
+    def is_reviewer(self) -> bool:
+        """Staff in the Reviewers group, who work the review queue."""
+        from diagnoses.services import REVIEWERS_GROUP
+
+        return self.is_staff and self.groups.filter(name=REVIEWERS_GROUP).exists()
 
     def save(self, *args, **kwargs):
         password_changed = self._password is not None  # set_password() was called

@@ -178,7 +178,10 @@ def account(request):
     if form.is_valid():
         form.save()
         state = "on" if user.review_emails else "off"
-        messages.success(request, f"E-mails about clinician reviews are {state}.")
+        message = f"E-mails about clinician reviews are {state}."
+        if "queue_emails" in form.fields:
+            message += f" The morning count of the review queue is {'on' if user.queue_emails else 'off'}."
+        messages.success(request, message)
         return redirect("account")
     counts = {
         "diagnoses": user.diagnoses.count(),

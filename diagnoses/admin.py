@@ -12,7 +12,7 @@ import hmac
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
+from django.db.models import Case, F, IntegerField, Value, When
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
@@ -26,7 +26,7 @@ from django.utils.timezone import localtime
 from ml import CLASS_NAMES, CLASSES, MALIGNANT
 
 from . import services
-from .models import Diagnosis, Mole, Review
+from .models import Diagnosis, Mole, Review, is_reviewed
 from .views import load_model_card
 
 admin.site.site_header = "molesite review desk"
@@ -41,13 +41,7 @@ RISK_RANK = Case(
     default=Value(3),
     output_field=IntegerField(),
 )
-# Reviewed = a review of the result shown now. After a re-run with another model version the
-# clinician's review (kept, with its note) is of an earlier result, so the case is back in the queue.
-IS_REVIEWED = Exists(
-    Review.objects.filter(diagnosis=OuterRef("pk")).filter(
-        Q(model_version="") | Q(model_version=OuterRef("model_version"))
-    )
-)
+IS_REVIEWED = is_reviewed()  # a review of the result shown now, not of one a re-run replaced
 RISK_COLOURS = {"high": "#ba2121", "medium": "#b36b00", "low": "#2e7d32"}
 EARLIER_PHOTOS_SHOWN = 12
 

@@ -112,7 +112,22 @@ class Mole(models.Model):
         return due is not None and due <= timezone.localdate()
 
 
+def is_reviewed():
+    """Whether a diagnosis has a review of the result shown now, as a query expression. After a
+    re-run with another model version the clinician's review (kept, with its note) is of an
+    earlier result, so the case counts as unreviewed again."""
+    return models.Exists(
+        Review.objects.filter(diagnosis=models.OuterRef("pk")).filter(
+            models.Q(model_version="") | models.Q(model_version=models.OuterRef("model_version"))
+        )
+    )
+
+
 class DiagnosisQuerySet(models.QuerySet):
+    def awaiting_review(self):
+        """Finished results no clinician has reviewed (is_reviewed)."""
+        return self.filter(~is_reviewed(), status=Diagnosis.Status.DONE)
+
     def late(self):
         """The pending diagnoses that Diagnosis.is_late calls late, in one query."""
         cutoff = timezone.now() - LATE_AFTER

@@ -13,7 +13,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -418,6 +418,42 @@ def review_agree_many(*, diagnoses, reviewer) -> list[Review]:
     for patient_reviews in by_patient.values():
         _queue_review_notice(patient_reviews, updated=False)
     return reviews
+
+
+def review_queue_digest_send(*, today: date | None = None) -> int:
+    """E-mail each clinician (active staff in the Reviewers group with an address and
+    queue_emails on) how many finished results wait for review, by risk band, and since when,
+    with a link to the queue; nothing when none wait. Once a day: a second run on the same day
+    (a redelivered task, a second beat) sends nothing. Returns how many e-mails went out."""
+    from django.contrib.auth import get_user_model
+    from django.core.cache import cache
+
+    today = today or timezone.localdate()
+    waiting = Diagnosis.objects.awaiting_review()
+    counts = dict(waiting.values_list("risk").annotate(n=Count("pk")).order_by())
+    total = sum(counts.values())
+    if not total or not cache.add(f"review-queue-digest:{today.isoformat()}", True, timeout=2 * 24 * 3600):
+        return 0
+    oldest = waiting.order_by("finished_at").values_list("finished_at", flat=True).first()
+    context = {
+        "total": total,
+        "bands": [(band.label, counts.get(band.value, 0)) for band in reversed(Diagnosis.Risk)],
+        "oldest": oldest,
+        "queue_url": settings.SITE_URL + reverse("admin:diagnoses_diagnosis_changelist"),
+    }
+    clinicians = (get_user_model().objects.filter(is_active=True, is_staff=True, queue_emails=True,
+                                                  groups__name=REVIEWERS_GROUP).exclude(email="").distinct())
+    sent = 0
+    for clinician in clinicians:
+        try:
+            send_templated_mail("diagnoses/email/review_queue", {**context, "username": clinician.username},
+                                clinician.email)
+        except OSError:
+            logger.warning("review queue digest to user %s not sent: the mail server failed", clinician.pk,
+                           exc_info=True)
+            continue
+        sent += 1
+    return sent
 
 
 def review_agreement() -> list[dict]:

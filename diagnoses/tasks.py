@@ -33,3 +33,9 @@ def send_review_notice(review_ids: list[int] | int, updated: bool = False) -> No
 def send_photo_reminders() -> int:
     """Daily, from celery beat (settings.CELERY_BEAT_SCHEDULE): the patients' photo reminders."""
     return services.photo_reminders_send()
+
+
+@shared_task
+def send_review_queue_digest() -> int:
+    """Daily, from celery beat: tell the clinicians how many cases wait for review."""
+    return services.review_queue_digest_send()

@@ -276,13 +276,17 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # beat service), at times of day in TIME_ZONE. Its record of the last runs lives in VAR_DIR.
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-PHOTO_REMINDER_HOUR = env_int("PHOTO_REMINDER_HOUR", default=9)
-if PHOTO_REMINDER_HOUR > 23:
-    raise ImproperlyConfigured(f"PHOTO_REMINDER_HOUR must be an hour of the day, 0 to 23, not {PHOTO_REMINDER_HOUR}.")
+DAILY_EMAILS_HOUR = env_int("DAILY_EMAILS_HOUR", default=8)
+if DAILY_EMAILS_HOUR > 23:
+    raise ImproperlyConfigured(f"DAILY_EMAILS_HOUR must be an hour of the day, 0 to 23, not {DAILY_EMAILS_HOUR}.")
 CELERY_BEAT_SCHEDULE = {
     "photo-reminders": {
         "task": "diagnoses.tasks.send_photo_reminders",
-        "schedule": crontab(minute=0, hour=PHOTO_REMINDER_HOUR),
+        "schedule": crontab(minute=0, hour=DAILY_EMAILS_HOUR),
+    },
+    "review-queue-digest": {
+        "task": "diagnoses.tasks.send_review_queue_digest",
+        "schedule": crontab(minute=0, hour=DAILY_EMAILS_HOUR),
     },
 }
 

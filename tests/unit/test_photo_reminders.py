@@ -140,7 +140,7 @@ def test_it_sends_the_reminders_every_day_from_celery_beat(owner, mailoutbox):
     app.loader.import_default_modules()
     assert entry["task"] in app.tasks
     assert isinstance(entry["schedule"], crontab)
-    assert entry["schedule"].hour == {django_settings.PHOTO_REMINDER_HOUR}
+    assert entry["schedule"].hour == {django_settings.DAILY_EMAILS_HOUR}
     assert entry["schedule"].day_of_week == set(range(7))
 
     tracked_mole(owner, created_days_ago=60)

@@ -110,8 +110,8 @@ def test_it_trusts_the_proxy_header_and_keeps_old_keys_only_when_told(tmp_path):
         ("MAX_REQUEST_BYTES", "1000", "MAX_REQUEST_BYTES must be at least 1048576, not 1000"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT must be json or plain, not 'xml'"),
         ("SITE_URL", "molesite.example.org", "SITE_URL must be an address like https://molesite.example.org"),
-        ("PHOTO_REMINDER_HOUR", "24", "PHOTO_REMINDER_HOUR must be an hour of the day, 0 to 23, not 24"),
-        ("PHOTO_REMINDER_HOUR", "9am", "PHOTO_REMINDER_HOUR must be a whole number, not '9am'"),
+        ("DAILY_EMAILS_HOUR", "24", "DAILY_EMAILS_HOUR must be an hour of the day, 0 to 23, not 24"),
+        ("DAILY_EMAILS_HOUR", "9am", "DAILY_EMAILS_HOUR must be a whole number, not '9am'"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value(tmp_path, name, value, message):

@@ -1,0 +1,109 @@
+"""The clinicians' morning count of the review queue, sent by celery beat."""
+
+from datetime import date
+from unittest import mock
+
+import pytest
+from django.conf import settings as django_settings
+from django.urls import reverse
+
+from diagnoses import services
+from diagnoses.models import Diagnosis, Review
+
+pytestmark = pytest.mark.django_db
+
+QUEUE_URL = django_settings.SITE_URL + reverse("admin:diagnoses_diagnosis_changelist")
+
+
+@pytest.fixture
+def queue(owner, reviewer, make_diagnosis):
+    """Waiting: two high, one medium (one of them re-run after its review); not waiting: a
+    reviewed low, a queued and a failed upload."""
+    make_diagnosis(owner, risk="high", age_days=3)
+    make_diagnosis(owner, risk="medium")
+    rerun = make_diagnosis(owner, risk="high")
+    review = services.review_save(diagnosis=rerun, reviewer=reviewer, verdict="agree", recommendation="monitor",
+                                  notify=False)
+    Review.objects.filter(pk=review.pk).update(model_version="before-the-rerun")
+    reviewed = make_diagnosis(owner, risk="low")
+    services.review_save(diagnosis=reviewed, reviewer=reviewer, verdict="agree", recommendation="routine",
+                         notify=False)
+    make_diagnosis(owner, status="queued")
+    make_diagnosis(owner, status="failed")
+
+
+def test_it_counts_what_waits_and_tells_each_clinician(queue, reviewer, mailoutbox):
+    other = services.reviewer_create(username="dr-other", email="other@example.com", password="another clinic secret")
+
+    assert services.review_queue_digest_send() == 2
+
+    assert sorted(email.to[0] for email in mailoutbox) == ["dr@example.com", "other@example.com"]
+    email = mailoutbox[0]
+    assert email.subject == "3 cases wait for review"
+    assert "- high risk: 2\n- medium risk: 1\n- low risk: 0\n" in email.body
+    assert QUEUE_URL in email.body
+    assert "patient" not in email.body  # counts only: no patient, no photo
+    assert other.is_reviewer and Diagnosis.objects.awaiting_review().count() == 3
+
+
+def test_it_leaves_out_patients_superusers_outside_the_group_and_those_who_said_no(
+    queue, reviewer, owner, admin_user, mailoutbox
+):
+    type(reviewer).objects.filter(pk=reviewer.pk).update(queue_emails=False)
+    gone = services.reviewer_create(username="dr-gone", email="gone@example.com", password="a long old secret")
+    type(gone).objects.filter(pk=gone.pk).update(is_active=False)
+    # staff in the group in name only: is_staff taken away
+    former = services.reviewer_create(username="dr-former", email="former@example.com", password="a long old secret")
+    type(former).objects.filter(pk=former.pk).update(is_staff=False)
+
+    assert services.review_queue_digest_send() == 0
+    assert mailoutbox == []
+
+
+def test_it_sends_nothing_when_no_case_waits(reviewer, owner, make_diagnosis, mailoutbox):
+    make_diagnosis(owner, status="queued")
+    assert services.review_queue_digest_send() == 0
+    assert mailoutbox == []
+
+
+def test_it_sends_the_count_once_a_day(queue, reviewer, mailoutbox):
+    assert services.review_queue_digest_send(today=date(2027, 3, 1)) == 1
+    assert services.review_queue_digest_send(today=date(2027, 3, 1)) == 0
+    assert services.review_queue_digest_send(today=date(2027, 3, 2)) == 1
+    assert len(mailoutbox) == 2
+
+
+def test_it_goes_on_to_the_next_clinician_when_one_email_fails(queue, reviewer, mailoutbox):
+    services.reviewer_create(username="dr-other", email="other@example.com", password="another clinic secret")
+    real_send = services.send_templated_mail
+
+    def flaky(template, context, to):
+        if to == "dr@example.com":
+            raise ConnectionRefusedError
+        real_send(template, context, to)
+
+    with mock.patch("diagnoses.services.send_templated_mail", side_effect=flaky):
+        assert services.review_queue_digest_send() == 1
+    assert [email.to for email in mailoutbox] == [["other@example.com"]]
+
+
+def test_it_is_queued_by_celery_beat_every_morning(queue, reviewer, mailoutbox):
+    from molesite.celery import app
+
+    entry = django_settings.CELERY_BEAT_SCHEDULE["review-queue-digest"]
+    app.loader.import_default_modules()
+    assert entry["schedule"].hour == {django_settings.DAILY_EMAILS_HOUR}
+    assert app.tasks[entry["task"]]() == 1 == len(mailoutbox)
+
+
+def test_it_lets_a_clinician_turn_the_count_off_on_the_account_page(reviewer, owner, client):
+    client.force_login(reviewer)
+    page = client.get(reverse("account")).content.decode()
+    assert 'name="queue_emails"' in page
+    response = client.post(reverse("account"), {"review_emails": "on"}, follow=True)
+    assert "The morning count of the review queue is off." in response.content.decode()
+    reviewer.refresh_from_db()
+    assert reviewer.queue_emails is False and reviewer.review_emails is True
+
+    client.force_login(owner)
+    assert 'name="queue_emails"' not in client.get(reverse("account")).content.decode()
