@@ -1,0 +1,57 @@
+"""Accessibility: axe-core (WCAG 2.1 A and AA rules) on every page a patient or a clinician
+meets outside Django's own admin, on a phone and on a desktop."""
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+
+from diagnoses.models import Mole
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+WCAG_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+
+
+def violations(page, axe, path):
+    page.goto(path)
+    page.wait_for_load_state("networkidle")
+    results = axe.run(page, options=WCAG_AA)
+    return [f"{path}: {line}" for line in results.generate_snapshot().splitlines()], results
+
+
+def sign_in(page, site, username, password):
+    page.goto(site + "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back", recheck_months=3)
+    make_diagnosis(owner, risk="low", mole=mole, age_days=120)
+    result = make_diagnosis(owner, risk="high", mole=mole, age_days=100)
+    pending = make_diagnosis(owner, status="queued")
+    axe = Axe()
+    found, reports = [], []
+
+    for path in ["/", "/accounts/signup/", "/accounts/login/", "/accounts/password/reset/", "/about/model/"]:
+        lines, results = violations(page, axe, site + path)
+        found += lines
+        reports.append(results.generate_report() if lines else "")
+    sign_in(page, site, "patient", "correct horse battery")
+    for path in [
+        "/diagnoses/new/", f"/diagnoses/{result.pk}/", f"/diagnoses/{pending.pk}/", f"/diagnoses/{result.pk}/report/",
+        f"/diagnoses/{result.pk}/delete/", "/diagnoses/", "/diagnoses/moles/", f"/diagnoses/moles/{mole.pk}/",
+        f"/diagnoses/moles/{mole.pk}/edit/", "/accounts/", "/accounts/email/", "/accounts/password/",
+        "/accounts/delete/",
+    ]:
+        lines, results = violations(page, axe, site + path)
+        found += lines
+        reports.append(results.generate_report() if lines else "")
+
+    assert not found, "\n".join(found) + "\n" + "\n".join(r for r in reports if r)
+
+
+def test_it_meets_wcag_aa_on_the_clinicians_second_step(page, site, reviewer):
+    sign_in(page, site, "dr-reviewer", "a long clinic secret")
+    lines, results = violations(page, Axe(), site + "/accounts/two-step/")
+    assert not lines, results.generate_report()
