@@ -1,6 +1,6 @@
 from django import forms
-from django.db import transaction
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, UserCreationForm
+from django.db import transaction
 
 from .models import User
 

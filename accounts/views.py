@@ -3,6 +3,8 @@ import hashlib
 import logging
 import tempfile
 
+import django_otp
+import segno
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
@@ -16,9 +18,6 @@ from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
-
-import django_otp
-import segno
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from diagnoses import services
@@ -247,7 +246,8 @@ def two_step(request):
 
 
 def _second_step_code(request, next_url):
-    form = SecondStepForm(request.POST or None, devices=lambda: django_otp.devices_for_user(request.user, for_verify=True))
+    form = SecondStepForm(request.POST or None,
+                          devices=lambda: django_otp.devices_for_user(request.user, for_verify=True))
     if request.method == "POST" and form.is_valid():
         django_otp.login(request, form.device)
         return redirect(next_url)
@@ -274,7 +274,8 @@ def _second_step_setup(request, next_url):
     secret = base64.b32encode(pending.bin_key).decode()
     context = {
         "form": form, "setup": True,
-        "qr_svg": segno.make(pending.config_url, error="m").svg_inline(scale=4, light="white", title="QR code for the authenticator app"),
+        "qr_svg": segno.make(pending.config_url, error="m").svg_inline(
+            scale=4, light="white", title="QR code for the authenticator app"),
         "secret": " ".join(secret[i:i + 4] for i in range(0, len(secret), 4)),
     }
     return render(request, "accounts/two_step.html", context, status=400 if form.errors else 200)
