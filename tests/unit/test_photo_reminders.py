@@ -168,6 +168,18 @@ def test_it_sets_and_stops_a_photo_reminder_on_the_mole_edit_page(owner_client, 
     assert Mole.objects.get(pk=mole.pk).recheck_months is None
 
 
+def test_it_offers_a_reminder_on_the_result_of_a_tracked_mole_without_one(owner_client, owner, make_diagnosis):
+    mole = services.mole_create(owner=owner, name="Back")
+    diagnosis = make_diagnosis(owner, mole=mole)
+    offer = f'href="{reverse("diagnoses:mole_edit", args=[mole.pk])}">Remind me to photograph it again'
+    assert offer in owner_client.get(diagnosis.get_absolute_url()).content.decode()
+
+    services.mole_update(mole=mole, recheck_months=3)
+    assert offer not in owner_client.get(diagnosis.get_absolute_url()).content.decode()
+    untracked = make_diagnosis(owner)
+    assert "Remind me" not in owner_client.get(untracked.get_absolute_url()).content.decode()
+
+
 def test_it_refuses_a_reminder_interval_it_does_not_offer(owner_client, owner):
     mole = services.mole_create(owner=owner, name="Back", recheck_months=1)
     response = owner_client.post(reverse("diagnoses:mole_edit", args=[mole.pk]),
