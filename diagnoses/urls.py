@@ -15,5 +15,6 @@ urlpatterns = [
     path("moles/", views.mole_list, name="moles"),
     path("moles/<uuid:pk>/", views.mole_detail, name="mole"),
     path("moles/<uuid:pk>/edit/", views.mole_edit, name="mole_edit"),
+    path("moles/<uuid:pk>/compare/", views.mole_compare, name="mole_compare"),
     path("moles/<uuid:pk>/delete/", views.mole_delete, name="mole_delete"),
 ]

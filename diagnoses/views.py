@@ -196,6 +196,52 @@ def mole_detail(request, pk):
     )
 
 
+@login_required
+@require_GET
+def mole_compare(request, pk):
+    """Two photos of one mole side by side (by default its first and its latest), with what
+    changed between them."""
+    mole = get_object_or_404(Mole, pk=pk, owner=request.user)
+    photos = list(mole.diagnoses.select_related("review").order_by("created_at"))
+    if len(photos) < 2:
+        return render(request, "diagnoses/mole_compare.html", {"mole": mole, "photos": photos})
+    before = _photo_of(photos, request.GET.get("before"), default=photos[0])
+    after = _photo_of(photos, request.GET.get("after"), default=photos[-1])
+    if before.created_at > after.created_at:
+        before, after = after, before
+    context = {
+        "mole": mole, "photos": photos, "before": before, "after": after, "change": photo_change(before, after),
+        "pickers": [("before", "Before", before), ("after", "After", after)],
+    }
+    return render(request, "diagnoses/mole_compare.html", context)
+
+
+def _photo_of(photos, pk, *, default):
+    """The photo with this id among the mole's photos; default when none is asked for; 404 for
+    any other id (another mole's photo, another patient's, or not an id at all)."""
+    if not pk:
+        return default
+    found = next((photo for photo in photos if str(photo.pk) == pk), None)
+    if found is None:
+        raise Http404
+    return found
+
+
+def photo_change(before, after) -> dict | None:
+    """What changed from one analysed photo to a later one; None unless both are analysed."""
+    if before.status != Diagnosis.Status.DONE or after.status != Diagnosis.Status.DONE:
+        return None
+    points = round((after.malignant_probability - before.malignant_probability) * 100, 1)
+    return {
+        "days": (after.created_at - before.created_at).days,
+        "points": points,
+        "points_abs": abs(points),
+        "risk_rose": RISK_ORDER.get(after.risk, 0) > RISK_ORDER.get(before.risk, 0),
+        "risk_fell": RISK_ORDER.get(after.risk, 0) < RISK_ORDER.get(before.risk, 0),
+        "class_changed": after.predicted_class != before.predicted_class,
+    }
+
+
 def _chart_labels(moments):
     """Dates, with the time where two photos share a day."""
     days = [date_format(localtime(m), "j M Y") for m in moments]

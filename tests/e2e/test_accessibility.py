@@ -41,7 +41,7 @@ def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, make_diagnosi
     for path in [
         "/diagnoses/new/", f"/diagnoses/{result.pk}/", f"/diagnoses/{pending.pk}/", f"/diagnoses/{result.pk}/report/",
         f"/diagnoses/{result.pk}/delete/", "/diagnoses/", "/diagnoses/moles/", f"/diagnoses/moles/{mole.pk}/",
-        f"/diagnoses/moles/{mole.pk}/edit/", "/accounts/", "/accounts/email/", "/accounts/password/",
+        f"/diagnoses/moles/{mole.pk}/edit/", f"/diagnoses/moles/{mole.pk}/compare/", "/accounts/", "/accounts/email/", "/accounts/password/",
         "/accounts/delete/",
     ]:
         lines, results = violations(page, axe, site + path)

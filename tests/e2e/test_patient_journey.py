@@ -141,6 +141,13 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     page.wait_for_function("() => window.Chart && Chart.getChart('mole-chart')")
     shot(page, "13-mole-timeline")
 
+    # The first and the latest photo side by side, with what changed.
+    page.get_by_role("link", name="Compare photos").click()
+    expect(page.locator(".photo-change")).to_contain_text("Malignant probability")
+    expect(page.locator("img.result-photo")).to_have_count(2)
+    shot(page, "13b-mole-compare")
+    page.get_by_role("link", name="Left shoulder").last.click()
+
     # An e-mail reminder for the next photo of this mole, three months after the last one.
     page.get_by_role("link", name="Get an e-mail when a new photo is due").click()
     page.get_by_label("Photo reminder").select_option(label="Every 3 months")

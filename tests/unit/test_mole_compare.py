@@ -1,0 +1,91 @@
+"""Two photos of one mole side by side, and what changed between them."""
+
+import pytest
+from django.urls import reverse
+
+from diagnoses.models import Mole
+
+pytestmark = pytest.mark.django_db
+
+
+def compare_url(mole, **params):
+    url = reverse("diagnoses:mole_compare", args=[mole.pk])
+    return url + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
+
+
+@pytest.fixture
+def shoulder(owner, make_diagnosis):
+    """A mole photographed three times: low (0.05 malignant), low, then medium (0.35)."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    photos = [make_diagnosis(owner, risk="low", mole=mole, age_days=90),
+              make_diagnosis(owner, risk="low", mole=mole, age_days=30),
+              make_diagnosis(owner, risk="medium", mole=mole, age_days=0)]
+    return mole, photos
+
+
+def test_it_compares_the_first_and_the_latest_photo_by_default(owner_client, shoulder):
+    mole, (first, middle, latest) = shoulder
+    response = owner_client.get(compare_url(mole))
+    assert response.status_code == 200
+    assert (response.context["before"], response.context["after"]) == (first, latest)
+    page = response.content.decode()
+    assert "90 days apart." in page
+    assert "Malignant probability 5.0% → 35.0%" in page and "up 30.0 points" in page
+    assert "The estimated risk went up, from low to medium" in page
+    assert 'class="alert alert-danger photo-change"' in page
+    assert reverse("diagnoses:file", args=[first.pk, "image"]) in page
+    assert reverse("diagnoses:file", args=[latest.pk, "image"]) in page
+    assert compare_url(mole) in owner_client.get(mole.get_absolute_url()).content.decode()
+
+
+def test_it_compares_the_photos_chosen_in_time_order(owner_client, shoulder):
+    mole, (first, middle, latest) = shoulder
+    response = owner_client.get(compare_url(mole, before=latest.pk, after=first.pk))
+    assert (response.context["before"], response.context["after"]) == (first, latest)
+
+    response = owner_client.get(compare_url(mole, before=first.pk, after=middle.pk))
+    page = response.content.decode()
+    assert "60 days apart." in page and "no change" in page and "The risk band is the same (low)" in page
+
+
+def test_it_says_a_falling_risk_without_alarm(owner_client, owner, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Back")
+    make_diagnosis(owner, risk="medium", mole=mole, age_days=30)
+    make_diagnosis(owner, risk="low", mole=mole)
+    page = owner_client.get(compare_url(mole)).content.decode()
+    assert "down 30.0 points" in page and "The risk band went down, from medium to low." in page
+    assert "30 days apart." in page
+    assert "alert-danger" not in page
+
+
+def test_it_refuses_photos_of_another_mole_or_patient(owner_client, outsider_client, owner, shoulder, make_diagnosis):
+    mole, (first, middle, latest) = shoulder
+    elsewhere = make_diagnosis(owner, risk="high")
+    assert owner_client.get(compare_url(mole, before=elsewhere.pk)).status_code == 404
+    assert owner_client.get(compare_url(mole, after="not-an-id")).status_code == 404
+    assert outsider_client.get(compare_url(mole)).status_code == 404
+
+
+def test_it_asks_for_a_second_photo_before_comparing(owner_client, owner, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Back")
+    make_diagnosis(owner, mole=mole)
+    page = owner_client.get(compare_url(mole)).content.decode()
+    assert "Comparing needs two photos of this mole; it has one." in page
+    assert compare_url(mole) not in owner_client.get(mole.get_absolute_url()).content.decode()
+
+
+def test_it_shows_a_pending_photo_without_a_change_summary(owner_client, owner, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Back")
+    make_diagnosis(owner, mole=mole, age_days=10)
+    make_diagnosis(owner, mole=mole, status="queued")
+    response = owner_client.get(compare_url(mole))
+    assert response.status_code == 200 and response.context["change"] is None
+    assert "apart" not in response.content.decode()
+    assert "Queued…" in response.content.decode()
+
+
+def test_it_says_when_two_photos_were_taken_the_same_day(owner_client, owner, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Back")
+    make_diagnosis(owner, mole=mole)
+    make_diagnosis(owner, mole=mole)
+    assert "Taken the same day." in owner_client.get(compare_url(mole)).content.decode()
