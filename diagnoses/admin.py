@@ -12,11 +12,11 @@ import hmac
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Case, F, IntegerField, Value, When
 from django.core.exceptions import PermissionDenied
+from django.db.models import Case, F, IntegerField, Value, When
 from django.http import HttpResponse
-from django.template.response import TemplateResponse
 from django.template.defaultfilters import pluralize
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format

@@ -79,7 +79,7 @@ class Mole(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     recheck_months = models.PositiveSmallIntegerField(
         "photo reminder", choices=RECHECK_CHOICES, null=True, blank=True,
-        help_text="E-mail a reminder this many months after the last photo; empty: no reminders.",
+        help_text="Months after the last photo when a reminder is e-mailed (1, 3, 6 or 12); null: no reminders.",
     )
     # The due date the last reminder was sent for: one e-mail per due date, and a new photo
     # (which moves the due date) makes the next one possible.

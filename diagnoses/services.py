@@ -360,16 +360,15 @@ def photo_reminders_send(*, today: date | None = None) -> int:
     for mole in moles:
         due = mole.next_photo_due
         if due <= today and (mole.reminded_for is None or mole.reminded_for < due):
-            due_by_patient[mole.owner].append(mole)
+            due_by_patient[mole.owner].append((mole, due))
     return sum(_send_photo_reminder(patient, due_moles) for patient, due_moles in due_by_patient.items())
 
 
-def _send_photo_reminder(patient, moles: list[Mole]) -> bool:
+def _send_photo_reminder(patient, due_moles: list[tuple[Mole, date]]) -> bool:
     """Claim each mole's due date first (a conditional update, so that two runs at once send
     one e-mail), then send; on a mail failure, give the claims back."""
     claimed = []
-    for mole in moles:
-        due = mole.next_photo_due
+    for mole, due in due_moles:
         not_yet = Q(reminded_for__isnull=True) | Q(reminded_for__lt=due)
         if Mole.objects.filter(not_yet, pk=mole.pk).update(reminded_for=due):
             claimed.append((mole, due))

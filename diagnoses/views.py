@@ -2,7 +2,7 @@ import json
 import logging
 
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -15,7 +15,6 @@ from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.admin_site import second_step_passed
 from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT, TTA_VIEWS
 
 from . import services
@@ -123,12 +122,11 @@ def diagnosis_delete(request, pk):
 @require_GET
 def diagnosis_file(request, pk, kind):
     """Serve a private image to its owner or to clinicians allowed to view diagnoses (the
-    Reviewers group, superusers) who passed the admin's second sign-in step; everyone else
-    gets a 404."""
+    Reviewers group, superusers) whom the admin lets in (its second sign-in step passed);
+    everyone else gets a 404."""
     if kind not in FILE_FIELDS:
         raise Http404
-    may_review = (request.user.is_staff and request.user.has_perm("diagnoses.view_diagnosis")
-                  and second_step_passed(request))
+    may_review = admin.site.has_permission(request) and request.user.has_perm("diagnoses.view_diagnosis")
     visible = Diagnosis.objects.all() if may_review else Diagnosis.objects.filter(owner=request.user)
     return serve_file(get_object_or_404(visible, pk=pk), kind)
 
@@ -202,7 +200,7 @@ def mole_compare(request, pk):
     """Two photos of one mole side by side (by default its first and its latest), with what
     changed between them."""
     mole = get_object_or_404(Mole, pk=pk, owner=request.user)
-    photos = list(mole.diagnoses.select_related("review").order_by("created_at"))
+    photos = list(mole.diagnoses.order_by("created_at"))
     if len(photos) < 2:
         return render(request, "diagnoses/mole_compare.html", {"mole": mole, "photos": photos})
     before = _photo_of(photos, request.GET.get("before"), default=photos[0])

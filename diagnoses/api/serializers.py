@@ -144,9 +144,6 @@ class MoleSerializer(serializers.ModelSerializer):
         model = Mole
         fields = ("id", "url", "name", "body_site", "recheck_months", "next_photo_due", "created_at", "diagnoses")
         read_only_fields = ("id", "url", "created_at", "diagnoses")
-        extra_kwargs = {"recheck_months": {
-            "help_text": "E-mail a reminder this many months after the last photo (1, 3, 6 or 12); null: none.",
-        }}
 
     def validate_name(self, name):
         name = name.strip()

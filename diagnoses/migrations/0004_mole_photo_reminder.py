@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='mole',
             name='recheck_months',
-            field=models.PositiveSmallIntegerField(blank=True, choices=[(1, 'Every month'), (3, 'Every 3 months'), (6, 'Every 6 months'), (12, 'Every year')], help_text='E-mail a reminder this many months after the last photo; empty: no reminders.', null=True, verbose_name='photo reminder'),
+            field=models.PositiveSmallIntegerField(blank=True, choices=[(1, 'Every month'), (3, 'Every 3 months'), (6, 'Every 6 months'), (12, 'Every year')], help_text='Months after the last photo when a reminder is e-mailed (1, 3, 6 or 12); null: no reminders.', null=True, verbose_name='photo reminder'),
         ),
         migrations.AddField(
             model_name='mole',
