@@ -2,12 +2,18 @@ from axes.models import AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
+from diagnoses.admin import RecordsStaffAccess
+from diagnoses.models import StaffAccess
+
 from .models import User
 
 
 @admin.register(User)
-class MolesiteUserAdmin(UserAdmin):
+class MolesiteUserAdmin(RecordsStaffAccess, UserAdmin):
     fieldsets = UserAdmin.fieldsets + (("E-mails", {"fields": ("review_emails",)}),)
+
+    def staff_access(self, obj):
+        return {"patient": obj, "record": StaffAccess.Record.ACCOUNT}
 
 
 # The sign-in lockout keeps only its current failures (Access attempts); it logs no sign-ins

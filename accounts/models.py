@@ -1,5 +1,14 @@
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
+
+# The clinicians who work the review queue (made, with its permissions, by diagnoses.services).
+REVIEWERS_GROUP = "Reviewers"
+
+
+class MolesiteUserManager(UserManager):
+    def reviewers(self):
+        """Staff in the Reviewers group: who work the review queue."""
+        return self.filter(is_staff=True, groups__name=REVIEWERS_GROUP).distinct()
 
 
 class User(AbstractUser):
@@ -17,12 +26,11 @@ class User(AbstractUser):
         help_text="For clinicians at the review desk: counts by risk and a link to the queue, no patient data.",
     )
 
+    objects = MolesiteUserManager()
+
     @property
     def is_reviewer(self) -> bool:
-        """Staff in the Reviewers group, who work the review queue."""
-        from diagnoses.services import REVIEWERS_GROUP
-
-        return self.is_staff and self.groups.filter(name=REVIEWERS_GROUP).exists()
+        return type(self).objects.reviewers().filter(pk=self.pk).exists()
 
     def save(self, *args, **kwargs):
         password_changed = self._password is not None  # set_password() was called

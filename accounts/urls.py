@@ -6,6 +6,7 @@ from . import views
 urlpatterns = [
     path("", views.account, name="account"),
     path("export/", views.account_export, name="account_export"),
+    path("access/", views.account_staff_access, name="account_staff_access"),
     path("delete/", views.account_delete, name="account_delete"),
     path("email/", views.email_change, name="email_change"),
     path("email/confirm/<str:token>/", views.email_change_confirm, name="email_change_confirm"),

@@ -12,6 +12,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.cache import cache
+from django.core.paginator import Paginator
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
@@ -29,6 +30,7 @@ from .forms import (
 
 # A data export is built in memory up to this size and in a temporary file beyond it.
 EXPORT_SPOOL_BYTES = 16 * 1024 * 1024
+STAFF_ACCESS_PAGE_SIZE = 50
 
 logger = logging.getLogger(__name__)
 EMAIL_CHANGE_SALT = "accounts.email-change"
@@ -188,7 +190,18 @@ def account(request):
         "reviewed": user.diagnoses.filter(review__isnull=False).count(),
     }
     has_app = user.is_staff and django_otp.user_has_device(user)
-    return render(request, "accounts/account.html", {"counts": counts, "form": form, "has_authenticator": has_app})
+    context = {"counts": counts, "form": form, "has_authenticator": has_app,
+               "staff_accesses": user.staff_accesses.count(), "last_staff_access": user.staff_accesses.first()}
+    return render(request, "accounts/account.html", context)
+
+
+@login_required
+@require_GET
+def account_staff_access(request):
+    """Who at the review desk opened the user's records, and when (diagnoses.StaffAccess)."""
+    accesses = request.user.staff_accesses.select_related("diagnosis", "mole")
+    page = Paginator(accesses, STAFF_ACCESS_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "accounts/staff_access.html", {"page": page})
 
 
 @login_required

@@ -26,7 +26,7 @@ from django.utils.timezone import localtime
 from ml import CLASS_NAMES, CLASSES, MALIGNANT
 
 from . import services
-from .models import Diagnosis, Mole, Review, is_reviewed
+from .models import Diagnosis, Mole, Review, StaffAccess, is_reviewed
 from .views import load_model_card
 
 admin.site.site_header = "molesite review desk"
@@ -124,8 +124,23 @@ def _reviewer_name(review):
     return review.reviewer.get_username() if review.reviewer_id else "—"
 
 
+class RecordsStaffAccess:
+    """A ModelAdmin mixin: each time the change page of one of a patient's records is shown,
+    services.staff_access_record notes who opened it. render_change_form runs only once the admin
+    has found the object and checked the viewer's rights, so refused requests leave no trace."""
+
+    def staff_access(self, obj) -> dict:
+        """The patient, the record kind (StaffAccess.Record) and the diagnosis or mole of obj."""
+        raise NotImplementedError
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            services.staff_access_record(staff=request.user, **self.staff_access(obj))
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+
 @admin.register(Diagnosis)
-class DiagnosisAdmin(admin.ModelAdmin):
+class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     list_display = [
         "thumb",
         "patient",
@@ -230,6 +245,9 @@ class DiagnosisAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         return super().change_view(request, object_id, form_url, {"title": "Review case", **(extra_context or {})})
+
+    def staff_access(self, obj):
+        return {"patient": obj.owner, "record": StaffAccess.Record.CASE, "diagnosis": obj}
 
     # --- the case page -------------------------------------------------------------------------
 
@@ -424,7 +442,7 @@ def _thumbnail_strip(diagnoses):
 
 
 @admin.register(Mole)
-class MoleAdmin(admin.ModelAdmin):
+class MoleAdmin(RecordsStaffAccess, admin.ModelAdmin):
     list_display = ["name", "body_site", "patient", "created_at"]
     list_select_related = ["owner"]
     list_filter = ["body_site"]
@@ -447,9 +465,28 @@ class MoleAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # moles are the patient's own records
 
+    def has_change_permission(self, request, obj=None):
+        return False  # ... which the desk reads (view_mole) and never edits, superusers included
+
+    def staff_access(self, obj):
+        return {"patient": obj.owner, "record": StaffAccess.Record.MOLE, "mole": obj}
+
+
+class ReadOnlyLogAdmin(admin.ModelAdmin):
+    """A log the application writes: read in the admin, never added to, edited or deleted there."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(ReadOnlyLogAdmin):
     """A read-only log of reviews; reviews are written on the case page only."""
 
     list_display = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "reviewed_at"]
@@ -491,11 +528,24 @@ class ReviewAdmin(admin.ModelAdmin):
     def reviewed_by(self, obj):
         return _reviewer_name(obj)
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+@admin.register(StaffAccess)
+class StaffAccessAdmin(ReadOnlyLogAdmin):
+    """The desk's access log, read-only and for administrators: reviewers get no permission on
+    it (REVIEWER_PERMISSIONS), and nobody may edit or delete it."""
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    list_display = ["at", "staff_name", "patient", "record", "opened"]
+    list_select_related = ["patient"]
+    list_filter = ["record", "at"]
+    search_fields = ["staff_name", "staff__username", "patient__username", "patient__email"]
+    search_help_text = "Search by the staff member's name or username, or the patient's username or e-mail address."
+    date_hierarchy = "at"
+    fields = ["at", "staff_name", "patient", "record", "opened"]
+    readonly_fields = fields
+
+    @admin.display(description="Opened")
+    def opened(self, obj):
+        for kind, pk in (("diagnosis", obj.diagnosis_id), ("mole", obj.mole_id)):
+            if pk:
+                return format_html('<a href="{}">{}</a>', reverse(f"admin:diagnoses_{kind}_change", args=[pk]), pk)
+        return "—" if obj.record == StaffAccess.Record.ACCOUNT else "since deleted by the patient"

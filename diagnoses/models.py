@@ -258,3 +258,33 @@ class Review(models.Model):
     @property
     def is_pressing(self):
         return self.recommendation in (self.Recommendation.DERMATOLOGIST_SOON, self.Recommendation.URGENT)
+
+
+class StaffAccess(models.Model):
+    """A member of staff opened one of a patient's records at the review desk (a check's case
+    page, a mole's page, the account). Kept so that the patient can see who looked, and an
+    administrator can audit the desk; goes with the patient's account, outlives the staff's."""
+
+    class Record(models.TextChoices):
+        CASE = "case", "A check"
+        MOLE = "mole", "A tracked mole"
+        ACCOUNT = "account", "The account"
+
+    patient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_accesses")
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The name shown to the patient, as it was then: it stays when the staff account is deleted.
+    staff_name = models.CharField(max_length=300)
+    record = models.CharField("what was opened", max_length=10, choices=Record.choices)
+    # Kept when the patient deletes that check or mole: the access happened all the same.
+    diagnosis = models.ForeignKey(Diagnosis, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    mole = models.ForeignKey(Mole, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField("when", default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["patient", "-at"], name="staffaccess_patient_at")]
+        verbose_name = "staff access to a patient's records"
+        verbose_name_plural = "staff accesses to patients' records"
+
+    def __str__(self):
+        return f"{self.staff_name} opened {self.get_record_display().lower()} of user {self.patient_id}"

@@ -17,23 +17,39 @@ from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import REVIEWERS_GROUP
 from ml import CLASSES, MALIGNANT
 from ml.errors import ImageError, ModelArtifactError
 from ml.metrics import malignant_auc
 from molesite.mail import send_templated_mail
 
 from .images import sanitize_upload
-from .models import Diagnosis, Mole, Review
+from .models import Diagnosis, Mole, Review, StaffAccess
 
 logger = logging.getLogger(__name__)
 
 # A row left "running" this long was orphaned by a dead worker; a redelivery may take it over.
 STALE_RUNNING_AFTER = timedelta(minutes=10)
+# One member of staff opening the same record again within this time is one access (a review
+# saved, the page reloaded), not a line per page view in the patient's list.
+STAFF_ACCESS_COALESCE = timedelta(minutes=30)
 
 MESSAGE_UNREADABLE = "We could not analyse this photo. Please take a sharper, well-lit photo and upload it again."
 MESSAGE_MODEL_UNAVAILABLE = "The classifier is not available right now. Our team has been told; please try again later."
 MESSAGE_UNEXPECTED = "Something went wrong while analysing this photo. Please upload it again."
 MESSAGE_GAVE_UP = "The analysis could not be completed after several attempts. Please upload the photo again later."
+
+
+class EmailsNotSent(Exception):
+    """The mail server failed for some e-mails of a batch; the others went out. Raised after the
+    whole batch so that the Celery task retries later, and the retry sends only those missing."""
+
+    def __init__(self, sent: int, failed: int):
+        super().__init__(sent, failed)  # positional, so that it pickles as Celery's retries need
+        self.sent, self.failed = sent, failed
+
+    def __str__(self):
+        return f"{self.failed} e-mail(s) not sent (the mail server failed), {self.sent} sent"
 
 
 class TransientClassificationError(Exception):
@@ -125,6 +141,7 @@ def diagnosis_delete(*, diagnosis: Diagnosis) -> None:
 
 def write_user_export(*, user, out) -> None:
     """Everything stored about a user, as a zip written to the binary file object out: data.json
+    (account, moles, results with their reviews, who at the review desk opened their records)
     plus every photo, thumbnail and heatmap. Each stored file is copied in chunks and kept as is
     (ZIP_STORED: JPEG and PNG are compressed already), so neither memory nor time grows with
     recompressing a long history."""
@@ -139,6 +156,12 @@ def write_user_export(*, user, out) -> None:
             for m in user.moles.order_by("created_at")
         ],
         "diagnoses": [],
+        "staff_accesses": [
+            {"at": a.at.isoformat(), "staff": a.staff_name, "record": a.record,
+             "diagnosis_id": str(a.diagnosis_id) if a.diagnosis_id else None,
+             "mole_id": str(a.mole_id) if a.mole_id else None}
+            for a in user.staff_accesses.order_by("at")
+        ],
     }
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
         for d in diagnoses:
@@ -259,7 +282,6 @@ def _store_result(diagnosis: Diagnosis, prediction, heatmap_png: bytes) -> bool:
 
 # --- Clinician review -------------------------------------------------------------------------
 
-REVIEWERS_GROUP = "Reviewers"
 # Exactly what a clinician needs in the admin. change_diagnosis is needed to save the review
 # form on the case page and to re-run a classification; the admin makes every Diagnosis field
 # read-only, so it never lets anyone edit the model's output or the patient's photo.
@@ -352,7 +374,7 @@ def photo_reminders_send(*, today: date | None = None) -> int:
     """E-mail every patient with moles due for a new photo (Mole.next_photo_due on or before
     today): one e-mail per patient, at most one per due date of each mole, to active accounts
     with an address. Returns how many e-mails went out. A mail server that fails leaves that
-    patient's moles unreminded, for the next run to try again."""
+    patient's moles unreminded, for the task's retry (EmailsNotSent) or the next run."""
     today = today or timezone.localdate()
     moles = (Mole.objects.with_last_photo().select_related("owner")
              .filter(recheck_months__isnull=False, owner__is_active=True).exclude(owner__email=""))
@@ -361,12 +383,22 @@ def photo_reminders_send(*, today: date | None = None) -> int:
         due = mole.next_photo_due
         if due <= today and (mole.reminded_for is None or mole.reminded_for < due):
             due_by_patient[mole.owner].append((mole, due))
-    return sum(_send_photo_reminder(patient, due_moles) for patient, due_moles in due_by_patient.items())
+    sent = failed = 0
+    for patient, due_moles in due_by_patient.items():
+        try:
+            sent += _send_photo_reminder(patient, due_moles)
+        except OSError:  # smtplib's errors
+            logger.warning("photo reminder to user %s not sent: the mail server failed", patient.pk, exc_info=True)
+            failed += 1
+    if failed:
+        raise EmailsNotSent(sent, failed)
+    return sent
 
 
 def _send_photo_reminder(patient, due_moles: list[tuple[Mole, date]]) -> bool:
     """Claim each mole's due date first (a conditional update, so that two runs at once send
-    one e-mail), then send; on a mail failure, give the claims back."""
+    one e-mail), then send; on a mail failure, give the claims back and raise it. Returns
+    whether an e-mail went out (none when another run claimed them all)."""
     claimed = []
     for mole, due in due_moles:
         not_yet = Q(reminded_for__isnull=True) | Q(reminded_for__lt=due)
@@ -382,10 +414,9 @@ def _send_photo_reminder(patient, due_moles: list[tuple[Mole, date]]) -> bool:
     try:
         send_templated_mail("diagnoses/email/photo_reminder", context, patient.email)
     except OSError:
-        logger.warning("photo reminder to user %s not sent: the mail server failed", patient.pk, exc_info=True)
         for mole, due in claimed:
             Mole.objects.filter(pk=mole.pk, reminded_for=due).update(reminded_for=mole.reminded_for)
-        return False
+        raise
     return True
 
 
@@ -419,11 +450,24 @@ def review_agree_many(*, diagnoses, reviewer) -> list[Review]:
     return reviews
 
 
+def staff_access_record(*, staff, patient, record: str, diagnosis=None, mole=None) -> StaffAccess | None:
+    """Record that staff opened one of patient's records at the review desk (StaffAccess), unless
+    it is the staff member's own record or they opened the same one within STAFF_ACCESS_COALESCE.
+    Returns the new row, or None."""
+    if staff.pk == patient.pk:
+        return None
+    target = {"staff": staff, "patient": patient, "record": record, "diagnosis": diagnosis, "mole": mole}
+    if StaffAccess.objects.filter(**target, at__gte=timezone.now() - STAFF_ACCESS_COALESCE).exists():
+        return None
+    return StaffAccess.objects.create(**target, staff_name=staff.get_full_name() or staff.get_username())
+
+
 def review_queue_digest_send(*, today: date | None = None) -> int:
-    """E-mail each clinician (active staff in the Reviewers group with an address and
+    """E-mail each clinician (an active reviewer, User.objects.reviewers(), with an address and
     queue_emails on) how many finished results wait for review, by risk band, and since when,
-    with a link to the queue; nothing when none wait. Once a day: a second run on the same day
-    (a redelivered task, a second beat) sends nothing. Returns how many e-mails went out."""
+    with a link to the queue; nothing when none wait. Once a day each: a second run on the same
+    day (a redelivered task, a second beat, the retry after a mail failure, EmailsNotSent)
+    sends only to those not told yet. Returns how many e-mails went out."""
     from django.contrib.auth import get_user_model
     from django.core.cache import cache
 
@@ -431,7 +475,7 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
     waiting = Diagnosis.objects.awaiting_review()
     counts = dict(waiting.values_list("risk").annotate(n=Count("pk")).order_by())
     total = sum(counts.values())
-    if not total or not cache.add(f"review-queue-digest:{today.isoformat()}", True, timeout=2 * 24 * 3600):
+    if not total:
         return 0
     oldest = waiting.order_by("finished_at").values_list("finished_at", flat=True).first()
     context = {
@@ -440,18 +484,24 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
         "oldest": oldest,
         "queue_url": settings.SITE_URL + reverse("admin:diagnoses_diagnosis_changelist"),
     }
-    clinicians = (get_user_model().objects.filter(is_active=True, is_staff=True, queue_emails=True,
-                                                  groups__name=REVIEWERS_GROUP).exclude(email="").distinct())
-    sent = 0
+    clinicians = get_user_model().objects.reviewers().filter(is_active=True, queue_emails=True).exclude(email="")
+    sent = failed = 0
     for clinician in clinicians:
+        told_today = f"review-queue-digest:{today.isoformat()}:{clinician.pk}"
+        if not cache.add(told_today, True, timeout=2 * 24 * 3600):
+            continue
         try:
             send_templated_mail("diagnoses/email/review_queue", {**context, "username": clinician.username},
                                 clinician.email)
-        except OSError:
+        except OSError:  # smtplib's errors
             logger.warning("review queue digest to user %s not sent: the mail server failed", clinician.pk,
                            exc_info=True)
+            cache.delete(told_today)
+            failed += 1
             continue
         sent += 1
+    if failed:
+        raise EmailsNotSent(sent, failed)
     return sent
 
 

@@ -29,13 +29,19 @@ def send_review_notice(review_ids: list[int] | int, updated: bool = False) -> No
     services.review_notify(review_ids=review_ids, updated=updated)
 
 
-@shared_task
+# The daily e-mails: a mail server that fails for some is tried again for those, 1, 2, 4, 8 and
+# 10 minutes later (EmailsNotSent); each run sends only what has not gone out.
+DAILY_EMAILS_RETRY = {"autoretry_for": (services.EmailsNotSent,), "max_retries": MAX_RETRIES,
+                      "retry_backoff": 60, "retry_backoff_max": 600, "retry_jitter": False}
+
+
+@shared_task(**DAILY_EMAILS_RETRY)
 def send_photo_reminders() -> int:
     """Daily, from celery beat (settings.CELERY_BEAT_SCHEDULE): the patients' photo reminders."""
     return services.photo_reminders_send()
 
 
-@shared_task
+@shared_task(**DAILY_EMAILS_RETRY)
 def send_review_queue_digest() -> int:
     """Daily, from celery beat: tell the clinicians how many cases wait for review."""
     return services.review_queue_digest_send()

@@ -48,6 +48,19 @@ def eager_celery():
     celery_app.conf.task_always_eager = False
 
 
+def failing_first(times: int, send):
+    """A stand-in for send_templated_mail whose first `times` calls fail as an unreachable mail
+    server does; the later ones send."""
+    calls = iter(range(times))
+
+    def flaky(*args, **kwargs):
+        if next(calls, None) is not None:
+            raise ConnectionRefusedError
+        return send(*args, **kwargs)
+
+    return flaky
+
+
 @pytest.fixture
 def owner(django_user_model):
     return django_user_model.objects.create_user("patient", "patient@example.com", "correct horse battery")

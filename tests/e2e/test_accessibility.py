@@ -4,7 +4,8 @@ meets outside Django's own admin, on a phone and on a desktop."""
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
-from diagnoses.models import Mole
+from diagnoses import services
+from diagnoses.models import Mole, StaffAccess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -25,11 +26,13 @@ def sign_in(page, site, username, password):
     page.get_by_role("button", name="Sign in").click()
 
 
-def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, make_diagnosis):
+def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, reviewer, make_diagnosis):
     mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back", recheck_months=3)
     make_diagnosis(owner, risk="low", mole=mole, age_days=120)
     result = make_diagnosis(owner, risk="high", mole=mole, age_days=100)
     pending = make_diagnosis(owner, status="queued")
+    services.staff_access_record(staff=reviewer, patient=owner, record=StaffAccess.Record.CASE, diagnosis=result)
+    services.staff_access_record(staff=reviewer, patient=owner, record=StaffAccess.Record.MOLE, mole=mole)
     axe = Axe()
     found, reports = [], []
 
@@ -42,7 +45,7 @@ def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, make_diagnosi
         "/diagnoses/new/", f"/diagnoses/{result.pk}/", f"/diagnoses/{pending.pk}/", f"/diagnoses/{result.pk}/report/",
         f"/diagnoses/{result.pk}/delete/", "/diagnoses/", "/diagnoses/moles/", f"/diagnoses/moles/{mole.pk}/",
         f"/diagnoses/moles/{mole.pk}/edit/", f"/diagnoses/moles/{mole.pk}/compare/", "/accounts/", "/accounts/email/", "/accounts/password/",
-        "/accounts/delete/",
+        "/accounts/delete/", "/accounts/access/",
     ]:
         lines, results = violations(page, axe, site + path)
         found += lines

@@ -283,6 +283,15 @@ def test_it_renders_the_mole_and_review_pages_read_only_for_a_reviewer(reviewer_
     assert 'name="verdict"' not in review_page.content.decode()
 
 
+def test_it_offers_no_save_on_a_mole_page_even_to_a_superuser(admin_client, owner):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    url = reverse("admin:diagnoses_mole_change", args=[mole.pk])
+    page = admin_client.get(url)
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert admin_client.post(url, {"name": "Renamed", "body_site": "face"}).status_code == 403
+    assert Mole.objects.get(pk=mole.pk).name == "Left shoulder"
+
+
 def test_it_links_reviewers_to_no_user_admin_page(reviewer_client, reviewer, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="high")
     review = services.review_agree(diagnosis=diagnosis, reviewer=reviewer)

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from diagnoses import services, tasks
 from diagnoses.models import Mole, add_months
+from tests.conftest import failing_first
 
 pytestmark = pytest.mark.django_db
 
@@ -126,10 +127,19 @@ def test_it_skips_accounts_without_an_address_or_no_longer_active(owner, outside
 def test_it_keeps_the_reminder_for_the_next_run_when_the_mail_server_fails(owner, mailoutbox):
     mole = tracked_mole(owner, created_days_ago=60)
     with mock.patch("diagnoses.services.send_templated_mail", side_effect=ConnectionRefusedError):
-        assert send() == 0
+        with pytest.raises(services.EmailsNotSent):  # for the task to retry
+            send()
     assert Mole.objects.get(pk=mole.pk).reminded_for is None
 
     assert send() == 1
+    assert len(mailoutbox) == 1
+
+
+def test_its_task_tries_again_while_the_mail_server_fails(owner, mailoutbox):
+    tracked_mole(owner, created_days_ago=60)
+    flaky = failing_first(1, services.send_templated_mail)
+    with mock.patch("diagnoses.services.send_templated_mail", side_effect=flaky):
+        assert tasks.send_photo_reminders.apply().get() == 1  # apply() runs the retry at once
     assert len(mailoutbox) == 1
 
 

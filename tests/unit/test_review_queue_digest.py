@@ -7,8 +7,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.urls import reverse
 
-from diagnoses import services
+from diagnoses import services, tasks
 from diagnoses.models import Diagnosis, Review
+from tests.conftest import failing_first
 
 pytestmark = pytest.mark.django_db
 
@@ -83,8 +84,23 @@ def test_it_goes_on_to_the_next_clinician_when_one_email_fails(queue, reviewer, 
         real_send(template, context, to)
 
     with mock.patch("diagnoses.services.send_templated_mail", side_effect=flaky):
-        assert services.review_queue_digest_send() == 1
+        with pytest.raises(services.EmailsNotSent) as raised:  # for the task to retry
+            services.review_queue_digest_send()
+    assert (raised.value.sent, raised.value.failed) == (1, 1)
     assert [email.to for email in mailoutbox] == [["other@example.com"]]
+
+    # the retry tells only the clinician who was not told
+    assert services.review_queue_digest_send() == 1
+    assert [email.to for email in mailoutbox] == [["other@example.com"], ["dr@example.com"]]
+
+
+def test_its_task_tries_again_while_the_mail_server_fails(queue, reviewer, mailoutbox):
+    flaky = failing_first(2, services.send_templated_mail)
+    with mock.patch("diagnoses.services.send_templated_mail", side_effect=flaky) as send:
+        # apply() runs the retries at once, where a worker waits 1, then 2 minutes
+        assert tasks.send_review_queue_digest.apply().get() == 1
+    assert send.call_count == 3
+    assert [email.to for email in mailoutbox] == [["dr@example.com"]]
 
 
 def test_it_is_queued_by_celery_beat_every_morning(queue, reviewer, mailoutbox):
