@@ -4,7 +4,8 @@ Prints, as medians of N runs after a warm-up:
 - TensorFlow import time and model load time (load_classifier: card + sha256 check, Keras load,
   first trace), each measured in N fresh processes (what a new worker pays once);
 - single-image latency (600x450 JPEG bytes in, Prediction out: decode, resize, the card's TTA views);
-- batch throughput (64 preprocessed images per call, and 64 JPEGs via predict_batch);
+- batch throughput (64 preprocessed images per call, and 64 JPEGs via predict_batch), and the
+  same 64 with the network called once for all of them (what ml.inference.NETWORK_CHUNK splits);
 - Grad-CAM explain latency (Prediction + overlay PNG out), for the 600x450 JPEG and for a
   12-megapixel phone JPEG (4032x3024, what the site's worker gets from a phone);
 - peak RSS of this process, which loaded the model once and ran all of the above;
@@ -70,6 +71,7 @@ def main(argv=None):
     single_s, _ = timed(lambda: clf.predict(images[0]), args.runs * 3, warmup=3)
     arrays = __import__("numpy").stack([clf.preprocess(b) for b in images])
     batch_s, _ = timed(lambda: clf.predict_arrays(arrays), args.runs, warmup=2)
+    one_call_s = _one_network_call(clf, arrays, args.runs)
     batch_bytes_s, _ = timed(lambda: clf.predict_batch(images), args.runs, warmup=1)
     explain_s, _ = timed(lambda: clf.explain(images[1]), args.runs, warmup=2)
     network = make_logits_fn(clf.model, arrays.shape[1:3], 1)
@@ -96,6 +98,8 @@ def main(argv=None):
         "single_image_ms": round(single_s * 1000, 2),
         "batch64_images_per_s": round(64 / batch_s, 1),
         "batch64_from_jpeg_bytes_images_per_s": round(64 / batch_bytes_s, 1),
+        "batch64, the network called once for all 64, images_per_s": round(64 / one_call_s, 1),
+        "batch64 / that (x, the gain of NETWORK_CHUNK)": round(one_call_s / batch_s, 3),
         "explain_ms": round(explain_s * 1000, 1),
         "explain_12mp_phone_jpeg_ms": round(explain_phone_s * 1000, 1),
         "peak_rss_mb": round(peak_rss_mb, 1),
@@ -113,6 +117,19 @@ def main(argv=None):
         width = max(map(len, result))
         for key, value in result.items():
             print(f"{key:<{width}}  {value}")
+
+
+def _one_network_call(clf, arrays, runs):
+    """Seconds for predict_arrays with the whole batch in one call of the network, as before
+    ml.inference.NETWORK_CHUNK split it."""
+    from ml import inference
+
+    chunk = inference.NETWORK_CHUNK
+    inference.NETWORK_CHUNK = len(arrays)
+    try:
+        return timed(lambda: clf.predict_arrays(arrays), runs, warmup=2)[0]
+    finally:
+        inference.NETWORK_CHUNK = chunk
 
 
 def _stored_network(model):

@@ -214,11 +214,12 @@ def test_it_predicts_calibrated_probabilities_for_pil_and_bytes(classifier):
 
 
 def test_it_predicts_batches_like_single_images(classifier):
-    images = [draw_lesion(dx, seed=i) for i, dx in enumerate(CLASSES)] * 10  # 70 > one batch
-    batch = classifier.predict_batch(images)
+    distinct = [draw_lesion(dx, seed=i) for i, dx in enumerate(CLASSES)]
+    batch = classifier.predict_batch(distinct * 10)  # 70: over one batch, across network chunks
     assert len(batch) == 70
-    for image, pred in zip(images[:7], batch[:7]):
-        single = classifier.predict(image)
+    singles = [classifier.predict(image) for image in distinct]
+    for i, pred in enumerate(batch):
+        single = singles[i % len(distinct)]
         assert single.predicted_class == pred.predicted_class
         assert single.malignant_probability == pytest.approx(pred.malignant_probability, abs=1e-5)
     assert classifier.predict_batch([]) == []
