@@ -6,6 +6,9 @@ from . import services
 logger = get_task_logger(__name__)
 
 MAX_RETRIES = 5
+# An e-mail the mail server refused is tried again 1, 2, 4, 8 and 10 minutes later: a mail
+# server's outage lasts minutes, not the seconds of Celery's default backoff.
+MAIL_RETRY = {"max_retries": MAX_RETRIES, "retry_backoff": 60, "retry_backoff_max": 600, "retry_jitter": False}
 
 
 @shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
@@ -20,19 +23,18 @@ def classify_diagnosis(self, diagnosis_id: str) -> None:
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))
 
 
-@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=MAX_RETRIES)
+@shared_task(autoretry_for=(OSError,), **MAIL_RETRY)
 def send_review_notice(review_ids: list[int] | int, updated: bool = False) -> None:
-    """One e-mail for the reviews of one patient's checks. Retried with growing delays while
-    the mail server is unreachable (smtplib's errors are OSErrors)."""
+    """One e-mail for the reviews of one patient's checks. Retried (MAIL_RETRY) while the mail
+    server is unreachable (smtplib's errors are OSErrors)."""
     if isinstance(review_ids, int):  # queued, one review a notice, by a version before the digest
         review_ids = [review_ids]
     services.review_notify(review_ids=review_ids, updated=updated)
 
 
-# The daily e-mails: a mail server that fails for some is tried again for those, 1, 2, 4, 8 and
-# 10 minutes later (EmailsNotSent); each run sends only what has not gone out.
-DAILY_EMAILS_RETRY = {"autoretry_for": (services.EmailsNotSent,), "max_retries": MAX_RETRIES,
-                      "retry_backoff": 60, "retry_backoff_max": 600, "retry_jitter": False}
+# The daily e-mails: those the mail server refused are sent by the retries (MAIL_RETRY); each
+# run sends only what has not gone out.
+DAILY_EMAILS_RETRY = {"autoretry_for": (services.EmailsNotSent,), **MAIL_RETRY}
 
 
 @shared_task(**DAILY_EMAILS_RETRY)
