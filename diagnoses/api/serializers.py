@@ -6,7 +6,7 @@ from rest_framework.reverse import reverse
 from ml import CLASS_NAMES, CLASSES
 
 from ..images import upload_limits
-from ..models import CLASS_CHOICES, MOLE_NAME_TAKEN, Diagnosis, Mole, Review
+from ..models import CLASS_CHOICES, MOLE_NAME_TAKEN, Diagnosis, Mole, Review, StaffAccess
 
 # Read-only text fields the database keeps as "" until known; the API says null instead.
 NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label")
@@ -152,3 +152,20 @@ class MoleSerializer(serializers.ModelSerializer):
         if Mole.objects.name_taken(owner=owner, name=name, exclude_pk=exclude_pk):
             raise serializers.ValidationError(MOLE_NAME_TAKEN, code="unique")
         return name
+
+
+class StaffAccessSerializer(serializers.ModelSerializer):
+    staff = serializers.CharField(source="staff_name", read_only=True,
+                                  help_text="The name of the member of staff, as it was then.")
+    diagnosis = serializers.HyperlinkedRelatedField(
+        view_name="api:diagnosis-detail", read_only=True, allow_null=True,
+        help_text="The check opened; null for a mole or the account, or a check since deleted.",
+    )
+    mole = serializers.HyperlinkedRelatedField(
+        view_name="api:mole-detail", read_only=True, allow_null=True,
+        help_text="The mole opened; null for a check or the account, or a mole since deleted.",
+    )
+
+    class Meta:
+        model = StaffAccess
+        fields = ("at", "staff", "record", "diagnosis", "mole")

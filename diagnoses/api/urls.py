@@ -9,6 +9,7 @@ app_name = "api"
 router = SimpleRouter()
 router.register("diagnoses", views.DiagnosisViewSet, basename="diagnosis")
 router.register("moles", views.MoleViewSet, basename="mole")
+router.register("staff-accesses", views.StaffAccessViewSet, basename="staff-access")
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),

@@ -21,7 +21,9 @@ from .. import services
 from ..models import Diagnosis, Mole
 from ..views import serve_file
 from .filters import DiagnosisFilter, StableOrderingFilter
-from .serializers import MOLE_NAME_TAKEN, DiagnosisSerializer, DiagnosisUploadSerializer, MoleSerializer
+from .serializers import (
+    MOLE_NAME_TAKEN, DiagnosisSerializer, DiagnosisUploadSerializer, MoleSerializer, StaffAccessSerializer,
+)
 
 
 class Pagination(PageNumberPagination):
@@ -178,6 +180,21 @@ class MoleViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         services.mole_delete(mole=instance)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="Each time someone at the review desk opened one of your checks, tracked moles or your "
+        "account, newest first; the same record opened again by the same person within half an hour counts once.",
+        responses={200: StaffAccessSerializer(many=True), 401: ERROR_RESPONSES[401]},
+    ),
+)
+class StaffAccessViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = StaffAccessSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self):
+        return self.request.user.staff_accesses.order_by("-at", "-pk")
 
 
 def _unique_name(service, **kwargs):

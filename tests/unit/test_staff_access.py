@@ -159,3 +159,23 @@ def test_the_access_page_shows_fifty_a_page(owner_client, owner, reviewer):
     first = owner_client.get(ACCESS_PAGE)
     assert len(first.context["page"].object_list) == 50 and "Page 1 of 2" in first.content.decode()
     assert len(owner_client.get(ACCESS_PAGE, {"page": 2}).context["page"].object_list) == 1
+
+
+def test_the_api_lists_who_opened_my_records(reviewer_client, owner_api, outsider_api, api_client, owner,
+                                             make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    diagnosis = make_diagnosis(owner, mole=mole)
+    reviewer_client.get(reverse("admin:diagnoses_mole_change", args=[mole.pk]))
+    reviewer_client.get(case_page(diagnosis))
+    url = reverse("api:staff-access-list")
+
+    body = owner_api.get(url).json()
+    assert body["count"] == 2
+    newest, oldest = body["results"]
+    assert (newest["staff"], newest["record"], oldest["record"]) == ("dr-reviewer", "case", "mole")
+    assert newest["diagnosis"].endswith(reverse("api:diagnosis-detail", args=[diagnosis.pk])) and newest["mole"] is None
+    assert oldest["mole"].endswith(reverse("api:mole-detail", args=[mole.pk])) and oldest["diagnosis"] is None
+    assert owner_api.get(newest["diagnosis"]).status_code == 200
+
+    assert outsider_api.get(url).json()["count"] == 0
+    assert api_client.get(url).status_code == 401
