@@ -21,6 +21,10 @@ BATCH_SIZE = 64  # images `python -m ml predict` reads and decodes at a time
 # within the CPU's caches. 64 at once was 1.3-1.4x slower on a 2-core AVX2 EPYC
 # (2026-12-02, three runs alternating 64, 2, 4, 8 and 12 in one process; 8 was the fastest).
 NETWORK_CHUNK = 8
+# Tried on that machine and not taken: ONNX Runtime 1.32 running the traced function converted
+# by tf2onnx 1.17 at load. Bench medians of 3 runs: 147 against TensorFlow's 146 images/s in the
+# same runs (0.95-1.35x) and 11.1 against 14.5 ms a photo, for a load of 2.1 s instead of 1.3 s
+# and a peak RSS of 1,191 MB instead of 844 MB.
 OVERLAY_MAX_WIDTH = DECODE_MIN_SIDE  # a large JPEG is decoded at least this wide: no upscaling
 
 
