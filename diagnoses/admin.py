@@ -449,6 +449,7 @@ class MoleAdmin(RecordsStaffAccess, admin.ModelAdmin):
     search_fields = ["name", "owner__username", "owner__email"]
     fields = ["name", "body_site", "patient", "created_at", "recheck_months", "next_photo_due", "photos"]
     readonly_fields = fields
+    view_on_site = False  # the mole's page on the site is the patient's alone
 
     @admin.display(description="Patient", ordering="owner__username")
     def patient(self, obj):

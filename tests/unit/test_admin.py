@@ -288,6 +288,7 @@ def test_it_offers_no_save_on_a_mole_page_even_to_a_superuser(admin_client, owne
     url = reverse("admin:diagnoses_mole_change", args=[mole.pk])
     page = admin_client.get(url)
     assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert "View on site" not in page.content.decode()  # the patient's own page: a 404 for staff
     assert admin_client.post(url, {"name": "Renamed", "body_site": "face"}).status_code == 403
     assert Mole.objects.get(pk=mole.pk).name == "Left shoulder"
 
