@@ -20,6 +20,8 @@ BATCH_SIZE = 64  # images `python -m ml predict` reads and decodes at a time
 # Images per call of the network: 8 (32 with the four test-time views) keep its activations
 # within the CPU's caches. 64 at once was 1.3-1.4x slower on a 2-core AVX2 EPYC
 # (2026-12-02, three runs alternating 64, 2, 4, 8 and 12 in one process; 8 was the fastest).
+# On a Xeon with AVX-512 and 2 MB of L2 a core (2026-12-03) it is the other way round: 541
+# images/s in chunks of 8 against 626 in one call. 8 is kept for the machine near the target.
 NETWORK_CHUNK = 8
 # Tried on that machine and not taken: ONNX Runtime 1.32 running the traced function converted
 # by tf2onnx 1.17 at load. Bench medians of 3 runs: 147 against TensorFlow's 146 images/s in the
