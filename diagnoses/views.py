@@ -182,6 +182,7 @@ def mole_detail(request, pk):
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
     chart = {
         "labels": _chart_labels([d.created_at for d in done]),
+        "days": _days_since_first([d.created_at for d in done]),
         "values": [d.malignant_percent for d in done],
         "risks": [d.risk for d in done],
         "thresholds": _percent_thresholds(),
@@ -238,6 +239,12 @@ def photo_change(before, after) -> dict | None:
         "risk_fell": RISK_ORDER.get(after.risk, 0) < RISK_ORDER.get(before.risk, 0),
         "class_changed": after.predicted_class != before.predicted_class,
     }
+
+
+def _days_since_first(moments):
+    """Each moment's distance from the first in days: the chart spaces photos by the time between
+    them, so a change over a week does not look like one over a year."""
+    return [round((m - moments[0]).total_seconds() / 86400, 4) for m in moments]
 
 
 def _chart_labels(moments):

@@ -1,5 +1,7 @@
 // The mole page's line chart: malignant probability of each analysed photo, with the risk
-// thresholds of the current model as dashed lines.
+// thresholds of the current model as dashed lines. The x axis is time (days since the first
+// photo), so photos a week apart sit closer than photos a year apart; its ticks are the photos'
+// own dates, as the server wrote them.
 (function () {
   "use strict";
   var canvas = document.getElementById("mole-chart");
@@ -8,9 +10,32 @@
   var data = JSON.parse(source.textContent);
   var colours = { low: "#198754", medium: "#e0a800", high: "#dc3545" };
   var pointColours = data.risks.map(function (risk) { return colours[risk] || "#6c757d"; });
+  var first = data.days[0];
+  var last = data.days[data.days.length - 1];
+  function dateOf(day) {
+    var i = data.days.indexOf(day);
+    return i < 0 ? "" : data.labels[i];
+  }
+  // The photos' dates for the ticks, leaving out those that would overlap the one before (on a
+  // phone, photos weeks apart): about 7 pixels a character. The first and the latest always show.
+  function tickDays() {
+    var span = last - first;
+    var widest = Math.max.apply(null, data.labels.map(function (label) { return label.length; }));
+    var minGap = span * (widest * 7 + 12) / Math.max(canvas.clientWidth - 60, 1);
+    var kept = [];
+    data.days.forEach(function (day) {
+      if (!kept.length || day - kept[kept.length - 1] >= minGap) kept.push(day);
+    });
+    if (kept[kept.length - 1] !== last) {
+      if (kept.length > 1 && last - kept[kept.length - 1] < minGap) kept.pop();
+      if (kept.length === 1 && last - first < minGap) return kept;
+      kept.push(last);
+    }
+    return kept;
+  }
   var datasets = [{
     label: "Malignant probability",
-    data: data.values,
+    data: data.values.map(function (value, i) { return { x: data.days[i], y: value }; }),
     borderColor: "#0b5ed7",
     backgroundColor: pointColours,
     pointBackgroundColor: pointColours,
@@ -18,14 +43,14 @@
     pointRadius: 6,
     pointHoverRadius: 8,
     clip: false,
-    tension: 0.2
+    tension: 0  // straight lines: a curve would show values between photos that nobody measured
   }];
   [["medium", "Medium risk from", "#e0a800"], ["high", "High risk from", "#dc3545"]].forEach(function (band) {
     var value = data.thresholds && data.thresholds[band[0]];
     if (typeof value !== "number") return;
     datasets.push({
       label: band[1] + " " + value + "%",
-      data: data.labels.map(function () { return value; }),
+      data: [{ x: first, y: value }, { x: last, y: value }],
       borderColor: band[2],
       backgroundColor: band[2],
       borderDash: [6, 4],
@@ -37,17 +62,27 @@
   });
   new window.Chart(canvas, {
     type: "line",
-    data: { labels: data.labels, datasets: datasets },
+    data: { datasets: datasets },
     options: {
       responsive: true,
       maintainAspectRatio: false,
       animation: window.matchMedia("(prefers-reduced-motion: reduce)").matches ? false : { duration: 400 },
       scales: {
+        x: {
+          type: "linear",
+          min: first,
+          max: last,
+          afterBuildTicks: function (axis) { axis.ticks = tickDays().map(function (day) { return { value: day }; }); },
+          ticks: { callback: dateOf, maxRotation: 0 }
+        },
         y: { min: 0, max: 100, ticks: { callback: function (v) { return v + "%"; } } }
       },
       plugins: {
         legend: { position: "bottom", labels: { boxWidth: 14 } },
-        tooltip: { callbacks: { label: function (ctx) { return ctx.dataset.label + ": " + ctx.parsed.y + "%"; } } }
+        tooltip: { callbacks: {
+          title: function (items) { return items.length ? dateOf(items[0].parsed.x) : ""; },
+          label: function (ctx) { return ctx.dataset.label + ": " + ctx.parsed.y + "%"; }
+        } }
       }
     }
   });

@@ -139,6 +139,10 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     expect(page.locator(".timeline-item")).to_have_count(2)
     expect(page.locator("#mole-chart")).to_be_visible()
     page.wait_for_function("() => window.Chart && Chart.getChart('mole-chart')")
+    # the x axis is time, its ticks the photos' dates as the server wrote them
+    chart = json.loads(page.locator("#mole-chart-data").text_content())
+    assert page.evaluate("() => Chart.getChart('mole-chart').scales.x.type") == "linear"
+    assert page.evaluate("() => Chart.getChart('mole-chart').scales.x.ticks.map(t => t.label)") == chart["labels"]
     shot(page, "13-mole-timeline")
 
     # The first and the latest photo side by side, with what changed.

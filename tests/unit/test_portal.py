@@ -206,6 +206,7 @@ def test_it_shows_a_mole_timeline_oldest_first_with_its_chart(owner_client, owne
     page = response.content.decode()
     assert page.index(str(old.pk)) < page.index(str(new.pk))
     assert response.context["chart"]["values"] == [10.0, 15.0]
+    assert response.context["chart"]["days"] == [0.0, pytest.approx(59, abs=0.01)]  # spaced by time
     assert 'id="mole-chart"' in page and "chart.umd.min.js" in page
     assert "went up" not in page
 
