@@ -10,7 +10,7 @@ from .models import User
 
 @admin.register(User)
 class MolesiteUserAdmin(RecordsStaffAccess, UserAdmin):
-    fieldsets = UserAdmin.fieldsets + (("E-mails", {"fields": ("review_emails",)}),)
+    fieldsets = UserAdmin.fieldsets + (("E-mails", {"fields": ("review_emails", "queue_emails")}),)
 
     def staff_access(self, obj):
         return {"patient": obj, "record": StaffAccess.Record.ACCOUNT}

@@ -312,3 +312,9 @@ def test_it_gives_the_admin_pages_the_sites_icon_and_keeps_their_title(reviewer_
     page = reviewer_client.get(QUEUE_URL).content.decode()
     assert '<link rel="icon" href="/static/img/favicon.svg"' in page
     assert 'id="site-name"' in page and "molesite review desk</title>" in page  # admin's base_site still renders
+
+
+def test_it_lets_an_administrator_set_a_users_e_mails(admin_client, reviewer):
+    url = reverse("admin:accounts_user_change", args=[reviewer.pk])
+    fields = admin_client.get(url).context["adminform"].form.fields
+    assert {"review_emails", "queue_emails"} <= set(fields)
