@@ -246,6 +246,13 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         return super().change_view(request, object_id, form_url, {"title": "Review case", **(extra_context or {})})
 
+    def get_fieldsets(self, request, obj=None):
+        """The error line only on a failed case: on any other it would be an empty '-'."""
+        if obj is not None and obj.status == Diagnosis.Status.FAILED:
+            return self.fieldsets
+        return [(name, {**options, "fields": [f for f in options["fields"] if f != "error"]})
+                for name, options in self.fieldsets]
+
     def staff_access(self, obj):
         return {"patient": obj.owner, "record": StaffAccess.Record.CASE, "diagnosis": obj}
 

@@ -219,6 +219,15 @@ def test_it_renders_the_case_page_for_a_reviewer_and_a_superuser(reviewer_client
         assert 'name="review-0-verdict"' in html
 
 
+def test_it_shows_the_error_line_on_a_failed_case_only(reviewer_client, owner, make_diagnosis):
+    for status, shown in (("done", False), ("failed", True), ("queued", False)):
+        form = reviewer_client.get(change_url(make_diagnosis(owner, status=status))).context["adminform"]
+        fields = {field for _, options in form.fieldsets for line in options["fields"]
+                  for field in (line if isinstance(line, tuple) else (line,))}
+        assert ("error" in fields) is shown, status
+        assert "status" in fields
+
+
 def test_it_shows_the_earlier_photos_of_the_same_mole(reviewer_client, owner, make_diagnosis):
     mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
     first = make_diagnosis(owner, risk="low", mole=mole, age_days=60)
