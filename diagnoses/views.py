@@ -1,5 +1,6 @@
 import json
 import logging
+import math
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -20,6 +21,7 @@ from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT, TTA_VIEWS
 from . import services
 from .forms import HistoryFilterForm, MoleForm, UploadForm
 from .models import Diagnosis, Mole
+from .throttles import UploadRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,12 @@ def diagnosis_new(request):
     JSON back on success, or the re-rendered form with its messages (status 400)."""
     initial = {"mole": request.GET.get("mole")} if request.method == "GET" else None
     form = UploadForm(request.POST or None, request.FILES or None, owner=request.user, initial=initial)
-    if request.method == "POST" and form.is_valid():
+    throttle = UploadRateThrottle()  # the API's count: one limit for both ways of uploading
+    retry_after = None
+    if request.method == "POST" and not throttle.allow_request(request, None):
+        retry_after = max(1, math.ceil(throttle.wait() or 1))
+        form.add_error(None, _too_many_uploads(retry_after))
+    elif request.method == "POST" and form.is_valid():
         try:
             diagnosis = _create_from_form(request.user, form.cleaned_data)
         except ValidationError as error:
@@ -68,10 +75,20 @@ def diagnosis_new(request):
             if _is_xhr(request):
                 return JsonResponse({"redirect": diagnosis.get_absolute_url()}, status=201)
             return redirect(diagnosis)
-    status = 400 if form.errors else 200
-    if _is_xhr(request):
-        return render(request, "diagnoses/_upload_form.html", {"form": form}, status=status)
-    return render(request, "diagnoses/new.html", {"form": form}, status=status)
+    status = 429 if retry_after else 400 if form.errors else 200
+    template = "diagnoses/_upload_form.html" if _is_xhr(request) else "diagnoses/new.html"
+    response = render(request, template, {"form": form, "retry_after": retry_after}, status=status)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _too_many_uploads(retry_after: int) -> str:
+    count, _, period = UploadRateThrottle.rate_text().partition("/")
+    minutes = math.ceil(retry_after / 60)
+    when = "in a minute" if minutes <= 1 else f"in {minutes} minutes"
+    return (f"You have sent many photos in a short time: at most {count} per {period} can be analysed. "
+            f"Please try again {when}.")
 
 
 def _create_from_form(owner, data):

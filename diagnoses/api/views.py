@@ -13,12 +13,11 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from .. import services
 from ..models import Diagnosis, Mole
+from ..throttles import TokenRateThrottle, UploadRateThrottle
 from ..views import serve_file
 from .filters import DiagnosisFilter, StableOrderingFilter
 from .serializers import (
@@ -29,22 +28,6 @@ from .serializers import (
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
-
-
-class SettingsRateMixin:
-    """Read the rate when the request comes, not at import (DRF's default), so that a changed
-    REST_FRAMEWORK setting (API_UPLOAD_RATE, a test's override) applies."""
-
-    def get_rate(self):
-        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
-
-
-class UploadRateThrottle(SettingsRateMixin, UserRateThrottle):
-    scope = "uploads"
-
-
-class TokenRateThrottle(SettingsRateMixin, AnonRateThrottle):
-    scope = "token"
 
 
 class JSONErrorsNegotiation(DefaultContentNegotiation):
@@ -111,8 +94,7 @@ class DiagnosisViewSet(
         return super().get_throttles()
 
     def throttled(self, request, wait):
-        rate = api_settings.DEFAULT_THROTTLE_RATES[UploadRateThrottle.scope]
-        raise exceptions.Throttled(wait, detail=f"Too many uploads: the limit is {rate}.")
+        raise exceptions.Throttled(wait, detail=f"Too many uploads: the limit is {UploadRateThrottle.rate_text()}.")
 
     @extend_schema(
         request=DiagnosisUploadSerializer,

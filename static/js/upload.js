@@ -1,6 +1,7 @@
 // The upload form: drag-and-drop, camera or file picker, a preview, then an XHR upload with a
-// progress bar. The server answers JSON {redirect} on success, or the re-rendered form (400)
-// with its messages next to the fields, which replaces the form's content.
+// progress bar. The server answers JSON {redirect} on success, or the re-rendered form (400, or
+// 429 over the upload limit) with its messages next to the fields, which replaces the form's
+// content.
 (function () {
   "use strict";
   var form = document.getElementById("upload-form");
@@ -144,7 +145,7 @@
       var type = xhr.getResponseHeader("Content-Type") || "";
       if (xhr.status === 201 && type.indexOf("application/json") === 0) {
         window.location.assign(JSON.parse(xhr.responseText).redirect);
-      } else if (xhr.status === 400 && type.indexOf("text/html") === 0) {
+      } else if ((xhr.status === 400 || xhr.status === 429) && type.indexOf("text/html") === 0) {
         var sent = input.files[0];
         form.innerHTML = xhr.responseText;
         bind();

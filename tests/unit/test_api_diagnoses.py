@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 from django.utils import timezone
 
 from diagnoses import services
@@ -141,6 +142,24 @@ def test_it_throttles_uploads_per_user_with_429_and_retry_after(owner_api, outsi
     # The limit is per user, and reading is never throttled.
     assert outsider_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart").status_code == 202
     assert owner_api.get(LIST).status_code == 200
+
+
+def test_it_counts_the_sites_upload_form_and_the_api_against_one_limit(owner_api, owner_client, jpeg_bytes, settings):
+    lower_upload_rate(settings, "2/hour")
+    form_url = reverse("diagnoses:new")
+    assert owner_client.post(form_url, {"image": photo(jpeg_bytes)}).status_code == 302  # to the result
+    assert owner_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart").status_code == 202
+
+    refused = owner_client.post(form_url, {"image": photo(jpeg_bytes)})
+    assert refused.status_code == 429
+    assert 3500 <= int(refused["Retry-After"]) <= 3600
+    page = refused.content.decode()
+    assert "at most 2 per hour can be analysed. Please try again in 60 minutes." in page
+    assert "Please correct" not in page  # nothing about the photo is wrong
+    by_script = owner_client.post(form_url, {"image": photo(jpeg_bytes)}, headers={"x-requested-with": "XMLHttpRequest"})
+    assert by_script.status_code == 429 and "Please try again" in by_script.content.decode()
+    assert owner_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart").status_code == 429
+    assert Diagnosis.objects.count() == 2
 
 
 def test_it_shows_a_done_result_after_the_worker_ran(

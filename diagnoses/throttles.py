@@ -1,0 +1,29 @@
+"""Rate limits, kept in the cache (Redis when REDIS_URL is set). The upload limit is one count
+per patient for the site's upload form and the API together, so neither is a way round the
+other."""
+
+from rest_framework.settings import api_settings
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+
+
+class SettingsRateMixin:
+    """Read the rate when the request comes, not at import (DRF's default), so that a changed
+    REST_FRAMEWORK setting (API_UPLOAD_RATE, a test's override) applies."""
+
+    def get_rate(self):
+        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+
+
+class UploadRateThrottle(SettingsRateMixin, UserRateThrottle):
+    """Photo uploads per user (API_UPLOAD_RATE). Works on a Django request as on DRF's: it reads
+    only request.user, who is signed in on both upload paths."""
+
+    scope = "uploads"
+
+    @classmethod
+    def rate_text(cls) -> str:
+        return api_settings.DEFAULT_THROTTLE_RATES[cls.scope]
+
+
+class TokenRateThrottle(SettingsRateMixin, AnonRateThrottle):
+    scope = "token"
