@@ -217,10 +217,8 @@ def account_export(request):
         raise
     archive.seek(0)
     stamp = timezone.now().strftime("%Y%m%d")
-    response = FileResponse(archive, as_attachment=True, content_type="application/zip",
-                            filename=f"molesite-{request.user.username}-{stamp}.zip")
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return FileResponse(archive, as_attachment=True, content_type="application/zip",
+                        filename=f"molesite-{request.user.username}-{stamp}.zip")
 
 
 @login_required

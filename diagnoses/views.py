@@ -155,7 +155,6 @@ def serve_file(diagnosis, kind):
     if not stored:
         raise Http404
     response = FileResponse(stored.open("rb"), content_type=FILE_FIELDS[kind])
-    response["Cache-Control"] = "private, max-age=3600"
     response["Content-Disposition"] = "inline"
     return response
 

@@ -1,10 +1,11 @@
-"""Middleware that must run before anything else looks at the request."""
+"""The project's middleware: most of it must run before anything else looks at the request."""
 
 import logging
 import time
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+from django.utils.cache import patch_cache_control
 
 from diagnoses.api.errors import is_api_request
 
@@ -86,6 +87,21 @@ def access_log(get_response):
                 "user_id": _user_id(request),
             },
         )
+        return response
+
+    return middleware
+
+
+def no_store(get_response):
+    """Tell browsers and proxies to keep no copy of a page, photo or API answer: on a shared or
+    family computer, a result must not come back from the cache (Back after signing out, the
+    disk cache) to whoever uses it next. A response that sets its own Cache-Control keeps it;
+    static files, served by WhiteNoise above this, keep their long caching."""
+
+    def middleware(request):
+        response = get_response(request)
+        if not response.has_header("Cache-Control"):
+            patch_cache_control(response, private=True, no_store=True)
         return response
 
     return middleware

@@ -254,7 +254,7 @@ def test_it_serves_the_images_to_the_owner_only(owner_api, outsider_api, owner, 
     served = owner_api.get(url, HTTP_ACCEPT=content_type)
     assert served.status_code == 200
     assert served["Content-Type"] == content_type
-    assert served["Cache-Control"] == "private, max-age=3600"
+    assert served["Cache-Control"] == "private, no-store"  # no copy left in a shared computer's cache
     assert b"".join(served.streaming_content) == getattr(diagnosis, kind).open("rb").read()
 
     hidden = outsider_api.get(url, HTTP_ACCEPT=content_type)

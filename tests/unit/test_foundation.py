@@ -365,3 +365,19 @@ def test_the_migrations_match_the_models():
     from django.core.management import call_command
 
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # exits 1 if one is missing
+
+
+def test_it_asks_browsers_to_keep_no_copy_of_what_a_patient_sees(owner_client, owner, owner_api, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    pages = [reverse("diagnoses:list"), diagnosis.get_absolute_url(), reverse("diagnoses:report", args=[diagnosis.pk]),
+             reverse("diagnoses:file", args=[diagnosis.pk, "image"]), reverse("account_export")]
+    for url in pages:
+        response = owner_client.get(url)
+        assert response.status_code == 200, url
+        assert set(response["Cache-Control"].split(", ")) == {"private", "no-store"}, url
+    api = owner_api.get(f"/api/v1/diagnoses/{diagnosis.pk}/")
+    assert set(api["Cache-Control"].split(", ")) == {"private", "no-store"}
+    # a response that sets its own caching keeps it
+    assert owner_client.get("/healthz")["Cache-Control"].startswith("max-age=0")
+    static = owner_client.get("/static/css/molesite.css")  # WhiteNoise's, not this rule's
+    assert static.status_code == 200 and "no-store" not in static.get("Cache-Control", "")
