@@ -57,7 +57,8 @@ def diagnosis_list(request):
 @require_http_methods(["GET", "POST"])
 def diagnosis_new(request):
     """The upload form. The page's script posts it with XHR (for the progress bar) and gets
-    JSON back on success, or the re-rendered form with its messages (status 400)."""
+    JSON back on success, or the re-rendered form with its messages (status 400, or 429 over
+    the upload limit, which the API's uploads count towards too)."""
     initial = {"mole": request.GET.get("mole")} if request.method == "GET" else None
     form = UploadForm(request.POST or None, request.FILES or None, owner=request.user, initial=initial)
     throttle = UploadRateThrottle()  # the API's count: one limit for both ways of uploading
