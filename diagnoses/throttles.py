@@ -20,10 +20,6 @@ class UploadRateThrottle(SettingsRateMixin, UserRateThrottle):
 
     scope = "uploads"
 
-    @classmethod
-    def rate_text(cls) -> str:
-        return api_settings.DEFAULT_THROTTLE_RATES[cls.scope]
-
 
 class TokenRateThrottle(SettingsRateMixin, AnonRateThrottle):
     scope = "token"

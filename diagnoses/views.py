@@ -65,7 +65,9 @@ def diagnosis_new(request):
     retry_after = None
     if request.method == "POST" and not throttle.allow_request(request, None):
         retry_after = max(1, math.ceil(throttle.wait() or 1))
-        form.add_error(None, _too_many_uploads(retry_after))
+        # Unbound, with the fields as sent: a refused request's photo is never decoded (as the
+        # API refuses before parsing), and the page's script keeps the chosen file.
+        form = UploadForm(owner=request.user, initial=request.POST.dict())
     elif request.method == "POST" and form.is_valid():
         try:
             diagnosis = _create_from_form(request.user, form.cleaned_data)
@@ -78,14 +80,15 @@ def diagnosis_new(request):
             return redirect(diagnosis)
     status = 429 if retry_after else 400 if form.errors else 200
     template = "diagnoses/_upload_form.html" if _is_xhr(request) else "diagnoses/new.html"
-    response = render(request, template, {"form": form, "retry_after": retry_after}, status=status)
+    too_many = _too_many_uploads(throttle.rate, retry_after) if retry_after else None
+    response = render(request, template, {"form": form, "too_many_uploads": too_many}, status=status)
     if retry_after:
         response["Retry-After"] = str(retry_after)
     return response
 
 
-def _too_many_uploads(retry_after: int) -> str:
-    count, _, period = UploadRateThrottle.rate_text().partition("/")
+def _too_many_uploads(rate: str, retry_after: int) -> str:
+    count, _, period = rate.partition("/")
     minutes = math.ceil(retry_after / 60)
     when = "in a minute" if minutes <= 1 else f"in {minutes} minutes"
     return (f"You have sent many photos in a short time: at most {count} per {period} can be analysed. "

@@ -94,7 +94,7 @@ class DiagnosisViewSet(
         return super().get_throttles()
 
     def throttled(self, request, wait):
-        raise exceptions.Throttled(wait, detail=f"Too many uploads: the limit is {UploadRateThrottle.rate_text()}.")
+        raise exceptions.Throttled(wait, detail=f"Too many uploads: the limit is {UploadRateThrottle().rate}.")
 
     @extend_schema(
         request=DiagnosisUploadSerializer,

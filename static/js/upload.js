@@ -1,6 +1,6 @@
 // The upload form: drag-and-drop, camera or file picker, a preview, then an XHR upload with a
 // progress bar. The server answers JSON {redirect} on success, or the re-rendered form (400, or
-// 429 over the upload limit) with its messages next to the fields, which replaces the form's
+// 429 over the upload limit, with the fields as sent) with its messages, which replaces the form's
 // content.
 (function () {
   "use strict";
