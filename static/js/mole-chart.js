@@ -1,7 +1,9 @@
 // The mole page's line chart: malignant probability of each analysed photo, with the risk
 // thresholds of the current model as dashed lines. The x axis is time (days since the first
 // photo), so photos a week apart sit closer than photos a year apart; its ticks are the photos'
-// own dates, as the server wrote them.
+// own dates, as the server wrote them. Photos all taken at one moment (two shots in a row) have
+// no time between them to show: they are spaced evenly in the order taken instead, since a time
+// axis of no length would draw nothing.
 (function () {
   "use strict";
   var canvas = document.getElementById("mole-chart");
@@ -10,21 +12,24 @@
   var data = JSON.parse(source.textContent);
   var colours = { low: "#198754", medium: "#e0a800", high: "#dc3545" };
   var pointColours = data.risks.map(function (risk) { return colours[risk] || "#6c757d"; });
-  var first = data.days[0];
-  var last = data.days[data.days.length - 1];
-  function dateOf(day) {
-    var i = data.days.indexOf(day);
+  var xs = data.days[data.days.length - 1] > data.days[0]
+    ? data.days
+    : data.days.map(function (day, i) { return i; });
+  var first = xs[0];
+  var last = xs[xs.length - 1];
+  function dateOf(x) {
+    var i = xs.indexOf(x);
     return i < 0 ? "" : data.labels[i];
   }
   // The photos' dates for the ticks, leaving out those that would overlap the one before (on a
   // phone, photos weeks apart): about 7 pixels a character. The first and the latest always show.
-  function tickDays() {
+  function tickPositions() {
     var span = last - first;
     var widest = Math.max.apply(null, data.labels.map(function (label) { return label.length; }));
     var minGap = span * (widest * 7 + 12) / Math.max(canvas.clientWidth - 60, 1);
     var kept = [];
-    data.days.forEach(function (day) {
-      if (!kept.length || day - kept[kept.length - 1] >= minGap) kept.push(day);
+    xs.forEach(function (x) {
+      if (!kept.length || x - kept[kept.length - 1] >= minGap) kept.push(x);
     });
     if (kept[kept.length - 1] !== last) {
       if (kept.length > 1 && last - kept[kept.length - 1] < minGap) kept.pop();
@@ -35,7 +40,7 @@
   }
   var datasets = [{
     label: "Malignant probability",
-    data: data.values.map(function (value, i) { return { x: data.days[i], y: value }; }),
+    data: data.values.map(function (value, i) { return { x: xs[i], y: value }; }),
     borderColor: "#0b5ed7",
     backgroundColor: pointColours,
     pointBackgroundColor: pointColours,
@@ -72,7 +77,7 @@
           type: "linear",
           min: first,
           max: last,
-          afterBuildTicks: function (axis) { axis.ticks = tickDays().map(function (day) { return { value: day }; }); },
+          afterBuildTicks: function (axis) { axis.ticks = tickPositions().map(function (day) { return { value: day }; }); },
           ticks: { callback: dateOf, maxRotation: 0 }
         },
         y: { min: 0, max: 100, ticks: { callback: function (v) { return v + "%"; } } }

@@ -15,7 +15,7 @@ from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import expect
 
-from diagnoses.models import Diagnosis
+from diagnoses.models import Diagnosis, Mole
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -265,3 +265,40 @@ def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page,
     worker.run()
     expect(page.locator("#result [data-risk]")).to_be_visible(timeout=30_000)
     assert Diagnosis.objects.count() == 3
+
+
+def chart_points(page):
+    """The mole chart's photo points as drawn: [(x pixel, y pixel)], and its x axis' pixel span."""
+    page.wait_for_function("() => window.Chart && Chart.getChart('mole-chart')")
+    points = page.evaluate(
+        "() => Chart.getChart('mole-chart').getDatasetMeta(0).data.map(p => [p.x, p.y])")
+    left, right = page.evaluate("() => { const x = Chart.getChart('mole-chart').scales.x; return [x.left, x.right]; }")
+    return points, (left, right)
+
+
+def test_it_draws_a_moles_photos_taken_at_one_moment_side_by_side(page, site, owner, make_diagnosis):
+    """Two shots in a row have no time between them: the chart spaces them by order instead of
+    piling them onto an axis of no length (which drew nothing at all)."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    first = make_diagnosis(owner, risk="high", mole=mole)
+    second = make_diagnosis(owner, risk="low", mole=mole)
+    Diagnosis.objects.filter(pk=second.pk).update(created_at=first.created_at)
+    page.goto(site + "/accounts/login/")
+    page.get_by_label("Username").fill(owner.username)
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Sign in").click()
+
+    page.goto(f"{site}/diagnoses/moles/{mole.pk}/")
+    (high_x, high_y), (low_x, low_y) = sorted(chart_points(page)[0], key=lambda point: point[1])
+    left, right = chart_points(page)[1]
+    assert abs(high_x - low_x) > (right - left) / 2, "the two photos should sit apart"
+    assert all(left - 1 <= x <= right + 1 for x in (high_x, low_x)), "both photos inside the chart"
+
+    # Photos days apart keep the time axis: one 90 days back, one 10 days back, one today sit
+    # in proportion to the days between them.
+    Diagnosis.objects.filter(pk=first.pk).update(created_at=first.created_at - timedelta(days=90))
+    Diagnosis.objects.filter(pk=second.pk).update(created_at=first.created_at - timedelta(days=10))
+    make_diagnosis(owner, risk="medium", mole=mole)
+    page.reload()
+    xs = sorted(x for x, _ in chart_points(page)[0])
+    assert (xs[2] - xs[1]) / (xs[2] - xs[0]) == pytest.approx(10 / 90, abs=0.02)
