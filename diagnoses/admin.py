@@ -229,7 +229,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     @admin.display(description="Uploaded", ordering="created_at")
     def uploaded(self, obj):
         moment = localtime(obj.created_at)  # TIME_ZONE, as on the patient's pages
-        return format_html('<span title="{}">{}</span>', moment.isoformat(), date_format(moment, "j M Y"))
+        return format_html('<span title="{}">{}</span>', moment.isoformat(), date_format(moment))
 
     def changelist_view(self, request, extra_context=None):
         # On GET only: an action's POST redirects here, and the warning would show twice.

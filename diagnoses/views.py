@@ -269,9 +269,9 @@ def _days_since_first(moments):
 
 def _chart_labels(moments):
     """Dates, with the time where two photos share a day."""
-    days = [date_format(localtime(m), "j M Y") for m in moments]
+    days = [date_format(localtime(m)) for m in moments]
     return [
-        date_format(localtime(m), "j M Y, H:i") if days.count(day) > 1 else day for m, day in zip(moments, days)
+        date_format(localtime(m), "DATETIME_FORMAT") if days.count(day) > 1 else day for m, day in zip(moments, days)
     ]
 
 

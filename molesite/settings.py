@@ -212,6 +212,7 @@ if _site.scheme not in {"http", "https"} or not _site.netloc:
     raise ImproperlyConfigured(f"SITE_URL must be an address like https://molesite.example.org, not {SITE_URL!r}.")
 
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = ["molesite.formats"]  # "3 Dec 2026, 07:29" everywhere, the admin too
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

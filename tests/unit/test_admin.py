@@ -1,5 +1,8 @@
 """The admin as the review desk: who gets in, what the queue shows and in which order, the case page."""
 
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
 import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
@@ -217,6 +220,17 @@ def test_it_renders_the_case_page_for_a_reviewer_and_a_superuser(reviewer_client
         for text in ["Melanoma (malignant)", "62.0%", "Melanocytic nevus", "20.0%", "Dermatofibroma", "1.0%"]:
             assert text in html, text
         assert 'name="review-0-verdict"' in html
+
+
+def test_it_writes_dates_on_the_case_page_as_the_patients_pages_do(reviewer_client, owner_client, owner, make_diagnosis):
+    """One date format for the whole site: "3 Dec 2026, 19:29", not Django's "Dec. 3, 2026, 7:29 p.m."."""
+    diagnosis = make_diagnosis(owner, risk="high")
+    evening = datetime(2026, 12, 3, 19, 29, tzinfo=dt_timezone.utc)
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=evening, finished_at=evening)
+    for browser, url in ((reviewer_client, change_url(diagnosis)), (owner_client, diagnosis.get_absolute_url())):
+        html = browser.get(url).content.decode()
+        assert "3 Dec 2026, 19:29" in html, url
+        assert "p.m." not in html and "Dec. 3" not in html, url
 
 
 def test_it_shows_the_error_line_on_a_failed_case_only(reviewer_client, owner, make_diagnosis):
