@@ -166,6 +166,8 @@ class Diagnosis(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(default=timezone.now, help_text="When it last went into the queue: upload or re-run.")
     started_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="How many times a worker has started on it since it was last queued by hand.")
     finished_at = models.DateTimeField(null=True, blank=True)
     model_version = models.CharField(max_length=100, blank=True)
     probabilities = models.JSONField(default=dict, blank=True)

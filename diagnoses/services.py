@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 
 # A row left "running" this long was orphaned by a dead worker; a redelivery may take it over.
 STALE_RUNNING_AFTER = timedelta(minutes=10)
+# A photo still queued this long has most likely lost its task (a broker restarted without
+# keeping its queue): diagnoses_recover_lost sends the task again, at most once in this time.
+LOST_QUEUED_AFTER = timedelta(minutes=15)
+# Workers that died on a photo this many times (killed for memory, say) do not get it again.
+MAX_ORPHANED_ATTEMPTS = 2
 # One member of staff opening the same record again within this time is one access (a review
 # saved, the page reloaded), not a line per page view in the patient's list.
 STAFF_ACCESS_COALESCE = timedelta(minutes=30)
@@ -38,6 +43,8 @@ MESSAGE_UNREADABLE = "We could not analyse this photo. Please take a sharper, we
 MESSAGE_MODEL_UNAVAILABLE = "The classifier is not available right now. Our team has been told; please try again later."
 MESSAGE_UNEXPECTED = "Something went wrong while analysing this photo. Please upload it again."
 MESSAGE_GAVE_UP = "The analysis could not be completed after several attempts. Please upload the photo again later."
+MESSAGE_STOPPED = ("The analysis of this photo stopped before it finished, twice. Please upload it again, "
+                   "or another photo of the mole.")
 
 
 class EmailsNotSent(Exception):
@@ -96,17 +103,18 @@ def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:
     try:
         with transaction.atomic():
             diagnosis.save()
-            _queue_classification(diagnosis)
+            _send_classification(diagnosis.pk)
     except Exception:
         _delete_files(diagnosis.stored_files())
         raise
     return diagnosis
 
 
-def _queue_classification(diagnosis: Diagnosis) -> None:
+def _send_classification(pk) -> None:
+    """Queue the classifier's task for a diagnosis once the current transaction commits."""
     from .tasks import classify_diagnosis
 
-    pk = str(diagnosis.pk)
+    pk = str(pk)
     transaction.on_commit(lambda: classify_diagnosis.delay(pk))
 
 
@@ -126,8 +134,9 @@ def diagnosis_requeue(*, diagnosis: Diagnosis) -> Diagnosis:
         diagnosis.heatmap = ""
         diagnosis.error = ""
         diagnosis.started_at = diagnosis.finished_at = None
+        diagnosis.attempts = 0
         diagnosis.save()
-        _queue_classification(diagnosis)
+        _send_classification(diagnosis.pk)
     return diagnosis
 
 
@@ -210,7 +219,7 @@ def diagnosis_claim(*, diagnosis_id) -> bool:
         status=Diagnosis.Status.RUNNING, started_at__lt=now - STALE_RUNNING_AFTER
     )
     updated = Diagnosis.objects.filter(claimable, pk=diagnosis_id).update(
-        status=Diagnosis.Status.RUNNING, started_at=now, error=""
+        status=Diagnosis.Status.RUNNING, started_at=now, error="", attempts=F("attempts") + 1
     )
     return updated == 1
 
@@ -219,6 +228,37 @@ def diagnosis_fail(*, diagnosis_id, message: str) -> None:
     Diagnosis.objects.filter(pk=diagnosis_id).exclude(status=Diagnosis.Status.DONE).update(
         status=Diagnosis.Status.FAILED, error=message, finished_at=timezone.now()
     )
+
+
+def diagnoses_recover_lost() -> dict:
+    """Photos whose analysis nobody is doing any more, found every few minutes by celery beat.
+
+    Queued for LOST_QUEUED_AFTER: the task is sent again (a second copy is harmless: the first
+    to claim the row runs it). Running for STALE_RUNNING_AFTER: the worker died with it, and the
+    redelivered task found the row freshly claimed and left; it is queued again, unless workers
+    have already died MAX_ORPHANED_ATTEMPTS times on it, when it fails with MESSAGE_STOPPED
+    instead of taking a third worker down. Returns the counts {"resent", "requeued", "failed"}.
+    """
+    now = timezone.now()
+    counts = {"resent": 0, "requeued": 0, "failed": 0}
+    queued = Diagnosis.objects.filter(status=Diagnosis.Status.QUEUED, queued_at__lt=now - LOST_QUEUED_AFTER)
+    orphaned = Diagnosis.objects.filter(status=Diagnosis.Status.RUNNING, started_at__lt=now - STALE_RUNNING_AFTER)
+    for pk in queued.values_list("pk", flat=True):
+        # Conditional updates: a worker that claims the row meanwhile keeps it.
+        if queued.filter(pk=pk).update(queued_at=now):
+            _send_classification(pk)
+            counts["resent"] += 1
+    for pk in orphaned.filter(attempts__lt=MAX_ORPHANED_ATTEMPTS).values_list("pk", flat=True):
+        if orphaned.filter(pk=pk).update(status=Diagnosis.Status.QUEUED, queued_at=now, started_at=None):
+            _send_classification(pk)
+            counts["requeued"] += 1
+    counts["failed"] = orphaned.filter(attempts__gte=MAX_ORPHANED_ATTEMPTS).update(
+        status=Diagnosis.Status.FAILED, error=MESSAGE_STOPPED, finished_at=now
+    )
+    if any(counts.values()):
+        logger.warning("photos left without analysis: %(resent)d sent to the workers again, "
+                       "%(requeued)d queued again after a worker died, %(failed)d failed", counts)
+    return counts
 
 
 def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:

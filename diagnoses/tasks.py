@@ -47,3 +47,9 @@ def send_photo_reminders() -> int:
 def send_review_queue_digest() -> int:
     """Daily, from celery beat: tell the clinicians how many cases wait for review."""
     return services.review_queue_digest_send()
+
+
+@shared_task
+def recover_lost_diagnoses() -> dict:
+    """Every few minutes, from celery beat: photos whose task was lost or whose worker died."""
+    return services.diagnoses_recover_lost()

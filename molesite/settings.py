@@ -275,7 +275,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Workers log through LOGGING below (structured lines), not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Periodic work, sent by one `celery beat` (make run: the worker's --beat; docker-compose: the
-# beat service), at times of day in TIME_ZONE. Its record of the last runs lives in VAR_DIR.
+# beat service): the daily e-mails at an hour of TIME_ZONE, the lost photos every 5 minutes. Its
+# record of the last runs lives in VAR_DIR.
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DAILY_EMAILS_HOUR = env_int("DAILY_EMAILS_HOUR", default=8)
@@ -289,6 +290,11 @@ CELERY_BEAT_SCHEDULE = {
     "review-queue-digest": {
         "task": "diagnoses.tasks.send_review_queue_digest",
         "schedule": crontab(minute=0, hour=DAILY_EMAILS_HOUR),
+    },
+    # Photos whose task a broker restart lost, or whose worker died (services.diagnoses_recover_lost).
+    "recover-lost-diagnoses": {
+        "task": "diagnoses.tasks.recover_lost_diagnoses",
+        "schedule": timedelta(minutes=5),
     },
 }
 

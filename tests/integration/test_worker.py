@@ -7,10 +7,11 @@ from datetime import timedelta
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole
-from diagnoses.tasks import classify_diagnosis, send_photo_reminders
+from diagnoses.tasks import classify_diagnosis, recover_lost_diagnoses, send_photo_reminders
 from ml import CLASSES
 
 
@@ -61,6 +62,18 @@ def test_it_leaves_a_finished_diagnosis_alone_when_the_task_is_delivered_again(c
     after = Diagnosis.objects.get(pk=diagnosis.pk)
     assert (after.finished_at, after.heatmap.name, after.probabilities) == (
         before.finished_at, before.heatmap.name, before.probabilities)
+
+
+def test_it_analyses_a_photo_whose_task_was_lost_once_beats_check_sends_it_again(celery_worker_process, owner, jpeg_bytes):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(classify_diagnosis, "delay", lambda pk: None)  # the broker loses the task
+        diagnosis = services.diagnosis_create(owner=owner, image=SimpleUploadedFile("m.jpg", jpeg_bytes, "image/jpeg"))
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=timezone.now() - timedelta(minutes=16))
+
+    recover_lost_diagnoses.delay()  # what beat queues every 5 minutes
+
+    assert watch_statuses(diagnosis.pk) == ["queued", "running", "done"]
+    assert Diagnosis.objects.get(pk=diagnosis.pk).attempts == 1
 
 
 def test_it_sends_the_photo_reminders_in_a_real_worker_once_per_due_date(celery_worker_process, owner, tmp_path):

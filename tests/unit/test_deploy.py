@@ -1,10 +1,15 @@
 """Deployment files (parsed, since no Docker engine runs the tests) and the request size cap."""
 
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from django.conf import settings
 from django.test import Client
 
 from diagnoses.models import Diagnosis
@@ -28,15 +33,35 @@ def command_line(service) -> str:
     return command if isinstance(command, str) else " ".join(command)
 
 
-def test_it_defines_web_worker_beat_db_and_redis_all_but_beat_with_a_healthcheck(compose):
+def test_it_defines_web_worker_beat_db_and_redis_each_with_a_healthcheck(compose):
     services = compose["services"]
     assert set(services) == {"web", "worker", "beat", "db", "redis"}
     assert services["db"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     for name, service in services.items():
-        if name != "beat":  # celery beat answers no ping; compose restarts it if it exits
-            assert service["healthcheck"]["test"], name
+        assert service["healthcheck"]["test"], name
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+def test_it_calls_beat_healthy_while_its_record_of_runs_is_fresh(compose, tmp_path):
+    """beat answers no ping: its healthcheck reads the age of the schedule file beat rewrites
+    each time it queues a task (the lost-photo check, every 5 minutes)."""
+    test = compose["services"]["beat"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+
+    def healthy():
+        run = subprocess.run([sys.executable, "-c", test[3]], env={**os.environ, "VAR_DIR": str(tmp_path)})
+        return run.returncode == 0
+
+    assert not healthy()  # beat never started
+    record = tmp_path / "celerybeat-schedule.dat"
+    record.write_bytes(b"entries")
+    assert healthy()
+    an_hour_ago = time.time() - 3600
+    os.utime(record, (an_hour_ago, an_hour_ago))
+    assert not healthy()
+    assert settings.CELERY_BEAT_SCHEDULE_FILENAME.endswith("/celerybeat-schedule")
+    assert compose["services"]["beat"]["healthcheck"]["interval"] == "60s"
 
 
 def test_it_runs_migrations_then_gunicorn_on_port_from_the_environment(compose):

@@ -199,7 +199,7 @@ def test_it_requeues_selected_for_the_current_model(
         assert diagnosis.started_at is None and diagnosis.finished_at is None
     assert not done.heatmap
     # One queued classification per diagnosis (plus the old heatmap's removal).
-    queued = [c for c in callbacks if "_queue_classification" in c.__qualname__]
+    queued = [c for c in callbacks if "_send_classification" in c.__qualname__]
     assert len(queued) == 2
 
 

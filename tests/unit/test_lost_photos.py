@@ -1,0 +1,111 @@
+"""Photos nobody is analysing any more: a task a broker restart lost, a worker killed in the
+middle of one. celery beat runs services.diagnoses_recover_lost every few minutes; nothing
+stays "queued" or "running" for ever."""
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from diagnoses import services, tasks
+from diagnoses.models import Diagnosis
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """The ids classify_diagnosis was queued for (as the broker would get them)."""
+    queued = []
+    monkeypatch.setattr(tasks.classify_diagnosis, "delay", queued.append)
+    return queued
+
+
+def aged(diagnosis, *, queued_minutes=0, running_minutes=None, attempts=0):
+    """The diagnosis as it would be that many minutes after it was queued (or claimed)."""
+    now = timezone.now()
+    fields = {"queued_at": now - timedelta(minutes=queued_minutes), "attempts": attempts}
+    if running_minutes is not None:
+        fields.update(status=Diagnosis.Status.RUNNING, started_at=now - timedelta(minutes=running_minutes))
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(**fields)
+    diagnosis.refresh_from_db()
+    return diagnosis
+
+
+def recover(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        return tasks.recover_lost_diagnoses()
+
+
+def test_it_sends_a_photo_queued_too_long_to_the_workers_again_once_in_a_while(
+        owner, make_diagnosis, sent, django_capture_on_commit_callbacks):
+    lost = aged(make_diagnosis(owner, status="queued"), queued_minutes=16)
+    waiting = aged(make_diagnosis(owner, status="queued"), queued_minutes=5)
+
+    assert recover(django_capture_on_commit_callbacks) == {"resent": 1, "requeued": 0, "failed": 0}
+    assert sent == [str(lost.pk)]
+    lost.refresh_from_db()
+    assert lost.status == Diagnosis.Status.QUEUED and timezone.now() - lost.queued_at < timedelta(seconds=5)
+    # Five minutes later (beat's next run) it is not sent again: the copy may be on its way.
+    assert recover(django_capture_on_commit_callbacks)["resent"] == 0
+    assert sent == [str(lost.pk)] and Diagnosis.objects.get(pk=waiting.pk).queued_at == waiting.queued_at
+
+
+def test_it_queues_again_a_photo_whose_worker_died_and_a_worker_then_analyses_it(
+        owner, jpeg_bytes, tiny_model, eager_celery, django_capture_on_commit_callbacks):
+    from tests.unit.test_foundation import upload
+
+    with django_capture_on_commit_callbacks(execute=False):  # the upload's own task is lost
+        diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    assert services.diagnosis_claim(diagnosis_id=diagnosis.pk)  # a worker took it, then died
+    # The redelivered task finds the row freshly claimed (here: not stale yet) and leaves it.
+    aged(diagnosis, running_minutes=1, attempts=1)
+    assert recover(django_capture_on_commit_callbacks) == {"resent": 0, "requeued": 0, "failed": 0}
+
+    aged(diagnosis, running_minutes=11, attempts=1)
+    assert recover(django_capture_on_commit_callbacks) == {"resent": 0, "requeued": 1, "failed": 0}
+
+    diagnosis.refresh_from_db()
+    assert diagnosis.status == Diagnosis.Status.DONE and diagnosis.attempts == 2
+    assert diagnosis.risk in {"low", "medium", "high"} and diagnosis.heatmap
+
+
+def test_it_fails_a_photo_that_workers_died_on_twice_with_a_readable_message(
+        owner, make_diagnosis, sent, django_capture_on_commit_callbacks):
+    twice = aged(make_diagnosis(owner, status="queued"), running_minutes=11, attempts=2)
+    busy = aged(make_diagnosis(owner, status="queued"), running_minutes=2, attempts=2)
+
+    assert recover(django_capture_on_commit_callbacks) == {"resent": 0, "requeued": 0, "failed": 1}
+    assert sent == []
+    twice.refresh_from_db()
+    assert twice.status == Diagnosis.Status.FAILED and twice.error == services.MESSAGE_STOPPED
+    assert twice.finished_at is not None
+    assert Diagnosis.objects.get(pk=busy.pk).status == Diagnosis.Status.RUNNING
+
+
+def test_it_leaves_finished_photos_alone(owner, make_diagnosis, sent, django_capture_on_commit_callbacks):
+    done = aged(make_diagnosis(owner, risk="high"), queued_minutes=60)
+    failed = aged(make_diagnosis(owner, status="failed"), queued_minutes=60)
+
+    assert recover(django_capture_on_commit_callbacks) == {"resent": 0, "requeued": 0, "failed": 0}
+    assert sent == []
+    assert Diagnosis.objects.get(pk=done.pk).status == Diagnosis.Status.DONE
+    assert Diagnosis.objects.get(pk=failed.pk).status == Diagnosis.Status.FAILED
+
+
+def test_it_counts_each_start_and_starts_again_from_zero_when_staff_queue_it(owner, make_diagnosis, sent):
+    diagnosis = make_diagnosis(owner, status="queued")
+    assert services.diagnosis_claim(diagnosis_id=diagnosis.pk)
+    diagnosis.refresh_from_db()
+    assert diagnosis.attempts == 1
+
+    services.diagnosis_requeue(diagnosis=diagnosis)
+    diagnosis.refresh_from_db()
+    assert (diagnosis.status, diagnosis.attempts) == (Diagnosis.Status.QUEUED, 0)
+
+
+def test_it_has_beat_look_for_lost_photos_every_five_minutes():
+    entry = settings.CELERY_BEAT_SCHEDULE["recover-lost-diagnoses"]
+    assert entry["task"] == tasks.recover_lost_diagnoses.name
+    assert entry["schedule"] == timedelta(minutes=5)
