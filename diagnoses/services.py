@@ -33,7 +33,8 @@ STALE_RUNNING_AFTER = timedelta(minutes=10)
 # A photo still queued this long has most likely lost its task (a broker restarted without
 # keeping its queue): diagnoses_recover_lost sends the task again, at most once in this time.
 LOST_QUEUED_AFTER = timedelta(minutes=15)
-# Workers that died on a photo this many times (killed for memory, say) do not get it again.
+# A photo that workers have started on this many times is not queued again when the last one
+# died with it (killed for memory, say): it might take the next one down too.
 MAX_ORPHANED_ATTEMPTS = 2
 # One member of staff opening the same record again within this time is one access (a review
 # saved, the page reloaded), not a line per page view in the patient's list.
@@ -43,7 +44,7 @@ MESSAGE_UNREADABLE = "We could not analyse this photo. Please take a sharper, we
 MESSAGE_MODEL_UNAVAILABLE = "The classifier is not available right now. Our team has been told; please try again later."
 MESSAGE_UNEXPECTED = "Something went wrong while analysing this photo. Please upload it again."
 MESSAGE_GAVE_UP = "The analysis could not be completed after several attempts. Please upload the photo again later."
-MESSAGE_STOPPED = ("The analysis of this photo stopped before it finished, twice. Please upload it again, "
+MESSAGE_STOPPED = ("The analysis of this photo kept stopping before it finished. Please upload it again, "
                    "or another photo of the mole.")
 
 
@@ -236,8 +237,8 @@ def diagnoses_recover_lost() -> dict:
     Queued for LOST_QUEUED_AFTER: the task is sent again (a second copy is harmless: the first
     to claim the row runs it). Running for STALE_RUNNING_AFTER: the worker died with it, and the
     redelivered task found the row freshly claimed and left; it is queued again, unless workers
-    have already died MAX_ORPHANED_ATTEMPTS times on it, when it fails with MESSAGE_STOPPED
-    instead of taking a third worker down. Returns the counts {"resent", "requeued", "failed"}.
+    have started on it MAX_ORPHANED_ATTEMPTS times (Diagnosis.attempts), when it fails with
+    MESSAGE_STOPPED instead of taking another worker down. Returns the counts {"resent", "requeued", "failed"}.
     """
     now = timezone.now()
     counts = {"resent": 0, "requeued": 0, "failed": 0}
