@@ -1,8 +1,12 @@
 """Upload through the site, then watch a real worker take the task from Redis and classify it;
-and the worker's daily photo reminders against Postgres."""
+photos whose task was lost or whose worker was killed, recovered by beat's check; and the
+worker's daily photo reminders against Postgres."""
 
+import os
+import signal
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -74,6 +78,57 @@ def test_it_analyses_a_photo_whose_task_was_lost_once_beats_check_sends_it_again
 
     assert watch_statuses(diagnosis.pk) == ["queued", "running", "done"]
     assert Diagnosis.objects.get(pk=diagnosis.pk).attempts == 1
+
+
+def pool_children(worker) -> list[int]:
+    """The worker's pool processes (prefork: the children that run the tasks)."""
+    return [int(pid) for pid in Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()]
+
+
+def kill_the_worker_in_the_middle_of_an_analysis(worker, owner, jpeg_bytes, tries=5):
+    """A photo whose worker was killed (SIGKILL, as the kernel kills for memory) while running
+    it. The analysis takes a fraction of a second: a photo finished before the kill landed is
+    left, and another one is tried."""
+    for _ in range(tries):
+        diagnosis = services.diagnosis_create(owner=owner, image=SimpleUploadedFile("m.jpg", jpeg_bytes, "image/jpeg"))
+        children = pool_children(worker)
+        deadline = time.monotonic() + 60
+        while Diagnosis.objects.values_list("status", flat=True).get(pk=diagnosis.pk) == "queued":
+            assert time.monotonic() < deadline, "the worker did not start on the photo"
+            time.sleep(0.001)
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        if Diagnosis.objects.values_list("status", flat=True).get(pk=diagnosis.pk) == "running":
+            return diagnosis
+        wait_for_pool(worker, replacing=children)
+    pytest.fail(f"the worker finished each of {tries} photos before it could be killed")
+
+
+def wait_for_pool(worker, *, replacing, timeout=90):
+    deadline = time.monotonic() + timeout
+    while not (set(pool_children(worker)) - set(replacing)):
+        assert time.monotonic() < deadline, "the worker did not replace its killed pool process"
+        time.sleep(0.05)
+
+
+def test_it_analyses_a_photo_whose_worker_was_killed_once_beats_check_queues_it_again(
+        celery_worker_process, owner, jpeg_bytes, tmp_path):
+    killed = kill_the_worker_in_the_middle_of_an_analysis(celery_worker_process, owner, jpeg_bytes)
+    # Celery gives the task back to the broker (task_reject_on_worker_lost); the new pool process
+    # finds the photo freshly claimed and leaves it: without the check it would stay "running".
+    left = f"diagnosis {killed.pk} is not queued; nothing to do"
+    log = tmp_path / "worker.log"
+    deadline = time.monotonic() + 60
+    while left not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the task was not delivered again after the kill"
+        time.sleep(0.05)
+    assert Diagnosis.objects.get(pk=killed.pk).status == "running"
+
+    Diagnosis.objects.filter(pk=killed.pk).update(started_at=timezone.now() - timedelta(minutes=11))
+    recover_lost_diagnoses.delay()
+
+    assert watch_statuses(killed.pk)[-1] == "done"
+    assert Diagnosis.objects.get(pk=killed.pk).attempts == 2
 
 
 def test_it_sends_the_photo_reminders_in_a_real_worker_once_per_due_date(celery_worker_process, owner, tmp_path):
