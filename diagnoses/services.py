@@ -238,7 +238,8 @@ def diagnoses_recover_lost() -> dict:
     to claim the row runs it). Running for STALE_RUNNING_AFTER: the worker died with it, and the
     redelivered task found the row freshly claimed and left; it is queued again, unless workers
     have started on it MAX_ORPHANED_ATTEMPTS times (Diagnosis.attempts), when it fails with
-    MESSAGE_STOPPED instead of taking another worker down. Returns the counts {"resent", "requeued", "failed"}.
+    MESSAGE_STOPPED instead of taking another worker down.
+    Returns the counts {"resent", "requeued", "failed"}.
     """
     now = timezone.now()
     counts = {"resent": 0, "requeued": 0, "failed": 0}
