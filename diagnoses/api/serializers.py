@@ -6,7 +6,7 @@ from rest_framework.reverse import reverse
 from ml import CLASS_NAMES, CLASSES
 
 from ..images import upload_limits
-from ..models import CLASS_CHOICES, MOLE_NAME_TAKEN, Diagnosis, Mole, Review, StaffAccess
+from ..models import BODY_SITES, CLASS_CHOICES, MOLE_NAME_TAKEN, Diagnosis, Mole, Review, StaffAccess
 
 # Read-only text fields the database keeps as "" until known; the API says null instead.
 NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label")
@@ -144,6 +144,10 @@ class MoleSerializer(serializers.ModelSerializer):
         model = Mole
         fields = ("id", "url", "name", "body_site", "recheck_months", "next_photo_due", "created_at", "diagnoses")
         read_only_fields = ("id", "url", "created_at", "diagnoses")
+        # A wrong body site names the right ones: a client should not have to read the schema.
+        extra_kwargs = {"body_site": {"error_messages": {"invalid_choice": (
+            '"{input}" is not a body site we know: use one of '
+            + ", ".join(f'"{code}"' for code, _ in BODY_SITES) + ".")}}}
 
     def validate_name(self, name):
         name = name.strip()

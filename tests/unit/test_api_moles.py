@@ -47,6 +47,15 @@ def test_it_refuses_an_invalid_mole_with_400(owner_api, payload):
     assert not Mole.objects.exists()
 
 
+def test_it_names_the_body_sites_it_knows_when_one_is_wrong(owner_api):
+    response = owner_api.post(LIST, {"name": "Right forearm", "body_site": "arm"}, format="json")
+
+    assert response.status_code == 400
+    message = response.json()["body_site"][0]
+    assert message.startswith('"arm" is not a body site we know: use one of "abdomen", "acral", "back"')
+    assert '"upper extremity"' in message and '"unknown"' in message
+
+
 def test_it_lists_the_owners_moles_with_their_photos_oldest_first(
     owner_api, outsider_api, owner, outsider, make_diagnosis
 ):
