@@ -83,6 +83,21 @@ class ReviewedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class PhotoQualityFilter(admin.SimpleListFilter):
+    title = "photo quality"
+    parameter_name = "photo"
+
+    def lookups(self, request, model_admin):
+        return [("poor", "Dark, bright or blurred"), ("fine", "Passed the check")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "poor":
+            return queryset.exclude(photo_issues=[])
+        if self.value() == "fine":
+            return queryset.filter(photo_issues=[])
+        return queryset
+
+
 class ReviewForm(forms.ModelForm):
     class Meta:
         model = Review
@@ -148,11 +163,12 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "malignant_percent",
         "predicted_class",
         "status",
+        "photo_quality",
         "reviewed",
         "uploaded",
     ]
     list_display_links = ["thumb", "patient"]
-    list_filter = ["risk", "status", ReviewedFilter, "model_version", "created_at"]
+    list_filter = ["risk", "status", ReviewedFilter, PhotoQualityFilter, "model_version", "created_at"]
     list_select_related = ["owner", "review"]
     search_fields = ["owner__username", "owner__email"]
     search_help_text = "Search by the patient's username or e-mail address."
@@ -168,7 +184,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
             "Model output",
             {
                 "fields": [
-                    "status",
+                    ("status", "photo_quality"),
                     "error",
                     ("risk", "malignant_percent", "predicted_class"),
                     "probabilities_table",
@@ -183,6 +199,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "photo",
         "heatmap_image",
         "status",
+        "photo_quality",
         "error",
         "risk",
         "malignant_percent",
@@ -221,6 +238,14 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     @admin.display(description="Malignant %", ordering="malignant_probability")
     def malignant_percent(self, obj):
         return "—" if obj.malignant_percent is None else f"{obj.malignant_percent}%"
+
+    @admin.display(description="Photo quality")
+    def photo_quality(self, obj):
+        """What the upload check found (ml.quality): a low result from such a photo is weak."""
+        if not obj.photo_issues:
+            return "—"
+        return format_html('<strong style="color:{}">{}</strong>', RISK_COLOURS["medium"],
+                           ", ".join(obj.photo_issue_names))
 
     @admin.display(description="Reviewed", boolean=True, ordering=IS_REVIEWED)
     def reviewed(self, obj):
@@ -388,6 +413,7 @@ CSV_HEADER = [
     "predicted_class",
     "malignant_probability",
     *(f"p_{code}" for code in CLASSES),
+    "photo_issues",
     "clinician_label",
     "verdict",
     "recommendation",
@@ -411,6 +437,7 @@ def write_reviews_csv(out, diagnoses):
                 diagnosis.predicted_class,
                 "" if diagnosis.malignant_probability is None else f"{diagnosis.malignant_probability:.6f}",
                 *(f"{diagnosis.probabilities.get(code, 0.0):.6f}" for code in CLASSES),
+                " ".join(diagnosis.photo_issues),
                 review.label,
                 review.verdict,
                 review.recommendation,

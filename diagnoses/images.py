@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import ml.preprocessing  # noqa: F401  (registers the HEIC reader with Pillow, see there)
+from ml.quality import photo_issues
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "AVIF"}
 ACCEPTED_NAMES = "JPEG, PNG, WebP, HEIC or AVIF"  # what the messages tell the patient
@@ -34,6 +35,7 @@ class CleanImage:
     sha256: str
     width: int
     height: int
+    photo_issues: list  # codes of ml.quality.ISSUES: what makes the model's result unreliable
 
 
 def _refuse(message, code):
@@ -110,4 +112,5 @@ def sanitize_upload(upload) -> CleanImage:
         sha256=hashlib.sha256(data).hexdigest(),
         width=image.width,
         height=image.height,
+        photo_issues=photo_issues(image),
     )

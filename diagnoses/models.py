@@ -41,6 +41,17 @@ RISK_ADVICE = {
 }
 RISK_COLOURS = {"low": "success", "medium": "warning", "high": "danger"}
 
+# What ml.quality found wrong with a photo, as the patient reads it ("This photo looks ...").
+PHOTO_ISSUE_NAMES = {"dark": "too dark", "bright": "too bright", "blurry": "out of focus"}
+PHOTO_RETAKE_TIP = ("Take a new photo in good, even light (daylight, no flash, out of direct sun), "
+                    "holding the phone steady until the mole is sharp.")
+# A low result from such a photo replaces RISK_ADVICE["low"]: on photos darker or blurrier than
+# the model's training photos, it rates malignant moles lower (see ml.quality).
+LOW_RISK_POOR_PHOTO_ADVICE = (
+    "The estimated risk is low, but the photo is not good enough to rely on that. " + PHOTO_RETAKE_TIP
+    + " Until then, see a doctor if the mole changes in size, shape or colour, bleeds or itches."
+)
+
 
 MOLE_NAME_TAKEN = "You already track a mole with this name."
 
@@ -174,6 +185,9 @@ class Diagnosis(models.Model):
     malignant_probability = models.FloatField(null=True, blank=True)
     predicted_class = models.CharField(max_length=5, choices=CLASS_CHOICES, blank=True)
     risk = models.CharField(max_length=6, choices=Risk.choices, blank=True)
+    photo_issues = models.JSONField(
+        default=list, blank=True,
+        help_text='What the upload check found wrong with the photo: "dark", "bright", "blurry" (ml.quality).')
 
     class Meta:
         ordering = ["-created_at"]
@@ -210,7 +224,24 @@ class Diagnosis(models.Model):
 
     @property
     def risk_advice(self):
+        if self.risk == self.Risk.LOW and self.photo_issues:
+            return LOW_RISK_POOR_PHOTO_ADVICE
         return RISK_ADVICE.get(self.risk, "")
+
+    @property
+    def photo_issue_names(self):
+        return [PHOTO_ISSUE_NAMES.get(code, code) for code in self.photo_issues]
+
+    @property
+    def photo_advice(self):
+        """What the patient is told about a poor photo; empty when the photo passed the check."""
+        if not self.photo_issues:
+            return ""
+        if {"dark", "blurry"} & set(self.photo_issues):
+            effect = "the model rates malignant moles lower, so a low result does not reassure"
+        else:
+            effect = "the model is less accurate"
+        return f"This photo looks {' and '.join(self.photo_issue_names)}. On photos like it {effect}. {PHOTO_RETAKE_TIP}"
 
     @property
     def risk_colour(self):

@@ -98,7 +98,7 @@ def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:
         raise ValueError("A diagnosis can only be filed under the owner's own mole.")
     clean = sanitize_upload(image)
     name = uuid.uuid4().hex
-    diagnosis = Diagnosis(owner=owner, mole=mole, sha256=clean.sha256)
+    diagnosis = Diagnosis(owner=owner, mole=mole, sha256=clean.sha256, photo_issues=clean.photo_issues)
     diagnosis.image.save(f"{name}.jpg", ContentFile(clean.image_jpeg), save=False)
     diagnosis.thumbnail.save(f"{name}.jpg", ContentFile(clean.thumbnail_jpeg), save=False)
     try:
@@ -193,8 +193,8 @@ def write_user_export(*, user, out) -> None:
                 "created_at": d.created_at.isoformat(), "status": d.status, "error": d.error,
                 "finished_at": d.finished_at.isoformat() if d.finished_at else None,
                 "model_version": d.model_version, "risk": d.risk, "malignant_probability": d.malignant_probability,
-                "predicted_class": d.predicted_class, "probabilities": d.probabilities, "sha256": d.sha256,
-                "files": files,
+                "predicted_class": d.predicted_class, "probabilities": d.probabilities,
+                "photo_issues": d.photo_issues, "sha256": d.sha256, "files": files,
                 "review": None if review is None else {
                     "verdict": review.verdict, "label": review.label, "recommendation": review.recommendation,
                     "note": review.note, "reviewed_at": review.reviewed_at.isoformat(),

@@ -4,6 +4,7 @@ from rest_framework import serializers
 from rest_framework.reverse import reverse
 
 from ml import CLASS_NAMES, CLASSES
+from ml.quality import ISSUES
 
 from ..images import upload_limits
 from ..models import BODY_SITES, CLASS_CHOICES, MOLE_NAME_TAKEN, Diagnosis, Mole, Review, StaffAccess
@@ -52,6 +53,11 @@ class DiagnosisSummarySerializer(BlankAsNullMixin, serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:diagnosis-detail")
     risk = serializers.ChoiceField(choices=Diagnosis.Risk.choices, allow_null=True, read_only=True)
     predicted_class = serializers.ChoiceField(choices=CLASS_CHOICES, allow_null=True, read_only=True)
+    photo_issues = serializers.ListField(
+        child=serializers.ChoiceField(choices=ISSUES), read_only=True,
+        help_text="What the upload check found wrong with the photo (`dark`, `bright`, `blurry`); empty when "
+                  "nothing. On such photos the result is less reliable: see `photo_advice`.",
+    )
     thumbnail = serializers.SerializerMethodField()
 
     class Meta:
@@ -65,6 +71,7 @@ class DiagnosisSummarySerializer(BlankAsNullMixin, serializers.ModelSerializer):
             "risk",
             "malignant_probability",
             "predicted_class",
+            "photo_issues",
             "thumbnail",
         )
         read_only_fields = fields
@@ -83,6 +90,9 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
         allow_null=True, read_only=True, help_text="Why the analysis failed (status `failed`)."
     )
     advice = serializers.CharField(source="risk_advice", read_only=True, help_text="What to do next, by risk band.")
+    photo_advice = serializers.CharField(
+        read_only=True, help_text="What is wrong with the photo and how to take a better one; empty when nothing."
+    )
     late = serializers.BooleanField(
         source="is_late", read_only=True,
         help_text="Still `queued` or `running` after a minute: the workers are busy or down; the photo waits safely.",
@@ -99,6 +109,7 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
             "model_version",
             "error",
             "advice",
+            "photo_advice",
             "late",
             "image",
             "heatmap",

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pillow_heif
 import pytest
 from django.utils import timezone
-from PIL import Image
+from PIL import Image, ImageEnhance
 from playwright.sync_api import expect
 
 from diagnoses.models import Diagnosis, Mole
@@ -302,3 +302,23 @@ def test_it_draws_a_moles_photos_taken_at_one_moment_side_by_side(page, site, ow
     page.reload()
     xs = sorted(x for x, _ in chart_points(page)[0])
     assert (xs[2] - xs[1]) / (xs[2] - xs[0]) == pytest.approx(10 / 90, abs=0.02)
+
+
+def test_it_asks_for_a_better_photo_when_the_photo_is_too_dark(page, site, shot, worker, ham_image, tmp_path):
+    dark = tmp_path / "dark.jpg"
+    with Image.open(ham_image("ISIC_0027190.jpg")) as photo:
+        ImageEnhance.Brightness(photo.convert("RGB")).enhance(0.4).save(dark, quality=92)
+    sign_up(page, site)
+    upload(page, str(dark), new_mole="Back of the knee")
+    page.get_by_role("button", name="Upload and analyse").click()
+
+    advice = page.get_by_test_id("photo-advice")
+    expect(advice).to_contain_text("This photo looks too dark.")
+    worker.run()
+    expect(page.locator("#result [data-risk]")).to_be_visible(timeout=30_000)
+    expect(advice).to_be_visible()  # still there with the result
+    shot(page, "20-result-dark-photo")
+    page.get_by_role("link", name="Upload a better photo").click()
+    expect(page.get_by_label("Which mole is this?")).to_have_value(str(Mole.objects.get().pk))
+    page.goto(site + "/diagnoses/")
+    expect(page.get_by_test_id("photo-issues")).to_have_text("Photo too dark")

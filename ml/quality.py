@@ -1,0 +1,66 @@
+"""Checks of a photo before its result is trusted: too dark, too bright, out of focus.
+
+The model learned from HAM10000's dermoscopic photos, all lit by the dermatoscope's light and in
+focus. On its validation split, photos made darker or blurrier than nearly all of those make
+malignant moles look less suspicious to it: the share of malignant photos rated medium or high
+risk fell from 0.95 to 0.81 at 0.7x the brightness, to 0.22 at 0.5x, and to 0.69 under a
+Gaussian blur of 4 pixels (on 600x450); brighter photos cost accuracy too (bench/
+bench_photo_checks.py measures all of it). So a photo outside the range of the training photos
+is flagged, and the site says that a low result from it cannot be relied on.
+
+Each limit is a percentile of HAM10000's photos (the 8,561 in ../shared; the bench prints
+them): a photo is flagged when it is darker than 99% of them, brighter than 99% of them, or
+less sharp than 99.5% of them; 2.5% of those photos are flagged in all. The photo is measured
+as a grey image of ANALYSIS_SIZE, twice the model's input: blur that resizing to the model's
+input removes does not matter to it.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+ANALYSIS_SIZE = (320, 240)  # (width, height)
+DARK_BELOW = 113.0       # mean brightness, 0-255: HAM10000's 1st percentile (113.5)
+BRIGHT_ABOVE = 202.0     # its 99th percentile (202.0)
+BLURRY_BELOW = 2.5       # sharpness (see measure): its 0.5th percentile (2.49)
+
+ISSUES = ("dark", "bright", "blurry")  # the codes photo_issues returns, in this order
+
+
+@dataclass(frozen=True)
+class PhotoMeasures:
+    brightness: float  # mean grey level, 0-255
+    sharpness: float   # variance of the Laplacian of the grey image (a dark one brightened, see measure)
+
+
+def measure(image: Image.Image) -> PhotoMeasures:
+    """Brightness and sharpness of an RGB image. Darkening scales the Laplacian with the
+    pixels, so a photo darker than DARK_BELOW is measured as if brightened to it: a sharp dark
+    photo is called dark, not also blurry. Brighter ones are measured as they are; scaling them
+    all to one brightness told HAM10000's photos from blurred copies worse (at the same share
+    of photos flagged, it caught 80% of the 2-pixel blurs on the validation split instead of
+    all of them)."""
+    grey = np.asarray(image.convert("L").resize(ANALYSIS_SIZE, Image.BILINEAR, reducing_gap=None),
+                      dtype=np.float32)
+    brightness = float(grey.mean())
+    g = grey * max(1.0, DARK_BELOW / max(brightness, 1.0))
+    laplacian = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
+    return PhotoMeasures(brightness=brightness, sharpness=float(laplacian.var()))
+
+
+def issues_of(measures: PhotoMeasures) -> list[str]:
+    """The codes of ISSUES that the measures call for, in ISSUES order."""
+    found = []
+    if measures.brightness < DARK_BELOW:
+        found.append("dark")
+    if measures.brightness > BRIGHT_ABOVE:
+        found.append("bright")
+    if measures.sharpness < BLURRY_BELOW:
+        found.append("blurry")
+    return found
+
+
+def photo_issues(image: Image.Image) -> list[str]:
+    """What is wrong with a photo for the model: a list of codes of ISSUES, empty if nothing."""
+    return issues_of(measure(image))
