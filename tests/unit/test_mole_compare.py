@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from diagnoses.models import Mole
+from diagnoses.models import Diagnosis, Mole
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +89,16 @@ def test_it_says_when_two_photos_were_taken_the_same_day(owner_client, owner, ma
     make_diagnosis(owner, mole=mole)
     make_diagnosis(owner, mole=mole)
     assert "Taken the same day." in owner_client.get(compare_url(mole)).content.decode()
+
+
+def test_it_says_when_a_change_may_come_from_a_poor_photo(owner_client, shoulder):
+    mole, (first, middle, latest) = shoulder
+    assert "compare-photo-issues" not in owner_client.get(compare_url(mole)).content.decode()
+
+    Diagnosis.objects.filter(pk=first.pk).update(photo_issues=["dark"])
+    page = owner_client.get(compare_url(mole)).content.decode()
+    assert "The earlier photo looks too dark: part of the change may come from the photos" in page
+
+    Diagnosis.objects.filter(pk=latest.pk).update(photo_issues=["bright", "blurry"])
+    page = owner_client.get(compare_url(mole)).content.decode()
+    assert "The earlier photo looks too dark, the later one too bright and out of focus: part" in page
