@@ -238,7 +238,7 @@ class Diagnosis(models.Model):
         if not self.photo_issues:
             return ""
         if {"dark", "blurry"} & set(self.photo_issues):
-            effect = "the model rates malignant moles lower, so a low result does not reassure"
+            effect = "the model rates malignant moles lower than it should, so this estimate may be too low"
         else:
             effect = "the model is less accurate"
         return f"This photo looks {' and '.join(self.photo_issue_names)}. On photos like it {effect}. {PHOTO_RETAKE_TIP}"
