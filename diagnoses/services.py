@@ -16,11 +16,13 @@ from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
+from PIL import Image
 
 from accounts.models import REVIEWERS_GROUP
 from ml import CLASSES, MALIGNANT
 from ml.errors import ImageError, ModelArtifactError
 from ml.metrics import malignant_auc
+from ml.quality import photo_issues
 from molesite.mail import send_templated_mail
 
 from .images import sanitize_upload
@@ -260,6 +262,27 @@ def diagnoses_recover_lost() -> dict:
     if any(counts.values()):
         logger.warning("photos left without analysis: %(resent)d sent to the workers again, "
                        "%(requeued)d queued again after a worker died, %(failed)d failed", counts)
+    return counts
+
+
+def diagnoses_check_photos() -> dict:
+    """Run the upload's photo check (ml.quality) on every stored photo and record what it finds:
+    for photos uploaded before the check existed, or after its limits changed. Returns the
+    counts {"checked", "changed", "unreadable"}; an unreadable or missing file is logged and
+    left as it is."""
+    counts = {"checked": 0, "changed": 0, "unreadable": 0}
+    for diagnosis in Diagnosis.objects.only("pk", "image", "photo_issues").iterator(chunk_size=200):
+        try:
+            with diagnosis.image.open("rb") as stored, Image.open(stored) as image:
+                found = photo_issues(image.convert("RGB"))
+        except (OSError, ValueError) as exc:
+            logger.warning("photo check: the photo of %s cannot be read (%s)", diagnosis.pk, exc)
+            counts["unreadable"] += 1
+            continue
+        counts["checked"] += 1
+        if found != diagnosis.photo_issues:
+            Diagnosis.objects.filter(pk=diagnosis.pk).update(photo_issues=found)
+            counts["changed"] += 1
     return counts
 
 

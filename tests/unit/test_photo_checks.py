@@ -180,3 +180,27 @@ def test_every_issue_has_a_name_for_patients():
     from diagnoses.models import PHOTO_ISSUE_NAMES
 
     assert set(PHOTO_ISSUE_NAMES) == set(quality.ISSUES)
+
+
+# --- photos stored before the check -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_checkphotos_records_the_issues_of_photos_stored_before_the_check(owner, make_diagnosis):
+    from django.core.files.base import ContentFile
+    from django.core.management import call_command
+
+    dark, good, lost = (make_diagnosis(owner, risk="low") for _ in range(3))
+    for diagnosis, photo in [(dark, darker(lesion_photo())), (good, lesion_photo())]:
+        diagnosis.image.save("photo.jpg", ContentFile(jpeg(photo)))
+    lost.image.storage.delete(lost.image.name)
+    Diagnosis.objects.filter(pk=good.pk).update(photo_issues=["blurry"])  # as limits of old had it
+
+    out = io.StringIO()
+    call_command("checkphotos", stdout=out)
+
+    assert out.getvalue().strip() == "2 photos checked, 2 changed, 1 could not be read (see the log)."
+    issues = dict(Diagnosis.objects.values_list("pk", "photo_issues"))
+    assert (issues[dark.pk], issues[good.pk], issues[lost.pk]) == (["dark"], [], [])
+    call_command("checkphotos", stdout=out)
+    assert out.getvalue().strip().endswith("2 photos checked, 0 changed, 1 could not be read (see the log).")

@@ -1,0 +1,20 @@
+"""`python manage.py checkphotos`
+
+Runs the upload's photo check (too dark, too bright, out of focus: ml.quality) on every stored
+photo and records what it finds. Needed once after upgrading from a version without the check,
+whose photos would otherwise count as passed, and after a change of its limits.
+"""
+
+from django.core.management.base import BaseCommand
+
+from diagnoses import services
+
+
+class Command(BaseCommand):
+    help = "Check every stored photo for darkness, overexposure and blur, and record the result."
+
+    def handle(self, *args, **options):
+        counts = services.diagnoses_check_photos()
+        self.stdout.write(self.style.SUCCESS(
+            f"{counts['checked']} photos checked, {counts['changed']} changed, "
+            f"{counts['unreadable']} could not be read (see the log)."))
