@@ -592,6 +592,7 @@ def _agreement_figures(version: str, reviews: list[Review]) -> dict:
     malignant = np.array([review.label in MALIGNANT for review in labelled], dtype=bool)
     risks = np.array([review.diagnosis.risk for review in labelled])
     probabilities = np.array([review.diagnosis.malignant_probability for review in labelled], dtype=float)
+    poor_photo = np.array([bool(review.diagnosis.photo_issues) for review in labelled], dtype=bool)
     confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)  # clinician's label x model's class
     for review in labelled:
         confusion[CLASSES.index(review.label), CLASSES.index(review.diagnosis.predicted_class)] += 1
@@ -608,6 +609,14 @@ def _agreement_figures(version: str, reviews: list[Review]) -> dict:
         # the risk bands against the clinicians' malignant labels: sensitivity and specificity
         "malignant_flagged": _share(np.isin(risks[malignant], ["medium", "high"]), risks[malignant]),
         "malignant_high": _share(risks[malignant] == "high", risks[malignant]),
+        # the same on photos that passed the photo check and on those it flagged: whether, in
+        # this clinic's photos too, the flagged ones hide malignant moles from the model
+        "malignant_passed_photo": int((malignant & ~poor_photo).sum()),
+        "malignant_flagged_passed_photo": _share(np.isin(risks[malignant & ~poor_photo], ["medium", "high"]),
+                                                 risks[malignant & ~poor_photo]),
+        "malignant_poor_photo": int((malignant & poor_photo).sum()),
+        "malignant_flagged_poor_photo": _share(np.isin(risks[malignant & poor_photo], ["medium", "high"]),
+                                               risks[malignant & poor_photo]),
         "benign_low": _share(risks[~malignant] == "low", risks[~malignant]),
         "malignant_auc": None if math.isnan(auc) else auc,
         "confusion": confusion.tolist(),

@@ -76,3 +76,24 @@ def test_it_keeps_the_figures_from_patients_and_from_staff_without_the_second_st
     response = client.get(AGREEMENT)
     assert response.status_code == 302 and response.url.startswith(reverse("admin:login"))
     assert Diagnosis.objects.count() == 7
+
+
+def test_it_splits_the_malignant_ones_flagged_by_the_photo_check(owner, reviewer, make_diagnosis, reviewer_client):
+    def malignant_case(risk, photo_issues):
+        diagnosis = make_diagnosis(owner, risk=risk)
+        Diagnosis.objects.filter(pk=diagnosis.pk).update(photo_issues=photo_issues)
+        diagnosis.refresh_from_db()
+        review(diagnosis, reviewer, "disagree" if risk == "low" else "agree", "mel")
+
+    malignant_case("high", [])
+    malignant_case("medium", [])
+    malignant_case("low", [])
+    malignant_case("low", ["dark"])
+    malignant_case("high", ["blurry"])
+
+    (figures,) = services.review_agreement()
+    assert (figures["malignant_passed_photo"], figures["malignant_poor_photo"]) == (3, 2)
+    assert figures["malignant_flagged_passed_photo"] == pytest.approx(2 / 3)
+    assert figures["malignant_flagged_poor_photo"] == pytest.approx(0.5)
+    page = reviewer_client.get(AGREEMENT).content.decode()
+    assert "67% of 3" in page and "50% of 2" in page
