@@ -204,3 +204,9 @@ def test_checkphotos_records_the_issues_of_photos_stored_before_the_check(owner,
     assert (issues[dark.pk], issues[good.pk], issues[lost.pk]) == (["dark"], [], [])
     call_command("checkphotos", stdout=out)
     assert out.getvalue().strip().endswith("2 photos checked, 0 changed, 1 could not be read (see the log).")
+
+
+@pytest.mark.django_db
+def test_about_the_model_says_what_the_photo_check_does(client):
+    page = client.get(reverse("about_model")).content.decode()
+    assert 'data-testid="photo-check-limit"' in page and "darker or brighter than 99%" in page
