@@ -89,7 +89,10 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
     error = serializers.CharField(
         allow_null=True, read_only=True, help_text="Why the analysis failed (status `failed`)."
     )
-    advice = serializers.CharField(source="risk_advice", read_only=True, help_text="What to do next, by risk band.")
+    advice = serializers.CharField(
+        source="risk_advice", read_only=True,
+        help_text="What to do next, by risk band; for a low result from a photo with `photo_issues`, take a better photo.",
+    )
     photo_advice = serializers.CharField(
         read_only=True, help_text="What is wrong with the photo and how to take a better one; empty when nothing."
     )
