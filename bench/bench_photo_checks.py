@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import ImageEnhance, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,16 +38,12 @@ VARIANTS = {
 }
 
 
-def open_rgb(path):
-    with Image.open(path) as image:
-        return image.convert("RGB")
-
-
 def dataset_figures(records) -> dict:
     """Percentiles of the two measures over the photos, and the share each check flags."""
     from ml import quality
+    from ml.preprocessing import to_rgb
 
-    measures = [quality.measure(open_rgb(r.path)) for r in records]
+    measures = [quality.measure(to_rgb(r.path)) for r in records]
     brightness = np.array([m.brightness for m in measures])
     sharpness = np.array([m.sharpness for m in measures])
     flagged = [quality.issues_of(m) for m in measures]
@@ -85,6 +81,7 @@ def main(argv=None):
     from ml import DEFAULT_MODEL_DIR
     from ml import data as data_mod
     from ml.inference import load_classifier
+    from ml.preprocessing import to_rgb
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ham10000"))
@@ -97,7 +94,7 @@ def main(argv=None):
     split = classifier.card["data_split"]
     _, val = data_mod.split_by_lesion(records, val_fraction=split["val_fraction"], seed=split["seed"])
     y = data_mod.labels(val)
-    originals = [open_rgb(r.path) for r in val]
+    originals = [to_rgb(r.path) for r in val]
 
     result = {"dataset": dataset_figures(records), "model_version": classifier.version,
               "validation_variants": {name: variant_figures(classifier, [change(im) for im in originals], y)

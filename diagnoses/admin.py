@@ -244,8 +244,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         """What the upload check found (ml.quality): a low result from such a photo is weak."""
         if not obj.photo_issues:
             return "—"
-        return format_html('<strong style="color:{}">{}</strong>', RISK_COLOURS["medium"],
-                           ", ".join(obj.photo_issue_names))
+        return format_html('<strong style="color:{}">{}</strong>', RISK_COLOURS["medium"], obj.photo_issues_text)
 
     @admin.display(description="Reviewed", boolean=True, ordering=IS_REVIEWED)
     def reviewed(self, obj):

@@ -229,8 +229,9 @@ class Diagnosis(models.Model):
         return RISK_ADVICE.get(self.risk, "")
 
     @property
-    def photo_issue_names(self):
-        return [PHOTO_ISSUE_NAMES.get(code, code) for code in self.photo_issues]
+    def photo_issues_text(self):
+        """The issues as the patient reads them: "too dark and out of focus"; empty when none."""
+        return " and ".join(PHOTO_ISSUE_NAMES.get(code, code) for code in self.photo_issues)
 
     @property
     def photo_advice(self):
@@ -241,7 +242,7 @@ class Diagnosis(models.Model):
             effect = "the model rates malignant moles lower than it should, so this estimate may be too low"
         else:
             effect = "the model is less accurate"
-        return f"This photo looks {' and '.join(self.photo_issue_names)}. On photos like it {effect}. {PHOTO_RETAKE_TIP}"
+        return f"This photo looks {self.photo_issues_text}. On photos like it {effect}. {PHOTO_RETAKE_TIP}"
 
     @property
     def risk_colour(self):

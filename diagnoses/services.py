@@ -16,12 +16,12 @@ from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
-from PIL import Image
 
 from accounts.models import REVIEWERS_GROUP
 from ml import CLASSES, MALIGNANT
 from ml.errors import ImageError, ModelArtifactError
 from ml.metrics import malignant_auc
+from ml.preprocessing import to_rgb
 from ml.quality import photo_issues
 from molesite.mail import send_templated_mail
 
@@ -273,9 +273,9 @@ def diagnoses_check_photos() -> dict:
     counts = {"checked": 0, "changed": 0, "unreadable": 0}
     for diagnosis in Diagnosis.objects.only("pk", "image", "photo_issues").iterator(chunk_size=200):
         try:
-            with diagnosis.image.open("rb") as stored, Image.open(stored) as image:
-                found = photo_issues(image.convert("RGB"))
-        except (OSError, ValueError) as exc:
+            with diagnosis.image.open("rb") as stored:
+                found = photo_issues(to_rgb(stored))
+        except (OSError, ImageError) as exc:
             logger.warning("photo check: the photo of %s cannot be read (%s)", diagnosis.pk, exc)
             counts["unreadable"] += 1
             continue
@@ -593,6 +593,7 @@ def _agreement_figures(version: str, reviews: list[Review]) -> dict:
     risks = np.array([review.diagnosis.risk for review in labelled])
     probabilities = np.array([review.diagnosis.malignant_probability for review in labelled], dtype=float)
     poor_photo = np.array([bool(review.diagnosis.photo_issues) for review in labelled], dtype=bool)
+    rated_up = np.isin(risks, ["medium", "high"])
     confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)  # clinician's label x model's class
     for review in labelled:
         confusion[CLASSES.index(review.label), CLASSES.index(review.diagnosis.predicted_class)] += 1
@@ -607,16 +608,14 @@ def _agreement_figures(version: str, reviews: list[Review]) -> dict:
         "malignant": int(malignant.sum()),
         "benign": int((~malignant).sum()),
         # the risk bands against the clinicians' malignant labels: sensitivity and specificity
-        "malignant_flagged": _share(np.isin(risks[malignant], ["medium", "high"]), risks[malignant]),
+        "malignant_flagged": _share(rated_up[malignant], risks[malignant]),
         "malignant_high": _share(risks[malignant] == "high", risks[malignant]),
         # the same on photos that passed the photo check and on those it flagged: whether, in
         # this clinic's photos too, the flagged ones hide malignant moles from the model
         "malignant_passed_photo": int((malignant & ~poor_photo).sum()),
-        "malignant_flagged_passed_photo": _share(np.isin(risks[malignant & ~poor_photo], ["medium", "high"]),
-                                                 risks[malignant & ~poor_photo]),
+        "malignant_flagged_passed_photo": _share(rated_up[malignant & ~poor_photo], risks[malignant & ~poor_photo]),
         "malignant_poor_photo": int((malignant & poor_photo).sum()),
-        "malignant_flagged_poor_photo": _share(np.isin(risks[malignant & poor_photo], ["medium", "high"]),
-                                               risks[malignant & poor_photo]),
+        "malignant_flagged_poor_photo": _share(rated_up[malignant & poor_photo], risks[malignant & poor_photo]),
         "benign_low": _share(risks[~malignant] == "low", risks[~malignant]),
         "malignant_auc": None if math.isnan(auc) else auc,
         "confusion": confusion.tolist(),
