@@ -46,10 +46,11 @@ PHOTO_ISSUE_NAMES = {"dark": "too dark", "bright": "too bright", "blurry": "out 
 PHOTO_RETAKE_TIP = ("Take a new photo in good, even light (daylight, no flash, out of direct sun), "
                     "holding the phone steady until the mole is sharp.")
 # A low result from such a photo replaces RISK_ADVICE["low"]: on photos darker or blurrier than
-# the model's training photos, it rates malignant moles lower (see ml.quality).
+# the model's training photos, it rates malignant moles lower (see ml.quality). How to take a
+# better photo is photo_advice's, shown beside it.
 LOW_RISK_POOR_PHOTO_ADVICE = (
-    "The estimated risk is low, but the photo is not good enough to rely on that. " + PHOTO_RETAKE_TIP
-    + " Until then, see a doctor if the mole changes in size, shape or colour, bleeds or itches."
+    "The estimated risk is low, but the photo is not good enough to rely on that: take a better one "
+    "and upload it. Until then, see a doctor if the mole changes in size, shape or colour, bleeds or itches."
 )
 
 
@@ -247,6 +248,11 @@ class Diagnosis(models.Model):
     @property
     def risk_colour(self):
         return RISK_COLOURS.get(self.risk, "secondary")
+
+    @property
+    def advice_colour(self):
+        """The colour of risk_advice: not the reassuring green of "low" when it asks for a better photo."""
+        return RISK_COLOURS["medium"] if self.risk_advice == LOW_RISK_POOR_PHOTO_ADVICE else self.risk_colour
 
     def class_breakdown(self):
         """(code, readable name, percent) for all 7 classes, most probable first."""

@@ -112,6 +112,10 @@ def test_a_low_result_from_a_poor_photo_does_not_reassure(owner_client, owner, m
     assert "rates malignant moles lower" in poor.photo_advice
     page = owner_client.get(poor.get_absolute_url()).content.decode()
     assert "not good enough to rely on" in page
+    # the advice is not shown in the reassuring green of a low result, nor the tip twice
+    assert '<div class="alert alert-warning" role="note"><strong>What to do next.</strong>' in page
+    assert page.count("holding the phone steady") == 1
+    assert good.advice_colour == "success"
     report = owner_client.get(reverse("diagnoses:report", args=[poor.pk])).content.decode()
     assert "Photo quality." in report and "not good enough to rely on" in report
 
