@@ -2,7 +2,9 @@ from django import forms
 from django.conf import settings
 
 from .images import ACCEPTED_NAMES, upload_limits
-from .models import BODY_SITES, MOLE_NAME_TAKEN, RECHECK_CHOICES, Diagnosis, Mole
+from .models import (
+    BODY_SITES, MOLE_NAME_TAKEN, RECHECK_CHOICES, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis, Mole,
+)
 
 # The file pickers' filter. The explicit HEIC/HEIF/AVIF entries and extensions make the file
 # dialogs of browsers that do not know those types offer iPhone and AVIF photos too.
@@ -109,3 +111,11 @@ class MoleForm(forms.ModelForm):
         if Mole.objects.name_taken(owner=self.instance.owner, name=name, exclude_pk=self.instance.pk):
             raise forms.ValidationError(MOLE_NAME_TAKEN)
         return name
+
+
+class ShareLinkForm(forms.Form):
+    days = forms.TypedChoiceField(choices=SHARE_LINK_DAYS, coerce=int, initial=SHARE_LINK_DEFAULT_DAYS,
+                                  label="The link works for", widget=forms.Select(attrs={"class": "form-select"}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, label_suffix="", **kwargs)

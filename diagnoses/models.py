@@ -328,3 +328,55 @@ class StaffAccess(models.Model):
 
     def __str__(self):
         return f"{self.staff_name} opened {self.get_record_display().lower()} of user {self.patient_id}"
+
+
+# How long a patient may let a doctor read a check through a link, in days (7 unless chosen).
+SHARE_LINK_DAYS = [(1, "1 day"), (7, "7 days"), (30, "30 days")]
+SHARE_LINK_DEFAULT_DAYS = 7
+
+
+class ShareLinkQuerySet(models.QuerySet):
+    def active(self):
+        """The links that open the report now: neither withdrawn nor expired (ShareLink.is_active)."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class ShareLink(models.Model):
+    """A read-only link to one check's report for someone without an account (the patient's
+    doctor). Only the SHA-256 of its token is kept: the token itself is shown to the patient
+    once, when the link is made, and a stolen database opens no report."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    diagnosis = models.ForeignKey(Diagnosis, on_delete=models.CASCADE, related_name="share_links")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False,
+                                  help_text="SHA-256 (hex) of the link's token; the token is never stored.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField("withdrawn at", null=True, blank=True)
+    open_count = models.PositiveIntegerField("times opened", default=0)
+    last_opened_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Share link of diagnosis {self.diagnosis_id} ({self.state})"
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return self.State.WITHDRAWN
+        if self.expires_at <= timezone.now():
+            return self.State.EXPIRED
+        return self.State.ACTIVE
+
+    @property
+    def is_active(self) -> bool:
+        return self.state == self.State.ACTIVE

@@ -1,8 +1,10 @@
 """Every write to the diagnoses domain goes through these functions (web views, API, admin)."""
 
+import hashlib
 import json
 import logging
 import math
+import secrets
 import shutil
 import uuid
 import zipfile
@@ -26,7 +28,7 @@ from ml.quality import photo_issues
 from molesite.mail import send_templated_mail
 
 from .images import sanitize_upload
-from .models import Diagnosis, Mole, Review, StaffAccess
+from .models import SHARE_LINK_DAYS, Diagnosis, Mole, Review, ShareLink, StaffAccess
 
 logger = logging.getLogger(__name__)
 
@@ -151,13 +153,74 @@ def diagnosis_delete(*, diagnosis: Diagnosis) -> None:
         transaction.on_commit(lambda: _delete_files(files))
 
 
+# --- Sharing a report with a doctor -----------------------------------------------------------
+
+# Active links one check may have at once: enough for a GP, a dermatologist and a second
+# opinion, few enough that an old link is withdrawn before yet another is made.
+SHARE_LINKS_PER_DIAGNOSIS = 5
+
+
+class ShareLinkRefused(Exception):
+    """A share link cannot be made; the message says why, in the patient's words."""
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def share_link_create(*, diagnosis: Diagnosis, days: int) -> tuple[ShareLink, str]:
+    """Make a link that lets anyone holding it read this finished check's report for `days`
+    days (one of SHARE_LINK_DAYS). Returns the link and its token, which is stored only as a
+    hash: the caller shows it once. Raises ShareLinkRefused for a check not done, or one that
+    already has SHARE_LINKS_PER_DIAGNOSIS active links."""
+    if days not in dict(SHARE_LINK_DAYS):
+        raise ValueError(f"a share link lasts {', '.join(str(d) for d, _ in SHARE_LINK_DAYS)} days, not {days}")
+    with transaction.atomic():
+        # Locked, so that two requests at once cannot both take the last free place.
+        diagnosis = Diagnosis.objects.select_for_update().get(pk=diagnosis.pk)
+        if diagnosis.is_pending:
+            raise ShareLinkRefused("This check is still being analysed: it can be shared once its result is ready.")
+        if diagnosis.status != Diagnosis.Status.DONE:
+            raise ShareLinkRefused("This check has no result to share: its analysis did not complete.")
+        if diagnosis.share_links.active().count() >= SHARE_LINKS_PER_DIAGNOSIS:
+            raise ShareLinkRefused(f"This check already has {SHARE_LINKS_PER_DIAGNOSIS} active links, the most it "
+                                   "can have: stop sharing one of them first.")
+        token = secrets.token_urlsafe(32)
+        now = timezone.now()
+        link = ShareLink.objects.create(diagnosis=diagnosis, token_hash=_token_hash(token), created_at=now,
+                                        expires_at=now + timedelta(days=days))
+    return link, token
+
+
+def share_link_find(*, token: str) -> ShareLink | None:
+    """The link whose token this is, active or not (the caller tells an expired or withdrawn
+    link, ShareLink.is_active, from none at all); None for a token no link has. Only the hash
+    is looked up, so the database never compares the token itself."""
+    return (ShareLink.objects.select_related("diagnosis__mole", "diagnosis__review")
+            .filter(token_hash=_token_hash(token)).first())
+
+
+def share_link_record_opening(*, link: ShareLink) -> None:
+    """Count one opening of the report through this link (in the database, so that openings at
+    the same moment all count)."""
+    ShareLink.objects.filter(pk=link.pk).update(open_count=F("open_count") + 1, last_opened_at=timezone.now())
+
+
+def share_link_revoke(*, link: ShareLink) -> ShareLink:
+    """Stop the link from opening the report; a link withdrawn already keeps its first time."""
+    ShareLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    link.refresh_from_db(fields=["revoked_at"])
+    return link
+
+
 def write_user_export(*, user, out) -> None:
     """Everything stored about a user, as a zip written to the binary file object out: data.json
-    (account, moles, results with their reviews, who at the review desk opened their records)
-    plus every photo, thumbnail and heatmap. Each stored file is copied in chunks and kept as is
-    (ZIP_STORED: JPEG and PNG are compressed already), so neither memory nor time grows with
-    recompressing a long history."""
-    diagnoses = list(user.diagnoses.select_related("mole", "review").order_by("created_at"))
+    (account, moles, results with their reviews and share links, who at the review desk opened
+    their records) plus every photo, thumbnail and heatmap. Each stored file is copied in chunks
+    and kept as is (ZIP_STORED: JPEG and PNG are compressed already), so neither memory nor time
+    grows with recompressing a long history."""
+    diagnoses = list(user.diagnoses.select_related("mole", "review").prefetch_related("share_links")
+                     .order_by("created_at"))
     data = {
         "exported_at": timezone.now().isoformat(),
         "account": {"username": user.username, "email": user.email, "date_joined": user.date_joined.isoformat(),
@@ -193,7 +256,7 @@ def write_user_export(*, user, out) -> None:
             data["diagnoses"].append({
                 "id": str(d.pk), "mole_id": str(d.mole_id) if d.mole_id else None,
                 "created_at": d.created_at.isoformat(), "status": d.status, "error": d.error,
-                "finished_at": d.finished_at.isoformat() if d.finished_at else None,
+                "finished_at": _isoformat(d.finished_at),
                 "model_version": d.model_version, "risk": d.risk, "malignant_probability": d.malignant_probability,
                 "predicted_class": d.predicted_class, "probabilities": d.probabilities,
                 "photo_issues": d.photo_issues, "sha256": d.sha256, "files": files,
@@ -202,13 +265,26 @@ def write_user_export(*, user, out) -> None:
                     "note": review.note, "reviewed_at": review.reviewed_at.isoformat(),
                     "model_version": review.model_version,
                 },
+                # when each link was made, until when it worked, how often it was opened; never
+                # its token or hash
+                "share_links": [
+                    {"created_at": link.created_at.isoformat(), "expires_at": link.expires_at.isoformat(),
+                     "revoked_at": _isoformat(link.revoked_at), "open_count": link.open_count,
+                     "last_opened_at": _isoformat(link.last_opened_at)}
+                    for link in sorted(d.share_links.all(), key=lambda link: link.created_at)
+                ],
             })
         archive.writestr("data.json", json.dumps(data, indent=2, ensure_ascii=False),
                          compress_type=zipfile.ZIP_DEFLATED)
 
 
+def _isoformat(moment):
+    return moment.isoformat() if moment else None
+
+
 def user_delete(*, user) -> None:
-    """Delete a user with all their moles, diagnoses and reviews; files go once that is committed."""
+    """Delete a user with all their moles, diagnoses, reviews and share links; files go once that
+    is committed."""
     files = [f for d in user.diagnoses.all() for f in d.stored_files()]
     with transaction.atomic():
         user.delete()

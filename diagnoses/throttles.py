@@ -3,7 +3,7 @@ per patient for the site's upload form and the API together, so neither is a way
 other."""
 
 from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 
 class SettingsRateMixin:
@@ -23,3 +23,13 @@ class UploadRateThrottle(SettingsRateMixin, UserRateThrottle):
 
 class TokenRateThrottle(SettingsRateMixin, AnonRateThrottle):
     scope = "token"
+
+
+class SharedReportRateThrottle(SettingsRateMixin, SimpleRateThrottle):
+    """Openings of /shared/<token>/ per client address (SHARED_REPORT_RATE), whoever is signed
+    in or not, known token or not. Works on a Django request: it reads only request.META."""
+
+    scope = "shared"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -1,3 +1,4 @@
+import functools
 import json
 import logging
 import math
@@ -12,22 +13,36 @@ from django.db.models import Count, Prefetch
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
+from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT, TTA_VIEWS
 
 from . import services
-from .forms import HistoryFilterForm, MoleForm, UploadForm
+from .forms import HistoryFilterForm, MoleForm, ShareLinkForm, UploadForm
 from .models import Diagnosis, Mole
-from .throttles import UploadRateThrottle
+from .throttles import SharedReportRateThrottle, UploadRateThrottle
 
 logger = logging.getLogger(__name__)
 
 HISTORY_PAGE_SIZE = 12
 FILE_FIELDS = {"image": "image/jpeg", "thumbnail": "image/jpeg", "heatmap": "image/png"}
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
+# What a share link shows besides the page: the photo and the heatmap, not the thumbnail.
+SHARED_FILE_KINDS = ("image", "heatmap")
+# On every answer under /shared/<token>/: no copy kept by a browser or proxy, the link (which
+# opens the report) never sent on in a Referer, and nothing indexed by a crawler that found it.
+SHARED_HEADERS = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer",
+                  "X-Robots-Tag": "noindex, nofollow"}
+# A new link's token goes from the POST that makes it to the result page it redirects to in a
+# signed cookie of that page, read and deleted there: shown once, and never in the database
+# (the session is kept there).
+NEW_SHARE_COOKIE = "new_share_link"
+NEW_SHARE_COOKIE_SALT = "diagnoses.share-link"
+NEW_SHARE_COOKIE_SECONDS = 600
 
 
 def home(request):
@@ -105,10 +120,22 @@ def _create_from_form(owner, data):
         return services.diagnosis_create(owner=owner, image=data["image"], mole=mole)
 
 
+def _result_context(diagnosis, *, new_share_url=None):
+    """What _result.html needs: the result and, once it is done, its share links."""
+    done = diagnosis.status == Diagnosis.Status.DONE
+    return {"diagnosis": diagnosis, "share_links": list(diagnosis.share_links.all()) if done else [],
+            "share_form": ShareLinkForm(), "new_share_url": new_share_url}
+
+
 @login_required
 @require_GET
 def diagnosis_detail(request, pk):
-    return render(request, "diagnoses/detail.html", {"diagnosis": _own_diagnosis(request, pk)})
+    diagnosis = _own_diagnosis(request, pk)
+    context = _result_context(diagnosis, new_share_url=_new_share_url(request, diagnosis))
+    response = render(request, "diagnoses/detail.html", context)
+    if NEW_SHARE_COOKIE in request.COOKIES:
+        response.delete_cookie(NEW_SHARE_COOKIE, path=diagnosis.get_absolute_url())
+    return response
 
 
 @login_required
@@ -116,7 +143,15 @@ def diagnosis_detail(request, pk):
 def diagnosis_report(request, pk):
     """A print-friendly page of one result; the browser prints it or saves it as PDF."""
     diagnosis = _own_diagnosis(request, pk)
-    return render(request, "diagnoses/report.html", {"diagnosis": diagnosis, "card": _model_card_summary()})
+    return _report_page(request, diagnosis, "diagnoses/report.html",
+                        file_url=lambda kind: reverse("diagnoses:file", args=[diagnosis.pk, kind]))
+
+
+def _report_page(request, diagnosis, template, *, file_url, share_link=None):
+    """The printable report (templates/diagnoses/_report.html), its images at file_url(kind)."""
+    context = {"diagnosis": diagnosis, "card": _model_card_summary(), "share_link": share_link,
+               "image_url": file_url("image"), "heatmap_url": file_url("heatmap")}
+    return render(request, template, context)
 
 
 @login_required
@@ -124,8 +159,116 @@ def diagnosis_report(request, pk):
 def diagnosis_status(request, pk):
     """Polled by the result page while the task runs; returns the rendered result when ready."""
     diagnosis = _own_diagnosis(request, pk)
-    html = render_to_string("diagnoses/_result.html", {"diagnosis": diagnosis}, request=request)
+    html = render_to_string("diagnoses/_result.html", _result_context(diagnosis), request=request)
     return JsonResponse({"status": diagnosis.status, "late": diagnosis.is_late, "html": html})
+
+
+# --- sharing a result with a doctor -----------------------------------------------------------
+
+def share_url(request, token: str) -> str:
+    """The address of the report a share link opens, as the patient sends it."""
+    return request.build_absolute_uri(reverse("shared_report", args=[token]))
+
+
+def _new_share_url(request, diagnosis):
+    """The link just made for this check (diagnosis_share's cookie), or None."""
+    token = request.get_signed_cookie(NEW_SHARE_COOKIE, default=None, salt=NEW_SHARE_COOKIE_SALT,
+                                      max_age=NEW_SHARE_COOKIE_SECONDS)
+    link = services.share_link_find(token=token) if token else None
+    if link is None or link.diagnosis_id != diagnosis.pk or not link.is_active:
+        return None
+    return share_url(request, token)
+
+
+@login_required
+@require_POST
+def diagnosis_share(request, pk):
+    """Make a share link; the result page it redirects to shows it, once (at the page's share
+    section; a refusal's message is at the top of the page, where messages are)."""
+    diagnosis = _own_diagnosis(request, pk)
+    form = ShareLinkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose how long the link works: 1, 7 or 30 days.")
+        return redirect(diagnosis)
+    try:
+        _link, token = services.share_link_create(diagnosis=diagnosis, days=form.cleaned_data["days"])
+    except services.ShareLinkRefused as refused:
+        messages.error(request, str(refused))
+        return redirect(diagnosis)
+    response = redirect(diagnosis.get_absolute_url() + "#share")
+    response.set_signed_cookie(
+        NEW_SHARE_COOKIE, token, salt=NEW_SHARE_COOKIE_SALT, max_age=NEW_SHARE_COOKIE_SECONDS,
+        path=diagnosis.get_absolute_url(), secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite="Lax",
+    )
+    return response
+
+
+@login_required
+@require_POST
+def share_link_stop(request, pk, link_pk):
+    diagnosis = _own_diagnosis(request, pk)
+    services.share_link_revoke(link=get_object_or_404(diagnosis.share_links, pk=link_pk))
+    messages.success(request, "You stopped sharing this result: the link no longer opens it.")
+    return redirect(diagnosis)
+
+
+def _shared(view):
+    """For the pages of /shared/<token>/, open to anyone holding the link: SHARED_HEADERS on
+    every answer, a 404 included."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            response = view(request, *args, **kwargs)
+        except Http404 as exc:
+            response = defaults.page_not_found(request, exc)
+        for header, value in SHARED_HEADERS.items():
+            response[header] = value
+        return response
+
+    return wrapped
+
+
+def _active_link(request, token):
+    """(the share link of this token, None) while it is active; (None, a 410 page) once it
+    expired or was withdrawn. Http404 for a token no link has (or had: its check was deleted)."""
+    link = services.share_link_find(token=token)
+    if link is None:
+        raise Http404
+    if not link.is_active:
+        return None, render(request, "diagnoses/shared_gone.html", status=410)
+    return link, None
+
+
+@_shared
+@require_GET
+def shared_report(request, token):
+    """The printable report of one check, for whoever holds an active share link to it (the
+    patient's doctor); each opening is counted for the patient. At most SHARED_REPORT_RATE
+    openings per client address."""
+    throttle = SharedReportRateThrottle()
+    if not throttle.allow_request(request, None):
+        retry_after = max(1, math.ceil(throttle.wait() or 1))
+        response = render(request, "diagnoses/shared_gone.html", {"retry_minutes": math.ceil(retry_after / 60)},
+                          status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
+    link, gone = _active_link(request, token)
+    if gone:
+        return gone
+    services.share_link_record_opening(link=link)
+    return _report_page(request, link.diagnosis, "diagnoses/shared_report.html", share_link=link,
+                        file_url=lambda kind: reverse("shared_file", args=[token, kind]))
+
+
+@_shared
+@require_GET
+def shared_file(request, token, kind):
+    """The photo or the heatmap of a shared report (not counted as an opening)."""
+    if kind not in SHARED_FILE_KINDS:
+        raise Http404
+    link, gone = _active_link(request, token)
+    return gone or serve_file(link.diagnosis, kind)
 
 
 @login_required

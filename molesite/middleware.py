@@ -1,6 +1,7 @@
 """The project's middleware: most of it must run before anything else looks at the request."""
 
 import logging
+import re
 import time
 
 from django.conf import settings
@@ -12,6 +13,8 @@ from diagnoses.api.errors import is_api_request
 from . import health
 
 request_logger = logging.getLogger("molesite.request")
+# A share link's token opens a patient's report: the log keeps its place, not its value.
+SHARED_TOKEN = re.compile(r"^/shared/[^/]+/")
 
 
 def _too_large(request, limit: int):
@@ -69,19 +72,21 @@ def _user_id(request):
 
 def access_log(get_response):
     """One structured line per request (gunicorn's own access log is not structured). The user's
-    id makes it an audit trail: who opened which result, photo or case."""
+    id makes it an audit trail: who opened which result, photo or case. A share link's token is
+    left out of the path (SHARED_TOKEN)."""
 
     def middleware(request):
         started = time.monotonic()
         response = get_response(request)
+        path = SHARED_TOKEN.sub("/shared/<token>/", request.path)
         request_logger.info(
             "%s %s %s",
             request.method,
-            request.path,
+            path,
             response.status_code,
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": path,
                 "status": response.status_code,
                 "duration_ms": round((time.monotonic() - started) * 1000, 1),
                 "user_id": _user_id(request),

@@ -324,9 +324,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_THROTTLE_RATES": {
-        # Photo uploads per user (each costs a classification); token requests per client address.
+        # Photo uploads per user (each costs a classification); token requests per client address;
+        # openings of a report shared with a doctor (/shared/<token>/) per client address.
         "uploads": env_rate("API_UPLOAD_RATE", default="30/hour"),
         "token": env_rate("API_TOKEN_RATE", default="20/minute"),
+        "shared": env_rate("SHARED_REPORT_RATE", default="30/minute"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # A client's address for the throttles (and the sign-in lockout): REMOTE_ADDR, or behind

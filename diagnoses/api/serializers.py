@@ -7,7 +7,10 @@ from ml import CLASS_NAMES, CLASSES
 from ml.quality import ISSUES
 
 from ..images import upload_limits
-from ..models import BODY_SITES, CLASS_CHOICES, MOLE_NAME_TAKEN, Diagnosis, Mole, Review, StaffAccess
+from ..models import (
+    BODY_SITES, CLASS_CHOICES, MOLE_NAME_TAKEN, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis, Mole, Review,
+    ShareLink, StaffAccess,
+)
 
 # Read-only text fields the database keeps as "" until known; the API says null instead.
 NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label")
@@ -187,3 +190,36 @@ class StaffAccessSerializer(serializers.ModelSerializer):
     class Meta:
         model = StaffAccess
         fields = ("at", "staff", "record", "diagnosis", "mole")
+
+
+class ShareLinkSerializer(serializers.ModelSerializer):
+    """A link to one check's report for someone without an account. Never its token: that is in
+    `url`, given once, when the link is made."""
+
+    state = serializers.ChoiceField(
+        choices=ShareLink.State.choices, read_only=True,
+        help_text="`active` (it opens the report), `expired` or `withdrawn` (you stopped sharing).",
+    )
+    open_count = serializers.IntegerField(read_only=True, help_text="How many times the report was opened with it.")
+
+    class Meta:
+        model = ShareLink
+        fields = ("id", "state", "created_at", "expires_at", "revoked_at", "open_count", "last_opened_at")
+        read_only_fields = fields
+
+
+class ShareLinkCreatedSerializer(ShareLinkSerializer):
+    url = serializers.URLField(
+        read_only=True,
+        help_text="The report's address, to send to the doctor. Given only in this answer: only a hash of its "
+                  "token is kept.",
+    )
+
+    class Meta(ShareLinkSerializer.Meta):
+        fields = (*ShareLinkSerializer.Meta.fields, "url")
+        read_only_fields = fields
+
+
+class ShareLinkCreateSerializer(serializers.Serializer):
+    days = serializers.ChoiceField(choices=SHARE_LINK_DAYS, default=SHARE_LINK_DEFAULT_DAYS,
+                                   help_text="How long the link works, in days.")

@@ -11,8 +11,13 @@ router.register("diagnoses", views.DiagnosisViewSet, basename="diagnosis")
 router.register("moles", views.MoleViewSet, basename="mole")
 router.register("staff-accesses", views.StaffAccessViewSet, basename="staff-access")
 
+share_links = views.ShareLinkViewSet.as_view({"get": "list", "post": "create"})
+share_link_revoke = views.ShareLinkViewSet.as_view({"post": "revoke"})
+
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),
+    path("diagnoses/<uuid:diagnosis_id>/share-links/", share_links, name="share-link-list"),
+    path("diagnoses/<uuid:diagnosis_id>/share-links/<uuid:pk>/revoke/", share_link_revoke, name="share-link-revoke"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file: no inline script (CSP).
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),

@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -16,12 +17,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import services
-from ..models import Diagnosis, Mole
+from ..models import Diagnosis, Mole, ShareLink
 from ..throttles import TokenRateThrottle, UploadRateThrottle
-from ..views import serve_file
+from ..views import serve_file, share_url
 from .filters import DiagnosisFilter, StableOrderingFilter
 from .serializers import (
-    MOLE_NAME_TAKEN, DiagnosisSerializer, DiagnosisUploadSerializer, MoleSerializer, StaffAccessSerializer,
+    MOLE_NAME_TAKEN, DiagnosisSerializer, DiagnosisUploadSerializer, MoleSerializer, ShareLinkCreatedSerializer,
+    ShareLinkCreateSerializer, ShareLinkSerializer, StaffAccessSerializer,
 )
 
 
@@ -177,6 +179,66 @@ class StaffAccessViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         return self.request.user.staff_accesses.order_by("-at", "-pk")
+
+
+class ShareRefused(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "share_refused"
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="The links made to this diagnosis' report, newest first, active or not. Their tokens are "
+        "not kept, so no address is given here.",
+        responses={200: ShareLinkSerializer(many=True), **ERROR_RESPONSES},
+    ),
+    create=extend_schema(
+        request=ShareLinkCreateSerializer,
+        responses={
+            201: ShareLinkCreatedSerializer,
+            400: OpenApiResponse(description="`days` is not 1, 7 or 30."),
+            409: OpenApiResponse(description="The diagnosis is not done, or already has 5 active links: "
+                                             "`detail` says which."),
+            **ERROR_RESPONSES,
+        },
+        description="Make a link that opens this diagnosis' printable report without an account (for your "
+        "doctor) for `days` days. Its `url` is in this answer only. Anyone holding it can see the result and "
+        "the photo until it expires or is revoked.",
+    ),
+)
+class ShareLinkViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """/diagnoses/{diagnosis_id}/share-links/: links to one of your diagnoses' report."""
+
+    serializer_class = ShareLinkSerializer
+    pagination_class = Pagination
+
+    def _diagnosis(self):
+        return get_object_or_404(Diagnosis, pk=self.kwargs["diagnosis_id"], owner_id=self.request.user.pk)
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular, reading the types
+            return ShareLink.objects.none()
+        return self._diagnosis().share_links.order_by("-created_at", "-pk")
+
+    def create(self, request, diagnosis_id=None):
+        body = ShareLinkCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            link, token = services.share_link_create(diagnosis=self._diagnosis(), days=body.validated_data["days"])
+        except services.ShareLinkRefused as refused:
+            raise ShareRefused(str(refused)) from refused
+        link.url = share_url(request, token)
+        return Response(ShareLinkCreatedSerializer(link).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=None,
+        responses={200: ShareLinkSerializer, **ERROR_RESPONSES},
+        description="Stop sharing: the link no longer opens the report (it answers 410). It stays in the list, "
+        "`withdrawn`.",
+    )
+    def revoke(self, request, diagnosis_id=None, pk=None):
+        link = services.share_link_revoke(link=self.get_object())
+        return Response(ShareLinkSerializer(link).data)
 
 
 def _unique_name(service, **kwargs):

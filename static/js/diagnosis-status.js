@@ -1,4 +1,5 @@
-// Polls the status endpoint while a diagnosis is queued or running, then swaps in the result.
+// The result page: polls the status endpoint while a diagnosis is queued or running, then swaps
+// in the result; copies a new share link.
 (function () {
   "use strict";
   var box = document.getElementById("result");
@@ -38,3 +39,26 @@
   }
   window.setTimeout(poll, delay);
 })();
+
+// "Copy" beside a share link just made: shown only where this script runs; without it the link
+// is selected and copied by hand from its read-only field.
+document.querySelectorAll("[data-copy]").forEach(function (button) {
+  "use strict";
+  var field = document.getElementById(button.dataset.copy);
+  var status = button.closest(".alert").querySelector("[data-copy-status]");
+  button.hidden = false;
+  function copied() {
+    button.textContent = "Copied";
+    status.textContent = "The link is copied.";
+  }
+  button.addEventListener("click", function () {
+    field.select();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(copied, function () {
+        if (document.execCommand("copy")) copied();
+      });
+    } else if (document.execCommand("copy")) {
+      copied();
+    }
+  });
+});

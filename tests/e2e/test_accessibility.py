@@ -34,10 +34,15 @@ def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, reviewer, mak
     pending = make_diagnosis(owner, status="queued")
     services.staff_access_record(staff=reviewer, patient=owner, record=StaffAccess.Record.CASE, diagnosis=result)
     services.staff_access_record(staff=reviewer, patient=owner, record=StaffAccess.Record.MOLE, mole=mole)
+    _, shared_token = services.share_link_create(diagnosis=result, days=7)  # the result page lists its links
+    withdrawn, withdrawn_token = services.share_link_create(diagnosis=result, days=1)
+    services.share_link_revoke(link=withdrawn)
+    page.allow_console_error(r"status of 410 \(Gone\)")  # the withdrawn link's page
     axe = Axe()
     found, reports = [], []
 
-    for path in ["/", "/accounts/signup/", "/accounts/login/", "/accounts/password/reset/", "/about/model/"]:
+    for path in ["/", "/accounts/signup/", "/accounts/login/", "/accounts/password/reset/", "/about/model/",
+                 f"/shared/{shared_token}/", f"/shared/{withdrawn_token}/"]:
         lines, results = violations(page, axe, site + path)
         found += lines
         reports.append(results.generate_report() if lines else "")
@@ -51,6 +56,14 @@ def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, reviewer, mak
         lines, results = violations(page, axe, site + path)
         found += lines
         reports.append(results.generate_report() if lines else "")
+    # A new share link, shown once after it is made.
+    page.goto(f"{site}/diagnoses/{result.pk}/")
+    page.get_by_role("button", name="Create a link").click()
+    page.wait_for_selector("#new-share-url")
+    results = axe.run(page, options=WCAG_AA)
+    lines = [f"new share link: {line}" for line in results.generate_snapshot().splitlines()]
+    found += lines
+    reports.append(results.generate_report() if lines else "")
 
     assert not found, "\n".join(found) + "\n" + "\n".join(r for r in reports if r)
 

@@ -32,6 +32,8 @@ def test_it_serves_a_valid_openapi_3_schema_to_anyone(schema):
         "/api/v1/diagnoses/{id}/heatmap/",
         "/api/v1/moles/",
         "/api/v1/moles/{id}/",
+        "/api/v1/diagnoses/{diagnosis_id}/share-links/",
+        "/api/v1/diagnoses/{diagnosis_id}/share-links/{id}/revoke/",
     } <= set(schema["paths"])
 
 

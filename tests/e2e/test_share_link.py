@@ -1,0 +1,73 @@
+"""Share with a doctor in a real browser, at desktop and phone sizes: the patient makes a link
+on a result, a doctor opens it in a browser of their own with no account, the patient stops
+sharing and the link says so."""
+
+import pytest
+from playwright.sync_api import expect
+
+from diagnoses.models import Mole, ShareLink
+
+from .conftest import VIEWPORTS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_patient_shares_a_result_with_a_doctor_and_stops_sharing(page, browser, viewport, site, shot, owner,
+                                                                  make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    diagnosis = make_diagnosis(owner, risk="high", mole=mole)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site)
+    page.goto(site + "/accounts/login/")
+    page.get_by_label("Username").fill(owner.username)
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Sign in").click()
+
+    page.goto(f"{site}/diagnoses/{diagnosis.pk}/")
+    expect(page.get_by_role("heading", name="Share with a doctor")).to_be_visible()
+    page.get_by_label("The link works for").select_option(label="30 days")
+    page.get_by_role("button", name="Create a link").click()
+    link_field = page.get_by_label("Your new link")
+    expect(link_field).to_be_visible()
+    expect(page.get_by_text("Anyone with this link can see this result and its photo")).to_be_visible()
+    url = link_field.input_value()
+    assert url.startswith(site + "/shared/")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == url
+    shot(page, "30-share-link-made")
+
+    # The doctor: another browser, nobody signed in.
+    doctor = browser.new_context(**VIEWPORTS[viewport])
+    try:
+        report = doctor.new_page()
+        response = report.goto(url)
+        assert response.status == 200 and response.headers["referrer-policy"] == "no-referrer"
+        expect(report.get_by_role("heading", name="Mole check report")).to_be_visible()
+        expect(report.get_by_text("Shared by the patient")).to_be_visible()
+        expect(report.get_by_text("72.0%")).to_be_visible()
+        expect(report.get_by_text("Left shoulder (Back)")).to_be_visible()
+        expect(report.locator("form[action='/accounts/logout/']")).to_have_count(0)  # nobody signed in
+        photo = report.get_by_alt_text("The photo of the mole")
+        expect(photo).to_be_visible()
+        assert photo.evaluate("img => img.naturalWidth") > 0
+        assert report.get_by_alt_text("Grad-CAM heatmap over the photo").evaluate("img => img.naturalWidth") > 0
+        shot(report, "31-shared-report")
+
+        # The patient sees the opening, then stops sharing.
+        page.reload()
+        expect(page.get_by_label("Your new link")).to_have_count(0)  # shown once
+        expect(page.get_by_text("opened 1 time (last opened")).to_be_visible()
+        page.get_by_role("button", name="Stop sharing").click()
+        expect(page.get_by_text("You stopped sharing this result")).to_be_visible()
+        expect(page.get_by_text("Withdrawn", exact=True)).to_be_visible()
+        assert ShareLink.objects.get().revoked_at is not None
+        shot(page, "32-share-link-stopped")
+
+        # The link no longer opens the report.
+        response = report.goto(url)
+        assert response.status == 410
+        expect(report.get_by_text("This link has expired or was withdrawn by the patient")).to_be_visible()
+        expect(report.get_by_text("72.0%")).to_have_count(0)
+        shot(report, "33-shared-report-withdrawn")
+    finally:
+        doctor.close()

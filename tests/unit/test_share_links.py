@@ -1,0 +1,391 @@
+"""Share with a doctor: an expiring, read-only link to one check's report, made and stopped by
+its owner on the result page or through the API, opened by anyone holding it."""
+
+import hashlib
+import io
+import json
+import re
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from diagnoses import services
+from diagnoses.models import Diagnosis, Mole, Review, ShareLink
+from tests.conftest import make_image_bytes
+
+SHARED_HEADERS = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer",
+                  "X-Robots-Tag": "noindex, nofollow"}
+GONE = "This link has expired or was withdrawn by the patient; ask them for a new one."
+
+
+@pytest.fixture
+def patient(django_user_model):
+    """A patient whose name appears nowhere else on a page (unlike "patient", the owner fixture's)."""
+    return django_user_model.objects.create_user("ana-lopez", "ana@example.com", "correct horse battery",
+                                                 first_name="Ana", last_name="Lopez")
+
+
+@pytest.fixture
+def patient_client(patient):
+    browser = Client()
+    browser.force_login(patient)
+    return browser
+
+
+def share(client, diagnosis, days=7):
+    """Make a link on the result page as a patient does; returns the page it lands on."""
+    return client.post(reverse("diagnoses:share", args=[diagnosis.pk]), {"days": days}, follow=True)
+
+
+def shown_token(page) -> str:
+    found = re.search(r'id="new-share-url"[^>]*value="http://testserver/shared/([A-Za-z0-9_-]+)/"', page)
+    assert found, "the new link should be on the page"
+    return found.group(1)
+
+
+def make_link(diagnosis, days=7):
+    return services.share_link_create(diagnosis=diagnosis, days=days)
+
+
+def shared(token, suffix=""):
+    return f"/shared/{token}/{suffix}"
+
+
+def assert_shared_headers(response):
+    for header, value in SHARED_HEADERS.items():
+        assert response[header] == value, header
+
+
+def lower_shared_rate(settings, rate):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "shared": rate},
+    }
+
+
+# --- making a link on the result page -----------------------------------------------------------
+
+def test_it_shows_a_new_link_once_and_keeps_only_its_hash(patient_client, patient, make_diagnosis):
+    diagnosis = make_diagnosis(patient, risk="high")
+    page = patient_client.get(diagnosis.get_absolute_url()).content.decode()
+    assert "Share with a doctor" in page and 'value="7" selected' in page  # 7 days unless chosen
+
+    response = share(patient_client, diagnosis, days=30)
+    assert response.redirect_chain[-1][0] == diagnosis.get_absolute_url() + "#share"
+    page = response.content.decode()
+    token = shown_token(page)
+    assert "Anyone with this link can see this result and its photo until it expires." in page
+    assert "data-copy=\"new-share-url\" hidden" in page  # the Copy button is the script's to show
+
+    link = ShareLink.objects.get()
+    assert link.diagnosis == diagnosis and link.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert abs(link.expires_at - (link.created_at + timedelta(days=30))) < timedelta(seconds=1)
+    assert link.is_active and link.open_count == 0 and link.revoked_at is None
+    # The token itself is nowhere in the database: not in the link's row, not in the session.
+    assert token not in json.dumps(ShareLink.objects.values().get(), default=str)
+    assert not any(token in json.dumps(s.get_decoded()) for s in Session.objects.all())
+
+    again = patient_client.get(diagnosis.get_absolute_url()).content.decode()
+    assert token not in again and 'id="new-share-url"' not in again  # shown once
+    assert "Active" in again and "opened 0 times" in again and "Stop sharing" in again
+
+
+def test_it_lists_each_links_state_and_openings(patient_client, patient, make_diagnosis):
+    diagnosis = make_diagnosis(patient)
+    opened, token = make_link(diagnosis)
+    expired, _ = make_link(diagnosis, days=1)
+    withdrawn, _ = make_link(diagnosis)
+    ShareLink.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    services.share_link_revoke(link=withdrawn)
+    Client().get(shared(token))
+    Client().get(shared(token))
+
+    page = patient_client.get(diagnosis.get_absolute_url()).content.decode()
+    links = page.split('data-testid="share-links"')[1]
+    assert links.count("Stop sharing<") == 1  # only the active link can be stopped
+    assert "Active" in links and "Expired" in links and "Withdrawn" in links
+    assert "opened 2 times (last opened" in links and "opened 0 times" in links
+    assert reverse("diagnoses:share_stop", args=[diagnosis.pk, opened.pk]) in links
+    assert reverse("diagnoses:share_stop", args=[diagnosis.pk, expired.pk]) not in links
+
+
+def test_it_stops_sharing_with_a_post(patient_client, patient, make_diagnosis):
+    diagnosis = make_diagnosis(patient)
+    link, token = make_link(diagnosis)
+    stop = reverse("diagnoses:share_stop", args=[diagnosis.pk, link.pk])
+
+    assert patient_client.get(stop).status_code == 405
+    response = patient_client.post(stop, follow=True)
+    assert "You stopped sharing this result" in response.content.decode()
+    link.refresh_from_db()
+    assert link.revoked_at is not None and link.state == "withdrawn"
+    assert Client().get(shared(token)).status_code == 410
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "failed"])
+def test_it_refuses_to_share_a_check_that_is_not_done(patient_client, patient, make_diagnosis, status):
+    diagnosis = make_diagnosis(patient, status=status)
+    assert "Share with a doctor" not in patient_client.get(diagnosis.get_absolute_url()).content.decode()
+
+    page = share(patient_client, diagnosis).content.decode()
+    assert ("still being analysed" if status != "failed" else "no result to share") in page
+    assert not ShareLink.objects.exists()
+
+
+def test_it_refuses_a_sixth_active_link(patient_client, patient, make_diagnosis):
+    diagnosis = make_diagnosis(patient)
+    links = [make_link(diagnosis)[0] for _ in range(services.SHARE_LINKS_PER_DIAGNOSIS)]
+
+    page = share(patient_client, diagnosis).content.decode()
+    assert "already has 5 active links" in page and 'id="new-share-url"' not in page
+    assert ShareLink.objects.count() == 5
+    # A link stopped or expired frees its place.
+    services.share_link_revoke(link=links[0])
+    ShareLink.objects.filter(pk=links[1].pk).update(expires_at=timezone.now())
+    shown_token(share(patient_client, diagnosis).content.decode())
+    shown_token(share(patient_client, diagnosis).content.decode())
+    assert "already has 5 active links" in share(patient_client, diagnosis).content.decode()
+    assert ShareLink.objects.active().count() == 5
+
+
+def test_it_refuses_a_validity_not_offered(patient_client, patient, make_diagnosis):
+    diagnosis = make_diagnosis(patient)
+    assert "Choose how long the link works" in share(patient_client, diagnosis, days=365).content.decode()
+    assert not ShareLink.objects.exists()
+    with pytest.raises(ValueError):
+        services.share_link_create(diagnosis=diagnosis, days=365)
+
+
+def test_it_lets_nobody_else_share_or_stop_a_patients_check(outsider_client, client, patient, make_diagnosis):
+    diagnosis = make_diagnosis(patient)
+    link, _ = make_link(diagnosis)
+    stop = reverse("diagnoses:share_stop", args=[diagnosis.pk, link.pk])
+
+    assert outsider_client.post(reverse("diagnoses:share", args=[diagnosis.pk]), {"days": 7}).status_code == 404
+    assert outsider_client.post(stop).status_code == 404
+    assert client.post(stop).url.startswith(reverse("login"))  # not signed in
+    assert ShareLink.objects.get().is_active and ShareLink.objects.count() == 1
+
+
+def test_it_stops_only_a_link_of_the_check_named(patient_client, patient, make_diagnosis):
+    mine, other = make_diagnosis(patient), make_diagnosis(patient)
+    link, _ = make_link(other)
+    assert patient_client.post(reverse("diagnoses:share_stop", args=[mine.pk, link.pk])).status_code == 404
+    link.refresh_from_db()
+    assert link.is_active
+
+
+# --- the shared report --------------------------------------------------------------------------
+
+def test_anyone_with_the_link_reads_the_report_without_the_patients_name(patient, make_diagnosis):
+    mole = Mole.objects.create(owner=patient, name="Left calf", body_site="lower extremity")
+    diagnosis = make_diagnosis(patient, risk="high", mole=mole)
+    Review.objects.create(diagnosis=diagnosis, verdict="agree", recommendation="dermatologist_soon",
+                          note="Please book a dermatologist.", reviewed_at=timezone.now())
+    link, token = make_link(diagnosis)
+
+    response = Client().get(shared(token))
+    assert response.status_code == 200
+    assert_shared_headers(response)
+    page = response.content.decode()
+    assert "72.0%" in page and "High risk" in page and "Melanoma" in page
+    assert "Left calf" in page and "Leg" in page and "Please book a dermatologist." in page
+    assert "test-model-1" in page and "This is not a diagnosis." in page and "All seven classes" in page
+    assert "Shared by the patient" in page and "Link valid until" in page
+    assert "ana-lopez" not in page and "Lopez" not in page and "ana@example.com" not in page
+    assert "Back to the result" not in page and diagnosis.get_absolute_url() not in page
+    assert shared(token, "files/image/") in page and shared(token, "files/heatmap/") in page
+    link.refresh_from_db()
+    assert link.open_count == 1 and link.last_opened_at is not None
+
+    Client().get(shared(token, "files/image/"))  # the images are not openings
+    Client().get(shared(token))
+    link.refresh_from_db()
+    assert link.open_count == 2
+
+
+def test_it_serves_the_photo_and_heatmap_of_that_check_only(patient, make_diagnosis):
+    diagnosis, other = make_diagnosis(patient), make_diagnosis(patient)
+    Path(other.image.path).write_bytes(make_image_bytes(colour=(20, 200, 20)))  # so that a mix-up shows
+    _, token = make_link(diagnosis)
+    anyone = Client()
+    photo = Path(diagnosis.image.path).read_bytes()
+
+    image = anyone.get(shared(token, "files/image/"))
+    assert image.status_code == 200 and image["Content-Type"] == "image/jpeg"
+    assert_shared_headers(image)
+    assert b"".join(image.streaming_content) == photo
+    heatmap = anyone.get(shared(token, "files/heatmap/"))
+    assert heatmap.status_code == 200 and heatmap["Content-Type"] == "image/png"
+    for kind in ("thumbnail", "sha256", "nothing"):
+        assert anyone.get(shared(token, f"files/{kind}/")).status_code == 404
+    # The link opens its own check only: the other one's files stay behind the sign-in.
+    assert anyone.get(reverse("diagnoses:file", args=[other.pk, "image"])).url.startswith(reverse("login"))
+    tampered = anyone.get(f"{shared(token, 'files/image/')}?pk={other.pk}&diagnosis={other.pk}")
+    assert b"".join(tampered.streaming_content) == photo
+
+
+@pytest.mark.parametrize("how", ["expired", "withdrawn"])
+def test_an_expired_or_withdrawn_link_is_gone(patient, make_diagnosis, how):
+    link, token = make_link(make_diagnosis(patient))
+    if how == "expired":
+        ShareLink.objects.filter(pk=link.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    else:
+        services.share_link_revoke(link=link)
+
+    response = Client().get(shared(token))
+    assert response.status_code == 410
+    assert_shared_headers(response)
+    assert GONE in response.content.decode()
+    assert Client().get(shared(token, "files/image/")).status_code == 410
+    link.refresh_from_db()
+    assert link.open_count == 0
+
+
+def test_an_unknown_token_is_not_found(db):
+    response = Client().get(shared("not-a-token-anybody-was-given"))
+    assert response.status_code == 404
+    assert_shared_headers(response)
+    assert Client().get(shared("not-a-token", "files/image/")).status_code == 404
+
+
+def test_a_deleted_check_takes_its_links_with_it(patient, make_diagnosis, django_capture_on_commit_callbacks):
+    diagnosis = make_diagnosis(patient)
+    _, token = make_link(diagnosis)
+    assert Client().get(shared(token)).status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.diagnosis_delete(diagnosis=diagnosis)
+    assert not ShareLink.objects.exists()
+    assert Client().get(shared(token)).status_code == 404
+    assert Client().get(shared(token, "files/image/")).status_code == 404
+
+
+def test_it_answers_only_get(patient, make_diagnosis):
+    _, token = make_link(make_diagnosis(patient))
+    response = Client().post(shared(token))
+    assert response.status_code == 405
+    assert_shared_headers(response)
+
+
+def test_it_limits_openings_per_client_address(patient, make_diagnosis, settings):
+    lower_shared_rate(settings, "3/minute")
+    link, token = make_link(make_diagnosis(patient))
+    anyone = Client(REMOTE_ADDR="203.0.113.7")
+
+    assert anyone.get(shared("a-guess")).status_code == 404  # guesses count too
+    assert [anyone.get(shared(token)).status_code for _ in range(3)] == [200, 200, 429]
+    refused = anyone.get(shared(token))
+    assert int(refused["Retry-After"]) > 0 and "Please try again" in refused.content.decode()
+    assert_shared_headers(refused)
+    assert anyone.get(shared(token, "files/image/")).status_code == 200  # the page's images are not openings
+    assert Client(REMOTE_ADDR="198.51.100.2").get(shared(token)).status_code == 200  # another address
+    link.refresh_from_db()
+    assert link.open_count == 3
+
+
+def test_the_request_log_leaves_the_token_out(patient, make_diagnosis, caplog):
+    caplog.set_level("INFO", logger="molesite.request")
+    _, token = make_link(make_diagnosis(patient))
+    Client().get(shared(token))
+    Client().get(shared(token, "files/image/"))
+
+    paths = [record.path for record in caplog.records if record.name == "molesite.request"]
+    assert paths == ["/shared/<token>/", "/shared/<token>/files/image/"]
+    assert not any(token in record.getMessage() for record in caplog.records)
+
+
+# --- the REST API ------------------------------------------------------------------------------
+
+def links_url(diagnosis):
+    return f"/api/v1/diagnoses/{diagnosis.pk}/share-links/"
+
+
+def test_the_api_makes_lists_and_revokes_links(owner_api, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="medium")
+
+    made = owner_api.post(links_url(diagnosis), {"days": 1})
+    assert made.status_code == 201
+    body = made.json()
+    token = re.fullmatch(r"http://testserver/shared/([A-Za-z0-9_-]+)/", body["url"]).group(1)
+    link = ShareLink.objects.get(pk=body["id"])
+    assert link.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert body["state"] == "active" and body["open_count"] == 0 and body["revoked_at"] is None
+    assert abs(link.expires_at - link.created_at - timedelta(days=1)) < timedelta(seconds=1)
+    assert Client().get(body["url"]).status_code == 200
+    assert owner_api.post(links_url(diagnosis), {}).json()["expires_at"]  # 7 days unless said
+
+    listed = owner_api.get(links_url(diagnosis))
+    assert listed.status_code == 200 and listed.json()["count"] == 2
+    first = listed.json()["results"][1]
+    assert first["id"] == str(link.pk) and first["open_count"] == 1 and first["last_opened_at"]
+    assert "url" not in first and token not in listed.content.decode() and link.token_hash not in listed.content.decode()
+
+    revoked = owner_api.post(f"{links_url(diagnosis)}{link.pk}/revoke/")
+    assert revoked.status_code == 200 and revoked.json()["state"] == "withdrawn" and revoked.json()["revoked_at"]
+    assert Client().get(body["url"]).status_code == 410
+    assert owner_api.post(f"{links_url(diagnosis)}{link.pk}/revoke/").json() == revoked.json()  # idempotent
+
+
+def test_the_api_refuses_bad_days_and_a_check_not_done(owner_api, owner, make_diagnosis):
+    done, queued = make_diagnosis(owner), make_diagnosis(owner, status="queued")
+
+    bad = owner_api.post(links_url(done), {"days": 3})
+    assert bad.status_code == 400 and "days" in bad.json()
+    refused = owner_api.post(links_url(queued), {"days": 7})
+    assert refused.status_code == 409 and "still being analysed" in refused.json()["detail"]
+    for _ in range(services.SHARE_LINKS_PER_DIAGNOSIS):
+        assert owner_api.post(links_url(done), {"days": 7}).status_code == 201
+    sixth = owner_api.post(links_url(done), {"days": 7})
+    assert sixth.status_code == 409 and "already has 5 active links" in sixth.json()["detail"]
+
+
+def test_the_api_shows_and_revokes_links_to_their_owner_only(owner_api, outsider_api, api_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner)
+    link, _ = make_link(diagnosis)
+    revoke = f"{links_url(diagnosis)}{link.pk}/revoke/"
+
+    assert outsider_api.get(links_url(diagnosis)).status_code == 404
+    assert outsider_api.post(links_url(diagnosis), {"days": 7}).status_code == 404
+    assert outsider_api.post(revoke).status_code == 404
+    assert api_client.get(links_url(diagnosis)).status_code == 401
+    assert owner_api.post(f"/api/v1/diagnoses/{diagnosis.pk}/share-links/not-a-uuid/revoke/").status_code == 404
+    other = make_diagnosis(owner)
+    assert owner_api.post(f"{links_url(other)}{link.pk}/revoke/").status_code == 404  # not that check's link
+    assert ShareLink.objects.count() == 1 and ShareLink.objects.get().is_active
+
+
+# --- the patient's data ------------------------------------------------------------------------
+
+def test_the_data_export_holds_the_links_without_their_tokens(patient_client, patient, make_diagnosis):
+    diagnosis = make_diagnosis(patient)
+    opened, token = make_link(diagnosis)
+    withdrawn, other_token = make_link(diagnosis, days=30)
+    Client().get(shared(token))
+    services.share_link_revoke(link=withdrawn)
+
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(patient_client.get(reverse("account_export")).streaming_content)))
+    text = archive.read("data.json").decode()
+    links = json.loads(text)["diagnoses"][0]["share_links"]
+    assert [(link["open_count"], link["revoked_at"] is not None) for link in links] == [(1, False), (0, True)]
+    assert set(links[0]) == {"created_at", "expires_at", "revoked_at", "open_count", "last_opened_at"}
+    assert links[0]["last_opened_at"] and links[1]["last_opened_at"] is None
+    for secret in (token, other_token, opened.token_hash, withdrawn.token_hash):
+        assert secret not in text
+
+
+def test_deleting_the_account_deletes_its_links(patient_client, patient, outsider, make_diagnosis):
+    _, token = make_link(make_diagnosis(patient))
+    theirs, _ = make_link(make_diagnosis(outsider))
+
+    response = patient_client.post(reverse("account_delete"), {"password": "correct horse battery", "confirm": "on"})
+    assert response.status_code == 302
+    assert list(ShareLink.objects.all()) == [theirs]
+    assert not Diagnosis.objects.filter(owner_id=patient.pk).exists()
+    assert Client().get(shared(token)).status_code == 404
