@@ -11,10 +11,9 @@ from django.utils.cache import patch_cache_control
 from diagnoses.api.errors import is_api_request
 
 from . import health
+from .logging import redact_share_tokens
 
 request_logger = logging.getLogger("molesite.request")
-# A share link's token opens a patient's report: the log keeps its place, not its value.
-SHARED_TOKEN = re.compile(r"^/shared/[^/]+/")
 
 
 def _too_large(request, limit: int):
@@ -73,12 +72,12 @@ def _user_id(request):
 def access_log(get_response):
     """One structured line per request (gunicorn's own access log is not structured). The user's
     id makes it an audit trail: who opened which result, photo or case. A share link's token is
-    left out of the path (SHARED_TOKEN)."""
+    left out of the path (molesite.logging.redact_share_tokens)."""
 
     def middleware(request):
         started = time.monotonic()
         response = get_response(request)
-        path = SHARED_TOKEN.sub("/shared/<token>/", request.path)
+        path = redact_share_tokens(request.path)
         request_logger.info(
             "%s %s %s",
             request.method,

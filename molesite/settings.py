@@ -356,7 +356,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "molesite.logging.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "molesite.logging.JsonFormatter"},
     },
     "handlers": {
@@ -366,6 +366,11 @@ LOGGING = {
     # Celery gives its task loggers a plain-text handler of its own unless they have one.
     "loggers": {
         "celery.task": {"handlers": ["console"], "propagate": False},
+        # Django's loggers (runserver's request lines, django.request's "Not Found" warnings)
+        # through this console handler alone, whose formatters leave share links' tokens out:
+        # Django's own handlers would print them, and print each warning twice.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # Axes logs each sign-in step at INFO; its warnings (a failure, a lockout) are enough.
         "axes": {"level": "WARNING"},
     },

@@ -4,6 +4,8 @@ its owner on the result page or through the API, opened by anyone holding it."""
 import hashlib
 import io
 import json
+import logging
+import logging.config
 import re
 import zipfile
 from datetime import timedelta
@@ -299,6 +301,24 @@ def test_the_request_log_leaves_the_token_out(patient, make_diagnosis, caplog):
     paths = [record.path for record in caplog.records if record.name == "molesite.request"]
     assert paths == ["/shared/<token>/", "/shared/<token>/files/image/"]
     assert not any(token in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("formatter", ["plain", "json"])
+def test_no_log_line_holds_a_token(settings, formatter):
+    """Other loggers than the request log see the path too: runserver's request lines,
+    django.request's warnings and the request object they carry as an extra."""
+    format_line = logging.config.DictConfigurator(settings.LOGGING).configure_formatter(
+        settings.LOGGING["formatters"][formatter]).format
+    token = "pWXs_N6FZCFR3jJouTvbvB0jHAySqEpHwkIqqyZNJXQ"
+    server = logging.LogRecord("django.server", logging.INFO, "", 0, '"%s" %s %s',
+                               (f"GET /shared/{token}/files/heatmap/ HTTP/1.1", 200, 33264), None)
+    gone = logging.LogRecord("django.request", logging.WARNING, "", 0, "Gone: %s", (f"/shared/{token}/",), None)
+    gone.request = f"<WSGIRequest: GET '/shared/{token}/'>"
+    for record in (server, gone):
+        line = format_line(record)
+        assert token not in line and "/shared/<token>/" in line, line
+    for logger in ("django", "django.server"):  # not through Django's own handlers
+        assert settings.LOGGING["loggers"][logger]["handlers"] == ["console"]
 
 
 # --- the REST API ------------------------------------------------------------------------------
