@@ -79,6 +79,9 @@
     var zone = $("[data-dropzone]");
     if (!input || !zone) return;
     input.addEventListener("change", function () { showPreview(input.files[0]); });
+    // A photo chosen before this script ran (on a slow connection, or kept by the browser when
+    // going back to the page) gets its preview all the same.
+    if (input.files.length) showPreview(input.files[0]);
     if (gallery) {
       gallery.addEventListener("change", function () {
         if (gallery.files.length && setFiles(input, gallery.files)) showPreview(input.files[0]);

@@ -276,6 +276,20 @@ def chart_points(page):
     return points, (left, right)
 
 
+def test_it_previews_a_photo_chosen_before_the_upload_script_ran(page, site, ham_image):
+    """On a slow connection the patient may pick the photo before upload.js has run; its
+    preview must show once the script arrives (the change event was missed)."""
+    sign_up(page, site)
+    page.route("**/js/upload.js", lambda route: route.fulfill(body="", content_type="text/javascript"))  # not yet
+    page.goto(site + "/diagnoses/new/")
+    page.locator("input[name=image]").set_input_files(ham_image("ISIC_0024306.jpg"))
+    expect(page.locator("[data-preview-img]")).to_be_hidden()
+    page.unroute("**/js/upload.js")
+    page.add_script_tag(url=site + "/static/js/upload.js")
+    expect(page.locator("[data-preview-img]")).to_be_visible()
+    expect(page.locator("[data-preview-name]")).to_contain_text("ISIC_0024306.jpg")
+
+
 def test_it_draws_a_moles_photos_taken_at_one_moment_side_by_side(page, site, owner, make_diagnosis):
     """Two shots in a row have no time between them: the chart spaces them by order instead of
     piling them onto an axis of no length (which drew nothing at all)."""
