@@ -211,6 +211,12 @@ def test_anyone_with_the_link_reads_the_report_without_the_patients_name(patient
     link.refresh_from_db()
     assert link.open_count == 2
 
+    yourself = Client()
+    yourself.force_login(diagnosis.owner)  # the patient trying their own link
+    assert yourself.get(shared(token)).status_code == 200
+    link.refresh_from_db()
+    assert link.open_count == 2
+
 
 def test_it_serves_the_photo_and_heatmap_of_that_check_only(patient, make_diagnosis):
     diagnosis, other = make_diagnosis(patient), make_diagnosis(patient)
