@@ -245,8 +245,7 @@ def _active_link(request, token):
 def shared_report(request, token):
     """The printable report of one check, for whoever holds an active share link to it (the
     patient's doctor); each opening by someone else than the patient is counted for the patient.
-    At most SHARED_REPORT_RATE
-    openings per client address."""
+    At most SHARED_REPORT_RATE openings per client address."""
     throttle = SharedReportRateThrottle()
     if not throttle.allow_request(request, None):
         retry_after = max(1, math.ceil(throttle.wait() or 1))
@@ -257,7 +256,7 @@ def shared_report(request, token):
     link, gone = _active_link(request, token)
     if gone:
         return gone
-    if request.user != link.diagnosis.owner:  # the patient checking their own link is not its reader
+    if request.user.pk != link.diagnosis.owner_id:  # the patient checking their own link is not its reader
         services.share_link_record_opening(link=link)
     return _report_page(request, link.diagnosis, "diagnoses/shared_report.html", share_link=link,
                         file_url=lambda kind: reverse("shared_file", args=[token, kind]))
