@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from diagnoses import services
+from diagnoses.models import ShareLink
 from molesite.mail import send_templated_mail
 
 from .forms import (
@@ -191,17 +192,21 @@ def account(request):
     }
     has_app = user.is_staff and django_otp.user_has_device(user)
     context = {"counts": counts, "form": form, "has_authenticator": has_app,
-               "staff_accesses": user.staff_accesses.count(), "last_staff_access": user.staff_accesses.first()}
+               "staff_accesses": user.staff_accesses.count(), "last_staff_access": user.staff_accesses.first(),
+               "active_share_links": ShareLink.objects.of_owner(user).active().count()}
     return render(request, "accounts/account.html", context)
 
 
 @login_required
 @require_GET
 def account_staff_access(request):
-    """Who at the review desk opened the user's records, and when (diagnoses.StaffAccess)."""
+    """Who opened the user's records: the review desk (diagnoses.StaffAccess), each time, and the
+    links the user shared (diagnoses.ShareLink), how often and when last."""
     accesses = request.user.staff_accesses.select_related("diagnosis", "mole")
     page = Paginator(accesses, STAFF_ACCESS_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "accounts/staff_access.html", {"page": page})
+    # With the first page only: the links are few (at most 5 active a check) and not paged.
+    share_links = ShareLink.objects.of_owner(request.user).select_related("diagnosis__mole") if page.number == 1 else []
+    return render(request, "accounts/staff_access.html", {"page": page, "share_links": share_links})
 
 
 @login_required

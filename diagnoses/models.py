@@ -340,6 +340,10 @@ class ShareLinkQuerySet(models.QuerySet):
         """The links that open the report now: neither withdrawn nor expired (ShareLink.is_active)."""
         return self.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
 
+    def of_owner(self, user):
+        """Every link to any of the user's checks, newest first."""
+        return self.filter(diagnosis__owner=user).order_by("-created_at", "-pk")
+
 
 class ShareLink(models.Model):
     """A read-only link to one check's report for someone without an account (the patient's

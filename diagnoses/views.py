@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.formats import date_format
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.timezone import localtime
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -206,9 +207,15 @@ def diagnosis_share(request, pk):
 @login_required
 @require_POST
 def share_link_stop(request, pk, link_pk):
+    """Withdraw a link; back to the result page, or to the page the form names in `next`
+    (Who has opened your records lists the links of every check) when it is on this site."""
     diagnosis = _own_diagnosis(request, pk)
     services.share_link_revoke(link=get_object_or_404(diagnosis.share_links, pk=link_pk))
     messages.success(request, "You stopped sharing this result: the link no longer opens it.")
+    next_url = request.POST.get("next", "")
+    if next_url and url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
+                                                    require_https=request.is_secure()):
+        return redirect(next_url)
     return redirect(diagnosis)
 
 

@@ -201,10 +201,14 @@ class ShareLinkSerializer(serializers.ModelSerializer):
         help_text="`active` (it opens the report), `expired` or `withdrawn` (you stopped sharing).",
     )
     open_count = serializers.IntegerField(read_only=True, help_text="How many times the report was opened with it.")
+    diagnosis = serializers.HyperlinkedRelatedField(
+        view_name="api:diagnosis-detail", read_only=True, help_text="The diagnosis whose report it opens.",
+    )
 
     class Meta:
         model = ShareLink
-        fields = ("id", "state", "created_at", "expires_at", "revoked_at", "open_count", "last_opened_at")
+        fields = ("id", "diagnosis", "state", "created_at", "expires_at", "revoked_at", "open_count",
+                  "last_opened_at")
         read_only_fields = fields
 
 

@@ -10,6 +10,7 @@ router = SimpleRouter()
 router.register("diagnoses", views.DiagnosisViewSet, basename="diagnosis")
 router.register("moles", views.MoleViewSet, basename="mole")
 router.register("staff-accesses", views.StaffAccessViewSet, basename="staff-access")
+router.register("share-links", views.AllShareLinksViewSet, basename="all-share-link")
 
 share_links = views.ShareLinkViewSet.as_view({"get": "list", "post": "create"})
 share_link_revoke = views.ShareLinkViewSet.as_view({"post": "revoke"})

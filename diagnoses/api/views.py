@@ -228,7 +228,8 @@ class ShareLinkViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         except services.ShareLinkRefused as refused:
             raise ShareRefused(str(refused)) from refused
         link.url = share_url(request, token)
-        return Response(ShareLinkCreatedSerializer(link).data, status=status.HTTP_201_CREATED)
+        return Response(ShareLinkCreatedSerializer(link, context=self.get_serializer_context()).data,
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(
         request=None,
@@ -238,7 +239,25 @@ class ShareLinkViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     def revoke(self, request, diagnosis_id=None, pk=None):
         link = services.share_link_revoke(link=self.get_object())
-        return Response(ShareLinkSerializer(link).data)
+        return Response(self.get_serializer(link).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="The links made to the reports of all your diagnoses, newest first, active or not, each "
+        "with its `diagnosis`: who could open what, and how often it was opened. Revoke one at "
+        "/diagnoses/{id}/share-links/{link id}/revoke/.",
+        responses={200: ShareLinkSerializer(many=True), 401: ERROR_RESPONSES[401]},
+    ),
+)
+class AllShareLinksViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """/share-links/: the links of every one of your diagnoses."""
+
+    serializer_class = ShareLinkSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self):
+        return ShareLink.objects.of_owner(self.request.user)
 
 
 def _unique_name(service, **kwargs):

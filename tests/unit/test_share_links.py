@@ -130,6 +130,51 @@ def test_it_stops_sharing_with_a_post(patient_client, patient, make_diagnosis):
     assert Client().get(shared(token)).status_code == 410
 
 
+def test_who_has_opened_your_records_lists_the_links_of_every_check(patient_client, patient, outsider,
+                                                                     make_diagnosis):
+    shoulder = Mole.objects.create(owner=patient, name="Left shoulder")
+    first, second = make_diagnosis(patient, mole=shoulder), make_diagnosis(patient)
+    opened, token = make_link(first)
+    withdrawn, _ = make_link(second, days=30)
+    services.share_link_revoke(link=withdrawn)
+    make_link(make_diagnosis(outsider))  # someone else's link is not listed
+    Client().get(shared(token))
+    Client().get(shared(token))
+
+    page = patient_client.get(reverse("account_staff_access")).content.decode()
+    links = page.split('data-testid="all-share-links"')[1].split("</section>")[0]
+    assert links.count("<li") == 2
+    assert f'href="{first.get_absolute_url()}#share"' in links and "(Left shoulder)" in links
+    assert f'href="{second.get_absolute_url()}#share"' in links
+    assert "Opened 2 times, last on" in links and "Opened 0 times" in links
+    assert "Active" in links and "Withdrawn" in links
+    assert links.count("Stop sharing<") == 1  # only the active one can be stopped
+    assert "Nobody at the review desk has opened your records yet." in page
+
+    account = patient_client.get(reverse("account")).content.decode()
+    assert "1 active link you shared." in account
+
+
+def test_it_stops_a_link_from_who_has_opened_your_records_and_goes_back_there(patient_client, patient,
+                                                                              make_diagnosis):
+    diagnosis = make_diagnosis(patient)
+    (link, token), (other, _) = make_link(diagnosis), make_link(diagnosis)
+    access_page = reverse("account_staff_access")
+    stop = reverse("diagnoses:share_stop", args=[diagnosis.pk, link.pk])
+    assert f'action="{stop}"' in patient_client.get(access_page).content.decode()
+
+    response = patient_client.post(stop, {"next": access_page})
+    assert response.status_code == 302 and response["Location"] == access_page
+    assert Client().get(shared(token)).status_code == 410
+    # Anywhere but this site, it goes back to the result page.
+    response = patient_client.post(reverse("diagnoses:share_stop", args=[diagnosis.pk, other.pk]),
+                                   {"next": "https://elsewhere.example/"})
+    assert response["Location"] == diagnosis.get_absolute_url()
+    assert not ShareLink.objects.active().exists()
+    page = patient_client.get(access_page).content.decode()
+    assert "Stop sharing<" not in page and "You stopped sharing this result" in page
+
+
 @pytest.mark.parametrize("status", ["queued", "running", "failed"])
 def test_it_refuses_to_share_a_check_that_is_not_done(patient_client, patient, make_diagnosis, status):
     diagnosis = make_diagnosis(patient, status=status)
@@ -216,6 +261,18 @@ def test_anyone_with_the_link_reads_the_report_without_the_patients_name(patient
     assert yourself.get(shared(token)).status_code == 200
     link.refresh_from_db()
     assert link.open_count == 2
+
+
+def test_the_shared_report_gives_the_advice_as_what_the_patient_was_told(patient_client, patient, make_diagnosis):
+    diagnosis = make_diagnosis(patient, risk="high")
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(photo_issues=["dark"])
+    _, token = make_link(diagnosis)
+
+    page = Client().get(shared(token)).content.decode()
+    assert "Advice the patient was given." in page and "Photo quality, as the patient was told." in page
+    assert "What to do next." not in page
+    own = patient_client.get(reverse("diagnoses:report", args=[diagnosis.pk])).content.decode()
+    assert "What to do next." in own and "Advice the patient was given." not in own
 
 
 def test_it_serves_the_photo_and_heatmap_of_that_check_only(patient, make_diagnosis):
@@ -385,6 +442,26 @@ def test_the_api_shows_and_revokes_links_to_their_owner_only(owner_api, outsider
     other = make_diagnosis(owner)
     assert owner_api.post(f"{links_url(other)}{link.pk}/revoke/").status_code == 404  # not that check's link
     assert ShareLink.objects.count() == 1 and ShareLink.objects.get().is_active
+
+
+def test_the_api_lists_the_links_of_all_the_owners_checks(owner_api, outsider_api, api_client, owner, outsider,
+                                                          make_diagnosis):
+    first, second = make_diagnosis(owner), make_diagnosis(owner)
+    older, token = make_link(first)
+    newer, _ = make_link(second)
+    theirs, _ = make_link(make_diagnosis(outsider))
+    Client().get(shared(token))
+
+    listed = owner_api.get("/api/v1/share-links/")
+    assert listed.status_code == 200 and listed.json()["count"] == 2
+    rows = listed.json()["results"]
+    assert [row["id"] for row in rows] == [str(newer.pk), str(older.pk)]  # newest first
+    assert rows[0]["diagnosis"] == f"http://testserver/api/v1/diagnoses/{second.pk}/"
+    assert rows[1]["diagnosis"] == f"http://testserver/api/v1/diagnoses/{first.pk}/" and rows[1]["open_count"] == 1
+    assert token not in listed.content.decode() and "url" not in rows[0]
+    assert [row["id"] for row in outsider_api.get("/api/v1/share-links/").json()["results"]] == [str(theirs.pk)]
+    assert api_client.get("/api/v1/share-links/").status_code == 401
+    assert owner_api.post("/api/v1/share-links/", {"days": 7}).status_code == 405  # made on a diagnosis
 
 
 # --- the patient's data ------------------------------------------------------------------------
