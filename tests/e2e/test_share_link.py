@@ -1,6 +1,6 @@
 """Share with a doctor in a real browser, at desktop and phone sizes: the patient makes a link
-on a result, a doctor opens it in a browser of their own with no account, the patient stops
-sharing and the link says so."""
+on a result, a doctor opens it in a browser of their own with no account, the patient sees the
+opening and stops sharing on Who has opened your records, and the link says so."""
 
 import pytest
 from playwright.sync_api import expect
@@ -53,13 +53,21 @@ def test_a_patient_shares_a_result_with_a_doctor_and_stops_sharing(page, browser
         assert report.get_by_alt_text("Grad-CAM heatmap over the photo").evaluate("img => img.naturalWidth") > 0
         shot(report, "31-shared-report")
 
-        # The patient sees the opening, then stops sharing.
+        # The patient sees the opening on the result and on Who has opened your records, and
+        # stops sharing from there.
         page.reload()
         expect(page.get_by_label("Your new link")).to_have_count(0)  # shown once
         expect(page.get_by_text("opened 1 time (last opened")).to_be_visible()
-        page.get_by_role("button", name="Stop sharing").click()
+        page.goto(site + "/accounts/")
+        expect(page.get_by_text("1 active link you shared.")).to_be_visible()
+        page.get_by_role("link", name="Who has opened your records").click()
+        shared_links = page.get_by_test_id("all-share-links")
+        expect(shared_links.get_by_text("Opened 1 time, last on")).to_be_visible()
+        expect(shared_links.get_by_role("link", name="(Left shoulder)")).to_be_visible()
+        shared_links.get_by_role("button", name="Stop sharing").click()
+        expect(page).to_have_url(site + "/accounts/access/")
         expect(page.get_by_text("You stopped sharing this result")).to_be_visible()
-        expect(page.get_by_text("Withdrawn", exact=True)).to_be_visible()
+        expect(shared_links.get_by_text("Withdrawn", exact=True)).to_be_visible()
         assert ShareLink.objects.get().revoked_at is not None
         shot(page, "32-share-link-stopped")
 
