@@ -116,6 +116,9 @@ class MoleForm(forms.ModelForm):
 class ShareLinkForm(forms.Form):
     days = forms.TypedChoiceField(choices=SHARE_LINK_DAYS, coerce=int, initial=SHARE_LINK_DEFAULT_DAYS,
                                   label="The link works for", widget=forms.Select(attrs={"class": "form-select"}))
+    # Off unless ticked: the earlier photos are more than the check the patient chose to share.
+    with_earlier_photos = forms.BooleanField(required=False,
+                                             widget=forms.CheckboxInput(attrs={"class": "form-check-input"}))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, label_suffix="", **kwargs)

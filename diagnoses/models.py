@@ -208,6 +208,15 @@ class Diagnosis(models.Model):
     def is_pending(self):
         return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
+    def earlier_photos_of_mole(self):
+        """The finished checks of the same tracked mole taken before this one, oldest first:
+        what its printable report shows of how the mole changed (none when it is untracked)."""
+        if self.mole_id is None:
+            return Diagnosis.objects.none()
+        return (Diagnosis.objects.filter(mole_id=self.mole_id, owner_id=self.owner_id, status=self.Status.DONE,
+                                         created_at__lt=self.created_at)
+                .order_by("created_at", "pk"))
+
     @property
     def is_late(self):
         """Pending for longer than LATE_AFTER (since it was queued, or since the worker took it):
@@ -364,6 +373,8 @@ class ShareLink(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField("withdrawn at", null=True, blank=True)
+    with_earlier_photos = models.BooleanField(
+        default=False, help_text="The report also shows the mole's earlier photos and their estimates.")
     open_count = models.PositiveIntegerField("times opened", default=0)
     last_opened_at = models.DateTimeField(null=True, blank=True)
 

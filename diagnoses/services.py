@@ -168,9 +168,10 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def share_link_create(*, diagnosis: Diagnosis, days: int) -> tuple[ShareLink, str]:
+def share_link_create(*, diagnosis: Diagnosis, days: int, with_earlier_photos: bool = False) -> tuple[ShareLink, str]:
     """Make a link that lets anyone holding it read this finished check's report for `days`
-    days (one of SHARE_LINK_DAYS). Returns the link and its token, which is stored only as a
+    days (one of SHARE_LINK_DAYS), with the mole's earlier photos (Diagnosis.earlier_photos_of_mole)
+    when asked. Returns the link and its token, which is stored only as a
     hash: the caller shows it once. Raises ShareLinkRefused for a check not done, or one that
     already has SHARE_LINKS_PER_DIAGNOSIS active links."""
     if days not in dict(SHARE_LINK_DAYS):
@@ -188,7 +189,8 @@ def share_link_create(*, diagnosis: Diagnosis, days: int) -> tuple[ShareLink, st
         token = secrets.token_urlsafe(32)
         now = timezone.now()
         link = ShareLink.objects.create(diagnosis=diagnosis, token_hash=_token_hash(token), created_at=now,
-                                        expires_at=now + timedelta(days=days))
+                                        expires_at=now + timedelta(days=days),
+                                        with_earlier_photos=with_earlier_photos)
     return link, token
 
 
@@ -269,7 +271,8 @@ def write_user_export(*, user, out) -> None:
                 # its token or hash
                 "share_links": [
                     {"created_at": link.created_at.isoformat(), "expires_at": link.expires_at.isoformat(),
-                     "revoked_at": _isoformat(link.revoked_at), "open_count": link.open_count,
+                     "revoked_at": _isoformat(link.revoked_at), "with_earlier_photos": link.with_earlier_photos,
+                     "open_count": link.open_count,
                      "last_opened_at": _isoformat(link.last_opened_at)}
                     for link in sorted(d.share_links.all(), key=lambda link: link.created_at)
                 ],

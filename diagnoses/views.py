@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 HISTORY_PAGE_SIZE = 12
 FILE_FIELDS = {"image": "image/jpeg", "thumbnail": "image/jpeg", "heatmap": "image/png"}
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
-# What a share link shows besides the page: the photo and the heatmap, not the thumbnail.
+# What a share link shows besides the page: the photo and the heatmap, not the thumbnail (the
+# thumbnails of the mole's earlier photos have a route of their own, shared_earlier_photo).
 SHARED_FILE_KINDS = ("image", "heatmap")
 # On every answer under /shared/<token>/: no copy kept by a browser or proxy, the link (which
 # opens the report) never sent on in a Referer, and nothing indexed by a crawler that found it.
@@ -125,7 +126,8 @@ def _result_context(diagnosis, *, new_share_url=None):
     """What _result.html needs: the result and, once it is done, its share links."""
     done = diagnosis.status == Diagnosis.Status.DONE
     return {"diagnosis": diagnosis, "share_links": list(diagnosis.share_links.all()) if done else [],
-            "share_form": ShareLinkForm(), "new_share_url": new_share_url}
+            "share_form": ShareLinkForm(), "new_share_url": new_share_url,
+            "earlier_photo_count": diagnosis.earlier_photos_of_mole().count() if done else 0}
 
 
 @login_required
@@ -145,13 +147,19 @@ def diagnosis_report(request, pk):
     """A print-friendly page of one result; the browser prints it or saves it as PDF."""
     diagnosis = _own_diagnosis(request, pk)
     return _report_page(request, diagnosis, "diagnoses/report.html",
-                        file_url=lambda kind: reverse("diagnoses:file", args=[diagnosis.pk, kind]))
+                        file_url=lambda kind: reverse("diagnoses:file", args=[diagnosis.pk, kind]),
+                        earlier_url=lambda earlier: reverse("diagnoses:file", args=[earlier.pk, "thumbnail"]))
 
 
-def _report_page(request, diagnosis, template, *, file_url, share_link=None):
-    """The printable report (templates/diagnoses/_report.html), its images at file_url(kind)."""
+def _report_page(request, diagnosis, template, *, file_url, earlier_url, share_link=None):
+    """The printable report (templates/diagnoses/_report.html), its images at file_url(kind);
+    with the mole's earlier photos (at earlier_url(diagnosis)) for its owner, and on a shared
+    report when the link was made with them."""
+    earlier = []
+    if share_link is None or share_link.with_earlier_photos:
+        earlier = [(photo, earlier_url(photo)) for photo in diagnosis.earlier_photos_of_mole()]
     context = {"diagnosis": diagnosis, "card": _model_card_summary(), "share_link": share_link,
-               "image_url": file_url("image"), "heatmap_url": file_url("heatmap")}
+               "image_url": file_url("image"), "heatmap_url": file_url("heatmap"), "earlier_photos": earlier}
     return render(request, template, context)
 
 
@@ -192,7 +200,8 @@ def diagnosis_share(request, pk):
         messages.error(request, "Choose how long the link works: 1, 7 or 30 days.")
         return redirect(diagnosis)
     try:
-        _link, token = services.share_link_create(diagnosis=diagnosis, days=form.cleaned_data["days"])
+        _link, token = services.share_link_create(diagnosis=diagnosis, days=form.cleaned_data["days"],
+                                                  with_earlier_photos=form.cleaned_data["with_earlier_photos"])
     except services.ShareLinkRefused as refused:
         messages.error(request, str(refused))
         return redirect(diagnosis)
@@ -266,7 +275,8 @@ def shared_report(request, token):
     if request.user.pk != link.diagnosis.owner_id:  # the patient checking their own link is not its reader
         services.share_link_record_opening(link=link)
     return _report_page(request, link.diagnosis, "diagnoses/shared_report.html", share_link=link,
-                        file_url=lambda kind: reverse("shared_file", args=[token, kind]))
+                        file_url=lambda kind: reverse("shared_file", args=[token, kind]),
+                        earlier_url=lambda earlier: reverse("shared_earlier_photo", args=[token, earlier.pk]))
 
 
 @_shared
@@ -277,6 +287,19 @@ def shared_file(request, token, kind):
         raise Http404
     link, gone = _active_link(request, token)
     return gone or serve_file(link.diagnosis, kind)
+
+
+@_shared
+@require_GET
+def shared_earlier_photo(request, token, pk):
+    """The thumbnail of one of the mole's earlier photos, on a shared report made with them;
+    404 for any other photo (a later one, another mole's, a link made without them)."""
+    link, gone = _active_link(request, token)
+    if gone:
+        return gone
+    if not link.with_earlier_photos:
+        raise Http404
+    return serve_file(get_object_or_404(link.diagnosis.earlier_photos_of_mole(), pk=pk), "thumbnail")
 
 
 @login_required

@@ -12,6 +12,7 @@ urlpatterns = [
     # A report a patient shares with a doctor: no sign-in, the link's token is the key.
     path("shared/<str:token>/", diagnosis_views.shared_report, name="shared_report"),
     path("shared/<str:token>/files/<str:kind>/", diagnosis_views.shared_file, name="shared_file"),
+    path("shared/<str:token>/earlier/<uuid:pk>/", diagnosis_views.shared_earlier_photo, name="shared_earlier_photo"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("diagnoses.api.urls")),
     # Any other /api/ path: a JSON 404 even with DEBUG on (whose 404 page is HTML).

@@ -207,8 +207,8 @@ class ShareLinkSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ShareLink
-        fields = ("id", "diagnosis", "state", "created_at", "expires_at", "revoked_at", "open_count",
-                  "last_opened_at")
+        fields = ("id", "diagnosis", "state", "created_at", "expires_at", "revoked_at", "with_earlier_photos",
+                  "open_count", "last_opened_at")
         read_only_fields = fields
 
 
@@ -227,3 +227,6 @@ class ShareLinkCreatedSerializer(ShareLinkSerializer):
 class ShareLinkCreateSerializer(serializers.Serializer):
     days = serializers.ChoiceField(choices=SHARE_LINK_DAYS, default=SHARE_LINK_DEFAULT_DAYS,
                                    help_text="How long the link works, in days.")
+    with_earlier_photos = serializers.BooleanField(
+        default=False, help_text="Whether the report also shows the earlier photos of the diagnosis' mole (with their "
+                                 "estimates), so the doctor sees how it changed.")

@@ -224,7 +224,7 @@ class ShareLinkViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         body = ShareLinkCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            link, token = services.share_link_create(diagnosis=self._diagnosis(), days=body.validated_data["days"])
+            link, token = services.share_link_create(diagnosis=self._diagnosis(), **body.validated_data)
         except services.ShareLinkRefused as refused:
             raise ShareRefused(str(refused)) from refused
         link.url = share_url(request, token)

@@ -34,7 +34,8 @@ def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, reviewer, mak
     pending = make_diagnosis(owner, status="queued")
     services.staff_access_record(staff=reviewer, patient=owner, record=StaffAccess.Record.CASE, diagnosis=result)
     services.staff_access_record(staff=reviewer, patient=owner, record=StaffAccess.Record.MOLE, mole=mole)
-    _, shared_token = services.share_link_create(diagnosis=result, days=7)  # the result page lists its links
+    # the result page lists its links; the shared report shows the mole's earlier photo
+    _, shared_token = services.share_link_create(diagnosis=result, days=7, with_earlier_photos=True)
     withdrawn, withdrawn_token = services.share_link_create(diagnosis=result, days=1)
     services.share_link_revoke(link=withdrawn)
     page.allow_console_error(r"status of 410 \(Gone\)")  # the withdrawn link's page

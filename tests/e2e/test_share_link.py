@@ -1,6 +1,7 @@
 """Share with a doctor in a real browser, at desktop and phone sizes: the patient makes a link
-on a result, a doctor opens it in a browser of their own with no account, the patient sees the
-opening and stops sharing on Who has opened your records, and the link says so."""
+on a result (with the mole's earlier photo), a doctor opens it in a browser of their own with
+no account, the patient sees the opening and stops sharing on Who has opened your records, and
+the link says so."""
 
 import pytest
 from playwright.sync_api import expect
@@ -15,6 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def test_a_patient_shares_a_result_with_a_doctor_and_stops_sharing(page, browser, viewport, site, shot, owner,
                                                                   make_diagnosis):
     mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    make_diagnosis(owner, risk="medium", mole=mole, age_days=90)
     diagnosis = make_diagnosis(owner, risk="high", mole=mole)
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site)
     page.goto(site + "/accounts/login/")
@@ -24,6 +26,7 @@ def test_a_patient_shares_a_result_with_a_doctor_and_stops_sharing(page, browser
 
     page.goto(f"{site}/diagnoses/{diagnosis.pk}/")
     expect(page.get_by_role("heading", name="Share with a doctor")).to_be_visible()
+    page.get_by_label("Also show the 1 earlier photo of Left shoulder").check()
     page.get_by_label("The link works for").select_option(label="30 days")
     page.get_by_role("button", name="Create a link").click()
     link_field = page.get_by_label("Your new link")
@@ -51,6 +54,9 @@ def test_a_patient_shares_a_result_with_a_doctor_and_stops_sharing(page, browser
         expect(photo).to_be_visible()
         assert photo.evaluate("img => img.naturalWidth") > 0
         assert report.get_by_alt_text("Grad-CAM heatmap over the photo").evaluate("img => img.naturalWidth") > 0
+        earlier = report.get_by_test_id("earlier-photos")
+        expect(earlier.get_by_text("35.0%")).to_be_visible()  # the earlier photo's estimate
+        assert earlier.get_by_role("img").evaluate("img => img.naturalWidth") > 0
         shot(report, "31-shared-report")
 
         # The patient sees the opening on the result and on Who has opened your records, and

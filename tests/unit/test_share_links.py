@@ -384,6 +384,77 @@ def test_no_log_line_holds_a_token(settings, formatter):
         assert settings.LOGGING["loggers"][logger]["handlers"] == ["console"]
 
 
+# --- the mole's earlier photos on the report -----------------------------------------------------
+
+@pytest.fixture
+def mole_history(patient, outsider, make_diagnosis):
+    """A mole photographed three times (the middle photo's analysis failed), a later photo, a photo of
+    another mole and another patient's; returns (earlier photos, the check shared, the others)."""
+    mole = Mole.objects.create(owner=patient, name="Left calf", body_site="lower extremity")
+    first = make_diagnosis(patient, risk="low", mole=mole, age_days=200)
+    make_diagnosis(patient, status="failed", mole=mole, age_days=150)
+    second = make_diagnosis(patient, risk="medium", mole=mole, age_days=100)
+    shared_check = make_diagnosis(patient, risk="high", mole=mole, age_days=10)
+    later = make_diagnosis(patient, risk="low", mole=mole)
+    other_mole = make_diagnosis(patient, mole=Mole.objects.create(owner=patient, name="Back"), age_days=300)
+    someone_elses = make_diagnosis(outsider, age_days=300)
+    return [first, second], shared_check, [later, other_mole, someone_elses]
+
+
+def earlier_section(page):
+    return page.split('data-testid="earlier-photos"')[1].split("</section>")[0] if "earlier-photos" in page else ""
+
+
+def test_the_owners_report_shows_the_moles_earlier_photos_oldest_first(patient_client, mole_history):
+    (first, second), shared_check, others = mole_history
+    page = patient_client.get(reverse("diagnoses:report", args=[shared_check.pk])).content.decode()
+    section = earlier_section(page)
+    assert "2 photos of Left calf taken before this one" in section
+    urls = re.findall(r'src="([^"]+)"', section)
+    assert urls == [reverse("diagnoses:file", args=[d.pk, "thumbnail"]) for d in (first, second)]
+    assert "5.0%" in section and "35.0%" in section and "Low" in section and "Medium" in section
+    assert not any(str(d.pk) in section for d in others)
+    first_report = patient_client.get(reverse("diagnoses:report", args=[first.pk])).content.decode()
+    assert earlier_section(first_report) == ""  # nothing before the first photo
+
+
+def test_a_link_shows_the_earlier_photos_only_when_made_with_them(patient_client, mole_history):
+    (first, second), shared_check, others = mole_history
+    page = patient_client.get(shared_check.get_absolute_url()).content.decode()
+    assert "Also show the 2 earlier photos of Left calf" in page
+    assert 'name="with_earlier_photos"' in page and "checked" not in page.split('name="with_earlier_photos"')[1][:40]
+
+    plain_token = shown_token(share(patient_client, shared_check).content.decode())
+    response = patient_client.post(reverse("diagnoses:share", args=[shared_check.pk]),
+                                   {"days": 7, "with_earlier_photos": "on"}, follow=True)
+    with_token = shown_token(response.content.decode())
+    assert "with the earlier photos" in response.content.decode()
+    assert [link.with_earlier_photos for link in ShareLink.objects.order_by("created_at")] == [False, True]
+
+    doctor = Client()
+    assert earlier_section(doctor.get(shared(plain_token)).content.decode()) == ""
+    assert doctor.get(shared(plain_token, f"earlier/{first.pk}/")).status_code == 404
+
+    section = earlier_section(doctor.get(shared(with_token)).content.decode())
+    assert re.findall(r'src="([^"]+)"', section) == [shared(with_token, f"earlier/{d.pk}/") for d in (first, second)]
+    photo = doctor.get(shared(with_token, f"earlier/{first.pk}/"))
+    assert photo.status_code == 200 and photo["Content-Type"] == "image/jpeg"
+    assert b"".join(photo.streaming_content) == first.thumbnail.open("rb").read()
+    assert_shared_headers(photo)
+    for other in [*others, shared_check]:  # a later photo, another mole's, another patient's, the check itself
+        assert doctor.get(shared(with_token, f"earlier/{other.pk}/")).status_code == 404
+    assert doctor.get(shared(with_token, "earlier/not-a-uuid/")).status_code == 404
+
+    services.share_link_revoke(link=ShareLink.objects.get(with_earlier_photos=True))
+    assert doctor.get(shared(with_token, f"earlier/{first.pk}/")).status_code == 410
+
+
+def test_a_check_without_earlier_photos_offers_no_such_choice(patient_client, patient, make_diagnosis):
+    untracked = make_diagnosis(patient)
+    page = patient_client.get(untracked.get_absolute_url()).content.decode()
+    assert "Share with a doctor" in page and "with_earlier_photos" not in page
+
+
 # --- the REST API ------------------------------------------------------------------------------
 
 def links_url(diagnosis):
@@ -464,6 +535,20 @@ def test_the_api_lists_the_links_of_all_the_owners_checks(owner_api, outsider_ap
     assert owner_api.post("/api/v1/share-links/", {"days": 7}).status_code == 405  # made on a diagnosis
 
 
+def test_the_api_makes_a_link_with_the_earlier_photos(owner_api, owner, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left calf")
+    earlier = make_diagnosis(owner, mole=mole, age_days=30)
+    diagnosis = make_diagnosis(owner, risk="high", mole=mole)
+
+    assert owner_api.post(links_url(diagnosis), {"days": 7}).json()["with_earlier_photos"] is False
+    made = owner_api.post(links_url(diagnosis), {"days": 7, "with_earlier_photos": True}, format="json")
+    assert made.status_code == 201 and made.json()["with_earlier_photos"] is True
+    page = Client().get(made.json()["url"]).content.decode()
+    assert f"earlier/{earlier.pk}/" in page
+    listed = owner_api.get("/api/v1/share-links/").json()["results"]
+    assert [row["with_earlier_photos"] for row in listed] == [True, False]
+
+
 # --- the patient's data ------------------------------------------------------------------------
 
 def test_the_data_export_holds_the_links_without_their_tokens(patient_client, patient, make_diagnosis):
@@ -477,7 +562,8 @@ def test_the_data_export_holds_the_links_without_their_tokens(patient_client, pa
     text = archive.read("data.json").decode()
     links = json.loads(text)["diagnoses"][0]["share_links"]
     assert [(link["open_count"], link["revoked_at"] is not None) for link in links] == [(1, False), (0, True)]
-    assert set(links[0]) == {"created_at", "expires_at", "revoked_at", "open_count", "last_opened_at"}
+    assert set(links[0]) == {"created_at", "expires_at", "revoked_at", "with_earlier_photos", "open_count",
+                             "last_opened_at"}
     assert links[0]["last_opened_at"] and links[1]["last_opened_at"] is None
     for secret in (token, other_token, opened.token_hash, withdrawn.token_hash):
         assert secret not in text
