@@ -40,6 +40,7 @@ RISK_ADVICE = {
     "high": "High estimated risk. Please see a dermatologist within 2 weeks; bring this result with you.",
 }
 RISK_COLOURS = {"low": "success", "medium": "warning", "high": "danger"}
+RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 # What ml.quality found wrong with a photo, as the patient reads it ("This photo looks ...").
 PHOTO_ISSUE_NAMES = {"dark": "too dark", "bright": "too bright", "blurry": "out of focus"}
@@ -207,6 +208,17 @@ class Diagnosis(models.Model):
     @property
     def is_pending(self):
         return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    def previous_photo_rated_higher(self):
+        """The mole's finished photo just before this one, when the model put it in a higher risk
+        band and no clinician has reviewed either photo; else None. A lower estimate now does not
+        cancel the earlier one: the model can rate two photos of one mole quite differently."""
+        if self.status != self.Status.DONE or self.risk not in RISK_ORDER or _has_review(self):
+            return None
+        previous = self.earlier_photos_of_mole().select_related("review").last()
+        if previous is None or RISK_ORDER.get(previous.risk, -1) <= RISK_ORDER[self.risk] or _has_review(previous):
+            return None
+        return previous
 
     def earlier_photos_of_mole(self):
         """The finished checks of the same tracked mole taken before this one, oldest first:
@@ -395,3 +407,10 @@ class ShareLink(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state == self.State.ACTIVE
+
+
+def _has_review(diagnosis) -> bool:
+    try:
+        return diagnosis.review is not None
+    except Review.DoesNotExist:
+        return False

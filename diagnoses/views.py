@@ -24,14 +24,13 @@ from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT, TTA_VIEWS
 
 from . import services
 from .forms import HistoryFilterForm, MoleForm, ShareLinkForm, UploadForm
-from .models import Diagnosis, Mole
+from .models import RISK_ORDER, Diagnosis, Mole
 from .throttles import SharedReportRateThrottle, UploadRateThrottle
 
 logger = logging.getLogger(__name__)
 
 HISTORY_PAGE_SIZE = 12
 FILE_FIELDS = {"image": "image/jpeg", "thumbnail": "image/jpeg", "heatmap": "image/png"}
-RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
 # What a share link shows besides the page: the photo and the heatmap, not the thumbnail (the
 # thumbnails of the mole's earlier photos have a route of their own, shared_earlier_photo).
 SHARED_FILE_KINDS = ("image", "heatmap")

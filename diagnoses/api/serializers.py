@@ -138,6 +138,21 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
         return _file_url(diagnosis, "heatmap", self.context.get("request"))
 
 
+class DiagnosisDetailSerializer(DiagnosisSerializer):
+    """One diagnosis read on its own (not in the list: the field costs a query a row)."""
+
+    previous_rated_higher = DiagnosisSummarySerializer(
+        source="previous_photo_rated_higher", allow_null=True, read_only=True,
+        help_text="The mole's photo just before this one, when the model rated it in a higher risk band and no "
+                  "clinician has reviewed either; null otherwise. A lower estimate now does not cancel it: follow "
+                  "that photo's advice until a doctor has seen the mole.",
+    )
+
+    class Meta(DiagnosisSerializer.Meta):
+        fields = (*DiagnosisSerializer.Meta.fields, "previous_rated_higher")
+        read_only_fields = fields
+
+
 class DiagnosisUploadSerializer(serializers.Serializer):
     image = serializers.FileField(help_text=f"{upload_limits()}.")
     mole = serializers.PrimaryKeyRelatedField(

@@ -22,8 +22,8 @@ from ..throttles import TokenRateThrottle, UploadRateThrottle
 from ..views import serve_file, share_url
 from .filters import DiagnosisFilter, StableOrderingFilter
 from .serializers import (
-    MOLE_NAME_TAKEN, DiagnosisSerializer, DiagnosisUploadSerializer, MoleSerializer, ShareLinkCreatedSerializer,
-    ShareLinkCreateSerializer, ShareLinkSerializer, StaffAccessSerializer,
+    MOLE_NAME_TAKEN, DiagnosisDetailSerializer, DiagnosisSerializer, DiagnosisUploadSerializer, MoleSerializer,
+    ShareLinkCreatedSerializer, ShareLinkCreateSerializer, ShareLinkSerializer, StaffAccessSerializer,
 )
 
 
@@ -71,7 +71,7 @@ def _file_action(kind, media_type, description):
             )
         ],
     ),
-    retrieve=extend_schema(responses={200: DiagnosisSerializer, **ERROR_RESPONSES}),
+    retrieve=extend_schema(responses={200: DiagnosisDetailSerializer, **ERROR_RESPONSES}),
     destroy=extend_schema(
         description="Delete the diagnosis and its stored images.", responses={204: None, **ERROR_RESPONSES}
     ),
@@ -89,6 +89,9 @@ class DiagnosisViewSet(
 
     def get_queryset(self):
         return Diagnosis.objects.filter(owner_id=self.request.user.pk).select_related("review")
+
+    def get_serializer_class(self):
+        return DiagnosisDetailSerializer if self.action == "retrieve" else DiagnosisSerializer
 
     def get_throttles(self):
         if self.action == "create":

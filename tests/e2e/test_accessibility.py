@@ -32,6 +32,7 @@ def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, reviewer, mak
     result = make_diagnosis(owner, risk="high", mole=mole, age_days=100)
     Diagnosis.objects.filter(pk=result.pk).update(photo_issues=["dark"])  # its warnings are checked too
     pending = make_diagnosis(owner, status="queued")
+    lower = make_diagnosis(owner, risk="low", mole=mole, age_days=50)  # says the photo before was rated higher
     services.staff_access_record(staff=reviewer, patient=owner, record=StaffAccess.Record.CASE, diagnosis=result)
     services.staff_access_record(staff=reviewer, patient=owner, record=StaffAccess.Record.MOLE, mole=mole)
     # the result page lists its links; the shared report shows the mole's earlier photo
@@ -49,7 +50,7 @@ def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, reviewer, mak
         reports.append(results.generate_report() if lines else "")
     sign_in(page, site, "patient", "correct horse battery")
     for path in [
-        "/diagnoses/new/", f"/diagnoses/{result.pk}/", f"/diagnoses/{pending.pk}/", f"/diagnoses/{result.pk}/report/",
+        "/diagnoses/new/", f"/diagnoses/{result.pk}/", f"/diagnoses/{lower.pk}/", f"/diagnoses/{pending.pk}/", f"/diagnoses/{result.pk}/report/",
         f"/diagnoses/{result.pk}/delete/", "/diagnoses/", "/diagnoses/moles/", f"/diagnoses/moles/{mole.pk}/",
         f"/diagnoses/moles/{mole.pk}/edit/", f"/diagnoses/moles/{mole.pk}/compare/", "/accounts/", "/accounts/email/", "/accounts/password/",
         "/accounts/delete/", "/accounts/access/",

@@ -382,3 +382,42 @@ def test_it_flashes_a_message_on_sign_in_and_sign_out(client, owner):
     assert "Signed in as patient" in response.content.decode()
     response = client.post(reverse("logout"), follow=True)
     assert "You are signed out" in response.content.decode()
+
+
+# --- a lower estimate after a higher one ----------------------------------------------------------
+
+def test_it_keeps_the_earlier_advice_when_a_later_photo_is_rated_lower(owner_client, owner, api_client):
+    from rest_framework.authtoken.models import Token
+
+    mole = Mole.objects.create(owner=owner, name="Right forearm")
+    high = make_diagnosis(owner, mole=mole, risk="high", malignant=0.64, days_ago=20)
+    make_diagnosis(owner, mole=mole, status="failed", days_ago=10)  # no result: not the one compared
+    low = make_diagnosis(owner, mole=mole, risk="low", malignant=0.02, days_ago=1)
+
+    page = owner_client.get(low.get_absolute_url()).content.decode()
+    note = page.split('data-testid="previous-rated-higher"')[1].split("</div>")[0]
+    assert "The photo before this one was rated higher" in note and "high risk" in note and "64.0%" in note
+    assert "Please see a dermatologist within 2 weeks" in note and high.get_absolute_url() in note
+    assert "Follow the advice for the earlier photo above; for this photo alone it would be: Low estimated risk" in page
+    assert 'data-testid="previous-rated-higher"' not in owner_client.get(high.get_absolute_url()).content.decode()
+
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")
+    body = api_client.get(f"/api/v1/diagnoses/{low.pk}/").json()
+    assert body["previous_rated_higher"]["id"] == str(high.pk) and body["previous_rated_higher"]["risk"] == "high"
+    assert api_client.get(f"/api/v1/diagnoses/{high.pk}/").json()["previous_rated_higher"] is None
+
+
+@pytest.mark.parametrize("case", ["rated lower before", "same band", "earlier reviewed", "this one reviewed",
+                                  "another mole", "untracked"])
+def test_it_says_nothing_when_no_unreviewed_earlier_photo_was_rated_higher(owner_client, owner, case):
+    mole = Mole.objects.create(owner=owner, name="Right forearm")
+    earlier_risk = {"rated lower before": "low", "same band": "medium"}.get(case, "high")
+    earlier_mole = Mole.objects.create(owner=owner, name="Back") if case == "another mole" else mole
+    earlier = make_diagnosis(owner, mole=earlier_mole, risk=earlier_risk, malignant=0.5, days_ago=20)
+    later = make_diagnosis(owner, mole=None if case == "untracked" else mole, risk="medium", malignant=0.3, days_ago=1)
+    reviewed = {"earlier reviewed": earlier, "this one reviewed": later}.get(case)
+    if reviewed:
+        Review.objects.create(diagnosis=reviewed, verdict="agree", recommendation="monitor", reviewed_at=timezone.now())
+
+    assert later.previous_photo_rated_higher() is None
+    assert 'data-testid="previous-rated-higher"' not in owner_client.get(later.get_absolute_url()).content.decode()
