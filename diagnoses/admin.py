@@ -107,6 +107,8 @@ class ReviewForm(forms.ModelForm):
         cleaned = super().clean()
         if cleaned.get("verdict") == Review.Verdict.DISAGREE and not cleaned.get("label"):
             self.add_error("label", "Give your own label when you disagree with the model.")
+        if cleaned.get("verdict") == Review.Verdict.UNCLEAR and cleaned.get("label"):
+            self.add_error("label", "Leave the label empty when you cannot tell from this photo.")
         return cleaned
 
 

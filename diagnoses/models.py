@@ -211,12 +211,16 @@ class Diagnosis(models.Model):
 
     def previous_photo_rated_higher(self):
         """The mole's finished photo just before this one, when the model put it in a higher risk
-        band and no clinician has reviewed either photo; else None. A lower estimate now does not
-        cancel the earlier one: the model can rate two photos of one mole quite differently."""
-        if self.status != self.Status.DONE or self.risk not in RISK_ORDER or _has_review(self):
+        band, no clinician has reviewed this one and none has judged that one (a review that
+        could not tell from the photo leaves it standing); else None. A lower estimate now does
+        not cancel the earlier one: the model can rate two photos of one mole quite differently."""
+        if self.status != self.Status.DONE or self.risk not in RISK_ORDER or _review(self) is not None:
             return None
         previous = self.earlier_photos_of_mole().select_related("review").last()
-        if previous is None or RISK_ORDER.get(previous.risk, -1) <= RISK_ORDER[self.risk] or _has_review(previous):
+        if previous is None or RISK_ORDER.get(previous.risk, -1) <= RISK_ORDER[self.risk]:
+            return None
+        review = _review(previous)
+        if review is not None and review.verdict != Review.Verdict.UNCLEAR:
             return None
         return previous
 
@@ -290,10 +294,14 @@ class Review(models.Model):
     class Verdict(models.TextChoices):
         AGREE = "agree", "Agree with the model"
         DISAGREE = "disagree", "Disagree with the model"
+        # The photo does not show enough to agree or disagree (blur, glare, framing): no label,
+        # and left out of the agreement figures.
+        UNCLEAR = "unclear", "Cannot tell from this photo"
 
     class Recommendation(models.TextChoices):
         ROUTINE = "routine", "Routine check"
         MONITOR = "monitor", "Monitor for changes"
+        NEW_PHOTO = "new_photo", "Take a new photo"
         DERMATOLOGIST_SOON = "dermatologist_soon", "See a dermatologist soon"
         URGENT = "urgent", "Urgent: see a doctor now"
 
@@ -319,6 +327,10 @@ class Review(models.Model):
     @property
     def is_pressing(self):
         return self.recommendation in (self.Recommendation.DERMATOLOGIST_SOON, self.Recommendation.URGENT)
+
+    @property
+    def asks_for_new_photo(self):
+        return self.recommendation == self.Recommendation.NEW_PHOTO
 
 
 class StaffAccess(models.Model):
@@ -409,8 +421,9 @@ class ShareLink(models.Model):
         return self.state == self.State.ACTIVE
 
 
-def _has_review(diagnosis) -> bool:
+def _review(diagnosis):
+    """The diagnosis' review, or None."""
     try:
-        return diagnosis.review is not None
+        return diagnosis.review
     except Review.DoesNotExist:
-        return False
+        return None

@@ -452,10 +452,13 @@ def review_save(
     """Record (or correct) a clinician's review; stamps the reviewer and the time, and (unless
     notify is False, for a caller that notifies itself) queues the patient's e-mail.
 
-    Agreeing without a label means the clinician's label is the model's predicted class.
+    Agreeing without a label means the clinician's label is the model's predicted class; "cannot
+    tell from this photo" (Review.Verdict.UNCLEAR) takes no label.
     """
     if diagnosis.status != Diagnosis.Status.DONE:
         raise ValueError("Only a finished diagnosis can be reviewed.")
+    if verdict == Review.Verdict.UNCLEAR and label:
+        raise ValueError("A review that cannot tell from the photo takes no label.")
     if verdict == Review.Verdict.AGREE and not label:
         label = diagnosis.predicted_class
     review, created = Review.objects.update_or_create(
@@ -667,7 +670,8 @@ def _share(hits, of):
 
 
 def _agreement_figures(version: str, reviews: list[Review]) -> dict:
-    labelled = [review for review in reviews if review.label]
+    judged = [review for review in reviews if review.verdict != Review.Verdict.UNCLEAR]
+    labelled = [review for review in judged if review.label]
     malignant = np.array([review.label in MALIGNANT for review in labelled], dtype=bool)
     risks = np.array([review.diagnosis.risk for review in labelled])
     probabilities = np.array([review.diagnosis.malignant_probability for review in labelled], dtype=float)
@@ -681,7 +685,9 @@ def _agreement_figures(version: str, reviews: list[Review]) -> dict:
         "version": version,
         "reviews": len(reviews),
         "last_reviewed_at": reviews[0].reviewed_at,
-        "verdict_agree": _share([r.verdict == Review.Verdict.AGREE for r in reviews], reviews),
+        # of the reviews with a verdict: a photo the clinician could not read says nothing of the model
+        "unclear": len(reviews) - len(judged),
+        "verdict_agree": _share([r.verdict == Review.Verdict.AGREE for r in judged], judged),
         "labelled": len(labelled),
         "same_class": _share([r.label == r.diagnosis.predicted_class for r in labelled], labelled),
         "malignant": int(malignant.sum()),

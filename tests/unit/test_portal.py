@@ -407,6 +407,17 @@ def test_it_keeps_the_earlier_advice_when_a_later_photo_is_rated_lower(owner_cli
     assert api_client.get(f"/api/v1/diagnoses/{high.pk}/").json()["previous_rated_higher"] is None
 
 
+def test_a_review_that_cannot_tell_leaves_the_higher_rating_standing(owner, reviewer):
+    from diagnoses import services
+
+    mole = Mole.objects.create(owner=owner, name="Right forearm")
+    high = make_diagnosis(owner, mole=mole, risk="high", malignant=0.64, days_ago=20)
+    low = make_diagnosis(owner, mole=mole, risk="low", malignant=0.02, days_ago=1)
+    services.review_save(diagnosis=high, reviewer=reviewer, verdict="unclear", recommendation="new_photo",
+                         notify=False)
+    assert low.previous_photo_rated_higher() == high
+
+
 @pytest.mark.parametrize("case", ["rated lower before", "same band", "earlier reviewed", "this one reviewed",
                                   "another mole", "untracked"])
 def test_it_says_nothing_when_no_unreviewed_earlier_photo_was_rated_higher(owner_client, owner, case):

@@ -103,6 +103,23 @@ def test_it_requires_a_label_when_the_clinician_disagrees(reviewer_client, owner
     assert not Review.objects.exists()
 
 
+def test_it_takes_no_label_when_the_clinician_cannot_tell_from_the_photo(reviewer_client, reviewer, owner,
+                                                                         make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    response = reviewer_client.post(change_url(diagnosis),
+                                    review_post(verdict="unclear", label="mel", recommendation="new_photo"))
+    assert response.status_code == 200
+    assert "Leave the label empty when you cannot tell from this photo." in response.content.decode()
+    assert not Review.objects.exists()
+    with pytest.raises(ValueError):
+        services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="unclear", label="mel",
+                             recommendation="new_photo")
+
+    reviewer_client.post(change_url(diagnosis), review_post(verdict="unclear", recommendation="new_photo"))
+    saved = Review.objects.get(diagnosis=diagnosis)
+    assert (saved.verdict, saved.label, saved.recommendation) == ("unclear", "", "new_photo")
+
+
 def test_it_refuses_to_review_an_unfinished_diagnosis(reviewer, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, status="queued")
     with pytest.raises(ValueError):
@@ -134,6 +151,24 @@ def test_it_shows_the_review_to_the_patient_prominently_when_pressing(reviewer_c
 
     status = owner_client.get(reverse("diagnoses:status", args=[diagnosis.pk])).json()
     assert "See a dermatologist soon" in status["html"]
+
+
+def test_it_offers_the_patient_an_upload_when_the_clinician_asks_for_a_new_photo(reviewer, owner_client, owner,
+                                                                                  make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left calf")
+    diagnosis = make_diagnosis(owner, risk="high", mole=mole)
+    services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="unclear", recommendation="new_photo",
+                         note="The photo is blurred.", notify=False)
+    html = owner_client.get(diagnosis.get_absolute_url()).content.decode()
+    assert "Take a new photo" in html and "The photo is blurred." in html
+    assert f'href="{reverse("diagnoses:new")}?mole={mole.pk}">Upload a new photo of Left calf</a>' in html
+    report = owner_client.get(reverse("diagnoses:report", args=[diagnosis.pk])).content.decode()
+    assert "Take a new photo" in report and "cannot tell from this photo" in report
+
+    other = make_diagnosis(owner, risk="high")
+    services.review_save(diagnosis=other, reviewer=reviewer, verdict="agree", recommendation="dermatologist_soon",
+                         notify=False)
+    assert "Upload a new photo" not in owner_client.get(other.get_absolute_url()).content.decode()
 
 
 def test_it_shows_no_review_before_a_clinician_has_looked(owner_client, owner, make_diagnosis):

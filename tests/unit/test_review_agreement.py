@@ -97,3 +97,16 @@ def test_it_splits_the_malignant_ones_flagged_by_the_photo_check(owner, reviewer
     assert figures["malignant_flagged_poor_photo"] == pytest.approx(0.5)
     page = reviewer_client.get(AGREEMENT).content.decode()
     assert "67% of 3" in page and "50% of 2" in page
+
+
+def test_it_counts_apart_the_photos_the_clinicians_could_not_tell_from(reviewed, owner, reviewer, make_diagnosis,
+                                                                       reviewer_client):
+    review(make_diagnosis(owner, risk="high"), reviewer, "unclear", "")
+    review(make_diagnosis(owner, risk="low"), reviewer, "unclear", "")
+
+    current, _ = services.review_agreement()
+    assert current["reviews"] == 7 and current["unclear"] == 2
+    assert current["verdict_agree"] == pytest.approx(0.4)  # 2 of the 5 with a verdict, as before
+    assert current["labelled"] == 4 and sum(map(sum, current["confusion"])) == 4
+    page = reviewer_client.get(AGREEMENT).content.decode()
+    assert "“Cannot tell from this photo”</th><td>2 (not counted below)" in page
