@@ -341,7 +341,7 @@ def serve_file(diagnosis, kind):
 @login_required
 @require_GET
 def mole_list(request):
-    newest_first = Diagnosis.objects.order_by("-created_at")
+    newest_first = Diagnosis.objects.select_related("review").order_by("-created_at")  # the latest's review asks?
     moles = (
         Mole.objects.filter(owner=request.user).with_last_photo()
         .annotate(photo_count=Count("diagnoses"))

@@ -171,6 +171,22 @@ def test_it_offers_the_patient_an_upload_when_the_clinician_asks_for_a_new_photo
     assert "Upload a new photo" not in owner_client.get(other.get_absolute_url()).content.decode()
 
 
+def test_the_moles_pages_say_a_new_photo_was_asked_for_until_one_is_uploaded(reviewer, owner_client, owner,
+                                                                             make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left calf")
+    diagnosis = make_diagnosis(owner, risk="medium", mole=mole, age_days=3)
+    services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="unclear", recommendation="new_photo",
+                         note="Too much glare.", notify=False)
+    page = owner_client.get(mole.get_absolute_url()).content.decode()
+    assert "A clinician asked for a new photo of this mole" in page and "“Too much glare.”" in page
+    assert f'href="{reverse("diagnoses:new")}?mole={mole.pk}">Upload it now</a>' in page
+    assert "A clinician asked for a new photo" in owner_client.get(reverse("diagnoses:moles")).content.decode()
+
+    make_diagnosis(owner, risk="low", mole=mole)  # the new photo
+    assert "asked for a new photo" not in owner_client.get(mole.get_absolute_url()).content.decode()
+    assert "asked for a new photo" not in owner_client.get(reverse("diagnoses:moles")).content.decode()
+
+
 def test_it_shows_no_review_before_a_clinician_has_looked(owner_client, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="high")
     html = owner_client.get(reverse("diagnoses:detail", args=[diagnosis.pk])).content.decode()
