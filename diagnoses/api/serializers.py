@@ -171,15 +171,24 @@ class MoleSerializer(serializers.ModelSerializer):
         read_only=True, allow_null=True,
         help_text="The day a new photo is due (recheck_months after the last one), or null without reminders.",
     )
+    new_photo_requested = serializers.SerializerMethodField(
+        help_text="A clinician reviewing the latest photo asked for a new one (its review's recommendation is "
+                  "`new_photo`); false again once a newer photo is uploaded.")
 
     class Meta:
         model = Mole
-        fields = ("id", "url", "name", "body_site", "recheck_months", "next_photo_due", "created_at", "diagnoses")
-        read_only_fields = ("id", "url", "created_at", "diagnoses")
+        fields = ("id", "url", "name", "body_site", "recheck_months", "next_photo_due", "new_photo_requested",
+                  "created_at", "diagnoses")
+        read_only_fields = ("id", "url", "new_photo_requested", "created_at", "diagnoses")
         # A wrong body site names the right ones: a client should not have to read the schema.
         extra_kwargs = {"body_site": {"error_messages": {"invalid_choice": (
             '"{input}" is not a body site we know: use one of '
             + ", ".join(f'"{code}"' for code, _ in BODY_SITES) + ".")}}}
+
+    def get_new_photo_requested(self, mole) -> bool:
+        photos = list(mole.diagnoses.all())  # prefetched, oldest first, with their reviews
+        review = getattr(photos[-1], "review", None) if photos else None
+        return bool(review and review.asks_for_new_photo)
 
     def validate_name(self, name):
         name = name.strip()

@@ -153,7 +153,7 @@ class MoleViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        timeline = Prefetch("diagnoses", queryset=Diagnosis.objects.order_by("created_at"))
+        timeline = Prefetch("diagnoses", queryset=Diagnosis.objects.select_related("review").order_by("created_at"))
         # order_by again: a model's default ordering is dropped from a query with an aggregate
         moles = Mole.objects.filter(owner_id=self.request.user.pk).with_last_photo().order_by("name")
         return moles.prefetch_related(timeline)

@@ -193,3 +193,22 @@ def test_it_answers_401_to_anonymous_mole_requests(api_client, owner):
     assert api_client.delete(detail(mole)).status_code == 401
     assert Mole.objects.get().name == "Back"
     assert not Diagnosis.objects.exists()
+
+
+def test_it_says_when_a_clinician_asked_for_a_new_photo_of_a_mole(owner_api, owner, reviewer, make_diagnosis,
+                                                                   django_assert_max_num_queries):
+    mole = services.mole_create(owner=owner, name="Left calf")
+    reviewed = make_diagnosis(owner, mole=mole, age_days=3)
+    services.review_save(diagnosis=reviewed, reviewer=reviewer, verdict="unclear", recommendation="new_photo",
+                         notify=False)
+    other = services.mole_create(owner=owner, name="Back")
+    services.review_save(diagnosis=make_diagnosis(owner, mole=other), reviewer=reviewer, verdict="agree",
+                         recommendation="routine", notify=False)
+    services.mole_create(owner=owner, name="No photo yet")
+
+    with django_assert_max_num_queries(4):  # the reviews come with the photos
+        listed = {m["name"]: m["new_photo_requested"] for m in owner_api.get(LIST).json()["results"]}
+    assert listed == {"Left calf": True, "Back": False, "No photo yet": False}
+
+    make_diagnosis(owner, mole=mole)  # the new photo
+    assert owner_api.get(detail(mole)).json()["new_photo_requested"] is False
