@@ -469,11 +469,19 @@ def _thumbnail_strip(diagnoses):
                 f"{diagnosis.created_at:%d %b %Y}",
                 f"{diagnosis.created_at:%d %b %Y}",
                 diagnosis.get_risk_display() or diagnosis.get_status_display(),
-                " · reviewed" if _has_current_review(diagnosis) else "",
+                _review_mark(diagnosis),
             )
             for diagnosis in diagnoses
         ),
     )
+
+
+def _review_mark(diagnosis):
+    """How a photo in the strip was reviewed: the reason for a photo that follows it, when the
+    clinician asked for a new one."""
+    if not _has_current_review(diagnosis):
+        return ""
+    return " · new photo asked for" if diagnosis.review.asks_for_new_photo else " · reviewed"
 
 
 @admin.register(Mole)

@@ -250,10 +250,14 @@ def test_it_shows_the_earlier_photos_of_the_same_mole(reviewer_client, owner, ma
     later = make_diagnosis(owner, risk="high", mole=mole, age_days=0)
     unrelated = make_diagnosis(owner, risk="low", age_days=90)
 
+    services.review_save(diagnosis=first, reviewer=None, verdict="agree", recommendation="routine", notify=False)
+    services.review_save(diagnosis=second, reviewer=None, verdict="unclear", recommendation="new_photo", notify=False)
+
     html = reviewer_client.get(change_url(current)).content.decode()
     for earlier in (first, second):
         assert change_url(earlier) in html
         assert reverse("diagnoses:file", args=[earlier.pk, "thumbnail"]) in html
+    assert "Low · reviewed</small>" in html and "Medium · new photo asked for</small>" in html  # why this one followed
     assert change_url(later) not in html
     assert change_url(unrelated) not in html
     assert reverse("admin:diagnoses_mole_change", args=[mole.pk]) in html
