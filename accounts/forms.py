@@ -1,6 +1,9 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, UserCreationForm
 from django.db import transaction
+from django.urls import reverse_lazy
+from django.utils import timezone
+from django.utils.text import format_lazy
 
 from .models import User
 
@@ -20,9 +23,22 @@ class SignUpForm(NoColonMixin, UserCreationForm):
         "your checks (you can turn that off on your account page).",
     )
 
+    consent = forms.BooleanField(
+        label="I agree that molesite keeps my photos and results, which are health data, to estimate the risk "
+              "of my moles, show them to me, and let the clinic's clinicians review them.",
+        help_text=format_lazy('How they are kept, who sees them and how to remove them: '
+                              '<a href="{}" target="_blank" rel="noopener">the privacy notice</a> (opens in a new tab).',
+                              reverse_lazy("privacy")),
+        error_messages={"required": "Tick this box to create an account: molesite cannot check a photo without it."},
+    )
+
     class Meta(UserCreationForm.Meta):
         model = User
         fields = ("username", "email")
+
+    def save(self, commit=True):
+        self.instance.consented_at = timezone.now()
+        return super().save(commit=commit)
 
 
 class LoginForm(NoColonMixin, AuthenticationForm):

@@ -26,6 +26,10 @@ class User(AbstractUser):
         help_text="For clinicians at the review desk: counts by risk and a link to the queue, no patient data.",
     )
 
+    # When the patient ticked the sign-up box agreeing to the privacy notice (templates/privacy.html):
+    # photos and results are health data. Null for accounts made another way (staff, scripts).
+    consented_at = models.DateTimeField("agreed to the privacy notice", null=True, blank=True, editable=False)
+
     objects = MolesiteUserManager()
 
     @property

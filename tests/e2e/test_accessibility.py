@@ -43,7 +43,7 @@ def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, reviewer, mak
     axe = Axe()
     found, reports = [], []
 
-    for path in ["/", "/accounts/signup/", "/accounts/login/", "/accounts/password/reset/", "/about/model/",
+    for path in ["/", "/accounts/signup/", "/accounts/login/", "/accounts/password/reset/", "/about/model/", "/privacy/",
                  f"/shared/{shared_token}/", f"/shared/{withdrawn_token}/"]:
         lines, results = violations(page, axe, site + path)
         found += lines

@@ -38,6 +38,7 @@ def sign_up(page, site, username="ana"):
     page.get_by_label("Email").fill(f"{username}@example.com")
     page.locator("[name=password1]").fill(PASSWORD)
     page.locator("[name=password2]").fill(PASSWORD)
+    page.get_by_label("I agree that molesite keeps my photos").check()
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_text(f"Welcome, {username}!")).to_be_visible()
 

@@ -13,6 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole
@@ -44,19 +45,41 @@ def done_diagnosis(owner, jpeg_bytes, *, risk="low", malignant=0.08, mole=None):
 
 # --- accounts -------------------------------------------------------------------------------
 
+SIGN_UP = {"username": "ana", "email": "ana@example.com", "password1": "a long pass phrase",
+           "password2": "a long pass phrase", "consent": "on"}
+
+
 def test_it_signs_up_and_logs_the_patient_in(client, django_user_model):
-    response = client.post(
-        reverse("signup"),
-        {"username": "ana", "email": "ana@example.com", "password1": "a long pass phrase", "password2": "a long pass phrase"},
-    )
+    before = timezone.now()
+    response = client.post(reverse("signup"), SIGN_UP)
     assert response.status_code == 302
-    assert django_user_model.objects.get(username="ana").email == "ana@example.com"
+    user = django_user_model.objects.get(username="ana")
+    assert user.email == "ana@example.com" and before <= user.consented_at <= timezone.now()
     assert client.get(reverse("diagnoses:list")).status_code == 200
+    assert f"You agreed to it on {date_format(timezone.localtime(user.consented_at))}." in client.get(
+        reverse("account")).content.decode()
+
+
+def test_it_asks_for_the_agreement_to_the_privacy_notice_before_making_an_account(client, django_user_model):
+    page = client.get(reverse("signup")).content.decode()
+    assert 'name="consent"' in page and f'<a href="{reverse("privacy")}"' in page
+    response = client.post(reverse("signup"), {**SIGN_UP, "consent": ""})
+    assert response.status_code == 200
+    assert "Tick this box to create an account" in response.content.decode()
+    assert not django_user_model.objects.filter(username="ana").exists()
+
+
+def test_anyone_reads_the_privacy_notice_from_every_page(client):
+    page = client.get(reverse("privacy")).content.decode()
+    assert "Privacy notice" in page and "health data" in page
+    for heading in ("What is kept", "Who can see it", "Improving the model", "How long, and how to take it back"):
+        assert heading in page
+    assert f'href="{reverse("privacy")}"' in client.get(reverse("home")).content.decode()
 
 
 def test_it_refuses_a_sign_up_with_mismatched_passwords(client, django_user_model):
     response = client.post(
-        reverse("signup"), {"username": "ana", "email": "ana@example.com", "password1": "a long pass phrase", "password2": "other"}
+        reverse("signup"), {**SIGN_UP, "password2": "other"}
     )
     assert response.status_code == 200
     assert b"password fields" in response.content.lower()
