@@ -16,6 +16,19 @@ class NoColonMixin:
         super().__init__(*args, **kwargs)
 
 
+def consent_field():
+    """The agreement to the privacy notice: at sign-up, and at the next sign-in of an account
+    made without it (AgreeForm)."""
+    return forms.BooleanField(
+        label="I agree that molesite keeps my photos and results, which are health data, to estimate the risk "
+              "of my moles, show them to me, and let the clinic's clinicians review them.",
+        help_text=format_lazy('How they are kept, who sees them and how to remove them: '
+                              '<a href="{}" target="_blank" rel="noopener">the privacy notice</a> (opens in a new tab).',
+                              reverse_lazy("privacy")),
+        error_messages={"required": "Tick this box to go on: molesite cannot check a photo without it."},
+    )
+
+
 class SignUpForm(NoColonMixin, UserCreationForm):
     email = forms.EmailField(
         required=True,
@@ -23,14 +36,7 @@ class SignUpForm(NoColonMixin, UserCreationForm):
         "your checks (you can turn that off on your account page).",
     )
 
-    consent = forms.BooleanField(
-        label="I agree that molesite keeps my photos and results, which are health data, to estimate the risk "
-              "of my moles, show them to me, and let the clinic's clinicians review them.",
-        help_text=format_lazy('How they are kept, who sees them and how to remove them: '
-                              '<a href="{}" target="_blank" rel="noopener">the privacy notice</a> (opens in a new tab).',
-                              reverse_lazy("privacy")),
-        error_messages={"required": "Tick this box to create an account: molesite cannot check a photo without it."},
-    )
+    consent = consent_field()
 
     class Meta(UserCreationForm.Meta):
         model = User
@@ -43,6 +49,10 @@ class SignUpForm(NoColonMixin, UserCreationForm):
 
 class LoginForm(NoColonMixin, AuthenticationForm):
     pass
+
+
+class AgreeForm(NoColonMixin, forms.Form):
+    consent = consent_field()
 
 
 class ChangePasswordForm(NoColonMixin, PasswordChangeForm):

@@ -11,6 +11,7 @@ urlpatterns = [
     path("email/", views.email_change, name="email_change"),
     path("email/confirm/<str:token>/", views.email_change_confirm, name="email_change_confirm"),
     path("signup/", views.signup, name="signup"),
+    path("agree/", views.agree, name="agree"),
     path("two-step/", views.two_step, name="two_step"),
     path("login/", views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),

@@ -2,6 +2,7 @@ import base64
 import hashlib
 import logging
 import tempfile
+from urllib.parse import urlencode
 
 import django_otp
 import segno
@@ -26,7 +27,8 @@ from diagnoses.models import ShareLink
 from molesite.mail import send_templated_mail
 
 from .forms import (
-    ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, NotificationsForm, SecondStepForm, SignUpForm,
+    AgreeForm, ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, NotificationsForm, SecondStepForm,
+    SignUpForm,
 )
 
 # A data export is built in memory up to this size and in a temporary file beyond it.
@@ -56,7 +58,33 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         response = super().form_valid(form)
         messages.success(self.request, f"Signed in as {form.get_user().username}.")
+        if needs_agreement(form.get_user()):
+            return redirect(f"{reverse('agree')}?{urlencode({'next': self.get_success_url()})}")
         return response
+
+
+def needs_agreement(user) -> bool:
+    """A patient whose account was made without agreeing to the privacy notice (before sign-up
+    asked for it, or by an administrator): asked at each sign-in until they agree. Staff are not."""
+    return not user.is_staff and user.consented_at is None
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def agree(request):
+    """The agreement to the privacy notice that sign-up asks for, for an account that lacks it."""
+    next_url = request.POST.get("next") or request.GET.get("next") or reverse("diagnoses:list")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        next_url = reverse("diagnoses:list")
+    if not needs_agreement(request.user):
+        return redirect(next_url)
+    form = AgreeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        request.user.consented_at = timezone.now()
+        request.user.save(update_fields=["consented_at"])
+        return redirect(next_url)
+    return render(request, "accounts/agree.html", {"form": form, "next": next_url})
 
 
 class LogoutView(auth_views.LogoutView):

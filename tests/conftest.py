@@ -63,12 +63,19 @@ def failing_first(times: int, send):
 
 @pytest.fixture
 def owner(django_user_model):
-    return django_user_model.objects.create_user("patient", "patient@example.com", "correct horse battery")
+    """A patient who signed up (agreeing to the privacy notice, as sign-up asks)."""
+    from django.utils import timezone
+
+    return django_user_model.objects.create_user("patient", "patient@example.com", "correct horse battery",
+                                                 consented_at=timezone.now())
 
 
 @pytest.fixture
 def outsider(django_user_model):
-    return django_user_model.objects.create_user("outsider", "outsider@example.com", "another long secret")
+    from django.utils import timezone
+
+    return django_user_model.objects.create_user("outsider", "outsider@example.com", "another long secret",
+                                                 consented_at=timezone.now())
 
 
 def reset_password_by_email(client, mailoutbox, email, new_password):

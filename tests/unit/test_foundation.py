@@ -65,8 +65,35 @@ def test_it_asks_for_the_agreement_to_the_privacy_notice_before_making_an_accoun
     assert 'name="consent"' in page and f'<a href="{reverse("privacy")}"' in page
     response = client.post(reverse("signup"), {**SIGN_UP, "consent": ""})
     assert response.status_code == 200
-    assert "Tick this box to create an account" in response.content.decode()
+    assert "Tick this box to go on" in response.content.decode()
     assert not django_user_model.objects.filter(username="ana").exists()
+
+
+def test_it_asks_an_account_made_without_the_agreement_at_sign_in_until_it_agrees(client, owner, django_user_model):
+    django_user_model.objects.filter(pk=owner.pk).update(consented_at=None)  # made before sign-up asked
+    response = client.post(reverse("login") + "?next=/diagnoses/moles/",
+                           {"username": "patient", "password": "correct horse battery"})
+    agree = f"{reverse('agree')}?next=%2Fdiagnoses%2Fmoles%2F"
+    assert response.status_code == 302 and response["Location"] == agree
+    page = client.get(agree).content.decode()
+    assert "Before you go on" in page and 'name="consent"' in page and reverse("account_delete") in page
+
+    refused = client.post(reverse("agree"), {"next": "/diagnoses/moles/"})
+    assert refused.status_code == 200 and "Tick this box to go on" in refused.content.decode()
+    assert django_user_model.objects.get(pk=owner.pk).consented_at is None
+    done = client.post(reverse("agree"), {"next": "/diagnoses/moles/", "consent": "on"})
+    assert done.status_code == 302 and done["Location"] == "/diagnoses/moles/"
+    assert django_user_model.objects.get(pk=owner.pk).consented_at is not None
+
+    client.post(reverse("logout"))
+    again = client.post(reverse("login"), {"username": "patient", "password": "correct horse battery"})
+    assert again["Location"] == reverse("diagnoses:list")  # not asked again once agreed
+    assert client.get(reverse("agree") + "?next=https://elsewhere.example/")["Location"] == reverse("diagnoses:list")
+
+
+def test_it_does_not_ask_staff_to_agree(client, reviewer):
+    response = client.post(reverse("login"), {"username": "dr-reviewer", "password": "a long clinic secret"})
+    assert reverse("agree") not in response["Location"]
 
 
 def test_anyone_reads_the_privacy_notice_from_every_page(client):
