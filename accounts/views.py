@@ -18,13 +18,13 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from diagnoses import services
 from diagnoses.models import ShareLink
 from molesite.mail import send_templated_mail
+from molesite.redirects import safe_next_url
 
 from .forms import (
     AgreeForm, ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, NotificationsForm, SecondStepForm,
@@ -73,10 +73,8 @@ def needs_agreement(user) -> bool:
 @require_http_methods(["GET", "POST"])
 def agree(request):
     """The agreement to the privacy notice that sign-up asks for, for an account that lacks it."""
-    next_url = request.POST.get("next") or request.GET.get("next") or reverse("diagnoses:list")
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
-                                           require_https=request.is_secure()):
-        next_url = reverse("diagnoses:list")
+    next_url = safe_next_url(request, request.POST.get("next") or request.GET.get("next"),
+                             reverse("diagnoses:list"))
     if not needs_agreement(request.user):
         return redirect(next_url)
     form = AgreeForm(request.POST or None)
@@ -278,10 +276,7 @@ def two_step(request):
     setting that app up with a QR code. Patients have no second step."""
     if not request.user.is_staff:
         raise Http404
-    next_url = request.GET.get("next", "")
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
-                                           require_https=request.is_secure()):
-        next_url = reverse("admin:index")
+    next_url = safe_next_url(request, request.GET.get("next"), reverse("admin:index"))
     if request.user.is_verified():
         return redirect(next_url)
     if django_otp.user_has_device(request.user):

@@ -56,10 +56,8 @@ def _change_url(obj):
 
 def _has_current_review(diagnosis):
     """The Python side of IS_REVIEWED: a review, and not of an earlier result."""
-    try:
-        return not diagnosis.review.is_of_an_earlier_result
-    except Review.DoesNotExist:
-        return False
+    review = diagnosis.review_or_none
+    return review is not None and not review.is_of_an_earlier_result
 
 
 def pseudonym(kind: str, value) -> str:
@@ -481,7 +479,7 @@ def _review_mark(diagnosis):
     clinician asked for a new one."""
     if not _has_current_review(diagnosis):
         return ""
-    return " · new photo asked for" if diagnosis.review.asks_for_new_photo else " · reviewed"
+    return " · new photo asked for" if diagnosis.new_photo_asked_for else " · reviewed"
 
 
 @admin.register(Mole)

@@ -209,17 +209,30 @@ class Diagnosis(models.Model):
     def is_pending(self):
         return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
+    @property
+    def review_or_none(self):
+        try:
+            return self.review
+        except Review.DoesNotExist:
+            return None
+
+    @property
+    def new_photo_asked_for(self) -> bool:
+        """A clinician reviewing this photo asked for a new one (Review.Recommendation.NEW_PHOTO)."""
+        review = self.review_or_none
+        return review is not None and review.asks_for_new_photo
+
     def previous_photo_rated_higher(self):
         """The mole's finished photo just before this one, when the model put it in a higher risk
         band, no clinician has reviewed this one and none has judged that one (a review that
         could not tell from the photo leaves it standing); else None. A lower estimate now does
         not cancel the earlier one: the model can rate two photos of one mole quite differently."""
-        if self.status != self.Status.DONE or self.risk not in RISK_ORDER or _review(self) is not None:
+        if self.status != self.Status.DONE or self.risk not in RISK_ORDER or self.review_or_none is not None:
             return None
         previous = self.earlier_photos_of_mole().select_related("review").last()
         if previous is None or RISK_ORDER.get(previous.risk, -1) <= RISK_ORDER[self.risk]:
             return None
-        review = _review(previous)
+        review = previous.review_or_none
         if review is not None and review.verdict != Review.Verdict.UNCLEAR:
             return None
         return previous
@@ -420,10 +433,3 @@ class ShareLink(models.Model):
     def is_active(self) -> bool:
         return self.state == self.State.ACTIVE
 
-
-def _review(diagnosis):
-    """The diagnosis' review, or None."""
-    try:
-        return diagnosis.review
-    except Review.DoesNotExist:
-        return None

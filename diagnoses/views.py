@@ -15,12 +15,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.formats import date_format
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.timezone import localtime
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT, TTA_VIEWS
+from molesite.redirects import safe_next_url
 
 from . import services
 from .forms import HistoryFilterForm, MoleForm, ShareLinkForm, UploadForm
@@ -220,11 +220,7 @@ def share_link_stop(request, pk, link_pk):
     diagnosis = _own_diagnosis(request, pk)
     services.share_link_revoke(link=get_object_or_404(diagnosis.share_links, pk=link_pk))
     messages.success(request, "You stopped sharing this result: the link no longer opens it.")
-    next_url = request.POST.get("next", "")
-    if next_url and url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
-                                                    require_https=request.is_secure()):
-        return redirect(next_url)
-    return redirect(diagnosis)
+    return redirect(safe_next_url(request, request.POST.get("next"), diagnosis.get_absolute_url()))
 
 
 def _shared(view):

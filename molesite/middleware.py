@@ -1,7 +1,6 @@
 """The project's middleware: most of it must run before anything else looks at the request."""
 
 import logging
-import re
 import time
 
 from django.conf import settings

@@ -187,8 +187,7 @@ class MoleSerializer(serializers.ModelSerializer):
 
     def get_new_photo_requested(self, mole) -> bool:
         photos = list(mole.diagnoses.all())  # prefetched, oldest first, with their reviews
-        review = getattr(photos[-1], "review", None) if photos else None
-        return bool(review and review.asks_for_new_photo)
+        return bool(photos) and photos[-1].new_photo_asked_for
 
     def validate_name(self, name):
         name = name.strip()
