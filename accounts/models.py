@@ -33,6 +33,14 @@ class User(AbstractUser):
     objects = MolesiteUserManager()
 
     @property
+    def needs_privacy_agreement(self) -> bool:
+        """A patient whose account was made without agreeing to the privacy notice (before sign-up
+        asked for it, or by an administrator): until they agree, the site shows them only the
+        agreement, the notice, their data download and account deletion (accounts.middleware),
+        and the API refuses them (accounts.permissions). Staff are not asked."""
+        return not self.is_staff and self.consented_at is None
+
+    @property
     def is_reviewer(self) -> bool:
         return type(self).objects.reviewers().filter(pk=self.pk).exists()
 

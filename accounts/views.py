@@ -2,7 +2,6 @@ import base64
 import hashlib
 import logging
 import tempfile
-from urllib.parse import urlencode
 
 import django_otp
 import segno
@@ -58,24 +57,17 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         response = super().form_valid(form)
         messages.success(self.request, f"Signed in as {form.get_user().username}.")
-        if needs_agreement(form.get_user()):
-            return redirect(f"{reverse('agree')}?{urlencode({'next': self.get_success_url()})}")
         return response
-
-
-def needs_agreement(user) -> bool:
-    """A patient whose account was made without agreeing to the privacy notice (before sign-up
-    asked for it, or by an administrator): asked at each sign-in until they agree. Staff are not."""
-    return not user.is_staff and user.consented_at is None
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def agree(request):
-    """The agreement to the privacy notice that sign-up asks for, for an account that lacks it."""
+    """The agreement to the privacy notice that sign-up asks for, for an account that lacks it
+    (accounts.middleware.privacy_agreement sends such an account here from any other page)."""
     next_url = safe_next_url(request, request.POST.get("next") or request.GET.get("next"),
                              reverse("diagnoses:list"))
-    if not needs_agreement(request.user):
+    if not request.user.needs_privacy_agreement:
         return redirect(next_url)
     form = AgreeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():

@@ -76,7 +76,7 @@ def main():
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
-    user = User.objects.create_user("bench", "bench@example.com", "bench pass phrase")
+    user = User.objects.create_user("bench", "bench@example.com", "bench pass phrase", consented_at=timezone.now())
     client = Client()
     client.force_login(user)
     print(f"{'diagnoses':>10} {'page':<10} {'queries':>8} {'median ms':>10}")

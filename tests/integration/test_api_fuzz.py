@@ -52,7 +52,8 @@ def fuzzed_user(db, in_test_transaction, django_user_model, settings):
         "DEFAULT_THROTTLE_RATES": {"uploads": "100000/hour", "token": "100000/minute"},
     }
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fuzz"}}
-    user = django_user_model.objects.create_user("fuzzed", "fuzzed@example.com", "a fuzzing secret")
+    user = django_user_model.objects.create_user("fuzzed", "fuzzed@example.com", "a fuzzing secret",
+                                                 consented_at=timezone.now())
     user.token_key = Token.objects.create(user=user).key
     return user
 

@@ -72,9 +72,9 @@ def test_it_asks_for_the_agreement_to_the_privacy_notice_before_making_an_accoun
 def test_it_asks_an_account_made_without_the_agreement_at_sign_in_until_it_agrees(client, owner, django_user_model):
     django_user_model.objects.filter(pk=owner.pk).update(consented_at=None)  # made before sign-up asked
     response = client.post(reverse("login") + "?next=/diagnoses/moles/",
-                           {"username": "patient", "password": "correct horse battery"})
+                           {"username": "patient", "password": "correct horse battery"}, follow=True)
     agree = f"{reverse('agree')}?next=%2Fdiagnoses%2Fmoles%2F"
-    assert response.status_code == 302 and response["Location"] == agree
+    assert response.redirect_chain[-1] == (agree, 302)
     page = client.get(agree).content.decode()
     assert "Before you go on" in page and 'name="consent"' in page and reverse("account_delete") in page
 
@@ -89,6 +89,39 @@ def test_it_asks_an_account_made_without_the_agreement_at_sign_in_until_it_agree
     again = client.post(reverse("login"), {"username": "patient", "password": "correct horse battery"})
     assert again["Location"] == reverse("diagnoses:list")  # not asked again once agreed
     assert client.get(reverse("agree") + "?next=https://elsewhere.example/")["Location"] == reverse("diagnoses:list")
+
+
+def test_a_patient_without_the_agreement_reaches_only_the_notice_and_their_data(owner_client, owner, jpeg_bytes,
+                                                                                django_user_model):
+    """Signed in from before the site asked (or having clicked past the page): every other page
+    sends them to the agreement, a POST included, and nothing is stored."""
+    django_user_model.objects.filter(pk=owner.pk).update(consented_at=None)
+    diagnosis = done_diagnosis(owner, jpeg_bytes)
+    agree = reverse("agree")
+    for url in (reverse("diagnoses:list"), reverse("diagnoses:detail", args=[diagnosis.pk]), reverse("account")):
+        response = owner_client.get(url + "?page=1")
+        assert response.status_code == 302
+        assert response["Location"] == f"{agree}?next={url.replace('/', '%2F')}%3Fpage%3D1"
+    refused = owner_client.post(reverse("diagnoses:new"), {"image": upload(jpeg_bytes), "new_mole_name": "Back"})
+    assert refused.status_code == 302 and refused["Location"] == agree
+    assert Diagnosis.objects.filter(owner=owner).count() == 1 and not Mole.objects.filter(owner=owner).exists()
+
+    for url in (agree, reverse("privacy"), reverse("account_export"), reverse("account_delete")):
+        assert owner_client.get(url).status_code == 200, url
+    owner_client.post(agree, {"consent": "on"})
+    assert owner_client.get(reverse("diagnoses:list")).status_code == 200
+
+
+def test_the_api_refuses_a_patient_without_the_agreement_until_they_agree(owner_api, owner, django_user_model):
+    django_user_model.objects.filter(pk=owner.pk).update(consented_at=None)
+    for url in ("/api/v1/diagnoses/", "/api/v1/moles/", "/api/v1/share-links/"):
+        response = owner_api.get(url)
+        assert response.status_code == 403
+        assert response.json()["detail"].startswith("Agree to the privacy notice first")
+    django_user_model.objects.filter(pk=owner.pk).update(consented_at=timezone.now())
+    assert owner_api.get("/api/v1/diagnoses/").status_code == 200
+    django_user_model.objects.filter(pk=owner.pk).update(consented_at=None)
+    assert owner_api.delete("/api/v1/auth/token/").status_code in (200, 204)  # the token can always go
 
 
 def test_it_does_not_ask_staff_to_agree(client, reviewer):

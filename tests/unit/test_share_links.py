@@ -30,7 +30,7 @@ GONE = "This link has expired or was withdrawn by the patient; ask them for a ne
 def patient(django_user_model):
     """A patient whose name appears nowhere else on a page (unlike "patient", the owner fixture's)."""
     return django_user_model.objects.create_user("ana-lopez", "ana@example.com", "correct horse battery",
-                                                 first_name="Ana", last_name="Lopez")
+                                                 first_name="Ana", last_name="Lopez", consented_at=timezone.now())
 
 
 @pytest.fixture
