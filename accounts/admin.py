@@ -10,7 +10,11 @@ from .models import User
 
 @admin.register(User)
 class MolesiteUserAdmin(RecordsStaffAccess, UserAdmin):
-    fieldsets = UserAdmin.fieldsets + (("E-mails", {"fields": ("review_emails", "queue_emails")}),)
+    fieldsets = UserAdmin.fieldsets + (
+        ("E-mails", {"fields": ("review_emails", "queue_emails")}),
+        ("Model improvement", {"fields": ("model_improvement",)}),
+    )
+    readonly_fields = ("model_improvement",)  # the patient's own choice, on their account page
 
     def staff_access(self, obj):
         return {"patient": obj, "record": StaffAccess.Record.ACCOUNT}

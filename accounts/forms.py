@@ -96,18 +96,24 @@ class EmailChangeForm(CurrentPasswordForm):
         return email
 
 
-class NotificationsForm(NoColonMixin, forms.ModelForm):
-    """The e-mails a user gets; the review queue's daily count only for clinicians."""
+class SettingsForm(NoColonMixin, forms.ModelForm):
+    """The account page's settings: the e-mails a user gets (the review queue's daily count only
+    for clinicians), and whether their reviewed checks go into the model-improvement export."""
+
+    EMAIL_FIELDS = ("review_emails", "queue_emails")
 
     class Meta:
         model = User
-        fields = ("review_emails", "queue_emails")
+        fields = ("review_emails", "queue_emails", "model_improvement")
         widgets = {name: forms.CheckboxInput(attrs={"class": "form-check-input"}) for name in fields}
 
     def __init__(self, *args, instance, **kwargs):
         super().__init__(*args, instance=instance, **kwargs)
         if not instance.is_reviewer:
             del self.fields["queue_emails"]
+
+    def email_fields(self):
+        return [self[name] for name in self.EMAIL_FIELDS if name in self.fields]
 
 
 class SecondStepForm(NoColonMixin, forms.Form):

@@ -26,6 +26,13 @@ class User(AbstractUser):
         help_text="For clinicians at the review desk: counts by risk and a link to the queue, no patient data.",
     )
 
+    model_improvement = models.BooleanField(
+        "Include my reviewed checks in the table used to improve the model",
+        default=True,
+        help_text="Clinicians export the checks they reviewed, without names, e-mail addresses, mole names "
+        "or notes, to measure the model on the clinic's photos and train better ones.",
+    )
+
     # When the patient ticked the sign-up box agreeing to the privacy notice (templates/privacy.html):
     # photos and results are health data. Null for accounts made another way (staff, scripts).
     consented_at = models.DateTimeField("agreed to the privacy notice", null=True, blank=True, editable=False)

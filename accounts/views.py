@@ -26,7 +26,7 @@ from molesite.mail import send_templated_mail
 from molesite.redirects import safe_next_url
 
 from .forms import (
-    AgreeForm, ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, NotificationsForm, SecondStepForm,
+    AgreeForm, ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, SecondStepForm, SettingsForm,
     SignUpForm,
 )
 
@@ -194,14 +194,10 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 @require_http_methods(["GET", "POST"])
 def account(request):
     user = request.user
-    form = NotificationsForm(request.POST if request.method == "POST" else None, instance=user)
+    form = SettingsForm(request.POST if request.method == "POST" else None, instance=user)
     if form.is_valid():
         form.save()
-        state = "on" if user.review_emails else "off"
-        message = f"E-mails about clinician reviews are {state}."
-        if "queue_emails" in form.fields:
-            message += f" The morning count of the review queue is {'on' if user.queue_emails else 'off'}."
-        messages.success(request, message)
+        messages.success(request, settings_saved_message(user, form))
         return redirect("account")
     counts = {
         "diagnoses": user.diagnoses.count(),
@@ -213,6 +209,16 @@ def account(request):
                "staff_accesses": user.staff_accesses.count(), "last_staff_access": user.staff_accesses.first(),
                "active_share_links": ShareLink.objects.of_owner(user).active().count()}
     return render(request, "accounts/account.html", context)
+
+
+def settings_saved_message(user, form) -> str:
+    state = "on" if user.review_emails else "off"
+    message = f"E-mails about clinician reviews are {state}."
+    if "queue_emails" in form.fields:
+        message += f" The morning count of the review queue is {'on' if user.queue_emails else 'off'}."
+    if user.model_improvement:
+        return message + " Your reviewed checks can go into the table used to improve the model."
+    return message + " Your checks are left out of the table used to improve the model."
 
 
 @login_required

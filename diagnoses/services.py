@@ -226,7 +226,8 @@ def write_user_export(*, user, out) -> None:
     data = {
         "exported_at": timezone.now().isoformat(),
         "account": {"username": user.username, "email": user.email, "date_joined": user.date_joined.isoformat(),
-                    "consented_at": _isoformat(user.consented_at), "review_emails": user.review_emails},
+                    "consented_at": _isoformat(user.consented_at), "review_emails": user.review_emails,
+                    "model_improvement": user.model_improvement},
         "moles": [
             {"id": str(m.pk), "name": m.name, "body_site": m.body_site, "created_at": m.created_at.isoformat(),
              "recheck_months": m.recheck_months}
