@@ -2,6 +2,7 @@ import functools
 import json
 import logging
 import math
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -347,16 +348,24 @@ def mole_list(request):
     return render(request, "diagnoses/mole_list.html", {"moles": moles})
 
 
+@dataclass(frozen=True)
+class BandChange:
+    """A finished photo in another risk band than the mole's finished photo before it."""
+
+    went_up: bool
+    from_risk: str
+
+
 def mole_timeline(diagnoses):
-    """(diagnosis, previous risk if this photo's risk band is higher than the last finished one)."""
+    """(diagnosis, BandChange or None: whether its risk band differs from the last finished photo's)."""
     timeline, previous = [], None
     for diagnosis in diagnoses:
-        rose_from = None
+        change = None
         if diagnosis.status == Diagnosis.Status.DONE and diagnosis.risk in RISK_ORDER:
-            if previous is not None and RISK_ORDER[diagnosis.risk] > RISK_ORDER[previous.risk]:
-                rose_from = previous.risk
+            if previous is not None and diagnosis.risk != previous.risk:
+                change = BandChange(RISK_ORDER[diagnosis.risk] > RISK_ORDER[previous.risk], previous.risk)
             previous = diagnosis
-        timeline.append((diagnosis, rose_from))
+        timeline.append((diagnosis, change))
     return timeline
 
 
@@ -367,8 +376,11 @@ def mole_detail(request, pk):
     diagnoses = list(mole.diagnoses.select_related("review").order_by("created_at"))
     mole.last_photo_at = diagnoses[-1].created_at if diagnoses else None  # for next_photo_due
     timeline = mole_timeline(diagnoses)
-    rises = [(d, rose_from) for d, rose_from in timeline if rose_from]
+    rises = [(d, change.from_risk) for d, change in timeline if change and change.went_up]
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
+    # The latest photo rated lower than the one before, unreviewed: the lower estimate does not
+    # clear the higher one (as on that photo's result page).
+    rated_higher_before = done[-1].previous_photo_rated_higher() if done else None
     chart = {
         "labels": _chart_labels([d.created_at for d in done]),
         "days": _days_since_first([d.created_at for d in done]),
@@ -380,6 +392,7 @@ def mole_detail(request, pk):
         request,
         "diagnoses/mole.html",
         {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "latest_rise": rises[-1] if rises else None,
+         "latest_done": done[-1] if done else None, "rated_higher_before": rated_higher_before,
          "chart": chart, "has_chart": len(done) >= 2},
     )
 

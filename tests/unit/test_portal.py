@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import views as accounts_views
+from diagnoses import services
 from diagnoses.models import Diagnosis, Mole, Review
 from tests.conftest import make_image_bytes
 
@@ -220,6 +221,20 @@ def test_it_warns_when_a_later_photo_rises_by_a_risk_band(owner_client, owner):
     page = owner_client.get(mole.get_absolute_url()).content.decode()
     assert "The estimated risk of this mole went up" in page
     assert "up from low" in page and risen.get_absolute_url() in page
+    # The last photo fell back to low: marked, and the medium one still stands until reviewed.
+    assert "↓ down from medium" in page
+    assert "The latest photo is rated lower than the one before." in page
+    assert "follow the advice for the earlier photo" in page
+
+
+def test_it_lets_a_review_end_the_latest_rated_lower_note_on_the_mole_page(owner_client, owner, reviewer):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    make_diagnosis(owner, mole=mole, risk="high", malignant=0.6, days_ago=30)
+    latest = make_diagnosis(owner, mole=mole, risk="low", malignant=0.1, days_ago=1)
+    assert "The latest photo is rated lower" in owner_client.get(mole.get_absolute_url()).content.decode()
+    services.review_save(diagnosis=latest, reviewer=reviewer, verdict="agree", label="nv", recommendation="routine")
+    page = owner_client.get(mole.get_absolute_url()).content.decode()
+    assert "The latest photo is rated lower" not in page and "↓ down from high" in page
 
 
 def test_it_hides_mole_pages_from_an_outsider(outsider_client, owner):
@@ -421,7 +436,6 @@ def test_it_keeps_the_earlier_advice_when_a_later_photo_is_rated_lower(owner_cli
 
 
 def test_a_review_that_cannot_tell_leaves_the_higher_rating_standing(owner, reviewer):
-    from diagnoses import services
 
     mole = Mole.objects.create(owner=owner, name="Right forearm")
     high = make_diagnosis(owner, mole=mole, risk="high", malignant=0.64, days_ago=20)
