@@ -97,12 +97,26 @@ class PhotoQualityFilter(admin.SimpleListFilter):
 
 
 class ReviewForm(forms.ModelForm):
+    # The review this form was shown with (its reviewed_at, empty for none), so that a save does
+    # not overwrite a review another clinician saved while this one had the case open.
+    seen_review = forms.CharField(required=False, widget=forms.HiddenInput)
+
     class Meta:
         model = Review
         fields = ["verdict", "label", "recommendation", "note"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial["seen_review"] = review_stamp(self.instance if self.instance.pk else None)
+
+    def has_changed(self):
+        # Only what the clinician wrote: the stamp alone differs when a review was saved meanwhile.
+        return any(name != "seen_review" for name in self.changed_data)
+
     def clean(self):
         cleaned = super().clean()
+        if self.has_changed():
+            self._refuse_a_review_saved_meanwhile(cleaned.get("seen_review") or "")
         if cleaned.get("verdict") == Review.Verdict.DISAGREE and not cleaned.get("label"):
             self.add_error("label", "Give your own label when you disagree with the model.")
         if cleaned.get("verdict") == Review.Verdict.UNCLEAR and cleaned.get("label"):
@@ -110,10 +124,38 @@ class ReviewForm(forms.ModelForm):
         return cleaned
 
 
+    def _refuse_a_review_saved_meanwhile(self, seen: str):
+        current = Review.objects.select_related("reviewer").filter(diagnosis_id=self.instance.diagnosis_id).first()
+        if review_stamp(current) == seen:
+            return
+        if current is None:  # not seen: reviews are deleted only with their case
+            raise forms.ValidationError("The review of this case changed while you had it open: reload the page.")
+        raise forms.ValidationError(
+            "%(who)s saved a review of this case at %(when)s, while you had it open (%(verdict)s; %(recommendation)s). "
+            "Nothing of yours was saved: reload the page to read their review, then save yours again if you still "
+            "want to change it.",
+            code="review_saved_meanwhile",
+            params={"who": _reviewer_name(current), "when": date_format(localtime(current.reviewed_at), "DATETIME_FORMAT"),
+                    "verdict": current.get_verdict_display(),
+                    "recommendation": current.get_recommendation_display().lower()},
+        )
+
+    def validate_unique(self):
+        # A review saved meanwhile is reported by clean() above; Django's own "already exists"
+        # would only repeat it less clearly.
+        if not self.non_field_errors():
+            super().validate_unique()
+
+
+def review_stamp(review) -> str:
+    return review.reviewed_at.isoformat() if review is not None else ""
+
+
 class ReviewInline(admin.StackedInline):
     model = Review
     form = ReviewForm
-    fields = ["verdict", "label", "recommendation", "note", "reviewed_by", "reviewed_at", "model_version"]
+    fields = ["verdict", "label", "recommendation", "note", "reviewed_by", "reviewed_at", "model_version",
+              "seen_review"]
     readonly_fields = ["reviewed_by", "reviewed_at", "model_version"]
     can_delete = False
     extra = 1

@@ -38,6 +38,8 @@ def review_post(verdict="agree", label="", recommendation="dermatologist_soon", 
     if existing:
         data["review-0-id"] = str(existing.pk)
         data["review-0-diagnosis"] = str(existing.diagnosis_id)
+        # the review as the page showed it (the test may have changed it in the database since)
+        data["review-0-seen_review"] = Review.objects.get(pk=existing.pk).reviewed_at.isoformat()
     return data
 
 
@@ -87,6 +89,34 @@ def test_it_restamps_a_corrected_review_with_the_new_reviewer(reviewer_client, r
     assert review.recommendation == "urgent"
     assert review.reviewed_at > timezone.now() - timedelta(minutes=1)
     assert Review.objects.count() == 1
+
+
+def test_it_does_not_overwrite_a_review_saved_while_the_case_was_open(reviewer_client, admin_user, owner,
+                                                                      make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    page = reviewer_client.get(change_url(diagnosis)).content.decode()
+    assert 'name="review-0-seen_review"' in page and 'type="hidden"' in page.split('name="review-0-seen_review"')[0][-80:]
+    # Another clinician saves first; this one, still on the page as it was, saves a disagreement.
+    theirs = services.review_save(diagnosis=diagnosis, reviewer=admin_user, verdict="agree", recommendation="urgent")
+    response = reviewer_client.post(change_url(diagnosis), review_post(verdict="disagree", label="nv",
+                                                                       recommendation="routine"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "admin saved a review of this case at" in page and "(Agree with the model; urgent: see a doctor now)" in page
+    assert "already exists" not in page
+    kept = Review.objects.get(diagnosis=diagnosis)
+    assert (kept.pk, kept.verdict, kept.reviewer) == (theirs.pk, "agree", admin_user)
+
+    # Corrected from a page that showed an older version of the review: refused too.
+    stale = review_post(verdict="disagree", label="nv", recommendation="routine", existing=theirs)
+    services.review_save(diagnosis=diagnosis, reviewer=admin_user, verdict="agree", recommendation="monitor")
+    assert reviewer_client.post(change_url(diagnosis), stale).status_code == 200
+    assert Review.objects.get(diagnosis=diagnosis).recommendation == "monitor"
+
+    # After reloading, the correction goes through.
+    fresh = review_post(verdict="disagree", label="nv", recommendation="routine", existing=theirs)
+    assert reviewer_client.post(change_url(diagnosis), fresh).status_code == 302
+    assert Review.objects.get(diagnosis=diagnosis).verdict == "disagree"
 
 
 def test_it_takes_the_predicted_class_as_label_when_the_clinician_agrees(reviewer_client, owner, make_diagnosis):
