@@ -212,13 +212,17 @@ def account(request):
 
 
 def settings_saved_message(user, form) -> str:
-    state = "on" if user.review_emails else "off"
-    message = f"E-mails about clinician reviews are {state}."
-    if "queue_emails" in form.fields:
-        message += f" The morning count of the review queue is {'on' if user.queue_emails else 'off'}."
-    if user.model_improvement:
-        return message + " Your reviewed checks can go into the table used to improve the model."
-    return message + " Your checks are left out of the table used to improve the model."
+    """What the save changed, in words."""
+    def on_off(value):
+        return "on" if value else "off"
+
+    said = {
+        "review_emails": f"E-mails about clinician reviews are {on_off(user.review_emails)}.",
+        "queue_emails": f"The morning count of the review queue is {on_off(user.queue_emails)}.",
+        "model_improvement": "Your reviewed checks can go into the table used to improve the model."
+        if user.model_improvement else "Your checks are left out of the table used to improve the model.",
+    }
+    return " ".join(said[name] for name in form.changed_data if name in said) or "Nothing changed."
 
 
 @login_required

@@ -381,6 +381,9 @@ def mole_detail(request, pk):
     # The latest photo rated lower than the one before, unreviewed: the lower estimate does not
     # clear the higher one (as on that photo's result page).
     rated_higher_before = done[-1].previous_photo_rated_higher() if done else None
+    latest_rise = rises[-1] if rises else None
+    if latest_rise and latest_rise[0] == rated_higher_before:
+        latest_rise = None  # that note names the photo that rose, with its advice: one alert
     chart = {
         "labels": _chart_labels([d.created_at for d in done]),
         "days": _days_since_first([d.created_at for d in done]),
@@ -391,7 +394,7 @@ def mole_detail(request, pk):
     return render(
         request,
         "diagnoses/mole.html",
-        {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "latest_rise": rises[-1] if rises else None,
+        {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "latest_rise": latest_rise,
          "latest_done": done[-1] if done else None, "rated_higher_before": rated_higher_before,
          "chart": chart, "has_chart": len(done) >= 2},
     )
