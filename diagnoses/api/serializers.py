@@ -1,3 +1,4 @@
+from django.contrib.auth import get_user_model
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -253,3 +254,13 @@ class ShareLinkCreateSerializer(serializers.Serializer):
     with_earlier_photos = serializers.BooleanField(
         default=False, help_text="Whether the report also shows the earlier photos of the diagnosis' mole (with their "
                                  "estimates), so the doctor sees how it changed.")
+
+
+class AccountSerializer(serializers.ModelSerializer):
+    """The account's settings a patient may change here; the address changes on the site, where
+    a link to the new address confirms it."""
+
+    class Meta:
+        model = get_user_model()
+        fields = ("username", "email", "date_joined", "consented_at", "review_emails", "model_improvement")
+        read_only_fields = ("username", "email", "date_joined", "consented_at")

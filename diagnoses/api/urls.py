@@ -17,6 +17,7 @@ share_link_revoke = views.ShareLinkViewSet.as_view({"post": "revoke"})
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),
+    path("account/", views.AccountView.as_view(), name="account"),
     path("diagnoses/<uuid:diagnosis_id>/share-links/", share_links, name="share-link-list"),
     path("diagnoses/<uuid:diagnosis_id>/share-links/<uuid:pk>/revoke/", share_link_revoke, name="share-link-revoke"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

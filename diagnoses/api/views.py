@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework import exceptions, generics, mixins, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
@@ -22,7 +22,7 @@ from ..throttles import TokenRateThrottle, UploadRateThrottle
 from ..views import serve_file, share_url
 from .filters import DiagnosisFilter, StableOrderingFilter
 from .serializers import (
-    MOLE_NAME_TAKEN, DiagnosisDetailSerializer, DiagnosisSerializer, DiagnosisUploadSerializer, MoleSerializer,
+    MOLE_NAME_TAKEN, AccountSerializer, DiagnosisDetailSerializer, DiagnosisSerializer, DiagnosisUploadSerializer, MoleSerializer,
     ShareLinkCreatedSerializer, ShareLinkCreateSerializer, ShareLinkSerializer, StaffAccessSerializer,
 )
 
@@ -182,6 +182,21 @@ class StaffAccessViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         return self.request.user.staff_accesses.order_by("-at", "-pk")
+
+
+@extend_schema_view(
+    get=extend_schema(description="Your account: its settings, and when you agreed to the privacy notice."),
+    patch=extend_schema(description="Change `review_emails` (e-mail me when a clinician has reviewed a check) or "
+                                    "`model_improvement` (include my reviewed checks, without my name, in the table "
+                                    "clinicians export to improve the model). The e-mail address changes on the "
+                                    "site's account page, confirmed by a link sent to the new address."),
+)
+class AccountView(generics.RetrieveUpdateAPIView):
+    serializer_class = AccountSerializer
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_object(self):
+        return self.request.user
 
 
 class ShareRefused(exceptions.APIException):
