@@ -64,7 +64,7 @@ class LoginView(auth_views.LoginView):
 @require_http_methods(["GET", "POST"])
 def agree(request):
     """The agreement to the privacy notice that sign-up asks for, for an account that lacks it
-    (accounts.middleware.privacy_agreement sends such an account here from any other page)."""
+    (accounts.middleware.PrivacyAgreementMiddleware sends such an account here from any other page)."""
     next_url = safe_next_url(request, request.POST.get("next") or request.GET.get("next"),
                              reverse("diagnoses:list"))
     if not request.user.needs_privacy_agreement:

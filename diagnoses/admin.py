@@ -123,7 +123,6 @@ class ReviewForm(forms.ModelForm):
             self.add_error("label", "Leave the label empty when you cannot tell from this photo.")
         return cleaned
 
-
     def _refuse_a_review_saved_meanwhile(self, seen: str):
         current = Review.objects.select_related("reviewer").filter(diagnosis_id=self.instance.diagnosis_id).first()
         if review_stamp(current) == seen:
