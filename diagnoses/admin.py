@@ -124,9 +124,9 @@ class ReviewForm(forms.ModelForm):
         return cleaned
 
     def _refuse_a_review_saved_meanwhile(self, seen: str):
-        # Hold the case until this request's transaction ends (the admin validates and saves in
-        # one): a save at the same moment from another clinician waits here, then sees this review.
-        list(Diagnosis.objects.select_for_update().filter(pk=self.instance.diagnosis_id).only("pk"))
+        # Until this request's transaction ends (the admin validates and saves in one): a save at
+        # the same moment from another clinician waits here, then sees this review.
+        services.case_hold(self.instance.diagnosis_id)
         current = Review.objects.select_related("reviewer").filter(diagnosis_id=self.instance.diagnosis_id).first()
         if review_stamp(current) == seen:
             return

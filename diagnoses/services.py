@@ -568,21 +568,30 @@ def _send_photo_reminder(patient, due_moles: list[tuple[Mole, date]]) -> bool:
     return True
 
 
+def case_hold(diagnosis_id) -> None:
+    """Lock the case's row until the current transaction ends, so that reviews of one case are
+    saved one after the other: whoever comes second sees the first's review when it checks for
+    one (the desk's form, review_agree). Postgres; SQLite locks the whole database on write."""
+    list(Diagnosis.objects.select_for_update().filter(pk=diagnosis_id).only("pk"))
+
+
 def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True) -> Review | None:
     """Agree with the model, recommending what its risk band suggests.
 
     Returns None (and changes nothing) for a diagnosis that is not done or already reviewed:
-    a clinician's earlier reading is never overwritten in bulk.
+    a clinician's earlier reading is never overwritten in bulk, even one saved at the same moment.
     """
-    if diagnosis.status != Diagnosis.Status.DONE or Review.objects.filter(diagnosis=diagnosis).exists():
-        return None
-    return review_save(
-        diagnosis=diagnosis,
-        reviewer=reviewer,
-        verdict=Review.Verdict.AGREE,
-        recommendation=RECOMMENDATION_FOR_RISK.get(diagnosis.risk, Review.Recommendation.MONITOR),
-        notify=notify,
-    )
+    with transaction.atomic():
+        case_hold(diagnosis.pk)
+        if diagnosis.status != Diagnosis.Status.DONE or Review.objects.filter(diagnosis=diagnosis).exists():
+            return None
+        return review_save(
+            diagnosis=diagnosis,
+            reviewer=reviewer,
+            verdict=Review.Verdict.AGREE,
+            recommendation=RECOMMENDATION_FOR_RISK.get(diagnosis.risk, Review.Recommendation.MONITOR),
+            notify=notify,
+        )
 
 
 def review_agree_many(*, diagnoses, reviewer) -> list[Review]:
