@@ -15,7 +15,7 @@ import pytest
 from django.db import connections
 from django.db.utils import ConnectionHandler
 
-from ml import CARD_FILENAME, CLASSES, FORMAT_VERSION, MODEL_FILENAME
+from ml import CLASSES, FORMAT_VERSION, MODEL_FILENAME
 from ml.artifact import save_card, sha256_file
 from molesite.celery import app as celery_app
 
