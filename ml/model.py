@@ -61,7 +61,7 @@ PRESETS = {
     # rectangle of 10-35% of each side filled with their mean colour; 150 epochs in 52 minutes,
     # best epoch 149: balanced accuracy 0.705 [0.645-0.757], accuracy 0.802 [0.778-0.824], AUC
     # 0.916 [0.897-0.934] against this recipe's 0.717, 0.798, 0.914: within run-to-run noise
-    # (AUC +0.004 over epochs 31-60, then 0.002-0.007 behind until the last epochs).
+    # (per-epoch AUC +0.004 over epochs 31-60, then 0.002-0.007 behind through epoch 150).
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
