@@ -91,7 +91,9 @@ def diagnosis_new(request):
         except ValidationError as error:
             form.add_error("image", error)
         else:
-            messages.success(request, "Photo received. The analysis usually takes a few seconds.")
+            # Tagged so that the result page's script can drop it once the result is in.
+            messages.success(request, "Photo received. The analysis usually takes a few seconds.",
+                             extra_tags="analysis-pending")
             if _is_xhr(request):
                 return JsonResponse({"redirect": diagnosis.get_absolute_url()}, status=201)
             return redirect(diagnosis)

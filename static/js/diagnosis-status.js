@@ -5,7 +5,17 @@
   var box = document.getElementById("result");
   if (!box) return;
   var pending = function (status) { return status === "queued" || status === "running"; };
-  if (!pending(box.dataset.status)) return;
+  // "Photo received… usually takes a few seconds" is stale once the result (or failure) is shown.
+  function dropPendingNotice() {
+    document.querySelectorAll('[data-notice~="analysis-pending"]').forEach(function (notice) {
+      notice.remove();
+    });
+  }
+
+  if (!pending(box.dataset.status)) {
+    dropPendingNotice();  // a fast worker finished before the page opened
+    return;
+  }
   var delay = 1000;
   var announcer = document.getElementById("result-announcer");
 
@@ -28,6 +38,7 @@
           box.dataset.status = data.status;
           box.dataset.late = late;
           announce(data.status);
+          if (!pending(data.status)) dropPendingNotice();
         }
         if (pending(data.status)) schedule();
       })

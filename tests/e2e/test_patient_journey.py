@@ -92,6 +92,7 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     expect(page.locator("#result [data-risk]")).to_be_visible(timeout=30_000)
     assert page.evaluate("window.__notReloaded") is True and page.url == first_url
     expect(page.locator("#result-announcer")).to_have_text("Your result is ready.")
+    expect(page.get_by_text("Photo received.")).to_have_count(0)  # stale once the result is in
     expect(page.get_by_text("Malignant probability")).to_be_visible()
     expect(page.get_by_text("Melanocytic nevus").first).to_be_visible()
     expect(page.get_by_text("What to do next.")).to_be_visible()

@@ -1,6 +1,6 @@
 """The admin as the review desk: who gets in, what the queue shows and in which order, the case page."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 import pytest
@@ -156,6 +156,15 @@ def test_it_filters_the_queue_by_reviewed_risk_and_status(reviewer_client, revie
     assert queue(reviewer_client, risk__exact="medium") == [waiting]
     assert queue(reviewer_client, status__exact="failed") == [failed]
     assert queue(reviewer_client, model_version="test-model-1", reviewed="no") == [waiting]
+
+
+def test_it_filters_the_queue_by_upload_date_under_the_columns_name(reviewer_client, owner, make_diagnosis):
+    make_diagnosis(owner, risk="high", age_days=40)
+    recent = make_diagnosis(owner, risk="low", age_days=2)
+    html = reviewer_client.get(QUEUE_URL).content.decode()
+    assert "By uploaded" in html and "By created at" not in html
+    week_ago = (datetime.now(dt_timezone.utc) - timedelta(days=7)).isoformat()
+    assert queue(reviewer_client, created_at__gte=week_ago) == [recent]
 
 
 def test_it_puts_a_case_whose_review_is_of_an_earlier_result_back_in_the_queue(
