@@ -5,6 +5,7 @@ worker's daily photo reminders against Postgres."""
 import os
 import signal
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from diagnoses import services
 from diagnoses.models import Diagnosis, Mole
 from diagnoses.tasks import classify_diagnosis, recover_lost_diagnoses, send_photo_reminders
 from ml import CLASSES
+from molesite.celery import app as celery_app
 
 
-def watch_statuses(pk, timeout=120):
-    seen = []
+def watch_statuses(pk, timeout=120, seen=()):
+    seen = list(seen)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = Diagnosis.objects.values_list("status", flat=True).get(pk=pk)
@@ -32,6 +34,19 @@ def watch_statuses(pk, timeout=120):
     raise TimeoutError(f"still {seen[-1]} after {timeout}s (saw {seen})")
 
 
+@contextmanager
+def worker_not_consuming(queue="celery"):
+    """The worker stops taking tasks from the queue (Celery's remote control), so that a photo is
+    seen waiting in it: otherwise the worker may start it before the test first looks."""
+    # limit=1: the one test worker's answer, not the whole timeout waiting for others
+    answers = celery_app.control.cancel_consumer(queue, reply=True, limit=1, timeout=10)
+    assert answers, "the worker did not answer"
+    try:
+        yield
+    finally:
+        celery_app.control.add_consumer(queue)  # no waiting: the caller watches what follows
+
+
 def upload(client, jpeg_bytes):
     response = client.post(reverse("diagnoses:new"), {"image": SimpleUploadedFile("m.jpg", jpeg_bytes, "image/jpeg")})
     assert response.status_code == 302
@@ -40,9 +55,12 @@ def upload(client, jpeg_bytes):
 
 def test_it_goes_queued_running_done_in_a_real_worker(celery_worker_process, client, owner, jpeg_bytes):
     client.force_login(owner)
-    diagnosis = upload(client, jpeg_bytes)
+    with worker_not_consuming():
+        diagnosis = upload(client, jpeg_bytes)
+        time.sleep(0.5)
+        assert Diagnosis.objects.get(pk=diagnosis.pk).status == "queued"
 
-    assert watch_statuses(diagnosis.pk) == ["queued", "running", "done"]
+    assert watch_statuses(diagnosis.pk, seen=["queued"]) == ["queued", "running", "done"]
 
     diagnosis.refresh_from_db()
     assert set(diagnosis.probabilities) == set(CLASSES)
