@@ -96,14 +96,6 @@ class PhotoQualityFilter(admin.SimpleListFilter):
         return queryset
 
 
-class UploadedFilter(admin.DateFieldListFilter):
-    """created_at, under the name the queue's column gives it."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.title = "uploaded"
-
-
 class ReviewForm(forms.ModelForm):
     # The review this form was shown with (its reviewed_at, empty for none), so that a save does
     # not overwrite a review another clinician saved while this one had the case open.
@@ -220,7 +212,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "uploaded",
     ]
     list_display_links = ["thumb", "patient"]
-    list_filter = ["risk", "status", ReviewedFilter, PhotoQualityFilter, "model_version", ("created_at", UploadedFilter)]
+    list_filter = ["risk", "status", ReviewedFilter, PhotoQualityFilter, "model_version", "created_at"]
     list_select_related = ["owner", "review"]
     search_fields = ["owner__username", "owner__email"]
     search_help_text = "Search by the patient's username or e-mail address."

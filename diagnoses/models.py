@@ -176,7 +176,7 @@ class Diagnosis(models.Model):
     sha256 = models.CharField(max_length=64, help_text="SHA-256 of the uploaded file as received.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error = models.CharField(max_length=300, blank=True, help_text="Shown to the patient when status is failed.")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField("uploaded", auto_now_add=True)  # the label the review desk shows
     queued_at = models.DateTimeField(default=timezone.now, help_text="When it last went into the queue: upload or re-run.")
     started_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(
