@@ -589,7 +589,7 @@ class ReviewAdmin(ReadOnlyLogAdmin):
     list_display = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "reviewed_at"]
     fields = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "note", "reviewed_at"]
     readonly_fields = fields
-    list_select_related = ["reviewer", "diagnosis"]
+    list_select_related = ["reviewer", "diagnosis__owner"]
     list_filter = ["verdict", "recommendation", "label", "reviewed_at"]
     date_hierarchy = "reviewed_at"
     ordering = ["-reviewed_at"]
@@ -619,7 +619,7 @@ class ReviewAdmin(ReadOnlyLogAdmin):
 
     @admin.display(description="Case")
     def diagnosis_link(self, obj):
-        return format_html('<a href="{}">{}</a>', _change_url(obj.diagnosis), obj.diagnosis_id)
+        return format_html('<a href="{}">{}</a>', _change_url(obj.diagnosis), obj.diagnosis)
 
     @admin.display(description="Reviewer", ordering="reviewer__username")
     def reviewed_by(self, obj):

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from ml import CLASS_NAMES, CLASSES
 
@@ -200,7 +201,10 @@ class Diagnosis(models.Model):
         ]
 
     def __str__(self):
-        return f"Diagnosis {self.pk} ({self.status})"
+        # What the review desk's case heading, breadcrumbs and admin log show: whose photo, when.
+        uploaded = (date_format(timezone.localtime(self.created_at), "DATETIME_FORMAT")
+                    if self.created_at else "not saved")
+        return f"{self.owner.get_username()}'s photo of {uploaded} ({self.get_status_display().lower()})"
 
     def get_absolute_url(self):
         return reverse("diagnoses:detail", args=[self.pk])
@@ -331,7 +335,7 @@ class Review(models.Model):
     model_version = models.CharField("model version reviewed", max_length=100, blank=True)
 
     def __str__(self):
-        return f"Review of {self.diagnosis_id}"
+        return f"Review of {self.diagnosis}"
 
     @property
     def is_of_an_earlier_result(self):

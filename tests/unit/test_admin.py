@@ -242,6 +242,17 @@ def test_it_writes_dates_on_the_case_page_as_the_patients_pages_do(reviewer_clie
         assert "p.m." not in html and "Dec. 3" not in html, url
 
 
+def test_it_heads_the_case_page_with_the_patient_and_upload_time_not_the_id(reviewer_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    evening = datetime(2026, 12, 3, 19, 29, tzinfo=dt_timezone.utc)
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=evening)
+    html = reviewer_client.get(change_url(diagnosis)).content.decode()
+    heading = f"{owner.username}&#x27;s photo of 3 Dec 2026, 19:29 (done)"
+    assert f"<h2>{heading}</h2>" in html
+    assert html.count(heading) >= 3  # the heading, the breadcrumbs and the window title
+    assert f"Diagnosis {diagnosis.pk}" not in html
+
+
 def test_it_shows_the_error_line_on_a_failed_case_only(reviewer_client, owner, make_diagnosis):
     for status, shown in (("done", False), ("failed", True), ("queued", False)):
         form = reviewer_client.get(change_url(make_diagnosis(owner, status=status))).context["adminform"]
@@ -313,10 +324,16 @@ def test_it_renders_the_mole_and_review_pages_read_only_for_a_reviewer(reviewer_
     assert mole_page.status_code == 200
     assert reverse("diagnoses:file", args=[diagnosis.pk, "thumbnail"]) in mole_page.content.decode()
     assert 'name="name"' not in mole_page.content.decode()
-    assert reviewer_client.get(reverse("admin:diagnoses_review_changelist")).status_code == 200
+    review_log = reviewer_client.get(reverse("admin:diagnoses_review_changelist"))
+    assert review_log.status_code == 200
     review_page = reviewer_client.get(reverse("admin:diagnoses_review_change", args=[review.pk]))
     assert review_page.status_code == 200
     assert 'name="verdict"' not in review_page.content.decode()
+    # Both name the case by its patient and upload time, as the case page does, not by its id.
+    case = str(diagnosis).replace("'", "&#x27;")
+    assert case.startswith(f"{owner.username}&#x27;s photo of ")
+    assert case in review_log.content.decode() and f"<h2>Review of {case}</h2>" in review_page.content.decode()
+    assert str(diagnosis.pk) not in review_log.content.decode().replace(change_url(diagnosis), "")
 
 
 def test_it_offers_no_save_on_a_mole_page_even_to_a_superuser(admin_client, owner):
