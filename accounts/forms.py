@@ -40,7 +40,13 @@ class SignUpForm(NoColonMixin, UserCreationForm):
 
     class Meta(UserCreationForm.Meta):
         model = User
-        fields = ("username", "email")
+        fields = ("username", "email", "model_improvement")
+        widgets = {"model_improvement": forms.CheckboxInput(attrs={"class": "form-check-input"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        improvement = self.fields["model_improvement"]
+        improvement.help_text = f"{improvement.help_text} Optional, off unless you tick it; you can change it later on your account page."
 
     def save(self, commit=True):
         self.instance.consented_at = timezone.now()

@@ -26,9 +26,11 @@ class User(AbstractUser):
         help_text="For clinicians at the review desk: counts by risk and a link to the queue, no patient data.",
     )
 
+    # Opt-in: a use beyond the patient's own care needs its own consent, given apart from the
+    # privacy notice's agreement and never assumed (at sign-up, or later on the account page).
     model_improvement = models.BooleanField(
         "Include my reviewed checks in the table used to improve the model",
-        default=True,
+        default=False,
         help_text="Clinicians export the checks they reviewed, without names, e-mail addresses, mole names "
         "or notes, to measure the model on the clinic's photos and train better ones.",
     )

@@ -440,17 +440,17 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         if not reviewed.exists():
             self.message_user(request, "None of the selected cases has been reviewed.", messages.WARNING)
             return None
-        # A patient can take their checks out of this export on their account page.
-        opted_out = reviewed.filter(owner__model_improvement=False).count()
+        # Only the checks of patients who opted in (at sign-up or on their account page).
+        left_out = reviewed.filter(owner__model_improvement=False).count()
         reviewed = reviewed.filter(owner__model_improvement=True).select_related("review").order_by("created_at")
         if not reviewed.exists():
-            self.message_user(request, f"Nothing to export: the patients of the {opted_out} reviewed case"
-                              f"{pluralize(opted_out)} asked to be left out of model improvement.", messages.WARNING)
+            self.message_user(request, f"Nothing to export: the patients of the {left_out} reviewed case"
+                              f"{pluralize(left_out)} have not agreed to model improvement.", messages.WARNING)
             return None
-        if opted_out:
+        if left_out:
             # Said before the download starts, shown on the next page the reviewer opens.
-            self.message_user(request, f"Left out {opted_out} reviewed case{pluralize(opted_out)} of patients who "
-                              "asked to be left out of model improvement.", messages.WARNING)
+            self.message_user(request, f"Left out {left_out} reviewed case{pluralize(left_out)} of patients who "
+                              "have not agreed to model improvement.", messages.WARNING)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         filename = f"molesite-reviews-{timezone.now():%Y%m%d-%H%M}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'

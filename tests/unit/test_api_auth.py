@@ -131,16 +131,16 @@ ACCOUNT = "/api/v1/account/"
 def test_it_reads_and_changes_the_account_settings(owner_api, owner, outsider, api_client):
     body = owner_api.get(ACCOUNT).json()
     assert body["username"] == "patient" and body["email"] == "patient@example.com"
-    assert body["review_emails"] is True and body["model_improvement"] is True and body["consented_at"]
+    assert body["review_emails"] is True and body["model_improvement"] is False and body["consented_at"]
 
-    changed = owner_api.patch(ACCOUNT, {"model_improvement": False, "email": "new@example.com",
+    changed = owner_api.patch(ACCOUNT, {"model_improvement": True, "email": "new@example.com",
                                         "username": "someone-else"})
-    assert changed.status_code == 200 and changed.json()["model_improvement"] is False
+    assert changed.status_code == 200 and changed.json()["model_improvement"] is True
     owner.refresh_from_db()
     outsider.refresh_from_db()
     # The setting changed; the address and name did not (read-only: the site confirms a new address).
-    assert (owner.model_improvement, owner.email, owner.username) == (False, "patient@example.com", "patient")
-    assert outsider.model_improvement is True
+    assert (owner.model_improvement, owner.email, owner.username) == (True, "patient@example.com", "patient")
+    assert outsider.model_improvement is False
 
     assert owner_api.patch(ACCOUNT, {"review_emails": "maybe"}).status_code == 400
     assert owner_api.put(ACCOUNT, {"review_emails": False}).status_code == 405

@@ -60,6 +60,18 @@ def test_it_signs_up_and_logs_the_patient_in(client, django_user_model):
         reverse("account")).content.decode()
 
 
+def test_it_leaves_a_new_patient_out_of_the_model_improvement_export_unless_they_tick_it(client, django_user_model):
+    page = client.get(reverse("signup")).content.decode()
+    box = page.split('name="model_improvement"')[1].split(">")[0]
+    assert "checked" not in box and "required" not in box
+    client.post(reverse("signup"), SIGN_UP)
+    assert django_user_model.objects.get(username="ana").model_improvement is False
+
+    client.logout()
+    client.post(reverse("signup"), {**SIGN_UP, "username": "ben", "email": "ben@example.com", "model_improvement": "on"})
+    assert django_user_model.objects.get(username="ben").model_improvement is True
+
+
 def test_it_asks_for_the_agreement_to_the_privacy_notice_before_making_an_account(client, django_user_model):
     page = client.get(reverse("signup")).content.decode()
     assert 'name="consent"' in page and f'<a href="{reverse("privacy")}"' in page

@@ -341,7 +341,7 @@ def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider, monkeypa
     archive = zipfile.ZipFile(io.BytesIO(body))
     data = json.loads(archive.read("data.json"))
     assert data["account"]["username"] == "patient" and data["account"]["review_emails"] is True
-    assert data["account"]["model_improvement"] is True
+    assert data["account"]["model_improvement"] is False
     assert [(m["name"], m["recheck_months"]) for m in data["moles"]] == [("Shoulder", 3)]
     assert len(data["diagnoses"]) == 2
     exported = next(d for d in data["diagnoses"] if d["id"] == str(mine.pk))
@@ -392,18 +392,25 @@ def test_it_turns_the_review_emails_off_and_on_from_the_account_page(owner_clien
     assert owner.review_emails is True and outsider.review_emails is True
 
 
-def test_a_patient_keeps_their_checks_out_of_the_model_improvement_export(owner_client, owner):
-    page = owner_client.get(reverse("account")).content.decode()
-    assert "checked" in page.split('name="model_improvement"')[1].split(">")[0]  # on, as the notice says
+def improvement_box_ticked(client) -> bool:
+    return "checked" in client.get(reverse("account")).content.decode().split('name="model_improvement"')[1].split(">")[0]
 
-    response = owner_client.post(reverse("account"), {"review_emails": "on"}, follow=True)
+
+def test_a_patient_opts_in_and_out_of_the_model_improvement_export_on_the_account_page(owner_client, owner):
+    assert not improvement_box_ticked(owner_client)  # off until the patient ticks it, as the notice says
+
+    response = owner_client.post(reverse("account"), {"review_emails": "on", "model_improvement": "on"}, follow=True)
     said = response.content.decode()
-    assert "Your checks are left out of the table used to improve the model." in said
+    assert "Your reviewed checks can go into the table used to improve the model." in said
     assert "E-mails about clinician reviews" not in said  # unchanged, so not said
     owner.refresh_from_db()
-    assert owner.model_improvement is False and owner.review_emails is True
-    assert "checked" not in owner_client.get(reverse("account")).content.decode().split(
-        'name="model_improvement"')[1].split(">")[0]
+    assert owner.model_improvement is True and owner.review_emails is True
+    assert improvement_box_ticked(owner_client)
+
+    said = owner_client.post(reverse("account"), {"review_emails": "on"}, follow=True).content.decode()
+    assert "Your checks are left out of the table used to improve the model." in said
+    owner.refresh_from_db()
+    assert owner.model_improvement is False and not improvement_box_ticked(owner_client)
 
 
 def test_it_needs_a_sign_in_for_the_account_pages(client):

@@ -321,23 +321,28 @@ def test_it_reclassifies_a_requeued_diagnosis_with_the_current_model(
     assert 'data-testid="review-earlier-result"' in page and "old-model" in page
 
 
-def test_the_export_leaves_out_patients_who_asked_to_be_left_out(reviewer_client, reviewer, owner, outsider,
-                                                                   make_diagnosis, django_user_model):
+def opt_in(*patients):
+    for patient in patients:
+        patient.model_improvement = True
+        patient.save(update_fields=["model_improvement"])
+
+
+def test_the_export_takes_only_patients_who_opted_in(reviewer_client, reviewer, owner, outsider, make_diagnosis):
     mine, theirs = make_diagnosis(owner, risk="high"), make_diagnosis(outsider, risk="low")
     services.review_agree(diagnosis=mine, reviewer=reviewer)
     services.review_agree(diagnosis=theirs, reviewer=reviewer)
-    django_user_model.objects.filter(pk=outsider.pk).update(model_improvement=False)
+    opt_in(owner)  # the outsider left the box as it was at sign-up: unticked
 
     response = run_action(reviewer_client, "export_reviewed_csv", [mine, theirs])
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert [row["diagnosis_id"] for row in rows] == [str(mine.pk)]
     notice = reviewer_client.get(QUEUE_URL).content.decode()
-    assert "Left out 1 reviewed case of patients who asked to be left out of model improvement." in notice
+    assert "Left out 1 reviewed case of patients who have not agreed to model improvement." in notice
 
     response = reviewer_client.post(QUEUE_URL, {"action": "export_reviewed_csv", "_selected_action": [str(theirs.pk)]},
                                     follow=True)
     assert "text/csv" not in response["Content-Type"]
-    assert "Nothing to export: the patients of the 1 reviewed case asked to be left out" in response.content.decode()
+    assert "Nothing to export: the patients of the 1 reviewed case have not agreed" in response.content.decode()
 
 
 def test_it_exports_reviewed_cases_as_pseudonymous_csv(reviewer_client, reviewer, owner, outsider, make_diagnosis):
@@ -349,6 +354,7 @@ def test_it_exports_reviewed_cases_as_pseudonymous_csv(reviewer_client, reviewer
     services.review_save(diagnosis=first, reviewer=reviewer, verdict="disagree", label="bkl", recommendation="monitor", note="Dear patient")
     services.review_agree(diagnosis=second, reviewer=reviewer)
     services.review_agree(diagnosis=theirs, reviewer=reviewer)
+    opt_in(owner, outsider)
 
     response = run_action(reviewer_client, "export_reviewed_csv", [first, second, theirs, unreviewed])
     assert response.status_code == 200
