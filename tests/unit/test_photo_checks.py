@@ -171,6 +171,8 @@ def test_the_exports_carry_the_issues(reviewer_client, reviewer, owner_client, o
     diagnosis = make_diagnosis(owner, risk="low")
     Diagnosis.objects.filter(pk=diagnosis.pk).update(photo_issues=["dark"])
     services.review_agree(diagnosis=diagnosis, reviewer=reviewer)
+    owner.model_improvement = True  # opted in: the CSV export takes only such patients' checks
+    owner.save(update_fields=["model_improvement"])
 
     response = reviewer_client.post(QUEUE_URL, {"action": "export_reviewed_csv", "_selected_action": [str(diagnosis.pk)]})
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
