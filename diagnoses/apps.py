@@ -4,6 +4,8 @@ from django.db.models.signals import post_migrate
 
 class DiagnosesConfig(AppConfig):
     name = "diagnoses"
+    # the admin's section and breadcrumb name: "Home › Cases › Diagnoses", not "Diagnoses › Diagnoses"
+    verbose_name = "Cases"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):

@@ -251,6 +251,7 @@ def test_it_heads_the_case_page_with_the_patient_and_upload_time_not_the_id(revi
     assert f"<h2>{heading}</h2>" in html
     assert html.count(heading) >= 3  # the heading, the breadcrumbs and the window title
     assert f"Diagnosis {diagnosis.pk}" not in html
+    assert ">Cases</a>" in html and "Diagnoses</a> &rsaquo; Diagnoses" not in html  # breadcrumbs
 
 
 def test_it_shows_the_error_line_on_a_failed_case_only(reviewer_client, owner, make_diagnosis):
