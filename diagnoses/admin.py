@@ -32,6 +32,8 @@ from .views import load_model_card
 admin.site.site_header = "molesite review desk"
 admin.site.site_title = "molesite review desk"
 admin.site.index_title = "Clinician review"
+# One mark for "nothing here" on every admin page, the one the desk's own columns use.
+admin.site.empty_value_display = "—"
 admin.site.enable_nav_sidebar = False  # the queue needs the width more
 
 RISK_RANK = Case(

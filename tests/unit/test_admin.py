@@ -254,6 +254,13 @@ def test_it_heads_the_case_page_with_the_patient_and_upload_time_not_the_id(revi
     assert ">Cases</a>" in html and "Diagnoses</a> &rsaquo; Diagnoses" not in html  # breadcrumbs
 
 
+def test_it_marks_empty_fields_with_the_same_dash_everywhere(reviewer_client, owner, make_diagnosis):
+    # the unsaved review's "Reviewed at" and "Model version reviewed" beside its "Reviewer: —"
+    html = reviewer_client.get(change_url(make_diagnosis(owner, risk="high"))).content.decode()
+    assert '<div class="readonly">—</div>' in html
+    assert '<div class="readonly">-</div>' not in html
+
+
 def test_it_shows_the_error_line_on_a_failed_case_only(reviewer_client, owner, make_diagnosis):
     for status, shown in (("done", False), ("failed", True), ("queued", False)):
         form = reviewer_client.get(change_url(make_diagnosis(owner, status=status))).context["adminform"]
