@@ -32,8 +32,10 @@ from .views import load_model_card
 admin.site.site_header = "molesite review desk"
 admin.site.site_title = "molesite review desk"
 admin.site.index_title = "Clinician review"
-# One mark for "nothing here" on every admin page, the one the desk's own columns use.
-admin.site.empty_value_display = "—"
+# One mark for "nothing here" on every admin page: Django's empty fields and the desk's own
+# columns (a method's return value is shown as it is, so those return it themselves).
+EMPTY = "—"
+admin.site.empty_value_display = EMPTY
 admin.site.enable_nav_sidebar = False  # the queue needs the width more
 
 RISK_RANK = Case(
@@ -182,7 +184,7 @@ class ReviewInline(admin.StackedInline):
 
 def _reviewer_name(review):
     # Plain text: a link would lead reviewers to the user admin, which is not theirs.
-    return review.reviewer.get_username() if review.reviewer_id else "—"
+    return review.reviewer.get_username() if review.reviewer_id else EMPTY
 
 
 class RecordsStaffAccess:
@@ -276,20 +278,20 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     @admin.display(description="Risk", ordering=RISK_RANK)
     def risk_band(self, obj):
         if not obj.risk:
-            return "—"
+            return EMPTY
         return format_html(
             '<strong style="color:{}">{}</strong>', RISK_COLOURS.get(obj.risk, "inherit"), obj.get_risk_display()
         )
 
     @admin.display(description="Malignant %", ordering="malignant_probability")
     def malignant_percent(self, obj):
-        return "—" if obj.malignant_percent is None else f"{obj.malignant_percent}%"
+        return EMPTY if obj.malignant_percent is None else f"{obj.malignant_percent}%"
 
     @admin.display(description="Photo quality")
     def photo_quality(self, obj):
         """What the upload check found (ml.quality): a low result from such a photo is weak."""
         if not obj.photo_issues:
-            return "—"
+            return EMPTY
         return format_html('<strong style="color:{}">{}</strong>', RISK_COLOURS["medium"], obj.photo_issues_text)
 
     @admin.display(description="Reviewed", boolean=True, ordering=IS_REVIEWED)
@@ -339,7 +341,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     @admin.display(description="Probabilities")
     def probabilities_table(self, obj):
         if not obj.probabilities:
-            return "—"
+            return EMPTY
         rows = sorted(CLASSES, key=lambda code: obj.probabilities.get(code, 0.0), reverse=True)
         body = format_html_join(
             "",
@@ -358,7 +360,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     @admin.display(description="Mole")
     def mole_link(self, obj):
         if obj.mole is None:
-            return "—"
+            return EMPTY
         return format_html('<a href="{}">{}</a>', _change_url(obj.mole), obj.mole)
 
     @admin.display(description="Earlier photos of this mole")
@@ -647,4 +649,4 @@ class StaffAccessAdmin(ReadOnlyLogAdmin):
         for kind, pk in (("diagnosis", obj.diagnosis_id), ("mole", obj.mole_id)):
             if pk:
                 return format_html('<a href="{}">{}</a>', reverse(f"admin:diagnoses_{kind}_change", args=[pk]), pk)
-        return "—" if obj.record == StaffAccess.Record.ACCOUNT else "since deleted by the patient"
+        return EMPTY if obj.record == StaffAccess.Record.ACCOUNT else "since deleted by the patient"
