@@ -77,6 +77,11 @@ PRESETS = {
     # horizon in epochs) (2026-12-05, AMD EPYC with AVX-512 BF16, 19 s an epoch, 150 epochs in 47
     # minutes, best epoch 97): balanced accuracy 0.711, accuracy 0.793, AUC 0.907 against 0.717,
     # 0.798, 0.914; per-epoch AUC +0.014 over epochs 1-15, level to 60, then 0.004-0.008 behind.
+    # Nor weight decay 0.02 instead of 0.05 (2026-12-05, Xeon with AMX, 17 s an epoch, 150 epochs
+    # in 43 minutes, best epoch 80): balanced accuracy 0.708, accuracy 0.780, AUC 0.909 against
+    # 0.717, 0.798, 0.914; per-epoch AUC +0.002 to +0.007 over epochs 31-60, level to 90, then
+    # 0.001-0.003 behind (0.909 at the end against 0.911). Weight decay 0.1 ran behind on AUC by
+    # 0.003-0.007 from epoch 16 to 72, where that run was lost: 0.05 sits between the two.
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
