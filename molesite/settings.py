@@ -89,10 +89,11 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "axes",
+    "molesite.apps.SignInLockoutsConfig",  # axes, named for the admin index
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",  # one-time recovery codes: manage.py addstatictoken USERNAME
+    "molesite.apps.AuthenticatorAppsConfig",  # django_otp.plugins.otp_totp
+    # django_otp.plugins.otp_static: one-time recovery codes, manage.py addstatictoken USERNAME
+    "molesite.apps.RecoveryCodesConfig",
     "accounts",
     "diagnoses",
 ]

@@ -80,6 +80,13 @@ def test_it_shows_a_reviewer_only_the_review_desk_on_the_index(reviewer_client, 
     assert {"accounts", "auth", "diagnoses"} <= superuser_apps
 
 
+def test_it_names_the_sign_in_apps_in_words_on_the_index(admin_client):
+    names = {app["app_label"]: app["name"] for app in admin_client.get("/admin/").context["app_list"]}
+    assert names["axes"] == "Sign-in lockouts"
+    assert names["otp_totp"] == "Two-step sign-in: authenticator apps"
+    assert names["otp_static"] == "Two-step sign-in: recovery codes"
+
+
 def test_it_lets_no_one_add_a_diagnosis_in_the_admin(reviewer_client, admin_client):
     assert reviewer_client.get(reverse("admin:diagnoses_diagnosis_add")).status_code == 403
     assert admin_client.get(reverse("admin:diagnoses_diagnosis_add")).status_code == 403
