@@ -169,6 +169,10 @@ class ReviewInline(admin.StackedInline):
     verbose_name = "clinician review"
     verbose_name_plural = "clinician review"
 
+    class Media:
+        # one review per case: hides the per-form line ("Clinician review: #1") under the heading
+        css = {"all": ["css/admin-review.css"]}
+
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
         suggested = services.RECOMMENDATION_FOR_RISK.get(obj.risk) if obj else None

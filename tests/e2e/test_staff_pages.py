@@ -40,8 +40,12 @@ def test_it_lets_a_clinician_review_a_case_at_the_desk(page, site, shot, owner, 
 
     page.goto(f"{site}/admin/diagnoses/diagnosis/{case.pk}/change/")
     expect(page.get_by_alt_text(re.compile("Photo of"))).to_be_visible()  # the earlier photo
+    # one review per case: its heading, without the inline's per-form line ("Clinician review: #1")
+    expect(page.locator("#review-heading")).to_have_text("Clinician review")
+    expect(page.locator("#review-group").get_by_text("#1")).to_be_hidden()
     page.locator("#id_review-0-verdict").select_option("agree")
     page.locator("#id_review-0-recommendation").select_option("dermatologist_soon")
+    shot(page, "admin-case")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
     assert Review.objects.get(diagnosis=case).recommendation == "dermatologist_soon"
