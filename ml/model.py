@@ -82,6 +82,9 @@ PRESETS = {
     # 0.717, 0.798, 0.914; per-epoch AUC +0.002 to +0.007 over epochs 31-60, level to 90, then
     # 0.001-0.003 behind (0.909 at the end against 0.911). Weight decay 0.1 ran behind on AUC by
     # 0.003-0.007 from epoch 16 to 72, where that run was lost: 0.05 sits between the two.
+    # Nor learning rate 6e-3 instead of 3e-3 (2026-12-05, Xeon with AMX, 18 s an epoch):
+    # per-epoch AUC 0.005 behind in every 15-epoch block from epoch 16 to 104 (0.905 against
+    # 0.910 over epochs 91-104), balanced accuracy 0.010-0.031 behind; stopped at epoch 104.
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
