@@ -89,6 +89,9 @@ PRESETS = {
     # smoothing and class weights) in the cross-entropy's place (same day and machine): per-epoch
     # AUC 0.003-0.006 behind over epochs 1-45, then 0.010 over 46-60 and 0.012 over 61-71,
     # balanced accuracy 0.011-0.021 behind after epoch 45; stopped at epoch 71.
+    # Nor average_decay 0.999 instead of 0.998 (a moving average over about 12 epochs, not 6;
+    # same day and machine): per-epoch AUC level to epoch 60, then 0.005 behind over 61-75,
+    # 0.008 over 76-90 and 0.009 over 91-95 (0.901 against 0.910); stopped at epoch 95.
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
