@@ -43,6 +43,10 @@ def test_it_lets_a_clinician_review_a_case_at_the_desk(page, site, shot, owner, 
     # one review per case: its heading, without the inline's per-form line ("Clinician review: #1")
     expect(page.locator("#review-heading")).to_have_text("Clinician review")
     expect(page.locator("#review-group").get_by_text("#1")).to_be_hidden()
+    # ...set like the page's own fieldset headings, not in the inline group's capitals
+    style = "h => [getComputedStyle(h).textTransform, getComputedStyle(h).fontSize]"
+    heading, fieldset_heading = page.locator("#review-heading"), page.locator("h2.fieldset-heading").first
+    assert heading.evaluate(style) == fieldset_heading.evaluate(style)
     page.locator("#id_review-0-verdict").select_option("agree")
     page.locator("#id_review-0-recommendation").select_option("dermatologist_soon")
     shot(page, "admin-case")
