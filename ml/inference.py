@@ -43,27 +43,33 @@ class Prediction:
 
 
 def make_logits_fn(model, hw, tta_views=1):
-    """A traced function uint8 (n, h, w, 3) -> logits averaged over test-time flips.
+    """A function uint8 (n, h, w, 3) -> logits averaged over test-time flips, traced by
+    TensorFlow (with the default backend, as the site runs).
 
     tta_views: 1 (as is), 2 (+ horizontal flip) or 4 (+ vertical flip, + both); see TTA_VIEWS.
+    Written in Keras ops so that training also runs under another Keras backend (JAX on a GPU
+    machine without TensorFlow, see ml.training), where the function is left untraced.
     """
+    import keras
+    from keras import ops
+
+    def logits_fn(x):
+        x = ops.cast(x, "float32")
+        views = [x]
+        if tta_views >= 2:
+            views.append(ops.flip(x, axis=2))
+        if tta_views >= 4:
+            views += [ops.flip(x, axis=1), ops.flip(ops.flip(x, axis=1), axis=2)]
+        out = model(ops.concatenate(views, axis=0), training=False)
+        return ops.mean(ops.reshape(out, (len(views), -1, out.shape[-1])), axis=0)
+
+    if keras.backend.backend() != "tensorflow":
+        return logits_fn
     import tensorflow as tf
 
     h, w = int(hw[0]), int(hw[1])
-
-    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)], reduce_retracing=True)
-    def logits_fn(x):
-        x = tf.cast(x, tf.float32)
-        views = [x]
-        if tta_views >= 2:
-            views.append(tf.reverse(x, [2]))
-        if tta_views >= 4:
-            views += [tf.reverse(x, [1]), tf.reverse(x, [1, 2])]
-        n = tf.shape(x)[0]
-        out = model(tf.concat(views, axis=0), training=False)
-        return tf.reduce_mean(tf.reshape(out, [len(views), n, -1]), axis=0)
-
-    return logits_fn
+    return tf.function(logits_fn, input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)],
+                       reduce_retracing=True)
 
 
 class Classifier:

@@ -1,5 +1,8 @@
-"""Training: lesion-disjoint split, in-memory tf.data with augmentation, class weights,
-checkpoint on the validation scores of the class shown, temperature scaling, thresholds, card, save."""
+"""Training: lesion-disjoint split, in-memory batches with augmentation, class weights,
+checkpoint on the validation scores of the class shown, temperature scaling, thresholds, card, save.
+
+It runs on Keras's default TensorFlow backend (CPU, as shipped), and under KERAS_BACKEND=jax on a
+GPU machine that has JAX but no TensorFlow: the model file is the same either way."""
 
 import datetime as dt
 import logging
@@ -46,41 +49,50 @@ def class_weights(y, power) -> np.ndarray:
     return w / (w[y].mean())
 
 
-def augment_batch(x):
-    """Random flip, rotation (any angle), zoom, shift (one projective transform) and colour
-    jitter (one 3x3 colour matrix + offset per image) of a float32 batch in [0, 255]."""
-    import tensorflow as tf
+AUGMENT_PARAMS = 19  # per image: 8 transform coefficients, a 3x3 colour matrix, contrast, brightness
 
-    n = tf.shape(x)[0]
-    h = tf.cast(tf.shape(x)[1], tf.float32)
-    w = tf.cast(tf.shape(x)[2], tf.float32)
-    flip = tf.where(tf.random.uniform([n]) < 0.5, -1.0, 1.0)
-    theta = tf.random.uniform([n], -math.pi, math.pi)
-    scale = tf.exp(tf.random.uniform([n], math.log(0.85), math.log(1.25)))  # > 1 zooms in
-    tx = tf.random.uniform([n], -0.08, 0.08) * w
-    ty = tf.random.uniform([n], -0.08, 0.08) * h
-    cx, cy = (w - 1) / 2, (h - 1) / 2
-    # output pixel (x, y) samples input cx + R(theta) (flip * (x - cx), y - cy) / scale + t
-    a0, a1 = flip * tf.cos(theta) / scale, -tf.sin(theta) / scale
-    b0, b1 = flip * tf.sin(theta) / scale, tf.cos(theta) / scale
+
+def augment_params(rng, n, height, width) -> np.ndarray:
+    """(n, AUGMENT_PARAMS) float32 random augmentation parameters, drawn on the host with the
+    run's seeded generator: flip, rotation (any angle), zoom and shift as one projective
+    transform (output pixel (x, y) samples input cx + R(theta) (flip * (x - cx), y - cy) / scale
+    + t), then saturation s, per-channel gain g and contrast c as one colour matrix, and a
+    brightness shift b."""
+    flip = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    theta = rng.uniform(-math.pi, math.pi, n)
+    scale = np.exp(rng.uniform(math.log(0.85), math.log(1.25), n))  # > 1 zooms in
+    tx = rng.uniform(-0.08, 0.08, n) * width
+    ty = rng.uniform(-0.08, 0.08, n) * height
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    a0, a1 = flip * np.cos(theta) / scale, -np.sin(theta) / scale
+    b0, b1 = flip * np.sin(theta) / scale, np.cos(theta) / scale
     a2 = cx - a0 * cx - a1 * cy + tx
     b2 = cy - b0 * cx - b1 * cy + ty
-    zeros = tf.zeros_like(a0)
-    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    x = tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=transforms, output_shape=tf.shape(x)[1:3], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="REFLECT")
-    # colour: saturation s, per-channel gain g, contrast c around the image mean, brightness b
-    s = tf.random.uniform([n, 1, 1], 0.7, 1.3)
-    sat = s * tf.eye(3)[None] + (1 - s) / 3.0
-    g = tf.random.uniform([n, 1, 3], 0.9, 1.1)
-    c = tf.random.uniform([n, 1, 1], 0.8, 1.25)
-    matrix = sat * g * c  # (n, 3, 3): out_k = sum_j x_j * matrix[j, k]
-    mean = tf.reduce_mean(x, axis=[1, 2])[:, None, :]  # (n, 1, 3)
-    offset = tf.random.uniform([n, 1, 1], -25.0, 25.0) + mean * (1 - c)
-    flat = tf.reshape(x, [n, -1, 3])
-    x = tf.reshape(tf.matmul(flat, matrix) + offset, tf.shape(x))
-    return tf.clip_by_value(x, 0.0, 255.0)
+    zeros = np.zeros(n)
+    transform = np.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    s = rng.uniform(0.7, 1.3, (n, 1, 1))
+    g = rng.uniform(0.9, 1.1, (n, 1, 3))
+    c = rng.uniform(0.8, 1.25, (n, 1, 1))
+    matrix = (s * np.eye(3)[None] + (1 - s) / 3.0) * g * c  # out_k = sum_j x_j * matrix[j, k]
+    brightness = rng.uniform(-25.0, 25.0, n)
+    return np.concatenate([transform, matrix.reshape(n, 9), c.reshape(n, 1), brightness[:, None]],
+                          axis=1).astype(np.float32)
+
+
+def augment_batch(x, params):
+    """Apply augment_params' parameters to a float32 batch in [0, 255] (Keras ops, so any Keras
+    backend runs it): the transform (bilinear, reflecting at the edges), then the colour
+    matrix, with contrast around each image's mean, and the brightness shift."""
+    from keras import ops
+
+    x = ops.image.affine_transform(x, params[:, :8], interpolation="bilinear", fill_mode="reflect",
+                                   data_format="channels_last")
+    matrix = ops.reshape(params[:, 8:17], (-1, 3, 3))
+    contrast, brightness = params[:, 17:18, None], params[:, 18:19, None]  # (n, 1, 1)
+    mean = ops.mean(x, axis=(1, 2))[:, None, :]  # (n, 1, 3)
+    flat = ops.reshape(x, (ops.shape(x)[0], -1, 3))
+    out = ops.matmul(flat, matrix) + brightness + mean * (1 - contrast)
+    return ops.clip(ops.reshape(out, ops.shape(x)), 0.0, 255.0)
 
 
 def epoch_sizes(y, class_cap) -> np.ndarray:
@@ -90,9 +102,11 @@ def epoch_sizes(y, class_cap) -> np.ndarray:
 
 
 def make_train_dataset(x, y, class_w, *, batch_size, augment, seed, class_cap=None):
-    """Batches of (images, labels, sample weights). Each epoch draws every image of the small
-    classes and a fresh random class_cap-sized subset of each larger class (nevi)."""
-    import tensorflow as tf
+    """Batches of (images, labels, sample weights) for one epoch after another. Each epoch draws
+    every image of the small classes and a fresh random class_cap-sized subset of each larger
+    class (nevi). With TensorFlow, a tf.data pipeline that augments on the CPU while the network
+    trains; under another Keras backend, a generator that augments in one compiled call."""
+    import keras
 
     rng = np.random.default_rng(seed)
     by_class = [np.flatnonzero(y == c) for c in range(len(CLASSES))]
@@ -105,18 +119,31 @@ def make_train_dataset(x, y, class_w, *, batch_size, augment, seed, class_cap=No
         stop = len(idx) - len(idx) % batch_size if len(idx) > batch_size else len(idx)
         for i in range(0, stop, batch_size):
             b = np.sort(idx[i:i + batch_size])
-            yield x[b], y[b], class_w[y[b]].astype(np.float32)
+            yield (x[b], y[b], class_w[y[b]].astype(np.float32),
+                   augment_params(rng, len(b), height, width))
+
+    def prepare(xb, yb, wb, pb):
+        xb = keras.ops.cast(xb, "float32")
+        if augment:
+            xb = augment_batch(xb, pb)
+        return xb, keras.ops.one_hot(yb, len(CLASSES)), wb  # one-hot for label smoothing
+
+    if keras.backend.backend() != "tensorflow":
+        if keras.backend.backend() == "jax":
+            import jax
+
+            prepare = jax.jit(prepare)
+
+        def forever():
+            while True:
+                yield from (prepare(*batch) for batch in batches())
+
+        return forever()
+    import tensorflow as tf
 
     ds = tf.data.Dataset.from_generator(batches, output_signature=(
         tf.TensorSpec([None, height, width, 3], tf.uint8), tf.TensorSpec([None], tf.int64),
-        tf.TensorSpec([None], tf.float32)))
-
-    def prepare(xb, yb, wb):
-        xb = tf.cast(xb, tf.float32)
-        if augment:
-            xb = augment_batch(xb)
-        return xb, tf.one_hot(yb, len(CLASSES)), wb  # one-hot for label smoothing
-
+        tf.TensorSpec([None], tf.float32), tf.TensorSpec([None, AUGMENT_PARAMS], tf.float32)))
     total = int(sizes.sum())
     n_batches = total // batch_size if total > batch_size else 1
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # lets Keras count steps
@@ -128,21 +155,46 @@ def predict_logits(model, x, *, tta_views=1, batch_size=128, fn=None) -> np.ndar
     from .inference import make_logits_fn
 
     fn = fn or make_logits_fn(model, x.shape[1:3], tta_views)
-    out = [fn(x[i:i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
+    out = [np.asarray(fn(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 
 def hardware() -> dict:
-    import tensorflow as tf
+    """What trained the model: the accelerator (or CPU), the machine and the software."""
+    import keras
 
-    gpus = tf.config.list_physical_devices("GPU")
-    device = "CPU"
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        device = details.get("device_name", "GPU")
-    return {"device": device, "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__}
+    backend = keras.backend.backend()
+    info = {"device": accelerator_name() or "CPU", "platform": platform.platform(),
+            "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "keras": keras.__version__,
+            "keras_backend": backend}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+    elif backend == "jax":
+        import jax
+
+        info["jax"] = jax.__version__
+    return info
+
+
+def accelerator_name() -> str | None:
+    """The GPU the Keras backend trains on, or None on a CPU."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return None if device.platform == "cpu" else device.device_kind
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    return None
 
 
 def bf16_hardware() -> bool:
@@ -158,8 +210,10 @@ def bf16_hardware() -> bool:
 
 def training_precision(cfg) -> str:
     """The Keras dtype policy for training: mixed_bfloat16 where the preset allows it and the
-    hardware runs it natively, else float32. The shipped model is always float32."""
-    return "mixed_bfloat16" if cfg.get("mixed_precision") and bf16_hardware() else "float32"
+    hardware runs it natively (a GPU, or such a CPU), else float32. The shipped model is always
+    float32."""
+    native = accelerator_name() is not None or bf16_hardware()
+    return "mixed_bfloat16" if cfg.get("mixed_precision") and native else "float32"
 
 
 class _Schedule:
@@ -375,8 +429,10 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
         prior = np.bincount(y_train, minlength=len(CLASSES)) / len(y_train)
         callback = _SelectOnShownClass.make(x_val, y_val, average, prior)
         t = time.perf_counter()
-        model.fit(ds, epochs=cfg["epochs"], callbacks=[schedule, average, callback], verbose=0,
-                  shuffle=False)
+        # tf.data starts each epoch afresh; another backend's endless generator is cut into epochs
+        steps = None if keras.backend.backend() == "tensorflow" else steps_per_epoch
+        model.fit(ds, epochs=cfg["epochs"], steps_per_epoch=steps, verbose=0,
+                  callbacks=[schedule, average, callback], shuffle=False)
         fit_seconds = time.perf_counter() - t
     finally:
         keras.mixed_precision.set_global_policy("float32")

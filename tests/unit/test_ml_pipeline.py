@@ -68,12 +68,15 @@ def test_it_writes_a_complete_card(tiny_model_dir):
     assert not list(tiny_model_dir.glob("*.part*"))
 
 
-@pytest.mark.parametrize("native_bf16, allowed, expected", [
-    (True, True, "mixed_bfloat16"), (False, True, "float32"), (True, False, "float32")])
-def test_it_trains_in_bfloat16_only_where_the_cpu_runs_it_natively(monkeypatch, native_bf16, allowed, expected):
+@pytest.mark.parametrize("native_bf16, gpu, allowed, expected", [
+    (True, None, True, "mixed_bfloat16"), (False, None, True, "float32"), (True, None, False, "float32"),
+    (False, "NVIDIA H100 80GB HBM3", True, "mixed_bfloat16"), (False, "NVIDIA H100 80GB HBM3", False, "float32")])
+def test_it_trains_in_bfloat16_only_where_the_hardware_runs_it_natively(monkeypatch, native_bf16, gpu, allowed,
+                                                                        expected):
     from ml import training
 
     monkeypatch.setattr(training, "bf16_hardware", lambda: native_bf16)
+    monkeypatch.setattr(training, "accelerator_name", lambda: gpu)
     assert training.training_precision({"mixed_precision": allowed}) == expected
 
 
