@@ -1,4 +1,4 @@
-"""Command line: python -m ml {train,evaluate,compare,predict,shrink} (see --help of each)."""
+"""Command line: python -m ml {train,evaluate,compare,predict} (see --help of each)."""
 
 import argparse
 import json
@@ -59,15 +59,6 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder or its model.keras")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
 
-    p = sub.add_parser("shrink", help="copy a HAM10000 folder at a preset's input size, to train elsewhere",
-                       description="Writes the metadata file and every image as the model sees it (RGB, "
-                                   "at the preset's input size) as JPEG, about 50 MB for the full preset, "
-                                   "for training on a machine the data must be sent to (a GPU machine).")
-    p.add_argument("--data", required=True, type=Path, help="folder with HAM10000_metadata.csv and images")
-    p.add_argument("--out", required=True, type=Path, help="folder to write (images/ and the metadata file)")
-    p.add_argument("--preset", choices=("full", "tiny"), default="full")
-    p.add_argument("--quality", type=_jpeg_quality, default=92, help="JPEG quality, 1-100 (default 92)")
-
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     from .errors import MLError, ModelArtifactError
@@ -89,13 +80,6 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _jpeg_quality(text):
-    value = _positive_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"must be at most 100, not {value}")
     return value
 
 
@@ -176,17 +160,7 @@ def _print_prediction(path, pred, as_json) -> None:
         print(f"{path}: {pred.predicted_class} malignant={pred.malignant_probability:.3f} risk={pred.risk}")
 
 
-def cmd_shrink(args) -> int:
-    from .data import shrink
-    from .model import PRESETS
-
-    done = shrink(args.data, args.out, tuple(PRESETS[args.preset]["input_size"]), quality=args.quality)
-    print(json.dumps({"out": str(args.out), **done}))
-    return 0
-
-
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare, "predict": cmd_predict,
-            "shrink": cmd_shrink}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare, "predict": cmd_predict}
 
 if __name__ == "__main__":
     sys.exit(main())

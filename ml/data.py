@@ -129,35 +129,5 @@ def decode_all(records, size, *, workers=None) -> np.ndarray:
     return out
 
 
-def shrink(data_dir, out_dir, size, *, quality=92, workers=None) -> dict:
-    """Copy a HAM10000 folder with every image as ``preprocess`` gives it to the model (RGB, at
-    the input size), saved as JPEG without chroma subsampling in out_dir/images/, and the
-    metadata file: the training data in about 50 MB instead of 2.6 GB, for training on a machine
-    it must be sent to. Training on the copy decodes the same pixels but for JPEG's rounding
-    (a mean absolute difference of about 1 of 255 at quality 92). Returns counts and bytes."""
-    from PIL import Image
-
-    records = load_records(data_dir)
-    out_dir = Path(out_dir)
-    if out_dir.resolve() == Path(data_dir).resolve():
-        raise DatasetError("the copy needs a folder of its own")
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-
-    def work(record) -> int:
-        try:
-            pixels = preprocess(record.path, size)
-        except ImageError as exc:
-            raise DatasetError(f"cannot decode {record.path}: {exc}") from exc
-        target = out_dir / "images" / f"{record.image_id}.jpg"
-        Image.fromarray(pixels).save(target, "JPEG", quality=quality, subsampling=0)
-        return target.stat().st_size
-
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
-        sizes = list(pool.map(work, records))
-    # the metadata last: a folder that has it is complete
-    (out_dir / METADATA_FILENAME).write_bytes((Path(data_dir) / METADATA_FILENAME).read_bytes())
-    return {"images": len(records), "image_bytes": sum(sizes)}
-
-
 def labels(records) -> np.ndarray:
     return np.array([r.label for r in records], dtype=np.int64)

@@ -157,33 +157,3 @@ def test_it_has_no_django_imports():
 
     for path in pathlib.Path(ml.__file__).parent.glob("*.py"):
         assert not re.search(r"^\s*(import|from)\s+django", path.read_text(), re.M), path
-
-
-def test_it_shrinks_a_folder_to_what_the_model_sees_for_training_elsewhere(tmp_path, capsys):
-    import json
-
-    from ml.__main__ import main
-
-    source = make_dataset(tmp_path / "source", per_class=3, layout="kaggle", seed=4)
-    assert main(["shrink", "--data", str(source), "--out", str(tmp_path / "copy"), "--preset", "tiny"]) == 0
-    done = json.loads(capsys.readouterr().out)
-    assert done["images"] == 3 * len(CLASSES) and done["image_bytes"] > 0
-    original, copy = data_mod.load_records(source), data_mod.load_records(tmp_path / "copy")
-    assert [(r.image_id, r.lesion_id, r.dx) for r in copy] == [(r.image_id, r.lesion_id, r.dx) for r in original]
-    assert {r.path.parent.name for r in copy} == {"images"}
-    size = (48, 36)  # the tiny preset's input
-    assert all(Image.open(r.path).size == size for r in copy)
-    # training on the copy decodes the pixels the original gives, but for JPEG's rounding
-    difference = np.abs(data_mod.decode_all(copy, size).astype(int) - data_mod.decode_all(original, size))
-    assert difference.mean() < 2.0
-
-
-def test_it_refuses_to_shrink_a_folder_onto_itself_or_at_a_bad_quality(tmp_path, capsys):
-    from ml.__main__ import main
-
-    source = make_dataset(tmp_path / "source", per_class=1, layout="flat", seed=5)
-    assert main(["shrink", "--data", str(source), "--out", str(source)]) == 1
-    assert "a folder of its own" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        main(["shrink", "--data", str(source), "--out", str(tmp_path / "copy"), "--quality", "101"])
-    assert exc.value.code == 2 and "at most 100" in capsys.readouterr().err
