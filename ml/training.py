@@ -101,6 +101,13 @@ def epoch_sizes(y, class_cap) -> np.ndarray:
     return np.minimum(counts, class_cap) if class_cap else counts
 
 
+def batches_per_epoch(sizes, batch_size) -> int:
+    """Full batches in an epoch of sizes.sum() images (the last, partial one is dropped), or one
+    batch of all of them when they do not fill one."""
+    total = int(np.sum(sizes))
+    return total // batch_size if total > batch_size else 1
+
+
 def make_train_dataset(x, y, class_w, *, batch_size, augment, seed, class_cap=None):
     """Batches of (images, labels, sample weights) for one epoch after another. Each epoch draws
     every image of the small classes and a fresh random class_cap-sized subset of each larger
@@ -116,8 +123,7 @@ def make_train_dataset(x, y, class_w, *, batch_size, augment, seed, class_cap=No
     def batches():
         idx = np.concatenate([rng.permutation(ix)[:k] for ix, k in zip(by_class, sizes)])
         idx = rng.permutation(idx)
-        stop = len(idx) - len(idx) % batch_size if len(idx) > batch_size else len(idx)
-        for i in range(0, stop, batch_size):
+        for i in range(0, batches_per_epoch(sizes, batch_size) * batch_size, batch_size):
             b = np.sort(idx[i:i + batch_size])
             yield (x[b], y[b], class_w[y[b]].astype(np.float32),
                    augment_params(rng, len(b), height, width))
@@ -144,9 +150,8 @@ def make_train_dataset(x, y, class_w, *, batch_size, augment, seed, class_cap=No
     ds = tf.data.Dataset.from_generator(batches, output_signature=(
         tf.TensorSpec([None, height, width, 3], tf.uint8), tf.TensorSpec([None], tf.int64),
         tf.TensorSpec([None], tf.float32), tf.TensorSpec([None, AUGMENT_PARAMS], tf.float32)))
-    total = int(sizes.sum())
-    n_batches = total // batch_size if total > batch_size else 1
-    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # lets Keras count steps
+    # lets Keras count steps
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches_per_epoch(sizes, batch_size)))
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(3)
 
 
@@ -411,8 +416,7 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
         weights = class_weights(np.repeat(np.arange(len(CLASSES)), sizes), cfg["weight_power"])
         ds = make_train_dataset(x_train, y_train, weights, batch_size=cfg["batch_size"],
                                 augment=cfg["augment"], seed=seed, class_cap=cfg.get("class_cap"))
-        total = int(sizes.sum())
-        steps_per_epoch = total // cfg["batch_size"] if total > cfg["batch_size"] else 1
+        steps_per_epoch = batches_per_epoch(sizes, cfg["batch_size"])
         schedule = _Schedule.make(cfg, steps_per_epoch, started=started)
         if cfg["weight_decay"]:
             optimizer = keras.optimizers.AdamW(cfg["learning_rate"], weight_decay=cfg["weight_decay"])
