@@ -27,6 +27,10 @@ NETWORK_CHUNK = 8
 # by tf2onnx 1.17 at load. Bench medians of 3 runs: 147 against TensorFlow's 146 images/s in the
 # same runs (0.95-1.35x) and 11.1 against 14.5 ms a photo, for a load of 2.1 s instead of 1.3 s
 # and a peak RSS of 1,191 MB instead of 844 MB.
+# Nor TensorFlow Lite's interpreter with XNNPACK, 2 threads, the folded network converted at load
+# (2026-12-05, another AVX2 EPYC, 64 images, four views, in turn with TensorFlow three times):
+# 229, 195 and 218 against 216, 158 and 168 images/s (1.06-1.3x), for 1.5 s more load, and
+# tf.lite.Interpreter is deprecated in favour of the separate LiteRT package.
 OVERLAY_MAX_WIDTH = DECODE_MIN_SIDE  # a large JPEG is decoded at least this wide: no upscaling
 
 

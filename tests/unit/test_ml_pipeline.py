@@ -361,6 +361,30 @@ def test_it_predicts_from_the_command_line_with_json_lines_and_error_lines(tiny_
     assert all_bad.returncode == 1 and "error" in json.loads(all_bad.stdout)
 
 
+def test_it_predicts_batch_after_batch_in_the_order_given(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    # `predict` reads the next batch while the network runs on this one: lines must still come
+    # out in the order of the paths, each error beside its own file, across batch boundaries
+    paths = []
+    for i, label in enumerate(["mel", "nv", "bcc", "vasc", "df"]):
+        paths.append(tmp_path / f"{i}.png")
+        draw_lesion(label, seed=i).save(paths[-1])
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    paths.insert(2, tmp_path / "bad.jpg")  # the last of the first batch of three
+    at_once = [json.loads(line) for line in
+               _run_cli(capsys, "predict", "--json", "--model", tiny_model_dir, *paths).stdout.splitlines()]
+    monkeypatch.setattr("ml.inference.BATCH_SIZE", 3)
+    done = _run_cli(capsys, "predict", "--json", "--model", tiny_model_dir, *paths)
+    assert done.returncode == 0, done.stderr
+    in_batches = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["image"] for line in in_batches] == [str(p) for p in paths]
+    assert "error" in in_batches[2] and sum("error" in line for line in in_batches) == 1
+    for one, other in zip(in_batches, at_once):
+        assert one.keys() == other.keys()
+        if "probabilities" in one:
+            assert one["predicted_class"] == other["predicted_class"]
+            assert abs(one["malignant_probability"] - other["malignant_probability"]) < 1e-5
+
+
 def test_it_predicts_an_iphone_heic_photo_from_the_command_line(tiny_model_dir, tmp_path, capsys):
     lesion = draw_lesion("mel", seed=5)
     png, heic = tmp_path / "lesion.png", tmp_path / "IMG_0001.HEIC"
