@@ -106,6 +106,16 @@ PRESETS = {
     # added as log-probabilities: 0.710-0.714 / 0.804-0.821 / 0.912-0.915, against the shipped
     # 0.717 / 0.798 / 0.914. All within the seed noise: the features hold no more than the head
     # reads from them.
+    # Nor every nevus in every epoch, class_cap None (7,018 images an epoch, not 5,315; 2026-12-06,
+    # Xeon with AMX, 24 s an epoch, so about 135 epochs in the time budget, the learning rate
+    # annealed on elapsed time): per-epoch AUC level to epoch 60, then behind by 0.004 over
+    # epochs 61-75, 0.007 over 76-90, 0.010 over 91-105 and 0.011 over 106-112 (0.898 against
+    # 0.909), accuracy level, balanced accuracy 0.027-0.044 behind after epoch 90; stopped at 112.
+    # Nor the wider tail above run again on this machine (same day, 21-33 s an epoch, 108 epochs
+    # in the time budget, best epoch 93): balanced accuracy 0.691, accuracy 0.793, AUC 0.904; by
+    # `ml compare --split val` against this recipe accuracy -0.005 [-0.021, +0.011], balanced
+    # accuracy -0.025 [-0.061, +0.006], AUC -0.010 [-0.019, -0.001]: the first run's balanced
+    # accuracy gain does not repeat, and within the hour the larger network falls behind.
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
