@@ -97,3 +97,40 @@ def test_it_trains_under_jax_a_model_that_tensorflow_scores_as_training_did(tmp_
     for key in ("accuracy", "balanced_accuracy", "malignant_auc"):
         assert result[key] == pytest.approx(card["validation"][key], abs=1e-3), key
     assert result["balanced_accuracy"] > 0.5  # it learned the synthetic classes (chance: 1/7)
+
+
+def test_a_process_on_tensorflow_loads_and_runs_the_model_without_importing_jax():
+    # TensorFlow imports JAX when it is installed; ml marks it absent under TensorFlow (108 MB).
+    env = {key: value for key, value in os.environ.items() if key not in ("KERAS_BACKEND", "KERAS_HOME")}
+    code = ("import sys\n"
+            "from PIL import Image\n"
+            "from ml.inference import load_classifier\n"
+            "prediction = load_classifier().predict(Image.new('RGB', (200, 150), (160, 110, 90)))\n"
+            "print(prediction.predicted_class, sys.modules.get('jax'))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown, jax_module = done.stdout.split()
+    assert shown in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    assert jax_module == "None"
+
+
+@pytest.mark.parametrize("env, keras_json, on_tensorflow", [
+    ({}, None, True),
+    ({"KERAS_BACKEND": "tensorflow"}, None, True),
+    ({"KERAS_BACKEND": "jax"}, None, False),
+    ({}, {"backend": "jax"}, False),
+    ({"KERAS_BACKEND": "tensorflow"}, {"backend": "jax"}, True),
+    ({}, "not json", True),
+])
+def test_it_reads_the_keras_backend_as_keras_does(tmp_path, monkeypatch, env, keras_json, on_tensorflow):
+    import ml
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if keras_json is not None:
+        text = keras_json if isinstance(keras_json, str) else json.dumps(keras_json)
+        (tmp_path / "keras.json").write_text(text)
+    assert ml._keras_backend_is_tensorflow() is on_tensorflow
