@@ -16,7 +16,7 @@ def _keras_backend_is_tensorflow() -> bool:
     "backend" of keras.json in KERAS_HOME (~/.keras), else its default, TensorFlow."""
     name = os.environ.get("KERAS_BACKEND")
     if name is None:
-        config = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "keras.json"
+        config = Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser() / "keras.json"
         try:
             name = json.loads(config.read_text()).get("backend")
         except (OSError, ValueError, AttributeError):
