@@ -116,6 +116,22 @@ PRESETS = {
     # `ml compare --split val` against this recipe accuracy -0.005 [-0.021, +0.011], balanced
     # accuracy -0.025 [-0.061, +0.006], AUC -0.010 [-0.019, -0.001]: the first run's balanced
     # accuracy gain does not repeat, and within the hour the larger network falls behind.
+    # Nor progressive resizing (2026-12-06, AMD EPYC with AVX-512 BF16): the network built for
+    # any input size, epochs 1-50 on the training photos decoded at 112x84, 51-100 at 136x102,
+    # the rest at 160x120, the same batches and augmentation, validation always at 160x120. An
+    # epoch took 8.6, 9.6 and 14.6 s, so 150 epochs in 27 minutes, where 150 at 160x120 take
+    # about 37 there (0.75x). Best epoch 149: balanced accuracy 0.712, accuracy 0.791, AUC 0.914;
+    # by `ml compare --split val` against this recipe accuracy -0.007 [-0.022, +0.008], balanced
+    # accuracy -0.005 [-0.043, +0.031], AUC +0.000 [-0.007, +0.008]: level, a little faster.
+    # Per-epoch AUC 0.025 behind while training at 112x84, 0.005-0.008 at 136x102, within 0.006
+    # at 160x120. With the time it saves, the wider tail above (same phases, 150 epochs in 39
+    # minutes, best epoch 119): 0.681 / 0.805 / 0.914, by `ml compare` accuracy +0.007 [-0.006,
+    # +0.021], balanced accuracy -0.036 [-0.077, -0.002], AUC +0.000 [-0.007, +0.007]. Or 220
+    # epochs of this network (112x84 to epoch 75, 136x102 to 150, then 160x120; 39 minutes):
+    # per-epoch AUC 0.910-0.911 over epochs 136-165, then down to 0.905 by epoch 215 as it fits
+    # the training photos; best epoch 126, still at 136x102: 0.716 / 0.784 / 0.916, by `ml
+    # compare` accuracy -0.014 [-0.029, +0.002], balanced accuracy -0.001 [-0.031, +0.030], AUC
+    # +0.002 [-0.007, +0.012]. More epochs, like more nevi an epoch above, only overfit sooner.
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
