@@ -11,14 +11,22 @@ import sys
 from pathlib import Path
 
 
+def _keras_home() -> Path:
+    """Keras's folder, found as keras.src.backend.config finds it (importing that module would
+    import the backend itself): KERAS_HOME, else ~/.keras, or /tmp/.keras where ~ is read-only."""
+    if "KERAS_HOME" in os.environ:
+        return Path(os.environ["KERAS_HOME"]).expanduser()
+    home = os.path.expanduser("~")
+    return Path(home if os.access(home, os.W_OK) else "/tmp") / ".keras"
+
+
 def _keras_backend_is_tensorflow() -> bool:
-    """Whether Keras will run on TensorFlow, as Keras decides it: KERAS_BACKEND, else the
-    "backend" of keras.json in KERAS_HOME (~/.keras), else its default, TensorFlow."""
+    """Whether Keras will run on TensorFlow, as Keras decides it: a non-empty KERAS_BACKEND,
+    else the "backend" of keras.json in its folder, else its default, TensorFlow."""
     name = os.environ.get("KERAS_BACKEND")
-    if name is None:
-        config = Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser() / "keras.json"
+    if not name:
         try:
-            name = json.loads(config.read_text()).get("backend")
+            name = json.loads((_keras_home() / "keras.json").read_text()).get("backend")
         except (OSError, ValueError, AttributeError):
             name = None
     return (name or "tensorflow") == "tensorflow"

@@ -123,6 +123,7 @@ def test_a_process_on_tensorflow_loads_and_runs_the_model_without_importing_jax(
     ({}, {"backend": "jax"}, False),
     ({"KERAS_BACKEND": "tensorflow"}, {"backend": "jax"}, True),
     ({}, "not json", True),
+    ({"KERAS_BACKEND": ""}, {"backend": "jax"}, False),  # Keras ignores an empty variable
 ])
 def test_it_reads_the_keras_backend_as_keras_does(tmp_path, monkeypatch, env, keras_json, on_tensorflow):
     import ml
@@ -135,3 +136,14 @@ def test_it_reads_the_keras_backend_as_keras_does(tmp_path, monkeypatch, env, ke
         text = keras_json if isinstance(keras_json, str) else json.dumps(keras_json)
         (tmp_path / "keras.json").write_text(text)
     assert ml._keras_backend_is_tensorflow() is on_tensorflow
+
+
+def test_it_reads_keras_json_from_the_home_folder_without_keras_home(tmp_path, monkeypatch):
+    import ml
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".keras").mkdir()
+    (tmp_path / ".keras" / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    assert ml._keras_backend_is_tensorflow() is False
