@@ -139,8 +139,8 @@ PRESETS = {
     # per-epoch AUC 0.004 behind over epochs 1-10, 0.007 over 11-30, 0.016 over 31-40 and 0.018
     # over 41-49 (0.880 against 0.898); against the same epochs (21-49), 0.004 behind and
     # balanced accuracy 0.02-0.05 behind; stopped at epoch 49.
-    # Nor stronger augmentation (2026-12-06, AMD EPYC with AVX-512 BF16, 19 s an epoch): zoom 0.75-
-    # 1.4 (not 0.85-1.25), shift 12% (not 8%), saturation 0.55-1.45, gain 0.85-1.15, contrast
+    # Nor stronger augmentation (2026-12-06, AMD EPYC with AVX-512 BF16, 18.4 s an epoch): zoom
+    # 0.75-1.4 (not 0.85-1.25), shift 12% (not 8%), saturation 0.55-1.45, gain 0.85-1.15, contrast
     # 0.7-1.4, brightness +-35 (not 0.7-1.3, 0.9-1.1, 0.8-1.25, +-25). Per-epoch AUC 0.004-0.008
     # behind over epochs 1-60, then 0.012 over 61-75 and 0.015 over 76-78 (0.887 against 0.902),
     # balanced accuracy 0.03-0.05 behind to epoch 75; stopped at epoch 78. With colour jitter
