@@ -19,9 +19,11 @@ $(BIN)/.installed: requirements.txt
 migrate: install
 	$(LOCAL_ENV) $(BIN)/python manage.py migrate --noinput
 
+# honcho reads no .env (-e /dev/null): it would override the environment, DEBUG=true included,
+# with a production .env's values; the settings read that file themselves, the environment first.
 run: migrate
 	@echo "molesite on http://127.0.0.1:$(PORT)  (Ctrl-C stops web and worker)"
-	$(LOCAL_ENV) $(BIN)/honcho start -f Procfile -p $(PORT)
+	$(LOCAL_ENV) $(BIN)/honcho start -e /dev/null -f Procfile -p $(PORT)
 
 superuser: migrate
 	$(LOCAL_ENV) $(BIN)/python manage.py createsuperuser

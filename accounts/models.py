@@ -53,16 +53,27 @@ class User(AbstractUser):
     def is_reviewer(self) -> bool:
         return type(self).objects.reviewers().filter(pk=self.pk).exists()
 
+    # Set by set_unusable_password(), which leaves Django's _password unset: no password signs in
+    # any more (the admin's "Password-based authentication: Disabled"), so the token ends too.
+    _password_disabled = False
+
+    def set_unusable_password(self):
+        super().set_unusable_password()
+        self._password_disabled = True
+
     def save(self, *args, **kwargs):
-        password_changed = self._password is not None  # set_password() was called
+        # set_password() or set_unusable_password() was called
+        password_changed = self._password is not None or self._password_disabled
         super().save(*args, **kwargs)
         if password_changed:
+            self._password_disabled = False
             self.api_tokens_revoke()
 
     def api_tokens_revoke(self):
-        """A new password (changed, reset by e-mail, or set by an administrator) ends the user's
-        API token: a token taken with a leaked password must not outlive that password, as
-        Django already makes the other browser sessions end."""
+        """A new password (changed, reset by e-mail, or set by an administrator), or none at all
+        (password sign-in disabled by an administrator), ends the user's API token: a token taken
+        with a leaked password must not outlive that password, as Django already makes the other
+        browser sessions end."""
         from rest_framework.authtoken.models import Token
 
         Token.objects.filter(user=self).delete()

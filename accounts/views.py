@@ -18,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from diagnoses import services
@@ -204,7 +205,7 @@ def account(request):
         "moles": user.moles.count(),
         "reviewed": user.diagnoses.filter(review__isnull=False).count(),
     }
-    has_app = user.is_staff and django_otp.user_has_device(user)
+    has_app = user.is_staff and has_sign_in_codes(user)
     context = {"counts": counts, "form": form, "has_authenticator": has_app,
                "staff_accesses": user.staff_accesses.count(), "last_staff_access": user.staff_accesses.first(),
                "active_share_links": ShareLink.objects.of_owner(user).active().count()}
@@ -281,9 +282,19 @@ def two_step(request):
     next_url = safe_next_url(request, request.GET.get("next"), reverse("admin:index"))
     if request.user.is_verified():
         return redirect(next_url)
-    if django_otp.user_has_device(request.user):
+    if has_sign_in_codes(request.user):
         return _second_step_code(request, next_url)
     return _second_step_setup(request, next_url)
+
+
+def has_sign_in_codes(user) -> bool:
+    """Whether the user has something to give a code with: a confirmed authenticator app, or
+    recovery codes (manage.py addstatictoken) not all used yet. Not django_otp.user_has_device():
+    it counts a recovery-code device whose codes are used up, which, once a lost phone's app is
+    deleted, would ask for a code for ever and never offer to set up a new app."""
+    return (TOTPDevice.objects.devices_for_user(user, confirmed=True).exists()
+            or StaticDevice.objects.devices_for_user(user, confirmed=True)
+            .filter(token_set__isnull=False).exists())
 
 
 def _second_step_code(request, next_url):

@@ -104,23 +104,32 @@ class ReviewForm(forms.ModelForm):
     # The review this form was shown with (its reviewed_at, empty for none), so that a save does
     # not overwrite a review another clinician saved while this one had the case open.
     seen_review = forms.CharField(required=False, widget=forms.HiddenInput)
+    # The result this form was shown with (result_stamp), so that a review is never saved as of
+    # a result a re-run replaced, or is still replacing, while this clinician had the case open.
+    seen_result = forms.CharField(required=False, widget=forms.HiddenInput)
+    STAMPS = ("seen_review", "seen_result")
 
     class Meta:
         model = Review
         fields = ["verdict", "label", "recommendation", "note"]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, diagnosis=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.initial["seen_review"] = review_stamp(self.instance if self.instance.pk else None)
+        self.initial["seen_result"] = result_stamp(diagnosis)
 
     def has_changed(self):
-        # Only what the clinician wrote: the stamp alone differs when a review was saved meanwhile.
-        return any(name != "seen_review" for name in self.changed_data)
+        # What the clinician wrote (the stamps alone differ when the case changed meanwhile), or a
+        # review of an earlier result saved as it is: that reviews the result shown now.
+        if self.instance.pk and self.instance.is_of_an_earlier_result:
+            return True
+        return any(name not in self.STAMPS for name in self.changed_data)
 
     def clean(self):
         cleaned = super().clean()
         if self.has_changed():
             self._refuse_a_review_saved_meanwhile(cleaned.get("seen_review") or "")
+            self._refuse_a_result_replaced_meanwhile(cleaned.get("seen_result") or "")
         if cleaned.get("verdict") == Review.Verdict.DISAGREE and not cleaned.get("label"):
             self.add_error("label", "Give your own label when you disagree with the model.")
         if cleaned.get("verdict") == Review.Verdict.UNCLEAR and cleaned.get("label"):
@@ -146,6 +155,19 @@ class ReviewForm(forms.ModelForm):
                     "recommendation": current.get_recommendation_display().lower()},
         )
 
+    def _refuse_a_result_replaced_meanwhile(self, seen: str):
+        # Read after case_hold (above): a re-run queued at this moment waits for this save.
+        current = Diagnosis.objects.only("status", "model_version", "finished_at").get(pk=self.instance.diagnosis_id)
+        if result_stamp(current) == seen:
+            return
+        now = ("the new result is not in yet" if current.status != Diagnosis.Status.DONE
+               else "its result is not the one you read")
+        raise forms.ValidationError(
+            "This case was classified again while you had it open, and %(now)s. Nothing of yours was saved: "
+            "reload the page to read the result shown now, then save your review again.",
+            code="result_replaced_meanwhile", params={"now": now},
+        )
+
     def validate_unique(self):
         # A review saved meanwhile is reported by clean() above; Django's own "already exists"
         # would only repeat it less clearly.
@@ -157,11 +179,23 @@ def review_stamp(review) -> str:
     return review.reviewed_at.isoformat() if review is not None else ""
 
 
+def result_stamp(diagnosis) -> str:
+    """The result a review form was shown with: its model version and when it came; "" before
+    a result is done (a re-run clears it)."""
+    if diagnosis is None or diagnosis.status != Diagnosis.Status.DONE:
+        return ""
+    return f"{diagnosis.model_version} {diagnosis.finished_at.isoformat()}"
+
+
+# The review form's prefix on the case page: Django names an inline formset after the relation.
+REVIEW_PREFIX = Review._meta.get_field("diagnosis").remote_field.get_accessor_name()
+
+
 class ReviewInline(admin.StackedInline):
     model = Review
     form = ReviewForm
     fields = ["verdict", "label", "recommendation", "note", "reviewed_by", "reviewed_at", "model_version",
-              "seen_review"]
+              "seen_review", "seen_result"]
     readonly_fields = ["reviewed_by", "reviewed_at", "model_version"]
     can_delete = False
     extra = 1
@@ -384,9 +418,19 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         return False  # photos come from patients, through the upload service
 
     def get_inline_instances(self, request, obj=None):
-        if obj is None or obj.status != Diagnosis.Status.DONE:
-            return []  # only a finished result can be reviewed
+        # Only a finished result can be reviewed. A review posted from a finished result is
+        # taken in all the same, for ReviewForm to refuse, with a message, when a re-run has
+        # queued the case since: left out, it would be dropped without a word.
+        review_posted = request.method == "POST" and f"{REVIEW_PREFIX}-TOTAL_FORMS" in request.POST
+        if obj is None or (obj.status != Diagnosis.Status.DONE and not review_posted):
+            return []
         return super().get_inline_instances(request, obj)
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, ReviewInline):
+            kwargs["form_kwargs"] = {"diagnosis": obj}  # for the form's stamp of the result shown
+        return kwargs
 
     def has_review_permission(self, request):
         return request.user.has_perms(["diagnoses.add_review", "diagnoses.change_review"])
@@ -434,19 +478,19 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     @admin.action(description="Re-run classification with the current model", permissions=["change"])
     def requeue(self, request, queryset):
-        count = 0
-        for diagnosis in queryset.exclude(status__in=[Diagnosis.Status.QUEUED, Diagnosis.Status.RUNNING]):
-            services.diagnosis_requeue(diagnosis=diagnosis)
-            count += 1
+        count = sum(services.diagnosis_requeue(diagnosis=diagnosis) for diagnosis in queryset)
         self.message_user(request, f"Queued {count} for classification again.", messages.SUCCESS)
         if skipped := queryset.count() - count:
             self.message_user(request, f"Skipped {skipped} already waiting or running.", messages.WARNING)
 
     @admin.action(description="Export reviewed cases as CSV (pseudonymous, for model improvement)", permissions=["view"])
     def export_reviewed_csv(self, request, queryset):
-        reviewed = queryset.filter(review__isnull=False)
+        # A review of a result a re-run replaced would pair its verdict with figures the
+        # clinician never read: such a case counts as unreviewed here too, as in the queue.
+        reviewed = queryset.filter(IS_REVIEWED, status=Diagnosis.Status.DONE)
         if not reviewed.exists():
-            self.message_user(request, "None of the selected cases has been reviewed.", messages.WARNING)
+            self.message_user(request, "None of the selected cases has been reviewed (a review of a result "
+                              "that a re-run replaced does not count until it is saved again).", messages.WARNING)
             return None
         # Only the checks of patients who opted in (at sign-up or on their account page).
         left_out = reviewed.filter(owner__model_improvement=False).count()

@@ -10,6 +10,8 @@ from .models import (
 # dialogs of browsers that do not know those types offer iPhone and AVIF photos too.
 IMAGE_ACCEPT = "image/jpeg,image/png,image/webp,image/heic,image/heif,image/avif,.heic,.heif,.avif,image/*"
 
+NEW_MOLE_NAME_TAKEN = "You already track a mole with this name: pick it from the list."
+
 
 class UploadForm(forms.Form):
     image = forms.FileField(
@@ -43,7 +45,7 @@ class UploadForm(forms.Form):
         if cleaned.get("mole") and name:
             self.add_error("new_mole_name", "Choose an existing mole or name a new one, not both.")
         elif name and Mole.objects.name_taken(owner=self.owner, name=name):
-            self.add_error("new_mole_name", "You already track a mole with this name: pick it from the list.")
+            self.add_error("new_mole_name", NEW_MOLE_NAME_TAKEN)
         cleaned["new_mole_name"] = name
         return cleaned
 

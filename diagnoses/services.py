@@ -128,21 +128,30 @@ def _delete_files(files) -> None:
         stored.storage.delete(stored.name)
 
 
-def diagnosis_requeue(*, diagnosis: Diagnosis) -> Diagnosis:
-    """Classify again (e.g. with a newer model): clear the result and queue the task."""
+def diagnosis_requeue(*, diagnosis: Diagnosis) -> bool:
+    """Classify again (e.g. with a newer model): clear the result and queue the task.
+
+    Returns False, changing nothing, for a diagnosis already queued or running, or deleted since
+    it was loaded: a conditional update, as save() would re-insert a row the patient deleted.
+    The result goes with the heatmap, so that no page or API answer shows an old estimate beside
+    a new status; a clinician's review is kept (see Review.is_of_an_earlier_result).
+    """
+    waiting = [Diagnosis.Status.QUEUED, Diagnosis.Status.RUNNING]
+    cleared = {
+        "status": Diagnosis.Status.QUEUED, "queued_at": timezone.now(), "started_at": None,
+        "finished_at": None, "attempts": 0, "error": "", "heatmap": "", "model_version": "",
+        "probabilities": {}, "malignant_probability": None, "predicted_class": "", "risk": "",
+    }
     with transaction.atomic():
+        if not Diagnosis.objects.filter(pk=diagnosis.pk).exclude(status__in=waiting).update(**cleared):
+            return False
         if diagnosis.heatmap:
             old_heatmap = [diagnosis.heatmap]
             transaction.on_commit(lambda: _delete_files(old_heatmap))
-        diagnosis.status = Diagnosis.Status.QUEUED
-        diagnosis.queued_at = timezone.now()
-        diagnosis.heatmap = ""
-        diagnosis.error = ""
-        diagnosis.started_at = diagnosis.finished_at = None
-        diagnosis.attempts = 0
-        diagnosis.save()
         _send_classification(diagnosis.pk)
-    return diagnosis
+    for field, value in cleared.items():
+        setattr(diagnosis, field, value)
+    return True
 
 
 def diagnosis_delete(*, diagnosis: Diagnosis) -> None:

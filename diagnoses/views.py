@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Prefetch
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -24,7 +24,7 @@ from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT, TTA_VIEWS
 from molesite.redirects import safe_next_url
 
 from . import services
-from .forms import HistoryFilterForm, MoleForm, ShareLinkForm, UploadForm
+from .forms import NEW_MOLE_NAME_TAKEN, HistoryFilterForm, MoleForm, ShareLinkForm, UploadForm
 from .models import RISK_ORDER, Diagnosis, Mole
 from .throttles import SharedReportRateThrottle, UploadRateThrottle
 
@@ -89,7 +89,7 @@ def diagnosis_new(request):
         try:
             diagnosis = _create_from_form(request.user, form.cleaned_data)
         except ValidationError as error:
-            form.add_error("image", error)
+            form.add_error(None if hasattr(error, "error_dict") else "image", error)
         else:
             # Tagged so that the result page's script can drop it once the result is in.
             messages.success(request, "Photo received. The analysis usually takes a few seconds.",
@@ -116,12 +116,20 @@ def _too_many_uploads(rate: str, retry_after: int) -> str:
 
 def _create_from_form(owner, data):
     with transaction.atomic():
-        mole = data["mole"]
-        if data["new_mole_name"]:
-            mole = services.mole_create(
+        mole = _new_mole(owner, data) if data["new_mole_name"] else data["mole"]
+        return services.diagnosis_create(owner=owner, image=data["image"], mole=mole)
+
+
+def _new_mole(owner, data):
+    """The form checked the name; an upload naming the same new mole at the same moment (another
+    tab or device) can still win the race, and the unique constraint decides."""
+    try:
+        with transaction.atomic():
+            return services.mole_create(
                 owner=owner, name=data["new_mole_name"], body_site=data["new_mole_body_site"] or "unknown"
             )
-        return services.diagnosis_create(owner=owner, image=data["image"], mole=mole)
+    except IntegrityError as error:
+        raise ValidationError({"new_mole_name": NEW_MOLE_NAME_TAKEN}) from error
 
 
 def _result_context(diagnosis, *, new_share_url=None):

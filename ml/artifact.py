@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -90,8 +91,11 @@ def read_card(model_dir) -> dict:
                if k not in card]
     if missing:
         raise ModelArtifactError(f"model card {card_path} lacks key(s): {', '.join(missing)}")
-    if tuple(card["classes"]) != CLASSES:
+    if card["classes"] != list(CLASSES):
         raise ModelArtifactError(f"model card classes {card['classes']} differ from {list(CLASSES)}")
+    problems = _card_shape_problems(card)
+    if problems:
+        raise ModelArtifactError(f"model card {card_path} is malformed: {'; '.join(problems)}")
     actual = sha256_file(model_path)
     if actual != card["model_sha256"]:
         raise ModelArtifactError(
@@ -99,3 +103,26 @@ def read_card(model_dir) -> dict:
             f"(sha256 {actual[:12]}…, card says {str(card['model_sha256'])[:12]}…)"
         )
     return card
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _card_shape_problems(card: dict) -> list[str]:
+    """What is wrong with the values the classifier reads from the card. Caught here, a malformed
+    card is an unusable model (`python -m ml` exits 2, /healthz says not loaded) rather than a
+    KeyError or ValueError once the model is loaded."""
+    problems = []
+    size, thresholds, temperature = card["input_size"], card["thresholds"], card["temperature"]
+    if not (isinstance(size, dict) and all(_is_positive_int(size.get(k)) for k in ("width", "height"))):
+        problems.append(f"input_size must be {{\"width\": W, \"height\": H}} in pixels > 0, not {size!r}")
+    if not (isinstance(thresholds, dict) and all(_is_number(thresholds.get(k)) for k in ("medium", "high"))):
+        problems.append(f"thresholds must be {{\"medium\": number, \"high\": number}}, not {thresholds!r}")
+    if not (_is_number(temperature) and temperature > 0):
+        problems.append(f"temperature must be a number > 0, not {temperature!r}")
+    return problems

@@ -84,7 +84,8 @@ def _card(model_dir: str, stamp: tuple) -> dict:
 
 
 def check_model() -> dict:
-    """`loaded` means the artifact the workers load is present, intact and of this code's format."""
+    """`loaded` means the artifact the workers load is present, intact, of this code's format and
+    with a well-formed card (ml.artifact.read_card)."""
     model_dir = Path(settings.ML_MODEL_DIR)
     try:
         stamp = tuple(

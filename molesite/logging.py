@@ -1,5 +1,6 @@
 """The log's formatters (see LOGGING in settings): plain lines, or one JSON object per line for
-production logs on stdout. Both leave share links' tokens out of every line."""
+production logs on stdout. Both leave the tokens of share links, password-reset links and e-mail
+confirmation links out of every line."""
 
 import json
 import logging
@@ -8,12 +9,29 @@ from datetime import datetime, timezone
 
 # A share link's token opens a patient's report (/shared/<token>/): a log line keeps the place,
 # never the value, whichever logger wrote it (runserver's request lines, django.request's
-# "Not Found" and "Gone" warnings, the request object that rides along as an extra).
-SHARED_TOKEN = re.compile(r"/shared/[^/\s'\"]+/")
+# "Not Found" and "Gone" warnings, the request object that rides along as an extra). The token
+# ends at the next "/", or wherever the path ends: /shared/<token> without its slash is
+# requested too (CommonMiddleware answers it with a redirect).
+_SEGMENT = r"[^/\s'\"?#]+"
+SHARED_TOKEN = re.compile(rf"/shared/{_SEGMENT}")
+# A password-reset link (/accounts/password/reset/<uidb64>/<token>/) sets the account's password
+# until it is used. Its first opening reaches the log; Django then keeps the token in the session
+# and redirects to .../<uidb64>/set-password/, which says nothing and is kept.
+PASSWORD_RESET_TOKEN = re.compile(rf"(/password/reset/{_SEGMENT}/)({_SEGMENT})")
+# An e-mail change's confirmation link (/accounts/email/confirm/<token>/) changes the address;
+# its signed token also spells out the old and the new address.
+EMAIL_CONFIRM_TOKEN = re.compile(rf"/email/confirm/{_SEGMENT}")
 
 
-def redact_share_tokens(text: str) -> str:
-    return SHARED_TOKEN.sub("/shared/<token>/", text)
+def _redact_reset_token(match: re.Match) -> str:
+    return match[0] if match[2] == "set-password" else f"{match[1]}<token>"
+
+
+def redact_link_tokens(text: str) -> str:
+    text = SHARED_TOKEN.sub("/shared/<token>", text)
+    text = EMAIL_CONFIRM_TOKEN.sub("/email/confirm/<token>", text)
+    return PASSWORD_RESET_TOKEN.sub(_redact_reset_token, text)
+
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is kept.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -21,7 +39,7 @@ _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"m
 
 class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact_share_tokens(super().format(record))
+        return redact_link_tokens(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,4 +55,4 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return redact_share_tokens(json.dumps(entry, default=str))
+        return redact_link_tokens(json.dumps(entry, default=str))

@@ -10,7 +10,7 @@ from django.utils.cache import patch_cache_control
 from diagnoses.api.errors import is_api_request
 
 from . import health
-from .logging import redact_share_tokens
+from .logging import redact_link_tokens
 
 request_logger = logging.getLogger("molesite.request")
 
@@ -70,13 +70,14 @@ def _user_id(request):
 
 def access_log(get_response):
     """One structured line per request (gunicorn's own access log is not structured). The user's
-    id makes it an audit trail: who opened which result, photo or case. A share link's token is
-    left out of the path (molesite.logging.redact_share_tokens)."""
+    id makes it an audit trail: who opened which result, photo or case. The token of a share link,
+    a password-reset or an e-mail confirmation link is left out of the path
+    (molesite.logging.redact_link_tokens)."""
 
     def middleware(request):
         started = time.monotonic()
         response = get_response(request)
-        path = redact_share_tokens(request.path)
+        path = redact_link_tokens(request.path)
         request_logger.info(
             "%s %s %s",
             request.method,

@@ -17,6 +17,8 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+# A .env beside manage.py fills in only what the environment leaves unset (read_env never
+# overwrites), as .env.example promises: `make run`'s DEBUG=true wins over a production .env.
 if (BASE_DIR / ".env").is_file():
     env.read_env(str(BASE_DIR / ".env"))
 
@@ -372,7 +374,8 @@ LOGGING = {
     "loggers": {
         "celery.task": {"handlers": ["console"], "propagate": False},
         # Django's loggers (runserver's request lines, django.request's "Not Found" warnings)
-        # through this console handler alone, whose formatters leave share links' tokens out:
+        # through this console handler alone, whose formatters leave the tokens of share,
+        # password-reset and e-mail confirmation links out (molesite.logging):
         # Django's own handlers would print them, and print each warning twice.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},

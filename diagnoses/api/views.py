@@ -163,7 +163,10 @@ class MoleViewSet(viewsets.ModelViewSet):
         serializer.instance = mole
 
     def perform_update(self, serializer):
-        serializer.instance = _unique_name(services.mole_update, mole=serializer.instance, **serializer.validated_data)
+        mole = _unique_name(services.mole_update, mole=serializer.instance, **serializer.validated_data)
+        # Read again as a GET would: DRF drops the prefetched photos of the mole it updated, and
+        # they would come back newest first, without their reviews.
+        serializer.instance = self.get_queryset().get(pk=mole.pk)
 
     def perform_destroy(self, instance):
         services.mole_delete(mole=instance)

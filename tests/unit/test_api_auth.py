@@ -1,5 +1,6 @@
 """/api/v1/auth/token/: tokens issued and revoked; session auth for the browser."""
 
+from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
@@ -70,6 +71,18 @@ def test_it_revokes_the_token_when_the_password_is_changed(owner_api, owner_clie
 def test_it_revokes_the_token_when_the_password_is_reset_by_e_mail(owner_api, client, owner, mailoutbox):
     reset_password_by_email(client, mailoutbox, "patient@example.com", "a fresh pass phrase")
 
+    assert owner_api.get(DIAGNOSES).status_code == 401
+
+
+def test_it_revokes_the_token_when_an_administrator_disables_the_password(owner_api, owner):
+    # The admin's "Password-based authentication: Disabled" calls set_unusable_password().
+    form = AdminPasswordChangeForm(owner, {"usable_password": "false"})
+    assert form.is_valid(), form.errors
+    form.save()
+
+    owner.refresh_from_db()
+    assert not owner.has_usable_password()
+    assert not Token.objects.filter(user=owner).exists()
     assert owner_api.get(DIAGNOSES).status_code == 401
 
 

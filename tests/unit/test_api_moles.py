@@ -212,3 +212,19 @@ def test_it_says_when_a_clinician_asked_for_a_new_photo_of_a_mole(owner_api, own
 
     make_diagnosis(owner, mole=mole)  # the new photo
     assert owner_api.get(detail(mole)).json()["new_photo_requested"] is False
+
+
+def test_it_answers_a_change_with_the_mole_as_a_get_would(owner_api, owner, reviewer, make_diagnosis):
+    mole = services.mole_create(owner=owner, name="Left calf")
+    first = make_diagnosis(owner, mole=mole, age_days=60)
+    latest = make_diagnosis(owner, mole=mole, age_days=3)
+    services.review_save(diagnosis=latest, reviewer=reviewer, verdict="unclear", recommendation="new_photo",
+                         notify=False)
+
+    response = owner_api.patch(detail(mole), {"recheck_months": 3}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [d["id"] for d in body["diagnoses"]] == [str(first.pk), str(latest.pk)]  # oldest first
+    assert body["new_photo_requested"] is True
+    assert body == owner_api.get(detail(mole)).json()

@@ -1,5 +1,8 @@
 """Deployment files (parsed, since no Docker engine runs the tests) and the request size cap."""
 
+import copy
+import json
+import logging.config
 import os
 import re
 import subprocess
@@ -13,6 +16,7 @@ from django.conf import settings
 from django.test import Client
 
 from diagnoses.models import Diagnosis
+from tests.conftest import reset_password_by_email
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_VARIABLES = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "MEDIA_ROOT")
@@ -85,6 +89,21 @@ def test_it_runs_one_celery_beat_from_the_web_image_and_make_run_does_too(compos
     assert "deploy" not in beat and "scale" not in beat  # one scheduler, or each run is queued twice
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
     assert procfile["worker"].startswith("celery -A molesite worker --beat ")
+
+
+def test_make_run_lets_the_environment_win_over_a_production_env_file(tmp_path):
+    """The deploy steps copy .env.example (DEBUG=false) to .env; honcho, which `make run` starts,
+    must not put that file's values over the environment's (DEBUG=true)."""
+    recipe = re.search(r"^run:.*\n(?:\t.*\n)*?\t.*/honcho (start .*)$", (ROOT / "Makefile").read_text(), re.M)
+    args = recipe.group(1).replace("$(PORT)", "8000").split()
+    (tmp_path / "Procfile").write_text('show: echo "DEBUG=$DEBUG"\n')
+    (tmp_path / ".env").write_text("DEBUG=false\n")
+
+    honcho = Path(sys.executable).with_name("honcho")
+    out = subprocess.run([str(honcho), *args], cwd=tmp_path, env={**os.environ, "DEBUG": "true"},
+                         capture_output=True, text=True, timeout=60)
+
+    assert "DEBUG=true" in out.stdout and "DEBUG=false" not in out.stdout, out.stdout + out.stderr
 
 
 def test_it_gives_web_and_worker_the_same_settings_and_image_storage(compose):
@@ -214,3 +233,52 @@ def test_it_logs_who_made_each_request(client, owner_client, owner_api, owner, c
         ("/", None),
         ("/static/css/molesite.css", None),
     ]
+
+
+@pytest.mark.django_db
+def test_the_request_log_leaves_a_share_token_out_without_its_slash_too(caplog):
+    caplog.set_level("INFO", logger="molesite.request")
+    token = "pWXs_N6FZCFR3jJouTvbvB0jHAySqEpHwkIqqyZNJXQ"
+
+    assert Client().get(f"/shared/{token}").status_code == 301  # CommonMiddleware adds the slash
+
+    lines = [(record.path, record.status) for record in caplog.records if record.name == "molesite.request"]
+    assert lines == [("/shared/<token>", 301)]
+    assert not any(token in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.django_db
+def test_the_request_log_leaves_a_password_reset_token_out(client, owner, mailoutbox, caplog):
+    caplog.set_level("INFO", logger="molesite.request")
+
+    reset_password_by_email(client, mailoutbox, "patient@example.com", "a fresh pass phrase")
+
+    uidb64, token = re.search(r"/password/reset/([^/]+)/([^/]+)/", mailoutbox[0].body).groups()
+    paths = [record.path for record in caplog.records if record.name == "molesite.request"]
+    assert f"/accounts/password/reset/{uidb64}/<token>/" in paths
+    assert f"/accounts/password/reset/{uidb64}/set-password/" in paths  # says nothing: kept
+    assert not any(token in record.getMessage() or token in record.path for record in caplog.records)
+
+
+@pytest.mark.parametrize("formatter", ["plain", "json"])
+def test_no_log_line_holds_a_link_token(formatter):
+    """Runserver's request lines and django.request's warnings go through the same formatters."""
+    # a copy: configuring a formatter pops its "()" from the dict it is given
+    format_line = logging.config.DictConfigurator(settings.LOGGING).configure_formatter(
+        copy.deepcopy(settings.LOGGING["formatters"][formatter])).format
+    share, reset = "pWXs_N6FZCFR3jJouTvbvB0jHAySqEpHwkIqqyZNJXQ", "cjz1kq-0e6a7f3c9d1b2a4e5f60718293a4b5c6"
+    lines = {
+        f'"GET /shared/{share} HTTP/1.1" 301 0': '"GET /shared/<token> HTTP/1.1" 301 0',
+        f'"GET /shared/{share}/files/image/ HTTP/1.1" 200 5': '"GET /shared/<token>/files/image/ HTTP/1.1" 200 5',
+        f'"GET /accounts/password/reset/MQ/{reset}/ HTTP/1.1" 302 0':
+            '"GET /accounts/password/reset/MQ/<token>/ HTTP/1.1" 302 0',
+        '"GET /accounts/password/reset/MQ/set-password/ HTTP/1.1" 200 9':
+            '"GET /accounts/password/reset/MQ/set-password/ HTTP/1.1" 200 9',
+        '"GET /accounts/password/reset/done/ HTTP/1.1" 200 9': '"GET /accounts/password/reset/done/ HTTP/1.1" 200 9',
+        f'"GET /accounts/email/confirm/{share}/ HTTP/1.1" 302 0': '"GET /accounts/email/confirm/<token>/ HTTP/1.1" 302 0',
+    }
+    for line, redacted in lines.items():
+        record = logging.LogRecord("django.server", logging.INFO, "", 0, "%s", (line,), None)
+        formatted = format_line(record)
+        assert share not in formatted and reset not in formatted, formatted
+        assert redacted in formatted if formatter == "plain" else json.dumps(redacted)[1:-1] in formatted

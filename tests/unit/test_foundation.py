@@ -206,6 +206,20 @@ def test_it_files_the_upload_under_a_new_tracked_mole(owner_client, owner, jpeg_
     assert Diagnosis.objects.get(owner=owner).mole == mole
 
 
+def test_it_refuses_a_new_mole_named_by_another_upload_at_the_same_moment(owner_client, owner, jpeg_bytes,
+                                                                        monkeypatch):
+    """Two uploads racing past the form's check of the name: the unique constraint decides."""
+    Mole.objects.create(owner=owner, name="Left shoulder")  # the other upload's, made just now
+    monkeypatch.setattr("diagnoses.models.MoleQuerySet.name_taken", lambda self, **kwargs: False)
+
+    response = owner_client.post(reverse("diagnoses:new"), {"image": upload(jpeg_bytes), "new_mole_name": "Left shoulder"})
+
+    assert response.status_code == 400
+    assert response.context["form"].errors == {
+        "new_mole_name": ["You already track a mole with this name: pick it from the list."]}
+    assert Mole.objects.count() == 1 and not Diagnosis.objects.exists()
+
+
 def test_it_shows_the_reason_next_to_the_field_and_stores_nothing(owner_client, private_media):
     response = owner_client.post(
         reverse("diagnoses:new"), {"image": upload(b"not an image at all", "x.jpg"), "new_mole_name": "Arm"}

@@ -15,7 +15,7 @@ import pytest
 from django.db import connections
 from django.db.utils import ConnectionHandler
 
-from ml import CLASSES, FORMAT_VERSION, MODEL_FILENAME
+from ml import CARD_FILENAME, CLASSES, FORMAT_VERSION, MODEL_FILENAME
 from ml.artifact import save_card, sha256_file
 from molesite.celery import app as celery_app
 
@@ -36,10 +36,10 @@ def write_artifact(folder: Path, version="2024.1-test", format_version=FORMAT_VE
         {
             "format_version": format_version,
             "version": version,
-            "input_size": [96, 96],
+            "input_size": {"width": 96, "height": 72},
             "classes": list(CLASSES),
             "temperature": 1.0,
-            "thresholds": {"low": 0.1, "high": 0.3},
+            "thresholds": {"medium": 0.1, "high": 0.3},
             "model_sha256": sha256_file(folder / MODEL_FILENAME),
         },
         folder,
@@ -139,6 +139,19 @@ def test_it_says_503_when_the_model_format_version_differs(client, settings, tmp
     response, body, _ = get_health(client)
     assert response.status_code == 503
     assert body["model"]["error"] == "ModelArtifactError"
+
+
+@pytest.mark.django_db
+def test_it_says_503_when_the_model_card_is_malformed(client, artifact):
+    """A card the workers could not use (here: no "high" threshold) is no loaded model."""
+    card = json.loads((artifact / CARD_FILENAME).read_text())
+    card["thresholds"] = {"medium": 0.1}
+    save_card(card, artifact)
+
+    response, body, _ = get_health(client)
+
+    assert response.status_code == 503
+    assert body["model"]["loaded"] is False and body["model"]["error"] == "ModelArtifactError"
 
 
 @pytest.mark.django_db

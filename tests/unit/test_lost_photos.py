@@ -99,8 +99,9 @@ def test_it_counts_each_start_and_starts_again_from_zero_when_staff_queue_it(own
     assert services.diagnosis_claim(diagnosis_id=diagnosis.pk)
     diagnosis.refresh_from_db()
     assert diagnosis.attempts == 1
+    services.diagnosis_fail(diagnosis_id=diagnosis.pk, message=services.MESSAGE_STOPPED)
 
-    services.diagnosis_requeue(diagnosis=diagnosis)
+    assert services.diagnosis_requeue(diagnosis=diagnosis)
     diagnosis.refresh_from_db()
     assert (diagnosis.status, diagnosis.attempts) == (Diagnosis.Status.QUEUED, 0)
 

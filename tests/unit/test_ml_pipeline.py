@@ -307,6 +307,30 @@ def test_it_refuses_a_mismatched_format_version(tiny_model_dir, tmp_path):
         load_classifier(other)
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("thresholds", {"medium": 0.2}, "thresholds must be"),
+    ("input_size", {"height": 36}, "input_size must be"),
+    ("input_size", {"width": 48.0, "height": 36}, "input_size must be"),
+    ("temperature", "warm", "temperature must be"),
+    ("temperature", 0, "temperature must be"),
+    ("classes", 7, "classes"),
+])
+def test_it_refuses_a_card_whose_values_are_malformed_as_an_unusable_model(
+        tiny_model_dir, tmp_path, capsys, key, value, message):
+    malformed = tmp_path / "malformed"
+    shutil.copytree(tiny_model_dir, malformed)
+    card = json.loads((malformed / CARD_FILENAME).read_text())
+    card[key] = value
+    (malformed / CARD_FILENAME).write_text(json.dumps(card))
+    image = tmp_path / "lesion.png"
+    draw_lesion("nv").save(image)
+
+    with pytest.raises(ModelArtifactError, match=message):
+        load_classifier(malformed)
+    done = _run_cli(capsys, "predict", "--model", malformed, image)
+    assert done.returncode == 2 and done.stderr.startswith("error: model card ") and message in done.stderr
+
+
 def test_it_refuses_a_missing_artifact(tmp_path):
     with pytest.raises(ModelArtifactError, match="not found"):
         load_classifier(tmp_path)

@@ -12,8 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from diagnoses import services
+from diagnoses.admin import result_stamp
 from diagnoses.models import Diagnosis, Mole, Review
-from tests.conftest import pass_second_step
+from tests.conftest import PROBABILITIES_FOR_RISK, pass_second_step
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,9 @@ def change_url(diagnosis):
     return reverse("admin:diagnoses_diagnosis_change", args=[diagnosis.pk])
 
 
-def review_post(verdict="agree", label="", recommendation="dermatologist_soon", note="", existing=None):
+def review_post(diagnosis, verdict="agree", label="", recommendation="dermatologist_soon", note="", existing=None):
+    """The case page's review form as posted, with its stamps of the review and the result it
+    showed (as they are in the database now: the test may change them after)."""
     data = {
         "review-TOTAL_FORMS": "1",
         "review-INITIAL_FORMS": "1" if existing else "0",
@@ -34,6 +37,7 @@ def review_post(verdict="agree", label="", recommendation="dermatologist_soon", 
         "review-0-label": label,
         "review-0-recommendation": recommendation,
         "review-0-note": note,
+        "review-0-seen_result": result_stamp(Diagnosis.objects.get(pk=diagnosis.pk)),
     }
     if existing:
         data["review-0-id"] = str(existing.pk)
@@ -67,7 +71,7 @@ def test_it_saves_a_review_and_stamps_the_reviewer_and_time(reviewer_client, rev
     before = timezone.now()
     response = reviewer_client.post(
         change_url(diagnosis),
-        review_post(verdict="disagree", label="bkl", recommendation="monitor", note="Looks like a seborrhoeic keratosis."),
+        review_post(diagnosis, verdict="disagree", label="bkl", recommendation="monitor", note="Looks like a seborrhoeic keratosis."),
     )
     assert response.status_code == 302
     review = Review.objects.get(diagnosis=diagnosis)
@@ -82,7 +86,7 @@ def test_it_restamps_a_corrected_review_with_the_new_reviewer(reviewer_client, r
     review = services.review_agree(diagnosis=diagnosis, reviewer=admin_user)
     Review.objects.filter(pk=review.pk).update(reviewed_at=timezone.now() - timedelta(days=2))
 
-    response = reviewer_client.post(change_url(diagnosis), review_post(recommendation="urgent", existing=review))
+    response = reviewer_client.post(change_url(diagnosis), review_post(diagnosis, recommendation="urgent", existing=review))
     assert response.status_code == 302
     review.refresh_from_db()
     assert review.reviewer == reviewer
@@ -98,7 +102,7 @@ def test_it_does_not_overwrite_a_review_saved_while_the_case_was_open(reviewer_c
     assert 'name="review-0-seen_review"' in page and 'type="hidden"' in page.split('name="review-0-seen_review"')[0][-80:]
     # Another clinician saves first; this one, still on the page as it was, saves a disagreement.
     theirs = services.review_save(diagnosis=diagnosis, reviewer=admin_user, verdict="agree", recommendation="urgent")
-    response = reviewer_client.post(change_url(diagnosis), review_post(verdict="disagree", label="nv",
+    response = reviewer_client.post(change_url(diagnosis), review_post(diagnosis, verdict="disagree", label="nv",
                                                                        recommendation="routine"))
     assert response.status_code == 200
     page = response.content.decode()
@@ -108,26 +112,26 @@ def test_it_does_not_overwrite_a_review_saved_while_the_case_was_open(reviewer_c
     assert (kept.pk, kept.verdict, kept.reviewer) == (theirs.pk, "agree", admin_user)
 
     # Corrected from a page that showed an older version of the review: refused too.
-    stale = review_post(verdict="disagree", label="nv", recommendation="routine", existing=theirs)
+    stale = review_post(diagnosis, verdict="disagree", label="nv", recommendation="routine", existing=theirs)
     services.review_save(diagnosis=diagnosis, reviewer=admin_user, verdict="agree", recommendation="monitor")
     assert reviewer_client.post(change_url(diagnosis), stale).status_code == 200
     assert Review.objects.get(diagnosis=diagnosis).recommendation == "monitor"
 
     # After reloading, the correction goes through.
-    fresh = review_post(verdict="disagree", label="nv", recommendation="routine", existing=theirs)
+    fresh = review_post(diagnosis, verdict="disagree", label="nv", recommendation="routine", existing=theirs)
     assert reviewer_client.post(change_url(diagnosis), fresh).status_code == 302
     assert Review.objects.get(diagnosis=diagnosis).verdict == "disagree"
 
 
 def test_it_takes_the_predicted_class_as_label_when_the_clinician_agrees(reviewer_client, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="high")
-    reviewer_client.post(change_url(diagnosis), review_post(verdict="agree"))
+    reviewer_client.post(change_url(diagnosis), review_post(diagnosis, verdict="agree"))
     assert Review.objects.get(diagnosis=diagnosis).label == "mel"
 
 
 def test_it_requires_a_label_when_the_clinician_disagrees(reviewer_client, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="high")
-    response = reviewer_client.post(change_url(diagnosis), review_post(verdict="disagree", label=""))
+    response = reviewer_client.post(change_url(diagnosis), review_post(diagnosis, verdict="disagree", label=""))
     assert response.status_code == 200
     assert "Give your own label when you disagree" in response.content.decode()
     assert not Review.objects.exists()
@@ -137,7 +141,7 @@ def test_it_takes_no_label_when_the_clinician_cannot_tell_from_the_photo(reviewe
                                                                          make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="high")
     response = reviewer_client.post(change_url(diagnosis),
-                                    review_post(verdict="unclear", label="mel", recommendation="new_photo"))
+                                    review_post(diagnosis, verdict="unclear", label="mel", recommendation="new_photo"))
     assert response.status_code == 200
     assert "Leave the label empty when you cannot tell from this photo." in response.content.decode()
     assert not Review.objects.exists()
@@ -145,7 +149,7 @@ def test_it_takes_no_label_when_the_clinician_cannot_tell_from_the_photo(reviewe
         services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="unclear", label="mel",
                              recommendation="new_photo")
 
-    reviewer_client.post(change_url(diagnosis), review_post(verdict="unclear", recommendation="new_photo"))
+    reviewer_client.post(change_url(diagnosis), review_post(diagnosis, verdict="unclear", recommendation="new_photo"))
     saved = Review.objects.get(diagnosis=diagnosis)
     assert (saved.verdict, saved.label, saved.recommendation) == ("unclear", "", "new_photo")
 
@@ -160,7 +164,7 @@ def test_it_refuses_to_review_an_unfinished_diagnosis(reviewer, owner, make_diag
 def test_it_refuses_the_review_form_to_a_view_only_staff_user(owner, make_diagnosis, viewer_client):
     diagnosis = make_diagnosis(owner, risk="high")
     assert viewer_client.get(change_url(diagnosis)).status_code == 200
-    assert viewer_client.post(change_url(diagnosis), review_post()).status_code == 403
+    assert viewer_client.post(change_url(diagnosis), review_post(diagnosis)).status_code == 403
     assert not Review.objects.exists()
 
 
@@ -170,7 +174,7 @@ def test_it_refuses_the_review_form_to_a_view_only_staff_user(owner, make_diagno
 def test_it_shows_the_review_to_the_patient_prominently_when_pressing(reviewer_client, owner_client, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="high")
     reviewer_client.post(
-        change_url(diagnosis), review_post(recommendation="dermatologist_soon", note="Please book an appointment.")
+        change_url(diagnosis), review_post(diagnosis, recommendation="dermatologist_soon", note="Please book an appointment.")
     )
     html = owner_client.get(reverse("diagnoses:detail", args=[diagnosis.pk])).content.decode()
     assert "Reviewed by a clinician" in html
@@ -279,6 +283,9 @@ def test_it_requeues_selected_for_the_current_model(
         assert diagnosis.status == Diagnosis.Status.QUEUED
         assert diagnosis.started_at is None and diagnosis.finished_at is None
     assert not done.heatmap
+    # The old result goes too: no page or API answer shows it beside the new status.
+    result = ("model_version", "risk", "predicted_class", "malignant_probability", "probabilities")
+    assert [getattr(done, field) for field in result] == ["", "", "", None, {}]
     # One queued classification per diagnosis (plus the old heatmap's removal).
     queued = [c for c in callbacks if "_send_classification" in c.__qualname__]
     assert len(queued) == 2
@@ -319,6 +326,67 @@ def test_it_reclassifies_a_requeued_diagnosis_with_the_current_model(
     assert review.model_version == "old-model" and review.is_of_an_earlier_result
     page = patient.get(page_url).content.decode()
     assert 'data-testid="review-earlier-result"' in page and "old-model" in page
+
+    # Saved again as it is, the review is of the new result, and the case leaves the queue.
+    as_it_is = review_post(diagnosis, verdict="agree", label=review.label, recommendation="urgent", existing=review)
+    assert reviewer_client.post(change_url(diagnosis), as_it_is).status_code == 302
+    review.refresh_from_db()
+    assert review.model_version == card["version"] and not review.is_of_an_earlier_result
+    assert "review-earlier-result" not in patient.get(page_url).content.decode()
+
+
+def finish(diagnosis, *, model_version):
+    """The worker's result for a re-run diagnosis, as services._store_result writes it."""
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(
+        status=Diagnosis.Status.DONE, model_version=model_version, finished_at=timezone.now(),
+        risk="high", predicted_class="mel", malignant_probability=0.8, probabilities=PROBABILITIES_FOR_RISK["high"],
+    )
+
+
+def test_it_refuses_a_review_of_a_result_replaced_while_the_case_was_open(reviewer_client, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high", model_version="old-model")
+    as_shown = review_post(diagnosis, verdict="agree")
+
+    # Another clinician re-runs the case: refused while it waits, and once another result is in.
+    assert services.diagnosis_requeue(diagnosis=diagnosis)
+    response = reviewer_client.post(change_url(diagnosis), as_shown)
+    assert response.status_code == 200
+    assert "classified again while you had it open, and the new result is not in yet" in response.content.decode()
+    finish(diagnosis, model_version="new-model")
+    response = reviewer_client.post(change_url(diagnosis), as_shown)
+    assert response.status_code == 200
+    assert "and its result is not the one you read. Nothing of yours was saved" in response.content.decode()
+    assert not Review.objects.exists()
+
+    # Reloaded, the page shows the new result, and the review is of it.
+    assert reviewer_client.post(change_url(diagnosis), review_post(diagnosis, verdict="agree")).status_code == 302
+    assert Review.objects.get(diagnosis=diagnosis).model_version == "new-model"
+
+
+def test_it_does_not_bring_back_a_check_deleted_while_it_is_requeued(owner, make_diagnosis,
+                                                                     django_capture_on_commit_callbacks):
+    diagnosis = make_diagnosis(owner, risk="high")
+    as_loaded = Diagnosis.objects.get(pk=diagnosis.pk)  # by the admin's action, before the patient deletes it
+    services.diagnosis_delete(diagnosis=diagnosis)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.diagnosis_requeue(diagnosis=as_loaded) is False
+    assert not Diagnosis.objects.exists()
+    assert callbacks == []
+
+
+def test_the_patient_keeps_the_review_when_a_rerun_fails(owner_client, reviewer, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high", model_version="old-model")
+    services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="agree", recommendation="urgent",
+                         note="Please see a dermatologist this week.")
+    services.diagnosis_requeue(diagnosis=diagnosis)
+    services.diagnosis_fail(diagnosis_id=diagnosis.pk, message=services.MESSAGE_MODEL_UNAVAILABLE)
+
+    for url in (reverse("diagnoses:detail", args=[diagnosis.pk]), reverse("diagnoses:report", args=[diagnosis.pk])):
+        page = owner_client.get(url).content.decode()
+        assert services.MESSAGE_MODEL_UNAVAILABLE in page
+        assert "Urgent: see a doctor now" in page and "Please see a dermatologist this week." in page
+        assert "old-model); the newer analysis did not complete." in page
+        assert "Malignant probability" not in page and "malignant probability" not in page
 
 
 def opt_in(*patients):
@@ -385,12 +453,20 @@ def test_it_exports_reviewed_cases_as_pseudonymous_csv(reviewer_client, reviewer
     assert not any(value in user_ids for row in rows for value in row.values())
 
 
-def test_it_exports_nothing_when_none_selected_is_reviewed(reviewer_client, owner, make_diagnosis):
-    diagnosis = make_diagnosis(owner, risk="high")
-    response = run_action(reviewer_client, "export_reviewed_csv", [diagnosis])
+def test_it_exports_nothing_when_none_selected_is_reviewed(reviewer_client, reviewer, owner, make_diagnosis):
+    unreviewed = make_diagnosis(owner, risk="high")
+    # Reviewed, then re-run with another model: the review is of figures no longer shown.
+    rerun = make_diagnosis(owner, risk="high", model_version="old-model")
+    services.review_agree(diagnosis=rerun, reviewer=reviewer)
+    services.diagnosis_requeue(diagnosis=rerun)
+    finish(rerun, model_version="new-model")
+    opt_in(owner)
+
+    response = run_action(reviewer_client, "export_reviewed_csv", [unreviewed, rerun])
     assert response.status_code == 302
     messages = [str(m) for m in reviewer_client.get(QUEUE_URL).context["messages"]]
-    assert "None of the selected cases has been reviewed." in messages
+    assert "None of the selected cases has been reviewed (a review of a result that a re-run replaced does not " \
+           "count until it is saved again)." in messages
 
 
 # --- createreviewer ----------------------------------------------------------------------------
@@ -463,7 +539,7 @@ def test_it_emails_the_patient_a_link_and_no_health_data_when_a_clinician_review
     with django_capture_on_commit_callbacks(execute=True):
         reviewer_client.post(
             change_url(diagnosis),
-            review_post(verdict="disagree", label="bkl", recommendation="monitor", note="A seborrhoeic keratosis."),
+            review_post(diagnosis, verdict="disagree", label="bkl", recommendation="monitor", note="A seborrhoeic keratosis."),
         )
 
     assert len(mailoutbox) == 1
@@ -484,7 +560,7 @@ def test_it_tells_the_patient_when_a_review_is_corrected(
     with django_capture_on_commit_callbacks(execute=True):
         review = services.review_agree(diagnosis=diagnosis, reviewer=admin_user)
     with django_capture_on_commit_callbacks(execute=True):
-        reviewer_client.post(change_url(diagnosis), review_post(recommendation="urgent", existing=review))
+        reviewer_client.post(change_url(diagnosis), review_post(diagnosis, recommendation="urgent", existing=review))
 
     assert [m.subject for m in mailoutbox] == [
         "A clinician has reviewed your mole check",
@@ -575,7 +651,7 @@ def test_it_keeps_the_review_when_the_notice_cannot_be_queued(
     monkeypatch.setattr(send_review_notice, "delay", broker_down)
     diagnosis = make_diagnosis(owner, risk="high")
     with django_capture_on_commit_callbacks(execute=True):
-        response = reviewer_client.post(change_url(diagnosis), review_post())
+        response = reviewer_client.post(change_url(diagnosis), review_post(diagnosis))
 
     assert response.status_code == 302
     assert Review.objects.filter(diagnosis=diagnosis).exists()

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,22 @@ def test_it_refuses_to_start_with_a_bad_value(tmp_path, name, value, message):
     out = run_django(["manage.py", "check"], tmp_path, **production(**{name: value}))
     assert out.returncode != 0
     assert f"ImproperlyConfigured: {message}" in out.stderr
+
+
+def test_the_environment_wins_over_the_env_file_beside_manage_py(tmp_path):
+    """As .env.example promises: `make run` sets DEBUG=true over a production .env (the deploy
+    steps' copy of .env.example), which fills in only what the environment leaves unset. The
+    settings are run from a copy, so that the .env they read beside it is the test's own."""
+    (tmp_path / "molesite").mkdir()
+    shutil.copy(ROOT / "molesite" / "settings.py", tmp_path / "molesite" / "settings.py")
+    (tmp_path / ".env").write_text("DEBUG=false\nTIME_ZONE=Europe/Paris\n")
+    code = (f"import runpy; s = runpy.run_path({str(tmp_path / 'molesite' / 'settings.py')!r});"
+            "print(s['DEBUG'], s['TIME_ZONE'])")
+
+    out = run_django(["-c", code], tmp_path, DEBUG="true")
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "Europe/Paris"]
 
 
 def test_it_logs_one_json_object_per_line_on_stdout(tmp_path):

@@ -1,6 +1,7 @@
 """Share with a doctor: an expiring, read-only link to one check's report, made and stopped by
 its owner on the result page or through the API, opened by anyone holding it."""
 
+import copy
 import hashlib
 import io
 import json
@@ -370,8 +371,9 @@ def test_the_request_log_leaves_the_token_out(patient, make_diagnosis, caplog):
 def test_no_log_line_holds_a_token(settings, formatter):
     """Other loggers than the request log see the path too: runserver's request lines,
     django.request's warnings and the request object they carry as an extra."""
+    # a copy: configuring a formatter pops its "()" from the dict it is given
     format_line = logging.config.DictConfigurator(settings.LOGGING).configure_formatter(
-        settings.LOGGING["formatters"][formatter]).format
+        copy.deepcopy(settings.LOGGING["formatters"][formatter])).format
     token = "pWXs_N6FZCFR3jJouTvbvB0jHAySqEpHwkIqqyZNJXQ"
     server = logging.LogRecord("django.server", logging.INFO, "", 0, '"%s" %s %s',
                                (f"GET /shared/{token}/files/heatmap/ HTTP/1.1", 200, 33264), None)

@@ -117,6 +117,21 @@ def test_it_takes_a_one_time_recovery_code_from_the_command_line_once(client, re
     assert other.post(TWO_STEP, {"code": recovery}).status_code == 400
 
 
+def test_it_offers_a_new_app_once_the_lost_one_is_deleted_and_its_recovery_code_used(client, reviewer):
+    lost = TOTPDevice.objects.create(user=reviewer, name="Lost phone", confirmed=True)
+    out = StringIO()
+    call_command("addstatictoken", "dr-reviewer", stdout=out)
+    admin_sign_in(client, "dr-reviewer", "a long clinic secret")
+    assert client.post(TWO_STEP, {"code": out.getvalue().strip()}).status_code == 302
+    lost.delete()  # by an administrator; the recovery-code device stays, with no code left
+
+    other = Client()
+    page = admin_sign_in(other, "dr-reviewer", "a long clinic secret").content.decode()
+
+    assert "Set up your authenticator app" in page and "<svg" in page
+    assert "Not set up yet" in other.get(reverse("account")).content.decode()
+
+
 def test_it_keeps_the_patients_photos_from_staff_who_skipped_the_second_step(client, reviewer, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner)
     photo = reverse("diagnoses:file", args=[diagnosis.pk, "image"])
