@@ -7,6 +7,7 @@ unknown /api/ path, an uncaught exception, a request Django refuses before any v
 
 from django.http import JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 
 API_PREFIX = "/api/"
 
@@ -33,6 +34,7 @@ def page_not_found(request, exception, template_name=defaults.ERROR_404_TEMPLATE
     return defaults.page_not_found(request, exception, template_name)
 
 
+@csrf_exempt  # it only ever answers 404: checked, a POST would get Django's CSRF page (HTML)
 def unknown_api_path(request):
     return page_not_found(request, exception=None)
 

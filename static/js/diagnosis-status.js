@@ -25,13 +25,46 @@
     else if (status === "failed") announcer.textContent = "The analysis did not complete.";
   }
 
+  // An answer that will not change by asking again stops the polling, and the page says why:
+  // the check deleted (from another tab or device), or the session over (the sign-in page, or
+  // the privacy notice, after a redirect). A server error or a dropped connection is retried.
+  function lastingProblem(response) {
+    var type = response.headers.get("Content-Type") || "";
+    if (response.redirected || (response.ok && type.indexOf("application/json") !== 0)) {
+      return "You are no longer signed in. Reload the page, and sign in again if asked, to see the result.";
+    }
+    if (response.status === 404) {
+      return "This check is no longer there: it was deleted, perhaps from another tab or device.";
+    }
+    if (response.status >= 400 && response.status < 500) {
+      return "The result could not be fetched (error " + response.status + "). Please reload the page.";
+    }
+    return "";
+  }
+  function stop(message) {
+    var alert = document.createElement("div");
+    alert.className = "alert alert-warning";
+    alert.setAttribute("role", "alert");
+    alert.setAttribute("data-testid", "polling-stopped");
+    alert.textContent = message;
+    var spinner = box.querySelector(".pending-box");
+    if (spinner) spinner.replaceWith(alert);
+    else box.prepend(alert);
+  }
+
   function poll() {
     fetch(box.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) {
+        var problem = lastingProblem(response);
+        if (problem) {
+          stop(problem);
+          return null;
+        }
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
       })
       .then(function (data) {
+        if (!data) return;
         var late = String(Boolean(data.late));
         if (data.status !== box.dataset.status || late !== box.dataset.late) {
           box.innerHTML = data.html;

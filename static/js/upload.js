@@ -156,7 +156,9 @@
         if (!$(".upload-field.has-error") && setFiles(mainInput(), [sent])) showPreview(sent);
       } else if (xhr.status === 413) {
         failed("This photo is too large to upload. Please choose a smaller one.");
-      } else if (xhr.status === 403) {
+      } else if (xhr.status === 403 || xhr.status === 200) {
+        // 200: redirected, as the upload never answers that itself: to the sign-in page (the
+        // session is over) or to the privacy notice. Sending again cannot help.
         failed("Your session has expired. Please reload the page and sign in again.");
       } else {
         failed("The upload failed (error " + xhr.status + "). Please try again in a moment.");

@@ -338,3 +338,31 @@ def test_it_asks_for_a_better_photo_when_the_photo_is_too_dark(page, site, shot,
     expect(page.get_by_label("Which mole is this?")).to_have_value(str(Mole.objects.get().pk))
     page.goto(site + "/diagnoses/")
     expect(page.get_by_test_id("photo-issues")).to_have_text("Photo too dark")
+
+
+@pytest.mark.parametrize("how", ["deleted", "signed out"])
+def test_the_result_page_stops_waiting_and_says_why_when_asking_again_cannot_help(page, site, owner,
+                                                                                  make_diagnosis, how):
+    pending = make_diagnosis(owner, status="queued")
+    page.goto(site + "/accounts/login/")
+    page.get_by_label("Username").fill(owner.username)
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(f"{site}/diagnoses/{pending.pk}/")
+    expect(page.locator("#result .pending-box")).to_be_visible()
+
+    if how == "deleted":  # from another tab or device
+        page.allow_console_error(r"status of 404 \(Not Found\)")
+        pending.delete()
+        expected = "This check is no longer there"
+    else:  # the session ended elsewhere: the status answers with the sign-in page
+        page.context.clear_cookies()
+        expected = "You are no longer signed in"
+    stopped = page.get_by_test_id("polling-stopped")
+    expect(stopped).to_contain_text(expected, timeout=10_000)
+    expect(page.locator("#result .pending-box")).to_have_count(0)
+    # No more requests: the page does not ask again every few seconds for ever.
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.wait_for_timeout(6_000)
+    assert not [url for url in requests if "/status/" in url]

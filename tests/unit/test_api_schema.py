@@ -84,6 +84,18 @@ def test_it_answers_an_unknown_api_path_with_json_404(api_client, owner_client, 
     assert owner_client.get("/no-such-page/")["Content-Type"].startswith("text/html")
 
 
+@pytest.mark.parametrize("method", ["post", "patch", "delete"])
+def test_it_answers_a_write_to_an_unknown_api_path_with_json_404_not_a_csrf_page(method):
+    # As a client without a CSRF cookie (curl, an app) sends it; also a POST missing its final
+    # slash, which the catch-all takes before Django could redirect it.
+    client = Client(enforce_csrf_checks=True)
+    for path in ("/api/v1/nothing-here/", "/api/v1/auth/token"):
+        response = getattr(client, method)(path, {"username": "x"}, content_type="application/json")
+
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": "Not found."}
+
+
 def test_it_answers_a_server_error_with_json(owner, make_diagnosis, private_media):
     """A stored file that has gone missing from disk is a genuine server error."""
     diagnosis = make_diagnosis(owner)
