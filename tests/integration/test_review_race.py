@@ -38,8 +38,8 @@ def test_a_review_saved_at_the_same_moment_is_not_overwritten(transactional_db, 
     other = another_clinician_saving(diagnosis, admin_user)
     # Shown before the other review existed. Without the desk's hold this request would pass the
     # check (no review yet) and then deadlock with, or overwrite, the other clinician's save.
-    response = reviewer_client.post(change_url(diagnosis), review_post(verdict="disagree", label="nv",
-                                                                       recommendation="routine"))
+    response = reviewer_client.post(change_url(diagnosis), review_post(diagnosis, verdict="disagree", label="nv",
+                                                                      recommendation="routine"))
     other.join(10)
 
     assert response.status_code == 200
