@@ -2,6 +2,7 @@ from axes.models import AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
+from diagnoses import services
 from diagnoses.admin import RecordsStaffAccess
 from diagnoses.models import StaffAccess
 
@@ -18,6 +19,15 @@ class MolesiteUserAdmin(RecordsStaffAccess, UserAdmin):
 
     def staff_access(self, obj):
         return {"patient": obj, "record": StaffAccess.Record.ACCOUNT}
+
+    # Through the service, as the patient's own "Delete my account": the photos, thumbnails and
+    # heatmaps go from the disk too (Django's delete would leave them, with no row naming them).
+    def delete_model(self, request, obj):
+        services.user_delete(user=obj)
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset:
+            services.user_delete(user=user)
 
 
 # The sign-in lockout keeps only its current failures (Access attempts); it logs no sign-ins

@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
@@ -106,6 +107,23 @@ def test_it_deletes_the_stored_files_when_a_superuser_deletes(admin_client, owne
     with django_capture_on_commit_callbacks(execute=True):
         assert admin_client.post(url, {"post": "yes"}).status_code == 302
     assert not Diagnosis.objects.filter(pk=diagnosis.pk).exists()
+    assert not any(storage.exists(name) for name in names)
+
+
+@pytest.mark.parametrize("how", ["delete page", "action"])
+def test_it_deletes_a_patients_files_when_a_superuser_deletes_the_account(admin_client, owner, make_diagnosis,
+                                                                         django_capture_on_commit_callbacks, how):
+    diagnoses = [make_diagnosis(owner, risk="low"), make_diagnosis(owner, status="failed")]
+    storage, names = diagnoses[0].image.storage, [f.name for d in diagnoses for f in d.stored_files()]
+    assert names and all(storage.exists(name) for name in names)
+    with django_capture_on_commit_callbacks(execute=True):
+        if how == "delete page":
+            response = admin_client.post(reverse("admin:accounts_user_delete", args=[owner.pk]), {"post": "yes"})
+        else:
+            response = admin_client.post(reverse("admin:accounts_user_changelist"), {
+                "action": "delete_selected", "_selected_action": [owner.pk], "post": "yes"})
+    assert response.status_code == 302
+    assert not get_user_model().objects.filter(pk=owner.pk).exists() and not Diagnosis.objects.exists()
     assert not any(storage.exists(name) for name in names)
 
 
