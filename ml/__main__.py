@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -98,11 +99,23 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluation import evaluate
 
-    result = evaluate(data_dir=args.data, model_dir=args.model, split=args.split)
+    result = _json_safe(evaluate(data_dir=args.data, model_dir=args.model, split=args.split))
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+    args.json_out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     print(json.dumps({k: result[k] for k in ("n_images", "accuracy", "balanced_accuracy", "malignant_auc", "ece")}))
     return 0
+
+
+def _json_safe(value):
+    """NaN, a figure undefined on the data (the malignant AUC of a folder without a malignant
+    lesion, say), as null: NaN is not JSON, and strict parsers (jq, browsers) refuse it."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def cmd_compare(args) -> int:
@@ -112,7 +125,7 @@ def cmd_compare(args) -> int:
     result = compare(data_dir=args.data, model_a=args.model_a, model_b=args.model_b, split=args.split)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+        args.json_out.write_text(json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
     print(f"A = {result['model_a']}, B = {result['model_b']}: {result['n_images']} images of "
           f"{result['n_lesions']} lesions ({result['split']})")
     print(f"{'figure':<18} {'A':>7} {'B':>7} {'B - A':>8}  {'95% interval':<18} B better in")

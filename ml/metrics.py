@@ -82,9 +82,31 @@ def choose_thresholds(m_prob, mal, *, min_sensitivity=0.95, min_specificity=0.90
         high = float(np.nextafter(ben_scores[max(k, 1) - 1], np.inf))
     else:
         high = 0.5
-    medium = math.floor(medium * 1e6) / 1e6  # rounded for the card, never past a score
-    high = max(math.ceil(high * 1e6) / 1e6, medium)
+    # Rounded for the card, with a margin, so that the scores the thresholds were chosen to keep
+    # on their side stay there on the site too, whose arithmetic (BatchNorm folded into the
+    # convolutions, float32) moves a probability by up to about 1e-7.
+    medium = max(0.0, _round_down(medium - THRESHOLD_MARGIN))
+    high = max(_round_up(high + THRESHOLD_MARGIN), medium)
     return {"medium": medium, "high": high}
+
+
+THRESHOLD_MARGIN = 1e-6
+
+
+def _round_down(value: float) -> float:
+    """value rounded to 6 decimals, never above it (x * 1e6 can round up to a whole number)."""
+    rounded = round(math.floor(value * 1e6) / 1e6, 6)
+    while rounded > value:
+        rounded = round(rounded - 1e-6, 6)
+    return rounded
+
+
+def _round_up(value: float) -> float:
+    """value rounded to 6 decimals, never below it."""
+    rounded = round(math.ceil(value * 1e6) / 1e6, 6)
+    while rounded < value:
+        rounded = round(rounded + 1e-6, 6)
+    return rounded
 
 
 def risk_band(malignant_probability: float, thresholds: dict) -> str:

@@ -461,7 +461,8 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
 def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback, fit_seconds,
                class_weights_used, images_per_epoch, stopped_by, precision, train_prior) -> dict:
     probs_before = M.softmax(logits)
-    temperature = M.fit_temperature(logits, y_val)
+    # Rounded as the card stores it, before the thresholds are chosen on what it gives.
+    temperature = round(M.fit_temperature(logits, y_val), 6)
     probs = M.softmax(logits, temperature)
     mal = M.is_malignant(y_val)
     m_prob = M.malignant_probability(probs)
@@ -486,7 +487,7 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback,
         "input": "RGB uint8 image resized to input_size by ml.preprocessing.preprocess; outputs logits",
         "classes": list(CLASSES),
         "malignant_classes": list(MALIGNANT),
-        "temperature": round(temperature, 6),
+        "temperature": temperature,
         "tta_views": cfg["tta_views"],
         "thresholds": thresholds,
         "decision": {

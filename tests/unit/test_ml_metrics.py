@@ -49,6 +49,19 @@ def test_it_chooses_thresholds_for_sensitivity_and_specificity():
     assert M.sens_spec(score, mal, t["high"] - 1e-3)[1] < 0.90  # the lowest such threshold
 
 
+def test_it_keeps_the_chosen_scores_on_their_side_of_the_rounded_thresholds():
+    # A score just below a multiple of 1e-6: rounding it to 6 decimals would go past it.
+    tricky = float(np.nextafter(0.295264, 0))
+    mal_scores = np.r_[np.linspace(0.9, 0.4, 18), tricky, 0.1]  # 19 of 20 must stay >= medium
+    ben_scores = np.r_[np.linspace(0.0, 0.2, 17), np.nextafter(0.7, 1), 0.8, 0.9]  # 18 of 20 < high
+    score = np.r_[mal_scores, ben_scores]
+    mal = np.r_[np.ones(20, bool), np.zeros(20, bool)]
+    t = M.choose_thresholds(score, mal)
+    assert t["medium"] <= tricky - 1e-6 and M.sens_spec(score, mal, t["medium"])[0] == 0.95
+    assert t["high"] >= 0.7 + 1e-6 and M.sens_spec(score, mal, t["high"])[1] == 0.90
+    assert t["medium"] == round(t["medium"], 6) and t["high"] == round(t["high"], 6)
+
+
 def test_it_sums_malignant_classes():
     probs = np.full((1, len(CLASSES)), 1 / len(CLASSES))
     assert M.malignant_probability(probs)[0] == pytest.approx(len(MALIGNANT) / len(CLASSES))

@@ -435,6 +435,23 @@ def test_it_evaluates_from_the_command_line(tiny_model_dir, held_out_dir, tmp_pa
     assert result["n_images"] == 6 * len(CLASSES)
 
 
+def test_it_writes_null_not_nan_for_a_figure_the_data_cannot_give(tiny_model_dir, held_out_dir, tmp_path, capsys):
+    benign = tmp_path / "benign"  # no malignant lesion: no malignant AUC
+    shutil.copytree(held_out_dir, benign)
+    csv = benign / "HAM10000_metadata.csv"
+    header, *rows = csv.read_text().splitlines()
+    csv.write_text("\n".join([header, *(row for row in rows if ",nv," in row)]) + "\n")
+    out = tmp_path / "eval.json"
+    done = _run_cli(capsys, "evaluate", "--data", benign, "--model", tiny_model_dir, "--json", out)
+    assert done.returncode == 0, done.stderr
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    result = json.loads(out.read_text(), parse_constant=refuse)
+    assert result["n_images"] == 6 and result["malignant_auc"] is None
+
+
 def test_it_compares_two_models_on_the_validation_split_they_share(tiny_model_dir, tmp_path, capsys):
     data_dir = tiny_model_dir.parent / "data"
     twin = tmp_path / "twin"
