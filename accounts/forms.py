@@ -1,4 +1,5 @@
 from django import forms
+from django.contrib.auth import authenticate
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, UserCreationForm
 from django.db import transaction
 from django.urls import reverse_lazy
@@ -61,8 +62,24 @@ class AgreeForm(NoColonMixin, forms.Form):
     consent = consent_field()
 
 
+def is_current_password(request, user, password: str) -> bool:
+    """Checked as a sign-in is, through authenticate(), so that the sign-in lockout counts wrong
+    guesses here too: a left-open session must not allow guessing the password without end
+    (after LOGIN_FAILURE_LIMIT the page answers with the lockout, as the sign-in page does)."""
+    signed_in_as = authenticate(request, username=user.get_username(), password=password)
+    return signed_in_as is not None and signed_in_as.pk == user.pk
+
+
 class ChangePasswordForm(NoColonMixin, PasswordChangeForm):
-    pass
+    def __init__(self, user, *args, request, **kwargs):
+        super().__init__(user, *args, **kwargs)
+        self.request = request
+
+    def clean_old_password(self):
+        old_password = self.cleaned_data["old_password"]
+        if not is_current_password(self.request, self.user, old_password):
+            raise forms.ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        return old_password
 
 
 class CurrentPasswordForm(NoColonMixin, forms.Form):
@@ -72,13 +89,14 @@ class CurrentPasswordForm(NoColonMixin, forms.Form):
         label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
     )
 
-    def __init__(self, *args, user, **kwargs):
+    def __init__(self, *args, request, **kwargs):
         super().__init__(*args, **kwargs)
-        self.user = user
+        self.request = request
+        self.user = request.user
 
     def clean_password(self):
         password = self.cleaned_data["password"]
-        if not self.user.check_password(password):
+        if not is_current_password(self.request, self.user, password):
             raise forms.ValidationError("This is not your current password.")
         return password
 

@@ -2,6 +2,7 @@ import base64
 import hashlib
 import logging
 import tempfile
+import unicodedata
 
 import django_otp
 import segno
@@ -88,7 +89,10 @@ class LogoutView(auth_views.LogoutView):
 def link_email_allowed(email: str) -> bool:
     """At most LINK_EMAILS_PER_HOUR e-mails with a link (password reset, new address) to one
     address in an hour (a fixed window, counted in the cache), so that nobody can flood an inbox."""
-    key = "link-emails:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    # Folded as Django matches an address to an account (NFKC, casefold): "ſam@…" (a long s)
+    # finds sam's account on Postgres, and must not get an allowance of its own.
+    folded = unicodedata.normalize("NFKC", email.strip()).casefold()
+    key = "link-emails:" + hashlib.sha256(folded.encode()).hexdigest()
     cache.add(key, 0, timeout=60 * 60)
     return cache.incr(key) <= settings.LINK_EMAILS_PER_HOUR
 
@@ -138,7 +142,7 @@ def email_change_verify(*, token: str, user) -> str | None:
 def email_change(request):
     """Asks for the new address and the password, and sends a confirmation link to the new
     address: the address changes only once its owner has opened that link."""
-    form = EmailChangeForm(request.POST or None, user=request.user)
+    form = EmailChangeForm(request.POST or None, request=request)
     if request.method == "POST" and form.is_valid():
         new_email = form.cleaned_data["email"]
         if not link_email_allowed(new_email):
@@ -184,6 +188,9 @@ def email_change_confirm(request, token):
 class PasswordChangeView(auth_views.PasswordChangeView):
     form_class = ChangePasswordForm
     success_url = reverse_lazy("account")
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
 
     def form_valid(self, form):
         response = super().form_valid(form)
@@ -258,7 +265,7 @@ def account_export(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def account_delete(request):
-    form = DeleteAccountForm(request.POST or None, user=request.user)
+    form = DeleteAccountForm(request.POST or None, request=request)
     if request.method == "POST":
         if form.is_valid():
             user = request.user

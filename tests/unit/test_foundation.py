@@ -464,6 +464,15 @@ def test_it_sends_at_most_three_reset_e_mails_an_hour_to_one_address(client, own
     assert mailoutbox[-1].to == ["outsider@example.com"]
 
 
+def test_it_counts_the_spellings_of_one_address_that_match_one_account_together(settings):
+    from accounts.views import link_email_allowed
+
+    # Django finds sam's account for each of these (iexact, then NFKC and casefold)
+    spellings = ["sam@example.org", "SAM@Example.org", "\u017fam@example.org", " sam@example.org"]
+    assert [link_email_allowed(email) for email in spellings] == [True] * 3 + [False]
+    assert link_email_allowed("other@example.org")
+
+
 def test_it_sends_no_mail_for_an_unknown_address(client, mailoutbox):
     response = client.post(reverse("password_reset"), {"email": "nobody@example.com"})
     assert response.status_code == 302 and mailoutbox == []

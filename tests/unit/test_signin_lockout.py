@@ -167,3 +167,21 @@ def test_it_lists_the_current_failures_in_the_admin_and_no_empty_logs(admin_clie
 
     assert "Access attempts" in index
     assert "Access logs" not in index and "Access failures" not in index
+
+
+@pytest.mark.parametrize("page, field, extra", [
+    ("account_delete", "password", {}),
+    ("email_change", "password", {"email": "new@example.com"}),
+    ("password_change", "old_password", {"new_password1": "a new long pass phrase", "new_password2": "a new long pass phrase"}),
+])
+def test_a_left_open_session_cannot_guess_the_password_without_end(owner_client, owner, page, field, extra):
+    """The pages that ask for the password again count wrong guesses as the sign-in page does."""
+    answers = [owner_client.post(reverse(page), {field: "wrong guess", **extra}).status_code for _ in range(5)]
+    assert answers[:4] == [400 if page != "password_change" else 200] * 4 and answers[4] == 429
+
+    response = owner_client.post(reverse(page), {field: RIGHT, **extra})  # the right one, too late
+
+    assert response.status_code == 429 and "try again in 15 minutes" in response.content.decode()
+    owner.refresh_from_db()
+    assert owner.email == "patient@example.com" and owner.check_password(RIGHT)
+    assert sign_in(Client(), RIGHT).status_code == 429  # the same lock as the sign-in page's, from this address
