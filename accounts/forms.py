@@ -1,12 +1,17 @@
+import logging
+
 from django import forms
 from django.contrib.auth import authenticate
-from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, PasswordResetForm, UserCreationForm
 from django.db import transaction
+from django.template.loader import render_to_string
 from django.urls import reverse_lazy
 from django.utils import timezone
 from django.utils.text import format_lazy
 
 from .models import User
+
+logger = logging.getLogger(__name__)
 
 
 class NoColonMixin:
@@ -68,6 +73,24 @@ def is_current_password(request, user, password: str) -> bool:
     (after LOGIN_FAILURE_LIMIT the page answers with the lockout, as the sign-in page does)."""
     signed_in_as = authenticate(request, username=user.get_username(), password=password)
     return signed_in_as is not None and signed_in_as.pk == user.pk
+
+
+class QueuedPasswordResetForm(PasswordResetForm):
+    """Django's form, its e-mail sent by the worker: sent from the request, the answer would take
+    an SMTP round trip longer when the address has an account, and tell so (the page never says
+    it); and a mail server that is down delays the e-mail (retried) instead of failing the page."""
+
+    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email,
+                  html_email_template_name=None):
+        from .tasks import send_password_reset_mail
+
+        subject = " ".join(render_to_string(subject_template_name, context).split())
+        body = render_to_string(email_template_name, context)
+        html = render_to_string(html_email_template_name, context) if html_email_template_name else None
+        try:
+            send_password_reset_mail.delay(subject, body, to_email, html)
+        except Exception:  # the broker unreachable: the page answers as always (nothing said)
+            logger.exception("password reset e-mail not queued: the broker is unreachable")
 
 
 class ChangePasswordForm(NoColonMixin, PasswordChangeForm):

@@ -28,8 +28,8 @@ from molesite.mail import send_templated_mail
 from molesite.redirects import safe_next_url
 
 from .forms import (
-    AgreeForm, ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, SecondStepForm, SettingsForm,
-    SignUpForm,
+    AgreeForm, ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, QueuedPasswordResetForm,
+    SecondStepForm, SettingsForm, SignUpForm,
 )
 
 # A data export is built in memory up to this size and in a temporary file beyond it.
@@ -98,6 +98,8 @@ def link_email_allowed(email: str) -> bool:
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = QueuedPasswordResetForm
+
     def form_valid(self, form):
         if link_email_allowed(form.cleaned_data["email"]):
             return super().form_valid(form)
