@@ -278,6 +278,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Workers log through LOGGING below (structured lines), not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# What a task prints goes to stdout as it is, not through the log (whose formatters leave link
+# tokens out): without EMAIL_URL, the e-mails the worker sends are printed, and the link of a
+# password reset printed there must work, as the site's own printed e-mails' links do.
+CELERY_WORKER_REDIRECT_STDOUTS = False
 # Periodic work, sent by one `celery beat` (make run: the worker's --beat; docker-compose: the
 # beat service): the daily e-mails at an hour of TIME_ZONE, the lost photos every 5 minutes. Its
 # record of the last runs lives in VAR_DIR.
