@@ -511,7 +511,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
 
 CSV_HEADER = [
-    "diagnosis_id",
+    "case_pseudonym",
     "patient_pseudonym",
     "lesion_pseudonym",
     "created_at",
@@ -535,7 +535,9 @@ def write_reviews_csv(out, diagnoses):
         review = diagnosis.review
         writer.writerow(
             [
-                diagnosis.pk,
+                # Not the id: it is on the patient's printed and shared reports and in e-mailed links,
+                # so it would tie the row, and through the patient's code all their rows, to them.
+                pseudonym("case", diagnosis.pk),
                 pseudonym("patient", diagnosis.owner_id),
                 pseudonym("lesion", diagnosis.mole_id) if diagnosis.mole_id else "",
                 diagnosis.created_at.isoformat(),
@@ -635,8 +637,9 @@ class ReadOnlyLogAdmin(admin.ModelAdmin):
 
 
 @admin.register(Review)
-class ReviewAdmin(ReadOnlyLogAdmin):
-    """A read-only log of reviews; reviews are written on the case page only."""
+class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
+    """A read-only log of reviews; reviews are written on the case page only. A review's page
+    shows the patient's case (its name, the clinician's reading), so opening it is recorded."""
 
     list_display = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "reviewed_at"]
     fields = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "note", "reviewed_at"]
@@ -668,6 +671,9 @@ class ReviewAdmin(ReadOnlyLogAdmin):
             "current_version": (load_model_card() or {}).get("version"),
         }
         return TemplateResponse(request, "admin/diagnoses/review/agreement.html", context)
+
+    def staff_access(self, obj):
+        return {"patient": obj.diagnosis.owner, "record": StaffAccess.Record.CASE, "diagnosis": obj.diagnosis}
 
     @admin.display(description="Case")
     def diagnosis_link(self, obj):

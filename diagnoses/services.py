@@ -13,6 +13,9 @@ from datetime import date, timedelta
 
 import numpy as np
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q
@@ -155,11 +158,30 @@ def diagnosis_requeue(*, diagnosis: Diagnosis) -> bool:
 
 
 def diagnosis_delete(*, diagnosis: Diagnosis) -> None:
-    """Delete a diagnosis and, once the deletion is committed, its stored files."""
-    files = diagnosis.stored_files()
+    """Delete a diagnosis, its review, share links and admin history and, once the deletion is
+    committed, its stored files."""
     with transaction.atomic():
-        diagnosis.delete()
+        # The files as they are under the row's lock, not as when diagnosis was loaded: a result
+        # the worker stored meanwhile brought a heatmap (a later one finds no row to store to).
+        locked = Diagnosis.objects.select_for_update().filter(pk=diagnosis.pk).first()
+        if locked is None:
+            return
+        files = locked.stored_files()
+        _forget_admin_history({Diagnosis: [locked.pk], ShareLink: locked.share_links.values_list("pk", flat=True)})
+        locked.delete()
         transaction.on_commit(lambda: _delete_files(files))
+
+
+def _forget_admin_history(pks_by_model: dict) -> None:
+    """Delete the admin's history rows (LogEntry) of these records ({model: primary keys}).
+
+    They name the patient (Diagnosis.__str__ is what they keep, reviews included) and would
+    outlive the records, to which LogEntry is tied only by the key as text: no cascade."""
+    of_these = Q(pk__in=[])
+    for model, pks in pks_by_model.items():
+        content_type = ContentType.objects.get_for_model(model)
+        of_these |= Q(content_type=content_type, object_id__in=[str(pk) for pk in pks])
+    LogEntry.objects.filter(of_these).delete()
 
 
 # --- Sharing a report with a doctor -----------------------------------------------------------
@@ -296,10 +318,18 @@ def _isoformat(moment):
 
 
 def user_delete(*, user) -> None:
-    """Delete a user with all their moles, diagnoses, reviews and share links; files go once that
-    is committed."""
-    files = [f for d in user.diagnoses.all() for f in d.stored_files()]
+    """Delete a user with all their moles, diagnoses, reviews, share links and admin history;
+    files go once that is committed."""
     with transaction.atomic():
+        # Listed under the rows' locks, as in diagnosis_delete.
+        diagnoses = list(Diagnosis.objects.select_for_update().filter(owner=user))
+        files = [f for d in diagnoses for f in d.stored_files()]
+        _forget_admin_history({
+            get_user_model(): [user.pk],
+            Mole: user.moles.values_list("pk", flat=True),
+            Diagnosis: [d.pk for d in diagnoses],
+            ShareLink: ShareLink.objects.filter(diagnosis__owner=user).values_list("pk", flat=True),
+        })
         user.delete()
         transaction.on_commit(lambda: _delete_files(files))
 

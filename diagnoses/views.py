@@ -25,7 +25,7 @@ from molesite.redirects import safe_next_url
 
 from . import services
 from .forms import NEW_MOLE_NAME_TAKEN, HistoryFilterForm, MoleForm, ShareLinkForm, UploadForm
-from .models import RISK_ORDER, Diagnosis, Mole
+from .models import RISK_ORDER, Diagnosis, Mole, StaffAccess
 from .throttles import SharedReportRateThrottle, UploadRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -329,7 +329,13 @@ def diagnosis_file(request, pk, kind):
         raise Http404
     may_review = admin.site.has_permission(request) and request.user.has_perm("diagnoses.view_diagnosis")
     visible = Diagnosis.objects.all() if may_review else Diagnosis.objects.filter(owner=request.user)
-    return serve_file(get_object_or_404(visible, pk=pk), kind)
+    diagnosis = get_object_or_404(visible.select_related("owner"), pk=pk)
+    if may_review and kind != "thumbnail":
+        # The photo or heatmap opened on its own, as from the case page's links: an opening of the
+        # case (the queue's thumbnails are not, see the README's "Who opened what").
+        services.staff_access_record(staff=request.user, patient=diagnosis.owner,
+                                     record=StaffAccess.Record.CASE, diagnosis=diagnosis)
+    return serve_file(diagnosis, kind)
 
 
 def serve_file(diagnosis, kind):

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from diagnoses import services
-from diagnoses.admin import result_stamp
+from diagnoses.admin import pseudonym, result_stamp
 from diagnoses.models import Diagnosis, Mole, Review
 from tests.conftest import PROBABILITIES_FOR_RISK, pass_second_step
 
@@ -403,7 +403,7 @@ def test_the_export_takes_only_patients_who_opted_in(reviewer_client, reviewer, 
 
     response = run_action(reviewer_client, "export_reviewed_csv", [mine, theirs])
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert [row["diagnosis_id"] for row in rows] == [str(mine.pk)]
+    assert [row["case_pseudonym"] for row in rows] == [pseudonym("case", mine.pk)]
     notice = reviewer_client.get(QUEUE_URL).content.decode()
     assert "Left out 1 reviewed case of patients who have not agreed to model improvement." in notice
 
@@ -431,7 +431,9 @@ def test_it_exports_reviewed_cases_as_pseudonymous_csv(reviewer_client, reviewer
     body = response.content.decode()
     rows = list(csv.DictReader(io.StringIO(body)))
 
-    assert [row["diagnosis_id"] for row in rows] == [str(first.pk), str(second.pk), str(theirs.pk)]
+    assert [row["case_pseudonym"] for row in rows] == [pseudonym("case", d.pk) for d in (first, second, theirs)]
+    # The case's id is on the patient's reports and in e-mailed links: not in the table.
+    assert not any(str(d.pk)[:8] in body for d in (first, second, theirs))
     row = rows[0]
     assert (row["predicted_class"], row["clinician_label"], row["verdict"], row["recommendation"]) == (
         "mel",
@@ -656,3 +658,34 @@ def test_it_keeps_the_review_when_the_notice_cannot_be_queued(
     assert response.status_code == 302
     assert Review.objects.filter(diagnosis=diagnosis).exists()
     assert "broker down" in caplog.text
+
+
+@pytest.mark.parametrize("deleted", ["the check", "the account"])
+def test_deleting_takes_the_admins_history_of_the_case_with_it(reviewer_client, owner, make_diagnosis, deleted):
+    from django.contrib.admin.models import LogEntry
+
+    diagnosis, kept = make_diagnosis(owner), make_diagnosis(owner)
+    for case in (diagnosis, kept):
+        assert reviewer_client.post(change_url(case), review_post(case)).status_code == 302
+    # The admin's history names the patient ("patient's photo of ...") and the review saved.
+    assert LogEntry.objects.filter(object_repr__contains=owner.username).count() == 2
+
+    if deleted == "the check":
+        services.diagnosis_delete(diagnosis=diagnosis)
+        assert list(LogEntry.objects.values_list("object_id", flat=True)) == [str(kept.pk)]
+    else:
+        services.user_delete(user=owner)
+        assert not LogEntry.objects.exists()
+
+
+def test_deleting_a_check_whose_result_came_in_since_it_was_loaded_deletes_the_new_heatmap(
+        owner, make_diagnosis, django_capture_on_commit_callbacks):
+    loaded = make_diagnosis(owner, status="running")
+    stored_meanwhile = make_diagnosis(owner)  # a finished row, to lend its heatmap to the loaded one
+    Diagnosis.objects.filter(pk=loaded.pk).update(status="done", heatmap=stored_meanwhile.heatmap.name)
+    assert not loaded.heatmap  # the copy the page loaded knows nothing of it
+    storage = stored_meanwhile.heatmap.storage
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.diagnosis_delete(diagnosis=loaded)
+    assert not storage.exists(stored_meanwhile.heatmap.name)

@@ -99,6 +99,16 @@ def test_it_shows_a_new_link_once_and_keeps_only_its_hash(patient_client, patien
     assert "Active" in again and "opened 0 times" in again and "Stop sharing" in again
 
 
+def test_the_share_box_says_that_the_link_shows_the_moles_name(patient_client, patient, make_diagnosis):
+    # The shared report names the mole (test_anyone_with_the_link_reads_...): the patient, who
+    # may have named it after themselves, is told before making the link.
+    mole = Mole.objects.create(owner=patient, name="Ana's left calf", body_site="lower extremity")
+    tracked, untracked = make_diagnosis(patient, mole=mole), make_diagnosis(patient)
+    box = patient_client.get(tracked.get_absolute_url()).content.decode()
+    assert "the mole's name \"Ana&#x27;s left calf\" and body site" in box
+    assert "the mole's name" not in patient_client.get(untracked.get_absolute_url()).content.decode()
+
+
 def test_it_lists_each_links_state_and_openings(patient_client, patient, make_diagnosis):
     diagnosis = make_diagnosis(patient)
     opened, token = make_link(diagnosis)

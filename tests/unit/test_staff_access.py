@@ -179,3 +179,25 @@ def test_the_api_lists_who_opened_my_records(reviewer_client, owner_api, outside
 
     assert outsider_api.get(url).json()["count"] == 0
     assert api_client.get(url).status_code == 401
+
+
+def test_a_reviews_page_and_the_full_size_files_are_openings_of_the_case(reviewer_client, reviewer, owner,
+                                                                           make_diagnosis):
+    diagnosis, other = make_diagnosis(owner), make_diagnosis(owner)
+    review = services.review_agree(diagnosis=diagnosis, reviewer=reviewer, notify=False)
+    assert reviewer_client.get(reverse("admin:diagnoses_review_change", args=[review.pk])).status_code == 200
+    assert accesses(owner) == [("dr-reviewer", "case", diagnosis.pk, None)]
+
+    for kind in ["image", "heatmap"]:
+        url = reverse("diagnoses:file", args=[other.pk, kind])
+        assert reviewer_client.get(url).status_code == 200
+    assert sorted(accesses(owner), key=str) == sorted([("dr-reviewer", "case", diagnosis.pk, None),
+                                                       ("dr-reviewer", "case", other.pk, None)], key=str)
+
+
+def test_the_queues_thumbnails_and_the_patients_own_files_record_nothing(reviewer_client, owner_client, owner,
+                                                                          make_diagnosis):
+    diagnosis = make_diagnosis(owner)
+    assert reviewer_client.get(reverse("diagnoses:file", args=[diagnosis.pk, "thumbnail"])).status_code == 200
+    assert owner_client.get(reverse("diagnoses:file", args=[diagnosis.pk, "image"])).status_code == 200
+    assert not StaffAccess.objects.exists()
