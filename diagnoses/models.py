@@ -76,9 +76,16 @@ class MoleQuerySet(models.QuerySet):
         return self.filter(owner=owner, name=name.strip()).exclude(pk=exclude_pk).exists()
 
     def with_last_photo(self):
-        """Annotates last_photo_at (the newest photo's upload time, or None), which
-        Mole.next_photo_due reads without a query of its own."""
-        return self.annotate(last_photo_at=models.Max("diagnoses__created_at"))
+        """Annotates last_photo_at (the newest photo's upload time, or None; see
+        photos_that_count), which Mole.next_photo_due reads without a query of its own."""
+        return self.annotate(last_photo_at=models.Max("diagnoses__created_at",
+                                                      filter=photos_that_count("diagnoses__")))
+
+
+def photos_that_count(prefix: str = "") -> models.Q:
+    """The photos that move a mole's photo reminder: all but those whose analysis failed, which
+    ask the patient for another photo (a queued one is a photo taken, its result on the way)."""
+    return ~models.Q(**{f"{prefix}status": "failed"})
 
 
 class Mole(models.Model):
@@ -111,12 +118,14 @@ class Mole(models.Model):
 
     @property
     def next_photo_due(self) -> date | None:
-        """The day a new photo is due: recheck_months after the last photo (or after the mole
-        was created, while it has none), in the site's time zone; None without reminders."""
+        """The day a new photo is due: recheck_months after the last photo (photos_that_count;
+        after the mole was created, while it has none), in the site's time zone; None without
+        reminders."""
         if not self.recheck_months:
             return None
         if not hasattr(self, "last_photo_at"):
-            self.last_photo_at = self.diagnoses.aggregate(last=models.Max("created_at"))["last"]
+            self.last_photo_at = self.diagnoses.filter(photos_that_count()).aggregate(
+                last=models.Max("created_at"))["last"]
         since = self.last_photo_at or self.created_at
         return add_months(timezone.localdate(since), self.recheck_months)
 
@@ -236,10 +245,14 @@ class Diagnosis(models.Model):
         previous = self.earlier_photos_of_mole().select_related("review").last()
         if previous is None or RISK_ORDER.get(previous.risk, -1) <= RISK_ORDER[self.risk]:
             return None
-        review = previous.review_or_none
-        if review is not None and review.verdict != Review.Verdict.UNCLEAR:
-            return None
-        return previous
+        return None if previous.judged_by_a_clinician else previous
+
+    @property
+    def judged_by_a_clinician(self) -> bool:
+        """A clinician reviewed this photo and could tell: their reading, not the model's band,
+        is what the patient follows (a review that could not tell from the photo leaves it)."""
+        review = self.review_or_none
+        return review is not None and review.verdict != Review.Verdict.UNCLEAR
 
     def earlier_photos_of_mole(self):
         """The finished checks of the same tracked mole taken before this one, oldest first:

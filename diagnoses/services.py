@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q
@@ -98,8 +99,8 @@ def mole_delete(*, mole: Mole) -> None:
 def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:
     """Validate and store an uploaded photo, then queue its classification.
 
-    Raises django.core.exceptions.ValidationError (with a code) for a bad image; nothing is
-    stored then.
+    Raises django.core.exceptions.ValidationError (with a code) for a bad image, or for the
+    "mole" field when that mole was deleted meanwhile; nothing is stored then.
     """
     if mole is not None and mole.owner_id != owner.pk:
         raise ValueError("A diagnosis can only be filed under the owner's own mole.")
@@ -111,11 +112,26 @@ def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:
     try:
         with transaction.atomic():
             diagnosis.save()
+            _refuse_a_mole_deleted_meanwhile(mole)
             _send_classification(diagnosis.pk)
     except Exception:
         _delete_files(diagnosis.stored_files())
         raise
     return diagnosis
+
+
+# The form field's message for a mole deleted (in another tab, through the API) after the upload
+# form was filled in.
+MOLE_DELETED = "This mole was deleted meanwhile: pick another one or name a new one."
+
+
+def _refuse_a_mole_deleted_meanwhile(mole: Mole | None) -> None:
+    """Raise a ValidationError for the "mole" field if mole no longer exists. Checked after the
+    diagnosis row is written and under the mole's lock, so that a deletion either came first
+    (refused here, not as a foreign-key error when a caller's outer transaction commits) or
+    waits for this one and files the photo as untracked (on_delete SET_NULL)."""
+    if mole is not None and not Mole.objects.select_for_update().filter(pk=mole.pk).exists():
+        raise ValidationError({"mole": MOLE_DELETED}, code="mole_deleted")
 
 
 def _send_classification(pk) -> None:

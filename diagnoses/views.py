@@ -1,3 +1,4 @@
+import copy
 import functools
 import json
 import logging
@@ -25,7 +26,7 @@ from molesite.redirects import safe_next_url
 
 from . import services
 from .forms import NEW_MOLE_NAME_TAKEN, HistoryFilterForm, MoleForm, ShareLinkForm, UploadForm
-from .models import RISK_ORDER, Diagnosis, Mole, StaffAccess
+from .models import MOLE_NAME_TAKEN, RISK_ORDER, Diagnosis, Mole, StaffAccess
 from .throttles import SharedReportRateThrottle, UploadRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -390,9 +391,12 @@ def mole_timeline(diagnoses):
 def mole_detail(request, pk):
     mole = get_object_or_404(Mole, pk=pk, owner=request.user)
     diagnoses = list(mole.diagnoses.select_related("review").order_by("created_at"))
-    mole.last_photo_at = diagnoses[-1].created_at if diagnoses else None  # for next_photo_due
+    counting = [d for d in diagnoses if d.status != Diagnosis.Status.FAILED]  # as photos_that_count
+    mole.last_photo_at = counting[-1].created_at if counting else None  # for next_photo_due
     timeline = mole_timeline(diagnoses)
-    rises = [(d, change.from_risk) for d, change in timeline if change and change.went_up]
+    # A rise a clinician has since judged is theirs to advise on: the photo's page gives it.
+    rises = [(d, change.from_risk) for d, change in timeline
+             if change and change.went_up and not d.judged_by_a_clinician]
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
     # The latest photo rated lower than the one before, unreviewed: the lower estimate does not
     # clear the higher one (as on that photo's result page).
@@ -453,7 +457,8 @@ def photo_change(before, after) -> dict | None:
         return None
     points = round((after.malignant_probability - before.malignant_probability) * 100, 1)
     return {
-        "days": (after.created_at - before.created_at).days,
+        # Calendar days, as the photos' dates read: 20:00 and 9:00 the next morning are a day apart.
+        "days": (localtime(after.created_at).date() - localtime(before.created_at).date()).days,
         "points": points,
         "points_abs": abs(points),
         "risk_rose": RISK_ORDER.get(after.risk, 0) > RISK_ORDER.get(before.risk, 0),
@@ -480,14 +485,27 @@ def _chart_labels(moments):
 @require_http_methods(["GET", "POST"])
 def mole_edit(request, pk):
     mole = get_object_or_404(Mole, pk=pk, owner=request.user)
-    form = MoleForm(request.POST or None, instance=mole)
+    # The form gets a copy: validating writes the posted values onto its instance, and the page
+    # (title, breadcrumb) names the mole as saved, not as refused.
+    form = MoleForm(request.POST or None, instance=copy.copy(mole))
     if request.method == "POST":
-        if form.is_valid():
-            services.mole_update(mole=mole, **form.cleaned_data)
+        if form.is_valid() and _mole_saved(form):
             messages.success(request, "The mole was saved.")
             return redirect(mole)
         messages.error(request, "The mole could not be saved: see the message below.")
     return render(request, "diagnoses/mole_edit.html", {"mole": mole, "form": form}, status=400 if form.errors else 200)
+
+
+def _mole_saved(form) -> bool:
+    """Save a valid mole form; False, with the form's message, when a rename to the same name
+    from another tab or device won the race (the form checked the name; the constraint decides)."""
+    try:
+        with transaction.atomic():
+            services.mole_update(mole=form.instance, **form.cleaned_data)
+    except IntegrityError:
+        form.add_error("name", MOLE_NAME_TAKEN)
+        return False
+    return True
 
 
 @login_required

@@ -144,8 +144,9 @@ class DiagnosisDetailSerializer(DiagnosisSerializer):
 
     previous_rated_higher = DiagnosisSummarySerializer(
         source="previous_photo_rated_higher", allow_null=True, read_only=True,
-        help_text="The mole's photo just before this one, when the model rated it in a higher risk band and no "
-                  "clinician has reviewed either; null otherwise. A lower estimate now does not cancel it: follow "
+        help_text="The mole's photo just before this one, when the model rated it in a higher risk band, no "
+                  "clinician has reviewed this one and none has judged that one (a review that could not tell "
+                  "leaves it); null otherwise. A lower estimate now does not cancel it: follow "
                   "that photo's advice until a doctor has seen the mole.",
     )
 

@@ -124,7 +124,9 @@ class DiagnosisViewSet(
             diagnosis = services.diagnosis_create(owner=request.user, **upload.validated_data)
         except DjangoValidationError as error:
             code = getattr(error, "code", None)
-            raise exceptions.ValidationError({"image": error.messages}, code=code) from error
+            # A field's error (the mole deleted meanwhile) or, without a field, the image's.
+            detail = error.message_dict if hasattr(error, "error_dict") else {"image": error.messages}
+            raise exceptions.ValidationError(detail, code=code) from error
         data = self.get_serializer(diagnosis).data
         # str(): the field is a Hyperlink, and WSGI servers take header values of type str only.
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": str(data["url"])})

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from diagnoses import services
-from diagnoses.models import Diagnosis, Review
+from diagnoses.models import Diagnosis, Mole, Review
 from ml import CLASSES
 from tests.conftest import make_image_bytes
 
@@ -81,6 +81,23 @@ def test_it_refuses_to_file_an_upload_under_another_users_mole(outsider_api, own
     assert list(response.json()) == ["mole"]
     assert not Diagnosis.objects.exists()
     assert stored_files(private_media) == []
+
+
+def test_it_refuses_an_upload_to_a_mole_deleted_after_the_request_was_checked(owner_api, owner, jpeg_bytes,
+                                                                               private_media, monkeypatch):
+    mole = services.mole_create(owner=owner, name="Left shoulder")
+    create = services.diagnosis_create
+
+    def deleted_by_another_request_first(**kwargs):
+        Mole.objects.filter(pk=mole.pk).delete()
+        return create(**kwargs)
+
+    monkeypatch.setattr(services, "diagnosis_create", deleted_by_another_request_first)
+    response = owner_api.post(LIST, {"image": photo(jpeg_bytes), "mole": str(mole.pk)}, format="multipart")
+
+    assert response.status_code == 400
+    assert response.json() == {"mole": [services.MOLE_DELETED]}
+    assert not Diagnosis.objects.exists() and stored_files(private_media) == []
 
 
 @pytest.mark.parametrize(

@@ -220,6 +220,25 @@ def test_it_refuses_a_new_mole_named_by_another_upload_at_the_same_moment(owner_
     assert Mole.objects.count() == 1 and not Diagnosis.objects.exists()
 
 
+def test_an_upload_to_a_mole_deleted_meanwhile_gets_the_forms_message_and_stores_nothing(
+        owner_client, owner, jpeg_bytes, private_media, monkeypatch):
+    """The mole deleted in another tab (or through the API) after the form checked it."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    create = services.diagnosis_create
+
+    def deleted_in_another_tab_first(**kwargs):
+        Mole.objects.filter(pk=mole.pk).delete()
+        return create(**kwargs)
+
+    monkeypatch.setattr(services, "diagnosis_create", deleted_in_another_tab_first)
+    response = owner_client.post(reverse("diagnoses:new"), {"image": upload(jpeg_bytes), "mole": mole.pk})
+
+    assert response.status_code == 400
+    assert response.context["form"].errors == {"mole": [services.MOLE_DELETED]}
+    assert not Diagnosis.objects.exists()
+    assert not [name for _, _, names in os.walk(private_media) for name in names]
+
+
 def test_it_shows_the_reason_next_to_the_field_and_stores_nothing(owner_client, private_media):
     response = owner_client.post(
         reverse("diagnoses:new"), {"image": upload(b"not an image at all", "x.jpg"), "new_mole_name": "Arm"}

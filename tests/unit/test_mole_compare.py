@@ -1,7 +1,10 @@
 """Two photos of one mole side by side, and what changed between them."""
 
+from datetime import datetime
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from diagnoses.models import Diagnosis, Mole
 
@@ -102,3 +105,13 @@ def test_it_says_when_a_change_may_come_from_a_poor_photo(owner_client, shoulder
     Diagnosis.objects.filter(pk=latest.pk).update(photo_issues=["bright", "blurry"])
     page = owner_client.get(compare_url(mole)).content.decode()
     assert "The earlier photo looks too dark, the later one too bright and out of focus: part" in page
+
+
+def test_it_counts_calendar_days_as_the_photos_dates_read(owner_client, owner, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    evening, morning = make_diagnosis(owner, mole=mole), make_diagnosis(owner, mole=mole)
+    local = timezone.get_current_timezone()
+    Diagnosis.objects.filter(pk=evening.pk).update(created_at=datetime(2026, 3, 1, 20, 0, tzinfo=local))
+    Diagnosis.objects.filter(pk=morning.pk).update(created_at=datetime(2026, 3, 2, 9, 0, tzinfo=local))
+    page = owner_client.get(compare_url(mole)).content.decode()
+    assert "1 day apart." in page and "Taken the same day." not in page

@@ -55,6 +55,21 @@ def test_it_counts_the_due_date_from_the_last_photo_or_else_from_the_moles_creat
     assert Mole.objects.get(pk=mole.pk).next_photo_due is None
 
 
+def test_a_photo_whose_analysis_failed_does_not_put_the_reminder_off(owner, owner_client, make_diagnosis,
+                                                                      mailoutbox):
+    mole = tracked_mole(owner, months=1, created_days_ago=60)
+    analysed = make_diagnosis(owner, mole=mole, age_days=40)
+    make_diagnosis(owner, mole=mole, status="failed", age_days=1)  # "please upload it again"
+    due = add_months(timezone.localdate(analysed.created_at), 1)
+    assert Mole.objects.get(pk=mole.pk).next_photo_due == due
+    assert Mole.objects.with_last_photo().get(pk=mole.pk).next_photo_due == due
+    assert owner_client.get(mole.get_absolute_url()).context["mole"].next_photo_due == due  # the mole's page
+    assert send() == 1 and len(mailoutbox) == 1
+
+    make_diagnosis(owner, mole=mole, status="queued")  # a photo taken, its result on the way
+    assert Mole.objects.get(pk=mole.pk).next_photo_due == add_months(timezone.localdate(), 1)
+
+
 # --- the e-mails -----------------------------------------------------------------------------------
 
 def test_it_emails_the_patient_once_when_a_mole_is_due(owner, make_diagnosis, mailoutbox):

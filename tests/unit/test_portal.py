@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts import views as accounts_views
 from diagnoses import services
-from diagnoses.models import Diagnosis, Mole, Review
+from diagnoses.models import MOLE_NAME_TAKEN, Diagnosis, Mole, MoleQuerySet, Review
 from tests.conftest import make_image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -242,11 +242,40 @@ def test_it_lets_a_review_end_the_latest_rated_lower_note_on_the_mole_page(owner
     assert "The latest photo is rated lower" not in page and "↓ down from high" in page
 
 
+def test_a_rise_a_clinician_has_judged_gives_no_alert_on_the_mole_page(owner_client, owner, reviewer):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    make_diagnosis(owner, mole=mole, risk="low", malignant=0.05, days_ago=60)
+    risen = make_diagnosis(owner, mole=mole, risk="high", malignant=0.6, days_ago=30)
+    assert "The estimated risk of this mole went up" in owner_client.get(mole.get_absolute_url()).content.decode()
+
+    services.review_save(diagnosis=risen, reviewer=reviewer, verdict="unclear", recommendation="new_photo")
+    assert "The estimated risk of this mole went up" in owner_client.get(mole.get_absolute_url()).content.decode()
+    services.review_save(diagnosis=risen, reviewer=reviewer, verdict="disagree", label="nv", recommendation="routine")
+    page = owner_client.get(mole.get_absolute_url()).content.decode()
+    assert "went up" not in page and "Please see a dermatologist" not in page
+
+
 def test_it_hides_mole_pages_from_an_outsider(outsider_client, owner):
     mole = Mole.objects.create(owner=owner, name="Shoulder")
     assert outsider_client.get(reverse("diagnoses:mole_edit", args=[mole.pk])).status_code == 404
     assert outsider_client.post(reverse("diagnoses:mole_edit", args=[mole.pk]), {"name": "Mine", "body_site": "back"}).status_code == 404
     assert outsider_client.post(reverse("diagnoses:mole_delete", args=[mole.pk])).status_code == 404
+    assert Mole.objects.get(pk=mole.pk).name == "Shoulder"
+
+
+def test_a_refused_rename_shows_the_mole_as_saved_and_a_lost_race_the_forms_message(owner_client, owner,
+                                                                                       monkeypatch):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    Mole.objects.create(owner=owner, name="Back")
+    url = reverse("diagnoses:mole_edit", args=[mole.pk])
+    response = owner_client.post(url, {"name": "Shoulder two", "body_site": "nowhere"})
+    assert response.status_code == 400
+    assert "<title>Edit Shoulder ·" in response.content.decode()
+
+    # Another tab renamed a mole to this name after the form checked it: the constraint decides.
+    monkeypatch.setattr(MoleQuerySet, "name_taken", lambda self, **kwargs: False)
+    response = owner_client.post(url, {"name": "Back", "body_site": "back"})
+    assert response.status_code == 400 and MOLE_NAME_TAKEN in response.content.decode()
     assert Mole.objects.get(pk=mole.pk).name == "Shoulder"
 
 
