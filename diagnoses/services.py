@@ -107,9 +107,9 @@ def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:
     clean = sanitize_upload(image)
     name = uuid.uuid4().hex
     diagnosis = Diagnosis(owner=owner, mole=mole, sha256=clean.sha256, photo_issues=clean.photo_issues)
-    diagnosis.image.save(f"{name}.jpg", ContentFile(clean.image_jpeg), save=False)
-    diagnosis.thumbnail.save(f"{name}.jpg", ContentFile(clean.thumbnail_jpeg), save=False)
-    try:
+    try:  # from the first file on: a full disk at the thumbnail leaves no photo behind
+        diagnosis.image.save(f"{name}.jpg", ContentFile(clean.image_jpeg), save=False)
+        diagnosis.thumbnail.save(f"{name}.jpg", ContentFile(clean.thumbnail_jpeg), save=False)
         with transaction.atomic():
             diagnosis.save()
             _refuse_a_mole_deleted_meanwhile(mole)
@@ -139,7 +139,10 @@ def _send_classification(pk) -> None:
     from .tasks import classify_diagnosis
 
     pk = str(pk)
-    transaction.on_commit(lambda: classify_diagnosis.delay(pk))
+    # robust: with the broker down, the photo is stored all the same (Django logs the failure);
+    # the patient gets its page, not an error that invites a second upload, and
+    # diagnoses_recover_lost sends the task once the photo has waited LOST_QUEUED_AFTER.
+    transaction.on_commit(lambda: classify_diagnosis.delay(pk), robust=True)
 
 
 def _delete_files(files) -> None:

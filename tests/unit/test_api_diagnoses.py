@@ -83,6 +83,23 @@ def test_it_refuses_to_file_an_upload_under_another_users_mole(outsider_api, own
     assert stored_files(private_media) == []
 
 
+def test_an_upload_while_the_broker_is_down_is_kept_queued_for_the_recovery_job(
+        owner_api, jpeg_bytes, monkeypatch, django_capture_on_commit_callbacks):
+    from kombu.exceptions import OperationalError
+
+    from diagnoses import tasks
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.classify_diagnosis, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart")
+
+    assert response.status_code == 202  # not a 500 that invites a second upload of a kept photo
+    assert Diagnosis.objects.get().status == Diagnosis.Status.QUEUED  # diagnoses_recover_lost's
+
+
 def test_it_refuses_an_upload_to_a_mole_deleted_after_the_request_was_checked(owner_api, owner, jpeg_bytes,
                                                                                private_media, monkeypatch):
     mole = services.mole_create(owner=owner, name="Left shoulder")
