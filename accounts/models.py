@@ -25,6 +25,9 @@ class User(AbstractUser):
         default=True,
         help_text="For clinicians at the review desk: counts by risk and a link to the queue, no patient data.",
     )
+    # The day that e-mail last went out: claimed before sending, so that no run, retry or
+    # redelivered task tells a clinician twice in a day (diagnoses.services.review_queue_digest_send).
+    queue_email_sent_on = models.DateField(null=True, blank=True, editable=False)
 
     # Opt-in: a use beyond the patient's own care needs its own consent, given apart from the
     # privacy notice's agreement and never assumed (at sign-up, or later on the account page).

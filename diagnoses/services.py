@@ -683,9 +683,6 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
     with a link to the queue; nothing when none wait. Once a day each: a second run on the same
     day (a redelivered task, a second beat, the retry after a mail failure, EmailsNotSent)
     sends only to those not told yet. Returns how many e-mails went out."""
-    from django.contrib.auth import get_user_model
-    from django.core.cache import cache
-
     today = today or timezone.localdate()
     waiting = Diagnosis.objects.awaiting_review()
     counts = dict(waiting.values_list("risk").annotate(n=Count("pk")).order_by())
@@ -699,11 +696,13 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
         "oldest": oldest,
         "queue_url": settings.SITE_URL + reverse("admin:diagnoses_diagnosis_changelist"),
     }
-    clinicians = get_user_model().objects.reviewers().filter(is_active=True, queue_emails=True).exclude(email="")
+    users = get_user_model().objects
+    clinicians = users.reviewers().filter(is_active=True, queue_emails=True).exclude(email="")
     sent = failed = 0
     for clinician in clinicians:
-        told_today = f"review-queue-digest:{today.isoformat()}:{clinician.pk}"
-        if not cache.add(told_today, True, timeout=2 * 24 * 3600):
+        # Claimed in the database (a conditional update), so that runs in other processes see it.
+        mine = users.filter(pk=clinician.pk).exclude(queue_email_sent_on=today)
+        if not mine.update(queue_email_sent_on=today):
             continue
         try:
             send_templated_mail("diagnoses/email/review_queue", {**context, "username": clinician.username},
@@ -711,7 +710,8 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
         except OSError:  # smtplib's errors
             logger.warning("review queue digest to user %s not sent: the mail server failed", clinician.pk,
                            exc_info=True)
-            cache.delete(told_today)
+            users.filter(pk=clinician.pk, queue_email_sent_on=today).update(
+                queue_email_sent_on=clinician.queue_email_sent_on)  # given back, for the retry
             failed += 1
             continue
         sent += 1

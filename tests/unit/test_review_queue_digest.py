@@ -74,6 +74,17 @@ def test_it_sends_the_count_once_a_day(queue, reviewer, mailoutbox):
     assert len(mailoutbox) == 2
 
 
+def test_a_restarted_worker_does_not_tell_a_clinician_twice_the_same_day(queue, reviewer, mailoutbox):
+    """The mark lives in the database: a retry or a redelivered task in another worker process
+    (whose in-memory cache knows nothing of the first) sends nothing more that day."""
+    from django.core.cache import cache
+
+    assert services.review_queue_digest_send(today=date(2027, 3, 1)) == 1
+    cache.clear()  # what a new worker process starts with, without REDIS_URL
+    assert services.review_queue_digest_send(today=date(2027, 3, 1)) == 0
+    assert len(mailoutbox) == 1
+
+
 def test_it_goes_on_to_the_next_clinician_when_one_email_fails(queue, reviewer, mailoutbox):
     services.reviewer_create(username="dr-other", email="other@example.com", password="another clinic secret")
     real_send = services.send_templated_mail
