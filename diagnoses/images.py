@@ -1,7 +1,8 @@
 """Upload validation and sanitising: every image is judged by its content, never its name.
 
-The stored copy is re-encoded from pixels only, so EXIF (GPS included), ICC comments and any
-trailing bytes a crafted file carried are gone, and the orientation is applied to the pixels.
+The stored copy is re-encoded from pixels only, so EXIF (GPS included), XMP, comments, ICC
+profiles and any trailing bytes a crafted file carried are gone, and the orientation is applied to
+the pixels.
 """
 
 import hashlib
@@ -11,21 +12,37 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-import ml.preprocessing  # noqa: F401  (registers the HEIC reader with Pillow, see there)
+# ml.preprocessing also registers the HEIC reader with Pillow (see there).
+from ml.preprocessing import UNDECODABLE, to_rgb
 from ml.quality import photo_issues
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "AVIF"}
 ACCEPTED_NAMES = "JPEG, PNG, WebP, HEIC or AVIF"  # what the messages tell the patient
 STORED_MAX_SIDE = 4096
 THUMBNAIL_SIZE = (320, 320)
+MEGABYTE = 1_048_576  # as the upload page's script counts them too (static/js/upload.js)
+
+
+def _in_units(count: int, unit: int) -> str:
+    """count / unit with one decimal, none when it is whole: "20", "28.6"."""
+    value = count / unit
+    return f"{value:.0f}" if value == round(value) else f"{value:.1f}"
+
+
+def megabytes(count: int) -> str:
+    return f"{_in_units(count, MEGABYTE)} MB"
+
+
+def megapixels(count: int) -> str:
+    return f"{_in_units(count, 1_000_000)} megapixels"
 
 
 def upload_limits() -> str:
     """What the upload form, its script and the API schema tell the patient they may send."""
-    return (f"{ACCEPTED_NAMES}, up to {settings.MAX_UPLOAD_BYTES // 1_048_576} MB and "
-            f"{settings.MAX_UPLOAD_PIXELS // 1_000_000} megapixels")
+    return (f"{ACCEPTED_NAMES}, up to {megabytes(settings.MAX_UPLOAD_BYTES)} and "
+            f"{megapixels(settings.MAX_UPLOAD_PIXELS)}")
 
 
 @dataclass(frozen=True)
@@ -42,18 +59,32 @@ def _refuse(message, code):
     raise ValidationError(message, code=code)
 
 
+def _refuse_too_large(size: int | None = None):
+    """The size is shown only where it reads as more than the limit: "20.0 MB; the limit is
+    20 MB" would contradict itself for a file a few bytes over."""
+    limit = settings.MAX_UPLOAD_BYTES
+    size_mb = f"{size / MEGABYTE:.1f}" if size else ""
+    shown = f" ({size_mb} MB)" if size_mb and float(size_mb) > limit / MEGABYTE else ""
+    _refuse(f"The file is too large{shown}; the limit is {megabytes(limit)}.", "too_large")
+
+
+def _refuse_too_many_pixels(described: str):
+    _refuse(f"The image is too large ({described}); the limit is "
+            f"{megapixels(settings.MAX_UPLOAD_PIXELS)}.", "too_many_pixels")
+
+
 def read_upload(upload) -> bytes:
     """Read an uploaded file, refusing empty and oversized ones before decoding anything."""
     limit = settings.MAX_UPLOAD_BYTES
     size = getattr(upload, "size", None)
     if size is not None and size > limit:
-        _refuse(f"The file is too large ({size / 1_048_576:.1f} MB); the limit is {limit // 1_048_576} MB.", "too_large")
+        _refuse_too_large(size)
     upload.seek(0)
     data = upload.read(limit + 1)
     if not data:
         _refuse("The file is empty.", "empty")
     if len(data) > limit:
-        _refuse(f"The file is too large; the limit is {limit // 1_048_576} MB.", "too_large")
+        _refuse_too_large()
     return data
 
 
@@ -64,37 +95,28 @@ def decode_image(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
-                _refuse(f"Unsupported image type: please upload a {ACCEPTED_NAMES} photo.", "unsupported")
+                _refuse(f"Unsupported image type: please upload a {ACCEPTED_NAMES} photo.",
+                        "unsupported")
             if image.width * image.height > settings.MAX_UPLOAD_PIXELS:
-                _refuse(
-                    f"The image is too large ({image.width}×{image.height} pixels); "
-                    f"the limit is {settings.MAX_UPLOAD_PIXELS // 1_000_000} megapixels.",
-                    "too_many_pixels",
-                )
+                _refuse_too_many_pixels(f"{image.width}×{image.height} pixels")
             image.load()
     except ValidationError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        _refuse("The image is too large to process.", "too_many_pixels")
+        # Pillow refuses it before its size is known to us: it is over Image.MAX_IMAGE_PIXELS.
+        _refuse_too_many_pixels(f"over {megapixels(Image.MAX_IMAGE_PIXELS)}")
     except UnidentifiedImageError:
-        _refuse(f"This file is not an image we can read: please upload a {ACCEPTED_NAMES} photo.", "not_an_image")
-    except (OSError, SyntaxError, ValueError):
+        _refuse(f"This file is not an image we can read: please upload a {ACCEPTED_NAMES} photo.",
+                "not_an_image")
+    except UNDECODABLE:
         _refuse("The image file is damaged or incomplete: please upload it again.", "corrupt")
     return image
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
-        return background
-    return image.convert("RGB")
-
-
 def encode_jpeg(image: Image.Image, quality=90) -> bytes:
     out = io.BytesIO()
-    # No exif=, icc_profile= or comment=: the new file carries pixels only.
+    # No exif=, icc_profile= or comment=, and to_rgb left image.info empty (Pillow's JPEG saver
+    # falls back to it for the comment): the new file carries pixels only.
     image.save(out, format="JPEG", quality=quality, optimize=True)
     return out.getvalue()
 

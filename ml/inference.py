@@ -12,7 +12,8 @@ from . import CLASSES, DEFAULT_MODEL_DIR, MODEL_FILENAME
 from . import metrics as M
 from .artifact import read_card, resolve_model_dir
 from .errors import ModelArtifactError
-from .preprocessing import DECODE_MIN_SIDE, decode_side, preprocess, to_rgb
+from .preprocessing import (DECODE_MIN_SIDE, decode_side, oriented_like, preprocess, to_rgb,
+                            turned_back)
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class Classifier:
     # -- explanation ----------------------------------------------------------------------------
     def gradcam(self, image) -> tuple[Prediction, np.ndarray]:
         """Prediction and a Grad-CAM map in [0, 1] of the predicted class, shaped like the
-        decoded, orientation-normalised input image: (height, width). A large JPEG decodes at
+        decoded, upright input image: (height, width), a portrait one's too. A large JPEG decodes at
         a reduced scale, as for predict (see ml.preprocessing.DECODE_MIN_SIDE)."""
         return self._gradcam(self._decode(image))
 
@@ -143,10 +144,13 @@ class Classifier:
     def _gradcam(self, rgb) -> tuple[Prediction, np.ndarray]:
         import tensorflow as tf
 
-        x = preprocess(rgb, self.input_size)[None]
+        seen = oriented_like(rgb, self.input_size)  # a portrait photo turned, as preprocess does
+        x = preprocess(seen, self.input_size)[None]
         prediction = self.predict_arrays(x)[0]
         cam = self._get_cam_fn()(x, CLASSES.index(prediction.predicted_class))
-        heat = tf.image.resize(cam[..., None], (rgb.height, rgb.width), method="bilinear").numpy()[..., 0]
+        heat = tf.image.resize(cam[..., None], (seen.height, seen.width), method="bilinear")
+        # turned back, the map lines up with the photo as the patient took it
+        heat = turned_back(heat.numpy()[..., 0], rgb.size, self.input_size)
         heat = np.clip(heat, 0.0, None)
         if heat.max() > 0:
             heat = heat / heat.max()

@@ -8,14 +8,14 @@ import io
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 
 # iPhones save photos as HEIC; pillow-heif teaches Pillow to read it (AVIF Pillow reads itself),
 # for the site's uploads and `python -m ml predict` alike. It applies the HEIF rotation box when
-# decoding and reports the EXIF orientation as 1, so an exif_transpose does not rotate such a
-# photo a second time.
+# decoding and reports the EXIF orientation as 1, so upright() does not rotate such a photo a
+# second time.
 pillow_heif.register_heif_opener()
 
 # Pillow refuses images above this many pixels (decompression bombs); moles are small photos.
@@ -33,6 +33,26 @@ def decode_side(size: tuple[int, int]) -> int:
     return max(DECODE_MIN_SIDE, *size)
 
 
+# What Pillow and its plugins raise for a file they cannot decode: AVIF's decoder raises
+# RuntimeError ("Missing or empty image item"), a plugin may hit the end of its data (EOFError).
+UNDECODABLE = (OSError, SyntaxError, ValueError, RuntimeError, EOFError)
+
+ORIENTATION_TAG = 0x0112
+# How to turn the pixels upright for each EXIF orientation (1, or none, is upright already).
+UPRIGHT_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Greyscale with more than 8 bits a sample (a 16-bit PNG is I;16): convert("RGB") would clip it.
+DEEP_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+SIXTEEN_TO_EIGHT_BITS = 255 / 65535
+
+
 def open_image(source, min_side: int | None = None) -> Image.Image:
     """PIL image from a PIL image, bytes, a path or a binary file object; raises ImageError.
     With min_side, a JPEG not yet decoded is decoded at a reduced scale (see DECODE_MIN_SIDE)."""
@@ -46,34 +66,87 @@ def open_image(source, min_side: int | None = None) -> Image.Image:
         if min_side and image.format == "JPEG":
             image.draft("RGB", (min_side, min_side))  # a no-op once the pixels are loaded
         image.load()
-    except UnidentifiedImageError as exc:  # its message names a BytesIO object, of no use to a reader
+    except UnidentifiedImageError as exc:  # its message names a BytesIO, of no use to a reader
         raise ImageError("not a decodable image: unknown or unsupported format") from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (*UNDECODABLE, Image.DecompressionBombError) as exc:
         raise ImageError(f"not a decodable image: {exc}") from exc
     return image
 
 
-def to_rgb(source, min_side: int | None = None) -> Image.Image:
-    """Decoded (a JPEG at a reduced scale with min_side), orientation-normalised (EXIF
-    transpose), RGB image."""
-    image = open_image(source, min_side)
+def exif_orientation(image: Image.Image) -> int:
+    """The image's EXIF (or XMP) orientation, 1 when it has none or it cannot be read."""
     try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # a broken EXIF block is not a reason to refuse the photo
-        pass
-    if image.mode != "RGB":
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            background = Image.new("RGB", image.size, (255, 255, 255))
-            background.paste(image.convert("RGBA"), mask=image.convert("RGBA").split()[-1])
-            image = background
-        else:
-            image = image.convert("RGB")
+        return int(image.getexif().get(ORIENTATION_TAG, 1))
+    except Exception:  # Pillow's EXIF parser raises a zoo of errors for a malformed block
+        return 1
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The pixels turned as the EXIF orientation says. Not ImageOps.exif_transpose: it writes
+    the EXIF block back without the orientation, and a malformed tag (a camera's Make stored as
+    a number) makes that fail, after the pixels were turned."""
+    transpose = UPRIGHT_TRANSPOSE.get(exif_orientation(image))
+    return image.transpose(transpose) if transpose is not None else image
+
+
+def to_8_bits(image: Image.Image) -> Image.Image:
+    """A deep greyscale image (DEEP_GREY_MODES) as mode L, scaled rather than clipped. I;16
+    holds 16-bit samples; I and F may hold 8-bit ones too, so they are scaled only when a
+    value shows they do not."""
+    if image.mode not in DEEP_GREY_MODES:
+        return image
+    samples = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or samples.max(initial=0) > 255:
+        samples = samples * SIXTEEN_TO_EIGHT_BITS
+    return Image.fromarray(np.clip(np.rint(samples), 0, 255).astype(np.uint8))  # mode L
+
+
+def flattened_rgb(image: Image.Image) -> Image.Image:
+    """RGB, a transparent image laid over white."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def to_rgb(source, min_side: int | None = None) -> Image.Image:
+    """Decoded (a JPEG at a reduced scale with min_side), upright (EXIF orientation), 8-bit RGB
+    image of the pixels alone: its info is empty, so no metadata (EXIF, XMP, a comment) travels
+    on, into a saved copy either (Pillow's JPEG saver writes im.info["comment"] unasked)."""
+    image = flattened_rgb(to_8_bits(upright(open_image(source, min_side))))
+    if image is source:
+        image = image.copy()  # the caller's own image keeps its info
+    image.info = {}
     return image
 
 
+def turns(image_size: tuple[int, int], size: tuple[int, int]) -> bool:
+    """Whether an image of image_size is portrait where size (width, height) is landscape, or
+    the other way round: resized as it is, its content would be stretched, by 1.78x for a
+    portrait 4:3 photo at a 4:3 landscape size."""
+    (image_width, image_height), (width, height) = image_size, size
+    return (image_width - image_height) * (width - height) < 0
+
+
+def oriented_like(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The image turned a quarter anticlockwise if its orientation differs from size's. The
+    model learned with rotated copies of its photos, so a turned photo is rated as well."""
+    return image.transpose(Image.Transpose.ROTATE_90) if turns(image.size, size) else image
+
+
+def turned_back(array: np.ndarray, image_size: tuple[int, int],
+                size: tuple[int, int]) -> np.ndarray:
+    """An array (height, width, ...) made from oriented_like(image, size) turned back to line up
+    with the image of image_size."""
+    return np.rot90(array, k=-1) if turns(image_size, size) else array
+
+
 def preprocess(source, size: tuple[int, int]) -> np.ndarray:
-    """uint8 array of shape (height, width, 3) for an input size given as (width, height)."""
-    image = to_rgb(source, decode_side(size))
+    """uint8 array of shape (height, width, 3) for an input size given as (width, height). A
+    portrait photo is turned to landscape first (see oriented_like): HAM10000's are all
+    landscape, and a squashed round lesion would look asymmetric."""
+    image = oriented_like(to_rgb(source, decode_side(size)), size)
     width, height = size
     if image.size != (width, height):
         image = image.resize((width, height), Image.BILINEAR, reducing_gap=None)

@@ -12,13 +12,16 @@ Each limit is a percentile of HAM10000's photos (the 8,561 in ../shared; the ben
 them): a photo is flagged when it is darker than 99% of them, brighter than 99% of them, or
 less sharp than 99.5% of them; 2.5% of those photos are flagged in all. The photo is measured
 as a grey image of ANALYSIS_SIZE, twice the model's input: blur that resizing to the model's
-input removes does not matter to it.
+input removes does not matter to it. A portrait photo is turned to landscape first, as for the
+model (ml.preprocessing.oriented_like), so it is not squashed.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from .preprocessing import oriented_like
 
 ANALYSIS_SIZE = (320, 240)  # (width, height)
 DARK_BELOW = 113.0       # mean brightness, 0-255: HAM10000's 1st percentile (113.5)
@@ -41,7 +44,8 @@ def measure(image: Image.Image) -> PhotoMeasures:
     all to one brightness told HAM10000's photos from blurred copies worse (at the same share
     of photos flagged, it caught 80% of the 2-pixel blurs on the validation split instead of
     all of them)."""
-    grey = np.asarray(image.convert("L").resize(ANALYSIS_SIZE, Image.BILINEAR, reducing_gap=None),
+    grey = oriented_like(image.convert("L"), ANALYSIS_SIZE)  # a portrait one as the model sees it
+    grey = np.asarray(grey.resize(ANALYSIS_SIZE, Image.BILINEAR, reducing_gap=None),
                       dtype=np.float32)
     brightness = float(grey.mean())
     g = grey * max(1.0, DARK_BELOW / max(brightness, 1.0))

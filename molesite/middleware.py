@@ -8,6 +8,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils.cache import patch_cache_control
 
 from diagnoses.api.errors import is_api_request
+from diagnoses.images import megabytes
 
 from . import health
 from .logging import redact_link_tokens
@@ -16,15 +17,13 @@ request_logger = logging.getLogger("molesite.request")
 
 
 def _too_large(request, limit: int):
-    megabytes = limit // (1024 * 1024)
-    message = f"Request body too large: the limit is {megabytes} MB."
+    # The photo's own limit too, on the site and the API alike: a client told only the body's
+    # limit would take it for the photo's and send one that the upload then refuses.
+    message = (f"Request body too large: the limit is {megabytes(limit)}. "
+               f"Photos must be at most {megabytes(settings.MAX_UPLOAD_BYTES)}.")
     if is_api_request(request):
         return JsonResponse({"detail": message}, status=413)
-    return HttpResponse(
-        f"{message} Photos must be at most {settings.MAX_UPLOAD_BYTES // (1024 * 1024)} MB.\n",
-        status=413,
-        content_type="text/plain; charset=utf-8",
-    )
+    return HttpResponse(f"{message}\n", status=413, content_type="text/plain; charset=utf-8")
 
 
 def request_size_limit(get_response):

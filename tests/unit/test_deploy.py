@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import environ
 import pytest
 import yaml
 from django.conf import settings
@@ -39,11 +40,12 @@ def command_line(service) -> str:
 
 def test_it_defines_web_worker_beat_db_and_redis_each_with_a_healthcheck(compose):
     services = compose["services"]
-    assert set(services) == {"web", "worker", "beat", "db", "redis"}
+    assert set(services) == {"migrate", "web", "worker", "beat", "db", "redis"}
     assert services["db"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     for name, service in services.items():
-        assert service["healthcheck"]["test"], name
+        if name != "migrate":  # a one-shot job: it exits once done
+            assert service["healthcheck"]["test"], name
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
 
 
@@ -69,11 +71,37 @@ def test_it_calls_beat_healthy_while_its_record_of_runs_is_fresh(compose, tmp_pa
 
 
 def test_it_runs_migrations_then_gunicorn_on_port_from_the_environment(compose):
-    web = command_line(compose["services"]["web"])
-    assert web.index("manage.py migrate --noinput") < web.index("gunicorn molesite.wsgi:application")
-    # $$ is compose's escape: the container's shell expands PORT, not compose.
-    assert "--bind 0.0.0.0:$${PORT}" in web
-    assert compose["services"]["web"]["ports"] == ["127.0.0.1:${PORT:-8000}:${PORT:-8000}"]
+    services = compose["services"]
+    assert command_line(services["migrate"]) == "python manage.py migrate --noinput"
+    assert services["migrate"]["restart"] == "no"  # a one-shot job, run again by each `up`
+    assert "command" not in services["web"]  # the image's CMD: gunicorn on ${PORT}
+    assert services["web"]["ports"] == ["127.0.0.1:${PORT:-8000}:${PORT:-8000}"]
+
+
+def test_it_starts_web_worker_and_beat_only_once_the_migrations_succeeded(compose):
+    """Else a worker or beat starts on an old schema while web still migrates."""
+    services = compose["services"]
+    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    for name in ("web", "worker", "beat"):
+        assert services[name]["depends_on"] == {
+            "db": {"condition": "service_healthy"},
+            "redis": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
+        }, name
+
+
+def test_it_bounds_the_wait_for_a_database_connection(compose):
+    """libpq waits forever on a database that accepts and never answers (/healthz too)."""
+    url = compose["services"]["web"]["environment"]["DATABASE_URL"]
+    url = re.sub(r"\$\{[^}]*\}", "secret", url)  # compose's ${POSTGRES_PASSWORD:?...}
+    assert environ.Env.db_url_config(url)["OPTIONS"] == {"connect_timeout": 3}
+
+
+def test_it_keeps_beats_record_of_runs_in_a_named_volume(compose, dockerfile):
+    """A recreated beat remembers its last runs, so a daily run missed meanwhile is still sent."""
+    var_dir = re.search(r"\bVAR_DIR=(\S+)", dockerfile).group(1)
+    assert compose["services"]["beat"]["volumes"] == [f"beat:{var_dir}"]
+    assert "beat" in compose["volumes"]
 
 
 def test_it_runs_a_celery_worker_from_the_web_image(compose):
@@ -112,15 +140,10 @@ def test_it_gives_web_and_worker_the_same_settings_and_image_storage(compose):
     for name in SHARED_VARIABLES:
         assert web["environment"][name] == worker["environment"][name], name
     assert web["environment"]["DATABASE_URL"].startswith("postgres://molesite:${POSTGRES_PASSWORD")
-    assert web["environment"]["DATABASE_URL"].endswith("@db:5432/molesite")
+    assert "@db:5432/molesite?" in web["environment"]["DATABASE_URL"]
     assert web["environment"]["REDIS_URL"].startswith("redis://redis:6379/")
     media = f"media:{web['environment']['MEDIA_ROOT']}"
     assert media in web["volumes"] and media in worker["volumes"]
-    for service in (web, worker):
-        assert service["depends_on"] == {
-            "db": {"condition": "service_healthy"},
-            "redis": {"condition": "service_healthy"},
-        }
 
 
 def test_it_keeps_the_database_and_images_in_named_volumes(compose):
@@ -181,7 +204,7 @@ def test_it_answers_json_under_the_api_and_text_elsewhere(client, settings):
     too_big = {"CONTENT_LENGTH": str(settings.MAX_REQUEST_BYTES + 1), "wsgi.input": Unreadable()}
     api = client.generic("POST", "/api/v1/diagnoses/", **too_big)
     assert api["Content-Type"] == "application/json"
-    assert api.json() == {"detail": "Request body too large: the limit is 25 MB."}
+    assert api.json() == {"detail": "Request body too large: the limit is 25 MB. Photos must be at most 20 MB."}
     page = client.generic("POST", "/diagnoses/new/", **too_big)
     assert page["Content-Type"].startswith("text/plain")
     assert "at most 20 MB" in page.content.decode()

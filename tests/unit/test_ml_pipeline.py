@@ -17,10 +17,13 @@ from PIL import Image
 from ml import CARD_FILENAME, CLASSES, FORMAT_VERSION, MALIGNANT, MODEL_FILENAME
 from ml.errors import ImageError, ModelArtifactError
 from ml.inference import Prediction, get_classifier, load_classifier
+from ml.preprocessing import preprocess, to_rgb
 from ml.metrics import TAU_GRID, decide
 from ml.model import PRESETS
 from ml.training import training_precision
 from ml.synthetic import draw_lesion, make_dataset
+from tests.unit.test_uploads import (avif_with_its_pixels_zeroed, exif_with_a_malformed_make,
+                                     half_dark_photo, is_dark, sixteen_bit_grey_png)
 
 
 @pytest.fixture(scope="module")
@@ -266,6 +269,80 @@ def test_it_puts_the_gradcam_peak_on_the_lesion(classifier, center):
     ys, xs = np.mgrid[:150, :200]
     inside = np.hypot(xs - center[0], ys - center[1]) < 26
     assert heat[inside].mean() > 2 * heat[~inside].mean()
+
+
+# --- a portrait photo: turned to landscape for the model, its heatmap turned back -----------------
+
+MODEL_INPUT = (160, 120)  # (width, height), the shipped model's; the tiny model's is checked below
+
+
+def test_it_gives_a_portrait_photo_the_input_of_its_landscape_twin():
+    landscape = draw_lesion("mel", size=(600, 450), seed=5)
+    portrait = landscape.transpose(Image.Transpose.ROTATE_270)  # as a phone held upright takes it
+    other_way = landscape.transpose(Image.Transpose.ROTATE_90)
+
+    as_landscape = preprocess(landscape, MODEL_INPUT)
+    # A landscape photo is resized as it always was: HAM10000's figures stay the same.
+    resized = landscape.resize(MODEL_INPUT, Image.BILINEAR, reducing_gap=None)
+    assert np.array_equal(as_landscape, np.asarray(resized))
+    # A portrait one is turned, not squashed: the same input, up to the turn.
+    assert np.array_equal(preprocess(portrait, MODEL_INPUT), as_landscape)
+    assert np.array_equal(preprocess(other_way, MODEL_INPUT), np.rot90(as_landscape, 2))
+
+
+def test_it_lays_a_portrait_photos_heatmap_over_it_upright(classifier):
+    landscape = draw_lesion("mel", size=(600, 450), seed=5)
+    portrait = landscape.transpose(Image.Transpose.ROTATE_270)
+
+    prediction, png = classifier.explain(portrait)
+
+    assert prediction == classifier.predict(landscape)
+    assert Image.open(io.BytesIO(png)).size == (400, 533)  # the portrait's shape, 400 wide
+    heat = classifier.gradcam(portrait)[1]
+    assert heat.shape == (600, 450)
+    assert np.allclose(heat, np.rot90(classifier.gradcam(landscape)[1], k=-1), atol=1e-6)
+
+
+@pytest.mark.parametrize("center", [(45, 55), (105, 150)])
+def test_it_puts_a_portrait_photos_gradcam_peak_on_the_lesion(classifier, center):
+    assert classifier.input_size[0] > classifier.input_size[1]  # a landscape model input
+    image = draw_lesion("mel", size=(150, 200), center=center, radius=26, seed=11)
+    heat = classifier.gradcam(image)[1]
+    assert heat.shape == (200, 150)
+    y, x = np.unravel_index(np.argmax(heat), heat.shape)
+    assert np.hypot(x - center[0], y - center[1]) < 26 + 20, (x, y)
+    ys, xs = np.mgrid[:200, :150]
+    inside = np.hypot(xs - center[0], ys - center[1]) < 26
+    assert heat[inside].mean() > 2 * heat[~inside].mean()
+
+
+# --- files that broke preprocessing (the uploads' tests build them) -----------------------------
+
+
+def test_it_turns_a_photo_upright_whose_exif_has_a_malformed_tag():
+    jpeg = half_dark_photo("JPEG", quality=95, exif=exif_with_a_malformed_make())
+    upright = to_rgb(jpeg)
+    assert upright.size == (100, 200)
+    assert is_dark(upright.getpixel((50, 40))) and not is_dark(upright.getpixel((50, 160)))
+
+
+def test_it_raises_image_error_for_a_damaged_avif():
+    with pytest.raises(ImageError):
+        preprocess(avif_with_its_pixels_zeroed(), MODEL_INPUT)
+
+
+@pytest.mark.parametrize(("mode", "dtype"),
+                         [("I;16", np.uint16), ("I", np.int32), ("F", np.float32)])
+def test_it_scales_deep_grey_images_to_8_bits(mode, dtype):
+    samples = np.full((90, 120), 30000, dtype=dtype)
+    image = Image.fromarray(samples)
+    assert image.mode == mode
+    assert preprocess(image, MODEL_INPUT)[0, 0].tolist() == [117, 117, 117]  # 30000 / 257
+    assert preprocess(sixteen_bit_grey_png(30000), MODEL_INPUT)[0, 0].tolist() == [117, 117, 117]
+    # An I or F image of 8-bit values is kept as it is.
+    if mode != "I;16":
+        eight_bit = Image.fromarray(np.full((90, 120), 200, dtype=dtype))
+        assert preprocess(eight_bit, MODEL_INPUT)[0, 0].tolist() == [200, 200, 200]
 
 
 def test_it_loads_once_per_process_and_path(tiny_model_dir):

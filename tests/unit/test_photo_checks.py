@@ -9,7 +9,7 @@ import zipfile
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from PIL import ImageEnhance, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter
 
 from diagnoses import services
 from diagnoses.models import LOW_RISK_POOR_PHOTO_ADVICE, RISK_ADVICE, Diagnosis
@@ -70,6 +70,12 @@ def test_blur_that_the_models_input_size_hides_is_not_flagged():
 
 def test_a_dark_and_blurred_photo_gets_both_in_a_fixed_order():
     assert quality.photo_issues(darker(lesion_photo().filter(ImageFilter.GaussianBlur(4)))) == ["dark", "blurry"]
+
+
+def test_a_portrait_photo_is_measured_like_its_landscape_twin_not_squashed():
+    photo = lesion_photo()
+    portrait = photo.transpose(Image.Transpose.ROTATE_270)  # as a phone held upright takes it
+    assert quality.measure(portrait) == quality.measure(photo)
 
 
 # --- on the site --------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Upload validation with real bad files: judged by content, nothing stored when refused."""
 
 import io
+import struct
 
+import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from diagnoses import services
 from diagnoses.images import sanitize_upload
@@ -158,3 +160,115 @@ def test_it_stores_a_clean_copy_and_a_thumbnail(owner, private_media):
     assert max(Image.open(diagnosis.thumbnail.path).size) <= 320
     assert str(private_media) in diagnosis.image.path
     assert len(files_in(private_media)) == 2
+
+
+# --- defects a review found ---------------------------------------------------------------------
+
+
+def exif_with_a_malformed_make(orientation=6) -> bytes:
+    """An EXIF block turning the photo 90° clockwise whose Make is a number (RATIONAL 1/3), not
+    text, as some cameras write it: Pillow reads it, and cannot write it back."""
+    make = struct.pack("<HHII", 0x010F, 5, 1, 38)  # tag, type RATIONAL, count, offset of 1/3
+    turn = struct.pack("<HHIHH", ORIENTATION, 3, 1, orientation, 0)  # SHORT, held in the entry
+    ifd = struct.pack("<H", 2) + make + turn + struct.pack("<I", 0)
+    return b"Exif\0\0" + b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<II", 1, 3)
+
+
+def avif_with_its_pixels_zeroed() -> bytes:
+    """An AVIF whose coded picture (the mdat box) is all zeros: AVIF's decoder raises
+    RuntimeError, not an OSError."""
+    data = bytearray(half_dark_photo("AVIF", quality=90))
+    offset = 0
+    while data[offset + 4:offset + 8] != b"mdat":
+        offset += struct.unpack(">I", data[offset:offset + 4])[0]
+    length = struct.unpack(">I", data[offset:offset + 4])[0]
+    data[offset + 8:offset + length] = bytes(length - 8)
+    return bytes(data)
+
+
+def sixteen_bit_grey_png(level=30000) -> bytes:
+    """A 16-bit greyscale PNG (Pillow opens it as I;16) of one level out of 65535."""
+    out = io.BytesIO()
+    Image.fromarray(np.full((90, 120), level, dtype=np.uint16)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_it_turns_a_photo_upright_whose_exif_has_a_malformed_tag():
+    jpeg = half_dark_photo("JPEG", quality=95, exif=exif_with_a_malformed_make())
+    assert Image.open(io.BytesIO(jpeg)).getexif()[ORIENTATION] == 6
+
+    clean = sanitize_upload(upload(jpeg))
+
+    stored = Image.open(io.BytesIO(clean.image_jpeg))
+    assert (clean.width, clean.height) == (100, 200)
+    assert is_dark(stored.getpixel((50, 40))) and not is_dark(stored.getpixel((50, 160)))
+
+
+def test_it_refuses_a_damaged_avif_as_damaged():
+    with pytest.raises(RuntimeError):  # what Pillow raises for it
+        Image.open(io.BytesIO(avif_with_its_pixels_zeroed())).load()
+
+    with pytest.raises(ValidationError) as caught:
+        sanitize_upload(upload(avif_with_its_pixels_zeroed(), "m.avif", "image/avif"))
+    assert caught.value.code == "corrupt"
+
+
+def test_it_strips_a_jpeg_comment_and_a_png_text_comment():
+    image = Image.open(io.BytesIO(make_image_bytes()))
+    jpeg, png = io.BytesIO(), io.BytesIO()
+    image.save(jpeg, format="JPEG", comment=b"Jane Doe, born 1970-01-01")
+    text = PngImagePlugin.PngInfo()
+    text.add_text("comment", "Jane Doe, born 1970-01-01")
+    image.save(png, format="PNG", pnginfo=text)
+
+    for data, name in ((jpeg.getvalue(), "m.jpg"), (png.getvalue(), "m.png")):
+        assert b"Jane Doe" in data
+        clean = sanitize_upload(upload(data, name))
+        assert b"Jane Doe" not in clean.image_jpeg and b"Jane Doe" not in clean.thumbnail_jpeg
+
+
+def test_it_scales_a_16_bit_grey_png_to_8_bits_instead_of_clipping_it_to_white():
+    assert Image.open(io.BytesIO(sixteen_bit_grey_png())).mode == "I;16"
+
+    clean = sanitize_upload(upload(sixteen_bit_grey_png(30000), "m.png", "image/png"))
+
+    stored = Image.open(io.BytesIO(clean.image_jpeg))
+    assert stored.getpixel((60, 45)) == pytest.approx((117, 117, 117), abs=2)  # 30000 / 257
+
+
+def test_it_says_a_file_just_over_the_limit_is_too_large_without_contradicting_itself():
+    just_over, well_over = upload(make_image_bytes()), upload(make_image_bytes())
+    just_over.size, well_over.size = 20 * 1_048_576 + 1, 25 * 1_048_576
+
+    messages = []
+    for too_large in (just_over, well_over):
+        with pytest.raises(ValidationError) as caught:
+            sanitize_upload(too_large)
+        messages.append(caught.value.messages[0])
+
+    assert messages == ["The file is too large; the limit is 20 MB.",
+                        "The file is too large (25.0 MB); the limit is 20 MB."]
+
+
+def test_it_gives_the_megapixel_limit_for_an_image_pillow_refuses_itself():
+    # 9000×8000 = 72 megapixels, over Pillow's own limit (64): it refuses before we see the size.
+    out = io.BytesIO()
+    Image.new("L", (9000, 8000)).save(out, format="PNG", optimize=True)
+
+    with pytest.raises(ValidationError) as caught:
+        sanitize_upload(upload(out.getvalue(), "bomb.png", "image/png"))
+
+    assert caught.value.code == "too_many_pixels"
+    assert caught.value.messages[0] == (
+        "The image is too large (over 64 megapixels); the limit is 40 megapixels.")
+
+
+@pytest.mark.parametrize("path", ["/diagnoses/new/", "/api/v1/diagnoses/"])
+def test_a_request_too_large_is_told_the_photo_limit_too(client, settings, path):
+    response = client.generic("POST", path, CONTENT_LENGTH=str(settings.MAX_REQUEST_BYTES + 1),
+                              **{"wsgi.input": io.BytesIO()})
+
+    assert response.status_code == 413
+    body = response.json()["detail"] if path.startswith("/api/") else response.content.decode()
+    assert body.strip() == (
+        "Request body too large: the limit is 25 MB. Photos must be at most 20 MB.")
