@@ -15,7 +15,8 @@ RUN pip install -r requirements.txt
 RUN groupadd --system --gid 1000 molesite \
  && useradd --system --uid 1000 --gid molesite --home-dir /app --shell /usr/sbin/nologin molesite
 
-# Runtime state lives under /data; /data/media is the named volume shared by web and worker.
+# Runtime state lives under /data: in docker-compose.yml /data/media is the named volume shared
+# by web and worker, /data/var beat's volume for its record of runs.
 ENV PORT=8000 \
     VAR_DIR=/data/var \
     MEDIA_ROOT=/data/media \
@@ -35,5 +36,6 @@ RUN SECRET_KEY=collectstatic-only-never-used-at-runtime python manage.py collect
 USER molesite
 EXPOSE 8000
 
-# Container platforms set PORT. docker-compose.yml runs migrations before this.
+# Container platforms set PORT. docker-compose.yml's one-shot migrate service runs the
+# migrations before this starts.
 CMD ["sh", "-c", "exec gunicorn molesite.wsgi:application --bind 0.0.0.0:${PORT}"]

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
@@ -36,13 +36,31 @@ def _elapsed_ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
+def _select_one(connection) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _ping(connection) -> None:
+    """SELECT 1, on Postgres within TIMEOUT_SECONDS of the server's time. Connecting is bounded by
+    DATABASE_URL's ?connect_timeout= (docker-compose.yml)."""
+    if connection.vendor != "postgresql":
+        # Not in a transaction on SQLite: its IMMEDIATE transactions take the write lock.
+        _select_one(connection)
+        return
+    # SET LOCAL ends with the transaction, so a reused connection keeps no timeout of ours.
+    with transaction.atomic(using=connection.alias):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(TIMEOUT_SECONDS * 1000)}")
+        _select_one(connection)
+
+
 def check_database() -> dict:
     started = time.monotonic()
     connection = connections[DEFAULT_DB_ALIAS]
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+        _ping(connection)
     except Exception as exc:  # any driver's error means "down"
         return _failed("database", exc, vendor=connection.vendor)
     return {"ok": True, "vendor": connection.vendor, "ms": _elapsed_ms(started)}

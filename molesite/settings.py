@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "molesite.apps.RecoveryCodesConfig",
     "accounts",
     "diagnoses",
+    "molesite.apps.MolesiteConfig",  # molesite.checks: deploy checks of e-mail and SITE_URL
 ]
 
 MIDDLEWARE = [
@@ -205,6 +206,10 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.cons
 if env.str("EMAIL_URL", default=""):
     # e.g. smtp+tls://user:password@smtp.example.org:587 — sets the backend, host, port, user, TLS.
     vars().update(env.email_url("EMAIL_URL"))
+# Seconds an SMTP connect, send or answer may take: without it, a mail server that accepts the
+# connection and never answers blocks the worker (one process, shared with the classifications)
+# and the e-mail-change page forever. EMAIL_URL's "?timeout=" would land in an unused OPTIONS.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", default=10, minimum=1)
 # E-mails with a link (password reset, confirming a new address) to one address per hour.
 LINK_EMAILS_PER_HOUR = env_int("LINK_EMAILS_PER_HOUR", default=3, minimum=1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="molesite <noreply@localhost>")
@@ -276,6 +281,23 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# A task that hangs (a stuck model call, a network read without timeout) would hold the worker
+# and the queue behind it: after CELERY_TASK_TIME_LIMIT seconds its process is killed. A hard
+# limit only: a soft one raises SoftTimeLimitExceeded, an Exception, which the classification's
+# broad `except Exception` would report as "something went wrong", and which the mail tasks
+# would neither retry nor use to give a claimed reminder back. Killed, the task is acknowledged
+# and its diagnosis stays "running": diagnoses_recover_lost queues it again after
+# STALE_RUNNING_AFTER (10 minutes), or fails it with MESSAGE_STOPPED after two attempts. The
+# limit stays below those 10 minutes, so that no row is taken over while a worker is still on
+# it, and far above the seconds a classification or an e-mail (EMAIL_TIMEOUT) takes.
+CELERY_TASK_TIME_LIMIT = 300
+# The daily e-mails are batches, an e-mail per patient due: an hour for them. Killed, a batch
+# leaves the rest to the next day's run, which sends what has not gone out (the reminder being
+# sent at that moment counts as gone out).
+CELERY_TASK_ANNOTATIONS = {
+    task: {"time_limit": 3600}
+    for task in ("diagnoses.tasks.send_photo_reminders", "diagnoses.tasks.send_review_queue_digest")
+}
 # Workers log through LOGGING below (structured lines), not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # What a task prints goes to stdout as it is, not through the log (whose formatters leave link

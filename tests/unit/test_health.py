@@ -1,6 +1,7 @@
 """GET /healthz: 200 when the database, the broker and the model artifact are usable, 503 when
 one is not. Failures are real ones: connections to closed ports, missing files."""
 
+import contextlib
 import json
 import os
 import secrets
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import environ
 import pytest
@@ -17,6 +19,7 @@ from django.db.utils import ConnectionHandler
 
 from ml import CARD_FILENAME, CLASSES, FORMAT_VERSION, MODEL_FILENAME
 from ml.artifact import save_card, sha256_file
+from molesite import health
 from molesite.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,3 +184,47 @@ def test_it_checks_the_model_without_importing_tensorflow(tmp_path):
 def test_it_does_not_leak_connection_details(client, artifact, unreachable_redis, unreachable_database):
     body = json.dumps(client.get("/healthz").json())
     assert "127.0.0.1" not in body and "molesite@" not in body
+
+
+class RecordingPostgres:
+    """A Postgres connection as check_database uses it: records the SQL, and whether it was
+    sent within a transaction."""
+
+    vendor, alias = "postgresql", "default"
+
+    def __init__(self):
+        self.in_transaction = False
+        self.sent = []
+
+    @contextlib.contextmanager
+    def atomic(self, using):
+        self.in_transaction = True
+        yield
+        self.in_transaction = False
+
+    def cursor(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, sql):
+        self.sent.append((sql, self.in_transaction))
+
+    def fetchone(self):
+        return (1,)
+
+
+def test_it_bounds_the_postgres_query_by_a_statement_timeout_of_its_transaction(monkeypatch):
+    """A server that accepts the query and never answers costs the probe 1 s, not forever; SET
+    LOCAL ends with the transaction, so a reused connection keeps no timeout of the probe's."""
+    connection = RecordingPostgres()
+    monkeypatch.setattr(health, "connections", {"default": connection})
+    monkeypatch.setattr(health, "transaction", SimpleNamespace(atomic=connection.atomic))
+
+    assert health.check_database()["ok"]
+
+    assert connection.sent == [("SET LOCAL statement_timeout = 1000", True), ("SELECT 1", True)]

@@ -76,6 +76,70 @@ def test_it_leaves_only_the_https_redirect_to_the_operator_by_default(tmp_path):
     assert set(re.findall(r"\(security\.(\w+)\)", out.stderr + out.stdout)) == {"W008"}
 
 
+SMTP_URL = "smtp+tls://molesite:secret@smtp.example.org:587"
+SITE = {"SITE_URL": "https://molesite.example.org"}
+
+
+def molesite_warnings(tmp_path, **variables) -> set:
+    out = run_django(["manage.py", "check", "--deploy"], tmp_path, **variables)
+    return set(re.findall(r"\((molesite\.\w+)\)", out.stderr + out.stdout))
+
+
+def test_the_deploy_check_warns_of_e_mails_printed_into_the_logs_in_production(tmp_path):
+    """The console backend prints a password reset's working link into `docker compose logs`."""
+    locmem = "django.core.mail.backends.locmem.EmailBackend"
+    assert molesite_warnings(tmp_path, **production(**SITE)) == {"molesite.W001"}
+    in_memory = production(**SITE, EMAIL_BACKEND=locmem)
+    assert molesite_warnings(tmp_path, **in_memory) == {"molesite.W001"}
+    assert molesite_warnings(tmp_path, **production(**SITE, EMAIL_URL=SMTP_URL)) == set()
+    assert molesite_warnings(tmp_path, DEBUG="true") == set()
+
+
+@pytest.mark.parametrize(
+    "allowed_hosts, warned",
+    [
+        ("molesite.example.org", False),
+        (".example.org", False),
+        ("*", False),
+        ("other.example.org", True),
+    ],
+)
+def test_the_deploy_check_warns_of_a_site_url_the_site_refuses(tmp_path, allowed_hosts, warned):
+    """The links in the e-mails start with SITE_URL: its host must be an allowed one."""
+    variables = production(**SITE, EMAIL_URL=SMTP_URL, ALLOWED_HOSTS=allowed_hosts)
+    assert molesite_warnings(tmp_path, **variables) == ({"molesite.W002"} if warned else set())
+
+
+def test_it_gives_smtp_a_timeout_read_from_the_environment(tmp_path):
+    """A mail server that accepts and never answers must not block the worker forever; an
+    EMAIL_URL does not unset it (django-environ puts its ?timeout= into OPTIONS)."""
+    code = ("import django; django.setup(); from django.core.mail import get_connection;"
+            "print(get_connection('django.core.mail.backends.smtp.EmailBackend').timeout)")
+    default = run_django(["-c", code], tmp_path, **production(EMAIL_URL=SMTP_URL))
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.split()[-1] == "10"
+    variables = production(EMAIL_URL=SMTP_URL, EMAIL_TIMEOUT="30")
+    assert settings_of(tmp_path, ["EMAIL_TIMEOUT"], **variables) == {"EMAIL_TIMEOUT": 30}
+
+
+def test_a_hung_task_is_killed_before_its_diagnosis_counts_as_orphaned():
+    """Hard limits only (a soft one would be caught by the classification's `except Exception`);
+    a killed classification stays "running" for diagnoses_recover_lost, which takes it over
+    after STALE_RUNNING_AFTER: the limit must end the task before then."""
+    import accounts.tasks
+    import diagnoses.tasks
+    from django.conf import settings
+
+    from diagnoses.services import STALE_RUNNING_AFTER
+
+    assert getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None) is None
+    assert settings.CELERY_TASK_TIME_LIMIT == 300 < STALE_RUNNING_AFTER.total_seconds()
+    assert diagnoses.tasks.classify_diagnosis.time_limit == 300
+    assert accounts.tasks.send_password_reset_mail.time_limit == 300
+    assert diagnoses.tasks.send_photo_reminders.time_limit == 3600  # a batch of e-mails
+    assert diagnoses.tasks.send_review_queue_digest.time_limit == 3600
+
+
 def test_it_defaults_to_secure_cookies_and_hsts_without_debug(tmp_path):
     names = ["SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS", "SECURE_SSL_REDIRECT",
              "SECURE_PROXY_SSL_HEADER"]
@@ -113,6 +177,8 @@ def test_it_trusts_the_proxy_header_and_keeps_old_keys_only_when_told(tmp_path):
         ("SITE_URL", "molesite.example.org", "SITE_URL must be an address like https://molesite.example.org"),
         ("DAILY_EMAILS_HOUR", "24", "DAILY_EMAILS_HOUR must be an hour of the day, 0 to 23, not 24"),
         ("DAILY_EMAILS_HOUR", "9am", "DAILY_EMAILS_HOUR must be a whole number, not '9am'"),
+        ("EMAIL_TIMEOUT", "10s", "EMAIL_TIMEOUT must be a whole number, not '10s'"),
+        ("EMAIL_TIMEOUT", "0", "EMAIL_TIMEOUT must be at least 1, not 0"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value(tmp_path, name, value, message):
