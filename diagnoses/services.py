@@ -93,7 +93,12 @@ def mole_update(*, mole: Mole, name: str | None = None, body_site: str | None = 
 
 def mole_delete(*, mole: Mole) -> None:
     """Delete a tracked mole; its photos stay in the history, no longer grouped."""
-    mole.delete()
+    with transaction.atomic():
+        # Under the mole's lock, as diagnosis_create files a photo: an upload to it that came
+        # first commits first and its photo is then set untracked with the others (else the
+        # deletion's deferred foreign-key check would fail on it); one that comes later is refused.
+        Mole.objects.select_for_update().filter(pk=mole.pk).exists()
+        mole.delete()
 
 
 def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:

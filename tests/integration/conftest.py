@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +44,29 @@ def worker_media(settings, private_media, shared_media):
     """The web side (this process) and the worker must see the same private storage."""
     settings.MEDIA_ROOT = shared_media
     return shared_media
+
+
+def run_held_in_another_thread(work):
+    """Run work(hold) in a thread, as another request with its own database connection. work
+    calls hold() at the moment the test should act (between its check and its commit, say);
+    this returns the thread once it is there, and hold() returns half a second later."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        holding.set()
+        release.wait(10)
+
+    def run():
+        try:
+            work(hold)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert holding.wait(10)
+    threading.Timer(0.5, release.set).start()
+    return thread
 
 
 def wait_for_worker(process, timeout=90):

@@ -1,35 +1,25 @@
 """Two clinicians saving a review of one case at the same moment, on the real Postgres."""
 
-import threading
-
-from django.db import connection, transaction
+from django.db import transaction
 
 from diagnoses import services
 from diagnoses.models import Review
+from tests.integration.conftest import run_held_in_another_thread
 from tests.unit.test_review import change_url, review_post
 
 
 def another_clinician_saving(diagnosis, reviewer):
     """Another desk request, between its check and its commit when the test goes on (it holds the
     case as the desk's check does); it saves an "agree, urgent" review half a second later."""
-    holding, release = threading.Event(), threading.Event()
 
-    def save():
-        try:
-            with transaction.atomic():
-                services.case_hold(diagnosis.pk)
-                holding.set()
-                release.wait(10)
-                services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="agree",
-                                     recommendation="urgent", notify=False)
-        finally:
-            connection.close()
+    def save(hold):
+        with transaction.atomic():
+            services.case_hold(diagnosis.pk)
+            hold()
+            services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="agree",
+                                 recommendation="urgent", notify=False)
 
-    other = threading.Thread(target=save)
-    other.start()
-    assert holding.wait(10)
-    threading.Timer(0.5, release.set).start()
-    return other
+    return run_held_in_another_thread(save)
 
 
 def test_a_review_saved_at_the_same_moment_is_not_overwritten(transactional_db, reviewer_client, admin_user, owner,
