@@ -97,8 +97,15 @@ def mole_delete(*, mole: Mole) -> None:
         # Under the mole's lock, as diagnosis_create files a photo: an upload to it that came
         # first commits first and its photo is then set untracked with the others (else the
         # deletion's deferred foreign-key check would fail on it); one that comes later is refused.
-        Mole.objects.select_for_update().filter(pk=mole.pk).exists()
+        mole_hold(mole.pk)
         mole.delete()
+
+
+def mole_hold(mole_id) -> bool:
+    """Lock the mole's row until the current transaction ends, so that filing a photo under it
+    and deleting it happen one after the other; False when it is gone. Postgres; SQLite locks
+    the whole database on write."""
+    return Mole.objects.select_for_update().filter(pk=mole_id).exists()
 
 
 def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:
@@ -135,7 +142,7 @@ def _refuse_a_mole_deleted_meanwhile(mole: Mole | None) -> None:
     diagnosis row is written and under the mole's lock, so that a deletion either came first
     (refused here, not as a foreign-key error when a caller's outer transaction commits) or
     waits for this one and files the photo as untracked (on_delete SET_NULL)."""
-    if mole is not None and not Mole.objects.select_for_update().filter(pk=mole.pk).exists():
+    if mole is not None and not mole_hold(mole.pk):
         raise ValidationError({"mole": MOLE_DELETED}, code="mole_deleted")
 
 
