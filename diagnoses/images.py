@@ -1,8 +1,8 @@
 """Upload validation and sanitising: every image is judged by its content, never its name.
 
 The stored copy is re-encoded from pixels only, so EXIF (GPS included), XMP, comments, ICC
-profiles and any trailing bytes a crafted file carried are gone, and the orientation is applied to
-the pixels.
+profiles and any trailing bytes a crafted file carried are gone; the orientation and the colour
+profile (to sRGB) are applied to the pixels.
 """
 
 import hashlib

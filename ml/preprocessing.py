@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 import pillow_heif
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -101,6 +101,27 @@ def to_8_bits(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(samples), 0, 255).astype(np.uint8))  # mode L
 
 
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# Modes a photo's embedded colour profile is applied in, and the mode each comes out in.
+PROFILE_OUTPUT_MODES = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB"}
+
+
+def in_srgb(image: Image.Image) -> Image.Image:
+    """The pixels converted to sRGB from the colour profile the photo embeds (an iPhone's
+    Display P3, Adobe RGB, a print CMYK), as a browser shows it; unchanged when it embeds none,
+    as HAM10000's photos do, or one that cannot be read. Without it, a wide-gamut photo's values
+    were read as sRGB: stored and shown to the model duller than it is."""
+    icc = image.info.get("icc_profile")
+    output_mode = PROFILE_OUTPUT_MODES.get(image.mode)
+    if not icc or output_mode is None:
+        return image
+    try:
+        embedded = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(image, embedded, SRGB, outputMode=output_mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):  # a damaged or unsupported profile
+        return image
+
+
 def flattened_rgb(image: Image.Image) -> Image.Image:
     """RGB, a transparent image laid over white."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -111,10 +132,11 @@ def flattened_rgb(image: Image.Image) -> Image.Image:
 
 
 def to_rgb(source, min_side: int | None = None) -> Image.Image:
-    """Decoded (a JPEG at a reduced scale with min_side), upright (EXIF orientation), 8-bit RGB
-    image of the pixels alone: its info is empty, so no metadata (EXIF, XMP, a comment) travels
-    on, into a saved copy either (Pillow's JPEG saver writes im.info["comment"] unasked)."""
-    image = flattened_rgb(to_8_bits(upright(open_image(source, min_side))))
+    """Decoded (a JPEG at a reduced scale with min_side), upright (EXIF orientation), 8-bit sRGB
+    image of the pixels alone: its info is empty, so no metadata (EXIF, XMP, a comment, the
+    colour profile once applied) travels on, into a saved copy either (Pillow's JPEG saver writes
+    im.info["comment"] unasked)."""
+    image = flattened_rgb(in_srgb(to_8_bits(upright(open_image(source, min_side)))))
     if image is source:
         image = image.copy()  # the caller's own image keeps its info
     image.info = {}

@@ -2,12 +2,13 @@
 
 import csv
 import io
+import struct
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from ml import CLASSES
 from ml import data as data_mod
@@ -110,6 +111,50 @@ def test_it_applies_exif_orientation_and_converts_to_rgb():
     rgba = Image.new("RGBA", (10, 10), (0, 255, 0, 255))
     assert preprocess(rgba, (10, 10))[0, 0].tolist() == [0, 255, 0]
     assert preprocess(Image.new("L", (10, 10), 128), (10, 10))[0, 0].tolist() == [128, 128, 128]
+
+
+# Display P3's primaries (adapted to D50, as in Apple's profile); its tone curve is sRGB's.
+DISPLAY_P3_COLORANTS = {b"rXYZ": (0.5151, 0.2412, -0.0011), b"gXYZ": (0.2919, 0.6922, 0.0419),
+                        b"bXYZ": (0.1572, 0.0666, 0.7841)}
+
+
+def _display_p3_profile() -> bytes:
+    """An ICC profile of an iPhone's wide-gamut colour space: Pillow's sRGB profile with the
+    three primaries' colorant tags rewritten."""
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    (n_tags,) = struct.unpack(">I", profile[128:132])
+    for i in range(n_tags):
+        signature, offset, _ = struct.unpack(">4sII", profile[132 + 12 * i:144 + 12 * i])
+        if signature in DISPLAY_P3_COLORANTS:  # an XYZ tag: 8 bytes of header, 3 s15Fixed16
+            values = (round(v * 65536) for v in DISPLAY_P3_COLORANTS[signature])
+            profile[offset + 8:offset + 20] = struct.pack(">3i", *values)
+    return bytes(profile)
+
+
+def _png_bytes(image, **save_kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", **save_kwargs)
+    return buf.getvalue()
+
+
+def test_it_converts_a_wide_gamut_photo_to_srgb_as_a_browser_shows_it():
+    p3 = _display_p3_profile()
+    skin = (200, 100, 100)
+    # The same values mean a more saturated colour in Display P3: redder, less green in sRGB.
+    photo = Image.new("RGB", (40, 30), skin)
+    red, green, blue = to_rgb(_png_bytes(photo, icc_profile=p3)).getpixel((0, 0))
+    assert red >= 210 and green <= 96 and blue <= 99
+    converted = to_rgb(_jpeg_bytes(photo, icc_profile=p3))
+    assert converted.info == {}  # applied, so not handed on to a stored copy
+    assert preprocess(_jpeg_bytes(photo, icc_profile=p3), (40, 30))[0, 0, 0] >= 210
+    # Transparent pixels are converted, then laid over white.
+    half = to_rgb(_png_bytes(Image.new("RGBA", (40, 30), (*skin, 128)), icc_profile=p3))
+    assert half.getpixel((0, 0))[0] >= 230 and half.getpixel((0, 0))[1] <= 178
+    # An sRGB profile, a damaged one and none leave the values as they are.
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for profile in (srgb, b"not a profile", None):
+        kwargs = {"icc_profile": profile} if profile else {}
+        assert to_rgb(_png_bytes(photo, **kwargs)).getpixel((0, 0)) == skin
 
 
 def _jpeg_bytes(image, **save_kwargs) -> bytes:
