@@ -1,12 +1,14 @@
 from axes.models import AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
+from rest_framework.authtoken.admin import TokenAdmin  # registers TokenProxy, replaced below
+from rest_framework.authtoken.models import TokenProxy
 
 from diagnoses import services
 from diagnoses.admin import RecordsStaffAccess
 from diagnoses.models import StaffAccess
 
-from .models import User
+from .models import ApiToken, User
 
 
 @admin.register(User)
@@ -34,3 +36,22 @@ class MolesiteUserAdmin(RecordsStaffAccess, UserAdmin):
 # (AXES_DISABLE_ACCESS_LOG) nor failure history, so those two lists would stay empty.
 admin.site.unregister(AccessLog)
 admin.site.unregister(AccessFailureLog)
+
+
+# DRF's token list shows every patient's API key: a working credential that would let whoever
+# reads it use the API as the patient, outside "Who has opened your records". Here staff see
+# whose token exists and since when, and can revoke it (delete); nobody can read or make one.
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(TokenAdmin):
+    list_display = ("user", "created")
+    fields = ("user", "created")
+    readonly_fields = ("user", "created")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

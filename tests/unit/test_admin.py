@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.urls import reverse
@@ -404,3 +405,26 @@ def test_it_lets_an_administrator_set_a_users_e_mails(admin_client, reviewer):
     url = reverse("admin:accounts_user_change", args=[reviewer.pk])
     fields = admin_client.get(url).context["adminform"].form.fields
     assert {"review_emails", "queue_emails"} <= set(fields)
+
+
+# --- API tokens ----------------------------------------------------------------------------------
+
+
+def test_it_lists_api_tokens_without_their_keys_and_lets_staff_revoke_them(admin_client, owner):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=owner)
+    listing = admin_client.get(reverse("admin:accounts_apitoken_changelist"))
+    assert listing.status_code == 200
+    assert owner.username in listing.content.decode() and token.key not in listing.content.decode()
+    page = admin_client.get(reverse("admin:accounts_apitoken_change", args=[owner.pk]))
+    assert page.status_code == 200 and token.key not in page.content.decode()
+    # Nobody makes a patient a token they could then use as the patient.
+    assert admin_client.get(reverse("admin:accounts_apitoken_add")).status_code == 403
+
+    delete_url = reverse("admin:accounts_apitoken_delete", args=[owner.pk])
+    assert token.key not in admin_client.get(delete_url).content.decode()
+    response = admin_client.post(delete_url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not Token.objects.filter(user=owner).exists()
+    assert LogEntry.objects.get().object_repr == f"API token of {owner}"  # its history, no key
