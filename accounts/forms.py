@@ -88,7 +88,7 @@ class QueuedPasswordResetForm(PasswordResetForm):
         body = render_to_string(email_template_name, context)
         html = render_to_string(html_email_template_name, context) if html_email_template_name else None
         try:
-            send_password_reset_mail.delay(subject, body, to_email, html)
+            send_password_reset_mail.delay(subject, body, to_email, html, context["user"].pk)
         except Exception:  # the broker unreachable: the page answers as always (nothing said)
             logger.exception("password reset e-mail not queued: the broker is unreachable")
 

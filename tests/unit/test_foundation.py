@@ -503,11 +503,32 @@ def test_it_leaves_the_reset_e_mail_to_the_worker(client, owner, mailoutbox, mon
         response = client.post(reverse("password_reset"), {"email": email})
         assert response.status_code == 302 and response.url == reverse("password_reset_done")
     assert mailoutbox == []
-    [(subject, body, to, html)] = queued
+    [(subject, body, to, html, user_id)] = queued
     assert to == "patient@example.com" and "/accounts/password/reset/" in body and "\n" not in subject
+    assert user_id == owner.pk
 
     send_password_reset_mail.apply(args=queued[0])  # as the worker runs it
     assert [(m.to, m.subject, m.body) for m in mailoutbox] == [(["patient@example.com"], subject, body)]
+
+
+def test_it_sends_no_reset_e_mail_queued_for_an_account_deleted_meanwhile(client, owner, mailoutbox,
+                                                                         monkeypatch):
+    from accounts.tasks import send_password_reset_mail
+    from diagnoses import services
+
+    queued = []
+    monkeypatch.setattr(send_password_reset_mail, "delay", lambda *args: queued.append(args))
+    client.post(reverse("password_reset"), {"email": owner.email})
+    client.post(reverse("password_reset"), {"email": owner.email})
+    address = owner.email
+    owner.email = "new@example.com"  # a changed address: its link would fail too
+    owner.save()
+    send_password_reset_mail.apply(args=queued[0]).get()
+    owner.email = address
+    owner.save()
+    services.user_delete(user=owner)
+    send_password_reset_mail.apply(args=queued[1]).get()
+    assert mailoutbox == []
 
 
 def test_it_sends_no_mail_for_an_unknown_address(client, mailoutbox):
