@@ -386,6 +386,20 @@ def mole_timeline(diagnoses):
     return timeline
 
 
+def one_risk_alert(latest_rise, rated_higher_before):
+    """(latest_rise, rated_higher_before) with at most one of them left: two alerts naming two
+    photos would give two pieces of advice (low, high, medium, low: "went up to high, within 2
+    weeks" beside "follow the medium photo's, within 4"). The one naming the higher band stays,
+    the rise on a tie; when both name one photo, the note does (it names the rise, with its
+    advice)."""
+    if latest_rise is None or rated_higher_before is None:
+        return latest_rise, rated_higher_before
+    risen = latest_rise[0]
+    if risen == rated_higher_before or RISK_ORDER[rated_higher_before.risk] > RISK_ORDER[risen.risk]:
+        return None, rated_higher_before
+    return latest_rise, None
+
+
 @login_required
 @require_GET
 def mole_detail(request, pk):
@@ -401,9 +415,7 @@ def mole_detail(request, pk):
     # The latest photo rated lower than the one before, unreviewed: the lower estimate does not
     # clear the higher one (as on that photo's result page).
     rated_higher_before = done[-1].previous_photo_rated_higher() if done else None
-    latest_rise = rises[-1] if rises else None
-    if latest_rise and latest_rise[0] == rated_higher_before:
-        latest_rise = None  # that note names the photo that rose, with its advice: one alert
+    latest_rise, rated_higher_before = one_risk_alert(rises[-1] if rises else None, rated_higher_before)
     chart = {
         "labels": _chart_labels([d.created_at for d in done]),
         "days": _days_since_first([d.created_at for d in done]),
@@ -423,18 +435,22 @@ def mole_detail(request, pk):
 @login_required
 @require_GET
 def mole_compare(request, pk):
-    """Two photos of one mole side by side (by default its first and its latest), with what
-    changed between them."""
+    """Two photos of one mole side by side (by default its first and its latest analysed ones),
+    with what changed between them."""
     mole = get_object_or_404(Mole, pk=pk, owner=request.user)
     photos = list(mole.diagnoses.order_by("created_at"))
     if len(photos) < 2:
         return render(request, "diagnoses/mole_compare.html", {"mole": mole, "photos": photos})
-    before = _photo_of(photos, request.GET.get("before"), default=photos[0])
-    after = _photo_of(photos, request.GET.get("after"), default=photos[-1])
+    # A failed or unfinished photo has nothing to compare: the defaults skip it while two can be
+    analysed = [photo for photo in photos if photo.status == Diagnosis.Status.DONE]
+    defaults = analysed if len(analysed) >= 2 else photos
+    before = _photo_of(photos, request.GET.get("before"), default=defaults[0])
+    after = _photo_of(photos, request.GET.get("after"), default=defaults[-1])
     if before.created_at > after.created_at:
         before, after = after, before
     context = {
         "mole": mole, "photos": photos, "before": before, "after": after, "change": photo_change(before, after),
+        "unanalysed": next((photo for photo in (before, after) if photo.status != Diagnosis.Status.DONE), None),
         "pickers": [("before", "Before", before), ("after", "After", after)],
     }
     return render(request, "diagnoses/mole_compare.html", context)

@@ -16,6 +16,8 @@
     dropPendingNotice();  // a fast worker finished before the page opened
     return;
   }
+  // "usually takes a few seconds" contradicts the late notice the result box shows instead
+  if (box.dataset.late === "true") dropPendingNotice();
   var delay = 1000;
   var announcer = document.getElementById("result-announcer");
 
@@ -52,6 +54,25 @@
     else box.prepend(alert);
   }
 
+  // A server error or a dropped connection is retried, and after a few failures in a row the
+  // page says so (the photo is kept) instead of showing the spinner as if all were well.
+  var failures = 0;
+  var FAILURES_SHOWN = 4;  // about 10 seconds of asking
+  function troubleNotice() { return box.querySelector('[data-testid="polling-trouble"]'); }
+  function failed() {
+    failures += 1;
+    if (failures >= FAILURES_SHOWN && !troubleNotice()) {
+      var notice = document.createElement("div");
+      notice.className = "alert alert-warning";
+      notice.setAttribute("role", "status");
+      notice.setAttribute("data-testid", "polling-trouble");
+      notice.textContent = "molesite cannot be reached just now. Your photo is kept; this page " +
+        "keeps trying and shows the result when it can.";
+      box.prepend(notice);
+    }
+    schedule();
+  }
+
   function poll() {
     fetch(box.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) {
@@ -65,17 +86,20 @@
       })
       .then(function (data) {
         if (!data) return;
+        failures = 0;
+        var trouble = troubleNotice();
+        if (trouble) trouble.remove();
         var late = String(Boolean(data.late));
         if (data.status !== box.dataset.status || late !== box.dataset.late) {
           box.innerHTML = data.html;
           box.dataset.status = data.status;
           box.dataset.late = late;
           announce(data.status);
-          if (!pending(data.status)) dropPendingNotice();
+          if (!pending(data.status) || data.late) dropPendingNotice();
         }
         if (pending(data.status)) schedule();
       })
-      .catch(schedule);
+      .catch(failed);
   }
   function schedule() {
     delay = Math.min(delay * 1.3, 5000);

@@ -87,6 +87,7 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     # No worker has taken it for minutes: the page says the analysis is late, without a reload.
     Diagnosis.objects.update(queued_at=timezone.now() - timedelta(minutes=5))
     expect(page.locator("#result [data-testid=late]")).to_contain_text("taking longer than usual")
+    expect(page.get_by_text("Photo received.")).to_have_count(0)  # "a few seconds" would contradict it
     shot(page, "06b-result-late")
     worker.run()
     expect(page.locator("#result [data-risk]")).to_be_visible(timeout=30_000)
@@ -366,3 +367,23 @@ def test_the_result_page_stops_waiting_and_says_why_when_asking_again_cannot_hel
     page.on("request", lambda request: requests.append(request.url))
     page.wait_for_timeout(6_000)
     assert not [url for url in requests if "/status/" in url]
+
+
+def test_the_result_page_says_when_the_site_cannot_be_reached_and_recovers(page, site, owner,
+                                                                          make_diagnosis):
+    pending = make_diagnosis(owner, status="queued")
+    page.goto(site + "/accounts/login/")
+    page.get_by_label("Username").fill(owner.username)
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(f"{site}/diagnoses/{pending.pk}/")
+    expect(page.locator("#result .pending-box")).to_be_visible()
+
+    page.allow_console_error(r"status of 503")
+    down = re.compile(r".*/status/$")
+    page.route(down, lambda route: route.fulfill(status=503, body="Service Unavailable"))
+    trouble = page.get_by_test_id("polling-trouble")
+    expect(trouble).to_contain_text("cannot be reached just now", timeout=20_000)
+    expect(page.locator("#result .pending-box")).to_be_visible()  # still waiting, still asking
+    page.unroute(down)
+    expect(trouble).to_have_count(0, timeout=10_000)  # answered again: the notice goes

@@ -85,6 +85,22 @@ def test_it_shows_a_pending_photo_without_a_change_summary(owner_client, owner, 
     assert response.status_code == 200 and response.context["change"] is None
     assert "apart" not in response.content.decode()
     assert "Queued…" in response.content.decode()
+    assert "No change to show: the later photo is still being analysed." in response.content.decode()
+
+
+def test_it_compares_the_analysed_photos_by_default_and_marks_the_others(owner_client, shoulder,
+                                                                         make_diagnosis, owner):
+    mole, (first, middle, latest) = shoulder
+    failed = make_diagnosis(owner, mole=mole, status="failed")
+    response = owner_client.get(compare_url(mole))
+    assert (response.context["before"], response.context["after"]) == (first, latest)
+    assert "Malignant probability 5.0% → 35.0%" in response.content.decode()
+    assert "· not analysed</option>" in response.content.decode()
+
+    chosen = owner_client.get(compare_url(mole, before=first.pk, after=failed.pk)).content.decode()
+    assert "No change to show: the later photo could not be analysed." in chosen
+    same = owner_client.get(compare_url(mole, before=first.pk, after=first.pk)).content.decode()
+    assert "These are the same photo" in same and "apart" not in same
 
 
 def test_it_says_when_two_photos_were_taken_the_same_day(owner_client, owner, make_diagnosis):

@@ -232,6 +232,19 @@ def test_it_warns_when_a_later_photo_rises_by_a_risk_band(owner_client, owner):
     assert "went up" not in page
 
 
+def test_the_mole_page_gives_one_piece_of_advice_when_the_risk_rose_then_fell_twice(owner_client, owner):
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    make_diagnosis(owner, mole=mole, risk="low", malignant=0.05, days_ago=90)
+    risen = make_diagnosis(owner, mole=mole, risk="high", malignant=0.6, days_ago=60)
+    make_diagnosis(owner, mole=mole, risk="medium", malignant=0.3, days_ago=30)
+    make_diagnosis(owner, mole=mole, risk="low", malignant=0.1, days_ago=1)
+    page = owner_client.get(mole.get_absolute_url()).content.decode()
+    # The high photo's alert, not beside it a note with the medium photo's later deadline.
+    assert "The estimated risk of this mole went up" in page and risen.get_absolute_url() in page
+    assert "The latest photo is rated lower" not in page
+    assert page.count('role="alert"') == 1
+
+
 def test_it_lets_a_review_end_the_latest_rated_lower_note_on_the_mole_page(owner_client, owner, reviewer):
     mole = Mole.objects.create(owner=owner, name="Shoulder")
     make_diagnosis(owner, mole=mole, risk="high", malignant=0.6, days_ago=30)
