@@ -341,9 +341,8 @@ def test_it_asks_for_a_better_photo_when_the_photo_is_too_dark(page, site, shot,
     expect(page.get_by_test_id("photo-issues")).to_have_text("Photo too dark")
 
 
-@pytest.mark.parametrize("how", ["deleted", "signed out"])
-def test_the_result_page_stops_waiting_and_says_why_when_asking_again_cannot_help(page, site, owner,
-                                                                                  make_diagnosis, how):
+def open_a_pending_result(page, site, owner, make_diagnosis):
+    """The owner signed in, on the result page of a photo still queued; returns that photo."""
     pending = make_diagnosis(owner, status="queued")
     page.goto(site + "/accounts/login/")
     page.get_by_label("Username").fill(owner.username)
@@ -351,6 +350,13 @@ def test_the_result_page_stops_waiting_and_says_why_when_asking_again_cannot_hel
     page.get_by_role("button", name="Sign in").click()
     page.goto(f"{site}/diagnoses/{pending.pk}/")
     expect(page.locator("#result .pending-box")).to_be_visible()
+    return pending
+
+
+@pytest.mark.parametrize("how", ["deleted", "signed out"])
+def test_the_result_page_stops_waiting_and_says_why_when_asking_again_cannot_help(page, site, owner,
+                                                                                  make_diagnosis, how):
+    pending = open_a_pending_result(page, site, owner, make_diagnosis)
 
     if how == "deleted":  # from another tab or device
         page.allow_console_error(r"status of 404 \(Not Found\)")
@@ -371,13 +377,7 @@ def test_the_result_page_stops_waiting_and_says_why_when_asking_again_cannot_hel
 
 def test_the_result_page_says_when_the_site_cannot_be_reached_and_recovers(page, site, owner,
                                                                           make_diagnosis):
-    pending = make_diagnosis(owner, status="queued")
-    page.goto(site + "/accounts/login/")
-    page.get_by_label("Username").fill(owner.username)
-    page.get_by_label("Password").fill("correct horse battery")
-    page.get_by_role("button", name="Sign in").click()
-    page.goto(f"{site}/diagnoses/{pending.pk}/")
-    expect(page.locator("#result .pending-box")).to_be_visible()
+    open_a_pending_result(page, site, owner, make_diagnosis)
 
     page.allow_console_error(r"status of 503")
     down = re.compile(r".*/status/$")
