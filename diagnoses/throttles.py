@@ -3,7 +3,7 @@ per patient for the site's upload form and the API together, so neither is a way
 other."""
 
 from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
+from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
 
 class SettingsRateMixin:
@@ -21,15 +21,23 @@ class UploadRateThrottle(SettingsRateMixin, UserRateThrottle):
     scope = "uploads"
 
 
-class TokenRateThrottle(SettingsRateMixin, AnonRateThrottle):
-    scope = "token"
-
-
-class SharedReportRateThrottle(SettingsRateMixin, SimpleRateThrottle):
-    """Openings of /shared/<token>/ per client address (SHARED_REPORT_RATE), whoever is signed
-    in or not, known token or not. Works on a Django request: it reads only request.META."""
-
-    scope = "shared"
+class PerAddressRateThrottle(SettingsRateMixin, SimpleRateThrottle):
+    """Counts every request per client address, whoever is signed in or not. Not DRF's
+    AnonRateThrottle: that one lets through any request that carries a valid token or session."""
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class TokenRateThrottle(PerAddressRateThrottle):
+    """Token requests (POST /api/v1/auth/token/) per client address (API_TOKEN_RATE): a signed-in
+    client guessing other users' passwords is counted too."""
+
+    scope = "token"
+
+
+class SharedReportRateThrottle(PerAddressRateThrottle):
+    """Openings of /shared/<token>/ per client address (SHARED_REPORT_RATE), known token or not.
+    Works on a Django request: it reads only request.META."""
+
+    scope = "shared"

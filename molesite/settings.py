@@ -65,6 +65,8 @@ SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# The site's own page for a form that expired (diagnoses.api.errors.csrf_failure)
+CSRF_FAILURE_VIEW = "diagnoses.api.errors.csrf_failure"
 
 # HTTPS is terminated by a reverse proxy in front of gunicorn. Trust its X-Forwarded-Proto
 # only when told there is one (the proxy must overwrite the header a client sends).

@@ -1,11 +1,13 @@
-"""Django's error handlers (handler400/403/404/500 in molesite/urls.py): JSON under /api/, the
-usual pages elsewhere.
+"""Django's error handlers (handler400/403/404/500 in molesite/urls.py, CSRF_FAILURE_VIEW): JSON
+under /api/, the usual pages elsewhere.
 
 DRF already answers its own errors in JSON; these cover what happens outside a DRF view: an
 unknown /api/ path, an uncaught exception, a request Django refuses before any view runs.
 """
 
 from django.http import JsonResponse
+from django.middleware.csrf import REASON_NO_CSRF_COOKIE
+from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
@@ -26,6 +28,16 @@ def permission_denied(request, exception, template_name=defaults.ERROR_403_TEMPL
     if is_api_request(request):
         return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
     return defaults.permission_denied(request, exception, template_name)
+
+
+def csrf_failure(request, reason=""):
+    """settings.CSRF_FAILURE_VIEW: a form sent from a page left open across a sign-in or sign-out
+    (which rotates the CSRF token) gets the site's page saying to reload and try again, not
+    Django's bare one. DRF's views check CSRF themselves and answer their own JSON 403."""
+    if is_api_request(request):
+        return JsonResponse({"detail": f"CSRF check failed: {reason}"}, status=403)
+    context = {"cookies_blocked": reason == REASON_NO_CSRF_COOKIE}
+    return render(request, "403_csrf.html", context, status=403)
 
 
 def page_not_found(request, exception, template_name=defaults.ERROR_404_TEMPLATE_NAME):

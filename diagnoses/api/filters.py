@@ -1,8 +1,10 @@
 from datetime import UTC
 
 from django import forms
+from django.db.models import F
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
+from drf_spectacular.utils import extend_schema_field
 from rest_framework.filters import OrderingFilter
 
 from ..models import Diagnosis
@@ -26,28 +28,50 @@ class UTCDateTimeFilter(filters.IsoDateTimeFilter):
     field_class = UTCDateTimeField
 
 
+def created_filter(lookup_expr, help_text):
+    """A filter on the creation time. It takes what Django's parse_datetime reads, a date and time
+    or a date alone (its midnight in TIME_ZONE): the schema says both, not date-time only. With
+    its type given, drf-spectacular takes the description from there too."""
+    moment = UTCDateTimeFilter(field_name="created_at", lookup_expr=lookup_expr, help_text=help_text)
+    return extend_schema_field({
+        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}],
+        "description": help_text,
+    })(moment)
+
+
 class DiagnosisFilter(filters.FilterSet):
     """Applied to the requesting user's own diagnoses only (the view's queryset)."""
 
     status = filters.ChoiceFilter(choices=Diagnosis.Status.choices)
     risk = filters.ChoiceFilter(choices=Diagnosis.Risk.choices)
     mole = filters.UUIDFilter(field_name="mole_id", help_text="Only the photos of this mole (its id).")
-    created_after = UTCDateTimeFilter(
-        field_name="created_at", lookup_expr="gte", help_text="ISO 8601, e.g. 2026-01-31 or 2026-01-31T08:00:00Z."
+    created_after = created_filter(
+        "gte", "ISO 8601, a date and time or a date alone (its midnight in the server's time zone, UTC by "
+               "default), e.g. 2026-01-31T08:00:00Z or 2026-01-31.",
     )
-    created_before = UTCDateTimeFilter(
-        field_name="created_at", lookup_expr="lt", help_text="ISO 8601; this moment itself is excluded."
-    )
+    created_before = created_filter("lt", "ISO 8601, as `created_after`; this moment itself is excluded.")
 
     class Meta:
         model = Diagnosis
         fields = ("status", "risk", "mole", "created_after", "created_before")
 
 
+def nulls_last(key):
+    """A DRF ordering key ("-name" or "name") as an expression that sorts NULLs (a check not yet
+    done has no probability nor finish time) last either way. Left to the database, Postgres
+    puts them first when descending and SQLite first when ascending."""
+    field = F(key.lstrip("-"))
+    return field.desc(nulls_last=True) if key.startswith("-") else field.asc(nulls_last=True)
+
+
 class StableOrderingFilter(OrderingFilter):
-    """The requested ordering, then newest first and id, so that pages never overlap on ties."""
+    """The requested ordering, then newest first and id, so that pages never overlap on ties;
+    NULLs last, the same on every database."""
 
     def get_ordering(self, request, queryset, view):
         ordering = list(super().get_ordering(request, queryset, view) or [])
         named = {key.lstrip("-") for key in ordering}
         return [*ordering, *(key for key in ("-created_at", "-pk") if key.lstrip("-") not in named)]
+
+    def filter_queryset(self, request, queryset, view):
+        return queryset.order_by(*map(nulls_last, self.get_ordering(request, queryset, view)))

@@ -38,6 +38,11 @@ class ReviewSerializer(BlankAsNullMixin, serializers.ModelSerializer):
     label = serializers.ChoiceField(
         choices=CLASS_CHOICES, allow_null=True, read_only=True, help_text="The clinician's own label."
     )
+    # Declared for the schema: blank in the database (not recorded), null in the answer.
+    model_version = serializers.CharField(
+        allow_null=True, read_only=True,
+        help_text="The model version whose result the clinician read; null when not recorded.",
+    )
 
     class Meta:
         model = Review
@@ -215,6 +220,7 @@ class StaffAccessSerializer(serializers.ModelSerializer):
     class Meta:
         model = StaffAccess
         fields = ("at", "staff", "record", "diagnosis", "mole")
+        read_only_fields = fields  # a list to read, never written through the API
 
 
 class ShareLinkSerializer(serializers.ModelSerializer):

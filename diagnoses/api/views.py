@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import exceptions, generics, mixins, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -13,6 +14,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -40,10 +42,21 @@ class JSONErrorsNegotiation(DefaultContentNegotiation):
 
 
 ORDERING_FIELDS = ["created_at", "finished_at", "malignant_probability"]
-ERROR_RESPONSES = {
-    401: OpenApiResponse(description="Not signed in: no or an invalid `Authorization: Token` header."),
-    404: OpenApiResponse(description="No such object among yours."),
+
+# The answers other than success that the schema documents, each written once.
+SIGNED_OUT = OpenApiResponse(description="Not signed in: no or an invalid `Authorization: Token` header.")
+NO_CSRF = "Signed in with the site's session cookie: a write without its `X-CSRFToken` header."
+# Every patient endpoint but the token's (accounts.permissions.AgreedToPrivacyNotice).
+AUTH_RESPONSES = {
+    401: SIGNED_OUT,
+    403: OpenApiResponse(description="The account has not agreed to the privacy notice yet (`detail` says "
+                                     f"where to). {NO_CSRF}"),
 }
+ERROR_RESPONSES = {**AUTH_RESPONSES, 404: OpenApiResponse(description="No such object among yours.")}
+# A paginated list (DRF's pagination answers 404 to a page it cannot serve).
+NO_SUCH_PAGE = "No such page: `page` is not a number or is past the last page."
+LIST_RESPONSES = {**AUTH_RESPONSES, 404: OpenApiResponse(description=NO_SUCH_PAGE)}
+BAD_FILTER = OpenApiResponse(description="A filter's value is invalid: the answer names the filter and says why.")
 BAD_MOLE = OpenApiResponse(description="An invalid name or body site, or a name you already use.")
 
 
@@ -67,9 +80,11 @@ def _file_action(kind, media_type, description):
                 "ordering",
                 str,
                 enum=[f"{sign}{name}" for name in ORDERING_FIELDS for sign in ("", "-")],
-                description="Sort by this field; a leading `-` sorts descending.",
+                description="Sort by this field; a leading `-` sorts descending. Checks without a "
+                "value (not done yet) come last either way.",
             )
         ],
+        responses={200: DiagnosisSerializer(many=True), 400: BAD_FILTER, **LIST_RESPONSES},
     ),
     retrieve=extend_schema(responses={200: DiagnosisDetailSerializer, **ERROR_RESPONSES}),
     destroy=extend_schema(
@@ -106,7 +121,10 @@ class DiagnosisViewSet(
         responses={
             202: DiagnosisSerializer,
             400: OpenApiResponse(description="Not a usable image (the `image` field says why), or not your mole."),
-            401: ERROR_RESPONSES[401],
+            **AUTH_RESPONSES,
+            413: OpenApiResponse(description="The request body is larger than the server takes; `detail` gives "
+                                             "its limit and the photo's."),
+            415: OpenApiResponse(description="The body is not `multipart/form-data`."),
             429: OpenApiResponse(description="Too many uploads; the `Retry-After` header says when to try again."),
         },
         parameters=[
@@ -140,8 +158,11 @@ class DiagnosisViewSet(
 
 
 @extend_schema_view(
-    list=extend_schema(description="The moles you follow, by name, each with its photos oldest first."),
-    create=extend_schema(responses={201: MoleSerializer, 400: BAD_MOLE, 401: ERROR_RESPONSES[401]}),
+    list=extend_schema(
+        description="The moles you follow, by name, each with its photos oldest first.",
+        responses={200: MoleSerializer(many=True), **LIST_RESPONSES},
+    ),
+    create=extend_schema(responses={201: MoleSerializer, 400: BAD_MOLE, **AUTH_RESPONSES}),
     retrieve=extend_schema(responses={200: MoleSerializer, **ERROR_RESPONSES}),
     partial_update=extend_schema(responses={200: MoleSerializer, 400: BAD_MOLE, **ERROR_RESPONSES}),
     destroy=extend_schema(
@@ -178,7 +199,7 @@ class MoleViewSet(viewsets.ModelViewSet):
     list=extend_schema(
         description="Each time someone at the review desk opened one of your checks, tracked moles or your "
         "account, newest first; the same record opened again by the same person within half an hour counts once.",
-        responses={200: StaffAccessSerializer(many=True), 401: ERROR_RESPONSES[401]},
+        responses={200: StaffAccessSerializer(many=True), **LIST_RESPONSES},
     ),
 )
 class StaffAccessViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -190,11 +211,21 @@ class StaffAccessViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 @extend_schema_view(
-    get=extend_schema(description="Your account: its settings, and when you agreed to the privacy notice."),
-    patch=extend_schema(description="Change `review_emails` (e-mail me when a clinician has reviewed a check) or "
-                                    "`model_improvement` (include my reviewed checks, without my name, in the table "
-                                    "clinicians export to improve the model). The e-mail address changes on the "
-                                    "site's account page, confirmed by a link sent to the new address."),
+    get=extend_schema(
+        description="Your account: its settings, and when you agreed to the privacy notice.",
+        responses={200: AccountSerializer, **AUTH_RESPONSES},
+    ),
+    patch=extend_schema(
+        responses={
+            200: AccountSerializer,
+            400: OpenApiResponse(description="A setting that is not a boolean, or a body that cannot be read."),
+            **AUTH_RESPONSES,
+        },
+        description="Change `review_emails` (e-mail me when a clinician has reviewed a check) or "
+                    "`model_improvement` (include my reviewed checks, without my name, in the table "
+                    "clinicians export to improve the model). The e-mail address changes on the "
+                    "site's account page, confirmed by a link sent to the new address.",
+    ),
 )
 class AccountView(generics.RetrieveUpdateAPIView):
     serializer_class = AccountSerializer
@@ -213,7 +244,11 @@ class ShareRefused(exceptions.APIException):
     list=extend_schema(
         description="The links made to this diagnosis' report, newest first, active or not. Their tokens are "
         "not kept, so no address is given here.",
-        responses={200: ShareLinkSerializer(many=True), **ERROR_RESPONSES},
+        responses={
+            200: ShareLinkSerializer(many=True),
+            **AUTH_RESPONSES,
+            404: OpenApiResponse(description=f"No such diagnosis among yours. Or: {NO_SUCH_PAGE}"),
+        },
     ),
     create=extend_schema(
         request=ShareLinkCreateSerializer,
@@ -270,7 +305,7 @@ class ShareLinkViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         description="The links made to the reports of all your diagnoses, newest first, active or not, each "
         "with its `diagnosis`: who could open what, and how often it was opened. Revoke one at "
         "/diagnoses/{id}/share-links/{link id}/revoke/.",
-        responses={200: ShareLinkSerializer(many=True), 401: ERROR_RESPONSES[401]},
+        responses={200: ShareLinkSerializer(many=True), **LIST_RESPONSES},
     ),
 )
 class AllShareLinksViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -294,6 +329,14 @@ def _unique_name(service, **kwargs):
 
 class TokenView(APIView):
     """POST a username and password for an API token; DELETE revokes the token in use."""
+
+    def get_authenticators(self):
+        # A POST signs in by its password alone: a stale token in its header must not refuse it
+        # (401), and a valid one must not exempt it from the throttle. (No request while
+        # drf-spectacular reads the view: the schema's auth=[] says it for the POST.)
+        if getattr(self.request, "method", None) == "POST":
+            return []
+        return super().get_authenticators()
 
     def get_permissions(self):
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
@@ -324,9 +367,37 @@ class TokenView(APIView):
 
     @extend_schema(
         request=None,
-        responses={204: None, 401: ERROR_RESPONSES[401]},
+        responses={
+            204: None,
+            401: SIGNED_OUT,
+            # Not the privacy notice's: revoking is the one thing allowed until it is agreed to.
+            403: OpenApiResponse(description=NO_CSRF),
+        },
         description="Revoke your API token; the next POST issues a new one.",
     )
     def delete(self, request):
         request.user.api_tokens_revoke()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JSONErrorsMixin:
+    """Errors in JSON, as everywhere under /api/, whatever the view renders otherwise (YAML,
+    HTML) and whatever the client accepts."""
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
+        return response
+
+
+class SchemaView(JSONErrorsMixin, SpectacularAPIView):
+    """GET /schema/: the OpenAPI document. Public, so it authenticates nobody: a stale token in
+    the header must not turn it into a 401."""
+
+    authentication_classes = []
+
+
+class DocsView(JSONErrorsMixin, SpectacularSwaggerSplitView):
+    """GET /docs/: Swagger UI. Public, like the schema it reads."""
+
+    authentication_classes = []

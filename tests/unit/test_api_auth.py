@@ -1,10 +1,12 @@
 """/api/v1/auth/token/: tokens issued and revoked; session auth for the browser."""
 
+import pytest
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
+from diagnoses.throttles import TokenRateThrottle
 from tests.conftest import reset_password_by_email, token_client
 
 TOKEN = "/api/v1/auth/token/"
@@ -123,11 +125,15 @@ def test_it_requires_the_csrf_token_for_session_writes(owner, api_client):
     assert "CSRF" in response.json()["detail"]
 
 
-def test_it_throttles_token_requests(api_client, owner, settings):
+def set_token_rate(settings, rate):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "token": "3/minute"},
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "token": rate},
     }
+
+
+def test_it_throttles_token_requests(api_client, owner, settings):
+    set_token_rate(settings, "3/minute")
     for _ in range(3):
         assert api_client.post(TOKEN, {"username": "patient", "password": "guess"}).status_code == 400
 
@@ -136,6 +142,59 @@ def test_it_throttles_token_requests(api_client, owner, settings):
     assert refused.status_code == 429
     assert 0 < int(refused["Retry-After"]) <= 60
     assert "throttled" in refused.json()["detail"]
+
+
+def test_it_throttles_token_requests_that_carry_a_valid_token(owner_api, owner, settings):
+    # One wrong password for each of many usernames stays under the sign-in lockout's count
+    # (per username); the throttle per address must catch it, signed in or not.
+    set_token_rate(settings, "3/minute")
+    for username in ("alice", "bob", "carol"):
+        assert owner_api.post(TOKEN, {"username": username, "password": "guess"}).status_code == 400
+
+    refused = owner_api.post(TOKEN, {"username": "dave", "password": "guess"})
+
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
+    # Counted per client address: another address still gets its token.
+    elsewhere = token_client(owner).post(TOKEN, {"username": "patient", "password": "correct horse battery"},
+                                         REMOTE_ADDR="192.0.2.7")
+    assert elsewhere.status_code == 200
+
+
+def test_the_token_throttle_counts_a_signed_in_client_too(rf, owner, settings):
+    # Whatever the view authenticates, the throttle itself keys on the address alone.
+    set_token_rate(settings, "1/minute")
+    request = rf.post(TOKEN)
+    request.user = owner
+
+    assert TokenRateThrottle().allow_request(request, None)
+    assert not TokenRateThrottle().allow_request(request, None)
+
+
+@pytest.mark.parametrize("header", ["Token 0123456789abcdef0123456789abcdef01234567", "Token", "Basic e30="])
+def test_it_issues_a_token_whatever_authorization_header_the_post_carries(api_client, owner, header):
+    # A client that kept a revoked token must be able to sign in again without dropping it.
+    api_client.credentials(HTTP_AUTHORIZATION=header)
+
+    response = api_client.post(TOKEN, {"username": "patient", "password": "correct horse battery"})
+
+    assert response.status_code == 200
+    assert response.json() == {"token": Token.objects.get(user=owner).key}
+    # Revoking still needs the token itself.
+    assert api_client.delete(TOKEN).status_code == 401
+
+
+def test_it_ignores_the_sites_session_when_issuing_a_token(owner_client, outsider):
+    # Signed in on the site as one user, a POST for another's password answers that user's token
+    # (and needs no CSRF token: it changes nothing that the session owns).
+    browser = Client(enforce_csrf_checks=True)
+    browser.cookies = owner_client.cookies
+
+    response = browser.post(TOKEN, {"username": "outsider", "password": "another long secret"},
+                            content_type="application/json")
+
+    assert response.status_code == 200
+    assert response.json() == {"token": Token.objects.get(user=outsider).key}
 
 
 ACCOUNT = "/api/v1/account/"

@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -387,6 +389,29 @@ def test_it_orders_by_malignant_probability(owner_api, owner, make_diagnosis):
 
     assert ids(owner_api.get(LIST, {"ordering": "-malignant_probability"})) == [str(d.pk) for d in (high, medium, low)]
     assert ids(owner_api.get(LIST, {"ordering": "malignant_probability"})) == [str(d.pk) for d in (low, medium, high)]
+
+
+@pytest.mark.parametrize("field", ["malignant_probability", "finished_at"])
+@pytest.mark.parametrize("sign", ["-", ""], ids=["descending", "ascending"])
+def test_it_orders_checks_without_a_result_last_either_way(owner_api, owner, make_diagnosis, field, sign):
+    # A queued check has neither: NULL, which Postgres sorts first descending and SQLite first
+    # ascending. A patient asking for the most worrying first must get results, not the queue.
+    queued = make_diagnosis(owner, status="queued")
+    low = make_diagnosis(owner, risk="low", age_days=2)
+    high = make_diagnosis(owner, risk="high", age_days=1)
+    results = [high, low] if sign else [low, high]  # high was made (and finished) last
+
+    assert ids(owner_api.get(LIST, {"ordering": f"{sign}{field}"})) == [str(d.pk) for d in (*results, queued)]
+
+
+def test_it_asks_the_database_for_nulls_last(owner_api, owner, make_diagnosis):
+    # The test above runs on SQLite; Postgres gets the same ordering only if the SQL asks for it.
+    make_diagnosis(owner)
+    with CaptureQueriesContext(connection) as queries:
+        assert owner_api.get(LIST, {"ordering": "-malignant_probability"}).status_code == 200
+
+    listed = [query["sql"] for query in queries if '"malignant_probability" DESC' in query["sql"]]
+    assert listed and all('"malignant_probability" DESC NULLS LAST' in sql for sql in listed)
 
 
 def test_it_takes_any_utc_offset_python_can_read(owner_api, owner, make_diagnosis):

@@ -3,9 +3,12 @@
 import re
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 from drf_spectacular.validation import validate_schema
+
+from tests.conftest import make_image_bytes, token_client
 
 
 @pytest.fixture
@@ -45,7 +48,7 @@ def test_it_describes_the_upload_as_multipart_with_a_binary_image(schema):
     body = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert body["properties"]["image"] == {**body["properties"]["image"], "type": "string", "format": "binary"}
     assert body["required"] == ["image"]
-    assert set(upload["responses"]) == {"202", "400", "401", "429"}
+    assert set(upload["responses"]) == {"202", "400", "401", "403", "413", "415", "429"}
     assert "Location" in upload["responses"]["202"]["headers"]
 
 
@@ -115,3 +118,99 @@ def test_it_answers_a_disallowed_method_with_json(owner_api):
 
     assert response.status_code == 405
     assert response.json() == {"detail": 'Method "PUT" not allowed.'}
+
+
+# --- the schema served, and what it says ------------------------------------------------------
+
+SCHEMA = "/api/v1/schema/"
+STALE_TOKEN = "Token 0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize("header", [STALE_TOKEN, "Token"])
+def test_it_serves_the_schema_and_the_docs_whatever_authorization_header_comes(api_client, header):
+    # They are public: a client holding a revoked token must still read them, not get a 401.
+    api_client.credentials(HTTP_AUTHORIZATION=header)
+
+    yaml = api_client.get(SCHEMA)
+    assert yaml.status_code == 200
+    assert yaml["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert api_client.get(SCHEMA, {"format": "json"}).json()["openapi"].startswith("3.")
+    assert api_client.get("/api/v1/docs/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("get", f"{SCHEMA}?format=xml", 404), ("post", SCHEMA, 405), ("post", "/api/v1/docs/", 405)],
+)
+def test_the_schema_and_the_docs_answer_errors_in_json(api_client, method, path, status):
+    api_client.credentials(HTTP_AUTHORIZATION=STALE_TOKEN)
+
+    response = getattr(api_client, method)(path, HTTP_ACCEPT="application/vnd.oai.openapi, text/html")
+
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert set(response.json()) == {"detail"}
+
+
+def operations(schema):
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            yield path, method, operation
+
+
+def test_it_documents_the_refusals_every_patient_endpoint_can_answer(schema):
+    for path, method, operation in operations(schema):
+        codes = set(operation["responses"])
+        if (path, method) == ("/api/v1/auth/token/", "post"):
+            assert {"400", "429"} <= codes and not codes & {"401", "403"}
+            continue
+        # 403: the privacy notice not agreed to (or, with the site's session, no CSRF token).
+        assert {"401", "403"} <= codes, (method, path)
+        if "{" in path or any(parameter["name"] == "page" for parameter in operation.get("parameters", [])):
+            assert "404" in codes, (method, path)  # no such object among yours, or no such page
+    assert "400" in schema["paths"]["/api/v1/diagnoses/"]["get"]["responses"]  # a bad filter
+
+
+def test_it_says_which_fields_may_be_null_or_are_always_there(schema):
+    components = schema["components"]["schemas"]
+    model_version = components["Review"]["properties"]["model_version"]
+    assert model_version["nullable"] and model_version["readOnly"]
+    access = components["StaffAccess"]
+    assert all(access["properties"][name]["readOnly"] for name in access["properties"])
+    assert set(access["required"]) == set(access["properties"])
+
+
+def test_it_says_the_creation_filters_take_a_date_alone(schema):
+    parameters = {p["name"]: p for p in schema["paths"]["/api/v1/diagnoses/"]["get"]["parameters"]}
+    for name in ("created_after", "created_before"):
+        formats = {alternative["format"] for alternative in parameters[name]["schema"]["anyOf"]}
+        assert formats == {"date", "date-time"}
+        assert parameters[name]["description"].startswith("ISO 8601")
+
+
+def test_the_refusals_it_documents_are_the_ones_the_api_gives(schema, owner_api, api_client, owner, settings,
+                                                               django_user_model):
+    not_agreed = token_client(django_user_model.objects.create_user("late", "late@example.com", "a long secret"))
+    photo = {"image": SimpleUploadedFile("mole.jpg", make_image_bytes(), content_type="image/jpeg")}
+    checks = [
+        # (client, method, path, request, the answer, which the schema must list for the operation)
+        (api_client, "get", "/api/v1/diagnoses/", {}, 401),
+        (not_agreed, "get", "/api/v1/moles/", {}, 403),
+        (not_agreed, "get", "/api/v1/account/", {}, 403),
+        (owner_api, "get", "/api/v1/diagnoses/", {"data": {"created_after": "last week"}}, 400),
+        (owner_api, "get", "/api/v1/diagnoses/", {"data": {"page": 2}}, 404),
+        (owner_api, "get", "/api/v1/moles/", {"data": {"page": "two"}}, 404),
+        (owner_api, "get", "/api/v1/staff-accesses/", {"data": {"page": 2}}, 404),
+        (owner_api, "get", "/api/v1/share-links/", {"data": {"page": 2}}, 404),
+        (owner_api, "patch", "/api/v1/account/", {"data": {"review_emails": "maybe"}}, 400),
+        (owner_api, "post", "/api/v1/diagnoses/", {"data": {"image": "x"}, "format": "json"}, 415),
+    ]
+    for client, method, path, request, status in checks:
+        response = getattr(client, method)(path, **request)
+        assert response.status_code == status, (method, path)
+        assert str(status) in schema["paths"][path][method]["responses"], (method, path, status)
+
+    settings.MAX_REQUEST_BYTES = 1024  # the whole body's limit, checked before Django reads it
+    too_large = owner_api.post("/api/v1/diagnoses/", photo, format="multipart")
+    assert too_large.status_code == 413
+    assert "413" in schema["paths"]["/api/v1/diagnoses/"]["post"]["responses"]

@@ -165,6 +165,25 @@ def test_it_signs_in_and_out(client, owner):
     assert client.get(reverse("diagnoses:list")).status_code == 302
 
 
+def test_a_form_sent_from_a_page_left_open_across_a_sign_in_gets_the_sites_page(owner):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    stale = str(browser.get(reverse("login")).context["csrf_token"])  # the form of one tab
+    signed_in = browser.post(reverse("login"), {"username": "patient", "password": "correct horse battery",
+                                                "csrfmiddlewaretoken": stale})  # in another tab:
+    assert signed_in.status_code == 302  # signing in rotates the token
+    response = browser.post(reverse("logout"), {"csrfmiddlewaretoken": stale})
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert "That form had expired" in page and "reload the page" in page
+    assert "allow cookies" not in page
+    assert "_auth_user_id" in browser.session  # nothing was sent or changed
+
+    cookieless = Client(enforce_csrf_checks=True).post(reverse("login"), {"username": "x"})
+    assert cookieless.status_code == 403 and "allow cookies" in cookieless.content.decode()
+
+
 def test_it_changes_the_password(owner_client, owner):
     response = owner_client.post(
         reverse("password_change"),
