@@ -13,10 +13,14 @@ from . import DEFAULT_MODEL_DIR
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PREDICT_EPILOG = """\
-Output: one line per image, in the order given. With --json each line is a JSON object
-{"image", "probabilities", "malignant_probability", "predicted_class", "risk", "model_version"},
-or {"image", "error"} for a file that cannot be read or decoded. Without --json, a short
-human-readable line. Images are decoded one by one and classified in batches of 64.
+Output: one line per image, in the order given, "image" being the path exactly as given. With
+--json each line is a JSON object {"image", "probabilities", "malignant_probability",
+"predicted_class", "risk", "model_version"}, or {"image", "error"} for a path that is not a
+readable image file. Without --json, a short human-readable line. Images are decoded one by one
+and classified in batches of 64.
+
+Paths come after the options, and after -- when one may start with "-"; or one per line from a
+file with --files-from FILE (- for standard input), before any given as arguments.
 
 Exit status: 0 if at least one image was classified (error lines, if any, say which were
 not), 1 if none could be, 2 for a usage error or an unusable model artifact.
@@ -58,9 +62,14 @@ def main(argv=None) -> int:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder or its model.keras")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("--files-from", type=argparse.FileType("r", encoding="utf-8"), metavar="FILE",
+                   help="read image paths from FILE, one per line (- for standard input)")
+    # str, not Path: each output line names the image exactly as given ("./a.jpg" stays so)
+    p.add_argument("images", nargs="*", metavar="IMAGE")
 
     args = parser.parse_args(argv)
+    if args.command == "predict":
+        args.images = _paths_to_classify(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     from .errors import MLError, ModelArtifactError
 
@@ -72,6 +81,18 @@ def main(argv=None) -> int:
     except MLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _paths_to_classify(parser, args) -> list[str]:
+    """--files-from's lines (blank ones skipped), then the IMAGE arguments; at least one."""
+    paths = []
+    if args.files_from is not None:
+        with args.files_from as lines:
+            paths = [line.rstrip("\r\n") for line in lines if line.strip()]
+    paths += args.images
+    if not paths:
+        parser.error("predict: give at least one IMAGE, or --files-from")
+    return paths
 
 
 def _positive_int(text):
@@ -161,7 +182,7 @@ def cmd_predict(args) -> int:
                     n_ok += 1
                     _print_prediction(path, preds[i], args.json)
                 elif args.json:
-                    print(json.dumps({"image": str(path), "error": errors[i]}))
+                    print(json.dumps({"image": path, "error": errors[i]}))
                 else:
                     print(f"{path}: error: {errors[i]}")
             sys.stdout.flush()
@@ -175,15 +196,27 @@ def _read_batch(classifier, paths) -> tuple[dict, dict]:
     arrays, errors = {}, {}
     for i, path in enumerate(paths):
         try:
-            arrays[i] = classifier.preprocess(path.read_bytes())
+            arrays[i] = classifier.preprocess(_image_file_bytes(path))
         except (OSError, ImageError) as exc:
             errors[i] = str(exc) if isinstance(exc, ImageError) else f"cannot read file: {exc.strerror or exc}"
+        except Exception as exc:  # one file's surprise must not cost the lines of all the rest
+            errors[i] = f"cannot classify: {type(exc).__name__}: {exc}"
     return arrays, errors
+
+
+def _image_file_bytes(path: str) -> bytes:
+    """The bytes of a regular file; a directory, a pipe or a device is refused before reading
+    (a named pipe or /dev/zero would block or fill the memory)."""
+    import stat
+
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"not a regular file: {path}")
+    return Path(path).read_bytes()
 
 
 def _print_prediction(path, pred, as_json) -> None:
     if as_json:
-        print(json.dumps({"image": str(path), **pred.to_dict()}))
+        print(json.dumps({"image": path, **pred.to_dict()}))
     else:
         print(f"{path}: {pred.predicted_class} malignant={pred.malignant_probability:.3f} risk={pred.risk}")
 

@@ -82,6 +82,14 @@ def test_it_reports_classification_metrics_and_a_short_roc_curve():
     assert roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1
 
 
+def test_it_names_every_class_in_the_recall_with_null_for_one_the_data_lack():
+    y = np.array([1, 1, 2, 2])  # bcc and bkl only
+    probs = np.eye(len(CLASSES))[[1, 2, 2, 2]]
+    recall = M.classification_metrics(probs, y)["per_class_recall"]
+    assert list(recall) == list(CLASSES)
+    assert recall["bcc"] == 0.5 and recall["bkl"] == 1.0 and recall["mel"] is None
+
+
 def _prior_free_probs(n, prior, seed):
     """Labels drawn with `prior`, and the probabilities of a 'model' trained class-balanced:
     it ignores the prior, so it over-calls the rare classes (like a class-weighted CNN)."""

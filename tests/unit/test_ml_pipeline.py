@@ -462,6 +462,32 @@ def test_it_predicts_from_the_command_line_with_json_lines_and_error_lines(tiny_
     assert all_bad.returncode == 1 and "error" in json.loads(all_bad.stdout)
 
 
+def test_it_names_each_image_as_given_and_reads_paths_from_a_file(tiny_model_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    draw_lesion("nv", seed=2).save(tmp_path / "good.jpg")
+    draw_lesion("mel", seed=4).save(tmp_path / "-dash.jpg")
+    (tmp_path / "folder").mkdir()
+    given = ["./good.jpg", f"{tmp_path}//good.jpg", "folder/", "-dash.jpg"]
+    done = _run_cli(capsys, "predict", "--json", "--model", tiny_model_dir, "--", *given)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["image"] for line in lines] == given  # as given, for a scorer to match on
+    assert lines[0]["probabilities"] == lines[1]["probabilities"]
+    assert lines[2]["error"].startswith("cannot read file: not a regular file")
+    assert "probabilities" in lines[3]
+
+    listing = tmp_path / "paths.txt"
+    listing.write_text("./good.jpg\n\nfolder/\n")
+    from_file = _run_cli(capsys, "predict", "--json", "--model", tiny_model_dir, "--files-from", listing, "--",
+                         "-dash.jpg")
+    assert [json.loads(line)["image"] for line in from_file.stdout.splitlines()] == [
+        "./good.jpg", "folder/", "-dash.jpg"]
+    with pytest.raises(SystemExit) as exited:
+        _run_cli(capsys, "predict", "--json", "--model", tiny_model_dir)
+    assert exited.value.code == 2
+
+
 def test_it_predicts_batch_after_batch_in_the_order_given(tiny_model_dir, tmp_path, capsys, monkeypatch):
     # `predict` reads the next batch while the network runs on this one: lines must still come
     # out in the order of the paths, each error beside its own file, across batch boundaries
