@@ -468,12 +468,24 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     @admin.action(description="Mark selected as reviewed (agree with the model)", permissions=["review"])
     def mark_reviewed(self, request, queryset):
-        reviewed = services.review_agree_many(diagnoses=queryset.select_related(None), reviewer=request.user)
-        skipped = queryset.count() - len(reviewed)
+        # Listed before the reviews are saved: under the "not reviewed" filter a second count of
+        # the queryset would leave out the cases just reviewed.
+        selected = list(queryset.select_related(None))
+        reviewed = services.review_agree_many(diagnoses=selected, reviewer=request.user)
+        agreed = {review.diagnosis_id for review in reviewed}
+        skipped = [diagnosis for diagnosis in selected if diagnosis.pk not in agreed]
+        outdated = Review.objects.filter(diagnosis__in=skipped).select_related("diagnosis")
+        n_outdated = sum(review.is_of_an_earlier_result for review in outdated)
         self.message_user(request, f"Marked {len(reviewed)} as reviewed.", messages.SUCCESS)
-        if skipped:
+        if n_outdated:
             self.message_user(
-                request, f"Skipped {skipped}: not finished yet, or already reviewed.", messages.WARNING
+                request, f"Skipped {n_outdated} whose review is of an earlier result: open each one and "
+                "save its review again, changed or not.", messages.WARNING
+            )
+        if len(skipped) > n_outdated:
+            self.message_user(
+                request, f"Skipped {len(skipped) - n_outdated}: not finished yet, or already reviewed.",
+                messages.WARNING
             )
 
     @admin.action(description="Re-run classification with the current model", permissions=["change"])
@@ -514,7 +526,7 @@ CSV_HEADER = [
     "case_pseudonym",
     "patient_pseudonym",
     "lesion_pseudonym",
-    "created_at",
+    "created_on",  # days, not times (see write_reviews_csv)
     "model_version",
     "predicted_class",
     "malignant_probability",
@@ -523,7 +535,7 @@ CSV_HEADER = [
     "clinician_label",
     "verdict",
     "recommendation",
-    "reviewed_at",
+    "reviewed_on",
 ]
 
 
@@ -540,7 +552,8 @@ def write_reviews_csv(out, diagnoses):
                 pseudonym("case", diagnosis.pk),
                 pseudonym("patient", diagnosis.owner_id),
                 pseudonym("lesion", diagnosis.mole_id) if diagnosis.mole_id else "",
-                diagnosis.created_at.isoformat(),
+                # The day alone: the reports show the time to the minute, which would find the row.
+                localtime(diagnosis.created_at).date().isoformat(),
                 diagnosis.model_version,
                 diagnosis.predicted_class,
                 "" if diagnosis.malignant_probability is None else f"{diagnosis.malignant_probability:.6f}",
@@ -549,7 +562,7 @@ def write_reviews_csv(out, diagnoses):
                 review.label,
                 review.verdict,
                 review.recommendation,
-                review.reviewed_at.isoformat(),
+                localtime(review.reviewed_at).date().isoformat(),
             ]
         )
 
@@ -566,15 +579,14 @@ def _large_image(diagnosis, kind, alt):
 def _thumbnail_strip(diagnoses):
     return format_html_join(
         "",
-        '<a href="{}" style="display:inline-block;margin:0 8px 8px 0;text-align:center">'
-        '<img src="{}" alt="Photo of {}" width="96" height="96" loading="lazy" style="object-fit:cover;border-radius:4px">'
-        "<br><small>{} · {}{}</small></a>",
+        '<a href="{0}" style="display:inline-block;margin:0 8px 8px 0;text-align:center">'
+        '<img src="{1}" alt="Photo of {2}" width="96" height="96" loading="lazy" style="object-fit:cover;border-radius:4px">'
+        "<br><small>{2} · {3}{4}</small></a>",
         (
             (
                 _change_url(diagnosis),
                 _file_url(diagnosis, "thumbnail"),
-                f"{diagnosis.created_at:%d %b %Y}",
-                f"{diagnosis.created_at:%d %b %Y}",
+                date_format(localtime(diagnosis.created_at)),  # the day where the clinic is
                 diagnosis.get_risk_display() or diagnosis.get_status_display(),
                 _review_mark(diagnosis),
             )
@@ -618,6 +630,9 @@ class MoleAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # ... which the desk reads (view_mole) and never edits, superusers included
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # ... nor deletes: the patient does (services.mole_delete), or with the account
 
     def staff_access(self, obj):
         return {"patient": obj.owner, "record": StaffAccess.Record.MOLE, "mole": obj}

@@ -653,7 +653,11 @@ def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True) -> Revi
     """
     with transaction.atomic():
         case_hold(diagnosis.pk)
-        if diagnosis.status != Diagnosis.Status.DONE or Review.objects.filter(diagnosis=diagnosis).exists():
+        # As it is now, not as the list loaded it: a re-run queued meanwhile has no result to agree
+        # with, and the review must carry the model version of the result it agrees with.
+        diagnosis = Diagnosis.objects.filter(pk=diagnosis.pk).select_related("owner").first()
+        if (diagnosis is None or diagnosis.status != Diagnosis.Status.DONE
+                or Review.objects.filter(diagnosis=diagnosis).exists()):
             return None
         return review_save(
             diagnosis=diagnosis,

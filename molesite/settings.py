@@ -201,6 +201,9 @@ LOGIN_URL = "login"
 # from an authenticator app; patients' sign-in is unchanged.
 STAFF_REQUIRE_2FA = env_bool("STAFF_REQUIRE_2FA", default=True)
 OTP_TOTP_ISSUER = "molesite"  # the name authenticator apps show beside the codes
+# The admin's device pages show no secret key, QR code or recovery code: whoever could read one
+# could sign in as that clinician, their openings recorded under the clinician's name.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 LOGIN_REDIRECT_URL = "diagnoses:list"
 LOGOUT_REDIRECT_URL = "home"
 

@@ -428,3 +428,34 @@ def test_it_lists_api_tokens_without_their_keys_and_lets_staff_revoke_them(admin
     assert response.status_code == 302
     assert not Token.objects.filter(user=owner).exists()
     assert LogEntry.objects.get().object_repr == f"API token of {owner}"  # its history, no key
+
+
+def test_it_shows_no_authenticator_key_or_recovery_code_in_the_admin(admin_client, admin_user):
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    totp = TOTPDevice.objects.get(user=admin_user)
+    recovery = StaticDevice.objects.create(user=admin_user, name="Recovery")
+    code = recovery.token_set.create(token="rc7x2k9q").token
+    pages = [reverse("admin:otp_totp_totpdevice_change", args=[totp.pk]),
+             reverse("admin:otp_static_staticdevice_change", args=[recovery.pk])]
+    for url in pages:
+        response = admin_client.get(url)
+        assert response.status_code == 200
+        assert totp.key not in response.content.decode() and code not in response.content.decode()
+
+
+def test_the_desk_never_deletes_a_patients_mole_and_dates_its_photos_where_the_clinic_is(
+        admin_client, owner, make_diagnosis, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    photo = make_diagnosis(owner, mole=mole)
+    late_evening_utc = datetime(2025, 3, 4, 23, 30, tzinfo=dt_timezone.utc)  # 5 March in Berlin
+    Diagnosis.objects.filter(pk=photo.pk).update(created_at=late_evening_utc)
+
+    page = admin_client.get(reverse("admin:diagnoses_mole_change", args=[mole.pk])).content.decode()
+    assert "5 Mar 2025" in page and "4 Mar 2025" not in page
+    delete_url = reverse("admin:diagnoses_mole_delete", args=[mole.pk])
+    assert admin_client.get(delete_url).status_code == 403
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
+    assert Mole.objects.filter(pk=mole.pk).exists()

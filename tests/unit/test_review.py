@@ -257,6 +257,30 @@ def test_it_marks_selected_as_reviewed_with_a_recommendation_from_the_risk(revie
     assert "Skipped 2: not finished yet, or already reviewed." in messages
 
 
+def test_it_counts_what_it_skipped_under_the_not_reviewed_filter_and_says_why(reviewer_client, reviewer,
+                                                                            owner, make_diagnosis):
+    fresh = [make_diagnosis(owner, risk="low") for _ in range(2)]
+    rerun = make_diagnosis(owner, risk="high", model_version="model-2")
+    services.review_save(diagnosis=rerun, reviewer=reviewer, verdict="agree", recommendation="dermatologist_soon")
+    Review.objects.filter(diagnosis=rerun).update(model_version="model-1")  # of the result before a re-run
+
+    response = reviewer_client.post(QUEUE_URL + "?reviewed=no", {
+        "action": "mark_reviewed", "_selected_action": [str(d.pk) for d in (*fresh, rerun)]})
+    assert response.status_code == 302
+    messages = [str(m) for m in reviewer_client.get(QUEUE_URL).context["messages"]]
+    assert "Marked 2 as reviewed." in messages
+    assert any(m.startswith("Skipped 1 whose review is of an earlier result") for m in messages)
+    assert not any("not finished yet" in m for m in messages)  # not "Skipped -2"
+
+
+def test_bulk_agreement_reads_the_case_as_it_is_when_saving(reviewer, owner, make_diagnosis):
+    listed = make_diagnosis(owner, risk="high")
+    stale = Diagnosis.objects.get(pk=listed.pk)  # as the list loaded it
+    services.diagnosis_requeue(diagnosis=listed)  # re-run meanwhile: no result to agree with
+    assert services.review_agree(diagnosis=stale, reviewer=reviewer) is None
+    assert not Review.objects.exists()
+
+
 def test_it_offers_the_review_action_only_to_those_who_may_review(owner, make_diagnosis, viewer_client):
     diagnosis = make_diagnosis(owner, risk="high")
     actions = dict(viewer_client.get(QUEUE_URL).context["action_form"].fields["action"].choices)
@@ -442,6 +466,9 @@ def test_it_exports_reviewed_cases_as_pseudonymous_csv(reviewer_client, reviewer
         "monitor",
     )
     assert row["model_version"] == "test-model-1"
+    # Days only: the reports show the times to the minute, which would find the row.
+    assert row["created_on"] == timezone.localtime(first.created_at).date().isoformat()
+    assert row["reviewed_on"] == timezone.localdate().isoformat()
     assert float(row["p_mel"]) == pytest.approx(0.62) and float(row["p_nv"]) == pytest.approx(0.2)
     assert float(row["malignant_probability"]) == pytest.approx(0.72)
     assert rows[1]["clinician_label"] == "nv"
