@@ -6,6 +6,8 @@ import logging
 import math
 import secrets
 import shutil
+import smtplib
+import socket
 import uuid
 import zipfile
 from collections import defaultdict
@@ -455,8 +457,10 @@ def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
             return diagnosis
     except (DatabaseError, OSError) as exc:
         logger.warning("transient failure classifying %s: %s", diagnosis_id, exc)
+        # Back in the queue, the claim uncounted: attempts counts the workers that died on the
+        # photo (MAX_ORPHANED_ATTEMPTS), and this one did not.
         Diagnosis.objects.filter(pk=diagnosis_id, status=Diagnosis.Status.RUNNING).update(
-            status=Diagnosis.Status.QUEUED, started_at=None
+            status=Diagnosis.Status.QUEUED, started_at=None, attempts=F("attempts") - 1
         )
         raise TransientClassificationError(str(exc)) from exc
     except ImageError:
@@ -480,16 +484,20 @@ def _store_result(diagnosis: Diagnosis, prediction, heatmap_png: bytes) -> bool:
     diagnosis.heatmap.save(f"{uuid.uuid4().hex}.png", ContentFile(heatmap_png), save=False)
     # update() on the running row, not save(): save() would re-insert a diagnosis the patient
     # deleted while it was being classified.
-    stored = Diagnosis.objects.filter(pk=diagnosis.pk, status=Diagnosis.Status.RUNNING).update(
-        heatmap=diagnosis.heatmap.name,
-        probabilities={code: float(prediction.probabilities[code]) for code in CLASSES},
-        malignant_probability=float(prediction.malignant_probability),
-        predicted_class=prediction.predicted_class,
-        risk=prediction.risk,
-        model_version=prediction.model_version,
-        status=Diagnosis.Status.DONE,
-        finished_at=timezone.now(),
-    )
+    try:
+        stored = Diagnosis.objects.filter(pk=diagnosis.pk, status=Diagnosis.Status.RUNNING).update(
+            heatmap=diagnosis.heatmap.name,
+            probabilities={code: float(prediction.probabilities[code]) for code in CLASSES},
+            malignant_probability=float(prediction.malignant_probability),
+            predicted_class=prediction.predicted_class,
+            risk=prediction.risk,
+            model_version=prediction.model_version,
+            status=Diagnosis.Status.DONE,
+            finished_at=timezone.now(),
+        )
+    except DatabaseError:  # retried with a new heatmap: no row would ever name this one
+        _delete_files([diagnosis.heatmap])
+        raise
     if not stored:
         _delete_files([diagnosis.heatmap])
     return bool(stored)
@@ -588,6 +596,14 @@ def review_notify(*, review_ids, updated: bool = False) -> bool:
     return True
 
 
+# A mail server that cannot be reached, or stops answering (EMAIL_TIMEOUT): a daily batch stops
+# at the first such failure and leaves the rest to its retry, rather than holding the worker
+# (and the photos queued behind it) for a timeout per recipient. Any other failure, such as a
+# recipient the server refuses (SMTPRecipientsRefused), is that recipient's alone.
+MAIL_SERVER_DOWN = (ConnectionError, TimeoutError, socket.gaierror, smtplib.SMTPConnectError,
+                    smtplib.SMTPServerDisconnected)
+
+
 def photo_reminders_send(*, today: date | None = None) -> int:
     """E-mail every patient with moles due for a new photo (Mole.next_photo_due on or before
     today): one e-mail per patient, at most one per due date of each mole, to active accounts
@@ -602,11 +618,17 @@ def photo_reminders_send(*, today: date | None = None) -> int:
         if due <= today and (mole.reminded_for is None or mole.reminded_for < due):
             due_by_patient[mole.owner].append((mole, due))
     sent = failed = 0
-    for patient, due_moles in due_by_patient.items():
+    patients = list(due_by_patient.items())
+    for done, (patient, due_moles) in enumerate(patients):
         try:
             sent += _send_photo_reminder(patient, due_moles)
-        except OSError:  # smtplib's errors
-            logger.warning("photo reminder to user %s not sent: the mail server failed", patient.pk, exc_info=True)
+        except MAIL_SERVER_DOWN:  # the others would wait for it too: left to the retry
+            logger.warning("photo reminders not sent from user %s on: the mail server is unreachable",
+                           patient.pk, exc_info=True)
+            failed += len(patients) - done
+            break
+        except Exception:  # this patient's alone (an address the server or the library refuses)
+            logger.warning("photo reminder to user %s not sent", patient.pk, exc_info=True)
             failed += 1
     if failed:
         raise EmailsNotSent(sent, failed)
@@ -631,7 +653,7 @@ def _send_photo_reminder(patient, due_moles: list[tuple[Mole, date]]) -> bool:
     }
     try:
         send_templated_mail("diagnoses/email/photo_reminder", context, patient.email)
-    except OSError:
+    except Exception:
         for mole, due in claimed:
             Mole.objects.filter(pk=mole.pk, reminded_for=due).update(reminded_for=mole.reminded_for)
         raise
@@ -715,7 +737,8 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
     users = get_user_model().objects
     clinicians = users.reviewers().filter(is_active=True, queue_emails=True).exclude(email="")
     sent = failed = 0
-    for clinician in clinicians:
+    clinicians = list(clinicians)
+    for done, clinician in enumerate(clinicians):
         # Claimed in the database (a conditional update), so that runs in other processes see it.
         mine = users.filter(pk=clinician.pk).exclude(queue_email_sent_on=today)
         if not mine.update(queue_email_sent_on=today):
@@ -723,11 +746,15 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
         try:
             send_templated_mail("diagnoses/email/review_queue", {**context, "username": clinician.username},
                                 clinician.email)
-        except OSError:  # smtplib's errors
-            logger.warning("review queue digest to user %s not sent: the mail server failed", clinician.pk,
-                           exc_info=True)
+        except Exception as exc:
             users.filter(pk=clinician.pk, queue_email_sent_on=today).update(
                 queue_email_sent_on=clinician.queue_email_sent_on)  # given back, for the retry
+            if isinstance(exc, MAIL_SERVER_DOWN):  # the others would wait for it too: left to the retry
+                logger.warning("review queue digests not sent from user %s on: the mail server is "
+                               "unreachable", clinician.pk, exc_info=True)
+                failed += len(clinicians) - done
+                break
+            logger.warning("review queue digest to user %s not sent", clinician.pk, exc_info=True)
             failed += 1
             continue
         sent += 1

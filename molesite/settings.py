@@ -264,6 +264,9 @@ REDIS_URL = env.str("REDIS_URL", default="")
 EMBEDDED_BROKER_FOLDERS = ()
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    # Redis hands an unacknowledged task (acks_late) to another worker after this long: above the
+    # daily e-mail batches' hour (CELERY_TASK_ANNOTATIONS), so none runs twice at once.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     BROKER_DIR = VAR_DIR / "broker"

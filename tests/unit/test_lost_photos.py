@@ -110,3 +110,38 @@ def test_it_has_beat_look_for_lost_photos_every_five_minutes():
     entry = settings.CELERY_BEAT_SCHEDULE["recover-lost-diagnoses"]
     assert entry["task"] == tasks.recover_lost_diagnoses.name
     assert entry["schedule"] == timedelta(minutes=5)
+
+
+def test_a_retried_hiccup_is_not_counted_as_a_worker_dying(owner, make_diagnosis, sent, monkeypatch,
+                                                           django_capture_on_commit_callbacks):
+    diagnosis = make_diagnosis(owner, status="queued")
+    monkeypatch.setattr(services, "_explain", lambda image_bytes: (_ for _ in ()).throw(OSError("share gone")))
+    with pytest.raises(services.TransientClassificationError):
+        services.diagnosis_classify(diagnosis_id=diagnosis.pk)
+    assert Diagnosis.objects.get(pk=diagnosis.pk).attempts == 0
+    # The retry's worker then dies: the first death, so the photo is queued again, not failed.
+    assert services.diagnosis_claim(diagnosis_id=diagnosis.pk)
+    aged(diagnosis, running_minutes=11, attempts=Diagnosis.objects.get(pk=diagnosis.pk).attempts)
+    assert recover(django_capture_on_commit_callbacks) == {"resent": 0, "requeued": 1, "failed": 0}
+
+
+def test_a_result_the_database_refused_leaves_no_heatmap_behind(owner, jpeg_bytes, tiny_model, private_media,
+                                                                monkeypatch):
+    from django.db import DatabaseError
+    from django.db.models.query import QuerySet
+
+    from tests.unit.test_foundation import upload
+
+    diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    real_update = QuerySet.update
+
+    def update(queryset, **fields):
+        if "heatmap" in fields:
+            raise DatabaseError("connection lost")
+        return real_update(queryset, **fields)
+
+    monkeypatch.setattr(QuerySet, "update", update)
+    with pytest.raises(services.TransientClassificationError):
+        services.diagnosis_classify(diagnosis_id=diagnosis.pk)
+    heatmaps = private_media / "heatmaps"
+    assert not heatmaps.exists() or list(heatmaps.iterdir()) == []  # the overlay shows the photo

@@ -150,6 +150,30 @@ def test_it_keeps_the_reminder_for_the_next_run_when_the_mail_server_fails(owner
     assert len(mailoutbox) == 1
 
 
+def test_it_stops_at_an_unreachable_mail_server_and_skips_only_a_refused_address(owner, outsider,
+                                                                                   mailoutbox):
+    tracked_mole(owner, created_days_ago=60)
+    tracked_mole(outsider, created_days_ago=60)
+    with mock.patch("diagnoses.services.send_templated_mail", side_effect=ConnectionRefusedError) as down:
+        with pytest.raises(services.EmailsNotSent) as raised:
+            send()
+    assert down.call_count == 1 and (raised.value.sent, raised.value.failed) == (0, 2)
+
+    real_send = services.send_templated_mail
+
+    def refusing(template, context, to):
+        if to == owner.email:
+            raise ValueError("Invalid address")  # the mail library's, this recipient's alone
+        real_send(template, context, to)
+
+    with mock.patch("diagnoses.services.send_templated_mail", side_effect=refusing):
+        with pytest.raises(services.EmailsNotSent) as raised:
+            send()
+    assert (raised.value.sent, raised.value.failed) == (1, 1)
+    assert [email.to for email in mailoutbox] == [[outsider.email]]
+    assert send() == 1  # the refused one's claim was given back
+
+
 def test_its_task_tries_again_while_the_mail_server_fails(owner, mailoutbox):
     tracked_mole(owner, created_days_ago=60)
     flaky = failing_first(1, services.send_templated_mail)

@@ -1,5 +1,6 @@
 """The clinicians' morning count of the review queue, sent by celery beat."""
 
+import smtplib
 from datetime import date
 from unittest import mock
 
@@ -90,8 +91,8 @@ def test_it_goes_on_to_the_next_clinician_when_one_email_fails(queue, reviewer, 
     real_send = services.send_templated_mail
 
     def flaky(template, context, to):
-        if to == "dr@example.com":
-            raise ConnectionRefusedError
+        if to == "dr@example.com":  # this recipient alone refused
+            raise smtplib.SMTPRecipientsRefused({to: (550, b"mailbox unavailable")})
         real_send(template, context, to)
 
     with mock.patch("diagnoses.services.send_templated_mail", side_effect=flaky):
@@ -103,6 +104,16 @@ def test_it_goes_on_to_the_next_clinician_when_one_email_fails(queue, reviewer, 
     # the retry tells only the clinician who was not told
     assert services.review_queue_digest_send() == 1
     assert [email.to for email in mailoutbox] == [["other@example.com"], ["dr@example.com"]]
+
+
+def test_it_leaves_the_rest_to_the_retry_when_the_mail_server_is_unreachable(queue, reviewer, mailoutbox):
+    services.reviewer_create(username="dr-other", email="other@example.com", password="another clinic secret")
+    with mock.patch("diagnoses.services.send_templated_mail", side_effect=TimeoutError) as send:
+        with pytest.raises(services.EmailsNotSent) as raised:
+            services.review_queue_digest_send()
+    # one wait for the server, not one per clinician; both left for the retry
+    assert send.call_count == 1 and (raised.value.sent, raised.value.failed) == (0, 2)
+    assert services.review_queue_digest_send() == 2
 
 
 def test_its_task_tries_again_while_the_mail_server_fails(queue, reviewer, mailoutbox):
