@@ -26,6 +26,21 @@ def client_ip(request):
     return BaseThrottle().get_ident(request)
 
 
+# AccessAttempt.username's length: a longer username (nothing stops one at the sign-in form or
+# the API's token endpoint) would fail the insert on Postgres, a 500 for a wrong password.
+USERNAME_KEPT = 255
+
+
+def attempted_username(request, credentials=None):
+    """settings.AXES_USERNAME_CALLABLE: the username a sign-in tried, as axes reads it by default
+    (the credentials, else the form or the API's body), cut to USERNAME_KEPT characters."""
+    if credentials:
+        username = credentials.get(settings.AXES_USERNAME_FORM_FIELD)
+    else:
+        username = getattr(request, "data", request.POST).get(settings.AXES_USERNAME_FORM_FIELD)
+    return username[:USERNAME_KEPT] if isinstance(username, str) else username
+
+
 def seconds_until_unlocked(request, credentials=None) -> int:
     """Seconds until the lock on this username and address ends: the cool-off counts from the
     last failure it recorded (failures while locked are not recorded, so retrying does not

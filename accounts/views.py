@@ -3,6 +3,7 @@ import hashlib
 import logging
 import tempfile
 import unicodedata
+from urllib.parse import urlsplit
 
 import django_otp
 import segno
@@ -56,6 +57,11 @@ def signup(request):
 class LoginView(auth_views.LoginView):
     form_class = LoginForm
 
+    def get_redirect_url(self):
+        # A signed-in visitor sent to ?next=<this page> would loop: Django raises (a 500).
+        next_url = super().get_redirect_url()
+        return "" if next_url and urlsplit(next_url).path == self.request.path else next_url
+
     def form_valid(self, form):
         response = super().form_valid(form)
         messages.success(self.request, f"Signed in as {form.get_user().username}.")
@@ -98,15 +104,9 @@ def link_email_allowed(email: str) -> bool:
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    # Each e-mail counts against its address's hourly limit (QueuedPasswordResetForm.send_mail),
+    # so accounts sharing one address do not multiply it; the answer is the same either way.
     form_class = QueuedPasswordResetForm
-
-    def form_valid(self, form):
-        if link_email_allowed(form.cleaned_data["email"]):
-            return super().form_valid(form)
-        # The same answer as when the e-mail is sent: the page never says whether an address
-        # has an account, nor how often it was asked for.
-        logger.warning("password reset e-mail not sent: the hourly limit for this address is reached")
-        return redirect(self.get_success_url())
 
 
 def _send_account_mail(template: str, context: dict, to: str) -> bool:

@@ -25,7 +25,7 @@ from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import REVIEWERS_GROUP
+from accounts.models import REVIEWERS_GROUP, ApiToken
 from ml import CLASSES, MALIGNANT
 from ml.errors import ImageError, ModelArtifactError
 from ml.metrics import malignant_auc
@@ -212,7 +212,8 @@ def _forget_admin_history(pks_by_model: dict) -> None:
     outlive the records, to which LogEntry is tied only by the key as text: no cascade."""
     of_these = Q(pk__in=[])
     for model, pks in pks_by_model.items():
-        content_type = ContentType.objects.get_for_model(model)
+        # the admin records a proxy (ApiToken) under its own content type
+        content_type = ContentType.objects.get_for_model(model, for_concrete_model=False)
         of_these |= Q(content_type=content_type, object_id__in=[str(pk) for pk in pks])
     LogEntry.objects.filter(of_these).delete()
 
@@ -359,6 +360,7 @@ def user_delete(*, user) -> None:
         files = [f for d in diagnoses for f in d.stored_files()]
         _forget_admin_history({
             get_user_model(): [user.pk],
+            ApiToken: [user.pk],  # the admin keys a token by its user ("API token of alice")
             Mole: user.moles.values_list("pk", flat=True),
             Diagnosis: [d.pk for d in diagnoses],
             ShareLink: ShareLink.objects.filter(diagnosis__owner=user).values_list("pk", flat=True),

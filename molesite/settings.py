@@ -195,6 +195,11 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # "try again in 15 minutes" stays true
 AXES_DISABLE_ACCESS_LOG = True  # no log of every sign-in: less personal data kept
 AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
+# Fields axes masks in the failed attempt it keeps (post_data, shown in the admin): the
+# password change's and the account deletion's password checks go through authenticate() too.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password", "old_password", "new_password1",
+                             "new_password2"]
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 LOGIN_URL = "login"
 # Staff (clinicians, administrators) reach /admin/ only after a second sign-in step, a code

@@ -428,6 +428,8 @@ def test_it_lists_api_tokens_without_their_keys_and_lets_staff_revoke_them(admin
     assert response.status_code == 302
     assert not Token.objects.filter(user=owner).exists()
     assert LogEntry.objects.get().object_repr == f"API token of {owner}"  # its history, no key
+    services.user_delete(user=owner)
+    assert not LogEntry.objects.exists()  # it names the patient: it goes with the account
 
 
 def test_it_shows_no_authenticator_key_or_recovery_code_in_the_admin(admin_client, admin_user):

@@ -502,6 +502,26 @@ def test_it_sends_at_most_three_reset_e_mails_an_hour_to_one_address(client, own
     assert mailoutbox[-1].to == ["outsider@example.com"]
 
 
+def test_accounts_sharing_an_address_do_not_multiply_its_hourly_reset_e_mails(client, owner, mailoutbox,
+                                                                          django_user_model):
+    for n in range(4):  # four more accounts made with the same address
+        django_user_model.objects.create_user(f"copy{n}", "patient@example.com", "another pass phrase")
+    for _ in range(3):
+        ask_for_password_reset(client, "patient@example.com")
+    assert len(mailoutbox) == 3  # not 3 requests x 5 accounts
+
+
+def test_it_refuses_a_new_address_longer_than_the_column(owner_client):
+    too_long = "a" * 250 + "@example.com"  # Django's check takes it; the 254-character column not
+    response = owner_client.post(reverse("email_change"), {"email": too_long, "password": "correct horse battery"})
+    assert response.status_code == 400 and "at most 254" in str(response.context["form"].errors["email"])
+
+
+def test_a_signed_in_patient_sent_back_to_the_sign_in_page_lands_on_their_history(owner_client):
+    response = owner_client.get(reverse("login") + "?next=" + reverse("login"))
+    assert response.status_code == 302 and response.url == reverse("diagnoses:list")
+
+
 def test_it_counts_the_spellings_of_one_address_that_match_one_account_together(settings):
     from accounts.views import link_email_allowed
 

@@ -185,3 +185,19 @@ def test_a_left_open_session_cannot_guess_the_password_without_end(owner_client,
     owner.refresh_from_db()
     assert owner.email == "patient@example.com" and owner.check_password(RIGHT)
     assert sign_in(Client(), RIGHT).status_code == 429  # the same lock as the sign-in page's, from this address
+
+
+def test_it_keeps_no_password_typed_into_a_failed_check(owner_client, owner):
+    typed = {"old_password": "correct horse batterY", "new_password1": "My new secret 2026",
+             "new_password2": "My new secret 2026"}
+    response = owner_client.post(reverse("password_change"), typed)
+    assert response.status_code == 200  # the wrong current password, refused
+    kept = " ".join(AccessAttempt.objects.values_list("post_data", flat=True))
+    assert kept and not any(secret in kept for secret in typed.values())
+
+
+def test_a_username_longer_than_the_lockouts_column_is_a_wrong_sign_in_not_an_error(client, owner):
+    response = sign_in(client, "wrong guess", username="x" * 300)
+    assert response.status_code == 200  # Postgres refused the 300 characters: a 500
+    assert [len(name) for name in AccessAttempt.objects.values_list("username", flat=True)] == [255]
+    assert token_client().post(TOKEN, {"username": "y" * 300, "password": "wrong"}).status_code == 400
