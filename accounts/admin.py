@@ -1,6 +1,8 @@
 from axes.models import AccessFailureLog, AccessLog
 from django.contrib import admin
+from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
 from rest_framework.authtoken.admin import TokenAdmin  # registers TokenProxy, replaced below
 from rest_framework.authtoken.models import TokenProxy
 
@@ -55,3 +57,26 @@ class ApiTokenAdmin(TokenAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    # The token's primary key is its key: the admin's pop-up mode writes it into every row
+    # (data-popup-opener) and _to_field refers to it, and a filter on it (key__startswith=…)
+    # would tell it by the counts. None of these is needed here.
+    def lookup_allowed(self, lookup, value, request=None):
+        return not lookup.startswith(("key", "pk")) and super().lookup_allowed(lookup, value, request)
+
+    def changeform_view(self, request, *args, **kwargs):
+        refuse_key_reference(request)
+        return super().changeform_view(request, *args, **kwargs)
+
+    def changelist_view(self, request, *args, **kwargs):
+        refuse_key_reference(request)
+        return super().changelist_view(request, *args, **kwargs)
+
+    def delete_view(self, request, *args, **kwargs):
+        refuse_key_reference(request)
+        return super().delete_view(request, *args, **kwargs)
+
+
+def refuse_key_reference(request):
+    if IS_POPUP_VAR in request.GET or TO_FIELD_VAR in request.GET:
+        raise PermissionDenied

@@ -104,9 +104,15 @@ def link_email_allowed(email: str) -> bool:
 
 
 class PasswordResetView(auth_views.PasswordResetView):
-    # Each e-mail counts against its address's hourly limit (QueuedPasswordResetForm.send_mail),
-    # so accounts sharing one address do not multiply it; the answer is the same either way.
     form_class = QueuedPasswordResetForm
+
+    def form_valid(self, form):
+        if link_email_allowed(form.cleaned_data["email"]):
+            return super().form_valid(form)
+        # The same answer as when the e-mail is sent: the page never says whether an address
+        # has an account, nor how often it was asked for.
+        logger.warning("password reset e-mail not sent: the hourly limit for this address is reached")
+        return redirect(self.get_success_url())
 
 
 def _send_account_mail(template: str, context: dict, to: str) -> bool:

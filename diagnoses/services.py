@@ -24,6 +24,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.authtoken.models import TokenProxy
 
 from accounts.models import REVIEWERS_GROUP, ApiToken
 from ml import CLASSES, MALIGNANT
@@ -360,7 +361,10 @@ def user_delete(*, user) -> None:
         files = [f for d in diagnoses for f in d.stored_files()]
         _forget_admin_history({
             get_user_model(): [user.pk],
-            ApiToken: [user.pk],  # the admin keys a token by its user ("API token of alice")
+            # The admin keys a token by its user: "API token of alice", or, from before molesite
+            # replaced DRF's token admin, the key itself (migration accounts 0010 removes those).
+            ApiToken: [user.pk],
+            TokenProxy: [user.pk],
             Mole: user.moles.values_list("pk", flat=True),
             Diagnosis: [d.pk for d in diagnoses],
             ShareLink: ShareLink.objects.filter(diagnosis__owner=user).values_list("pk", flat=True),

@@ -218,6 +218,14 @@ def make_diagnosis(db):
 # --- REST API ----------------------------------------------------------------------------------
 
 
+def set_throttle_rate(settings, scope, rate):
+    """Set one of REST_FRAMEWORK's throttle rates (uploads, token, shared) for a test."""
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], scope: rate},
+    }
+
+
 def token_client(user=None):
     """A DRF test client, signed in with an API token when given a user."""
     from rest_framework.authtoken.models import Token

@@ -56,12 +56,19 @@ class DiagnosisFilter(filters.FilterSet):
         fields = ("status", "risk", "mole", "created_after", "created_before")
 
 
+# The orderable fields that can be NULL (a check not yet done has no probability nor finish time).
+NULLABLE_ORDERING = {"finished_at", "malignant_probability"}
+
+
 def nulls_last(key):
-    """A DRF ordering key ("-name" or "name") as an expression that sorts NULLs (a check not yet
-    done has no probability nor finish time) last either way. Left to the database, Postgres
-    puts them first when descending and SQLite first when ascending."""
-    field = F(key.lstrip("-"))
-    return field.desc(nulls_last=True) if key.startswith("-") else field.asc(nulls_last=True)
+    """A DRF ordering key ("-name" or "name"), as an expression that sorts NULLs last either way
+    for a nullable field; left to the database, Postgres puts them first when descending and
+    SQLite first when ascending. Other keys stay plain, so that the default order (-created_at)
+    still reads the history index (owner, -created_at) in its order."""
+    name = key.lstrip("-")
+    if name not in NULLABLE_ORDERING:
+        return key
+    return F(name).desc(nulls_last=True) if key.startswith("-") else F(name).asc(nulls_last=True)
 
 
 class StableOrderingFilter(OrderingFilter):

@@ -61,6 +61,7 @@
   function troubleNotice() { return box.querySelector('[data-testid="polling-trouble"]'); }
   function failed() {
     failures += 1;
+    if (failures === 1) delay = 1000 / 1.3;  // ask again soon: the notice comes after ~10 s
     if (failures >= FAILURES_SHOWN && !troubleNotice()) {
       var notice = document.createElement("div");
       notice.className = "alert alert-warning";

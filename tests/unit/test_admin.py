@@ -4,10 +4,12 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 import pytest
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
+from rest_framework.authtoken.models import TokenProxy
 
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole, Review
@@ -410,7 +412,7 @@ def test_it_lets_an_administrator_set_a_users_e_mails(admin_client, reviewer):
 # --- API tokens ----------------------------------------------------------------------------------
 
 
-def test_it_lists_api_tokens_without_their_keys_and_lets_staff_revoke_them(admin_client, owner):
+def test_it_lists_api_tokens_without_their_keys_and_lets_staff_revoke_them(admin_client, admin_user, owner):
     from rest_framework.authtoken.models import Token
 
     token = Token.objects.create(user=owner)
@@ -428,8 +430,27 @@ def test_it_lists_api_tokens_without_their_keys_and_lets_staff_revoke_them(admin
     assert response.status_code == 302
     assert not Token.objects.filter(user=owner).exists()
     assert LogEntry.objects.get().object_repr == f"API token of {owner}"  # its history, no key
+    # DRF's own token admin, before molesite replaced it, kept the key itself as the entry's text.
+    LogEntry.objects.create(user=admin_user, action_flag=ADDITION, object_id=str(owner.pk), object_repr="key",
+                            content_type=ContentType.objects.get_for_model(TokenProxy, for_concrete_model=False))
     services.user_delete(user=owner)
     assert not LogEntry.objects.exists()  # it names the patient: it goes with the account
+
+
+def test_the_token_list_refuses_to_name_or_filter_tokens_by_their_key(admin_client, owner):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=owner)
+    changelist = reverse("admin:accounts_apitoken_changelist")
+    for params in ("?_popup=1", "?_to_field=key", f"?key__startswith={token.key[:2]}",
+                   f"?pk__startswith={token.key[:2]}"):
+        response = admin_client.get(changelist + params)
+        assert response.status_code in (302, 400, 403), params  # refused, or the admin's "?e=1"
+        assert token.key not in response.content.decode()
+        if response.status_code == 302:
+            assert "e=1" in response.url
+    change = reverse("admin:accounts_apitoken_change", args=[owner.pk])
+    assert admin_client.get(change + "?_popup=1").status_code == 403
 
 
 def test_it_shows_no_authenticator_key_or_recovery_code_in_the_admin(admin_client, admin_user):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole, Review
 from ml import CLASSES
-from tests.conftest import make_image_bytes
+from tests.conftest import make_image_bytes, set_throttle_rate
 
 LIST = "/api/v1/diagnoses/"
 
@@ -27,13 +27,6 @@ def photo(data, name="mole.jpg"):
 
 def stored_files(media_root):
     return sorted(p for p in media_root.rglob("*") if p.is_file()) if media_root.exists() else []
-
-
-def lower_upload_rate(settings, rate):
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "uploads": rate},
-    }
 
 
 # --- upload -----------------------------------------------------------------------------------
@@ -165,7 +158,7 @@ def test_it_refuses_an_anonymous_upload_with_401(api_client, jpeg_bytes, private
 
 
 def test_it_throttles_uploads_per_user_with_429_and_retry_after(owner_api, outsider_api, jpeg_bytes, settings):
-    lower_upload_rate(settings, "2/hour")
+    set_throttle_rate(settings, "uploads", "2/hour")
     for _ in range(2):
         assert owner_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart").status_code == 202
 
@@ -181,7 +174,7 @@ def test_it_throttles_uploads_per_user_with_429_and_retry_after(owner_api, outsi
 
 
 def test_it_counts_the_sites_upload_form_and_the_api_against_one_limit(owner_api, owner_client, jpeg_bytes, settings):
-    lower_upload_rate(settings, "2/hour")
+    set_throttle_rate(settings, "uploads", "2/hour")
     form_url = reverse("diagnoses:new")
     assert owner_client.post(form_url, {"image": photo(jpeg_bytes)}).status_code == 302  # to the result
     assert owner_api.post(LIST, {"image": photo(jpeg_bytes)}, format="multipart").status_code == 202

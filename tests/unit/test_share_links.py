@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole, Review, ShareLink
-from tests.conftest import make_image_bytes
+from tests.conftest import make_image_bytes, set_throttle_rate
 
 SHARED_HEADERS = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer",
                   "X-Robots-Tag": "noindex, nofollow"}
@@ -63,13 +63,6 @@ def shared(token, suffix=""):
 def assert_shared_headers(response):
     for header, value in SHARED_HEADERS.items():
         assert response[header] == value, header
-
-
-def lower_shared_rate(settings, rate):
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "shared": rate},
-    }
 
 
 # --- making a link on the result page -----------------------------------------------------------
@@ -351,7 +344,7 @@ def test_it_answers_only_get(patient, make_diagnosis):
 
 
 def test_it_limits_openings_per_client_address(patient, make_diagnosis, settings):
-    lower_shared_rate(settings, "3/minute")
+    set_throttle_rate(settings, "shared", "3/minute")
     link, token = make_link(make_diagnosis(patient))
     anyone = Client(REMOTE_ADDR="203.0.113.7")
 
