@@ -623,18 +623,24 @@ def photo_reminders_send(*, today: date | None = None) -> int:
         due = mole.next_photo_due
         if due <= today and (mole.reminded_for is None or mole.reminded_for < due):
             due_by_patient[mole.owner].append((mole, due))
+    return _send_to_each(list(due_by_patient.items()), _send_photo_reminder, "photo reminder")
+
+
+def _send_to_each(recipients: list[tuple], send_one, what: str) -> int:
+    """A daily batch: send_one(user, *rest) for each (user, *rest) in recipients; it returns
+    whether an e-mail went out, and on a failure gives its claim back and raises. Returns how
+    many went out; raises EmailsNotSent, for the task's retry, when some did not."""
     sent = failed = 0
-    patients = list(due_by_patient.items())
-    for done, (patient, due_moles) in enumerate(patients):
+    for done, (user, *rest) in enumerate(recipients):
         try:
-            sent += _send_photo_reminder(patient, due_moles)
+            sent += send_one(user, *rest)
         except MAIL_SERVER_DOWN:  # the others would wait for it too: left to the retry
-            logger.warning("photo reminders not sent from user %s on: the mail server is unreachable",
-                           patient.pk, exc_info=True)
-            failed += len(patients) - done
+            logger.warning("%s not sent from user %s on: the mail server is unreachable", what, user.pk,
+                           exc_info=True)
+            failed += len(recipients) - done
             break
-        except Exception:  # this patient's alone (an address the server or the library refuses)
-            logger.warning("photo reminder to user %s not sent", patient.pk, exc_info=True)
+        except Exception:  # this recipient's alone (an address the server or the library refuses)
+            logger.warning("%s to user %s not sent", what, user.pk, exc_info=True)
             failed += 1
     if failed:
         raise EmailsNotSent(sent, failed)
@@ -740,33 +746,27 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
         "oldest": oldest,
         "queue_url": settings.SITE_URL + reverse("admin:diagnoses_diagnosis_changelist"),
     }
+    clinicians = (get_user_model().objects.reviewers().filter(is_active=True, queue_emails=True)
+                  .exclude(email=""))
+    return _send_to_each([(clinician, context, today) for clinician in clinicians], _send_queue_digest,
+                         "review queue digest")
+
+
+def _send_queue_digest(clinician, context: dict, today: date) -> bool:
+    """Claim today's digest for the clinician first (a conditional update, so that runs in other
+    processes see it), then send; on a failure, give the claim back and raise. Returns whether
+    an e-mail went out (none when another run claimed it)."""
     users = get_user_model().objects
-    clinicians = users.reviewers().filter(is_active=True, queue_emails=True).exclude(email="")
-    sent = failed = 0
-    clinicians = list(clinicians)
-    for done, clinician in enumerate(clinicians):
-        # Claimed in the database (a conditional update), so that runs in other processes see it.
-        mine = users.filter(pk=clinician.pk).exclude(queue_email_sent_on=today)
-        if not mine.update(queue_email_sent_on=today):
-            continue
-        try:
-            send_templated_mail("diagnoses/email/review_queue", {**context, "username": clinician.username},
-                                clinician.email)
-        except Exception as exc:
-            users.filter(pk=clinician.pk, queue_email_sent_on=today).update(
-                queue_email_sent_on=clinician.queue_email_sent_on)  # given back, for the retry
-            if isinstance(exc, MAIL_SERVER_DOWN):  # the others would wait for it too: left to the retry
-                logger.warning("review queue digests not sent from user %s on: the mail server is "
-                               "unreachable", clinician.pk, exc_info=True)
-                failed += len(clinicians) - done
-                break
-            logger.warning("review queue digest to user %s not sent", clinician.pk, exc_info=True)
-            failed += 1
-            continue
-        sent += 1
-    if failed:
-        raise EmailsNotSent(sent, failed)
-    return sent
+    if not users.filter(pk=clinician.pk).exclude(queue_email_sent_on=today).update(queue_email_sent_on=today):
+        return False
+    try:
+        send_templated_mail("diagnoses/email/review_queue", {**context, "username": clinician.username},
+                            clinician.email)
+    except Exception:
+        users.filter(pk=clinician.pk, queue_email_sent_on=today).update(
+            queue_email_sent_on=clinician.queue_email_sent_on)  # given back, for the retry
+        raise
+    return True
 
 
 def review_agreement() -> list[dict]:
