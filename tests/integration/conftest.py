@@ -2,8 +2,10 @@
 
 Run with DATABASE_URL (Postgres) and REDIS_URL set, e.g. via `make test-integration`."""
 
+import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +19,10 @@ from django.db import connection
 from molesite.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parents[2]
+# The test worker's own name: remote-control calls name it (destination=[WORKER_NAME]), so that no
+# other worker on the broker (one a killed run left, say) answers or is told for it.
+WORKER_NAME = f"itest-{os.getpid()}@{socket.gethostname()}"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def pytest_collection_modifyitems(items):
@@ -69,12 +75,31 @@ def run_held_in_another_thread(work):
     return thread
 
 
+def dies_with_this_process():
+    """A preexec_fn: on Linux the child is sent SIGTERM when this process ends, killed included
+    (prctl PR_SET_PDEATHSIG, kept across exec), so that no worker outlives a killed test run.
+    The signal comes when the thread that started the child ends: call it from pytest's main
+    thread, as fixtures run."""
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def preexec():
+        if prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+            os._exit(126)
+        if os.getppid() != parent:  # this process ended before the child asked
+            os._exit(126)
+
+    return preexec
+
+
 def wait_for_worker(process, timeout=90):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the Celery worker exited with code {process.returncode}")
-        if celery_app.control.ping(timeout=1.0):
+        if celery_app.control.ping(destination=[WORKER_NAME], timeout=1.0):
             return
     raise TimeoutError("the Celery worker did not answer a ping in time")
 
@@ -96,9 +121,11 @@ def celery_worker_process(transactional_db, worker_media, tiny_model, tmp_path):
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "molesite", "worker", "--loglevel=INFO", "--concurrency=1",
-             "--without-gossip", "--without-mingle", "--hostname", f"itest-{os.getpid()}@%h"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "celery", "-A", "molesite", "worker", "--loglevel=INFO",
+             "--concurrency=1", "--without-gossip", "--without-mingle", "--hostname", WORKER_NAME],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            # its own process group, so that the pool processes are stopped with it (killpg)
+            start_new_session=True, preexec_fn=dies_with_this_process(),
         )
     try:
         wait_for_worker(process)
