@@ -8,9 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies in their own layer: rebuilt only when requirements.txt changes.
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+# Dependencies in their own layer: rebuilt only when requirements.txt or constraints.txt
+# changes. constraints.txt holds every package at the version the tests passed with.
+COPY requirements.txt constraints.txt ./
+RUN pip install -r requirements.txt -c constraints.txt
 
 RUN groupadd --system --gid 1000 molesite \
  && useradd --system --uid 1000 --gid molesite --home-dir /app --shell /usr/sbin/nologin molesite

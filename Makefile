@@ -11,9 +11,14 @@ LOCAL_ENV := DEBUG=$${DEBUG:-true} SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT
 
 install: $(BIN)/.installed
 
-$(BIN)/.installed: requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+# A venv without a working pip (its creation failed half-way, e.g. Debian without python3.11-venv,
+# whose ensurepip is missing) is made again from scratch. constraints.txt pins every package,
+# dependencies included, to the known-good environment's versions.
+$(BIN)/.installed: requirements.txt constraints.txt
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV) || { \
+	  echo "Could not create $(VENV) with $(PYTHON). On Debian or Ubuntu without ensurepip:" \
+	       "apt-get install python3.11-venv, then make install again." >&2; exit 1; }
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt -c constraints.txt
 	touch $@
 
 migrate: install
@@ -46,8 +51,9 @@ test-e2e: install
 train: install
 	$(BIN)/python -m ml train --data $(DATA) --out ml/artifacts
 
+# The model's own validation split: the rest of the folder is what it was trained on.
 evaluate: install
-	$(BIN)/python -m ml evaluate --data $(DATA) --json var/evaluation.json
+	$(BIN)/python -m ml evaluate --data $(DATA) --split val --json var/evaluation.json
 
 bench: install
 	$(BIN)/python bench/bench_inference.py

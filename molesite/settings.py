@@ -5,6 +5,7 @@ transport) and are safe for production: DEBUG is off unless set, and without DEB
 SECRET_KEY is required.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,8 +20,15 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 # A .env beside manage.py fills in only what the environment leaves unset (read_env never
 # overwrites), as .env.example promises: `make run`'s DEBUG=true wins over a production .env.
-if (BASE_DIR / ".env").is_file():
-    env.read_env(str(BASE_DIR / ".env"))
+# MOLESITE_ENV_FILE names another file (relative to BASE_DIR), or, empty, none: the tests and
+# the benchmarks set it empty, so that a production .env in the checkout (SECURE_SSL_REDIRECT,
+# ALLOWED_HOSTS, EMAIL_URL) does not leak into them. Read from the environment only.
+ENV_FILE = os.environ.get("MOLESITE_ENV_FILE", ".env").strip()
+if ENV_FILE:
+    if (BASE_DIR / ENV_FILE).is_file():
+        env.read_env(str(BASE_DIR / ENV_FILE))
+    elif "MOLESITE_ENV_FILE" in os.environ:  # named, not the default: a typo must not go unseen
+        raise ImproperlyConfigured(f"MOLESITE_ENV_FILE names no file: {BASE_DIR / ENV_FILE}.")
 
 
 def env_bool(name: str, default: bool) -> bool:

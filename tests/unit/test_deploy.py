@@ -161,9 +161,66 @@ def test_it_builds_a_slim_python_311_image_that_runs_as_a_non_root_user(dockerfi
 
 
 def test_it_installs_dependencies_before_copying_the_code(dockerfile):
-    """So that a code change does not reinstall TensorFlow."""
+    """So that a code change does not reinstall TensorFlow; and within constraints.txt, the
+    versions `make install` gets, so that the image runs what the tests passed with."""
     steps = [line for line in dockerfile.splitlines() if line.startswith(("COPY", "RUN pip"))]
-    assert steps[:3] == ["COPY requirements.txt .", "RUN pip install -r requirements.txt", "COPY . ."]
+    assert steps[:3] == [
+        "COPY requirements.txt constraints.txt ./",
+        "RUN pip install -r requirements.txt -c constraints.txt",
+        "COPY . .",
+    ]
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert "constraints.txt" not in ignored
+
+
+def _pins(path: Path) -> dict:
+    """NAME==VERSION lines (extras dropped, names normalised as pip does)."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()] = version
+    return pins
+
+
+def test_make_install_pins_every_package_and_the_constraints_agree_with_the_requirements():
+    """A fresh `make install` gets the known-good versions of every package, not only of those
+    requirements.txt names: the code imports keras, numpy and others that TensorFlow or the test
+    tools ask for only as ranges."""
+    makefile = (ROOT / "Makefile").read_text()
+    stamp = re.search(r"^\$\(BIN\)/\.installed: (.*)\n((?:\t.*\n)+)", makefile, re.M)
+    assert "constraints.txt" in stamp.group(1).split()
+    assert "-r requirements.txt -c constraints.txt" in stamp.group(2)
+    required, constrained = _pins(ROOT / "requirements.txt"), _pins(ROOT / "constraints.txt")
+    assert {name: constrained.get(name) for name in required} == required
+    for name in ("keras", "numpy", "scipy", "h5py", "hypothesis", "pyyaml"):
+        assert name in required, name
+
+
+def test_make_install_makes_the_venv_again_when_its_first_creation_failed(tmp_path):
+    """`python3.11 -m venv` failing at ensurepip (Debian without python3.11-venv) leaves a
+    python without pip: install must not take that for a venv, or make stays broken."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = getattr(sys, "_base_executable", sys.executable)
+    dry_run = subprocess.run(
+        ["make", "-n", "-s", "install", f"VENV={venv}", f"PYTHON={python}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    make_venv, install = dry_run.split(f"\n{venv}/bin/python -m pip install ", 1)
+    assert "-q -r requirements.txt -c constraints.txt" in install.splitlines()[0]
+
+    subprocess.run(["bash", "-c", make_venv], cwd=tmp_path, check=True, timeout=300)
+
+    pip = subprocess.run([venv / "bin" / "python", "-m", "pip", "--version"], capture_output=True)
+    assert pip.returncode == 0, pip.stderr
+
+
+def test_make_evaluate_scores_the_validation_split_only():
+    """The rest of the data folder is what the model was trained on."""
+    recipe = re.search(r"^evaluate:.*\n\t(.*)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert " ml evaluate " in recipe and "--split val" in recipe
 
 
 def test_it_ships_the_model_and_collects_static_files_without_a_real_secret(dockerfile):

@@ -33,9 +33,11 @@ def documented_variables() -> set:
 
 
 def run_django(args, tmp_path, **variables):
-    """Run python with a clean configuration: only `variables`, none of the test run's own."""
+    """Run python with a clean configuration: only `variables`, none of the test run's own
+    (a variable given as None is left unset)."""
     env = {k: v for k, v in os.environ.items() if k not in documented_variables() and k != "DJANGO_SETTINGS_MODULE"}
     env.update(DJANGO_SETTINGS_MODULE="molesite.settings", VAR_DIR=str(tmp_path / "var"), **variables)
+    env = {k: v for k, v in env.items() if v is not None}
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -187,20 +189,69 @@ def test_it_refuses_to_start_with_a_bad_value(tmp_path, name, value, message):
     assert f"ImproperlyConfigured: {message}" in out.stderr
 
 
-def test_the_environment_wins_over_the_env_file_beside_manage_py(tmp_path):
-    """As .env.example promises: `make run` sets DEBUG=true over a production .env (the deploy
-    steps' copy of .env.example), which fills in only what the environment leaves unset. The
-    settings are run from a copy, so that the .env they read beside it is the test's own."""
+def settings_copy(tmp_path, names) -> str:
+    """Code that runs a copy of the settings in tmp_path, so that the .env beside it is the
+    test's own, and prints `names`' values as JSON."""
     (tmp_path / "molesite").mkdir()
     shutil.copy(ROOT / "molesite" / "settings.py", tmp_path / "molesite" / "settings.py")
+    copy = tmp_path / "molesite" / "settings.py"
+    return (f"import json, runpy; s = runpy.run_path({str(copy)!r});"
+            f"print(json.dumps({{n: s.get(n) for n in {list(names)!r}}}))")
+
+
+def test_the_environment_wins_over_the_env_file_beside_manage_py(tmp_path):
+    """As .env.example promises: `make run` sets DEBUG=true over a production .env (the deploy
+    steps' copy of .env.example), which fills in only what the environment leaves unset."""
+    code = settings_copy(tmp_path, ["DEBUG", "TIME_ZONE"])
     (tmp_path / ".env").write_text("DEBUG=false\nTIME_ZONE=Europe/Paris\n")
-    code = (f"import runpy; s = runpy.run_path({str(tmp_path / 'molesite' / 'settings.py')!r});"
-            "print(s['DEBUG'], s['TIME_ZONE'])")
+
+    out = run_django(["-c", code], tmp_path, DEBUG="true", MOLESITE_ENV_FILE=None)
+
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {"DEBUG": True, "TIME_ZONE": "Europe/Paris"}
+
+
+PRODUCTION_ENV_FILE = ("SECURE_SSL_REDIRECT=true\nALLOWED_HOSTS=molesite.example.org\n"
+                       f"EMAIL_URL={SMTP_URL}\nTIME_ZONE=Europe/Paris\n")
+FROM_THE_FILE = ["SECURE_SSL_REDIRECT", "ALLOWED_HOSTS", "EMAIL_HOST", "TIME_ZONE"]
+
+
+def test_the_tests_read_no_env_file_beside_manage_py(tmp_path):
+    """A production .env in the checkout (the deploy steps' copy of .env.example) would turn on
+    the HTTPS redirect, refuse the test client's host and send e-mails through the clinic's
+    server: the tests' environment (pytest.ini) names no file, MOLESITE_ENV_FILE=""."""
+    assert os.environ["MOLESITE_ENV_FILE"] == ""
+    code = settings_copy(tmp_path, FROM_THE_FILE)
+    (tmp_path / ".env").write_text(PRODUCTION_ENV_FILE)
 
     out = run_django(["-c", code], tmp_path, DEBUG="true")
 
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "Europe/Paris"]
+    assert json.loads(out.stdout.splitlines()[-1]) == {
+        "SECURE_SSL_REDIRECT": False,
+        "ALLOWED_HOSTS": ["localhost", "127.0.0.1", "[::1]"],
+        "EMAIL_HOST": None,
+        "TIME_ZONE": "UTC",
+    }
+
+
+def test_molesite_env_file_names_the_file_to_read_and_refuses_a_missing_one(tmp_path):
+    code = settings_copy(tmp_path, FROM_THE_FILE)
+    (tmp_path / "production.env").write_text(PRODUCTION_ENV_FILE)
+    (tmp_path / ".env").write_text("TIME_ZONE=Europe/Berlin\n")
+
+    out = run_django(["-c", code], tmp_path, DEBUG="true", MOLESITE_ENV_FILE="production.env")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {
+        "SECURE_SSL_REDIRECT": True,
+        "ALLOWED_HOSTS": ["molesite.example.org"],
+        "EMAIL_HOST": "smtp.example.org",
+        "TIME_ZONE": "Europe/Paris",
+    }
+
+    missing = run_django(["-c", code], tmp_path, DEBUG="true", MOLESITE_ENV_FILE="prod.env")
+    assert missing.returncode != 0
+    assert "ImproperlyConfigured: MOLESITE_ENV_FILE names no file" in missing.stderr
 
 
 def test_it_logs_one_json_object_per_line_on_stdout(tmp_path):
