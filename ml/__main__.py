@@ -3,7 +3,6 @@
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from pathlib import Path
@@ -43,8 +42,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder or its model.keras")
     p.add_argument("--json", required=True, type=Path, dest="json_out", help="where to write the JSON result")
     p.add_argument("--split", choices=("all", "val"), default="all",
-                   help="all images (default), or only the model's own validation split (checked "
-                        "against the card's hash)")
+                   help="all images (default: for a folder of photos the model never saw; it warns "
+                        "when some trained it), or only the model's own validation split (its "
+                        "card's image ids)")
 
     p = sub.add_parser("compare", help="model B against model A on the same images, with paired intervals",
                        description="Scores two models on the same images and gives each one's accuracy, "
@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     p.add_argument("--a", required=True, type=Path, dest="model_a", help="artifact folder of model A (e.g. ml/artifacts)")
     p.add_argument("--b", required=True, type=Path, dest="model_b", help="artifact folder of model B (the candidate)")
     p.add_argument("--split", choices=("all", "val"), default="all",
-                   help="all images (default), or the validation split both models share")
+                   help="all images (default: for a folder neither model saw; it warns when some "
+                        "trained either), or the validation split both models share")
     p.add_argument("--json", type=Path, dest="json_out", help="also write the JSON result here")
 
     p = sub.add_parser("predict", help="classify image files", epilog=PREDICT_EPILOG,
@@ -106,37 +107,44 @@ def _positive_int(text):
 
 
 def cmd_train(args) -> int:
+    from .artifact import json_safe
     from .training import train
 
     card = train(data_dir=args.data, out_dir=args.out, epochs=args.epochs, preset=args.preset, seed=args.seed)
     v = card["validation"]
-    print(json.dumps({"version": card["version"], "out": str(args.out),
-                      "balanced_accuracy": v["balanced_accuracy"], "accuracy": v["accuracy"],
-                      "malignant_auc": v["malignant_auc"], "thresholds": card["thresholds"],
-                      "total_seconds": card["training"]["total_seconds"]}))
+    summary = {"version": card["version"], "out": str(args.out),
+               "balanced_accuracy": v["balanced_accuracy"], "accuracy": v["accuracy"],
+               "malignant_auc": v["malignant_auc"], "thresholds": card["thresholds"],
+               "total_seconds": card["training"]["total_seconds"]}
+    print(json.dumps(json_safe(summary), allow_nan=False))
     return 0
 
 
 def cmd_evaluate(args) -> int:
+    from .artifact import json_safe
     from .evaluation import evaluate
 
-    result = _json_safe(evaluate(data_dir=args.data, model_dir=args.model, split=args.split))
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
-    print(json.dumps({k: result[k] for k in ("n_images", "accuracy", "balanced_accuracy", "malignant_auc", "ece")}))
+    result = json_safe(evaluate(data_dir=args.data, model_dir=args.model, split=args.split))
+    _write_result(args.json_out, result)
+    _warn_of_training_images(result["n_training_images"], result["n_images"], "the model")
+    print(json.dumps({k: result[k] for k in ("n_images", "n_training_images", "accuracy", "balanced_accuracy",
+                                             "malignant_auc", "ece")}))
     return 0
 
 
-def _json_safe(value):
-    """NaN, a figure undefined on the data (the malignant AUC of a folder without a malignant
-    lesion, say), as null: NaN is not JSON, and strict parsers (jq, browsers) refuse it."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    return value
+def _write_result(path, result) -> None:
+    from .artifact import write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, result)
+
+
+def _warn_of_training_images(n_training, n_images, model) -> None:
+    """On stderr: figures that include photos the model trained on flatter it."""
+    if n_training:
+        print(f"warning: {model} trained on {n_training} of the {n_images} images scored, so these "
+              "figures include training photos and flatter it; use --split val to score only the "
+              "validation split, or a folder of lesions it never saw", file=sys.stderr)
 
 
 def cmd_compare(args) -> int:
@@ -145,8 +153,9 @@ def cmd_compare(args) -> int:
 
     result = compare(data_dir=args.data, model_a=args.model_a, model_b=args.model_b, split=args.split)
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
+        _write_result(args.json_out, result)
+    for name, n_training in result["n_training_images"].items():
+        _warn_of_training_images(n_training, result["n_images"], f"model {name.upper()}")
     print(f"A = {result['model_a']}, B = {result['model_b']}: {result['n_images']} images of "
           f"{result['n_lesions']} lesions ({result['split']})")
     print(f"{'figure':<18} {'A':>7} {'B':>7} {'B - A':>8}  {'95% interval':<18} B better in")

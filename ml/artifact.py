@@ -19,13 +19,33 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write beside path, then rename over it: a reader (or a crash) never meets half a file."""
     part = path.with_name(path.name + ".part")
     with open(part, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(part, path)
+
+
+def json_safe(value):
+    """value with NaN and infinities (a figure undefined on the data: the malignant AUC of a
+    validation split or folder without a malignant lesion, say) as None: they are not JSON, and
+    strict parsers (jq, browsers) refuse Python's bare NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def write_json(path, value) -> None:
+    """value as strict, indented JSON in path, written atomically."""
+    text = json.dumps(json_safe(value), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    atomic_write_bytes(Path(path), text.encode())
 
 
 def save_model_file(model, out_dir) -> Path:
@@ -55,7 +75,7 @@ def save_model_file(model, out_dir) -> Path:
 
 def save_card(card: dict, out_dir) -> Path:
     path = Path(out_dir) / CARD_FILENAME
-    _atomic_write_bytes(path, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
+    write_json(path, card)
     return path
 
 

@@ -15,6 +15,7 @@ from .preprocessing import preprocess
 
 METADATA_FILENAME = "HAM10000_metadata.csv"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,14 @@ def load_records(data_dir) -> list[Record]:
         raise DatasetError(f"data folder not found: {data_dir}")
     if not csv_path.is_file():
         raise DatasetError(f"{METADATA_FILENAME} not found in {data_dir}")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
+    columns, numbered = _read_metadata(csv_path)
+    if not numbered:
         raise DatasetError(f"{csv_path} has no rows")
-    missing_cols = {"lesion_id", "image_id", "dx"} - set(rows[0])
+    missing_cols = set(REQUIRED_COLUMNS) - set(columns)
     if missing_cols:
         raise DatasetError(f"{csv_path} lacks column(s): {', '.join(sorted(missing_cols))}")
+    _check_rows(csv_path, numbered)
+    rows = [row for _line, row in numbered]
     unknown = sorted({r["dx"] for r in rows} - set(CLASSES))
     if unknown:
         raise DatasetError(f"{csv_path} has unknown label(s) {unknown}; expected {list(CLASSES)}")
@@ -67,6 +69,36 @@ def load_records(data_dir) -> list[Record]:
         )
     records = [Record(r["image_id"], r["lesion_id"], r["dx"], images[r["image_id"]]) for r in rows]
     return sorted(records, key=lambda r: r.image_id)
+
+
+def _read_metadata(csv_path) -> tuple[list, list[tuple[int, dict]]]:
+    """(column names, [(line number, row)]) of the metadata CSV. utf-8-sig: Excel's "CSV UTF-8"
+    starts the file with a byte-order mark, which plain utf-8 would glue to the first column's
+    name. The line number is the one a text editor shows (the header is line 1)."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            numbered = [(reader.line_num, row) for row in reader]
+            return reader.fieldnames or [], numbered
+    except UnicodeDecodeError:
+        raise DatasetError(f"{csv_path} is not UTF-8 text; save it as UTF-8 "
+                           "(in Excel: CSV UTF-8)") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{csv_path} is not a readable CSV file: {exc}") from None
+
+
+def _check_rows(csv_path, numbered) -> None:
+    """Every row names its lesion, image and diagnosis, and no image is listed twice (under two
+    lesion_ids it could land on both sides of the split)."""
+    first_line = {}
+    for line, row in numbered:
+        empty = [c for c in REQUIRED_COLUMNS if not (row.get(c) or "").strip()]
+        if empty:
+            raise DatasetError(f"{csv_path} line {line}: empty or missing {', '.join(empty)}")
+        if row["image_id"] in first_line:
+            raise DatasetError(f"{csv_path} line {line}: image_id {row['image_id']} is listed "
+                               f"again (first on line {first_line[row['image_id']]})")
+        first_line[row["image_id"]] = line
 
 
 def ids_sha256(image_ids) -> str:
@@ -110,6 +142,10 @@ def split_info(train, val, *, seed, val_fraction) -> dict:
         "val_counts": {c: sum(r.dx == c for r in val) for c in CLASSES},
         "train_image_ids_sha256": ids_sha256(r.image_id for r in train),
         "val_image_ids_sha256": ids_sha256(r.image_id for r in val),
+        # The ids themselves, so that `evaluate` can find the validation images in any folder
+        # that holds them (the full HAM10000 too) and tell which scored images trained the model.
+        "train_image_ids": sorted(r.image_id for r in train),
+        "val_image_ids": sorted(r.image_id for r in val),
     }
 
 

@@ -202,3 +202,70 @@ def test_it_has_no_django_imports():
 
     for path in pathlib.Path(ml.__file__).parent.glob("*.py"):
         assert not re.search(r"^\s*(import|from)\s+django", path.read_text(), re.M), path
+
+
+def _write_metadata(root, text, encoding="utf-8"):
+    (root / "HAM10000_metadata.csv").write_bytes(text.encode(encoding))
+
+
+def _metadata_text(root):
+    return (root / "HAM10000_metadata.csv").read_text(encoding="utf-8")
+
+
+def test_it_reads_a_metadata_file_that_excel_saved_with_a_byte_order_mark(tmp_path):
+    root = make_dataset(tmp_path, per_class=2, seed=11, size=(40, 30))
+    _write_metadata(root, _metadata_text(root), encoding="utf-8-sig")
+    assert (root / "HAM10000_metadata.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    records = data_mod.load_records(root)
+    assert len(records) == 2 * len(CLASSES) and all(r.lesion_id.startswith("HAM_") for r in records)
+
+
+def test_it_refuses_a_metadata_file_that_is_not_utf8_with_a_dataset_error(tmp_path):
+    root = make_dataset(tmp_path, per_class=2, seed=12, size=(40, 30))
+    _write_metadata(root, _metadata_text(root).replace("back", "tête"), encoding="latin-1")
+    with pytest.raises(DatasetError, match="not UTF-8"):
+        data_mod.load_records(root)
+
+
+def _with_field(row, index, value):
+    fields = row.split(",")
+    fields[index] = value
+    return ",".join(fields)
+
+
+# A short row once met the unknown-label check with None as its dx: a TypeError from sorted().
+@pytest.mark.parametrize("damage, missing", [
+    (lambda row: row.split(",")[0], "image_id, dx"),
+    (lambda row: _with_field(row, 0, ""), "lesion_id"),
+    (lambda row: _with_field(row, 2, " "), "dx"),
+])
+def test_it_names_the_line_of_a_row_without_its_lesion_image_or_label(tmp_path, damage, missing):
+    root = make_dataset(tmp_path, per_class=2, seed=13, size=(40, 30))
+    header, *rows = _metadata_text(root).splitlines()
+    rows[2] = damage(rows[2])  # line 4 of the file, the header being line 1
+    rows[3] = _with_field(rows[3], 2, "scc")  # and an unknown label after it
+    _write_metadata(root, "\n".join([header, *rows]) + "\n")
+    with pytest.raises(DatasetError, match=f"line 4: empty or missing {missing}$"):
+        data_mod.load_records(root)
+
+
+def test_it_refuses_an_image_listed_twice(tmp_path):
+    # under two lesion_ids, one photo could land in both training and validation
+    root = make_dataset(tmp_path, per_class=2, seed=14, size=(40, 30))
+    header, *rows = _metadata_text(root).splitlines()
+    twin = _with_field(rows[0], 0, "HAM_9999999")
+    _write_metadata(root, "\n".join([header, *rows, twin]) + "\n")
+    image_id = rows[0].split(",")[1]
+    with pytest.raises(DatasetError, match=f"line {len(rows) + 2}: image_id {image_id} is listed again "
+                                           r"\(first on line 2\)"):
+        data_mod.load_records(root)
+
+
+def test_the_split_info_lists_the_sorted_image_ids_its_hashes_cover(tmp_path):
+    root = make_dataset(tmp_path, per_class=8, seed=15, size=(40, 30))
+    train, val = data_mod.split_by_lesion(data_mod.load_records(root), val_fraction=0.25, seed=3)
+    info = data_mod.split_info(list(reversed(train)), val, seed=3, val_fraction=0.25)
+    assert info["train_image_ids"] == sorted(r.image_id for r in train)
+    assert info["val_image_ids"] == sorted(r.image_id for r in val)
+    assert data_mod.ids_sha256(info["train_image_ids"]) == info["train_image_ids_sha256"]
+    assert data_mod.ids_sha256(info["val_image_ids"]) == info["val_image_ids_sha256"]

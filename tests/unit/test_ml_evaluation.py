@@ -1,0 +1,182 @@
+"""`python -m ml evaluate` / `compare` / `train` outputs: the card's split ids, --split val by id,
+the count of (and warning about) training photos among those scored, strict JSON written
+atomically. Uses the tiny model trained once per session (tests/conftest.py)."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from ml import CARD_FILENAME, CLASSES, MALIGNANT
+from ml import data as data_mod
+from ml.errors import DatasetError
+from ml.evaluation import evaluate
+from ml.synthetic import make_dataset
+from tests.unit.test_ml_pipeline import _run_cli
+
+
+@pytest.fixture(scope="module")
+def data_dir(tiny_model_dir):
+    return tiny_model_dir.parent / "data"  # where tests/conftest.py made the training data
+
+
+@pytest.fixture(scope="module")
+def card(tiny_model_dir):
+    return json.loads((tiny_model_dir / CARD_FILENAME).read_text())
+
+
+@pytest.fixture(scope="module")
+def held_out_dir(tmp_path_factory):
+    """Synthetic lesions the tiny model never saw (another seed)."""
+    return make_dataset(tmp_path_factory.mktemp("held-out"), per_class=4, seed=9, size=(60, 45))
+
+
+@pytest.fixture(scope="module")
+def larger_dir(data_dir, held_out_dir, tmp_path_factory):
+    """The training folder and more photos, as the full HAM10000 holds the 8,561 and more: its
+    lesion-disjoint split differs from the model's, but its validation images are all there."""
+    root = tmp_path_factory.mktemp("larger") / "data"
+    shutil.copytree(data_dir, root)
+    shutil.copytree(held_out_dir / "images", root / "more-images")
+    rows = _read_rows(data_dir) + _read_rows(held_out_dir)
+    _write_rows(root, rows)
+    return root
+
+
+def _read_rows(root):
+    with open(root / data_mod.METADATA_FILENAME, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_rows(root, rows):
+    with open(root / data_mod.METADATA_FILENAME, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _strict_json(text):
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_the_card_lists_the_image_ids_of_its_split(card, data_dir):
+    split = card["data_split"]
+    train_ids, val_ids = split["train_image_ids"], split["val_image_ids"]
+    assert train_ids == sorted(train_ids) and val_ids == sorted(val_ids)
+    assert (len(train_ids), len(val_ids)) == (split["n_train_images"], split["n_val_images"])
+    assert set(train_ids) | set(val_ids) == {r.image_id for r in data_mod.load_records(data_dir)}
+    assert data_mod.ids_sha256(train_ids) == split["train_image_ids_sha256"]
+    assert data_mod.ids_sha256(val_ids) == split["val_image_ids_sha256"]
+
+
+def test_it_finds_the_validation_images_by_id_in_a_larger_folder(tiny_model_dir, card, data_dir, larger_dir):
+    split = card["data_split"]
+    # the larger folder's own split is another one: a hash of it could not find the model's
+    records = data_mod.load_records(larger_dir)
+    _, other = data_mod.split_by_lesion(records, val_fraction=split["val_fraction"], seed=split["seed"])
+    assert data_mod.ids_sha256(r.image_id for r in other) != split["val_image_ids_sha256"]
+
+    result = evaluate(data_dir=larger_dir, model_dir=tiny_model_dir, split="val")
+
+    assert result["n_images"] == split["n_val_images"] and result["n_training_images"] == 0
+    on_own_folder = evaluate(data_dir=data_dir, model_dir=tiny_model_dir, split="val")
+    for key in ("accuracy", "balanced_accuracy", "malignant_auc", "intervals"):
+        assert result[key] == on_own_folder[key], key
+
+
+def test_it_says_which_validation_images_a_folder_lacks(tiny_model_dir, card, data_dir, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(data_dir, root)
+    gone = card["data_split"]["val_image_ids"][0]
+    _write_rows(root, [row for row in _read_rows(data_dir) if row["image_id"] != gone])
+    with pytest.raises(DatasetError) as refused:
+        evaluate(data_dir=root, model_dir=tiny_model_dir, split="val")
+    message = str(refused.value)
+    n_val = card["data_split"]["n_val_images"]
+    assert f"lacks 1 of the {n_val} images of the model's validation split" in message and gone in message
+    # not "use --split all": on this folder that would score the training photos
+    assert "--split val on the folder the model trained on" in message
+
+
+def test_an_older_card_without_ids_falls_back_to_the_hash(tiny_model_dir, card, data_dir, larger_dir, tmp_path):
+    old = tmp_path / "old-model"
+    shutil.copytree(tiny_model_dir, old)
+    older = json.loads(json.dumps(card))
+    del older["data_split"]["train_image_ids"], older["data_split"]["val_image_ids"]
+    (old / CARD_FILENAME).write_text(json.dumps(older))
+
+    result = evaluate(data_dir=data_dir, model_dir=old, split="val")
+
+    assert result["n_images"] == card["data_split"]["n_val_images"]
+    assert result["n_training_images"] is None  # unknown: the card does not list them
+    with pytest.raises(DatasetError, match="lists no image ids to find them by; run --split val on the folder"):
+        evaluate(data_dir=larger_dir, model_dir=old, split="val")
+
+
+def test_it_counts_and_warns_of_training_photos_among_those_scored(tiny_model_dir, card, data_dir, held_out_dir,
+                                                                   tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    done = _run_cli(capsys, "evaluate", "--data", data_dir, "--model", tiny_model_dir, "--json", out)
+    assert done.returncode == 0, done.stderr
+    n_train = card["data_split"]["n_train_images"]
+    assert json.loads(out.read_text())["n_training_images"] == n_train
+    assert json.loads(done.stdout)["n_training_images"] == n_train
+    assert (f"warning: the model trained on {n_train} of the {n_train + card['data_split']['n_val_images']} "
+            "images scored") in done.stderr and "--split val" in done.stderr
+
+    for args in (["--data", held_out_dir], ["--data", data_dir, "--split", "val"]):
+        done = _run_cli(capsys, "evaluate", *args, "--model", tiny_model_dir, "--json", out)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(out.read_text())["n_training_images"] == 0 and "warning" not in done.stderr
+
+
+def test_compare_counts_and_warns_of_each_models_training_photos(tiny_model_dir, card, data_dir, held_out_dir,
+                                                                 tmp_path, capsys):
+    twin = tmp_path / "twin"
+    shutil.copytree(tiny_model_dir, twin)
+    out = tmp_path / "compare.json"
+    done = _run_cli(capsys, "compare", "--data", data_dir, "--a", tiny_model_dir, "--b", twin, "--json", out)
+    assert done.returncode == 0, done.stderr
+    n_train = card["data_split"]["n_train_images"]
+    assert json.loads(out.read_text())["n_training_images"] == {"a": n_train, "b": n_train}
+    assert "warning: model A trained on" in done.stderr and "warning: model B trained on" in done.stderr
+
+    done = _run_cli(capsys, "compare", "--data", held_out_dir, "--a", tiny_model_dir, "--b", twin, "--json", out)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["n_training_images"] == {"a": 0, "b": 0} and "warning" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_a_failed_write_leaves_the_previous_result_whole(tiny_model_dir, held_out_dir, tmp_path, capsys,
+                                                         monkeypatch, command):
+    out = tmp_path / "result.json"
+    out.write_text('{"previous": true}\n')
+    models = (["--model", tiny_model_dir] if command == "evaluate"
+              else ["--a", tiny_model_dir, "--b", tiny_model_dir])
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        _run_cli(capsys, command, "--data", held_out_dir, *models, "--json", out)
+    assert out.read_text() == '{"previous": true}\n'
+
+
+def test_train_writes_null_not_nan_in_the_card_and_the_summary(tmp_path, capsys):
+    # no malignant lesion in validation (none at all here): the malignant AUC is undefined
+    root = make_dataset(tmp_path / "data", per_class=4, seed=21, size=(60, 45))
+    _write_rows(root, [row for row in _read_rows(root) if row["dx"] not in MALIGNANT])
+    out = tmp_path / "model"
+    done = _run_cli(capsys, "train", "--data", root, "--out", out, "--preset", "tiny", "--epochs", "1")
+    assert done.returncode == 0, done.stderr
+
+    summary = _strict_json(done.stdout)
+    written = _strict_json((out / CARD_FILENAME).read_text())
+
+    assert summary["malignant_auc"] is None and written["validation"]["malignant_auc"] is None
+    assert written["classes"] == list(CLASSES)
