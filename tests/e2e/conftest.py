@@ -2,8 +2,10 @@
 through Playwright's sync API. A test fails on any console error or on any request that would
 leave localhost (the site must work offline)."""
 
+import io
 import os
 import re
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,9 +17,11 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(os.environ.get("E2E_SCREENSHOTS", "/tmp/shots"))
-HAM_IMAGES = Path(
-    os.environ.get("HAM10000_IMAGES", Path(__file__).resolve().parents[3] / "shared" / "data" / "ham10000" / "images")
-)
+# Real photos where the machine has ../shared (never in a clean clone, as in CI): the tests that
+# prefer one fall back to a generated photo. HAM10000_IMAGES=/nowhere runs them as CI does.
+HAM_IMAGES = Path(os.environ.get(
+    "HAM10000_IMAGES",
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "ham10000" / "images"))
 VIEWPORTS = {
     "desktop": {"viewport": {"width": 1280, "height": 800}},
     "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
@@ -28,7 +32,10 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+        message = f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
+        if os.environ.get("CI"):  # CI installs it (.ci/run): missing, the run is broken
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -94,17 +101,76 @@ def shot(viewport):
     return take
 
 
-@pytest.fixture
-def ham_image():
-    """shared/data/ham10000/images/<name>: a real dermatoscopic photo."""
+def checked_upload(data: bytes, name: str):
+    """The site's own upload checks (diagnoses.images.sanitize_upload: decoding, then
+    ml.quality's photo checks) on a photo's bytes; returns what they made of it."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
 
-    def path(name="ISIC_0024306.jpg"):
-        found = HAM_IMAGES / name
+    from diagnoses.images import sanitize_upload
+
+    return sanitize_upload(SimpleUploadedFile(name, data, content_type="image/jpeg"))
+
+
+@pytest.fixture(scope="session")
+def generated_photos(tmp_path_factory):
+    """generated_photos(name): a synthetic mole on skin (ml.synthetic), 600x450 like a HAM10000
+    photo, saved as a JPEG of that name in a temporary folder; the same name, the same photo.
+    It must pass the site's upload checks with no photo issue, so an upload of it reaches a
+    result without advice to retake it."""
+    from ml.synthetic import draw_lesion
+
+    folder = tmp_path_factory.mktemp("photos")
+
+    def path(name="mole.jpg"):
+        found = folder / name
         if not found.is_file():
-            pytest.skip(f"HAM10000 images not found at {HAM_IMAGES} (needed for a real photo)")
+            out = io.BytesIO()
+            # a distinct photo for each name (a mole's two photos differ), stable between runs
+            draw_lesion("nv", size=(600, 450), seed=zlib.crc32(name.encode())).save(
+                out, format="JPEG", quality=92)
+            issues = checked_upload(out.getvalue(), name).photo_issues
+            assert issues == [], f"the generated photo {name} fails the photo checks: {issues}"
+            found.write_bytes(out.getvalue())
         return str(found)
 
     return path
+
+
+@pytest.fixture
+def photo(generated_photos):
+    """photo(name): a generated photo of a mole (see generated_photos), for the tests that need
+    any photo that passes the upload checks."""
+    return generated_photos
+
+
+@pytest.fixture
+def ham_image(generated_photos):
+    """ham_image(name): shared/data/ham10000/images/<name>, a real dermatoscopic photo, for the
+    tests that would rather upload a real one; a generated photo of that name (see
+    generated_photos) where the machine has no HAM10000 images, as in a clean clone."""
+
+    def path(name="ISIC_0024306.jpg"):
+        found = HAM_IMAGES / name
+        return str(found) if found.is_file() else generated_photos(name)
+
+    return path
+
+
+@pytest.fixture
+def too_dark(tmp_path):
+    """too_dark(path): a copy of the photo at path with its brightness scaled by 0.4, which the
+    site's upload checks call too dark and nothing else; returns the copy's path."""
+    from PIL import Image, ImageEnhance
+
+    def darken(path, factor=0.4):
+        dark = tmp_path / f"dark-{Path(path).name}"
+        with Image.open(path) as original:
+            ImageEnhance.Brightness(original.convert("RGB")).enhance(factor).save(dark, quality=92)
+        issues = checked_upload(dark.read_bytes(), dark.name).photo_issues
+        assert issues == ["dark"], f"{dark.name} darkened {factor}x: the checks found {issues}"
+        return str(dark)
+
+    return darken
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ meets outside Django's own admin, on a phone and on a desktop."""
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect
 
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole, StaffAccess
@@ -12,11 +13,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 WCAG_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
 
 
-def violations(page, axe, path):
-    page.goto(path)
+def open_page(page, url, status=200):
+    """Go to url, which must answer with status there and then: a redirect (to the sign-in
+    page, say) would have axe audit another page in its stead, and pass."""
+    response = page.goto(url)
+    assert response is not None, f"{url}: no response"
+    assert (response.status, page.url) == (status, url), (
+        f"{url}: expected {status} there, got {response.status} at {page.url}")
+
+
+def violations(page, axe, url, status=200):
+    """axe's findings on the page at url (see open_page)."""
+    open_page(page, url, status)
     page.wait_for_load_state("networkidle")
     results = axe.run(page, options=WCAG_AA)
-    return [f"{path}: {line}" for line in results.generate_snapshot().splitlines()], results
+    return [f"{url}: {line}" for line in results.generate_snapshot().splitlines()], results
 
 
 def sign_in(page, site, username, password):
@@ -24,6 +35,8 @@ def sign_in(page, site, username, password):
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+    # signed in: the navigation links to the account, by name (the sign-in page has no such link)
+    expect(page.get_by_title("Your account")).to_contain_text(username)
 
 
 def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, reviewer, make_diagnosis):
@@ -43,23 +56,27 @@ def test_it_meets_wcag_aa_on_the_patients_pages(page, site, owner, reviewer, mak
     axe = Axe()
     found, reports = [], []
 
-    for path in ["/", "/accounts/signup/", "/accounts/login/", "/accounts/password/reset/", "/about/model/", "/privacy/",
-                 f"/shared/{shared_token}/", f"/shared/{withdrawn_token}/"]:
-        lines, results = violations(page, axe, site + path)
+    for path, status in [("/", 200), ("/accounts/signup/", 200), ("/accounts/login/", 200),
+                         ("/accounts/password/reset/", 200), ("/about/model/", 200),
+                         ("/privacy/", 200), (f"/shared/{shared_token}/", 200),
+                         (f"/shared/{withdrawn_token}/", 410)]:
+        lines, results = violations(page, axe, site + path, status)
         found += lines
         reports.append(results.generate_report() if lines else "")
     sign_in(page, site, "patient", "correct horse battery")
     for path in [
-        "/diagnoses/new/", f"/diagnoses/{result.pk}/", f"/diagnoses/{lower.pk}/", f"/diagnoses/{pending.pk}/", f"/diagnoses/{result.pk}/report/",
-        f"/diagnoses/{result.pk}/delete/", "/diagnoses/", "/diagnoses/moles/", f"/diagnoses/moles/{mole.pk}/",
-        f"/diagnoses/moles/{mole.pk}/edit/", f"/diagnoses/moles/{mole.pk}/compare/", "/accounts/", "/accounts/email/", "/accounts/password/",
-        "/accounts/delete/", "/accounts/access/",
+        "/diagnoses/new/", f"/diagnoses/{result.pk}/", f"/diagnoses/{lower.pk}/",
+        f"/diagnoses/{pending.pk}/", f"/diagnoses/{result.pk}/report/",
+        f"/diagnoses/{result.pk}/delete/", "/diagnoses/", "/diagnoses/moles/",
+        f"/diagnoses/moles/{mole.pk}/", f"/diagnoses/moles/{mole.pk}/edit/",
+        f"/diagnoses/moles/{mole.pk}/compare/", "/accounts/", "/accounts/email/",
+        "/accounts/password/", "/accounts/delete/", "/accounts/access/",
     ]:
         lines, results = violations(page, axe, site + path)
         found += lines
         reports.append(results.generate_report() if lines else "")
     # A new share link, shown once after it is made.
-    page.goto(f"{site}/diagnoses/{result.pk}/")
+    open_page(page, f"{site}/diagnoses/{result.pk}/")
     page.get_by_role("button", name="Create a link").click()
     page.wait_for_selector("#new-share-url")
     results = axe.run(page, options=WCAG_AA)

@@ -1,6 +1,7 @@
 """A patient's whole journey in a real browser, at desktop and phone sizes: sign up, upload a
-real photo, watch the result appear without a reload, the heatmap, the report, the history,
-a mole's timeline, the model page, the data export, deleting a result and the account."""
+photo (a real one where ../shared has HAM10000's, else a generated one: see conftest.py), watch
+the result appear without a reload, the heatmap, the report, the history, a mole's timeline,
+the model page, the data export, deleting a result and the account."""
 
 import base64
 import io
@@ -12,7 +13,7 @@ from datetime import timedelta
 import pillow_heif
 import pytest
 from django.utils import timezone
-from PIL import Image, ImageEnhance
+from PIL import Image
 from playwright.sync_api import expect
 
 from diagnoses.models import Diagnosis, Mole
@@ -97,6 +98,7 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     expect(page.get_by_text("Malignant probability")).to_be_visible()
     expect(page.get_by_text("Melanocytic nevus").first).to_be_visible()
     expect(page.get_by_text("What to do next.")).to_be_visible()
+    expect(page.get_by_test_id("photo-advice")).to_have_count(0)  # the photo passed its checks
     shot(page, "07-result")
 
     heatmap = page.locator(".heatmap-layer")
@@ -198,7 +200,8 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     shot(page, "18-account-deleted")
 
 
-def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page, site, shot, worker, ham_image):
+def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page, site, shot, worker,
+                                                                           photo):
     sign_up(page, site, username="ben")
     page.allow_console_error(r"status of 400 \(Bad Request\)")
     # A file that says it is not an image is flagged before sending, in the server's words
@@ -223,8 +226,8 @@ def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page,
     shot(page, "20-upload-error")
 
     # A photo dropped on the drop zone is previewed and uploaded like a chosen one.
-    with open(ham_image(), "rb") as photo:
-        encoded = base64.b64encode(photo.read()).decode()
+    with open(photo(), "rb") as chosen:
+        encoded = base64.b64encode(chosen.read()).decode()
     transfer = page.evaluate_handle(
         """(b64) => {
             const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -242,7 +245,7 @@ def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page,
 
     # A mistake in another field keeps the chosen photo; fixing it uploads.
     go(page, "New check")
-    upload(page, ham_image(), new_mole="Back")
+    upload(page, photo(), new_mole="Back")
     page.get_by_role("button", name="Upload and analyse").click()
     expect(page.get_by_text("You already track a mole with this name")).to_be_visible()
     expect(page.locator("[data-preview-img]")).to_be_visible()
@@ -257,7 +260,7 @@ def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page,
     # instead of a broken image, and the upload works all the same.
     go(page, "New check")
     page.locator("input[name=image]").set_input_files(
-        {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic_of(ham_image())}
+        {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic_of(photo())}
     )
     expect(page.locator("[data-preview-missing]")).to_be_visible()
     expect(page.locator("[data-preview-img]")).to_be_hidden()
@@ -279,18 +282,18 @@ def chart_points(page):
     return points, (left, right)
 
 
-def test_it_previews_a_photo_chosen_before_the_upload_script_ran(page, site, ham_image):
+def test_it_previews_a_photo_chosen_before_the_upload_script_ran(page, site, photo):
     """On a slow connection the patient may pick the photo before upload.js has run; its
     preview must show once the script arrives (the change event was missed)."""
     sign_up(page, site)
     page.route("**/js/upload.js", lambda route: route.fulfill(body="", content_type="text/javascript"))  # not yet
     page.goto(site + "/diagnoses/new/")
-    page.locator("input[name=image]").set_input_files(ham_image("ISIC_0024306.jpg"))
+    page.locator("input[name=image]").set_input_files(photo("left-shoulder.jpg"))
     expect(page.locator("[data-preview-img]")).to_be_hidden()
     page.unroute("**/js/upload.js")
     page.add_script_tag(url=site + "/static/js/upload.js")
     expect(page.locator("[data-preview-img]")).to_be_visible()
-    expect(page.locator("[data-preview-name]")).to_contain_text("ISIC_0024306.jpg")
+    expect(page.locator("[data-preview-name]")).to_contain_text("left-shoulder.jpg")
 
 
 def test_it_draws_a_moles_photos_taken_at_one_moment_side_by_side(page, site, owner, make_diagnosis):
@@ -321,12 +324,11 @@ def test_it_draws_a_moles_photos_taken_at_one_moment_side_by_side(page, site, ow
     assert (xs[2] - xs[1]) / (xs[2] - xs[0]) == pytest.approx(10 / 90, abs=0.02)
 
 
-def test_it_asks_for_a_better_photo_when_the_photo_is_too_dark(page, site, shot, worker, ham_image, tmp_path):
-    dark = tmp_path / "dark.jpg"
-    with Image.open(ham_image("ISIC_0027190.jpg")) as photo:
-        ImageEnhance.Brightness(photo.convert("RGB")).enhance(0.4).save(dark, quality=92)
+def test_it_asks_for_a_better_photo_when_the_photo_is_too_dark(page, site, shot, worker, ham_image,
+                                                                too_dark):
+    dark = too_dark(ham_image("ISIC_0027190.jpg"))  # checked: the site calls it too dark, only that
     sign_up(page, site)
-    upload(page, str(dark), new_mole="Back of the knee")
+    upload(page, dark, new_mole="Back of the knee")
     page.get_by_role("button", name="Upload and analyse").click()
 
     advice = page.get_by_test_id("photo-advice")
