@@ -2,7 +2,9 @@
 
 Every view is tried from the owner's side and an outsider's."""
 
+import json
 import os
+import shutil
 import uuid
 from datetime import timedelta
 
@@ -17,7 +19,8 @@ from django.utils.formats import date_format
 
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole
-from ml import CLASSES
+from ml import CARD_FILENAME, CLASSES
+from ml.artifact import save_card
 from tests.conftest import ask_for_password_reset, pass_second_step, reset_password_by_email
 
 pytestmark = pytest.mark.django_db
@@ -276,18 +279,43 @@ def test_it_does_not_offer_another_users_mole(owner_client, outsider, jpeg_bytes
 
 # --- classification ---------------------------------------------------------------------------
 
-def test_it_classifies_with_the_model_and_stores_the_result(owner, jpeg_bytes, tiny_model):
+def with_decision_bias(model_dir, out_dir, favoured: str):
+    """A copy of a model artifact whose card's decision rule (ml.metrics.decide) shows the
+    favoured class for every photo; the network, and so the probabilities, are the same."""
+    shutil.copytree(model_dir, out_dir)
+    card = json.loads((out_dir / CARD_FILENAME).read_text())
+    # decide() clips P at 1e-12, so log P >= -27.6: a bias of 30 outweighs any probability
+    bias = {code: 30.0 if code == favoured else 0.0 for code in CLASSES}
+    card["decision"] = {**card.get("decision", {}), "class_bias": bias}
+    save_card(card, out_dir)
+    return out_dir
+
+
+def test_it_classifies_with_the_model_and_stores_the_result(owner, jpeg_bytes, tiny_model_dir,
+                                                            settings, tmp_path):
+    """What is stored is the classifier's prediction for the stored photo, the class shown by
+    the card's decision rule included: here a bias makes it differ from the most probable one."""
+    from ml.inference import get_classifier
+
     diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    with diagnosis.image.open("rb") as stored:
+        stored_photo = stored.read()
+    plain = get_classifier(tiny_model_dir).predict(stored_photo)
+    least_likely = min(plain.probabilities, key=plain.probabilities.get)
+    settings.ML_MODEL_DIR = with_decision_bias(tiny_model_dir, tmp_path / "biased", least_likely)
+    expected = get_classifier(settings.ML_MODEL_DIR).predict(stored_photo)
+    assert expected.predicted_class == least_likely != max(expected.probabilities,
+                                                           key=expected.probabilities.get)
 
     result = services.diagnosis_classify(diagnosis_id=diagnosis.pk)
 
     assert result.status == Diagnosis.Status.DONE
-    assert set(result.probabilities) == set(CLASSES)
-    assert sum(result.probabilities.values()) == pytest.approx(1, abs=1e-4)
-    expected = sum(result.probabilities[c] for c in ("mel", "bcc", "akiec"))
-    assert result.malignant_probability == pytest.approx(expected, abs=1e-4)
-    assert result.predicted_class == max(result.probabilities, key=result.probabilities.get)
-    assert result.risk in {"low", "medium", "high"} and result.model_version
+    # the same numbers, not close ones: explain() predicts as predict() does, and each float is
+    # stored as it came (a JSON field, a double column)
+    assert result.probabilities == expected.probabilities
+    assert result.malignant_probability == expected.malignant_probability
+    assert result.predicted_class == expected.predicted_class
+    assert (result.risk, result.model_version) == (expected.risk, expected.model_version)
     assert result.heatmap and result.heatmap.storage.exists(result.heatmap.name)
     assert result.started_at <= result.finished_at
 
@@ -559,6 +587,27 @@ def test_it_sends_no_reset_e_mail_queued_for_an_account_deleted_meanwhile(client
     services.user_delete(user=owner)
     send_password_reset_mail.apply(args=queued[1]).get()
     assert mailoutbox == []
+
+
+def test_it_sends_no_reset_e_mail_queued_for_an_account_deactivated_meanwhile(client, owner, mailoutbox,
+                                                                             monkeypatch):
+    """An account closed by the staff (is_active off) after the patient asked: its link would
+    not work, and a closed account gets no mail. The same e-mail goes out once it is active."""
+    from accounts.tasks import send_password_reset_mail
+
+    queued = []
+    monkeypatch.setattr(send_password_reset_mail, "delay", lambda *args: queued.append(args))
+    client.post(reverse("password_reset"), {"email": owner.email})
+    assert len(queued) == 1
+    owner.is_active = False
+    owner.save(update_fields=["is_active"])
+    send_password_reset_mail.apply(args=queued[0]).get()
+    assert mailoutbox == []
+
+    owner.is_active = True
+    owner.save(update_fields=["is_active"])
+    send_password_reset_mail.apply(args=queued[0]).get()
+    assert [m.to for m in mailoutbox] == [[owner.email]]
 
 
 def test_it_sends_no_mail_for_an_unknown_address(client, mailoutbox):

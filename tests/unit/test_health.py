@@ -8,7 +8,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -73,15 +72,26 @@ def unreachable_redis(monkeypatch):
     monkeypatch.setitem(celery_app.conf, "broker_url", f"redis://127.0.0.1:{closed_port()}/0")
 
 
+@pytest.fixture
+def silent_redis(monkeypatch):
+    """A broker that accepts the connection (the kernel completes it for a listening socket)
+    and then never answers: only the probe's own socket timeouts end the wait."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # never accept()ed, never read from, never written to
+        port = listener.getsockname()[1]
+        monkeypatch.setitem(celery_app.conf, "broker_url", f"redis://127.0.0.1:{port}/0")
+        yield
+
+
 def get_health(client):
-    started = time.monotonic()
     response = client.get("/healthz")
-    return response, response.json(), time.monotonic() - started
+    return response, response.json()
 
 
 @pytest.mark.django_db
 def test_it_reports_ok_with_the_model_version_when_everything_is_up(client, artifact):
-    response, body, _ = get_health(client)
+    response, body = get_health(client)
     assert response.status_code == 200, body
     assert body["status"] == "ok"
     assert body["database"]["ok"] and body["broker"]["ok"]
@@ -98,23 +108,34 @@ def test_it_answers_probes_whatever_the_host_header(client, artifact, settings):
 
 
 @pytest.mark.django_db
-def test_it_says_503_quickly_when_the_database_is_unreachable(client, artifact, unreachable_database):
-    response, body, seconds = get_health(client)
+def test_it_says_503_when_the_database_is_unreachable(client, artifact, unreachable_database):
+    response, body = get_health(client)
     assert response.status_code == 503
     assert body["status"] == "unavailable"
     assert body["database"] == {"ok": False, "vendor": "postgresql", "error": "OperationalError"}
     assert body["broker"]["ok"] and body["model"]["ok"]
-    assert seconds < 2
 
 
 @pytest.mark.django_db
-def test_it_says_503_quickly_when_the_redis_broker_is_unreachable(client, artifact, unreachable_redis):
-    response, body, seconds = get_health(client)
+def test_it_says_503_when_the_redis_broker_is_unreachable(client, artifact, unreachable_redis):
+    response, body = get_health(client)
     assert response.status_code == 503
     assert body["broker"]["ok"] is False
     assert body["broker"]["transport"] == "redis"
     assert body["database"]["ok"] and body["model"]["ok"]
-    assert seconds < 2
+
+
+# A guard against a hang, generous enough for a loaded machine: the probe's own timeouts end
+# the wait within seconds. How fast the probe answers is measured in bench/, not asserted here.
+@pytest.mark.timeout(120)
+@pytest.mark.django_db
+def test_it_says_503_when_the_redis_broker_accepts_the_connection_but_never_answers(
+        client, artifact, silent_redis):
+    response, body = get_health(client)
+    assert response.status_code == 503
+    assert body["status"] == "unavailable"
+    assert body["broker"]["ok"] is False and body["broker"]["transport"] == "redis"
+    assert body["database"]["ok"] and body["model"]["ok"]
 
 
 @pytest.mark.django_db
@@ -123,7 +144,7 @@ def test_it_says_503_when_the_filesystem_broker_folder_is_gone(client, artifact,
     options["data_folder_in"] = options["data_folder_out"] = str(tmp_path / "missing")
     monkeypatch.setitem(celery_app.conf, "broker_url", "filesystem://")
     monkeypatch.setitem(celery_app.conf, "broker_transport_options", options)
-    response, body, _ = get_health(client)
+    response, body = get_health(client)
     assert response.status_code == 503
     assert body["broker"] == {"ok": False, "transport": "filesystem", "error": "OSError"}
 
@@ -131,7 +152,7 @@ def test_it_says_503_when_the_filesystem_broker_folder_is_gone(client, artifact,
 @pytest.mark.django_db
 def test_it_says_503_when_the_model_file_is_missing(client, artifact):
     (artifact / MODEL_FILENAME).unlink()
-    response, body, _ = get_health(client)
+    response, body = get_health(client)
     assert response.status_code == 503
     assert body["model"]["loaded"] is False and body["model"]["version"] is None
 
@@ -139,7 +160,7 @@ def test_it_says_503_when_the_model_file_is_missing(client, artifact):
 @pytest.mark.django_db
 def test_it_says_503_when_the_model_format_version_differs(client, settings, tmp_path):
     settings.ML_MODEL_DIR = write_artifact(tmp_path / "old", format_version=FORMAT_VERSION - 1)
-    response, body, _ = get_health(client)
+    response, body = get_health(client)
     assert response.status_code == 503
     assert body["model"]["error"] == "ModelArtifactError"
 
@@ -151,7 +172,7 @@ def test_it_says_503_when_the_model_card_is_malformed(client, artifact):
     card["thresholds"] = {"medium": 0.1}
     save_card(card, artifact)
 
-    response, body, _ = get_health(client)
+    response, body = get_health(client)
 
     assert response.status_code == 503
     assert body["model"]["loaded"] is False and body["model"]["error"] == "ModelArtifactError"
