@@ -19,6 +19,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.http import require_GET, require_http_methods
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -39,6 +40,7 @@ STAFF_ACCESS_PAGE_SIZE = 50
 
 logger = logging.getLogger(__name__)
 EMAIL_CHANGE_SALT = "accounts.email-change"
+EMAIL_CHANGE_OLD_ADDRESS_SALT = "accounts.email-change.old-address"
 
 
 @require_http_methods(["GET", "POST"])
@@ -106,6 +108,12 @@ def link_email_allowed(email: str) -> bool:
 class PasswordResetView(auth_views.PasswordResetView):
     form_class = QueuedPasswordResetForm
 
+    @property
+    def extra_email_context(self):
+        # The link starts with SITE_URL, as the worker's e-mails' links do, never with the
+        # request's Host: a forged (allowed) Host would otherwise send the token elsewhere.
+        return {"site_url": settings.SITE_URL}
+
     def form_valid(self, form):
         if link_email_allowed(form.cleaned_data["email"]):
             return super().form_valid(form)
@@ -126,21 +134,37 @@ def _send_account_mail(template: str, context: dict, to: str) -> bool:
     return True
 
 
+def _old_address_hash(email: str, secret: str) -> str:
+    return salted_hmac(EMAIL_CHANGE_OLD_ADDRESS_SALT, email, secret=secret).hexdigest()
+
+
+def _is_hash_of(old_hash: str, email: str) -> bool:
+    """Under SECRET_KEY or one it replaced (SECRET_KEY_FALLBACKS): a link survives a key
+    rotation, as its signature does."""
+    return any(constant_time_compare(old_hash, _old_address_hash(email, key))
+               for key in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS])
+
+
 def email_change_token(*, user, new_email: str) -> str:
-    """A signed, dated token for the link that confirms a new address. It names the address it
-    replaces too, and works only while that is still the account's address."""
-    return signing.dumps({"user": user.pk, "old": user.email, "new": new_email}, salt=EMAIL_CHANGE_SALT)
+    """A signed, dated token for the link that confirms a new address. It holds a keyed hash of
+    the address it replaces, not the address: the token is signed, not encrypted, and goes to
+    the new, unconfirmed address. It works only while that is still the account's address."""
+    old_hash = _old_address_hash(user.email, settings.SECRET_KEY)
+    data = {"user": user.pk, "old_hash": old_hash, "new": new_email}
+    return signing.dumps(data, salt=EMAIL_CHANGE_SALT)
 
 
 def email_change_verify(*, token: str, user) -> str | None:
     """The new address a link confirms, or None when the link is broken, older than
     PASSWORD_RESET_TIMEOUT (three days, as a password-reset link), for another account, or for
-    an address the account no longer has (a link that was used, or superseded)."""
+    an address the account no longer has (a link that was used, or superseded). Links from
+    before the token held a hash instead of the address (three days at most) are refused too:
+    the page asks for a new one."""
     try:
         data = signing.loads(token, salt=EMAIL_CHANGE_SALT, max_age=settings.PASSWORD_RESET_TIMEOUT)
     except signing.BadSignature:  # expired links included
         return None
-    if data.get("user") != user.pk or data.get("old") != user.email:
+    if data.get("user") != user.pk or not _is_hash_of(str(data.get("old_hash", "")), user.email):
         return None
     return data.get("new")
 
@@ -158,10 +182,11 @@ def email_change(request):
                 request, f"Several links went to {new_email} within the hour: open one of them, or try again later."
             )
             return redirect("account")
-        link = request.build_absolute_uri(
-            reverse("email_change_confirm", args=[email_change_token(user=request.user, new_email=new_email)])
-        )
-        if not _send_account_mail("email_change_confirm", {"user": request.user, "link": link}, new_email):
+        # On SITE_URL, as the worker's links, never on the request's Host (which a client sets).
+        token = email_change_token(user=request.user, new_email=new_email)
+        link = settings.SITE_URL + reverse("email_change_confirm", args=[token])
+        # No username in it: the new address is not confirmed yet, and may not be the patient's.
+        if not _send_account_mail("email_change_confirm", {"link": link}, new_email):
             messages.error(
                 request, "The e-mail could not be sent just now: nothing changed. Try again in a few minutes."
             )

@@ -262,9 +262,11 @@ def share_link_create(*, diagnosis: Diagnosis, days: int, with_earlier_photos: b
 
 def share_link_find(*, token: str) -> ShareLink | None:
     """The link whose token this is, active or not (the caller tells an expired or withdrawn
-    link, ShareLink.is_active, from none at all); None for a token no link has. Only the hash
-    is looked up, so the database never compares the token itself."""
-    return (ShareLink.objects.select_related("diagnosis__mole", "diagnosis__review")
+    link, ShareLink.is_active, or one whose owner's account is deactivated, from none at all);
+    None for a token no link has. Only the hash is looked up, so the database never compares
+    the token itself."""
+    related = ("diagnosis__owner", "diagnosis__mole", "diagnosis__review")
+    return (ShareLink.objects.select_related(*related)
             .filter(token_hash=_token_hash(token)).first())
 
 

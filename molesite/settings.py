@@ -217,6 +217,11 @@ OTP_TOTP_ISSUER = "molesite"  # the name authenticator apps show beside the code
 # The admin's device pages show no secret key, QR code or recovery code: whoever could read one
 # could sign in as that clinician, their openings recorded under the clinician's name.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+# A sign-in, and a staff member's second step with it, lasts SESSION_HOURS from the session's
+# last change (the sign-in, mostly), not Django's two weeks: a clinic's shared computer must not
+# stay signed in to patients' photos for days. The cookie is not renewed on every request
+# (SESSION_SAVE_EVERY_REQUEST would cost a database write each time).
+SESSION_COOKIE_AGE = env_int("SESSION_HOURS", default=12, minimum=1) * 3600
 LOGIN_REDIRECT_URL = "diagnoses:list"
 LOGOUT_REDIRECT_URL = "home"
 

@@ -6,9 +6,12 @@ import re
 import time
 
 import pytest
+from django.conf import settings
 from django.core import signing
 from django.test import Client
 from django.urls import reverse
+
+from accounts.views import EMAIL_CHANGE_SALT
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +23,12 @@ def ask(client, email, password=PASSWORD):
 
 
 def link_in(message) -> str:
-    return re.search(r"http://testserver(/accounts/email/confirm/\S+)", message.body).group(1)
+    on_site_url = re.escape(settings.SITE_URL) + r"(/accounts/email/confirm/\S+)"
+    return re.search(on_site_url, message.body).group(1)
+
+
+def token_of(link: str) -> str:
+    return link.rstrip("/").rsplit("/", 1)[1]
 
 
 def test_it_changes_the_address_once_the_link_sent_to_it_is_opened(owner_client, owner, mailoutbox):
@@ -116,3 +124,58 @@ def test_it_says_so_when_the_mail_server_is_down(owner_client, owner, monkeypatc
 
     assert page.status_code == 200
     assert "The e-mail could not be sent just now: nothing changed." in page.content.decode()
+
+
+def test_the_link_holds_neither_the_current_address_nor_the_username(owner_client, mailoutbox):
+    """The token is signed, not encrypted, and goes to an address not confirmed yet: whoever
+    reads it there must not learn the account's address (nor its username)."""
+    ask(owner_client, "new.address@example.com")
+
+    payload = signing.b64_decode(token_of(link_in(mailoutbox[0])).split(":")[0].encode())
+
+    assert b"new.address@example.com" in payload  # decoded as anyone could, without the key
+    assert b"patient" not in payload  # "patient@example.com", and the username
+
+
+def test_the_email_to_the_new_address_names_no_account(owner_client, mailoutbox):
+    ask(owner_client, "new.address@example.com")
+
+    message = mailoutbox[0]
+    assert "patient" not in message.subject + message.body
+    assert "your molesite account" in message.body
+
+
+def test_a_link_stops_working_once_the_address_was_changed_another_way(owner_client, owner,
+                                                                       mailoutbox):
+    ask(owner_client, "new.address@example.com")
+    owner.email = "changed.by.the.clinic@example.com"  # an administrator, say
+    owner.save(update_fields=["email"])
+
+    response = owner_client.get(link_in(mailoutbox[0]))
+
+    assert response.url == reverse("email_change")
+    owner.refresh_from_db()
+    assert owner.email == "changed.by.the.clinic@example.com"
+
+
+def test_a_link_from_before_the_hashed_address_asks_for_a_new_one(owner_client, owner):
+    """Such links held the address itself; they live three days at most, and are refused."""
+    token = signing.dumps({"user": owner.pk, "old": owner.email, "new": "new.address@example.com"},
+                          salt=EMAIL_CHANGE_SALT)
+
+    page = owner_client.get(reverse("email_change_confirm", args=[token]), follow=True)
+
+    assert "This link no longer works" in page.content.decode()
+    owner.refresh_from_db()
+    assert owner.email == "patient@example.com"
+
+
+def test_a_link_survives_a_rotation_of_the_secret_key(owner_client, owner, mailoutbox, settings):
+    ask(owner_client, "new.address@example.com")
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-key-" + "x" * 50
+
+    owner_client.get(link_in(mailoutbox[0]))
+
+    owner.refresh_from_db()
+    assert owner.email == "new.address@example.com"

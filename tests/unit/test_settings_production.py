@@ -181,6 +181,7 @@ def test_it_trusts_the_proxy_header_and_keeps_old_keys_only_when_told(tmp_path):
         ("DAILY_EMAILS_HOUR", "9am", "DAILY_EMAILS_HOUR must be a whole number, not '9am'"),
         ("EMAIL_TIMEOUT", "10s", "EMAIL_TIMEOUT must be a whole number, not '10s'"),
         ("EMAIL_TIMEOUT", "0", "EMAIL_TIMEOUT must be at least 1, not 0"),
+        ("SESSION_HOURS", "0", "SESSION_HOURS must be at least 1, not 0"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value(tmp_path, name, value, message):

@@ -317,6 +317,27 @@ def test_an_expired_or_withdrawn_link_is_gone(patient, make_diagnosis, how):
     assert link.open_count == 0
 
 
+def test_the_links_of_a_deactivated_account_are_gone(patient, make_diagnosis):
+    """An account the clinic closed (is_active off) shares nothing any more, as if each of its
+    links had been withdrawn: the report, its files and its earlier photos."""
+    mole = Mole.objects.create(owner=patient, name="Left calf")
+    earlier = make_diagnosis(patient, mole=mole, age_days=30)
+    link, token = services.share_link_create(diagnosis=make_diagnosis(patient, mole=mole), days=7,
+                                             with_earlier_photos=True)
+    pages = [shared(token), shared(token, "files/image/"), shared(token, f"earlier/{earlier.pk}/")]
+    assert [Client().get(page).status_code for page in pages] == [200, 200, 200]
+    patient.is_active = False
+    patient.save(update_fields=["is_active"])
+
+    responses = [Client().get(page) for page in pages]
+
+    assert [response.status_code for response in responses] == [410, 410, 410]
+    assert GONE in responses[0].content.decode()
+    assert_shared_headers(responses[0])
+    link.refresh_from_db()
+    assert link.open_count == 1  # the opening before, none since
+
+
 def test_an_unknown_token_is_not_found(db):
     response = Client().get(shared("not-a-token-anybody-was-given"))
     assert response.status_code == 404

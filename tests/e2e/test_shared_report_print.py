@@ -1,0 +1,58 @@
+"""Printing a shared report, or saving it as a PDF, in a real browser: browsers print the page's
+address in the header or footer, and a shared report's address holds its token, a working link
+to the patient's photos. No paper or PDF copy may carry it."""
+
+import pytest
+
+from diagnoses import services
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+# Registered once the page has loaded, so after print.js's own listeners: each sees the address
+# they leave.
+RECORD_ADDRESSES = """() => {
+  window.addresses = [];
+  for (const name of ["beforeprint", "afterprint"]) {
+    window.addEventListener(name, () => window.addresses.push([name, window.location.href]));
+  }
+}"""
+# The shared report's page rule, as Chromium parsed molesite.css, and the page the body is on.
+PRINTED_PAGE = """() => {
+  const rules = [...document.styleSheets].flatMap(sheet => [...sheet.cssRules]);
+  const named = rules.find(
+    rule => rule instanceof CSSPageRule && rule.selectorText === "shared-report");
+  const body = getComputedStyle(document.body);
+  return {page: body.page, margin: named && named.style.margin, padding: body.paddingTop,
+          clone: body.boxDecorationBreak};
+}"""
+
+
+@pytest.fixture
+def shared_report(site, owner, make_diagnosis):
+    """The address of a shared report, and its token."""
+    _, token = services.share_link_create(diagnosis=make_diagnosis(owner, risk="high"), days=7)
+    return f"{site}/shared/{token}/", token
+
+
+def test_while_printing_the_address_holds_no_token(page, site, shared_report):
+    url, token = shared_report
+    page.goto(url)
+    page.evaluate(RECORD_ADDRESSES)
+
+    page.pdf()  # Chromium's printing, its beforeprint and afterprint events included
+
+    assert page.evaluate("window.addresses") == [
+        ["beforeprint", f"{site}/shared/"], ["afterprint", url]]
+    assert token in page.url  # the address bar holds the link again, for a reload or a bookmark
+
+
+def test_the_page_prints_without_margins_where_chrome_puts_the_address(page, shared_report):
+    page.goto(shared_report[0])
+    page.emulate_media(media="print")
+
+    printed = page.evaluate(PRINTED_PAGE)
+
+    # No page margin: Chrome then prints no header or footer. The padding keeps the text off
+    # the paper's edge, on every page.
+    assert printed == {"page": "shared-report", "margin": "0px", "padding": "56.6929px",  # 1.5cm
+                       "clone": "clone"}
