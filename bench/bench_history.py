@@ -38,6 +38,7 @@ os.environ.update(
     SECRET_KEY=secrets.token_urlsafe(50),  # for this run only
     LOG_LEVEL="WARNING",
     ALLOWED_HOSTS="testserver",  # the test client's host name
+    SITE_URL="http://testserver",  # required with DEBUG off
     DJANGO_SETTINGS_MODULE="molesite.settings",
 )
 

@@ -80,6 +80,7 @@ def variant_figures(classifier, images, y) -> dict:
 def main(argv=None):
     from ml import DEFAULT_MODEL_DIR
     from ml import data as data_mod
+    from ml.evaluation import validation_records
     from ml.inference import load_classifier
     from ml.preprocessing import to_rgb
 
@@ -91,8 +92,7 @@ def main(argv=None):
 
     records = data_mod.load_records(args.data)
     classifier = load_classifier(args.model)
-    split = classifier.card["data_split"]
-    _, val = data_mod.split_by_lesion(records, val_fraction=split["val_fraction"], seed=split["seed"])
+    val = validation_records(records, classifier.card)  # by the card's ids, as evaluate --split val
     y = data_mod.labels(val)
     originals = [to_rgb(r.path) for r in val]
 

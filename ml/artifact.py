@@ -20,13 +20,21 @@ def sha256_file(path) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write beside path, then rename over it: a reader (or a crash) never meets half a file."""
+    """Write beside path, then rename over it: a reader (or a crash) never meets half a file.
+    A path that exists and is not a regular file (/dev/stdout, a pipe) is written straight to:
+    there is nothing to rename over, and a rename would replace the device with a file."""
+    if path.exists() and not path.is_file():
+        path.write_bytes(data)
+        return
     part = path.with_name(path.name + ".part")
-    with open(part, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(part, path)
+    try:
+        with open(part, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)  # a failed write (a full disk) leaves no half file behind
 
 
 def json_safe(value):

@@ -69,6 +69,12 @@ def _records(data_dir, card, split):
         return records
     if split != "val":
         raise ValueError(f"unknown split {split!r}")
+    return validation_records(records, card)
+
+
+def validation_records(records, card):
+    """Of records, those of the card's validation split: by the image ids the card lists, or,
+    for an older card, the split re-derived with its seed and checked against its hash."""
     info = card["data_split"]
     if isinstance(info.get("val_image_ids"), list):
         return _validation_by_id(records, info["val_image_ids"])

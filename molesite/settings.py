@@ -236,8 +236,15 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", default=10, minimum=1)
 # E-mails with a link (password reset, confirming a new address) to one address per hour.
 LINK_EMAILS_PER_HOUR = env_int("LINK_EMAILS_PER_HOUR", default=3, minimum=1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="molesite <noreply@localhost>")
-# The address patients open the site at, for links in e-mails the worker sends (it has no
-# request to take the host from).
+# The address patients open the site at, for every link in an e-mail: the worker's (it has no
+# request to take the host from) and the web's (password reset, a new address), never the
+# request's Host, which the client sets. Required when DEBUG is off, as SECRET_KEY: the local
+# default would send patients reset links to 127.0.0.1.
+if not DEBUG and not env.str("SITE_URL", default="").strip():
+    raise ImproperlyConfigured(
+        "SITE_URL must be set when DEBUG is off: the address patients open the site at, e.g. "
+        "https://molesite.example.org (the links in e-mails start with it)."
+    )
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").strip().rstrip("/")
 _site = urlsplit(SITE_URL)
 if _site.scheme not in {"http", "https"} or not _site.netloc:

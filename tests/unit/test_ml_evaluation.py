@@ -4,6 +4,7 @@ atomically. Uses the tiny model trained once per session (tests/conftest.py)."""
 
 import csv
 import json
+import os
 import shutil
 
 import pytest
@@ -165,6 +166,22 @@ def test_a_failed_write_leaves_the_previous_result_whole(tiny_model_dir, held_ou
     with pytest.raises(OSError, match="No space left"):
         _run_cli(capsys, command, "--data", held_out_dir, *models, "--json", out)
     assert out.read_text() == '{"previous": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]  # no half file left
+
+
+def test_a_device_is_written_to_not_replaced(tmp_path, monkeypatch):
+    """--json /dev/stdout: written straight to, as there is no file to rename over."""
+    from ml.artifact import write_json
+
+    device = tmp_path / "device"
+    os.mkfifo(device)
+    reader = os.open(device, os.O_RDONLY | os.O_NONBLOCK)  # a pipe opens for writing once read
+    try:
+        write_json(device, {"a": 1})
+        assert json.loads(os.read(reader, 1000)) == {"a": 1}
+    finally:
+        os.close(reader)
+    assert not device.is_file() and not (tmp_path / "device.part").exists()
 
 
 def test_train_writes_null_not_nan_in_the_card_and_the_summary(tmp_path, capsys):

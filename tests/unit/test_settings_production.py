@@ -54,7 +54,17 @@ def settings_of(tmp_path, names, **variables) -> dict:
 
 
 def production(**more) -> dict:
-    return {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "molesite.example.org", **more}
+    return {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "molesite.example.org",
+            "SITE_URL": "https://molesite.example.org", **more}
+
+
+def test_it_refuses_to_start_in_production_without_a_site_url(tmp_path):
+    """Every link in an e-mail starts with SITE_URL: without it, reset links would go to the
+    local default, 127.0.0.1."""
+    out = run_django(["manage.py", "check"], tmp_path, **production(SITE_URL=None))
+
+    assert out.returncode != 0
+    assert "SITE_URL must be set when DEBUG is off" in out.stderr
 
 
 def test_it_refuses_to_start_in_production_without_a_secret_key(tmp_path):
