@@ -1,7 +1,9 @@
 """Loading the shipped model and classifying images (TensorFlow is imported lazily)."""
 
+import hashlib
 import io
 import logging
+import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -217,12 +219,7 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR) -> Classifier:
     """Load and check an artifact folder (or its model.keras path); raises ModelArtifactError."""
     model_dir = resolve_model_dir(model_dir)
     card = read_card(model_dir)
-    import keras
-
-    try:
-        model = keras.saving.load_model(model_dir / MODEL_FILENAME, compile=False)
-    except Exception as exc:  # Keras raises a zoo of errors for a damaged zip / config
-        raise ModelArtifactError(f"cannot load model {model_dir / MODEL_FILENAME}: {exc}") from exc
+    model = _load_network(model_dir / MODEL_FILENAME, card["model_sha256"])
     expected = (None, card["input_size"]["height"], card["input_size"]["width"], 3)
     if tuple(model.input_shape) != expected or model.output_shape[-1] != len(CLASSES):
         raise ModelArtifactError(f"model shapes {model.input_shape} -> {model.output_shape} do not "
@@ -230,6 +227,25 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR) -> Classifier:
     classifier = Classifier(_inference_network(model), card, model_dir)
     classifier.predict_arrays(np.zeros((1, expected[1], expected[2], 3), np.uint8))  # trace once
     return classifier
+
+
+def _load_network(path, sha256):
+    """The Keras model in path, from bytes read once and checked against the card's hash: a new
+    model saved over path after the card was read (a retrain into the folder the site uses)
+    must not load with the old card's temperature and thresholds."""
+    import keras
+
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ModelArtifactError(f"model file {path} changed while it was being loaded (a new "
+                                 "model saved into its folder?); load it again")
+    with tempfile.TemporaryDirectory(prefix="molesite-model-") as folder:
+        copy = Path(folder) / MODEL_FILENAME  # keras.saving.load_model reads a .keras path only
+        copy.write_bytes(data)
+        try:
+            return keras.saving.load_model(copy, compile=False)
+        except Exception as exc:  # Keras raises a zoo of errors for a damaged zip / config
+            raise ModelArtifactError(f"cannot load model {path}: {exc}") from exc
 
 
 def _inference_network(model):

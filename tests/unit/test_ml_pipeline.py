@@ -374,6 +374,31 @@ def test_it_refuses_a_model_file_keras_cannot_read_even_with_a_matching_hash(tin
         load_classifier(broken)
 
 
+def test_it_refuses_a_model_saved_over_the_file_after_its_card_was_read(tiny_model_dir, tmp_path,
+                                                                        monkeypatch):
+    """A retrain into the folder a process loads from: the new weights must not load with the
+    old card's temperature and thresholds."""
+    import keras
+
+    import ml.inference
+
+    folder = tmp_path / "retrained"
+    shutil.copytree(tiny_model_dir, folder)
+    other = keras.saving.load_model(folder / MODEL_FILENAME, compile=False)
+    other.layers[-1].set_weights([w * 0 for w in other.layers[-1].get_weights()])
+    other.save(tmp_path / "other.keras")  # a valid model with other weights
+    read_card = ml.inference.read_card
+
+    def read_card_then_retrain(model_dir):
+        card = read_card(model_dir)
+        shutil.copyfile(tmp_path / "other.keras", folder / MODEL_FILENAME)
+        return card
+
+    monkeypatch.setattr(ml.inference, "read_card", read_card_then_retrain)
+    with pytest.raises(ModelArtifactError, match="changed while it was being loaded"):
+        load_classifier(folder)
+
+
 def test_it_refuses_a_mismatched_format_version(tiny_model_dir, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(tiny_model_dir, other)
