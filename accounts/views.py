@@ -19,7 +19,6 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.http import require_GET, require_http_methods
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -134,22 +133,27 @@ def _send_account_mail(template: str, context: dict, to: str) -> bool:
     return True
 
 
-def _old_address_hash(email: str, secret: str) -> str:
-    return salted_hmac(EMAIL_CHANGE_OLD_ADDRESS_SALT, email, secret=secret).hexdigest()
+# The old address's keyed hash: Signer checks it under SECRET_KEY or a key it replaced
+# (SECRET_KEY_FALLBACKS), so that a link survives a key rotation, as its own signature does.
+# Made per use: a Signer takes the keys the settings hold when it is made.
+def _old_address_signer() -> signing.Signer:
+    return signing.Signer(salt=EMAIL_CHANGE_OLD_ADDRESS_SALT)
 
 
 def _is_hash_of(old_hash: str, email: str) -> bool:
-    """Under SECRET_KEY or one it replaced (SECRET_KEY_FALLBACKS): a link survives a key
-    rotation, as its signature does."""
-    return any(constant_time_compare(old_hash, _old_address_hash(email, key))
-               for key in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS])
+    signer = _old_address_signer()
+    try:
+        signer.unsign(f"{email}{signer.sep}{old_hash}")
+    except signing.BadSignature:
+        return False
+    return True
 
 
 def email_change_token(*, user, new_email: str) -> str:
     """A signed, dated token for the link that confirms a new address. It holds a keyed hash of
     the address it replaces, not the address: the token is signed, not encrypted, and goes to
     the new, unconfirmed address. It works only while that is still the account's address."""
-    old_hash = _old_address_hash(user.email, settings.SECRET_KEY)
+    old_hash = _old_address_signer().signature(user.email)
     data = {"user": user.pk, "old_hash": old_hash, "new": new_email}
     return signing.dumps(data, salt=EMAIL_CHANGE_SALT)
 

@@ -95,8 +95,10 @@ def resolve_model_dir(model) -> Path:
     return path
 
 
-def read_card(model_dir) -> dict:
-    """The validated card of an artifact folder; raises ModelArtifactError with a clear message."""
+def read_card(model_dir, *, check_model=True) -> dict:
+    """The validated card of an artifact folder; raises ModelArtifactError with a clear message.
+    check_model=False leaves the model file's hash to the caller, which checks it on the bytes
+    it loads (ml.inference), so that the file is read and hashed once."""
     model_dir = Path(model_dir)
     card_path = model_dir / CARD_FILENAME
     model_path = model_dir / MODEL_FILENAME
@@ -124,13 +126,19 @@ def read_card(model_dir) -> dict:
     problems = _card_shape_problems(card)
     if problems:
         raise ModelArtifactError(f"model card {card_path} is malformed: {'; '.join(problems)}")
-    actual = sha256_file(model_path)
+    if check_model:
+        check_model_hash(card, sha256_file(model_path), model_path)
+    return card
+
+
+def check_model_hash(card, actual, model_path) -> None:
+    """actual, the sha256 of the model file's bytes, is the one the card names."""
     if actual != card["model_sha256"]:
         raise ModelArtifactError(
-            f"model file {model_path} is corrupt or does not belong to its card "
-            f"(sha256 {actual[:12]}…, card says {str(card['model_sha256'])[:12]}…)"
+            f"model file {model_path} is corrupt, does not belong to its card, or changed while it "
+            f"was being loaded (a new model saved into its folder?) (sha256 {actual[:12]}…, card "
+            f"says {str(card['model_sha256'])[:12]}…)"
         )
-    return card
 
 
 def _is_number(value) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import CLASSES, DEFAULT_MODEL_DIR, MODEL_FILENAME
 from . import metrics as M
-from .artifact import read_card, resolve_model_dir
+from .artifact import check_model_hash, read_card, resolve_model_dir
 from .errors import ModelArtifactError
 from .preprocessing import (DECODE_MIN_SIDE, decode_side, oriented_like, preprocess, to_rgb,
                             turned_back)
@@ -218,8 +218,8 @@ def overlay_png(rgb, heat: np.ndarray, *, max_width=OVERLAY_MAX_WIDTH) -> bytes:
 def load_classifier(model_dir=DEFAULT_MODEL_DIR) -> Classifier:
     """Load and check an artifact folder (or its model.keras path); raises ModelArtifactError."""
     model_dir = resolve_model_dir(model_dir)
-    card = read_card(model_dir)
-    model = _load_network(model_dir / MODEL_FILENAME, card["model_sha256"])
+    card = read_card(model_dir, check_model=False)  # the hash is checked on the bytes loaded
+    model = _load_network(model_dir / MODEL_FILENAME, card)
     expected = (None, card["input_size"]["height"], card["input_size"]["width"], 3)
     if tuple(model.input_shape) != expected or model.output_shape[-1] != len(CLASSES):
         raise ModelArtifactError(f"model shapes {model.input_shape} -> {model.output_shape} do not "
@@ -229,16 +229,14 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR) -> Classifier:
     return classifier
 
 
-def _load_network(path, sha256):
+def _load_network(path, card):
     """The Keras model in path, from bytes read once and checked against the card's hash: a new
     model saved over path after the card was read (a retrain into the folder the site uses)
     must not load with the old card's temperature and thresholds."""
     import keras
 
     data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise ModelArtifactError(f"model file {path} changed while it was being loaded (a new "
-                                 "model saved into its folder?); load it again")
+    check_model_hash(card, hashlib.sha256(data).hexdigest(), path)
     with tempfile.TemporaryDirectory(prefix="molesite-model-") as folder:
         copy = Path(folder) / MODEL_FILENAME  # keras.saving.load_model reads a .keras path only
         copy.write_bytes(data)

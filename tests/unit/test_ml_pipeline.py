@@ -389,8 +389,8 @@ def test_it_refuses_a_model_saved_over_the_file_after_its_card_was_read(tiny_mod
     other.save(tmp_path / "other.keras")  # a valid model with other weights
     read_card = ml.inference.read_card
 
-    def read_card_then_retrain(model_dir):
-        card = read_card(model_dir)
+    def read_card_then_retrain(model_dir, **options):
+        card = read_card(model_dir, **options)
         shutil.copyfile(tmp_path / "other.keras", folder / MODEL_FILENAME)
         return card
 
