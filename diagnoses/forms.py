@@ -16,7 +16,7 @@ NEW_MOLE_NAME_TAKEN = "You already track a mole with this name: pick it from the
 class UploadForm(forms.Form):
     image = forms.FileField(
         label="Photo of the mole",
-        widget=forms.ClearableFileInput(attrs={"accept": IMAGE_ACCEPT, "capture": "environment"}),
+        widget=forms.ClearableFileInput(attrs={"accept": IMAGE_ACCEPT}),
     )
     mole = forms.ModelChoiceField(
         queryset=Mole.objects.none(),

@@ -21,10 +21,17 @@
   var delay = 1000;
   var announcer = document.getElementById("result-announcer");
 
-  function announce(status) {
-    if (!announcer) return;
-    if (status === "done") announcer.textContent = "Your result is ready.";
-    else if (status === "failed") announcer.textContent = "The analysis did not complete.";
+  // Screen readers do not read a live region inserted along with its text (the swapped-in
+  // result, the late and trouble notices): what they must hear goes through the announcer,
+  // which is on the page from the start.
+  function announce(message) {
+    if (announcer) announcer.textContent = message;
+  }
+  function announceStatus(status) {
+    var late = box.querySelector('[data-testid="late"]');
+    if (status === "done") announce("Your result is ready.");
+    else if (status === "failed") announce("The analysis did not complete.");
+    else if (late) announce(late.textContent);
   }
 
   // An answer that will not change by asking again stops the polling, and the page says why:
@@ -44,6 +51,8 @@
     return "";
   }
   function stop(message) {
+    var trouble = troubleNotice();  // "keeps trying" is no longer true
+    if (trouble) trouble.remove();
     var alert = document.createElement("div");
     alert.className = "alert alert-warning";
     alert.setAttribute("role", "alert");
@@ -54,15 +63,20 @@
     else box.prepend(alert);
   }
 
-  // A server error or a dropped connection is retried, and after a few failures in a row the
-  // page says so (the photo is kept) instead of showing the spinner as if all were well.
+  // A server error, a dropped connection or a request unanswered for REQUEST_TIMEOUT_MS is
+  // retried, and once no answer has come for TROUBLE_AFTER_MS the page says so (the photo is
+  // kept) instead of showing the spinner as if all were well: with the wait before each
+  // request, about ten seconds in (README). Counted in time, not in failures, so that a server
+  // that never answers gets the notice at the first request given up on.
+  var REQUEST_TIMEOUT_MS = 8000;
+  var TROUBLE_AFTER_MS = REQUEST_TIMEOUT_MS;
+  var answeredAt = Date.now();
   var failures = 0;
-  var FAILURES_SHOWN = 4;  // about 10 seconds of asking
   function troubleNotice() { return box.querySelector('[data-testid="polling-trouble"]'); }
   function failed() {
     failures += 1;
-    if (failures === 1) delay = 1000 / 1.3;  // ask again soon: the notice comes after ~10 s
-    if (failures >= FAILURES_SHOWN && !troubleNotice()) {
+    if (failures === 1) delay = 1000 / 1.3;  // ask again soon after the first failure
+    if (Date.now() - answeredAt >= TROUBLE_AFTER_MS && !troubleNotice()) {
       var notice = document.createElement("div");
       notice.className = "alert alert-warning";
       notice.setAttribute("role", "status");
@@ -70,12 +84,23 @@
       notice.textContent = "molesite cannot be reached just now. Your photo is kept; this page " +
         "keeps trying and shows the result when it can.";
       box.prepend(notice);
+      announce(notice.textContent);
     }
     schedule();
   }
 
-  function poll() {
-    fetch(box.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+  // The status as JSON, or null once polling has stopped; rejects on a failure worth retrying.
+  // A server that takes the request and never answers (headers or body) is given up on after
+  // REQUEST_TIMEOUT_MS: without that the spinner would turn for ever, with no notice.
+  function fetchStatus() {
+    var controller = new AbortController();
+    var timer = window.setTimeout(function () { controller.abort(); }, REQUEST_TIMEOUT_MS);
+    var options = {
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+      signal: controller.signal,
+    };
+    return fetch(box.dataset.statusUrl, options)
       .then(function (response) {
         var problem = lastingProblem(response);
         if (problem) {
@@ -85,9 +110,15 @@
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
       })
+      .finally(function () { window.clearTimeout(timer); });
+  }
+
+  function poll() {
+    fetchStatus()
       .then(function (data) {
         if (!data) return;
         failures = 0;
+        answeredAt = Date.now();
         var trouble = troubleNotice();
         if (trouble) trouble.remove();
         var late = String(Boolean(data.late));
@@ -95,7 +126,7 @@
           box.innerHTML = data.html;
           box.dataset.status = data.status;
           box.dataset.late = late;
-          announce(data.status);
+          announceStatus(data.status);
           if (!pending(data.status) || data.late) dropPendingNotice();
         }
         if (pending(data.status)) schedule();

@@ -27,6 +27,26 @@
     box.hidden = !message;
   }
 
+  // A file with no type (HEIC on many systems) may still be a photo: the server decides.
+  function isNotAnImage(file) {
+    return Boolean(file.type) && file.type.indexOf("image/") !== 0;
+  }
+
+  // Why the server would refuse this file, by the limits the form gives (data-accepted,
+  // data-max-bytes), or "": shown with the preview, and the upload is not sent while it holds.
+  function problemWith(file) {
+    var limits = mainInput().dataset;
+    var maxBytes = Number(limits.maxBytes);
+    if (isNotAnImage(file)) {
+      return "This file is not a photo. Please choose a " + limits.accepted + " image.";
+    }
+    if (maxBytes && file.size > maxBytes) {
+      return "This photo is larger than " + Math.round(maxBytes / 1048576) +
+        " MB. Please choose a smaller one.";
+    }
+    return "";
+  }
+
   function showPreview(file) {
     var preview = $("[data-preview]");
     var empty = $("[data-empty]");
@@ -37,17 +57,8 @@
       empty.hidden = false;
       return;
     }
-    // the server's limits, given by the form (data-accepted, data-max-bytes)
-    var limits = mainInput().dataset;
-    var maxBytes = Number(limits.maxBytes);
-    var notAnImage = Boolean(file.type) && file.type.indexOf("image/") !== 0;
-    if (notAnImage) {
-      showClientError("This file is not a photo. Please choose a " + limits.accepted + " image.");
-    } else if (maxBytes && file.size > maxBytes) {
-      showClientError("This photo is larger than " + Math.round(maxBytes / 1048576) + " MB. Please choose a smaller one.");
-    } else {
-      showClientError("");
-    }
+    showClientError(problemWith(file));
+    var notAnImage = isNotAnImage(file);
     var img = $("[data-preview-img]");
     var missing = $("[data-preview-missing]");
     missing.hidden = true;
@@ -78,6 +89,9 @@
     var gallery = $("#gallery-input");
     var zone = $("[data-dropzone]");
     if (!input || !zone) return;
+    // The camera straight away for "Take a photo", which opens this input: set here, not in
+    // the form's HTML, where this is the only file input and must offer the gallery too.
+    input.setAttribute("capture", "environment");
     input.addEventListener("change", function () { showPreview(input.files[0]); });
     // A photo chosen before this script ran (on a slow connection, or kept by the browser when
     // going back to the page) gets its preview all the same.
@@ -126,14 +140,12 @@
   }
 
   form.addEventListener("submit", function (event) {
+    event.preventDefault();  // sent below by XHR, or not at all
     var input = mainInput();
-    if (!input || !input.files.length) {
-      event.preventDefault();
-      showClientError("Please choose or take a photo first.");
-      return;
-    }
-    event.preventDefault();
-    showClientError("");
+    var file = input && input.files[0];
+    var problem = file ? problemWith(file) : "Please choose or take a photo first.";
+    showClientError(problem);
+    if (problem) return;
     var button = $("[data-submit]");
     button.disabled = true;
     setProgress(0, "Uploading…");
@@ -170,5 +182,17 @@
     xhr.send(new FormData(form));
   });
 
+  // A photo dropped beside the drop zone would have the browser open it in place of the page,
+  // losing the form: there a dropped file does nothing (dragged text still drops into a field).
+  // Set once: bind() runs again after a 400.
+  function carriesFiles(event) {
+    var types = event.dataTransfer ? event.dataTransfer.types : [];
+    return Array.prototype.indexOf.call(types, "Files") !== -1;
+  }
+  ["dragover", "drop"].forEach(function (type) {
+    document.addEventListener(type, function (event) {
+      if (carriesFiles(event)) event.preventDefault();
+    });
+  });
   bind();
 })();
