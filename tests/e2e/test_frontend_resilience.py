@@ -122,11 +122,12 @@ def test_only_the_take_a_photo_input_opens_the_camera(page, site, owner):
     assert chooser.value.element.get_attribute("capture") is None
 
 
-def test_a_file_dropped_beside_the_drop_zone_does_not_replace_the_page(page, site, owner):
-    open_upload_form(page, site, owner)
-    prevented = page.evaluate("""() => {
+def drag_and_drop_on_the_heading(page, fill_transfer):
+    """Whether the page prevented the browser's default for a dragover and a drop, on the h1,
+    of a DataTransfer filled by the JavaScript statement fill_transfer (on `transfer`)."""
+    return page.evaluate("""() => {
         const transfer = new DataTransfer();
-        transfer.items.add(new File(["not sent"], "mole.jpg", { type: "image/jpeg" }));
+        %s;
         const heading = document.querySelector("h1");
         return ["dragover", "drop"].map((type) => {
             const event = new DragEvent(type, { bubbles: true, cancelable: true,
@@ -134,23 +135,20 @@ def test_a_file_dropped_beside_the_drop_zone_does_not_replace_the_page(page, sit
             heading.dispatchEvent(event);
             return event.defaultPrevented;
         });
-    }""")
+    }""" % fill_transfer)
+
+
+def test_a_file_dropped_beside_the_drop_zone_does_not_replace_the_page(page, site, owner):
+    open_upload_form(page, site, owner)
+    prevented = drag_and_drop_on_the_heading(
+        page, 'transfer.items.add(new File(["not sent"], "mole.jpg", { type: "image/jpeg" }))')
     assert prevented == [True, True]  # the browser does not open the file in place of the form
 
 
 def test_dragged_text_still_drops_into_a_field(page, site, owner):
     open_upload_form(page, site, owner)
-    prevented = page.evaluate("""() => {
-        const transfer = new DataTransfer();
-        transfer.setData("text/plain", "Left shoulder");
-        const heading = document.querySelector("h1");
-        return ["dragover", "drop"].map((type) => {
-            const event = new DragEvent(type, { bubbles: true, cancelable: true,
-                                                dataTransfer: transfer });
-            heading.dispatchEvent(event);
-            return event.defaultPrevented;
-        });
-    }""")
+    prevented = drag_and_drop_on_the_heading(
+        page, 'transfer.setData("text/plain", "Left shoulder")')
     assert prevented == [False, False]  # only files are kept from replacing the page
 
 
