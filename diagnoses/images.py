@@ -10,19 +10,30 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image, UnidentifiedImageError
 
 # ml.preprocessing also registers the HEIC reader with Pillow (see there).
-from ml.preprocessing import UNDECODABLE, to_rgb
+from ml.preprocessing import JPEG_FORMATS, UNDECODABLE, to_rgb
 from ml.quality import photo_issues
 
-ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "AVIF"}
+ACCEPTED_FORMATS = {*JPEG_FORMATS, "PNG", "WEBP", "HEIF", "AVIF"}  # a camera's MPO is a JPEG
 ACCEPTED_NAMES = "JPEG, PNG, WebP, HEIC or AVIF"  # what the messages tell the patient
 STORED_MAX_SIDE = 4096
 THUMBNAIL_SIZE = (320, 320)
 MEGABYTE = 1_048_576  # as the upload page's script counts them too (static/js/upload.js)
+# Pillow refuses a JPEG whose data runs out, but not one cut short that still ends in an
+# end-of-image marker (FF D9): libjpeg fills the blocks it lacks with mid-grey, 128 in every
+# sample, and Pillow discards libjpeg's warning, so nothing else tells.
+# Those blocks come last, so the bottom GREY_FILL_ROWS rows (a row of blocks) are all that grey;
+# a photo's are not, to the last sample, as its noise and shading survive compression (none of
+# HAM10000's 8,561 is). A cut in the last row of blocks leaves only a grey corner; a progressive
+# JPEG cut short decodes as the whole photo, coarser, which the pixels cannot tell from a soft
+# photo (the blur check may flag it).
+GREY_FILL = 128
+GREY_FILL_ROWS = 8
 
 
 def _in_units(count: int, unit: int) -> str:
@@ -73,6 +84,18 @@ def _refuse_too_many_pixels(described: str):
             f"{megapixels(settings.MAX_UPLOAD_PIXELS)}.", "too_many_pixels")
 
 
+def _refuse_damaged():
+    _refuse("The image file is damaged or incomplete: please upload it again.", "corrupt")
+
+
+def grey_filled(image: Image.Image) -> bool:
+    """Whether a decoded JPEG's bottom rows are libjpeg's fill for missing data (GREY_FILL).
+    An RGB or greyscale one: Pillow inverts a CMYK JPEG's fill to 127, and a CMYK JPEG is a
+    print file, not a photo."""
+    bottom = image.crop((0, max(0, image.height - GREY_FILL_ROWS), image.width, image.height))
+    return bool((np.asarray(bottom) == GREY_FILL).all())
+
+
 def read_upload(upload) -> bytes:
     """Read an uploaded file, refusing empty and oversized ones before decoding anything."""
     limit = settings.MAX_UPLOAD_BYTES
@@ -89,7 +112,8 @@ def read_upload(upload) -> bytes:
 
 
 def decode_image(data: bytes) -> Image.Image:
-    """Decode fully (a truncated file fails here), refusing non-images and pixel bombs."""
+    """Decode fully (a truncated file fails here, see GREY_FILL for a JPEG), refusing
+    non-images and pixel bombs."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -100,6 +124,8 @@ def decode_image(data: bytes) -> Image.Image:
             if image.width * image.height > settings.MAX_UPLOAD_PIXELS:
                 _refuse_too_many_pixels(f"{image.width}×{image.height} pixels")
             image.load()
+            if image.format in JPEG_FORMATS and grey_filled(image):
+                _refuse_damaged()
     except ValidationError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -109,7 +135,7 @@ def decode_image(data: bytes) -> Image.Image:
         _refuse(f"This file is not an image we can read: please upload a {ACCEPTED_NAMES} photo.",
                 "not_an_image")
     except UNDECODABLE:
-        _refuse("The image file is damaged or incomplete: please upload it again.", "corrupt")
+        _refuse_damaged()
     return image
 
 

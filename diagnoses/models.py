@@ -44,12 +44,13 @@ RISK_COLOURS = {"low": "success", "medium": "warning", "high": "danger"}
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 # What ml.quality found wrong with a photo, as the patient reads it ("This photo looks ...").
-PHOTO_ISSUE_NAMES = {"dark": "too dark", "bright": "too bright", "blurry": "out of focus"}
-PHOTO_RETAKE_TIP = ("Take a new photo in good, even light (daylight, no flash, out of direct sun), "
-                    "holding the phone steady until the mole is sharp.")
-# A low result from such a photo replaces RISK_ADVICE["low"]: on photos darker or blurrier than
-# the model's training photos, it rates malignant moles lower (see ml.quality). How to take a
-# better photo is photo_advice's, shown beside it.
+PHOTO_ISSUE_NAMES = {"dark": "too dark", "bright": "too bright", "blurry": "out of focus",
+                     "grey": "black and white"}
+PHOTO_RETAKE_TIP = ("Take a new photo in colour, in good, even light (daylight, no flash, out of "
+                    "direct sun), holding the phone steady until the mole is sharp.")
+# A low result from such a photo replaces RISK_ADVICE["low"]: on photos darker, blurrier or
+# greyer than the model's training photos, it rates malignant moles lower (see ml.quality). How
+# to take a better photo is photo_advice's, shown beside it.
 LOW_RISK_POOR_PHOTO_ADVICE = (
     "The estimated risk is low, but the photo is not good enough to rely on that: take a better one "
     "and upload it. Until then, see a doctor if the mole changes in size, shape or colour, bleeds or itches."
@@ -199,7 +200,8 @@ class Diagnosis(models.Model):
     risk = models.CharField(max_length=6, choices=Risk.choices, blank=True)
     photo_issues = models.JSONField(
         default=list, blank=True,
-        help_text='What the upload check found wrong with the photo: "dark", "bright", "blurry" (ml.quality).')
+        help_text='What the upload check found wrong with the photo: "dark", "bright", "blurry", '
+                  '"grey" (ml.quality).')
 
     class Meta:
         ordering = ["-created_at"]
@@ -294,7 +296,7 @@ class Diagnosis(models.Model):
         """What the patient is told about a poor photo; empty when the photo passed the check."""
         if not self.photo_issues:
             return ""
-        if {"dark", "blurry"} & set(self.photo_issues):
+        if {"dark", "blurry", "grey"} & set(self.photo_issues):
             effect = "the model rates malignant moles lower than it should, so this estimate may be too low"
         else:
             effect = "the model is less accurate"

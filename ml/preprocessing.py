@@ -26,6 +26,10 @@ Image.MAX_IMAGE_PIXELS = 64_000_000
 # 12-megapixel phone photo decodes about 10x faster. It is enough for the model input and for
 # the 400-pixel heatmap overlay; HAM10000's 600x450 and 200x150 photos decode at full size.
 DECODE_MIN_SIDE = 400
+# What Pillow names a JPEG: MPO is one whose MPF block lists more images after the photo (the
+# preview Canon, Sony and Nikon cameras add, a 3D camera's second eye). Its first frame, with
+# its EXIF, is the photo; the others are never read.
+JPEG_FORMATS = ("JPEG", "MPO")
 
 
 def decode_side(size: tuple[int, int]) -> int:
@@ -63,7 +67,7 @@ def open_image(source, min_side: int | None = None) -> Image.Image:
             image = Image.open(io.BytesIO(bytes(source)))
         else:
             image = Image.open(source)
-        if min_side and image.format == "JPEG":
+        if min_side and image.format in JPEG_FORMATS:
             image.draft("RGB", (min_side, min_side))  # a no-op once the pixels are loaded
         image.load()
     except UnidentifiedImageError as exc:  # its message names a BytesIO, of no use to a reader
@@ -92,13 +96,18 @@ def upright(image: Image.Image) -> Image.Image:
 def to_8_bits(image: Image.Image) -> Image.Image:
     """A deep greyscale image (DEEP_GREY_MODES) as mode L, scaled rather than clipped. I;16
     holds 16-bit samples; I and F may hold 8-bit ones too, so they are scaled only when a
-    value shows they do not."""
+    value shows they do not. A transparent grey (a PNG's tRNS) becomes an alpha channel (LA):
+    only the deep samples tell it from the grey next to it."""
     if image.mode not in DEEP_GREY_MODES:
         return image
     samples = np.asarray(image, dtype=np.float64)
-    if image.mode.startswith("I;16") or samples.max(initial=0) > 255:
-        samples = samples * SIXTEEN_TO_EIGHT_BITS
-    return Image.fromarray(np.clip(np.rint(samples), 0, 255).astype(np.uint8))  # mode L
+    deep = image.mode.startswith("I;16") or samples.max(initial=0) > 255
+    scaled = samples * SIXTEEN_TO_EIGHT_BITS if deep else samples
+    grey = Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))  # mode L
+    if "transparency" in image.info:
+        opaque = samples != image.info["transparency"]
+        grey.putalpha(Image.fromarray(np.where(opaque, 255, 0).astype(np.uint8)))
+    return grey
 
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
@@ -122,11 +131,21 @@ def in_srgb(image: Image.Image) -> Image.Image:
         return image
 
 
+def alpha_from_key(image: Image.Image) -> Image.Image:
+    """An image with a transparent colour (a PNG's tRNS: palette entries, or one RGB or grey
+    value) with an alpha channel instead, its colour profile kept: applied before in_srgb,
+    which changes the colours and so would leave the key matching none of them."""
+    if "transparency" not in image.info:
+        return image
+    return image.convert("LA" if image.mode == "L" else "RGBA")
+
+
 def flattened_rgb(image: Image.Image) -> Image.Image:
-    """RGB, a transparent image laid over white."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    """RGB, an image with an alpha channel laid over white."""
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
         background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image.convert("RGB") if image.mode != "RGB" else image
 
@@ -136,7 +155,8 @@ def to_rgb(source, min_side: int | None = None) -> Image.Image:
     image of the pixels alone: its info is empty, so no metadata (EXIF, XMP, a comment, the
     colour profile once applied) travels on, into a saved copy either (Pillow's JPEG saver writes
     im.info["comment"] unasked)."""
-    image = flattened_rgb(in_srgb(to_8_bits(upright(open_image(source, min_side)))))
+    image = to_8_bits(upright(open_image(source, min_side)))
+    image = flattened_rgb(in_srgb(alpha_from_key(image)))
     if image is source:
         image = image.copy()  # the caller's own image keeps its info
     image.info = {}

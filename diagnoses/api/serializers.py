@@ -64,8 +64,8 @@ class DiagnosisSummarySerializer(BlankAsNullMixin, serializers.ModelSerializer):
     predicted_class = serializers.ChoiceField(choices=CLASS_CHOICES, allow_null=True, read_only=True)
     photo_issues = serializers.ListField(
         child=serializers.ChoiceField(choices=ISSUES), read_only=True,
-        help_text="What the upload check found wrong with the photo (`dark`, `bright`, `blurry`); empty when "
-                  "nothing. On such photos the result is less reliable: see `photo_advice`.",
+        help_text="What the upload check found wrong with the photo (`dark`, `bright`, `blurry`, `grey`); "
+                  "empty when nothing. On such photos the result is less reliable: see `photo_advice`.",
     )
     thumbnail = serializers.SerializerMethodField()
 
