@@ -1,6 +1,6 @@
 """The log's formatters (see LOGGING in settings): plain lines, or one JSON object per line for
 production logs on stdout. Both leave the tokens of share links, password-reset links and e-mail
-confirmation links out of every line."""
+confirmation links, and every e-mail address, out of every line."""
 
 import json
 import logging
@@ -23,6 +23,13 @@ PASSWORD_RESET_TOKEN = re.compile(rf"(/password/reset/{_SEGMENT}/)({_SEGMENT})")
 EMAIL_CONFIRM_TOKEN = re.compile(rf"/email/confirm/{_SEGMENT}")
 
 
+# An e-mail address is personal data no log line needs, yet one gets in: a mail server's refusal
+# (smtplib's SMTPRecipientsRefused, an OSError the e-mail tasks retry) spells the address out in
+# its message and traceback, and Celery repeats it on every retry line. A worker's name
+# (celery@host) has no dot after the @ and is kept.
+EMAIL_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
 def _redact_reset_token(match: re.Match) -> str:
     return match[0] if match[2] == "set-password" else f"{match[1]}<token>"
 
@@ -33,13 +40,18 @@ def redact_link_tokens(text: str) -> str:
     return PASSWORD_RESET_TOKEN.sub(_redact_reset_token, text)
 
 
+def redact_line(text: str) -> str:
+    """A finished log line without link tokens or e-mail addresses."""
+    return EMAIL_ADDRESS.sub("<e-mail>", redact_link_tokens(text))
+
+
 # Attributes every LogRecord has; anything else was passed with `extra=` and is kept.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact_link_tokens(super().format(record))
+        return redact_line(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,4 +67,4 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return redact_link_tokens(json.dumps(entry, default=str))
+        return redact_line(json.dumps(entry, default=str))

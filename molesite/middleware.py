@@ -63,8 +63,13 @@ def healthz(get_response):
 def _user_id(request):
     """The signed-in user's id (site session, or an API token: DRF passes its user down to the
     request), None otherwise. Static files are answered before there is a user at all."""
-    user = getattr(request, "user", None)
-    return user.pk if user is not None and user.is_authenticated else None
+    try:
+        user = getattr(request, "user", None)
+        return user.pk if user is not None and user.is_authenticated else None
+    except Exception:
+        # The session could not be read (the database or cache is down): the request has
+        # already failed on it, and its 500 must still be logged here and keep its headers.
+        return None
 
 
 def access_log(get_response):

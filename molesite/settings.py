@@ -272,7 +272,10 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-# Without a collectstatic manifest (tests, a quick start), fall back to plain names.
+# A name missing from the manifest is hashed from the file in STATIC_ROOT, not refused (the
+# tests swap the storage). Without DEBUG the files must be there: run collectstatic first, as
+# the Docker image does; otherwise every page fails on its stylesheet (the 500 page falls back
+# to a bare one: diagnoses.api.errors.server_error).
 WHITENOISE_MANIFEST_STRICT = False
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", default=True)
 

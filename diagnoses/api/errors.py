@@ -5,13 +5,17 @@ DRF already answers its own errors in JSON; these cover what happens outside a D
 unknown /api/ path, an uncaught exception, a request Django refuses before any view runs.
 """
 
-from django.http import JsonResponse
+import logging
+
+from django.http import HttpResponseServerError, JsonResponse
 from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 API_PREFIX = "/api/"
+
+logger = logging.getLogger(__name__)
 
 
 def is_api_request(request):
@@ -51,7 +55,23 @@ def unknown_api_path(request):
     return page_not_found(request, exception=None)
 
 
+# The 500 page when the site's own cannot be rendered either.
+BARE_SERVER_ERROR_PAGE = (
+    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+    "<title>Something went wrong</title></head><body><h1>Something went wrong on our side</h1>"
+    "<p>The team has been told. Please try again in a moment.</p>"
+    "<p><a href=\"/\">Go to the start page</a></p></body></html>"
+)
+
+
 def server_error(request, template_name=defaults.ERROR_500_TEMPLATE_NAME):
     if is_api_request(request):
         return JsonResponse({"detail": "A server error occurred."}, status=500)
-    return defaults.server_error(request, template_name)
+    try:
+        return defaults.server_error(request, template_name)
+    except Exception:
+        # The page's template failed too, e.g. a stylesheet missing from STATIC_ROOT when
+        # collectstatic was not run (deploy check molesite.W003): without this the server's
+        # bare error would answer, past the access log and the security headers.
+        logger.exception("the 500 page could not be rendered")
+        return HttpResponseServerError(BARE_SERVER_ERROR_PAGE)
