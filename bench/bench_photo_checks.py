@@ -1,13 +1,14 @@
 """Photo checks benchmark: python bench/bench_photo_checks.py [--data DIR] [--model DIR] [--json]
 
 Measures what ml.quality's limits are made of, and what they catch:
-- the brightness and sharpness of every HAM10000 photo in DIR: the percentiles the limits are
-  taken from, and the share of the photos each check flags (its false alarms on photos like
+- the brightness, sharpness and colourfulness of every HAM10000 photo in DIR: the percentiles
+  the limits are taken from, and the share of the photos each check flags (its false alarms on photos like
   those the model learned from);
 - the shipped model on its validation split (the card's seed), as it is and made darker,
-  brighter or blurrier: for each, the share of photos flagged, the malignant AUC, the balanced
-  accuracy, the mean malignant probability of the malignant photos, and the malignant
-  sensitivity at the medium threshold (the share of malignant photos rated medium or high).
+  brighter, blurrier or black and white: for each, the share of photos flagged, the malignant
+  AUC, the balanced accuracy, the mean malignant probability of the malignant photos, and the
+  malignant sensitivity at the medium threshold (the share of malignant photos rated medium or
+  high).
 It takes a few minutes: every variant decodes and classifies about 1,500 photos.
 """
 
@@ -35,22 +36,26 @@ VARIANTS = {
     "blur 2 px": lambda im: im.filter(ImageFilter.GaussianBlur(2)),
     "blur 3 px": lambda im: im.filter(ImageFilter.GaussianBlur(3)),
     "blur 4 px": lambda im: im.filter(ImageFilter.GaussianBlur(4)),
+    "black and white": lambda im: im.convert("L").convert("RGB"),
 }
 
 
 def dataset_figures(records) -> dict:
-    """Percentiles of the two measures over the photos, and the share each check flags."""
+    """Percentiles of the three measures over the photos, and the share each check flags."""
     from ml import quality
     from ml.preprocessing import to_rgb
 
     measures = [quality.measure(to_rgb(r.path)) for r in records]
     brightness = np.array([m.brightness for m in measures])
     sharpness = np.array([m.sharpness for m in measures])
+    colourfulness = np.array([m.colourfulness for m in measures])
     flagged = [quality.issues_of(m) for m in measures]
     return {
         "n_images": len(records),
         "brightness_percentiles": dict(zip(map(str, PERCENTILES), np.percentile(brightness, PERCENTILES).round(2).tolist())),
         "sharpness_percentiles": dict(zip(map(str, PERCENTILES), np.percentile(sharpness, PERCENTILES).round(2).tolist())),
+        "colourfulness_percentiles": dict(zip(map(str, PERCENTILES),
+                                              np.percentile(colourfulness, PERCENTILES).round(2).tolist())),
         "flagged_share": {code: round(float(np.mean([code in f for f in flagged])), 4) for code in quality.ISSUES}
         | {"any": round(float(np.mean([bool(f) for f in flagged])), 4)},
     }
@@ -110,6 +115,7 @@ def print_text(result):
     print(f"HAM10000, {d['n_images']} photos")
     print("  brightness percentiles:", d["brightness_percentiles"])
     print("  sharpness percentiles: ", d["sharpness_percentiles"])
+    print("  colourfulness percentiles:", d["colourfulness_percentiles"])
     print("  flagged:", d["flagged_share"])
     print(f"model {result['model_version']}, validation split, photos changed:")
     print(f"  {'variant':<16} {'flagged':>8} {'AUC':>6} {'bal.acc':>8} {'mean P(mal) of mal':>19} {'mal. sens. at medium':>21}")

@@ -90,7 +90,7 @@ class PhotoQualityFilter(admin.SimpleListFilter):
     parameter_name = "photo"
 
     def lookups(self, request, model_admin):
-        return [("poor", "Dark, bright or blurred"), ("fine", "Passed the check")]
+        return [("poor", "Dark, bright, blurred or black and white"), ("fine", "Passed the check")]
 
     def queryset(self, request, queryset):
         if self.value() == "poor":

@@ -32,7 +32,7 @@ from ml.errors import ImageError, ModelArtifactError
 from ml.metrics import malignant_auc
 from ml.preprocessing import to_rgb
 from ml.quality import photo_issues
-from molesite.mail import send_templated_mail
+from molesite.mail import one_connection, send_templated_mail
 
 from .images import sanitize_upload
 from .models import SHARE_LINK_DAYS, Diagnosis, Mole, Review, ShareLink, StaffAccess
@@ -111,14 +111,22 @@ def mole_hold(mole_id) -> bool:
     return Mole.objects.select_for_update().filter(pk=mole_id).exists()
 
 
-def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:
+def diagnosis_create(*, owner, image, mole: Mole | None = None, new_mole=None) -> Diagnosis:
     """Validate and store an uploaded photo, then queue its classification.
 
-    Raises django.core.exceptions.ValidationError (with a code) for a bad image, or for the
-    "mole" field when that mole was deleted meanwhile; nothing is stored then.
+    new_mole, instead of mole: a function that makes the mole to file the photo under (one named
+    with the upload), called in the transaction that stores the photo, so that a photo refused
+    leaves no new mole behind.
+
+    Raises django.core.exceptions.ValidationError (with a code) for a bad image, for the "mole"
+    field when that mole was deleted meanwhile, or when the owner's account was; nothing is
+    stored then.
     """
     if mole is not None and mole.owner_id != owner.pk:
         raise ValueError("A diagnosis can only be filed under the owner's own mole.")
+    # Decoded and re-encoded before the transaction, and callers call this outside theirs: on
+    # SQLite a transaction holds the database's write lock, which the worker and other uploads
+    # would wait for (a second for a large photo).
     clean = sanitize_upload(image)
     name = uuid.uuid4().hex
     diagnosis = Diagnosis(owner=owner, mole=mole, sha256=clean.sha256, photo_issues=clean.photo_issues)
@@ -126,8 +134,11 @@ def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:
         diagnosis.image.save(f"{name}.jpg", ContentFile(clean.image_jpeg), save=False)
         diagnosis.thumbnail.save(f"{name}.jpg", ContentFile(clean.thumbnail_jpeg), save=False)
         with transaction.atomic():
+            _refuse_an_account_deleted_meanwhile(owner)
+            if new_mole is not None:
+                diagnosis.mole = new_mole()
             diagnosis.save()
-            _refuse_a_mole_deleted_meanwhile(mole)
+            _refuse_a_mole_deleted_meanwhile(diagnosis.mole)
             _send_classification(diagnosis.pk)
     except Exception:
         _delete_files(diagnosis.stored_files())
@@ -140,10 +151,34 @@ def diagnosis_create(*, owner, image, mole: Mole | None = None) -> Diagnosis:
 MOLE_DELETED = "This mole was deleted meanwhile: pick another one or name a new one."
 
 
+# The upload's message for an account deleted (in another tab, by staff) while its photo was sent.
+ACCOUNT_DELETED = "This account was deleted while the photo was being sent: it was not stored."
+
+
+def _refuse_an_account_deleted_meanwhile(owner) -> None:
+    """Raise a ValidationError if the owner's account no longer exists; else hold it until the
+    photo is stored. Before the diagnosis row is written: Postgres checks its foreign key only
+    at commit, taking no lock before, so a deletion could list the account's photos without this
+    one, then cascade its row away and leave its files (or fail this commit: a 500). Here either
+    the deletion waits for the photo and lists it, or the photo waits and is refused."""
+    if not account_hold(owner.pk):
+        raise ValidationError(ACCOUNT_DELETED, code="account_deleted")
+
+
+def account_hold(user_id, *, for_deletion: bool = False) -> bool:
+    """Lock the account's row until the current transaction ends, so that storing a photo of
+    its owner and deleting it happen one after the other; False when it is gone. A photo takes
+    it FOR NO KEY UPDATE, which, unlike the deletion's FOR UPDATE, lets other transactions check
+    their foreign keys to it (a mole made in another tab). Postgres; SQLite locks the whole
+    database on write."""
+    accounts = get_user_model().objects.select_for_update(no_key=not for_deletion)
+    return accounts.filter(pk=user_id).exists()
+
+
 def _refuse_a_mole_deleted_meanwhile(mole: Mole | None) -> None:
     """Raise a ValidationError for the "mole" field if mole no longer exists. Checked after the
     diagnosis row is written and under the mole's lock, so that a deletion either came first
-    (refused here, not as a foreign-key error when a caller's outer transaction commits) or
+    (refused here, not as a foreign-key error at commit) or
     waits for this one and files the photo as untracked (on_delete SET_NULL)."""
     if mole is not None and not mole_hold(mole.pk):
         raise ValidationError({"mole": MOLE_DELETED}, code="mole_deleted")
@@ -169,9 +204,9 @@ def diagnosis_requeue(*, diagnosis: Diagnosis) -> bool:
     """Classify again (e.g. with a newer model): clear the result and queue the task.
 
     Returns False, changing nothing, for a diagnosis already queued or running, or deleted since
-    it was loaded: a conditional update, as save() would re-insert a row the patient deleted.
-    The result goes with the heatmap, so that no page or API answer shows an old estimate beside
-    a new status; a clinician's review is kept (see Review.is_of_an_earlier_result).
+    it was loaded (update(), as save() would re-insert a row the patient deleted). The result
+    goes with the heatmap, so that no page or API answer shows an old estimate beside a new
+    status; a clinician's review is kept (see Review.is_of_an_earlier_result).
     """
     waiting = [Diagnosis.Status.QUEUED, Diagnosis.Status.RUNNING]
     cleared = {
@@ -180,10 +215,16 @@ def diagnosis_requeue(*, diagnosis: Diagnosis) -> bool:
         "probabilities": {}, "malignant_probability": None, "predicted_class": "", "risk": "",
     }
     with transaction.atomic():
-        if not Diagnosis.objects.filter(pk=diagnosis.pk).exclude(status__in=waiting).update(**cleared):
+        # The heatmap of the row under its lock, the one cleared here, not that of diagnosis as
+        # loaded (the admin's action loads every case first): a re-run finished since brought
+        # another, which no row would name any more.
+        current = (Diagnosis.objects.select_for_update().filter(pk=diagnosis.pk)
+                   .exclude(status__in=waiting).only("heatmap").first())
+        if current is None:
             return False
-        if diagnosis.heatmap:
-            old_heatmap = [diagnosis.heatmap]
+        Diagnosis.objects.filter(pk=current.pk).update(**cleared)
+        if current.heatmap:
+            old_heatmap = [current.heatmap]
             transaction.on_commit(lambda: _delete_files(old_heatmap))
         _send_classification(diagnosis.pk)
     for field, value in cleared.items():
@@ -358,6 +399,10 @@ def user_delete(*, user) -> None:
     """Delete a user with all their moles, diagnoses, reviews, share links and admin history;
     files go once that is committed."""
     with transaction.atomic():
+        # The account first: a photo being stored for it meanwhile commits before, and is listed
+        # below with the others, or waits and is refused (diagnosis_create).
+        if not account_hold(user.pk, for_deletion=True):
+            return
         # Listed under the rows' locks, as in diagnosis_delete.
         diagnoses = list(Diagnosis.objects.select_for_update().filter(owner=user))
         files = [f for d in diagnoses for f in d.stored_files()]
@@ -431,7 +476,7 @@ def diagnoses_check_photos() -> dict:
     counts {"checked", "changed", "unreadable"}; an unreadable or missing file is logged and
     left as it is."""
     counts = {"checked": 0, "changed": 0, "unreadable": 0}
-    for diagnosis in Diagnosis.objects.only("pk", "image", "photo_issues").iterator(chunk_size=200):
+    for diagnosis in _every_photo():
         try:
             with diagnosis.image.open("rb") as stored:
                 found = photo_issues(to_rgb(stored))
@@ -444,6 +489,18 @@ def diagnoses_check_photos() -> dict:
             Diagnosis.objects.filter(pk=diagnosis.pk).update(photo_issues=found)
             counts["changed"] += 1
     return counts
+
+
+def _every_photo(page_size: int = 200):
+    """Every diagnosis with its photo and issues, read a page at a time by primary key, each page
+    whole before its photos are checked. Not iterator(): its query stays open between photos,
+    and on SQLite that open read makes the check's own UPDATE fail ("database is locked") once
+    another process (the worker, an upload) has committed a write since it began."""
+    photos = Diagnosis.objects.only("pk", "image", "photo_issues").order_by("pk")
+    page = list(photos[:page_size])
+    while page:
+        yield from page
+        page = list(photos.filter(pk__gt=page[-1].pk)[:page_size])
 
 
 def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
@@ -464,7 +521,7 @@ def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
             diagnosis.refresh_from_db()
             return diagnosis
     except (DatabaseError, OSError) as exc:
-        logger.warning("transient failure classifying %s: %s", diagnosis_id, exc)
+        logger.warning("transient failure classifying %s: %s", diagnosis_id, exc, exc_info=True)
         # Back in the queue, the claim uncounted: attempts counts the workers that died on the
         # photo (MAX_ORPHANED_ATTEMPTS), and this one did not.
         Diagnosis.objects.filter(pk=diagnosis_id, status=Diagnosis.Status.RUNNING).update(
@@ -472,6 +529,10 @@ def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
         )
         raise TransientClassificationError(str(exc)) from exc
     except ImageError:
+        # The stored photo is one the site decoded and re-encoded itself: that it cannot be
+        # decoded now is the site's fault (a preprocessing bug, storage that damaged it), not
+        # the patient's, and must reach whoever watches the ERROR lines.
+        logger.exception("the stored photo of %s cannot be decoded", diagnosis_id)
         diagnosis_fail(diagnosis_id=diagnosis_id, message=MESSAGE_UNREADABLE)
     except ModelArtifactError:
         logger.exception("the model artifact in %s is unusable", settings.ML_MODEL_DIR)
@@ -632,6 +693,15 @@ def _send_to_each(recipients: list[tuple], send_one, what: str) -> int:
     """A daily batch: send_one(user, *rest) for each (user, *rest) in recipients; it returns
     whether an e-mail went out, and on a failure gives its claim back and raises. Returns how
     many went out; raises EmailsNotSent, for the task's retry, when some did not."""
+    with one_connection():  # the worker waits for one connection set-up, not one per e-mail
+        sent, failed = _send_each(recipients, send_one, what)
+    if failed:
+        raise EmailsNotSent(sent, failed)
+    return sent
+
+
+def _send_each(recipients: list[tuple], send_one, what: str) -> tuple[int, int]:
+    """_send_to_each's e-mails, one by one: how many went out, and how many did not."""
     sent = failed = 0
     for done, (user, *rest) in enumerate(recipients):
         try:
@@ -644,9 +714,7 @@ def _send_to_each(recipients: list[tuple], send_one, what: str) -> int:
         except Exception:  # this recipient's alone (an address the server or the library refuses)
             logger.warning("%s to user %s not sent", what, user.pk, exc_info=True)
             failed += 1
-    if failed:
-        raise EmailsNotSent(sent, failed)
-    return sent
+    return sent, failed
 
 
 def _send_photo_reminder(patient, due_moles: list[tuple[Mole, date]]) -> bool:

@@ -18,6 +18,9 @@ def classify_diagnosis(self, diagnosis_id: str) -> None:
         services.diagnosis_classify(diagnosis_id=diagnosis_id)
     except services.TransientClassificationError as exc:
         if self.request.retries >= self.max_retries:
+            # Celery logs this run as succeeded: the ERROR line is ours to write.
+            logger.error("classifying %s: gave up after %d attempts", diagnosis_id,
+                         self.request.retries + 1, exc_info=exc)
             services.diagnosis_fail(diagnosis_id=diagnosis_id, message=services.MESSAGE_GAVE_UP)
             return
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))

@@ -116,9 +116,11 @@ def _too_many_uploads(rate: str, retry_after: int) -> str:
 
 
 def _create_from_form(owner, data):
-    with transaction.atomic():
-        mole = _new_mole(owner, data) if data["new_mole_name"] else data["mole"]
-        return services.diagnosis_create(owner=owner, image=data["image"], mole=mole)
+    # A new mole is made in the transaction that stores the photo, so that a photo refused leaves
+    # none behind, and after the photo is decoded, which no transaction may wait for.
+    new_mole = functools.partial(_new_mole, owner, data) if data["new_mole_name"] else None
+    return services.diagnosis_create(owner=owner, image=data["image"], mole=data["mole"],
+                                     new_mole=new_mole)
 
 
 def _new_mole(owner, data):

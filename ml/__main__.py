@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("compare", help="model B against model A on the same images, with paired intervals",
                        description="Scores two models on the same images and gives each one's accuracy, "
                                    "balanced accuracy and malignant AUC, the differences (B - A), their "
-                                   "95%% intervals from a paired bootstrap over lesions, and the share of "
+                                   "95% intervals from a paired bootstrap over lesions, and the share of "
                                    "resamples in which B does better.")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--a", required=True, type=Path, dest="model_a", help="artifact folder of model A (e.g. ml/artifacts)")

@@ -1,5 +1,6 @@
 import logging
 import os
+import signal
 import threading
 
 from celery import Celery
@@ -20,6 +21,17 @@ def warm_up_classifier(**_):
     not wait for TensorFlow to start. The handler itself returns at once: Celery kills a child
     whose init takes over 4 seconds. TensorFlow is thus imported only after the fork."""
     threading.Thread(target=_load_classifier, name="classifier-warm-up", daemon=True).start()
+
+
+@worker_process_init.connect
+def ignore_sigterm(**_):
+    """A pool process ignores SIGTERM, which Celery sets back to its default (the process ends at
+    once) when it starts one. On Ctrl-C, `make run`'s honcho sends SIGTERM to the worker's whole
+    process group: the pool process would die in the middle of its task, which the broker then
+    delivers again (a patient e-mailed twice, say). The main process shuts down warm instead,
+    waiting for the task, then ends its pool processes; a hard time limit still kills one
+    (SIGKILL, after the SIGTERM it ignores)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _load_classifier():

@@ -47,7 +47,7 @@ def test_a_check_deleted_while_it_is_classified_is_not_brought_back_and_leaves_n
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_stored_photo_that_cannot_be_read_fails_with_the_readable_message_and_no_retry(
-        owner, jpeg_bytes, tiny_model, private_media, damage):
+        owner, jpeg_bytes, tiny_model, private_media, damage, caplog):
     diagnosis = upload(owner, jpeg_bytes)
     stored = Path(diagnosis.image.path)
     photo = stored.read_bytes()
@@ -63,6 +63,9 @@ def test_a_stored_photo_that_cannot_be_read_fails_with_the_readable_message_and_
     assert diagnosis.attempts == 1 and diagnosis.finished_at
     assert not diagnosis.heatmap and not (private_media / "heatmaps").exists()
     assert (diagnosis.probabilities, diagnosis.predicted_class, diagnosis.risk) == ({}, "", "")
+    # the site stored that photo itself, so the failure is the site's: an ERROR line, traceback
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and str(diagnosis.pk) in r.getMessage()]
+    assert len(errors) == 1 and errors[0].exc_info
 
 
 def test_an_unexpected_error_fails_with_its_message_and_is_logged_with_its_traceback(

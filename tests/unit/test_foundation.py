@@ -364,7 +364,8 @@ def test_it_puts_the_row_back_in_the_queue_when_the_stored_image_is_unreachable(
     assert Diagnosis.objects.get(pk=diagnosis.pk).status == Diagnosis.Status.QUEUED
 
 
-def test_it_gives_up_after_the_last_retry_with_a_readable_message(owner, jpeg_bytes, tiny_model, eager_celery):
+def test_it_gives_up_after_the_last_retry_with_a_readable_message(owner, jpeg_bytes, tiny_model, eager_celery,
+                                                                  caplog):
     from diagnoses.tasks import classify_diagnosis
 
     diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
@@ -374,6 +375,9 @@ def test_it_gives_up_after_the_last_retry_with_a_readable_message(owner, jpeg_by
 
     diagnosis.refresh_from_db()
     assert diagnosis.status == Diagnosis.Status.FAILED and diagnosis.error == services.MESSAGE_GAVE_UP
+    # Celery logs the run as succeeded: the task's own ERROR line, with the last failure
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and str(diagnosis.pk) in r.getMessage()]
+    assert len(errors) == 1 and "gave up" in errors[0].getMessage() and errors[0].exc_info
 
 
 # --- pages from both sides --------------------------------------------------------------------

@@ -11,7 +11,8 @@ from diagnoses import services
 
 
 class Command(BaseCommand):
-    help = "Check every stored photo for darkness, overexposure and blur, and record the result."
+    help = ("Check every stored photo for darkness, overexposure, blur and lack of colour, and "
+            "record the result.")
 
     def handle(self, *args, **options):
         counts = services.diagnoses_check_photos()
