@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
+from django.utils import timezone
 from rest_framework.authtoken.admin import TokenAdmin  # registers TokenProxy, replaced below
 from rest_framework.authtoken.models import TokenProxy
 
@@ -16,13 +17,22 @@ from .models import ApiToken, User
 @admin.register(User)
 class MolesiteUserAdmin(RecordsStaffAccess, UserAdmin):
     fieldsets = UserAdmin.fieldsets + (
-        ("E-mails", {"fields": ("review_emails", "queue_emails")}),
+        ("E-mails", {"fields": ("email_confirmed_at", "review_emails", "queue_emails")}),
         ("Model improvement", {"fields": ("model_improvement",)}),
     )
-    readonly_fields = ("model_improvement",)  # the patient's own choice, on their account page
+    readonly_fields = ("model_improvement",  # the patient's own choice, on their account page
+                       "email_confirmed_at")
 
     def staff_access(self, obj):
         return {"patient": obj, "record": StaffAccess.Record.ACCOUNT}
+
+    # An address the clinic sets (a patient's mistyped one put right, a new clinician's) is
+    # taken as confirmed, as create_user takes it: staff vouch for it, and a patient who cannot
+    # sign in could not open a link anyway.
+    def save_model(self, request, obj, form, change):
+        if "email" in form.changed_data:
+            obj.email_confirmed_at = timezone.now() if obj.email else None
+        super().save_model(request, obj, form, change)
 
     # Through the service, as the patient's own "Delete my account": the photos, thumbnails and
     # heatmaps go from the disk too (Django's delete would leave them, with no row naming them).

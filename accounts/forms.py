@@ -39,7 +39,8 @@ class SignUpForm(NoColonMixin, UserCreationForm):
     email = forms.EmailField(
         required=True,
         help_text="Used to reset your password and to tell you when a clinician has reviewed one of "
-        "your checks (you can turn that off on your account page).",
+        "your checks (you can turn that off on your account page). We send a link to it to "
+        "confirm that it is yours.",
     )
 
     consent = consent_field()
@@ -79,6 +80,11 @@ class QueuedPasswordResetForm(PasswordResetForm):
     """Django's form, its e-mail sent by the worker: sent from the request, the answer would take
     an SMTP round trip longer when the address has an account, and tell so (the page never says
     it); and a mail server that is down delays the e-mail (retried) instead of failing the page."""
+
+    def get_users(self, email):
+        # Only to a confirmed address: one mistyped at sign-up may be a stranger's, whose reset
+        # link would hand them the account. The page answers the same either way.
+        return (user for user in super().get_users(email) if user.email_confirmed_at is not None)
 
     def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email,
                   html_email_template_name=None):

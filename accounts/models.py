@@ -1,15 +1,32 @@
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
+from django.utils import timezone
 from rest_framework.authtoken.models import TokenProxy
 
 # The clinicians who work the review queue (made, with its permissions, by diagnoses.services).
 REVIEWERS_GROUP = "Reviewers"
 
 
-class MolesiteUserManager(UserManager):
+class UserQuerySet(models.QuerySet):
     def reviewers(self):
         """Staff in the Reviewers group: who work the review queue."""
         return self.filter(is_staff=True, groups__name=REVIEWERS_GROUP).distinct()
+
+    def reachable_by_email(self):
+        """Active accounts with a confirmed address: the only ones the site e-mails (review
+        notices, photo reminders, the review queue's count, password resets). An address typed
+        at sign-up may be someone else's: it gets nothing until the link sent to it is opened."""
+        return self.filter(is_active=True, email_confirmed_at__isnull=False).exclude(email="")
+
+
+class MolesiteUserManager(UserManager.from_queryset(UserQuerySet)):
+    def _create_user_object(self, username, email, password, **extra_fields):
+        # create_user() and create_superuser() serve the clinic's own tools (createsuperuser,
+        # make reviewer, scripts), whose address is taken as confirmed. Sign-up, where anyone
+        # types an address, saves its form instead and leaves it to the link (accounts.views).
+        if email:
+            extra_fields.setdefault("email_confirmed_at", timezone.now())
+        return super()._create_user_object(username, email, password, **extra_fields)
 
 
 class User(AbstractUser):
@@ -42,6 +59,12 @@ class User(AbstractUser):
     # When the patient ticked the sign-up box agreeing to the privacy notice (templates/privacy.html):
     # photos and results are health data. Null for accounts made another way (staff, scripts).
     consented_at = models.DateTimeField("agreed to the privacy notice", null=True, blank=True, editable=False)
+
+    # When the address was shown to be the account holder's: its link opened while signed in
+    # (sign-up's or an e-mail change's), or set by the clinic (create_user, the admin). Null
+    # while unconfirmed: see UserQuerySet.reachable_by_email.
+    email_confirmed_at = models.DateTimeField("e-mail address confirmed", null=True, blank=True,
+                                              editable=False)
 
     objects = MolesiteUserManager()
 

@@ -9,7 +9,9 @@ urlpatterns = [
     path("access/", views.account_staff_access, name="account_staff_access"),
     path("delete/", views.account_delete, name="account_delete"),
     path("email/", views.email_change, name="email_change"),
+    # Opens the link of an e-mail change and of sign-up alike (one token, email_change_token).
     path("email/confirm/<str:token>/", views.email_change_confirm, name="email_change_confirm"),
+    path("email/resend/", views.email_confirm_resend, name="email_confirm_resend"),
     path("signup/", views.signup, name="signup"),
     path("agree/", views.agree, name="agree"),
     path("two-step/", views.two_step, name="two_step"),

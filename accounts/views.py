@@ -19,7 +19,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -51,6 +51,7 @@ def signup(request):
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome, {user.username}! Upload a photo of a mole to get started.")
+        _ask_to_confirm_address(request, user)
         return redirect("diagnoses:new")
     return render(request, "accounts/signup.html", {"form": form})
 
@@ -150,8 +151,9 @@ def _is_hash_of(old_hash: str, email: str) -> bool:
 
 
 def email_change_token(*, user, new_email: str) -> str:
-    """A signed, dated token for the link that confirms a new address. It holds a keyed hash of
-    the address it replaces, not the address: the token is signed, not encrypted, and goes to
+    """A signed, dated token for the link that confirms an address: a new one (an e-mail change)
+    or the one the account has (sign-up's, where new_email is user.email). It holds a keyed hash
+    of the address it replaces, not the address: the token is signed, not encrypted, and goes to
     the new, unconfirmed address. It works only while that is still the account's address."""
     old_hash = _old_address_signer().signature(user.email)
     data = {"user": user.pk, "old_hash": old_hash, "new": new_email}
@@ -186,11 +188,8 @@ def email_change(request):
                 request, f"Several links went to {new_email} within the hour: open one of them, or try again later."
             )
             return redirect("account")
-        # On SITE_URL, as the worker's links, never on the request's Host (which a client sets).
-        token = email_change_token(user=request.user, new_email=new_email)
-        link = settings.SITE_URL + reverse("email_change_confirm", args=[token])
-        # No username in it: the new address is not confirmed yet, and may not be the patient's.
-        if not _send_account_mail("email_change_confirm", {"link": link}, new_email):
+        if not _send_confirmation_link(user=request.user, address=new_email,
+                                       template="email_change_confirm"):
             messages.error(
                 request, "The e-mail could not be sent just now: nothing changed. Try again in a few minutes."
             )
@@ -200,9 +199,44 @@ def email_change(request):
     return render(request, "accounts/email_change.html", {"form": form}, status=400 if form.errors else 200)
 
 
+def _send_confirmation_link(*, user, address: str, template: str) -> bool:
+    """accounts/email/<template>, with the link that confirms address for user's account
+    (email_change_token), sent to address. False when the mail server could not be reached."""
+    # On SITE_URL, as the worker's links, never on the request's Host (which a client sets).
+    token = email_change_token(user=user, new_email=address)
+    link = settings.SITE_URL + reverse("email_change_confirm", args=[token])
+    # No username in it: the address is not confirmed yet, and may not be the patient's.
+    return _send_account_mail(template, {"link": link}, address)
+
+
+def _ask_to_confirm_address(request, user) -> None:
+    """Sends the link that confirms the address the account has (given at sign-up, unconfirmed),
+    and says so: at sign-up, and from the account page's "Send the link again"."""
+    if not link_email_allowed(user.email):
+        messages.error(request, f"Several links went to {user.email} within the hour: open one of "
+                                "them, or try again later.")
+    elif _send_confirmation_link(user=user, address=user.email, template="address_confirm"):
+        messages.info(request, f"We sent a link to {user.email}: open it to confirm that this "
+                               "address is yours.")
+    else:
+        messages.error(request, "The e-mail with the link could not be sent just now: send it "
+                                "again from your account page in a few minutes.")
+
+
+@login_required
+@require_POST
+def email_confirm_resend(request):
+    """The account page's "Send the link again", while the account's address is unconfirmed."""
+    if request.user.email and request.user.email_confirmed_at is None:
+        _ask_to_confirm_address(request, request.user)
+    return redirect("account")
+
+
 @login_required
 @require_GET
 def email_change_confirm(request, token):
+    """Where a confirmation link leads: one for a new address (an e-mail change) changes the
+    account's to it; one for the address it has (sign-up) leaves it. Either way it is confirmed."""
     user = request.user
     new_email = email_change_verify(token=token, user=user)
     if new_email is None:
@@ -211,15 +245,27 @@ def email_change_confirm(request, token):
             "This link no longer works: it is more than three days old, your address has changed "
             "since it was sent, or it was sent for another account. Ask for a new one below.",
         )
-        return redirect("email_change")
-    old_email, user.email = user.email, new_email
-    user.save(update_fields=["email"])
+        # An unconfirmed address's link is sent again from the account page.
+        return redirect("email_change" if user.email_confirmed_at else "account")
+    if new_email == user.email:
+        _confirm_address(user)
+        messages.success(request, f"Your e-mail address {new_email} is confirmed.")
+        return redirect("account")
+    # Told of the change only when confirmed: one mistyped at sign-up may be a stranger's.
+    old_email = user.email if user.email_confirmed_at else ""
+    user.email = new_email
+    _confirm_address(user)
     if old_email:
         # Tell the old address, so that a change the patient did not make does not go unseen
         # (best effort: the change itself is made).
         _send_account_mail("email_changed_notice", {"user": user, "new_email": new_email}, old_email)
     messages.success(request, f"Your e-mail address is now {new_email}.")
     return redirect("account")
+
+
+def _confirm_address(user) -> None:
+    user.email_confirmed_at = timezone.now()
+    user.save(update_fields=["email", "email_confirmed_at"])
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

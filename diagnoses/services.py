@@ -649,7 +649,10 @@ def review_notify(*, review_ids, updated: bool = False) -> bool:
     patient = reviews[0].diagnosis.owner
     if any(review.diagnosis.owner_id != patient.pk for review in reviews):
         raise ValueError("one review notice is for the checks of one patient")
-    if not (patient.is_active and patient.email and patient.review_emails):
+    # Active, with a confirmed address (User.objects.reachable_by_email): an address mistyped at
+    # sign-up may be a stranger's, and would learn when this patient's checks are reviewed.
+    if not (patient.review_emails
+            and get_user_model().objects.reachable_by_email().filter(pk=patient.pk).exists()):
         return False
     context = {
         "username": patient.username,
@@ -676,11 +679,12 @@ MAIL_SERVER_DOWN = (ConnectionError, TimeoutError, socket.gaierror, smtplib.SMTP
 def photo_reminders_send(*, today: date | None = None) -> int:
     """E-mail every patient with moles due for a new photo (Mole.next_photo_due on or before
     today): one e-mail per patient, at most one per due date of each mole, to active accounts
-    with an address. Returns how many e-mails went out. A mail server that fails leaves that
-    patient's moles unreminded, for the task's retry (EmailsNotSent) or the next run."""
+    with a confirmed address. Returns how many e-mails went out. A mail server that fails leaves
+    that patient's moles unreminded, for the task's retry (EmailsNotSent) or the next run."""
     today = today or timezone.localdate()
+    patients = get_user_model().objects.reachable_by_email()  # active, address confirmed
     moles = (Mole.objects.with_last_photo().select_related("owner")
-             .filter(recheck_months__isnull=False, owner__is_active=True).exclude(owner__email=""))
+             .filter(recheck_months__isnull=False, owner__in=patients))
     due_by_patient = defaultdict(list)
     for mole in moles:
         due = mole.next_photo_due
@@ -798,8 +802,8 @@ def staff_access_record(*, staff, patient, record: str, diagnosis=None, mole=Non
 
 
 def review_queue_digest_send(*, today: date | None = None) -> int:
-    """E-mail each clinician (an active reviewer, User.objects.reviewers(), with an address and
-    queue_emails on) how many finished results wait for review, by risk band, and since when,
+    """E-mail each clinician (an active reviewer, User.objects.reviewers(), with a confirmed
+    address and queue_emails on) how many finished results wait for review, by risk band, and since when,
     with a link to the queue; nothing when none wait. Once a day each: a second run on the same
     day (a redelivered task, a second beat, the retry after a mail failure, EmailsNotSent)
     sends only to those not told yet. Returns how many e-mails went out."""
@@ -816,8 +820,8 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
         "oldest": oldest,
         "queue_url": settings.SITE_URL + reverse("admin:diagnoses_diagnosis_changelist"),
     }
-    clinicians = (get_user_model().objects.reviewers().filter(is_active=True, queue_emails=True)
-                  .exclude(email=""))
+    clinicians = (get_user_model().objects.reviewers().reachable_by_email()
+                  .filter(queue_emails=True))
     return _send_to_each([(clinician, context, today) for clinician in clinicians], _send_queue_digest,
                          "review queue digest")
 

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='user',
             name='model_improvement',
-            field=models.BooleanField(default=True, help_text="Clinicians export the checks they reviewed, without names, e-mail addresses, mole names or notes, to measure the model on the clinic's photos and train better ones.", verbose_name='Include my reviewed checks in the table used to improve the model'),
+            field=models.BooleanField(default=False, help_text="Clinicians export the checks they reviewed, without names, e-mail addresses, mole names or notes, to measure the model on the clinic's photos and train better ones.", verbose_name='Include my reviewed checks in the table used to improve the model'),
         ),
     ]
