@@ -652,10 +652,22 @@ def _training_summary(card):
         ("Training precision", training.get("precision")),
         ("Checkpoint", training.get("selection")),
         ("Test-time views", TTA_VIEWS.get(card.get("tta_views")) if isinstance(card.get("tta_views"), int) else None),
-        ("Calibration", f"temperature scaling, T = {card['temperature']:.3f}" if _number(card.get("temperature")) else None),
+        ("Calibration", _calibration_text(card)),
         ("Class shown", _decision_text(_dict(card.get("decision")))),
     ]
     return [(label, value) for label, value in rows if isinstance(value, (str, int, float)) and value != ""]
+
+
+def _calibration_text(card):
+    """How the probabilities are calibrated (ml.calibration), as far as the card says."""
+    temperature = _number(card.get("temperature"))
+    if temperature is None:
+        return None
+    text = f"temperature scaling, T = {temperature:.3f}"
+    if isinstance(card.get("logit_offset"), dict):  # cards before 2026-12-06 have none
+        text = "a fixed offset per class that undoes training's class weighting, then " + text
+    recalibrated = str(_dict(card.get("recalibrated")).get("at") or "")[:10]
+    return f"{text} (fitted again {recalibrated})" if recalibrated else text
 
 
 def _decision_text(decision):

@@ -1,4 +1,4 @@
-"""Command line: python -m ml {train,evaluate,compare,predict} (see --help of each)."""
+"""Command line: python -m ml {train,recalibrate,evaluate,compare,predict} (see --help of each)."""
 
 import argparse
 import json
@@ -36,6 +36,16 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's number of epochs")
     p.add_argument("--preset", choices=("full", "tiny"), default="full")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("recalibrate", help="refit a model's calibration on its validation photos",
+                       description="Fits the card's calibration (prior-shift offset, temperature, "
+                                   "risk thresholds, decision rule, validation figures) again on the "
+                                   "model's validation photos, found in DATA by the card's image ids, "
+                                   "and saves the card with a new version; the model file stays.")
+    p.add_argument("--data", required=True, type=Path,
+                   help="a HAM10000 folder holding the model's validation photos")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR,
+                   help="artifact folder or its model.keras (default: the shipped one)")
 
     p = sub.add_parser("evaluate", help="score a model on a labelled HAM10000 folder")
     p.add_argument("--data", required=True, type=Path)
@@ -116,6 +126,22 @@ def cmd_train(args) -> int:
                "balanced_accuracy": v["balanced_accuracy"], "accuracy": v["accuracy"],
                "malignant_auc": v["malignant_auc"], "thresholds": card["thresholds"],
                "total_seconds": card["training"]["total_seconds"]}
+    print(json.dumps(json_safe(summary), allow_nan=False))
+    return 0
+
+
+def cmd_recalibrate(args) -> int:
+    from .artifact import json_safe
+    from .calibration import recalibrate
+
+    card = recalibrate(data_dir=args.data, model_dir=args.model)
+    v = card["validation"]
+    summary = {"version": card["version"],
+               "previous_version": card["recalibrated"]["previous_version"],
+               "temperature": card["temperature"], "tau": card["decision"]["tau"],
+               "thresholds": card["thresholds"], "accuracy": v["accuracy"],
+               "balanced_accuracy": v["balanced_accuracy"], "malignant_auc": v["malignant_auc"],
+               "ece": v["ece_after"], "nll": v["nll_after"]}
     print(json.dumps(json_safe(summary), allow_nan=False))
     return 0
 
@@ -230,7 +256,8 @@ def _print_prediction(path, pred, as_json) -> None:
         print(f"{path}: {pred.predicted_class} malignant={pred.malignant_probability:.3f} risk={pred.risk}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare, "predict": cmd_predict}
+COMMANDS = {"train": cmd_train, "recalibrate": cmd_recalibrate, "evaluate": cmd_evaluate,
+            "compare": cmd_compare, "predict": cmd_predict}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,6 @@
 """Reading and writing the artifact folder: model.keras + model_card.json (atomic writes)."""
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -87,6 +88,17 @@ def save_card(card: dict, out_dir) -> Path:
     return path
 
 
+def timestamp() -> str:
+    """Now, in UTC to the second, as the card records when it was made or recalibrated."""
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def model_version(when: str, preset: str, model_sha256: str) -> str:
+    """The card's version: the date of when (an ISO time), the preset and the model file's hash
+    prefix, e.g. 2026.12.01-full-2e40fee7."""
+    return f"{when[:10].replace('-', '.')}-{preset}-{model_sha256[:8]}"
+
+
 def resolve_model_dir(model) -> Path:
     """A model directory from a directory or from the path of its model.keras / card."""
     path = Path(model).expanduser().resolve()
@@ -161,4 +173,9 @@ def _card_shape_problems(card: dict) -> list[str]:
         problems.append(f"thresholds must be {{\"medium\": number, \"high\": number}}, not {thresholds!r}")
     if not (_is_number(temperature) and temperature > 0):
         problems.append(f"temperature must be a number > 0, not {temperature!r}")
+    offset = card.get("logit_offset")  # cards from before it have none, which means zeros
+    if "logit_offset" in card and not (isinstance(offset, dict) and set(offset) == set(CLASSES)
+                                       and all(_is_number(v) for v in offset.values())):
+        problems.append(f"logit_offset must give a number for each of {list(CLASSES)} and no "
+                        f"other key, not {offset!r}")
     return problems

@@ -72,26 +72,27 @@ def _records(data_dir, card, split):
     return validation_records(records, card)
 
 
-def validation_records(records, card):
-    """Of records, those of the card's validation split: by the image ids the card lists, or,
-    for an older card, the split re-derived with its seed and checked against its hash."""
-    info = card["data_split"]
-    if isinstance(info.get("val_image_ids"), list):
-        return _validation_by_id(records, info["val_image_ids"])
-    # An older card names its validation images by a hash only: re-derive the split and check.
-    _, records = data_mod.split_by_lesion(records, val_fraction=info["val_fraction"], seed=info["seed"])
-    if data_mod.ids_sha256(r.image_id for r in records) != info["val_image_ids_sha256"]:
-        raise DatasetError("this folder does not reproduce the model's validation split (different "
-                           f"images), and its card lists no image ids to find them by; {_ELSEWHERE}")
-    return records
-
-
 # Where to go instead: not to --split all on this folder, which may hold the training photos.
 _ELSEWHERE = ("run --split val on the folder the model trained on, or --split all on photos of "
               "lesions it never saw")
 
 
-def _validation_by_id(records, val_ids):
+def validation_records(records, card, advice=_ELSEWHERE):
+    """Of records, those of the card's validation split: by the image ids the card lists, or,
+    for an older card, the split re-derived with its seed and checked against its hash. advice
+    ends the error raised where records lack them: what the caller's user can do instead."""
+    info = card["data_split"]
+    if isinstance(info.get("val_image_ids"), list):
+        return _validation_by_id(records, info["val_image_ids"], advice)
+    # An older card names its validation images by a hash only: re-derive the split and check.
+    _, records = data_mod.split_by_lesion(records, val_fraction=info["val_fraction"], seed=info["seed"])
+    if data_mod.ids_sha256(r.image_id for r in records) != info["val_image_ids_sha256"]:
+        raise DatasetError("this folder does not reproduce the model's validation split (different "
+                           f"images), and its card lists no image ids to find them by; {advice}")
+    return records
+
+
+def _validation_by_id(records, val_ids, advice):
     """The records of the card's validation images, found by image id in any folder holding them
     all (the one the model trained on, or the full HAM10000)."""
     wanted = set(val_ids)
@@ -99,7 +100,7 @@ def _validation_by_id(records, val_ids):
     if len(chosen) < len(wanted):
         missing = sorted(wanted - {r.image_id for r in chosen})
         raise DatasetError(f"this folder lacks {len(missing)} of the {len(wanted)} images of the "
-                           f"model's validation split (first: {missing[:3]}); {_ELSEWHERE}")
+                           f"model's validation split (first: {missing[:3]}); {advice}")
     return chosen
 
 

@@ -89,10 +89,12 @@ class Classifier:
         self.version = card["version"]
         self.input_size = (int(card["input_size"]["width"]), int(card["input_size"]["height"]))
         self.temperature = float(card["temperature"])
+        # Cards from before the prior-shift offset have none: their temperature was fitted
+        # without it, so zeros keep their probabilities as they were.
+        self.logit_offset = _by_class(card.get("logit_offset", {}))
         self.thresholds = dict(card["thresholds"])
         # cards without a decision rule (older ones) show the plain argmax
-        bias = card.get("decision", {}).get("class_bias", {})
-        self.class_bias = np.array([float(bias.get(c, 0.0)) for c in CLASSES])
+        self.class_bias = _by_class(card.get("decision", {}).get("class_bias", {}))
         self._logits = make_logits_fn(model, (self.input_size[1], self.input_size[0]),
                                       int(card.get("tta_views", 1)))
         self._cam_fn = None
@@ -103,13 +105,19 @@ class Classifier:
         """uint8 (h, w, 3) model input for a PIL image or bytes (raises ImageError)."""
         return preprocess(image, self.input_size)
 
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """The network's logits for a uint8 array (n, h, w, 3) of preprocessed images, averaged
+        over the card's test-time views."""
+        if len(x) == 0:
+            return np.zeros((0, len(CLASSES)), np.float32)
+        return np.concatenate([self._logits(x[i:i + NETWORK_CHUNK]).numpy()
+                               for i in range(0, len(x), NETWORK_CHUNK)])
+
     def predict_arrays(self, x: np.ndarray) -> list[Prediction]:
         """Predictions for a uint8 array (n, h, w, 3) of preprocessed images."""
         if len(x) == 0:
             return []
-        logits = np.concatenate([self._logits(x[i:i + NETWORK_CHUNK]).numpy()
-                                 for i in range(0, len(x), NETWORK_CHUNK)])
-        probs = M.softmax(logits, self.temperature)
+        probs = M.softmax(self.logits(x), self.temperature, self.logit_offset)
         malignant = M.malignant_probability(probs)
         shown = M.decide(probs, self.class_bias)
         return [self._prediction(p, float(m), int(k)) for p, m, k in zip(probs, malignant, shown)]
@@ -189,6 +197,11 @@ class Classifier:
 
                 self._cam_fn = cam_fn
             return self._cam_fn
+
+
+def _by_class(mapping) -> np.ndarray:
+    """A card's per-class numbers in CLASSES order; a class it leaves out counts 0."""
+    return np.array([float(mapping.get(c, 0.0)) for c in CLASSES])
 
 
 def _jet(v: np.ndarray) -> np.ndarray:

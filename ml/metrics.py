@@ -9,8 +9,10 @@ from . import CLASSES, MALIGNANT
 MALIGNANT_IDX = np.array([CLASSES.index(c) for c in MALIGNANT])
 
 
-def softmax(logits, temperature=1.0):
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+def softmax(logits, temperature=1.0, offset=0.0):
+    """softmax((logits + offset) / temperature): offset, per class, is the card's prior-shift
+    correction (ml.calibration), applied before the temperature that was fitted after it."""
+    z = (np.asarray(logits, dtype=np.float64) + offset) / float(temperature)
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)

@@ -1,8 +1,9 @@
 """The network: Conv2D / BatchNormalization / MaxPool2D / Dropout blocks, global pooling head.
 
 The model takes uint8-valued RGB images (batch, height, width, 3) and returns logits; the
-softmax with the calibrated temperature is applied by ``ml.inference``, which runs the network
-with its BatchNormalization folded into the convolutions (``fold_batchnorm``).
+softmax, with the card's prior-shift offset and temperature (``ml.calibration``), is applied by
+``ml.inference``, which runs the network with its BatchNormalization folded into the convolutions
+(``fold_batchnorm``).
 """
 
 import numpy as np

@@ -1,10 +1,9 @@
 """Training: lesion-disjoint split, in-memory batches with augmentation, class weights,
-checkpoint on the validation scores of the class shown, temperature scaling, thresholds, card, save.
+checkpoint on the validation scores of the class shown, calibration (ml.calibration), card, save.
 
 It runs on Keras's default TensorFlow backend (CPU, as shipped), and under KERAS_BACKEND=jax on a
 GPU machine that has JAX but no TensorFlow: the model file is the same either way."""
 
-import datetime as dt
 import logging
 import math
 import os
@@ -18,7 +17,8 @@ import numpy as np
 from . import CLASSES, FORMAT_VERSION, MALIGNANT
 from . import data as data_mod
 from . import metrics as M
-from .artifact import save_card, save_model_file, sha256_file
+from .artifact import model_version, save_card, save_model_file, sha256_file, timestamp
+from .calibration import calibrate
 from .model import PRESETS, build_model
 
 log = logging.getLogger(__name__)
@@ -445,58 +445,38 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
     model = build_model(seed=seed, **cfg)
     model.set_weights(callback.best_weights)
 
+    card = _make_card(cfg, preset, seed, train_recs, val_recs, callback, fit_seconds, weights,
+                      sizes, schedule.stopped_by, precision)
     logits = predict_logits(model, x_val, tta_views=cfg["tta_views"])
-    card = _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback, fit_seconds,
-                      weights, sizes, schedule.stopped_by, precision, prior)
+    card.update(calibrate(logits, y_val, [r.lesion_id for r in val_recs], card))
     model_path = save_model_file(model, out_dir)
     card["model_sha256"] = sha256_file(model_path)
     card["model_size_bytes"] = model_path.stat().st_size
-    card["version"] = f"{card['created'][:10].replace('-', '.')}-{preset}-{card['model_sha256'][:8]}"
+    card["version"] = model_version(card["created"], preset, card["model_sha256"])
     card["training"]["total_seconds"] = round(time.perf_counter() - started, 1)
     save_card(card, out_dir)
     log.info("saved %s (%s)", model_path, card["version"])
     return card
 
 
-def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback, fit_seconds,
-               class_weights_used, images_per_epoch, stopped_by, precision, train_prior) -> dict:
-    probs_before = M.softmax(logits)
-    # Rounded as the card stores it, before the thresholds are chosen on what it gives.
-    temperature = round(M.fit_temperature(logits, y_val), 6)
-    probs = M.softmax(logits, temperature)
-    mal = M.is_malignant(y_val)
-    m_prob = M.malignant_probability(probs)
-    thresholds = M.choose_thresholds(m_prob, mal)
-    tau, class_bias = M.fit_decision_bias(probs, y_val, train_prior)
-    val = M.classification_metrics(probs, y_val, class_bias)
-    val["without_decision_bias"] = {k: v for k, v in M.classification_metrics(probs, y_val).items()
-                                    if k in ("accuracy", "balanced_accuracy", "per_class_recall")}
-    val.update({
-        "ece_before": round(M.ece(probs_before, y_val), 4), "ece_after": val.pop("ece"),
-        "nll_before": round(M.nll(probs_before, y_val), 4), "nll_after": val.pop("nll"),
-        "at_thresholds": M.threshold_metrics(m_prob, mal, thresholds),
-        "roc_curve": M.roc_points(m_prob, mal) if 0 < mal.sum() < len(mal) else [],
-        "intervals": M.bootstrap_intervals(probs, y_val, [r.lesion_id for r in val_recs], class_bias),
-    })
+def _make_card(cfg, preset, seed, train_recs, val_recs, callback, fit_seconds, class_weights_used,
+               images_per_epoch, stopped_by, precision) -> dict:
+    """The card but for its calibration (ml.calibration.calibrate fills that in from what this
+    records of the split and the epoch) and the model file's hash, size and version."""
     return {
         "format_version": FORMAT_VERSION,
         "version": None,  # filled in once the model file's hash is known
-        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created": timestamp(),
         "preset": preset,
         "input_size": {"width": cfg["input_size"][0], "height": cfg["input_size"][1]},
         "input": "RGB uint8 image resized to input_size by ml.preprocessing.preprocess; outputs logits",
         "classes": list(CLASSES),
         "malignant_classes": list(MALIGNANT),
-        "temperature": temperature,
+        # None: filled in by calibrate, as are thresholds, decision and validation
+        "temperature": None, "logit_offset": None, "logit_offset_rule": None,
         "tta_views": cfg["tta_views"],
-        "thresholds": thresholds,
-        "decision": {
-            "tau": tau,
-            "class_bias": {c: round(float(b), 6) for c, b in zip(CLASSES, class_bias)},
-            "rule": "predicted class = argmax of log P(class) + class_bias, class_bias = -tau * "
-                    "log(training class frequency); tau chosen on validation to maximise the mean "
-                    "of accuracy and balanced accuracy. Probabilities are not changed.",
-        },
+        "thresholds": None,
+        "decision": None,
         "threshold_rule": "medium: highest threshold keeping malignant sensitivity >= 0.95 on "
                           "validation; high: lowest threshold with specificity >= 0.90",
         "data_split": data_mod.split_info(train_recs, val_recs, seed=seed,
@@ -518,7 +498,7 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, y_val, logits, callback,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
             "history": callback.history,
         },
-        "validation": val,
+        "validation": None,
         "limits": LIMITS,
         "licence": LICENCE,
     }

@@ -415,6 +415,10 @@ def test_it_refuses_a_mismatched_format_version(tiny_model_dir, tmp_path):
     ("input_size", {"width": 48.0, "height": 36}, "input_size must be"),
     ("temperature", "warm", "temperature must be"),
     ("temperature", 0, "temperature must be"),
+    ("logit_offset", {"nv": 0.7}, "logit_offset must give a number for each"),
+    ("logit_offset", {**dict.fromkeys(CLASSES, 0.0), "mel": "-0.4"}, "logit_offset must"),
+    ("logit_offset", {**dict.fromkeys(CLASSES, 0.0), "melanoma": 0.0}, "logit_offset must"),
+    ("logit_offset", [0.0] * len(CLASSES), "logit_offset must"),
     ("classes", 7, "classes"),
 ])
 def test_it_refuses_a_card_whose_values_are_malformed_as_an_unusable_model(

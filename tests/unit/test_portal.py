@@ -338,6 +338,19 @@ def test_it_says_how_the_shown_class_is_picked(client, settings, tmp_path, tau, 
     assert "mixed_bfloat16" in page
 
 
+@pytest.mark.parametrize("fields, text", [
+    ({}, "temperature scaling, T = 0.917</dd>"),
+    ({"logit_offset": {"nv": 0.69}, "recalibrated": {"at": "2026-12-06T23:06:53+00:00"}},
+     "undoes training&#x27;s class weighting, then temperature scaling, T = 0.917 (fitted again "
+     "2026-12-06)</dd>")])
+def test_it_says_how_the_probabilities_are_calibrated(client, settings, tmp_path, fields, text):
+    settings.ML_MODEL_DIR = tmp_path
+    card = {"version": "v3", "temperature": 0.917464, **fields}
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    page = client.get(reverse("about_model")).content.decode()
+    assert "Calibration" in page and text in page
+
+
 def test_it_explains_when_there_is_no_model_card(client, settings, tmp_path):
     settings.ML_MODEL_DIR = tmp_path
     assert "not available" in client.get(reverse("about_model")).content.decode()
