@@ -2,9 +2,9 @@
 
 Measures what ml.quality's limits are made of, and what they catch:
 - the brightness, sharpness and colourfulness of every HAM10000 photo in DIR: the percentiles
-  the limits are taken from, and the share of the photos each check flags (its false alarms on photos like
-  those the model learned from);
-- the shipped model on its validation split (the card's seed), as it is and made darker,
+  the limits are taken from, and the share of the photos each check flags (its false alarms on
+  photos like those the model learned from);
+- the shipped model on its validation split (found by the card's image ids), as it is and made darker,
   brighter, blurrier or black and white: for each, the share of photos flagged, the malignant
   AUC, the balanced accuracy, the mean malignant probability of the malignant photos, and the
   malignant sensitivity at the medium threshold (the share of malignant photos rated medium or

@@ -165,14 +165,14 @@ def _refuse_an_account_deleted_meanwhile(owner) -> None:
         raise ValidationError(ACCOUNT_DELETED, code="account_deleted")
 
 
-def account_hold(user_id, *, for_deletion: bool = False) -> bool:
+def account_hold(user_id) -> bool:
     """Lock the account's row until the current transaction ends, so that storing a photo of
-    its owner and deleting it happen one after the other; False when it is gone. A photo takes
-    it FOR NO KEY UPDATE, which, unlike the deletion's FOR UPDATE, lets other transactions check
-    their foreign keys to it (a mole made in another tab). Postgres; SQLite locks the whole
-    database on write."""
-    accounts = get_user_model().objects.select_for_update(no_key=not for_deletion)
-    return accounts.filter(pk=user_id).exists()
+    its owner and deleting it happen one after the other; False when it is gone. FOR NO KEY
+    UPDATE: two holders wait for each other, yet other transactions still check their foreign
+    keys to the row (a mole made in another tab, a staff-access record written while a case is
+    held), where FOR UPDATE would make them wait, and deadlock with a deletion waiting for their
+    rows. Postgres; SQLite locks the whole database on write."""
+    return get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).exists()
 
 
 def _refuse_a_mole_deleted_meanwhile(mole: Mole | None) -> None:
@@ -401,7 +401,7 @@ def user_delete(*, user) -> None:
     with transaction.atomic():
         # The account first: a photo being stored for it meanwhile commits before, and is listed
         # below with the others, or waits and is refused (diagnosis_create).
-        if not account_hold(user.pk, for_deletion=True):
+        if not account_hold(user.pk):
             return
         # Listed under the rows' locks, as in diagnosis_delete.
         diagnoses = list(Diagnosis.objects.select_for_update().filter(owner=user))
@@ -803,10 +803,10 @@ def staff_access_record(*, staff, patient, record: str, diagnosis=None, mole=Non
 
 def review_queue_digest_send(*, today: date | None = None) -> int:
     """E-mail each clinician (an active reviewer, User.objects.reviewers(), with a confirmed
-    address and queue_emails on) how many finished results wait for review, by risk band, and since when,
-    with a link to the queue; nothing when none wait. Once a day each: a second run on the same
-    day (a redelivered task, a second beat, the retry after a mail failure, EmailsNotSent)
-    sends only to those not told yet. Returns how many e-mails went out."""
+    address and queue_emails on) how many finished results wait for review, by risk band, and
+    since when, with a link to the queue; nothing when none wait. Once a day each: a second run
+    on the same day (a redelivered task, a second beat, the retry after a mail failure,
+    EmailsNotSent) sends only to those not told yet. Returns how many e-mails went out."""
     today = today or timezone.localdate()
     waiting = Diagnosis.objects.awaiting_review()
     counts = dict(waiting.values_list("risk").annotate(n=Count("pk")).order_by())

@@ -104,6 +104,17 @@ def _validation(logits, probs, y, groups, class_bias, thresholds) -> dict:
     return val
 
 
+def _new_version(version: str, previous: str) -> str:
+    """version, or, when that is the one being replaced (recalibrated on the day it was made or
+    last recalibrated), it with "-r2", "-r3"...: results and reviews are told apart by version,
+    and this card's probabilities and thresholds are not the previous one's."""
+    if not previous.startswith(version):
+        return version
+    suffix = previous[len(version):]
+    n = int(suffix[2:]) + 1 if suffix.startswith("-r") and suffix[2:].isdigit() else 2
+    return f"{version}-r{n}"
+
+
 def recalibrate(*, data_dir, model_dir=DEFAULT_MODEL_DIR) -> dict:
     """Fit the calibration of the model in model_dir again on its validation photos, found in
     data_dir by its card's image ids, and save the card atomically with a new version and the
@@ -119,7 +130,8 @@ def recalibrate(*, data_dir, model_dir=DEFAULT_MODEL_DIR) -> dict:
     card.update(calibrate(logits, data_mod.labels(records), [r.lesion_id for r in records], card))
     now = timestamp()
     card["recalibrated"] = {"at": now, "previous_version": card["version"]}
-    card["version"] = model_version(now, card["preset"], card["model_sha256"])
+    card["version"] = _new_version(model_version(now, card["preset"], card["model_sha256"]),
+                                   card["recalibrated"]["previous_version"])
     # A model trained into the folder meanwhile must not be given this card.
     model_path = classifier.model_dir / MODEL_FILENAME
     check_model_hash(card, sha256_file(model_path), model_path)

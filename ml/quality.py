@@ -18,7 +18,8 @@ landscape first, as for the model (ml.preprocessing.oriented_like), so it is not
 
 The model learned from colour photos, and colour is much of what it goes by: on 150 malignant
 photos of its validation split, black-and-white copies (a phone's mono filter) had a mean
-malignant probability of 0.24 instead of 0.58, and 72 of them were rated low instead of 13. So a
+malignant probability of 0.24 instead of 0.58, and 72 of them were rated low instead of 13 (the
+card of 2026-12-01, before its offset; bench_photo_checks.py measures the current one). So a
 photo with almost no colour is flagged "grey": none of HAM10000's photos but one already too
 bright (see GREY_BELOW). Overexposure washes colour out too: at 1.6x the brightness, 3% of them
 are flagged grey as well as bright.

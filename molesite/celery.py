@@ -25,13 +25,15 @@ def warm_up_classifier(**_):
 
 @worker_process_init.connect
 def ignore_sigterm(**_):
-    """A pool process ignores SIGTERM, which Celery sets back to its default (the process ends at
-    once) when it starts one. On Ctrl-C, `make run`'s honcho sends SIGTERM to the worker's whole
-    process group: the pool process would die in the middle of its task, which the broker then
-    delivers again (a patient e-mailed twice, say). The main process shuts down warm instead,
-    waiting for the task, then ends its pool processes; a hard time limit still kills one
-    (SIGKILL, after the SIGTERM it ignores)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Under `make run` (the Procfile sets MOLESITE_POOL_IGNORE_SIGTERM), a pool process ignores
+    SIGTERM, which Celery sets back to its default (the process ends at once) when it starts one:
+    on Ctrl-C, honcho sends SIGTERM to the worker's whole process group, and the pool process
+    would die in the middle of its task, which the broker then delivers again (a patient e-mailed
+    twice, say). The main process shuts down warm instead, waiting for the task. Elsewhere
+    (docker compose stops the main process alone) SIGTERM keeps its use: a cold shutdown and
+    revoke(terminate=True) end a pool process with it."""
+    if os.environ.get("MOLESITE_POOL_IGNORE_SIGTERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _load_classifier():

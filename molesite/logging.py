@@ -25,9 +25,16 @@ EMAIL_CONFIRM_TOKEN = re.compile(rf"/email/confirm/{_SEGMENT}")
 
 # An e-mail address is personal data no log line needs, yet one gets in: a mail server's refusal
 # (smtplib's SMTPRecipientsRefused, an OSError the e-mail tasks retry) spells the address out in
-# its message and traceback, and Celery repeats it on every retry line. A worker's name
-# (celery@host) has no dot after the @ and is kept.
-EMAIL_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# its message and traceback, and Celery repeats it on every retry line. Each part is bounded
+# (as addresses are), so that a long run of letters in a requested path costs linear time; the
+# domain ends in letters, so "postgres@127.0.0.1" is kept, and a Celery worker's name
+# (celery@host.example) is too.
+# Not the quote, "=", "/" or braces an address may hold: a log line's repr('bob@x.org'), a
+# query's email=bob@x.org, a path's /bob@x.org keep them outside what is redacted.
+_LOCAL_CHARS = r"[\w.!#$%&*+?^`|~-]"
+EMAIL_ADDRESS = re.compile(
+    rf"(?<!{_LOCAL_CHARS})(?!celery@){_LOCAL_CHARS}{{1,64}}@[\w-]{{1,63}}(?:\.[\w-]{{1,63}})*"
+    r"\.[^\W\d_]{2,63}(?![\w-])")
 
 
 def _redact_reset_token(match: re.Match) -> str:
@@ -67,4 +74,6 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return redact_line(json.dumps(entry, default=str))
+        # ensure_ascii off: an address with a non-ASCII letter is redacted as it reads, not
+        # missed as its \u escape; the line is UTF-8 as Python's stdout writes it.
+        return redact_line(json.dumps(entry, default=str, ensure_ascii=False))

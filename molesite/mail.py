@@ -1,6 +1,7 @@
 """E-mails written as templates: the site's and the worker's, one way."""
 
 import logging
+import smtplib
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -23,8 +24,18 @@ def send_templated_mail(template: str, context: dict, to: str) -> None:
         send_mail(subject, body, None, [to])
         return
     try:
-        shared.open()  # by the first e-mail; the others find it open (and the backend leaves it)
-        send_mail(subject, body, None, [to], connection=shared)
+        # Opened by the first e-mail; the others find it open (open() is False: left as it is).
+        reused = shared.open() is False
+        try:
+            send_mail(subject, body, None, [to], connection=shared)
+        except smtplib.SMTPServerDisconnected:
+            if not reused:
+                raise
+            # The server closed the session kept open (idle time, a limit of e-mails a
+            # session): a fresh connection, as this e-mail would have had on its own.
+            _close_quietly(shared)
+            shared.open()
+            send_mail(subject, body, None, [to], connection=shared)
     except Exception:
         # The next e-mail connects afresh, as each did on a connection of its own: none goes
         # over a connection that this failure may have left broken.

@@ -116,7 +116,7 @@ def test_it_runs_one_celery_beat_from_the_web_image_and_make_run_does_too(compos
     assert beat["image"] == web["image"] and beat["environment"] == web["environment"]
     assert "deploy" not in beat and "scale" not in beat  # one scheduler, or each run is queued twice
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
-    assert procfile["worker"].startswith("celery -A molesite worker --beat ")
+    assert procfile["worker"].startswith("MOLESITE_POOL_IGNORE_SIGTERM=1 celery -A molesite worker --beat ")
 
 
 def test_make_run_lets_the_environment_win_over_a_production_env_file(tmp_path):

@@ -45,9 +45,19 @@ def test_no_log_line_holds_an_e_mail_address_the_mail_server_refused(name):
 
 
 @pytest.mark.parametrize("name", ["plain", "json"])
-def test_a_workers_name_is_not_taken_for_an_e_mail_address(name):
-    record = logging.LogRecord("celery", logging.INFO, "", 0, "celery@worker1 ready.", (), None)
-    assert "celery@worker1 ready." in formatter(name).format(record)
+@pytest.mark.parametrize("address", ["hans@müller.de", "first.last+tag@sub.example.co.uk"])
+def test_no_log_line_holds_an_address_with_a_non_ascii_letter_or_subdomains(name, address):
+    record = logging.LogRecord("accounts", logging.INFO, "", 0, "sent to %s", (address,), None)
+    line = formatter(name).format(record)
+    assert address not in line and "sent to <e-mail>" in line
+
+
+@pytest.mark.parametrize("name", ["plain", "json"])
+@pytest.mark.parametrize("kept", ["celery@worker1 ready.", "celery@ip-10-0-0-5.ec2.internal ready.",
+                                  "connecting to postgres@127.0.0.1"])
+def test_a_workers_name_or_a_host_is_not_taken_for_an_e_mail_address(name, kept):
+    record = logging.LogRecord("celery", logging.INFO, "", 0, kept, (), None)
+    assert kept in formatter(name).format(record)
 
 
 @pytest.mark.django_db

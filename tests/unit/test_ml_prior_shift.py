@@ -195,6 +195,26 @@ def test_recalibrate_refits_the_card_and_keeps_the_model(older_model, tiny_model
     assert result["intervals"] == card["validation"]["intervals"]
 
 
+def test_recalibrating_on_the_day_the_card_was_made_still_gives_a_new_version(tiny_model_dir,
+                                                                               tmp_path, capsys):
+    """Results and reviews are told apart by version: a card refitted the day it was made (or
+    twice a day) must not keep its version, or an old review would pass for a current one."""
+    from ml.artifact import model_version, timestamp
+
+    folder = tmp_path / "today"
+    shutil.copytree(tiny_model_dir, folder)
+    card = json.loads((folder / CARD_FILENAME).read_text())
+    made_today = model_version(timestamp(), card["preset"], card["model_sha256"])
+    _card_with(folder, version=made_today)
+    data_dir = tiny_model_dir.parent / "data"
+    versions = [made_today]
+    for _ in range(2):
+        assert _run_cli(capsys, "recalibrate", "--data", data_dir, "--model", folder).returncode == 0
+        versions.append(read_card(folder)["version"])
+
+    assert versions[1:] == [versions[0] + "-r2", versions[0] + "-r3"]
+
+
 def test_recalibrate_refuses_a_folder_without_the_validation_photos(older_model, tmp_path, capsys):
     elsewhere = make_dataset(tmp_path / "elsewhere", per_class=2, seed=7, size=(60, 45))
     card_bytes = (older_model / CARD_FILENAME).read_bytes()

@@ -39,3 +39,6 @@ def test_no_queue_count_goes_to_an_unconfirmed_address(owner, reviewer, make_dia
     make_diagnosis(owner, risk="high")
     unconfirm(reviewer)
     assert services.review_queue_digest_send() == 0
+    assert mailoutbox == []
+    type(reviewer).objects.filter(pk=reviewer.pk).update(email_confirmed_at=timezone.now())
+    assert services.review_queue_digest_send() == 1 and mailoutbox[0].to == [reviewer.email]

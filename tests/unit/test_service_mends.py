@@ -3,6 +3,7 @@ transaction, checkphotos holds no read open on SQLite, a pool process outlives t
 honcho sends on Ctrl-C, and a daily batch of e-mails shares one connection to the mail server."""
 
 import os
+import signal
 import smtplib
 import subprocess
 import sys
@@ -157,9 +158,8 @@ def test_checkphotos_goes_on_when_another_process_writes_meanwhile(tmp_path):
 
 # --- a Ctrl-C on `make run` --------------------------------------------------------------------
 
-def test_a_pool_process_ignores_the_sigterm_sent_to_the_workers_process_group():
-    """honcho stops the worker with SIGTERM to its whole process group: the main process shuts
-    down warm, waiting for the task under way, which the pool process must live to finish."""
+def sigterm_in_a_pool_process(**environment) -> str:
+    """What SIGTERM does in a freshly started pool process of molesite's worker."""
     script = textwrap.dedent("""
         import signal
         from celery.signals import worker_process_init
@@ -167,12 +167,27 @@ def test_a_pool_process_ignores_the_sigterm_sent_to_the_workers_process_group():
         # the classifier's warm-up would load TensorFlow in this process: not what is tested
         worker_process_init.disconnect(molesite.celery.warm_up_classifier)
         worker_process_init.send(sender=None)
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, signal.getsignal(signal.SIGTERM)
+        print(signal.getsignal(signal.SIGTERM))
     """)
-
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
-
+    env = {k: v for k, v in os.environ.items() if k != "MOLESITE_POOL_IGNORE_SIGTERM"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**env, **environment})
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
+def test_a_pool_process_ignores_the_sigterm_sent_to_the_workers_process_group_by_honcho():
+    """honcho stops the worker with SIGTERM to its whole process group: the main process shuts
+    down warm, waiting for the task under way, which the pool process must live to finish."""
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
+    assert procfile["worker"].startswith("MOLESITE_POOL_IGNORE_SIGTERM=1 celery ")
+    assert sigterm_in_a_pool_process(MOLESITE_POOL_IGNORE_SIGTERM="1") == str(signal.SIG_IGN)
+
+
+def test_elsewhere_a_pool_process_still_ends_on_sigterm():
+    """docker compose stops the main process alone; a cold shutdown or revoke(terminate=True)
+    ends a pool process by SIGTERM, which must keep its default there."""
+    assert sigterm_in_a_pool_process() == str(signal.SIG_DFL)
 
 
 # --- one connection to the mail server for a daily batch ----------------------------------------
@@ -185,6 +200,7 @@ class ConnectingBackend(LocmemBackend):
     opened = 0
     refused = ()
     down = False
+    drops_after = None  # the server closes a connection after this many e-mails over it
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -197,6 +213,7 @@ class ConnectingBackend(LocmemBackend):
             raise ConnectionRefusedError
         type(self).opened += 1
         self.is_open = True
+        self.sent_over_it = 0
         return True
 
     def close(self):
@@ -208,6 +225,9 @@ class ConnectingBackend(LocmemBackend):
             for message in messages:
                 if set(message.to) & set(self.refused):
                     raise smtplib.SMTPRecipientsRefused({message.to[0]: (550, b"mailbox unavailable")})
+                if self.sent_over_it == self.drops_after:
+                    raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+                self.sent_over_it += 1
             return super().send_messages(messages)
         finally:
             if opened_here:
@@ -247,6 +267,17 @@ def test_one_refused_address_fails_alone_on_the_shared_connection(mail_server, t
     assert sorted(email.to[0] for email in mailoutbox) == ["patient0@example.com", "patient2@example.com"]
     monkeypatch.setattr(mail_server, "refused", ())
     assert services.photo_reminders_send() == 1  # the retry: its claim was given back
+
+
+def test_a_connection_the_server_closed_is_opened_again_not_taken_for_a_server_down(
+        mail_server, three_due_patients, mailoutbox, monkeypatch):
+    """A server may close a session kept open (idle time, e-mails a session): before one
+    connection was shared, each e-mail had its own and never met a closed one."""
+    monkeypatch.setattr(mail_server, "drops_after", 1)
+
+    assert services.photo_reminders_send() == 3
+
+    assert len(mailoutbox) == 3 and mail_server.opened == 3
 
 
 def test_an_unreachable_mail_server_stops_the_batch_for_the_retry(mail_server, three_due_patients, mailoutbox,

@@ -1,8 +1,9 @@
 """`python manage.py checkphotos`
 
-Runs the upload's photo check (too dark, too bright, out of focus, black and white: ml.quality) on every stored
-photo and records what it finds. Needed once after upgrading from a version without the check,
-whose photos would otherwise count as passed, and after a change of its limits.
+Runs the upload's photo check (too dark, too bright, out of focus, black and white:
+ml.quality) on every stored photo and records what it finds. Needed once after upgrading from a
+version without the check, whose photos would otherwise count as passed, and after a change of
+its limits.
 """
 
 from django.core.management.base import BaseCommand
