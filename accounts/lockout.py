@@ -7,10 +7,9 @@ alike. Axes records the failures in the database, so every web process sees the 
 
 import math
 
-from axes.helpers import get_client_username
+from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from axes.models import AccessAttempt
 from django.conf import settings
-from django.db.models import Max
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -42,17 +41,23 @@ def attempted_username(request, credentials=None):
 
 
 def seconds_until_unlocked(request, credentials=None) -> int:
-    """Seconds until the lock on this username and address ends: the cool-off counts from the
-    last failure it recorded (failures while locked are not recorded, so retrying does not
-    extend it)."""
-    cool_off = settings.AXES_COOLOFF_TIME
-    last_failure = AccessAttempt.objects.filter(
-        username=get_client_username(request, credentials), ip_address=client_ip(request)
-    ).aggregate(last=Max("attempt_time"))["last"]
-    if last_failure is None:
-        return math.ceil(cool_off.total_seconds())
-    remaining = last_failure + cool_off - timezone.now()
-    return max(1, math.ceil(remaining.total_seconds()))
+    """Seconds until the lock on this username and address ends, as axes decides it: the pair is
+    locked while the failures of its rows within the cool-off (a row per user agent, dated by its
+    last failure) add up to AXES_FAILURE_LIMIT. So the lock ends when the newest rows that reach
+    the limit leave the cool-off, which can be sooner than a cool-off after the newest failure.
+    Failures while locked are not recorded, so retrying does not extend it."""
+    cool_off, limit = get_cool_off(request), get_failure_limit(request, credentials)
+    now = timezone.now()
+    rows = AccessAttempt.objects.filter(
+        username=get_client_username(request, credentials), ip_address=client_ip(request),
+        attempt_time__gte=now - cool_off,
+    ).order_by("-attempt_time").values_list("attempt_time", "failures_since_start")
+    failures = 0
+    for attempt_time, row_failures in rows:
+        failures += row_failures
+        if failures >= limit:
+            return max(1, math.ceil((attempt_time + cool_off - now).total_seconds()))
+    return math.ceil(cool_off.total_seconds())  # too few recorded to lock: the whole cool-off
 
 
 def lockout_response(request, original_response=None, credentials=None):

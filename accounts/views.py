@@ -340,7 +340,7 @@ def account_export(request):
         archive.close()
         raise
     archive.seek(0)
-    stamp = timezone.now().strftime("%Y%m%d")
+    stamp = timezone.localdate().strftime("%Y%m%d")  # the clinic's day, as data.json's times
     return FileResponse(archive, as_attachment=True, content_type="application/zip",
                         filename=f"molesite-{request.user.username}-{stamp}.zip")
 

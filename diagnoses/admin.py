@@ -516,7 +516,8 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
             self.message_user(request, f"Left out {left_out} reviewed case{pluralize(left_out)} of patients who "
                               "have not agreed to model improvement.", messages.WARNING)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
-        filename = f"molesite-reviews-{timezone.now():%Y%m%d-%H%M}.csv"
+        # Dated in TIME_ZONE, as its rows are.
+        filename = f"molesite-reviews-{timezone.localtime():%Y%m%d-%H%M}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         write_reviews_csv(response, reviewed)
         return response

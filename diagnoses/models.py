@@ -386,7 +386,9 @@ class StaffAccess(models.Model):
     at = models.DateTimeField("when", default=timezone.now, db_index=True)
 
     class Meta:
-        ordering = ["-at"]
+        # Newest first, then by id: accesses at the same moment keep one order across the pages
+        # of the patient's list (accounts.views.account_staff_access).
+        ordering = ["-at", "-pk"]
         indexes = [models.Index(fields=["patient", "-at"], name="staffaccess_patient_at")]
         verbose_name = "staff access to a patient's records"
         verbose_name_plural = "staff accesses to patients' records"

@@ -333,18 +333,20 @@ def write_user_export(*, user, out) -> None:
     diagnoses = list(user.diagnoses.select_related("mole", "review").prefetch_related("share_links")
                      .order_by("created_at"))
     data = {
-        "exported_at": timezone.now().isoformat(),
-        "account": {"username": user.username, "email": user.email, "date_joined": user.date_joined.isoformat(),
+        "exported_at": _isoformat(timezone.now()),
+        "account": {"username": user.username, "email": user.email,
+                    "date_joined": _isoformat(user.date_joined),
                     "consented_at": _isoformat(user.consented_at), "review_emails": user.review_emails,
                     "model_improvement": user.model_improvement},
         "moles": [
-            {"id": str(m.pk), "name": m.name, "body_site": m.body_site, "created_at": m.created_at.isoformat(),
+            {"id": str(m.pk), "name": m.name, "body_site": m.body_site,
+             "created_at": _isoformat(m.created_at),
              "recheck_months": m.recheck_months}
             for m in user.moles.order_by("created_at")
         ],
         "diagnoses": [],
         "staff_accesses": [
-            {"at": a.at.isoformat(), "staff": a.staff_name, "record": a.record,
+            {"at": _isoformat(a.at), "staff": a.staff_name, "record": a.record,
              "diagnosis_id": str(a.diagnosis_id) if a.diagnosis_id else None,
              "mole_id": str(a.mole_id) if a.mole_id else None}
             for a in user.staff_accesses.order_by("at")
@@ -367,20 +369,21 @@ def write_user_export(*, user, out) -> None:
             review = getattr(d, "review", None)
             data["diagnoses"].append({
                 "id": str(d.pk), "mole_id": str(d.mole_id) if d.mole_id else None,
-                "created_at": d.created_at.isoformat(), "status": d.status, "error": d.error,
+                "created_at": _isoformat(d.created_at), "status": d.status, "error": d.error,
                 "finished_at": _isoformat(d.finished_at),
                 "model_version": d.model_version, "risk": d.risk, "malignant_probability": d.malignant_probability,
                 "predicted_class": d.predicted_class, "probabilities": d.probabilities,
                 "photo_issues": d.photo_issues, "sha256": d.sha256, "files": files,
                 "review": None if review is None else {
                     "verdict": review.verdict, "label": review.label, "recommendation": review.recommendation,
-                    "note": review.note, "reviewed_at": review.reviewed_at.isoformat(),
+                    "note": review.note, "reviewed_at": _isoformat(review.reviewed_at),
                     "model_version": review.model_version,
                 },
                 # when each link was made, until when it worked, how often it was opened; never
                 # its token or hash
                 "share_links": [
-                    {"created_at": link.created_at.isoformat(), "expires_at": link.expires_at.isoformat(),
+                    {"created_at": _isoformat(link.created_at),
+                     "expires_at": _isoformat(link.expires_at),
                      "revoked_at": _isoformat(link.revoked_at), "with_earlier_photos": link.with_earlier_photos,
                      "open_count": link.open_count,
                      "last_opened_at": _isoformat(link.last_opened_at)}
@@ -392,7 +395,9 @@ def write_user_export(*, user, out) -> None:
 
 
 def _isoformat(moment):
-    return moment.isoformat() if moment else None
+    """A stored time as the export writes it: in TIME_ZONE with its offset, the clinic's day and
+    time, as the pages, the API and the review desk's CSV give them (None stays None)."""
+    return timezone.localtime(moment).isoformat() if moment else None
 
 
 def user_delete(*, user) -> None:

@@ -1,5 +1,10 @@
+from datetime import date
+
 from celery import shared_task
 from celery.utils.log import get_task_logger
+from celery.utils.time import get_exponential_backoff_interval
+from django.core.management import call_command
+from django.utils import timezone
 
 from . import services
 
@@ -35,24 +40,42 @@ def send_review_notice(review_ids: list[int] | int, updated: bool = False) -> No
     services.review_notify(review_ids=review_ids, updated=updated)
 
 
-# The daily e-mails: those the mail server refused are sent by the retries (MAIL_RETRY); each
-# run sends only what has not gone out.
-DAILY_EMAILS_RETRY = {"autoretry_for": (services.EmailsNotSent,), **MAIL_RETRY}
+def _send_daily(task, send, day: str | None) -> int:
+    """A daily batch of e-mails: send(today=...) for the clinic's day when the task first ran.
+    Those the mail server refused are sent by the retries (MAIL_RETRY, with the backoff Celery's
+    autoretry_for would give), each run sending only what has not gone out; a retry carries that
+    day (ISO 8601), so that one after midnight neither repeats yesterday's digest nor sends the
+    new day's e-mails hours early."""
+    today = date.fromisoformat(day) if day else timezone.localdate()
+    try:
+        return send(today=today)
+    except services.EmailsNotSent as exc:
+        countdown = get_exponential_backoff_interval(
+            factor=task.retry_backoff, retries=task.request.retries, maximum=task.retry_backoff_max,
+            full_jitter=task.retry_jitter)
+        raise task.retry(exc=exc, kwargs={"day": today.isoformat()}, countdown=countdown)
 
 
-@shared_task(**DAILY_EMAILS_RETRY)
-def send_photo_reminders() -> int:
+@shared_task(bind=True, **MAIL_RETRY)
+def send_photo_reminders(self, day: str | None = None) -> int:
     """Daily, from celery beat (settings.CELERY_BEAT_SCHEDULE): the patients' photo reminders."""
-    return services.photo_reminders_send()
+    return _send_daily(self, services.photo_reminders_send, day)
 
 
-@shared_task(**DAILY_EMAILS_RETRY)
-def send_review_queue_digest() -> int:
+@shared_task(bind=True, **MAIL_RETRY)
+def send_review_queue_digest(self, day: str | None = None) -> int:
     """Daily, from celery beat: tell the clinicians how many cases wait for review."""
-    return services.review_queue_digest_send()
+    return _send_daily(self, services.review_queue_digest_send, day)
 
 
 @shared_task
 def recover_lost_diagnoses() -> dict:
     """Every few minutes, from celery beat: photos whose task was lost or whose worker died."""
     return services.diagnoses_recover_lost()
+
+
+@shared_task
+def clear_expired_sessions() -> None:
+    """Daily, from celery beat: delete the sessions whose sign-in has ended (SESSION_HOURS). The
+    database keeps each session's row, with who signed in, until this runs; nothing else does."""
+    call_command("clearsessions")

@@ -66,7 +66,10 @@ def _is_xhr(request):
 @require_GET
 def diagnosis_list(request):
     filters = HistoryFilterForm(request.GET, owner=request.user)
-    diagnoses = filters.filter(request.user.diagnoses.select_related("mole", "review").order_by("-created_at"))
+    # Newest first, then by id, as the API (api/filters.py): checks uploaded at the same moment
+    # keep one order, so that none shows on two pages, or on none.
+    diagnoses = filters.filter(request.user.diagnoses.select_related("mole", "review")
+                               .order_by("-created_at", "-pk"))
     page = Paginator(diagnoses, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "diagnoses/list.html", {"page": page, "filters": filters})
 

@@ -341,8 +341,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # password reset printed there must work, as the site's own printed e-mails' links do.
 CELERY_WORKER_REDIRECT_STDOUTS = False
 # Periodic work, sent by one `celery beat` (make run: the worker's --beat; docker-compose: the
-# beat service): the daily e-mails at an hour of TIME_ZONE, the lost photos every 5 minutes. Its
-# record of the last runs lives in VAR_DIR.
+# beat service): the daily e-mails at an hour of TIME_ZONE, the ended sessions' deletion at 3:30,
+# the lost photos every 5 minutes. Its record of the last runs lives in VAR_DIR.
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 DAILY_EMAILS_HOUR = env_int("DAILY_EMAILS_HOUR", default=8)
@@ -361,6 +361,11 @@ CELERY_BEAT_SCHEDULE = {
     "recover-lost-diagnoses": {
         "task": "diagnoses.tasks.recover_lost_diagnoses",
         "schedule": timedelta(minutes=5),
+    },
+    # The sessions' rows outlive their sign-ins (SESSION_HOURS) until deleted: at night, daily.
+    "clear-expired-sessions": {
+        "task": "diagnoses.tasks.clear_expired_sessions",
+        "schedule": crontab(minute=30, hour=3),
     },
 }
 

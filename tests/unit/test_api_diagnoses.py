@@ -372,7 +372,8 @@ def test_it_filters_by_creation_time(owner_api, owner, make_diagnosis):
     recent = make_diagnosis(owner, age_days=2)
     today = make_diagnosis(owner)
     week_ago = (timezone.now() - timedelta(days=7)).isoformat()
-    yesterday = (timezone.now() - timedelta(days=1)).date().isoformat()
+    # a bare date is midnight where the clinic is (TIME_ZONE), so yesterday is the clinic's too
+    yesterday = (timezone.localdate() - timedelta(days=1)).isoformat()
 
     assert ids(owner_api.get(LIST, {"created_after": week_ago})) == [str(today.pk), str(recent.pk)]
     assert ids(owner_api.get(LIST, {"created_before": week_ago})) == [str(old.pk)]

@@ -263,6 +263,19 @@ def test_it_says_a_reminder_needs_an_email_address(owner_client, owner):
     assert reverse("email_change") in page
 
 
+def test_it_promises_no_reminder_to_an_address_not_confirmed_yet(owner_client, owner):
+    mole = tracked_mole(owner)
+    assert "we e-mail you that day" in owner_client.get(mole.get_absolute_url()).content.decode()
+
+    type(owner).objects.filter(pk=owner.pk).update(email_confirmed_at=None)  # signed up, not opened
+    page = owner_client.get(mole.get_absolute_url()).content.decode()
+
+    assert "we e-mail you that day" not in page
+    assert "confirmed yet, so no reminder can be sent" in page
+    assert f'<a href="{reverse("account")}">your account page</a>' in page
+    assert services.photo_reminders_send(today=mole.next_photo_due) == 0  # as the page says
+
+
 def test_it_lists_moles_with_reminders_in_a_constant_number_of_queries(owner_client, owner, make_diagnosis):
     def queries():
         with CaptureQueriesContext(connection) as context:

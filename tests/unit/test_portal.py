@@ -5,6 +5,7 @@ import io
 import json
 import os
 import types
+import uuid
 import zipfile
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from accounts import views as accounts_views
 from diagnoses import services
+from diagnoses import views as diagnoses_views
 from diagnoses.models import MOLE_NAME_TAKEN, Diagnosis, Mole, MoleQuerySet, Review
 from tests.conftest import make_image_bytes
 
@@ -98,6 +100,22 @@ def test_it_filters_the_history_in_a_constant_number_of_queries(owner_client, ow
         return len(queries)
 
     assert count(3) == count(40)
+
+
+def test_the_history_pages_checks_uploaded_at_the_same_moment_each_once(owner_client, owner,
+                                                                        monkeypatch):
+    monkeypatch.setattr(diagnoses_views, "HISTORY_PAGE_SIZE", 1)
+    first, second = uuid.UUID(int=1), uuid.UUID(int=2)  # made in this order
+    Diagnosis.objects.bulk_create(Diagnosis(id=pk, owner=owner, image="x.jpg", thumbnail="x.jpg")
+                                  for pk in (first, second))
+    Diagnosis.objects.update(created_at=timezone.now())
+
+    responses = [owner_client.get(reverse("diagnoses:list"), {"page": n}) for n in (1, 2)]
+    pages = [[d.pk for d in response.context["page"]] for response in responses]
+
+    # Newest first, then the greater id, as the API: with the time alone, the database may give
+    # the two in either order to each page's query (Postgres does), one shown twice, one never.
+    assert pages == [[second], [first]]
 
 
 # --- result page and report ---------------------------------------------------------------------

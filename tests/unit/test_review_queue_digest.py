@@ -7,6 +7,7 @@ from unittest import mock
 import pytest
 from django.conf import settings as django_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from diagnoses import services, tasks
 from diagnoses.models import Diagnosis, Review
@@ -123,6 +124,21 @@ def test_its_task_tries_again_while_the_mail_server_fails(queue, reviewer, mailo
         assert tasks.send_review_queue_digest.apply().get() == 1
     assert send.call_count == 3
     assert [email.to for email in mailoutbox] == [["dr@example.com"]]
+
+
+def test_its_task_waits_longer_each_time_and_gives_up_after_five_retries(queue, reviewer):
+    task = tasks.send_review_queue_digest
+    with mock.patch("diagnoses.services.send_templated_mail", side_effect=TimeoutError) as send, \
+            mock.patch.object(task, "retry", wraps=task.retry) as retry:
+        with pytest.raises(services.EmailsNotSent):
+            task.apply().get()
+    assert send.call_count == 6
+    # 1, 2, 4, 8 and 10 minutes later (MAIL_RETRY), for the day the first run took; the sixth
+    # call of retry gives up
+    waits = [call.kwargs["countdown"] for call in retry.call_args_list]
+    assert waits[:5] == [60, 120, 240, 480, 600] and len(waits) == 6
+    days = {call.kwargs["kwargs"]["day"] for call in retry.call_args_list}
+    assert days == {timezone.localdate().isoformat()}
 
 
 def test_it_is_queued_by_celery_beat_every_morning(queue, reviewer, mailoutbox):

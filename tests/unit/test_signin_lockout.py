@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from axes.models import AccessAttempt
+from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
@@ -57,6 +58,24 @@ def test_it_lets_the_patient_in_again_after_the_cool_off(client, owner):
         attempt.save()
 
     assert sign_in(client, RIGHT).status_code == 302
+
+
+def test_it_tells_when_the_pause_ends_with_failures_from_two_browsers(owner):
+    """Axes keeps a row per browser (user agent), dated by its last failure, and pauses while
+    the rows within the cool-off add up to the limit: the pause ends when the older row leaves
+    it, not a cool-off after the newest failure."""
+    first, second = Client(HTTP_USER_AGENT="browser one"), Client(HTTP_USER_AGENT="browser two")
+    assert [sign_in(first, "wrong guess").status_code for _ in range(4)] == [200] * 4
+    AccessAttempt.objects.update(attempt_time=F("attempt_time") - timedelta(minutes=10))
+
+    refused = sign_in(second, "wrong guess")  # the fifth failure, from the other browser
+
+    assert refused.status_code == 429 and AccessAttempt.objects.count() == 2
+    assert 4 * 60 < int(refused["Retry-After"]) <= 5 * 60
+    assert "try again in 5 minutes" in refused.content.decode()
+    # and axes lets the patient in then: the first browser's four left the cool-off, one is left
+    AccessAttempt.objects.update(attempt_time=F("attempt_time") - timedelta(minutes=5, seconds=1))
+    assert sign_in(second, RIGHT).status_code == 302
 
 
 def test_it_does_not_extend_the_pause_for_retries_while_paused(client, owner):

@@ -8,7 +8,9 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from accounts import views as accounts_views
 from diagnoses import services
 from diagnoses.models import Mole, StaffAccess
 
@@ -159,6 +161,23 @@ def test_the_access_page_shows_fifty_a_page(owner_client, owner, reviewer):
     first = owner_client.get(ACCESS_PAGE)
     assert len(first.context["page"].object_list) == 50 and "Page 1 of 2" in first.content.decode()
     assert len(owner_client.get(ACCESS_PAGE, {"page": 2}).context["page"].object_list) == 1
+
+
+def test_the_access_page_pages_openings_at_the_same_moment_each_once(owner_client, owner, reviewer,
+                                                                      monkeypatch):
+    monkeypatch.setattr(accounts_views, "STAFF_ACCESS_PAGE_SIZE", 1)
+    at = timezone.now()
+    first, second = StaffAccess.objects.bulk_create(
+        StaffAccess(patient=owner, staff=reviewer, staff_name="dr-reviewer", record=record, at=at)
+        for record in (StaffAccess.Record.ACCOUNT, StaffAccess.Record.CASE)
+    )
+
+    pages = [list(owner_client.get(ACCESS_PAGE, {"page": n}).context["page"].object_list)
+             for n in (1, 2)]
+
+    # Newest first, then the greater id, as the API: with the time alone, the database may give
+    # the two in either order to each page's query (Postgres does), one shown twice, one never.
+    assert pages == [[second], [first]]
 
 
 def test_the_api_lists_who_opened_my_records(reviewer_client, owner_api, outsider_api, api_client, owner,
