@@ -2,7 +2,9 @@ import logging
 
 from django import forms
 from django.contrib.auth import authenticate
-from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, PasswordResetForm, UserCreationForm
+from django.contrib.auth.forms import (
+    AuthenticationForm, PasswordChangeForm, PasswordResetForm, SetPasswordForm, UserCreationForm,
+)
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse_lazy
@@ -22,6 +24,18 @@ class NoColonMixin:
         super().__init__(*args, **kwargs)
 
 
+class ErrorsTakeTheFocusMixin:
+    """A refused form's summary (templates/_form_errors.html) takes the keyboard's focus, so no
+    field of it autofocuses then: one autofocus a page, and a screen reader reads what went wrong
+    before the field that Django's auth forms would focus."""
+
+    def full_clean(self):
+        super().full_clean()
+        if self._errors:
+            for field in self.fields.values():  # each form's own copies of the widgets
+                field.widget.attrs.pop("autofocus", None)
+
+
 def consent_field():
     """The agreement to the privacy notice: at sign-up, and at the next sign-in of an account
     made without it (AgreeForm)."""
@@ -35,12 +49,13 @@ def consent_field():
     )
 
 
-class SignUpForm(NoColonMixin, UserCreationForm):
+class SignUpForm(ErrorsTakeTheFocusMixin, NoColonMixin, UserCreationForm):
     email = forms.EmailField(
         required=True,
         help_text="Used to reset your password and to tell you when a clinician has reviewed one of "
         "your checks (you can turn that off on your account page). We send a link to it to "
         "confirm that it is yours.",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
 
     consent = consent_field()
@@ -60,11 +75,11 @@ class SignUpForm(NoColonMixin, UserCreationForm):
         return super().save(commit=commit)
 
 
-class LoginForm(NoColonMixin, AuthenticationForm):
+class LoginForm(ErrorsTakeTheFocusMixin, NoColonMixin, AuthenticationForm):
     pass
 
 
-class AgreeForm(NoColonMixin, forms.Form):
+class AgreeForm(ErrorsTakeTheFocusMixin, NoColonMixin, forms.Form):
     consent = consent_field()
 
 
@@ -76,7 +91,7 @@ def is_current_password(request, user, password: str) -> bool:
     return signed_in_as is not None and signed_in_as.pk == user.pk
 
 
-class QueuedPasswordResetForm(PasswordResetForm):
+class QueuedPasswordResetForm(ErrorsTakeTheFocusMixin, PasswordResetForm):
     """Django's form, its e-mail sent by the worker: sent from the request, the answer would take
     an SMTP round trip longer when the address has an account, and tell so (the page never says
     it); and a mail server that is down delays the e-mail (retried) instead of failing the page."""
@@ -99,7 +114,7 @@ class QueuedPasswordResetForm(PasswordResetForm):
             logger.exception("password reset e-mail not queued: the broker is unreachable")
 
 
-class ChangePasswordForm(NoColonMixin, PasswordChangeForm):
+class ChangePasswordForm(ErrorsTakeTheFocusMixin, NoColonMixin, PasswordChangeForm):
     def __init__(self, user, *args, request, **kwargs):
         super().__init__(user, *args, **kwargs)
         self.request = request
@@ -111,7 +126,7 @@ class ChangePasswordForm(NoColonMixin, PasswordChangeForm):
         return old_password
 
 
-class CurrentPasswordForm(NoColonMixin, forms.Form):
+class CurrentPasswordForm(ErrorsTakeTheFocusMixin, NoColonMixin, forms.Form):
     """A form that asks for the password again: a left-open session must not be enough."""
 
     password = forms.CharField(
@@ -150,6 +165,10 @@ class EmailChangeForm(CurrentPasswordForm):
         return email
 
 
+class NewPasswordForm(ErrorsTakeTheFocusMixin, NoColonMixin, SetPasswordForm):
+    """The new password from a reset link."""
+
+
 class SettingsForm(NoColonMixin, forms.ModelForm):
     """The account page's settings: the e-mails a user gets (the review queue's daily count only
     for clinicians), and whether their reviewed checks go into the model-improvement export."""
@@ -170,7 +189,7 @@ class SettingsForm(NoColonMixin, forms.ModelForm):
         return [self[name] for name in self.EMAIL_FIELDS if name in self.fields]
 
 
-class SecondStepForm(NoColonMixin, forms.Form):
+class SecondStepForm(ErrorsTakeTheFocusMixin, NoColonMixin, forms.Form):
     """A code from the authenticator app (or a one-time recovery code), checked against the
     devices that devices() returns inside a transaction: it locks them, so that two requests
     cannot use one code, and keeps each device's count of wrong codes (django-otp makes a

@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
+from .forms import NewPasswordForm
 
 urlpatterns = [
     path("", views.account, name="account"),
@@ -25,7 +26,8 @@ urlpatterns = [
     path(
         "password/reset/<uidb64>/<token>/",
         auth_views.PasswordResetConfirmView.as_view(
-            post_reset_login=True, post_reset_login_backend="django.contrib.auth.backends.ModelBackend"
+            form_class=NewPasswordForm, post_reset_login=True,
+            post_reset_login_backend="django.contrib.auth.backends.ModelBackend",
         ),
         name="password_reset_confirm",
     ),

@@ -199,6 +199,12 @@ PRESETS = {
     # recipe: balanced accuracy 0.716, accuracy 0.791, AUC 0.919 against 0.715, 0.811, 0.915; by
     # `ml compare --split val` accuracy -0.020 [-0.033, -0.006], balanced accuracy +0.001
     # [-0.035, +0.029], AUC +0.004 [-0.002, +0.010] (tau 0.70). Per-epoch AUC within 0.005.
+    # Nor CutMix (Yun et al. 2019; 2026-12-07, AMD EPYC with AVX-512 BF16, 15-22 s an epoch beside
+    # tests): half the training images get a rectangle of a random share of their area (uniform)
+    # from the batch's next image, labels and sample weights mixed by area. Per-epoch AUC 0.022
+    # behind over epochs 1-15, 0.006-0.008 over 31-60, then 0.013 in each block from 61 to 105
+    # (0.896 against 0.910 over 91-105); accuracy and balanced accuracy level after epoch 75;
+    # stopped at epoch 105. Like mixup and cutout above: no gain from mixing images here.
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,

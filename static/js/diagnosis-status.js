@@ -27,9 +27,18 @@
   function announce(message) {
     if (announcer) announcer.textContent = message;
   }
+  // The result itself, as the badge and the figure beside it show it: "ready" alone would
+  // send the listener looking for it.
+  function resultReady() {
+    var risk = box.querySelector("[data-risk]");
+    var probability = box.querySelector('[data-testid="malignant-probability"]');
+    if (!risk || !probability) return "Your result is ready.";
+    return "Your result is ready: " + risk.textContent.trim() + ", " +
+      probability.textContent.trim() + " malignant probability.";
+  }
   function announceStatus(status) {
     var late = box.querySelector('[data-testid="late"]');
-    if (status === "done") announce("Your result is ready.");
+    if (status === "done") announce(resultReady());
     else if (status === "failed") announce("The analysis did not complete.");
     else if (late) announce(late.textContent);
   }

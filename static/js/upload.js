@@ -124,30 +124,45 @@
     if (errors) errors.focus();
   }
 
+  // The steps (not each percent, which would talk over everything) go to the live region.
   function setProgress(percent, label) {
     var box = $("[data-progress]");
     box.hidden = false;
     box.querySelector(".progress-bar").style.width = percent + "%";
     box.querySelector(".progress").setAttribute("aria-valuenow", String(percent));
     box.querySelector("[data-progress-value]").textContent = percent + "%";
-    if (label) box.querySelector("[data-progress-label]").textContent = label;
+    if (label) {
+      box.querySelector("[data-progress-label]").textContent = label;
+      $("[data-progress-status]").textContent = label;
+    }
   }
+
+  // While the photo is sent the button is marked busy, not disabled: disabling the focused
+  // button would drop the keyboard's focus to the start of the page. The submit handler
+  // ignores a second press (or Enter in a field) meanwhile.
+  function setBusy(busy) {
+    var button = $("[data-submit]");
+    if (busy) button.setAttribute("aria-disabled", "true");
+    else button.removeAttribute("aria-disabled");
+  }
+  function isBusy() { return $("[data-submit]").getAttribute("aria-disabled") === "true"; }
 
   function failed(message) {
     $("[data-progress]").hidden = true;
-    $("[data-submit]").disabled = false;
+    $("[data-progress-status]").textContent = "";  // the client error (role=alert) says why
+    setBusy(false);
     showClientError(message);
   }
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();  // sent below by XHR, or not at all
+    if (isBusy()) return;  // already sending
     var input = mainInput();
     var file = input && input.files[0];
     var problem = file ? problemWith(file) : "Please choose or take a photo first.";
     showClientError(problem);
     if (problem) return;
-    var button = $("[data-submit]");
-    button.disabled = true;
+    setBusy(true);
     setProgress(0, "Uploading…");
     var xhr = new XMLHttpRequest();
     xhr.open("POST", form.action);

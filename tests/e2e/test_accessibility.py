@@ -1,5 +1,8 @@
 """Accessibility: axe-core (WCAG 2.1 A and AA rules) on every page a patient or a clinician
-meets outside Django's own admin, on a phone and on a desktop."""
+meets outside Django's own admin, on a phone and on a desktop; and what axe cannot check:
+focus, live regions, hidden layers, the contrast of borders and focus rings."""
+
+import re
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
@@ -91,3 +94,133 @@ def test_it_meets_wcag_aa_on_the_clinicians_second_step(page, site, reviewer):
     sign_in(page, site, "dr-reviewer", "a long clinic secret")
     lines, results = violations(page, Axe(), site + "/accounts/two-step/")
     assert not lines, results.generate_report()
+
+
+# --- what axe cannot see: focus, live regions, hidden layers, contrast of borders and rings ----
+
+def colour(css):
+    """An opaque computed colour, "rgb(r, g, b)", as [r, g, b]."""
+    values = [float(value) for value in re.findall(r"[\d.]+", css)]
+    assert len(values) == 3 or values[3] == 1, f"{css} is not opaque"
+    return values[:3]
+
+
+def contrast(first, second):
+    """WCAG's contrast ratio of two computed colours."""
+    def luminance(css):
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+                  for c in (value / 255 for value in colour(css))]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    lighter, darker = sorted((luminance(first), luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def computed(locator, *properties):
+    return locator.evaluate("(el, names) => names.map((name) => getComputedStyle(el)[name])",
+                            list(properties))
+
+
+def focus_by_keyboard(page, locator):
+    """Focus as the Tab key does, which is when :focus-visible rings show (not after a click)."""
+    locator.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    expect(locator).to_be_focused()
+
+
+def test_the_menu_shows_the_keyboards_focus_on_its_blue_bar(page, site, owner):
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(site + "/diagnoses/")
+    toggler = page.locator(".navbar-toggler")
+    if toggler.is_visible():  # a phone: the menu opens first
+        toggler.click()
+        expect(page.locator("#nav")).to_have_class(re.compile(r"\bshow\b"))
+    nav = page.locator("#nav")
+    for control in [nav.get_by_role("link", name="My moles", exact=True),
+                    nav.get_by_role("button", name="Sign out")]:
+        focus_by_keyboard(page, control)
+        # Bootstrap's ring is a pale shadow, 1.1 to 1.7:1 on the bar: a white outline instead
+        expect(control).to_have_css("outline-style", "solid")
+        expect(control).to_have_css("outline-width", "2px")
+        expect(control).to_have_css("outline-color", "rgb(255, 255, 255)")
+        expect(control).to_have_css("box-shadow", "none")
+
+
+def test_a_refused_sign_in_takes_the_focus_to_what_went_wrong(page, site, owner):
+    page.goto(site + "/accounts/login/")
+    page.get_by_label("Username").fill("patient")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_label("Password").press("Enter")
+    summary = page.get_by_role("alert").filter(has_text="You are not signed in.")
+    expect(summary).to_be_focused()  # not the autofocused username, after the error
+
+
+def test_form_fields_and_their_focus_ring_stand_out(page, site, owner):
+    """WCAG 1.4.11: a field's edge and the focus ring at 3:1 against what is beside them."""
+    page.goto(site + "/accounts/login/")
+    card = computed(page.locator("form.card"), "backgroundColor")[0]
+    field = page.get_by_label("Username")
+    border, inside = computed(field, "borderTopColor", "backgroundColor")
+    assert contrast(border, inside) >= 3 and contrast(border, card) >= 3, border
+    field.focus()
+    style, width, ring = computed(field, "outlineStyle", "outlineWidth", "outlineColor")
+    assert style == "solid" and float(width.removesuffix("px")) >= 2, (style, width)
+    assert contrast(ring, card) >= 3, ring
+
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(site + "/diagnoses/new/")
+    zone = page.locator("[data-dropzone]")
+    border, inside = computed(zone, "borderTopColor", "backgroundColor")
+    card = computed(page.locator("#upload-form"), "backgroundColor")[0]
+    assert contrast(border, inside) >= 3 and contrast(border, card) >= 3, border
+
+
+def test_the_upload_keeps_the_focus_and_says_how_it_goes(page, site, owner, photo):
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(site + "/diagnoses/new/")
+    page.wait_for_selector("#upload-form.enhanced", state="attached")  # upload.js has run
+    page.locator("input[name=image]").set_input_files(photo())
+    posts = []
+    # the upload is taken and never answered: the page stays as it is while a photo is sent
+    page.route(re.compile(r".*/diagnoses/new/$"), lambda route: posts.append(route)
+               if route.request.method == "POST" else route.continue_())
+    button = page.get_by_role("button", name="Upload and analyse")
+    button.focus()
+    button.press("Enter")
+
+    expect(page.locator("[data-progress-status]")).to_have_text(
+        re.compile(r"^(Uploading…|Checking the photo…)$"))
+    expect(button).to_be_focused()  # `disabled` would have dropped it
+    expect(button).to_have_attribute("aria-disabled", "true")
+    button.press("Enter")
+    page.wait_for_timeout(1_000)  # a second POST would have started by now
+    assert len(posts) == 1
+
+
+def test_the_hidden_heatmap_is_hidden_from_screen_readers_too(page, site, owner, make_diagnosis):
+    result = make_diagnosis(owner)
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(f"{site}/diagnoses/{result.pk}/")
+    heatmap = page.get_by_role("img", name=re.compile("^Heatmap"))
+    expect(heatmap).to_have_count(0)  # faded out, its alt text would still be read
+    page.get_by_text("Show where the model looked").click()
+    expect(heatmap).to_have_count(1)
+    expect(heatmap).to_have_css("opacity", "1")
+
+
+def test_the_result_page_tells_screen_readers_the_result(page, site, owner, make_diagnosis):
+    pending = make_diagnosis(owner, status="queued")
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(f"{site}/diagnoses/{pending.pk}/")
+    expect(page.locator("#result .pending-box")).to_be_visible()
+    done = make_diagnosis(owner, risk="medium")  # its result, given to the pending photo
+    Diagnosis.objects.filter(pk=pending.pk).update(
+        status=Diagnosis.Status.DONE, risk=done.risk, probabilities=done.probabilities,
+        malignant_probability=done.malignant_probability, predicted_class=done.predicted_class,
+        model_version=done.model_version, finished_at=done.finished_at)
+    pending.refresh_from_db()
+
+    expect(page.locator("#result [data-risk]")).to_be_visible(timeout=10_000)
+    expect(page.locator("#result-announcer")).to_have_text(
+        f"Your result is ready: Medium risk, {pending.malignant_percent}% malignant probability.")
