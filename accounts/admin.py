@@ -1,8 +1,11 @@
+from functools import partial
+
 from axes.models import AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.admin import TokenAdmin  # registers TokenProxy, replaced below
 from rest_framework.authtoken.models import TokenProxy
@@ -12,6 +15,7 @@ from diagnoses.admin import RecordsStaffAccess
 from diagnoses.models import StaffAccess
 
 from .models import ApiToken, User
+from .views import send_email_changed_notice
 
 
 @admin.register(User)
@@ -28,10 +32,18 @@ class MolesiteUserAdmin(RecordsStaffAccess, UserAdmin):
 
     # An address the clinic sets (a patient's mistyped one put right, a new clinician's) is
     # taken as confirmed, as create_user takes it: staff vouch for it, and a patient who cannot
-    # sign in could not open a link anyway.
+    # sign in could not open a link anyway. The confirmed address it replaces is told, as when
+    # the patient changes it (one never confirmed may be a stranger's): a change the patient did
+    # not ask for must not go unseen. After the commit: the admin saves in a transaction that
+    # may still be undone (an inline's error), and an e-mail cannot be.
     def save_model(self, request, obj, form, change):
         if "email" in form.changed_data:
+            old_email = form.initial.get("email", "") if change and obj.email_confirmed_at else ""
             obj.email_confirmed_at = timezone.now() if obj.email else None
+            if old_email and obj.email:
+                notice = partial(send_email_changed_notice, user=obj, old_email=old_email,
+                                 by_clinic=True)
+                transaction.on_commit(notice, robust=True)
         super().save_model(request, obj, form, change)
 
     # Through the service, as the patient's own "Delete my account": the photos, thumbnails and

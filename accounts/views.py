@@ -256,11 +256,18 @@ def email_change_confirm(request, token):
     user.email = new_email
     _confirm_address(user)
     if old_email:
-        # Tell the old address, so that a change the patient did not make does not go unseen
-        # (best effort: the change itself is made).
-        _send_account_mail("email_changed_notice", {"user": user, "new_email": new_email}, old_email)
+        send_email_changed_notice(user=user, old_email=old_email)
     messages.success(request, f"Your e-mail address is now {new_email}.")
     return redirect("account")
+
+
+def send_email_changed_notice(*, user, old_email: str, by_clinic: bool = False) -> bool:
+    """Tells old_email, the account's confirmed address until now, that user.email replaced it,
+    so that a change the patient did not make does not go unseen: theirs, or the clinic's in the
+    admin (by_clinic). Best effort: the change itself is made. False when it could not be sent."""
+    context = {"user": user, "new_email": user.email, "by_clinic": by_clinic,
+               "clinic_contact": settings.CLINIC_CONTACT}
+    return _send_account_mail("email_changed_notice", context, old_email)
 
 
 def _confirm_address(user) -> None:

@@ -1,6 +1,7 @@
 """molesite's own deploy checks (`manage.py check --deploy`): settings that start fine but
 would be unsafe or broken in production. Registered by molesite.apps.MolesiteConfig."""
 
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -44,5 +45,24 @@ def check_site_url_host(app_configs, **kwargs):
             hint="Set SITE_URL to the address patients open the site at, with its host in "
             "ALLOWED_HOSTS.",
             id="molesite.W002",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
+def check_sender_domain(app_configs, **kwargs):
+    # The default sender, noreply@localhost, names no real mail domain (nor does one without a
+    # dot, or under .localhost): mail servers refuse such a sender, or file its e-mails
+    # (password resets, review notices) as spam.
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2].lower().rstrip(".")
+    if settings.DEBUG or ("." in domain and not domain.endswith(".localhost")):
+        return []
+    return [
+        Warning(
+            f"DEFAULT_FROM_EMAIL ({settings.DEFAULT_FROM_EMAIL}) is not on a real mail domain: "
+            "e-mails from it would be refused or taken for spam.",
+            hint="Set DEFAULT_FROM_EMAIL to an address on the clinic's own mail domain, e.g. "
+            "molesite <noreply@molesite.example.org>.",
+            id="molesite.W003",
         )
     ]

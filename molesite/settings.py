@@ -236,6 +236,10 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", default=10, minimum=1)
 # E-mails with a link (password reset, confirming a new address) to one address per hour.
 LINK_EMAILS_PER_HOUR = env_int("LINK_EMAILS_PER_HOUR", default=3, minimum=1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="molesite <noreply@localhost>")
+# How patients reach the clinic that runs the site, as free text (a name, a telephone number, an
+# address): the e-mails come from a no-reply sender, so the privacy page and the notice to a
+# replaced e-mail address name it. Empty: they say "the clinic that runs this site" alone.
+CLINIC_CONTACT = env.str("CLINIC_CONTACT", default="").strip()
 # The address patients open the site at, for every link in an e-mail: the worker's (it has no
 # request to take the host from) and the web's (password reset, a new address), never the
 # request's Host, which the client sets. Required when DEBUG is off, as SECRET_KEY: the local

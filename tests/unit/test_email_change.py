@@ -179,3 +179,60 @@ def test_a_link_survives_a_rotation_of_the_secret_key(owner_client, owner, mailo
 
     owner.refresh_from_db()
     assert owner.email == "new.address@example.com"
+
+
+# --- the notice to the old address ------------------------------------------------------------
+
+CONTACT = "Dr Smith's clinic, +44 20 7946 0000, help@clinic.example"
+
+
+@pytest.mark.parametrize("contact", ["", CONTACT])
+def test_the_notice_to_the_old_address_says_how_to_reach_the_clinic(owner_client, mailoutbox,
+                                                                    settings, contact):
+    """The e-mails come from a no-reply sender: the notice names the clinic's contact, when the
+    site has one (CLINIC_CONTACT)."""
+    settings.CLINIC_CONTACT = contact
+    ask(owner_client, "new.address@example.com")
+    owner_client.get(link_in(mailoutbox[0]))
+
+    body = mailoutbox[1].body
+    assert "All e-mails from molesite go there from now on" in body
+    ending = f":\n{contact}\n" if contact else ".\n"
+    assert "if you cannot sign in, contact the clinic that runs this site" + ending in body
+
+
+def change_in_the_admin(admin_client, user, email):
+    form = {"username": user.username, "email": email, "is_active": "on",
+            "date_joined_0": "2026-01-01", "date_joined_1": "10:00:00",
+            "review_emails": "on", "queue_emails": "on"}
+    return admin_client.post(reverse("admin:accounts_user_change", args=[user.pk]), form)
+
+
+def test_an_address_the_clinic_changes_is_announced_to_the_old_one_after_the_save(
+        admin_client, owner, mailoutbox, settings, django_capture_on_commit_callbacks):
+    settings.CLINIC_CONTACT = CONTACT
+    with django_capture_on_commit_callbacks() as after_the_commit:
+        response = change_in_the_admin(admin_client, owner, "new.address@example.com")
+    assert response.status_code == 302
+    assert mailoutbox == []  # not before the change is saved for good
+    for callback in after_the_commit:
+        callback()
+
+    [notice] = mailoutbox
+    assert notice.to == ["patient@example.com"]
+    assert ("The clinic has changed the e-mail address of your molesite account to "
+            "new.address@example.com.") in notice.body
+    assert f"contact the clinic that runs this site:\n{CONTACT}\n" in notice.body
+
+
+@pytest.mark.parametrize("confirmed", [True, False])
+def test_the_admin_tells_nobody_of_an_address_unchanged_or_never_confirmed(
+        admin_client, owner, mailoutbox, django_capture_on_commit_callbacks, confirmed):
+    """An address never confirmed may be a stranger's, as when the patient changes it."""
+    if not confirmed:
+        type(owner).objects.filter(pk=owner.pk).update(email_confirmed_at=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = change_in_the_admin(admin_client, owner,
+                                       owner.email if confirmed else "new.address@example.com")
+    assert response.status_code == 302
+    assert mailoutbox == []

@@ -55,7 +55,8 @@ def settings_of(tmp_path, names, **variables) -> dict:
 
 def production(**more) -> dict:
     return {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "molesite.example.org",
-            "SITE_URL": "https://molesite.example.org", **more}
+            "SITE_URL": "https://molesite.example.org",
+            "DEFAULT_FROM_EMAIL": "molesite <noreply@molesite.example.org>", **more}
 
 
 def test_it_refuses_to_start_in_production_without_a_site_url(tmp_path):
@@ -120,6 +121,23 @@ def test_the_deploy_check_warns_of_a_site_url_the_site_refuses(tmp_path, allowed
     """The links in the e-mails start with SITE_URL: its host must be an allowed one."""
     variables = production(**SITE, EMAIL_URL=SMTP_URL, ALLOWED_HOSTS=allowed_hosts)
     assert molesite_warnings(tmp_path, **variables) == ({"molesite.W002"} if warned else set())
+
+
+@pytest.mark.parametrize(
+    "sender, warned",
+    [
+        (None, True),  # the default, molesite <noreply@localhost>
+        ("noreply@molesite", True),
+        ("molesite <noreply@mail.localhost>", True),
+        ("noreply@molesite.example.org", False),
+        ("molesite <noreply@molesite.example.org>", False),
+    ],
+)
+def test_the_deploy_check_warns_of_a_sender_on_no_real_mail_domain(tmp_path, sender, warned):
+    """Mail servers refuse a sender on localhost, or take its e-mails for spam."""
+    variables = production(**SITE, EMAIL_URL=SMTP_URL, DEFAULT_FROM_EMAIL=sender)
+    assert molesite_warnings(tmp_path, **variables) == ({"molesite.W003"} if warned else set())
+    assert molesite_warnings(tmp_path, DEBUG="true", DEFAULT_FROM_EMAIL=sender) == set()
 
 
 def test_it_gives_smtp_a_timeout_read_from_the_environment(tmp_path):
