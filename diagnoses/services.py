@@ -691,7 +691,10 @@ def photo_reminders_send(*, today: date | None = None) -> int:
     moles = (Mole.objects.with_last_photo().select_related("owner")
              .filter(recheck_months__isnull=False, owner__in=patients))
     due_by_patient = defaultdict(list)
-    for mole in moles:
+    # A chunk at a time, keeping only the moles due: every mole with a reminder is read. The
+    # loop writes nothing (the claims and e-mails come after it), so the open read is safe on
+    # SQLite too (see _every_photo).
+    for mole in moles.iterator(chunk_size=2000):
         due = mole.next_photo_due
         if due <= today and (mole.reminded_for is None or mole.reminded_for < due):
             due_by_patient[mole.owner].append((mole, due))
@@ -852,9 +855,19 @@ def review_agreement() -> list[dict]:
     """How the model's results compare with what clinicians read in the same photos, per model
     version, the most recently reviewed first. Only reviews of the result they read count (not
     those of a result a re-run has since replaced). Rates are None where nothing was counted."""
-    reviews = (Review.objects.select_related("diagnosis")
-               .filter(diagnosis__status=Diagnosis.Status.DONE, model_version=F("diagnosis__model_version"))
-               .exclude(model_version="").order_by("-reviewed_at"))
+    # Each review as a row of the few columns the figures read, not as a Review and its
+    # Diagnosis: every review ever saved is read, and as objects they took seconds and hundreds
+    # of megabytes at clinic scale.
+    reviews = (
+        Review.objects.filter(diagnosis__status=Diagnosis.Status.DONE)
+        .filter(model_version=F("diagnosis__model_version")).exclude(model_version="")
+        .order_by("-reviewed_at")
+        .annotate(risk=F("diagnosis__risk"), predicted_class=F("diagnosis__predicted_class"),
+                  malignant_probability=F("diagnosis__malignant_probability"),
+                  photo_issues=F("diagnosis__photo_issues"))
+        .values_list("model_version", "verdict", "label", "reviewed_at", "risk", "predicted_class",
+                     "malignant_probability", "photo_issues", named=True)
+    )
     by_version = defaultdict(list)  # keeps the order of each version's latest review
     for review in reviews:
         by_version[review.model_version].append(review)
@@ -865,17 +878,19 @@ def _share(hits, of):
     return float(np.mean(hits)) if len(of) else None
 
 
-def _agreement_figures(version: str, reviews: list[Review]) -> dict:
+def _agreement_figures(version: str, reviews: list) -> dict:
+    """One version's figures from review_agreement's rows (a review's fields and its diagnosis'
+    risk, predicted_class, malignant_probability and photo_issues), the latest review first."""
     judged = [review for review in reviews if review.verdict != Review.Verdict.UNCLEAR]
     labelled = [review for review in judged if review.label]
     malignant = np.array([review.label in MALIGNANT for review in labelled], dtype=bool)
-    risks = np.array([review.diagnosis.risk for review in labelled])
-    probabilities = np.array([review.diagnosis.malignant_probability for review in labelled], dtype=float)
-    poor_photo = np.array([bool(review.diagnosis.photo_issues) for review in labelled], dtype=bool)
+    risks = np.array([review.risk for review in labelled])
+    probabilities = np.array([review.malignant_probability for review in labelled], dtype=float)
+    poor_photo = np.array([bool(review.photo_issues) for review in labelled], dtype=bool)
     rated_up = np.isin(risks, ["medium", "high"])
     confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)  # clinician's label x model's class
     for review in labelled:
-        confusion[CLASSES.index(review.label), CLASSES.index(review.diagnosis.predicted_class)] += 1
+        confusion[CLASSES.index(review.label), CLASSES.index(review.predicted_class)] += 1
     auc = malignant_auc(probabilities, malignant) if labelled else float("nan")
     return {
         "version": version,
@@ -885,7 +900,7 @@ def _agreement_figures(version: str, reviews: list[Review]) -> dict:
         "unclear": len(reviews) - len(judged),
         "verdict_agree": _share([r.verdict == Review.Verdict.AGREE for r in judged], judged),
         "labelled": len(labelled),
-        "same_class": _share([r.label == r.diagnosis.predicted_class for r in labelled], labelled),
+        "same_class": _share([r.label == r.predicted_class for r in labelled], labelled),
         "malignant": int(malignant.sum()),
         "benign": int((~malignant).sum()),
         # the risk bands against the clinicians' malignant labels: sensitivity and specificity

@@ -361,12 +361,15 @@ def serve_file(diagnosis, kind):
 @login_required
 @require_GET
 def mole_list(request):
-    newest_first = Diagnosis.objects.select_related("review").order_by("-created_at")  # the latest's review asks?
+    # Each mole's latest photo alone, in photos_newest_first (a list of at most one, as the
+    # template reads it): sliced, the database picks it per mole, where the page once read every
+    # photo of every mole to show one. Its review says whether a new photo was asked for.
+    latest = Diagnosis.objects.select_related("review").order_by("-created_at")[:1]
     moles = (
         Mole.objects.filter(owner=request.user).with_last_photo()
         .annotate(photo_count=Count("diagnoses"))
         .order_by("name")  # a model's default ordering is dropped from a query with an aggregate
-        .prefetch_related(Prefetch("diagnoses", queryset=newest_first, to_attr="photos_newest_first"))
+        .prefetch_related(Prefetch("diagnoses", queryset=latest, to_attr="photos_newest_first"))
     )
     return render(request, "diagnoses/mole_list.html", {"moles": moles})
 

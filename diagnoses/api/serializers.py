@@ -1,4 +1,5 @@
 from django.contrib.auth import get_user_model
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -271,3 +272,29 @@ class AccountSerializer(serializers.ModelSerializer):
         model = get_user_model()
         fields = ("username", "email", "date_joined", "consented_at", "review_emails", "model_improvement")
         read_only_fields = ("username", "email", "date_joined", "consented_at")
+
+
+# --- the answers other than success (the schema's; every one is JSON) --------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    """A refusal or an error: what went wrong, in words."""
+
+    detail = serializers.CharField(help_text="What went wrong, for a person to read.")
+
+
+class FieldErrorsSerializer(serializers.Serializer):
+    """A 400's body for invalid fields. Its keys are the request's field names, which no field
+    of a serializer can say: FieldErrorsSchema writes its schema."""
+
+
+class FieldErrorsSchema(OpenApiSerializerExtension):
+    target_class = FieldErrorsSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        return {
+            "type": "object",
+            "description": "Invalid fields: each one's messages, under its name "
+                           "(`non_field_errors` for those of no one field).",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        }

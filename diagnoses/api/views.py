@@ -4,7 +4,10 @@ from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema,
+    extend_schema_view,
+)
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import exceptions, generics, mixins, status, viewsets
 from rest_framework.authtoken.models import Token
@@ -24,7 +27,8 @@ from ..throttles import TokenRateThrottle, UploadRateThrottle
 from ..views import serve_file, share_url
 from .filters import DiagnosisFilter, StableOrderingFilter
 from .serializers import (
-    MOLE_NAME_TAKEN, AccountSerializer, DiagnosisDetailSerializer, DiagnosisSerializer, DiagnosisUploadSerializer, MoleSerializer,
+    MOLE_NAME_TAKEN, AccountSerializer, DiagnosisDetailSerializer, DiagnosisSerializer,
+    DiagnosisUploadSerializer, ErrorSerializer, FieldErrorsSerializer, MoleSerializer,
     ShareLinkCreatedSerializer, ShareLinkCreateSerializer, ShareLinkSerializer, StaffAccessSerializer,
 )
 
@@ -32,6 +36,22 @@ from .serializers import (
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def get_schema_operation_parameters(self, view):
+        """DRF's parameters, with what their plain integers leave out: `page` also takes `last`
+        (last_page_strings), and `page_size` stops at max_page_size."""
+        parameters = super().get_schema_operation_parameters(view)
+        most = self.max_page_size
+        for parameter in parameters:
+            if parameter["name"] == self.page_query_param:
+                parameter["description"] = "A page number from 1, or `last` for the last page."
+                last = {"type": "string", "enum": list(self.last_page_strings)}
+                parameter["schema"] = {"anyOf": [{"type": "integer", "minimum": 1}, last]}
+            elif parameter["name"] == self.page_size_query_param:
+                parameter["description"] = (f"Results per page: {self.page_size} unless given, at "
+                                            f"most {most} (a larger number gives {most}).")
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": most}
+        return parameters
 
 
 class JSONErrorsNegotiation(DefaultContentNegotiation):
@@ -43,21 +63,39 @@ class JSONErrorsNegotiation(DefaultContentNegotiation):
 
 ORDERING_FIELDS = ["created_at", "finished_at", "malignant_probability"]
 
-# The answers other than success that the schema documents, each written once.
-SIGNED_OUT = OpenApiResponse(description="Not signed in: no or an invalid `Authorization: Token` header.")
+
+# The answers other than success that the schema documents, each written once, all with their
+# JSON body: refused() for {"detail": "..."}, invalid() for a 400 (BAD_REQUEST).
+def refused(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+# A 400 names each invalid field with its messages; a body that cannot be read at all (not
+# JSON, a broken multipart body) gets {"detail": "..."} instead.
+BAD_REQUEST = PolymorphicProxySerializer(
+    component_name="BadRequest", serializers=[FieldErrorsSerializer, ErrorSerializer],
+    resource_type_field_name=None,
+)
+
+
+def invalid(description: str) -> OpenApiResponse:
+    return OpenApiResponse(BAD_REQUEST, description=description)
+
+
+SIGNED_OUT = refused("Not signed in: no or an invalid `Authorization: Token` header.")
 NO_CSRF = "Signed in with the site's session cookie: a write without its `X-CSRFToken` header."
 # Every patient endpoint but the token's (accounts.permissions.AgreedToPrivacyNotice).
 AUTH_RESPONSES = {
     401: SIGNED_OUT,
-    403: OpenApiResponse(description="The account has not agreed to the privacy notice yet (`detail` says "
-                                     f"where to). {NO_CSRF}"),
+    403: refused("The account has not agreed to the privacy notice yet (`detail` says where to). "
+                 + NO_CSRF),
 }
-ERROR_RESPONSES = {**AUTH_RESPONSES, 404: OpenApiResponse(description="No such object among yours.")}
+ERROR_RESPONSES = {**AUTH_RESPONSES, 404: refused("No such object among yours.")}
 # A paginated list (DRF's pagination answers 404 to a page it cannot serve).
-NO_SUCH_PAGE = "No such page: `page` is not a number or is past the last page."
-LIST_RESPONSES = {**AUTH_RESPONSES, 404: OpenApiResponse(description=NO_SUCH_PAGE)}
-BAD_FILTER = OpenApiResponse(description="A filter's value is invalid: the answer names the filter and says why.")
-BAD_MOLE = OpenApiResponse(description="An invalid name or body site, or a name you already use.")
+NO_SUCH_PAGE = "No such page: `page` is neither a number nor `last`, or is past the last page."
+LIST_RESPONSES = {**AUTH_RESPONSES, 404: refused(NO_SUCH_PAGE)}
+BAD_FILTER = invalid("A filter's value is invalid: the answer names the filter and says why.")
+BAD_MOLE = invalid("An invalid name or body site, or a name you already use.")
 
 
 def _file_action(kind, media_type, description):
@@ -120,12 +158,12 @@ class DiagnosisViewSet(
         request=DiagnosisUploadSerializer,
         responses={
             202: DiagnosisSerializer,
-            400: OpenApiResponse(description="Not a usable image (the `image` field says why), or not your mole."),
+            400: invalid("Not a usable image (the `image` field says why), or not your mole."),
             **AUTH_RESPONSES,
-            413: OpenApiResponse(description="The request body is larger than the server takes; `detail` gives "
-                                             "its limit and the photo's."),
-            415: OpenApiResponse(description="The body is not `multipart/form-data`."),
-            429: OpenApiResponse(description="Too many uploads; the `Retry-After` header says when to try again."),
+            413: refused("The request body is larger than the server takes; `detail` gives its "
+                         "limit and the photo's."),
+            415: refused("The body is not `multipart/form-data`."),
+            429: refused("Too many uploads; the `Retry-After` header says when to try again."),
         },
         parameters=[
             OpenApiParameter(
@@ -218,7 +256,7 @@ class StaffAccessViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     patch=extend_schema(
         responses={
             200: AccountSerializer,
-            400: OpenApiResponse(description="A setting that is not a boolean, or a body that cannot be read."),
+            400: invalid("A setting that is not a boolean, or a body that cannot be read."),
             **AUTH_RESPONSES,
         },
         description="Change `review_emails` (e-mail me when a clinician has reviewed a check) or "
@@ -247,16 +285,16 @@ class ShareRefused(exceptions.APIException):
         responses={
             200: ShareLinkSerializer(many=True),
             **AUTH_RESPONSES,
-            404: OpenApiResponse(description=f"No such diagnosis among yours. Or: {NO_SUCH_PAGE}"),
+            404: refused(f"No such diagnosis among yours. Or: {NO_SUCH_PAGE}"),
         },
     ),
     create=extend_schema(
         request=ShareLinkCreateSerializer,
         responses={
             201: ShareLinkCreatedSerializer,
-            400: OpenApiResponse(description="`days` is not 1, 7 or 30."),
-            409: OpenApiResponse(description="The diagnosis is not done, or already has 5 active links: "
-                                             "`detail` says which."),
+            400: invalid("`days` is not 1, 7 or 30."),
+            409: refused("The diagnosis is not done, or already has 5 active links: `detail` says "
+                         "which."),
             **ERROR_RESPONSES,
         },
         description="Make a link that opens this diagnosis' printable report without an account (for your "
@@ -348,9 +386,9 @@ class TokenView(APIView):
         request=AuthTokenSerializer,
         responses={
             200: AuthTokenSerializer,
-            400: OpenApiResponse(description="Wrong username or password."),
-            429: OpenApiResponse(
-                description="Too many token requests from your address, or too many wrong passwords for this "
+            400: invalid("Wrong username or password."),
+            429: refused(
+                "Too many token requests from your address, or too many wrong passwords for this "
                 "username from it (sign-in is paused); the `Retry-After` header says when to try again."
             ),
         },
@@ -371,7 +409,7 @@ class TokenView(APIView):
             204: None,
             401: SIGNED_OUT,
             # Not the privacy notice's: revoking is the one thing allowed until it is agreed to.
-            403: OpenApiResponse(description=NO_CSRF),
+            403: refused(NO_CSRF),
         },
         description="Revoke your API token; the next POST issues a new one.",
     )

@@ -8,6 +8,8 @@ from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.authtoken.models import TokenProxy
 
@@ -239,6 +241,46 @@ def test_it_loads_the_queue_in_a_constant_number_of_queries(
         services.review_agree(diagnosis=make_diagnosis(owner, risk=risk), reviewer=reviewer)
         make_diagnosis(owner, risk=risk)
     assert count_queries() == few
+
+
+def indexed_columns(model):
+    """The columns of model's table that have an index of their own, as the migrations made it."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    return {tuple(c["columns"]) for c in constraints.values() if c["index"]}
+
+
+def test_the_queue_counts_its_cases_once_and_lists_model_versions_from_an_index(
+    reviewer_client, owner, make_diagnosis
+):
+    # The list's own count, and not the whole table's as well (the "N total" beside a filter): on
+    # every load, filtered or not, that was a second full count.
+    make_diagnosis(owner, risk="high", model_version="model-a")
+    make_diagnosis(owner, risk="low", model_version="model-b")
+    with CaptureQueriesContext(connection) as captured:
+        listed = queue(reviewer_client, model_version="model-b")
+    assert [d.model_version for d in listed] == ["model-b"]
+    whole_table = 'SELECT COUNT(*) AS "__count" FROM "diagnoses_diagnosis"'
+    assert whole_table not in [query["sql"] for query in captured]
+    # The model version filter stays; its choices (every distinct version) come from an index.
+    html = reviewer_client.get(QUEUE_URL).content.decode()
+    assert "By model version" in html and "?model_version=model-a" in html
+    assert ("model_version",) in indexed_columns(Diagnosis)
+
+
+def test_the_reviews_log_sorts_and_filters_by_date_through_an_index(
+    reviewer_client, reviewer, owner, make_diagnosis
+):
+    services.review_agree(diagnosis=make_diagnosis(owner, risk="high"), reviewer=reviewer)
+    with CaptureQueriesContext(connection) as captured:
+        response = reviewer_client.get(reverse("admin:diagnoses_review_changelist"))
+    assert response.status_code == 200
+    # Date ranges from the list filter; no date hierarchy, which read every review's date to
+    # list its years, months or days on each load.
+    html = response.content.decode()
+    assert "By reviewed at" in html and "Past 7 days" in html and 'class="toplinks"' not in html
+    assert not [q["sql"] for q in captured if "MIN(" in q["sql"] or "datetime_trunc" in q["sql"]]
+    assert ("reviewed_at",) in indexed_columns(Review)  # its order, newest first
 
 
 # --- the case page -----------------------------------------------------------------------------

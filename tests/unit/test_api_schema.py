@@ -171,6 +171,80 @@ def test_it_documents_the_refusals_every_patient_endpoint_can_answer(schema):
     assert "400" in schema["paths"]["/api/v1/diagnoses/"]["get"]["responses"]  # a bad filter
 
 
+def documented_bodies(schema, path, method, status):
+    """The names of the bodies the OpenAPI document allows for one answer (one, or a oneOf's)."""
+    answer = schema["paths"][path][method]["responses"][str(status)]
+    name = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    one_of = schema["components"]["schemas"][name].get("oneOf", [])
+    return {one["$ref"].rsplit("/", 1)[1] for one in one_of} or {name}
+
+
+def body_name(body):
+    """Which of the schema's error bodies (components Error, FieldErrors) an answer's JSON is."""
+    if set(body) == {"detail"} and isinstance(body["detail"], str):
+        return "Error"
+    if body and all(isinstance(messages, list) and all(isinstance(m, str) for m in messages)
+                    for messages in body.values()):
+        return "FieldErrors"
+    return None
+
+
+def test_it_documents_the_json_body_of_every_refusal(schema):
+    # Every answer other than success is JSON: {"detail": "..."}, or for a 400 the invalid
+    # fields' messages ({"detail": "..."} too when the body cannot be read at all).
+    error, bad_request = "#/components/schemas/Error", "#/components/schemas/BadRequest"
+    for path, method, operation in operations(schema):
+        for status, answer in operation["responses"].items():
+            if status >= "400":
+                body = answer.get("content", {}).get("application/json", {}).get("schema")
+                expected = {"$ref": bad_request if status == "400" else error}
+                assert body == expected, (method, path, status)
+    components = schema["components"]["schemas"]
+    assert components["Error"]["properties"]["detail"]["type"] == "string"
+    assert components["Error"]["required"] == ["detail"]
+    messages = {"type": "array", "items": {"type": "string"}}
+    assert components["FieldErrors"]["additionalProperties"] == messages
+    field_errors = "#/components/schemas/FieldErrors"
+    assert components["BadRequest"]["oneOf"] == [{"$ref": field_errors}, {"$ref": error}]
+
+
+def test_the_refusals_bodies_are_the_ones_it_documents(schema, owner_api, api_client, owner,
+                                                       make_diagnosis):
+    diagnosis = make_diagnosis(owner, status="queued")
+    not_json = {"data": "{not json", "content_type": "application/json"}
+    share = "/api/v1/diagnoses/{diagnosis_id}/share-links/"
+    checks = [
+        # (client, method, path, request, the answer)
+        (api_client, "get", "/api/v1/moles/", {}, 401),
+        (owner_api, "get", "/api/v1/diagnoses/", {"data": {"created_after": "last week"}}, 400),
+        (owner_api, "post", "/api/v1/moles/", {"data": {"name": ""}}, 400),
+        (owner_api, "patch", "/api/v1/account/", not_json, 400),
+        (owner_api, "get", "/api/v1/moles/{id}/", {}, 404),
+        (owner_api, "post", share, {"data": {"days": 7}}, 409),  # not done yet
+        (owner_api, "post", "/api/v1/diagnoses/", {"data": {"image": "x"}, "format": "json"}, 415),
+    ]
+    ids = {"{id}": "00000000-0000-0000-0000-000000000000", "{diagnosis_id}": str(diagnosis.pk)}
+    for client, method, path, request, status in checks:
+        url = path
+        for name, value in ids.items():
+            url = url.replace(name, value)
+        response = getattr(client, method)(url, **request)
+        assert response.status_code == status, (method, path)
+        documented = documented_bodies(schema, path, method, status)
+        assert body_name(response.json()) in documented, (method, path, response.json())
+
+
+def test_it_documents_the_page_parameters_as_the_api_takes_them(schema, owner_api):
+    for path, method, operation in operations(schema):
+        parameters = {p["name"]: p["schema"] for p in operation.get("parameters", [])}
+        if "page" not in parameters:
+            continue
+        # At most 100 a page, whatever is asked for; `last` for the last page (DRF's, kept).
+        assert parameters["page_size"] == {"type": "integer", "minimum": 1, "maximum": 100}, path
+        assert {"type": "string", "enum": ["last"]} in parameters["page"]["anyOf"], path
+    assert owner_api.get("/api/v1/diagnoses/", {"page": "last"}).status_code == 200
+
+
 def test_it_says_which_fields_may_be_null_or_are_always_there(schema):
     components = schema["components"]["schemas"]
     model_version = components["Review"]["properties"]["model_version"]

@@ -181,7 +181,7 @@ def test_the_exports_carry_the_issues(reviewer_client, reviewer, owner_client, o
     owner.save(update_fields=["model_improvement"])
 
     response = reviewer_client.post(QUEUE_URL, {"action": "export_reviewed_csv", "_selected_action": [str(diagnosis.pk)]})
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0]["photo_issues"] == "dark"
 
     archive = zipfile.ZipFile(io.BytesIO(b"".join(owner_client.get(reverse("account_export")).streaming_content)))

@@ -217,6 +217,25 @@ def test_it_lists_my_moles_by_name(owner_client, owner):
     assert response.context["moles"].ordered  # by the query, not by the index SQLite happens to use
 
 
+def test_my_moles_reads_only_the_latest_photo_of_each_mole(owner_client, owner):
+    # The page shows one photo per mole: reading every photo of every mole to find it made the
+    # page slower with each photo a patient took.
+    arm, leg = (Mole.objects.create(owner=owner, name=name) for name in ("Arm", "Leg"))
+    for days_ago in (30, 20, 10):
+        make_diagnosis(owner, mole=arm, days_ago=days_ago)
+    latest = make_diagnosis(owner, mole=arm, risk="high", malignant=0.7)
+    only = make_diagnosis(owner, mole=leg)
+
+    response = owner_client.get(reverse("diagnoses:moles"))
+
+    moles = {mole.name: mole for mole in response.context["moles"]}
+    assert [photo.pk for photo in moles["Arm"].photos_newest_first] == [latest.pk]
+    assert [photo.pk for photo in moles["Leg"].photos_newest_first] == [only.pk]
+    page = response.content.decode()
+    assert "4 photos" in page and "High risk" in page
+    assert reverse("diagnoses:file", args=[latest.pk, "thumbnail"]) in page
+
+
 def test_it_shows_a_mole_timeline_oldest_first_with_its_chart(owner_client, owner):
     mole = Mole.objects.create(owner=owner, name="Shoulder")
     old = make_diagnosis(owner, mole=mole, malignant=0.1, days_ago=60)

@@ -8,11 +8,13 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from diagnoses import services
-from diagnoses.admin import pseudonym, result_stamp
+from diagnoses.admin import CSV_HEADER, pseudonym, result_stamp
 from diagnoses.models import Diagnosis, Mole, Review
 from tests.conftest import PROBABILITIES_FOR_RISK, pass_second_step
 
@@ -426,7 +428,7 @@ def test_the_export_takes_only_patients_who_opted_in(reviewer_client, reviewer, 
     opt_in(owner)  # the outsider left the box as it was at sign-up: unticked
 
     response = run_action(reviewer_client, "export_reviewed_csv", [mine, theirs])
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [row["case_pseudonym"] for row in rows] == [pseudonym("case", mine.pk)]
     notice = reviewer_client.get(QUEUE_URL).content.decode()
     assert "Left out 1 reviewed case of patients who have not agreed to model improvement." in notice
@@ -452,7 +454,7 @@ def test_it_exports_reviewed_cases_as_pseudonymous_csv(reviewer_client, reviewer
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
-    body = response.content.decode()
+    body = b"".join(response.streaming_content).decode()
     rows = list(csv.DictReader(io.StringIO(body)))
 
     assert [row["case_pseudonym"] for row in rows] == [pseudonym("case", d.pk) for d in (first, second, theirs)]
@@ -480,6 +482,26 @@ def test_it_exports_reviewed_cases_as_pseudonymous_csv(reviewer_client, reviewer
         assert secret not in body.split("\n", 1)[1], secret
     user_ids = {str(owner.pk), str(outsider.pk)}
     assert not any(value in user_ids for row in rows for value in row.values())
+
+
+def test_the_export_is_streamed_its_rows_read_as_they_go_out(reviewer_client, reviewer, owner,
+                                                             make_diagnosis):
+    # Built whole before the first byte went out, the table of every reviewed case took seconds
+    # and hundreds of megabytes.
+    cases = [make_diagnosis(owner, risk=risk) for risk in ("high", "medium", "low")]
+    for case in cases:
+        services.review_agree(diagnosis=case, reviewer=reviewer)
+    opt_in(owner)
+
+    response = run_action(reviewer_client, "export_reviewed_csv", cases)
+
+    assert response.streaming and response["Content-Type"] == "text/csv; charset=utf-8"
+    with CaptureQueriesContext(connection) as captured:
+        lines = b"".join(response.streaming_content).decode().split("\r\n")
+    assert len(captured) == 1  # the rows with their reviews, one query, once the download starts
+    assert lines[0] == ",".join(CSV_HEADER) and lines[-1] == ""
+    expected = [pseudonym("case", case.pk) for case in cases]
+    assert [line.split(",")[0] for line in lines[1:-1]] == expected
 
 
 def test_it_exports_nothing_when_none_selected_is_reviewed(reviewer_client, reviewer, owner, make_diagnosis):

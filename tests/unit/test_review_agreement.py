@@ -2,6 +2,8 @@
 a page of the review desk."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from diagnoses import services
@@ -51,6 +53,20 @@ def test_it_compares_the_model_with_the_clinicians_labels_per_version(reviewed):
     assert current["confusion"][nv][nv] == current["confusion"][nv][mel] == 1
     assert sum(map(sum, current["confusion"])) == 4
     assert (old["reviews"], old["malignant_flagged"], old["malignant_auc"]) == (1, None, None)
+
+
+def test_it_reads_of_each_review_only_what_the_figures_use(reviewed):
+    # Every review ever saved is read: as Review and Diagnosis objects, with every column (the
+    # note, the probabilities, the file names), that took seconds and hundreds of megabytes.
+    with CaptureQueriesContext(connection) as captured:
+        current, old = services.review_agreement()
+    (query,) = captured.captured_queries
+    columns = query["sql"].split(" FROM ")[0]
+    for unused in ("note", "recommendation", "reviewer_id", "probabilities", "image", "error"):
+        assert f'."{unused}"' not in columns, unused
+    assert (current["reviews"], current["labelled"], old["reviews"]) == (5, 4, 1)
+    latest = Review.objects.filter(model_version="test-model-1").latest("reviewed_at")
+    assert current["last_reviewed_at"] == latest.reviewed_at
 
 
 def test_it_shows_the_figures_to_clinicians_at_the_desk(reviewer_client, reviewed):
