@@ -827,6 +827,7 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
         "bands": [(band.label, counts.get(band.value, 0)) for band in reversed(Diagnosis.Risk)],
         "oldest": oldest,
         "queue_url": settings.SITE_URL + reverse("admin:diagnoses_diagnosis_changelist"),
+        "account_url": settings.SITE_URL + reverse("account"),
     }
     clinicians = (get_user_model().objects.reviewers().reachable_by_email()
                   .filter(queue_emails=True))

@@ -721,3 +721,9 @@ def _roc_points(points):
 @require_GET
 def about_model(request):
     return render(request, "about_model.html", {"summary": _model_card_summary()})
+
+
+@require_GET
+def privacy(request):
+    """The privacy notice, naming the clinic's contact when one is set (CLINIC_CONTACT)."""
+    return render(request, "privacy.html", {"clinic_contact": settings.CLINIC_CONTACT})

@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.generic import TemplateView
 
 from diagnoses import views as diagnosis_views
 from diagnoses.api import errors as api_errors
@@ -10,7 +9,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("diagnoses/", include("diagnoses.urls")),
     path("about/model/", diagnosis_views.about_model, name="about_model"),
-    path("privacy/", TemplateView.as_view(template_name="privacy.html"), name="privacy"),
+    path("privacy/", diagnosis_views.privacy, name="privacy"),
     # A report a patient shares with a doctor: no sign-in, the link's token is the key.
     path("shared/<str:token>/", diagnosis_views.shared_report, name="shared_report"),
     path("shared/<str:token>/files/<str:kind>/", diagnosis_views.shared_file, name="shared_file"),

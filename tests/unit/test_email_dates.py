@@ -1,10 +1,11 @@
 """Dates in the e-mails as the pages write them (molesite/formats: "4 Jul 2026, 00:30"), in the
-clinic's time zone, and the daily queue count's wording."""
+clinic's time zone, the daily queue count's wording, and the clinic's contact."""
 
 from datetime import UTC, datetime
 
 import pytest
-from django.template.loader import render_to_string
+from django.conf import settings as django_settings
+from django.urls import reverse
 
 from diagnoses import services
 from diagnoses.models import Diagnosis
@@ -49,14 +50,15 @@ def test_the_queue_count_dates_its_oldest_case_as_the_pages_do(
     body = mailoutbox[0].body
     assert "The oldest has waited since 4 Jul 2026, 00:30." in body
     assert "each day" in body and "morning" not in body  # DAILY_EMAILS_HOUR may be any hour
+    # where to switch it off, linked
+    account_url = django_settings.SITE_URL + reverse("account")
+    assert f"untick the box\non your account page: {account_url}\n" in body
 
 
-def test_the_queue_count_links_the_account_page_when_given_it():
-    context = {"username": "dr-reviewer", "total": 1, "bands": [], "oldest": FIRST, "queue_url": "q"}
-    account_url = "https://molesite.example.org/accounts/"
+def test_the_privacy_notice_names_the_clinics_contact_when_set(client, settings):
+    settings.CLINIC_CONTACT = "Skin clinic, +44 20 7946 0000, help@clinic.example"
+    assert "ask them about anything here: Skin clinic, +44 20 7946 0000" in (
+        client.get(reverse("privacy")).content.decode())
 
-    linked = render_to_string("diagnoses/email/review_queue.txt", {**context, "account_url": account_url})
-    unlinked = render_to_string("diagnoses/email/review_queue.txt", context)
-
-    assert f"untick the box\non your account page: {account_url}\n" in linked
-    assert "untick the box\non your account page.\n" in unlinked
+    settings.CLINIC_CONTACT = ""
+    assert "ask them about anything here." in client.get(reverse("privacy")).content.decode()
