@@ -203,10 +203,6 @@ class ReviewInline(admin.StackedInline):
     verbose_name = "clinician review"
     verbose_name_plural = "clinician review"
 
-    class Media:
-        # one review per case: hides the per-form line ("Clinician review: #1") under the heading
-        css = {"all": ["css/admin-review.css"]}
-
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
         suggested = services.RECOMMENDATION_FOR_RISK.get(obj.risk) if obj else None
@@ -266,6 +262,11 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     view_on_site = False  # the patient's result page is the patient's alone
     actions = ["mark_reviewed", "requeue", "export_reviewed_csv"]
     inlines = [ReviewInline]
+
+    class Media:
+        # the queue's columns and the case page's review form (static/css/admin-review.css)
+        css = {"all": ["css/admin-review.css"]}
+
     fieldsets = [
         ("Photos", {"fields": [("photo", "heatmap_image")]}),
         (

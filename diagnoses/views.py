@@ -260,10 +260,12 @@ def _shared(view):
 def _active_link(request, token):
     """(the share link of this token, None) while it is active; (None, a 410 page) once it
     expired or was withdrawn, or its patient's account was deactivated (an account closed by
-    the clinic shares nothing). Http404 for a token no link has (or had: its check was deleted)."""
+    the clinic shares nothing); (None, a 404 page) for a token no link has (or had: its check
+    was deleted), worded for a doctor without an account: a link cut short or mistyped, not the
+    patients' "it belongs to another account"."""
     link = services.share_link_find(token=token)
     if link is None:
-        raise Http404
+        return None, render(request, "diagnoses/shared_gone.html", {"unknown": True}, status=404)
     if not link.is_active or not link.diagnosis.owner.is_active:
         return None, render(request, "diagnoses/shared_gone.html", status=410)
     return link, None

@@ -157,6 +157,14 @@ def test_it_shows_the_queue_columns_with_private_thumbnails(reviewer_client, own
         assert text in html, text
 
 
+def test_the_queue_and_the_case_page_get_the_desks_styles(reviewer_client, owner, make_diagnosis):
+    """static/css/admin-review.css: the queue's patient column wraps a long username (else the
+    table overflows and the upload date is cut off); the case page's review form."""
+    diagnosis = make_diagnosis(owner)
+    for url in (QUEUE_URL, change_url(diagnosis)):
+        assert "css/admin-review.css" in reviewer_client.get(url).content.decode(), url
+
+
 def test_it_warns_the_queue_when_photos_wait_too_long_for_the_classifier(reviewer_client, owner, make_diagnosis):
     make_diagnosis(owner, status="queued")  # just uploaded: not late
     make_diagnosis(owner, risk="high", age_days=3)  # done long ago: not late

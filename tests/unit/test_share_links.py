@@ -342,6 +342,9 @@ def test_an_unknown_token_is_not_found(db):
     response = Client().get(shared("not-a-token-anybody-was-given"))
     assert response.status_code == 404
     assert_shared_headers(response)
+    # said to a doctor without an account, not as the patients' "another account" page
+    assert "It may be incomplete" in response.content.decode()
+    assert "another account" not in response.content.decode()
     assert Client().get(shared("not-a-token", "files/image/")).status_code == 404
 
 
