@@ -8,7 +8,9 @@
   var bands = JSON.parse((document.getElementById("roc-bands") || { textContent: "[]" }).textContent);
   var operating = bands.filter(function (b) { return b.sensitivity !== null && b.specificity !== null; }).map(function (b) {
     return {
-      label: (b.band === "high" ? "High" : "Medium") + "-risk threshold (" + b.threshold + "%)",
+      // "8.0%", as the page's table writes it (JSON drops the ".0")
+      label: (b.band === "high" ? "High" : "Medium") + "-risk threshold ("
+        + (typeof b.threshold === "number" ? b.threshold.toFixed(1) : b.threshold) + "%)",
       data: [{ x: 1 - b.specificity / 100, y: b.sensitivity / 100 }],
       backgroundColor: b.band === "high" ? "#dc3545" : "#e0a800",
       borderColor: "#fff",

@@ -42,7 +42,8 @@
     label: "Malignant probability",
     data: data.values.map(function (value, i) { return { x: xs[i], y: value }; }),
     borderColor: "#0b5ed7",
-    backgroundColor: pointColours,
+    // the legend's key takes the dataset's colour: the line's, not the first point's risk colour
+    backgroundColor: "#0b5ed7",
     pointBackgroundColor: pointColours,
     pointBorderColor: "#fff",
     pointRadius: 6,
@@ -54,7 +55,7 @@
     var value = data.thresholds && data.thresholds[band[0]];
     if (typeof value !== "number") return;
     datasets.push({
-      label: band[1] + " " + value + "%",
+      label: band[1] + " " + value.toFixed(1) + "%",  // "8.0%", as the pages write it
       data: [{ x: first, y: value }, { x: last, y: value }],
       borderColor: band[2],
       backgroundColor: band[2],
@@ -86,7 +87,7 @@
         legend: { position: "bottom", labels: { boxWidth: 14 } },
         tooltip: { callbacks: {
           title: function (items) { return items.length ? dateOf(items[0].parsed.x) : ""; },
-          label: function (ctx) { return ctx.dataset.label + ": " + ctx.parsed.y + "%"; }
+          label: function (ctx) { return ctx.dataset.label + ": " + ctx.parsed.y.toFixed(1) + "%"; }
         } }
       }
     }

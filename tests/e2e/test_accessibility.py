@@ -224,3 +224,30 @@ def test_the_result_page_tells_screen_readers_the_result(page, site, owner, make
     expect(page.locator("#result [data-risk]")).to_be_visible(timeout=10_000)
     expect(page.locator("#result-announcer")).to_have_text(
         f"Your result is ready: Medium risk, {pending.malignant_percent}% malignant probability.")
+
+
+def test_a_refused_field_has_a_red_edge(page, site):
+    page.goto(site + "/accounts/signup/")
+    page.get_by_label("Username").fill("two words")  # no spaces in a user name
+    page.get_by_label("Email").fill("ana@example.com")
+    page.locator("[name=password1]").fill("a long and private pass phrase")
+    page.locator("[name=password2]").fill("a long and private pass phrase")
+    page.get_by_role("button", name="Create account").click()
+    field = page.get_by_label("Username")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    # Bootstrap's danger red (4.5:1 on white), not the grey edge of the fields that passed
+    expect(field).to_have_css("border-top-color", "rgb(220, 53, 69)")
+    expect(page.get_by_label("Email")).not_to_have_css("border-top-color", "rgb(220, 53, 69)")
+
+
+def test_a_refused_sign_in_says_why_once(page, site, owner):
+    page.goto(site + "/accounts/login/")
+    page.get_by_label("Username").fill("patient")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    summary = page.get_by_role("alert").filter(has_text="You are not signed in.")
+    expect(summary).to_contain_text("Please enter a correct username and password.")
+    # in the summary, which takes the focus, and not again in a second red box below it
+    expect(page.get_by_text("Please enter a correct username and password.")
+           .locator("visible=true")).to_have_count(1)
+    expect(page.locator(".alert-danger, .errorlist").locator("visible=true")).to_have_count(1)
