@@ -477,11 +477,18 @@ def diagnoses_recover_lost() -> dict:
 
 def diagnoses_check_photos() -> dict:
     """Run the upload's photo check (ml.quality) on every stored photo and record what it finds:
-    for photos uploaded before the check existed, or after its limits changed. Returns the
-    counts {"checked", "changed", "unreadable"}; an unreadable or missing file is logged and
-    left as it is."""
-    counts = {"checked": 0, "changed": 0, "unreadable": 0}
+    for photos uploaded before the check existed, or after its limits changed. Also see that each
+    row's thumbnail and heatmap are in storage: after a restore, a row may name a file that the
+    image backup lacks (pages would show a broken image). Returns the counts {"checked",
+    "changed", "unreadable", "missing"}: photos unreadable or missing, and thumbnails and heatmaps
+    missing, each logged with its diagnosis and left as it is."""
+    counts = {"checked": 0, "changed": 0, "unreadable": 0, "missing": 0}
     for diagnosis in _every_photo():
+        for kind in ("thumbnail", "heatmap"):
+            named = getattr(diagnosis, kind)
+            if named and not named.storage.exists(named.name):
+                logger.warning("photo check: the %s of %s is missing from storage", kind, diagnosis.pk)
+                counts["missing"] += 1
         try:
             with diagnosis.image.open("rb") as stored:
                 found = photo_issues(to_rgb(stored))
@@ -497,11 +504,11 @@ def diagnoses_check_photos() -> dict:
 
 
 def _every_photo(page_size: int = 200):
-    """Every diagnosis with its photo and issues, read a page at a time by primary key, each page
-    whole before its photos are checked. Not iterator(): its query stays open between photos,
+    """Every diagnosis with its files and photo issues, read a page at a time by primary key,
+    each page whole before its photos are checked. Not iterator(): its query stays open between photos,
     and on SQLite that open read makes the check's own UPDATE fail ("database is locked") once
     another process (the worker, an upload) has committed a write since it began."""
-    photos = Diagnosis.objects.only("pk", "image", "photo_issues").order_by("pk")
+    photos = Diagnosis.objects.only("pk", "image", "thumbnail", "heatmap", "photo_issues").order_by("pk")
     page = list(photos[:page_size])
     while page:
         yield from page

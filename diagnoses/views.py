@@ -349,11 +349,18 @@ def diagnosis_file(request, pk, kind):
 
 def serve_file(diagnosis, kind):
     """Stream one of a diagnosis' private images (a FILE_FIELDS kind) to a viewer the caller
-    has checked (this view, the API); 404 if it has none (yet)."""
+    has checked (this view, the API, the shared report); 404 if it has none (yet), or if its
+    file is missing from storage (a restore of an older image backup, say), logged for
+    `checkphotos`."""
     stored = getattr(diagnosis, kind)
     if not stored:
         raise Http404
-    response = FileResponse(stored.open("rb"), content_type=FILE_FIELDS[kind])
+    try:
+        opened = stored.open("rb")
+    except FileNotFoundError:
+        logger.warning("%s of %s is missing from storage", kind, diagnosis.pk)
+        raise Http404 from None
+    response = FileResponse(opened, content_type=FILE_FIELDS[kind])
     response["Content-Disposition"] = "inline"
     return response
 
@@ -642,6 +649,20 @@ def _interval(intervals, key):
     return None if low is None or high is None else (low, high, round(level * 100))
 
 
+# The card's codes as a reader of the page understands them; a code not listed shows as it is.
+CARD_CODES = {
+    "lesion-disjoint, stratified by dx": "by lesion (no lesion on both sides), stratified by diagnosis",
+    "full": "full: the recipe of the shipped model",
+    "tiny": "tiny: a toy model, as the tests train",
+    "mixed_bfloat16": "mixed: bfloat16 arithmetic, float32 weights",
+    "mixed_float16": "mixed: float16 arithmetic, float32 weights",
+}
+
+
+def _readable(code):
+    return CARD_CODES.get(code, code) if isinstance(code, str) else code
+
+
 def _training_summary(card):
     """(label, value) rows describing how the model was trained, from whatever the card has."""
     split = _dict(card.get("data_split"))
@@ -649,15 +670,15 @@ def _training_summary(card):
     hardware = _dict(training.get("hardware"))
     size = _dict(card.get("input_size"))
     rows = [
-        ("Split", split.get("method")),
+        ("Split", _readable(split.get("method"))),
         ("Training images", _pair(split.get("n_train_images"), split.get("n_train_lesions"))),
         ("Validation images", _pair(split.get("n_val_images"), split.get("n_val_lesions"))),
         ("Input size", f"{size['width']}×{size['height']} pixels" if _number(size.get("width")) and _number(size.get("height")) else None),
-        ("Preset", card.get("preset")),
+        ("Preset", _readable(card.get("preset"))),
         ("Epochs", f"{training['epochs_run']} run, best {training.get('best_epoch', '?')}" if _number(training.get("epochs_run")) else None),
         ("Training time", f"{round(training['fit_seconds'] / 60, 1)} minutes" if _number(training.get("fit_seconds")) else None),
         ("Hardware", hardware.get("device")),
-        ("Training precision", training.get("precision")),
+        ("Training precision", _readable(training.get("precision"))),
         ("Checkpoint", training.get("selection")),
         ("Test-time views", TTA_VIEWS.get(card.get("tta_views")) if isinstance(card.get("tta_views"), int) else None),
         ("Calibration", _calibration_text(card)),

@@ -1,6 +1,9 @@
 """GET /healthz: can this instance serve? 200 when the database, the broker and the model
-artifact are all usable, 503 otherwise. Cheap enough to be probed every few seconds, and
-fast when something is down (no retries, ~1 s timeouts).
+artifact are all usable, 503 otherwise. Cheap enough to be probed every few seconds, and fast
+when something is down (no retries, ~1 s timeouts). It also reports the queue (not ok when a
+photo has waited for its analysis longer than the lost-photo check allows), for a monitor to
+alert on; a stalled queue is the workers' failure, not this instance's, so it does not make the
+answer a 503 (a load balancer or web's healthcheck would take the whole site down with it).
 
 The model is checked from its card and file, never by importing TensorFlow in the web
 process. Errors are reported by class name only; their details go to the log, not to an
@@ -15,9 +18,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Count, Min
 from django.http import JsonResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from diagnoses.models import Diagnosis
+from diagnoses.services import LOST_QUEUED_AFTER
 from ml import CARD_FILENAME, MODEL_FILENAME
 from ml.artifact import read_card
 from ml.errors import ModelArtifactError
@@ -42,25 +49,24 @@ def _select_one(connection) -> None:
         cursor.fetchone()
 
 
-def _ping(connection) -> None:
-    """SELECT 1, on Postgres within TIMEOUT_SECONDS of the server's time. Connecting is bounded by
-    DATABASE_URL's ?connect_timeout= (docker-compose.yml)."""
+def _bounded(connection, query):
+    """query()'s answer, on Postgres within TIMEOUT_SECONDS of the server's time. Connecting is
+    bounded by DATABASE_URL's ?connect_timeout= (docker-compose.yml)."""
     if connection.vendor != "postgresql":
         # Not in a transaction on SQLite: its IMMEDIATE transactions take the write lock.
-        _select_one(connection)
-        return
+        return query()
     # SET LOCAL ends with the transaction, so a reused connection keeps no timeout of ours.
     with transaction.atomic(using=connection.alias):
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL statement_timeout = {int(TIMEOUT_SECONDS * 1000)}")
-        _select_one(connection)
+        return query()
 
 
 def check_database() -> dict:
     started = time.monotonic()
     connection = connections[DEFAULT_DB_ALIAS]
     try:
-        _ping(connection)
+        _bounded(connection, lambda: _select_one(connection))
     except Exception as exc:  # any driver's error means "down"
         return _failed("database", exc, vendor=connection.vendor)
     return {"ok": True, "vendor": connection.vendor, "ms": _elapsed_ms(started)}
@@ -116,8 +122,35 @@ def check_model() -> dict:
     return {"ok": True, "loaded": True, "version": card["version"], "format_version": card["format_version"]}
 
 
+class QueueStalled(Exception):
+    """A photo has waited longer than the workers should ever take to start on it."""
+
+
+def check_queue() -> dict:
+    """How many photos wait for a worker, and how long the one queued longest has waited, in
+    seconds since its queued_at (its upload, its re-run, or the lost-photo check sending it to the
+    workers again). Not ok past LOST_QUEUED_AFTER, the limit of that check: the workers are down,
+    stuck, or far too few for the uploads."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    try:
+        found = _bounded(connection, lambda: Diagnosis.objects.filter(status=Diagnosis.Status.QUEUED).aggregate(
+            queued=Count("pk"), oldest=Min("queued_at")))
+    except Exception as exc:  # any driver's error, as in check_database
+        return _failed("queue", exc, queued=None, oldest_queued_s=None)
+    waited = round((timezone.now() - found["oldest"]).total_seconds()) if found["oldest"] else None
+    if waited is not None and waited > LOST_QUEUED_AFTER.total_seconds():
+        stalled = QueueStalled(f"a photo has waited {waited} s, over {LOST_QUEUED_AFTER}: are the workers up?")
+        return _failed("queue", stalled, queued=found["queued"], oldest_queued_s=waited)
+    return {"ok": True, "queued": found["queued"], "oldest_queued_s": waited}
+
+
 @never_cache
 def healthz(request):
-    parts = {"database": check_database(), "broker": check_broker(), "model": check_model()}
+    database = check_database()
+    # Read from the database: not asked again of one that has just failed (another connect timeout).
+    queue = check_queue() if database["ok"] else {"ok": False, "queued": None, "oldest_queued_s": None,
+                                                  "error": database["error"]}
+    parts = {"database": database, "broker": check_broker(), "model": check_model()}
     healthy = all(part["ok"] for part in parts.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", **parts}, status=200 if healthy else 503)
+    return JsonResponse({"status": "ok" if healthy else "unavailable", **parts, "queue": queue},
+                        status=200 if healthy else 503)

@@ -430,6 +430,13 @@ SPECTACULAR_SETTINGS = {
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
 if LOG_FORMAT not in {"json", "plain"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}.")
+# In any case ("info"): logging itself knows its levels' names in capitals only, and refuses
+# any other with a traceback that does not name the variable.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+if LOG_LEVEL not in LOG_LEVELS:
+    raise ImproperlyConfigured(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                               f"not {env.str('LOG_LEVEL')!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -440,7 +447,7 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": LOG_FORMAT}
     },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # Celery gives its task loggers a plain-text handler of its own unless they have one.
     "loggers": {
         "celery.task": {"handlers": ["console"], "propagate": False},

@@ -110,6 +110,19 @@ def test_it_runs_a_celery_worker_from_the_web_image(compose):
     assert worker["image"] == web["image"] and worker["build"] == web["build"] == "."
 
 
+def test_it_tags_the_image_of_each_release_so_that_the_previous_one_stays(compose):
+    """`latest` alone would be taken over by each build, leaving no image to roll back to."""
+    for name in ("migrate", "web", "worker", "beat"):
+        assert compose["services"][name]["image"] == "molesite:${MOLESITE_VERSION:-latest}", name
+
+
+def test_it_bounds_every_containers_log(compose):
+    """Docker's default driver keeps a container's log in one file that grows until the disk is
+    full: rotated here, and the same for every service."""
+    for name, service in compose["services"].items():
+        assert service["logging"] == {"driver": "local", "options": {"max-size": "50m", "max-file": "20"}}, name
+
+
 def test_it_runs_one_celery_beat_from_the_web_image_and_make_run_does_too(compose):
     web, beat = compose["services"]["web"], compose["services"]["beat"]
     assert command_line(beat).startswith("celery -A molesite beat")

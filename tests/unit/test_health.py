@@ -8,6 +8,7 @@ import secrets
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +16,10 @@ import environ
 import pytest
 from django.db import connections
 from django.db.utils import ConnectionHandler
+from django.utils import timezone
 
+from diagnoses.models import Diagnosis
+from diagnoses.services import LOST_QUEUED_AFTER
 from ml import CARD_FILENAME, CLASSES, FORMAT_VERSION, MODEL_FILENAME
 from ml.artifact import save_card, sha256_file
 from molesite import health
@@ -183,6 +187,57 @@ def test_it_notices_a_model_file_replaced_by_a_corrupt_one(client, artifact):
     assert get_health(client)[0].status_code == 200
     (artifact / MODEL_FILENAME).write_bytes(b"truncated")
     assert get_health(client)[0].status_code == 503
+
+
+def queued_for(owner, minutes):
+    """A photo waiting for a worker since `minutes` ago (its upload, re-run or resend)."""
+    diagnosis = Diagnosis.objects.create(owner=owner, image="images/x.jpg", thumbnail="thumbnails/x.jpg",
+                                         sha256="0" * 64)
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=timezone.now() - timedelta(minutes=minutes))
+    return diagnosis
+
+
+@pytest.mark.django_db
+def test_it_reports_how_many_photos_wait_and_for_how_long(client, artifact, owner):
+    limit = LOST_QUEUED_AFTER.total_seconds()
+    queued_for(owner, 2)
+    queued_for(owner, LOST_QUEUED_AFTER.total_seconds() / 60 - 1)
+
+    response, body = get_health(client)
+
+    assert response.status_code == 200, body
+    assert body["queue"]["ok"] and body["queue"]["queued"] == 2
+    assert limit - 60 <= body["queue"]["oldest_queued_s"] < limit
+
+
+@pytest.mark.django_db
+def test_it_reports_a_photo_waiting_longer_than_the_lost_photo_check_allows(client, artifact, owner,
+                                                                            caplog):
+    """The workers are down or stuck: nothing else in /healthz would tell. Still a 200: this
+    instance serves pages, and a load balancer must not drop the site for a stuck worker."""
+    queued_for(owner, 1)
+    queued_for(owner, LOST_QUEUED_AFTER.total_seconds() / 60 + 1)
+
+    response, body = get_health(client)
+
+    assert response.status_code == 200
+    assert body["status"] == "ok"
+    assert body["queue"]["ok"] is False and body["queue"]["error"] == "QueueStalled"
+    assert body["queue"]["queued"] == 2
+    assert body["queue"]["oldest_queued_s"] > LOST_QUEUED_AFTER.total_seconds()
+    assert body["database"]["ok"] and body["broker"]["ok"] and body["model"]["ok"]
+    assert "healthz: queue unavailable: QueueStalled" in caplog.text
+
+
+@pytest.mark.django_db
+def test_it_counts_neither_finished_nor_running_photos_as_queued(client, artifact, owner):
+    for status in (Diagnosis.Status.DONE, Diagnosis.Status.RUNNING):  # a worker's, or the lost-photo check's
+        Diagnosis.objects.filter(pk=queued_for(owner, 60).pk).update(status=status)
+
+    response, body = get_health(client)
+
+    assert response.status_code == 200
+    assert body["queue"] == {"ok": True, "queued": 0, "oldest_queued_s": None}
 
 
 def test_it_checks_the_model_without_importing_tensorflow(tmp_path):

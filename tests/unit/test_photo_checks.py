@@ -219,6 +219,31 @@ def test_checkphotos_records_the_issues_of_photos_stored_before_the_check(owner,
 
 
 @pytest.mark.django_db
+def test_checkphotos_reports_rows_whose_thumbnail_or_heatmap_is_missing(owner, make_diagnosis, caplog):
+    """The check to run after a restore: rows whose files the restored images lack, each logged
+    with its case; a check not done yet, which has no heatmap, lacks none."""
+    from django.core.management import call_command
+
+    whole, no_thumbnail, no_heatmap = (make_diagnosis(owner) for _ in range(3))
+    queued = make_diagnosis(owner, status="queued")
+    no_thumbnail.thumbnail.storage.delete(no_thumbnail.thumbnail.name)
+    no_heatmap.heatmap.storage.delete(no_heatmap.heatmap.name)
+    caplog.set_level("WARNING", logger="diagnoses.services")
+
+    out = io.StringIO()
+    call_command("checkphotos", stdout=out)
+
+    assert out.getvalue().splitlines() == [
+        "4 photos checked, 0 changed, 0 could not be read (see the log).",
+        "2 thumbnails or heatmaps are missing from storage (see the log).",
+    ]
+    logged = {record.getMessage() for record in caplog.records if record.name == "diagnoses.services"}
+    assert logged == {f"photo check: the thumbnail of {no_thumbnail.pk} is missing from storage",
+                      f"photo check: the heatmap of {no_heatmap.pk} is missing from storage"}
+    assert not any(str(d.pk) in message for d in (whole, queued) for message in logged)
+
+
+@pytest.mark.django_db
 def test_about_the_model_says_what_the_photo_check_does(client):
     page = client.get(reverse("about_model")).content.decode()
     assert 'data-testid="photo-check-limit"' in page and "darker or brighter than 99%" in page

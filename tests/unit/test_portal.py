@@ -128,6 +128,23 @@ def test_it_shows_the_heatmap_toggle_and_the_report_link_on_a_finished_result(ow
     assert reverse("diagnoses:report", args=[diagnosis.pk]) in page
 
 
+def test_a_file_missing_from_storage_answers_404_and_is_logged_with_its_case(owner_client, owner, owner_api,
+                                                                            caplog):
+    """A row that outlived its file (images restored from a backup older than the database's):
+    a broken image on the page, not a server error; the log names the case, not the patient."""
+    diagnosis = make_diagnosis(owner, risk="high", malignant=0.62)
+    diagnosis.heatmap.storage.delete(diagnosis.heatmap.name)
+    caplog.set_level("WARNING", logger="diagnoses.views")
+
+    assert owner_client.get(reverse("diagnoses:file", args=[diagnosis.pk, "heatmap"])).status_code == 404
+    assert owner_api.get(f"/api/v1/diagnoses/{diagnosis.pk}/heatmap/").status_code == 404
+    assert owner_client.get(reverse("diagnoses:file", args=[diagnosis.pk, "image"])).status_code == 200
+
+    logged = [record.getMessage() for record in caplog.records if record.name == "diagnoses.views"]
+    assert logged == [f"heatmap of {diagnosis.pk} is missing from storage"] * 2
+    assert not any(owner.email in record.getMessage() for record in caplog.records)
+
+
 def test_it_renders_a_printable_report_for_the_owner(owner_client, owner):
     mole = Mole.objects.create(owner=owner, name="Left calf", body_site="lower extremity")
     diagnosis = make_diagnosis(owner, mole=mole, risk="medium", malignant=0.3)
@@ -372,7 +389,7 @@ def test_it_says_how_the_shown_class_is_picked(client, settings, tmp_path, tau, 
     (tmp_path / "model_card.json").write_text(json.dumps(card))
     page = client.get(reverse("about_model")).content.decode()
     assert "Class shown" in page and text in page
-    assert "mixed_bfloat16" in page
+    assert "mixed: bfloat16 arithmetic, float32 weights" in page  # not the card's code
 
 
 @pytest.mark.parametrize("fields, text", [

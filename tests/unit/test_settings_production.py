@@ -218,6 +218,19 @@ def test_it_refuses_to_start_with_a_bad_value(tmp_path, name, value, message):
     assert f"ImproperlyConfigured: {message}" in out.stderr
 
 
+def test_it_takes_the_log_level_in_any_case_and_refuses_an_unknown_one(tmp_path):
+    """LOG_LEVEL=info is INFO; a level logging does not know is refused with a message that names
+    the variable, as the other settings' are, not with logging's traceback at start."""
+    for value, level in [("info", "INFO"), ("Warning", "WARNING"), ("DEBUG", "DEBUG")]:
+        logging = settings_of(tmp_path, ["LOGGING"], **production(LOG_LEVEL=value))["LOGGING"]
+        assert logging["root"]["level"] == level, value
+
+    out = run_django(["manage.py", "check"], tmp_path, **production(LOG_LEVEL="verbose"))
+    assert out.returncode != 0
+    assert ("ImproperlyConfigured: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, "
+            "not 'verbose'.") in out.stderr
+
+
 def settings_copy(tmp_path, names) -> str:
     """Code that runs a copy of the settings in tmp_path, so that the .env beside it is the
     test's own, and prints `names`' values as JSON."""

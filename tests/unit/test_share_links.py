@@ -300,6 +300,20 @@ def test_it_serves_the_photo_and_heatmap_of_that_check_only(patient, make_diagno
     assert b"".join(tampered.streaming_content) == photo
 
 
+def test_a_shared_file_missing_from_storage_answers_404_with_the_shared_headers(patient, make_diagnosis):
+    """As on the patient's own pages (serve_file): a broken image in the doctor's report, not a
+    server error."""
+    diagnosis = make_diagnosis(patient)
+    _, token = make_link(diagnosis)
+    diagnosis.image.storage.delete(diagnosis.image.name)
+
+    missing = Client().get(shared(token, "files/image/"))
+
+    assert missing.status_code == 404
+    assert_shared_headers(missing)
+    assert Client().get(shared(token, "files/heatmap/")).status_code == 200
+
+
 @pytest.mark.parametrize("how", ["expired", "withdrawn"])
 def test_an_expired_or_withdrawn_link_is_gone(patient, make_diagnosis, how):
     link, token = make_link(make_diagnosis(patient))

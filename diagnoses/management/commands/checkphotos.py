@@ -3,7 +3,8 @@
 Runs the upload's photo check (too dark, too bright, out of focus, black and white:
 ml.quality) on every stored photo and records what it finds. Needed once after upgrading from a
 version without the check, whose photos would otherwise count as passed, and after a change of
-its limits.
+its limits. It also reports rows whose photo, thumbnail or heatmap is missing from storage: the
+check to run after restoring a backup.
 """
 
 from django.core.management.base import BaseCommand
@@ -13,10 +14,13 @@ from diagnoses import services
 
 class Command(BaseCommand):
     help = ("Check every stored photo for darkness, overexposure, blur and lack of colour, and "
-            "record the result.")
+            "record the result; report photos, thumbnails and heatmaps missing from storage.")
 
     def handle(self, *args, **options):
         counts = services.diagnoses_check_photos()
         self.stdout.write(self.style.SUCCESS(
             f"{counts['checked']} photos checked, {counts['changed']} changed, "
             f"{counts['unreadable']} could not be read (see the log)."))
+        if counts["missing"]:
+            self.stdout.write(self.style.WARNING(
+                f"{counts['missing']} thumbnails or heatmaps are missing from storage (see the log)."))
