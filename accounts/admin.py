@@ -1,5 +1,3 @@
-from functools import partial
-
 from axes.models import AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
@@ -41,8 +39,9 @@ class MolesiteUserAdmin(RecordsStaffAccess, UserAdmin):
             old_email = form.initial.get("email", "") if change and obj.email_confirmed_at else ""
             obj.email_confirmed_at = timezone.now() if obj.email else None
             if old_email and obj.email:
-                notice = partial(send_email_changed_notice, user=obj, old_email=old_email,
-                                 by_clinic=True)
+                def notice():  # a function: robust on_commit logs a failure by its __qualname__
+                    send_email_changed_notice(user=obj, old_email=old_email, by_clinic=True)
+
                 transaction.on_commit(notice, robust=True)
         super().save_model(request, obj, form, change)
 

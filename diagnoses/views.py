@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.views import defaults
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT, TTA_VIEWS
 from molesite.redirects import safe_next_url
@@ -746,7 +746,7 @@ def about_model(request):
     return render(request, "about_model.html", {"summary": _model_card_summary()})
 
 
-@require_GET
+@require_safe  # GET and HEAD, as the TemplateView it replaced: monitors and link checkers HEAD
 def privacy(request):
     """The privacy notice, naming the clinic's contact when one is set (CLINIC_CONTACT)."""
     return render(request, "privacy.html", {"clinic_contact": settings.CLINIC_CONTACT})

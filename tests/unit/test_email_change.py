@@ -11,6 +11,7 @@ from django.core import signing
 from django.test import Client
 from django.urls import reverse
 
+from accounts import admin as accounts_admin
 from accounts.views import EMAIL_CHANGE_SALT
 
 pytestmark = pytest.mark.django_db
@@ -223,6 +224,21 @@ def test_an_address_the_clinic_changes_is_announced_to_the_old_one_after_the_sav
     assert ("The clinic has changed the e-mail address of your molesite account to "
             "new.address@example.com.") in notice.body
     assert f"contact the clinic that runs this site:\n{CONTACT}\n" in notice.body
+
+
+def test_a_notice_that_fails_leaves_the_admins_change_saved(
+        admin_client, owner, monkeypatch, django_capture_on_commit_callbacks, caplog):
+    """Sent robustly after the commit: the change stands, the failure goes to the log."""
+    def broken(**_):
+        raise RuntimeError("template missing")
+
+    monkeypatch.setattr(accounts_admin, "send_email_changed_notice", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = change_in_the_admin(admin_client, owner, "new.address@example.com")
+    assert response.status_code == 302
+    owner.refresh_from_db()
+    assert owner.email == "new.address@example.com"
+    assert "template missing" in caplog.text
 
 
 @pytest.mark.parametrize("confirmed", [True, False])

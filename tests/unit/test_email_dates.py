@@ -62,3 +62,8 @@ def test_the_privacy_notice_names_the_clinics_contact_when_set(client, settings)
 
     settings.CLINIC_CONTACT = ""
     assert "ask them about anything here." in client.get(reverse("privacy")).content.decode()
+
+
+def test_the_privacy_notice_answers_head_too(client):
+    """As the TemplateView it was: uptime monitors and link checkers send HEAD."""
+    assert client.head(reverse("privacy")).status_code == 200

@@ -22,5 +22,7 @@ class Command(BaseCommand):
             f"{counts['checked']} photos checked, {counts['changed']} changed, "
             f"{counts['unreadable']} could not be read (see the log)."))
         if counts["missing"]:
+            missing = counts["missing"]
             self.stdout.write(self.style.WARNING(
-                f"{counts['missing']} thumbnails or heatmaps are missing from storage (see the log)."))
+                f"{missing} thumbnail{'s' if missing > 1 else ''} or heatmap{'s' if missing > 1 else ''} "
+                f"{'are' if missing > 1 else 'is'} missing from storage (see the log)."))
