@@ -5,6 +5,7 @@ import re
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.db.models.fields.files import FieldFile
 from django.test import Client
 from drf_spectacular.validation import validate_schema
 
@@ -99,10 +100,14 @@ def test_it_answers_a_write_to_an_unknown_api_path_with_json_404_not_a_csrf_page
         assert response.json() == {"detail": "Not found."}
 
 
-def test_it_answers_a_server_error_with_json(owner, make_diagnosis, private_media):
-    """A stored file that has gone missing from disk is a genuine server error."""
+def test_it_answers_a_server_error_with_json(owner, make_diagnosis, private_media, monkeypatch):
+    """A stored file the storage cannot read (a missing one is a 404) is a genuine server error."""
     diagnosis = make_diagnosis(owner)
-    (private_media / diagnosis.image.name).unlink()
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError("storage refused")
+
+    monkeypatch.setattr(FieldFile, "open", unreadable)
     api = Client(raise_request_exception=False)
     api.force_login(owner)
 
