@@ -34,12 +34,16 @@ CLASS_CHOICES = [(code, CLASS_NAMES[code]) for code in CLASSES]
 LATE_AFTER = timedelta(minutes=1)
 
 # What a patient should do next, by risk band (shown with every result).
-RISK_ADVICE = {
-    "low": "Low estimated risk. Keep an eye on it: look at it once a month and take a new photo "
+# What to do at each risk band. RISK_ADVICE opens it with the band; a sentence that has just
+# named the band (the mole page's "went up to high risk") takes the step alone.
+RISK_NEXT_STEP = {
+    "low": "Keep an eye on it: look at it once a month and take a new photo "
     "if it changes in size, shape or colour, bleeds or itches.",
-    "medium": "Medium estimated risk. Have it looked at by a doctor or dermatologist within the next 4 weeks.",
-    "high": "High estimated risk. Please see a dermatologist within 2 weeks; bring this result with you.",
+    "medium": "Have it looked at by a doctor or dermatologist within the next 4 weeks.",
+    "high": "Please see a dermatologist within 2 weeks; bring this result with you.",
 }
+RISK_ADVICE = {risk: f"{risk.capitalize()} estimated risk. {step}"
+               for risk, step in RISK_NEXT_STEP.items()}
 RISK_COLOURS = {"low": "success", "medium": "warning", "high": "danger"}
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
 
@@ -292,6 +296,13 @@ class Diagnosis(models.Model):
         if self.risk == self.Risk.LOW and self.photo_issues:
             return LOW_RISK_POOR_PHOTO_ADVICE
         return RISK_ADVICE.get(self.risk, "")
+
+    @property
+    def risk_next_step(self):
+        """risk_advice without the band it opens with, after a sentence that names the band."""
+        if self.risk == self.Risk.LOW and self.photo_issues:
+            return LOW_RISK_POOR_PHOTO_ADVICE  # names no band
+        return RISK_NEXT_STEP.get(self.risk, "")
 
     @property
     def photo_issues_text(self):

@@ -8,6 +8,7 @@ check to run after restoring a backup.
 """
 
 from django.core.management.base import BaseCommand
+from django.template.defaultfilters import pluralize
 
 from diagnoses import services
 
@@ -21,8 +22,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"{counts['checked']} photos checked, {counts['changed']} changed, "
             f"{counts['unreadable']} could not be read (see the log)."))
-        if counts["missing"]:
-            missing = counts["missing"]
+        missing = counts["missing"]
+        if missing:
             self.stdout.write(self.style.WARNING(
-                f"{missing} thumbnail{'s' if missing > 1 else ''} or heatmap{'s' if missing > 1 else ''} "
-                f"{'are' if missing > 1 else 'is'} missing from storage (see the log)."))
+                f"{missing} thumbnail{pluralize(missing)} or heatmap{pluralize(missing)} "
+                f"{pluralize(missing, 'is,are')} missing from storage (see the log)."))
