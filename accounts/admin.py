@@ -5,6 +5,8 @@ from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin  # registers TOTPDevice, replaced below
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.admin import TokenAdmin  # registers TokenProxy, replaced below
 from rest_framework.authtoken.models import TokenProxy
 
@@ -16,8 +18,20 @@ from .models import ApiToken, User
 from .views import send_email_changed_notice
 
 
+class RefusesSecretLookups:
+    """Refuses changelist filters on secrets. The admin takes a filter on any local field from the
+    address (?key__startswith=a3), and the count it shows (1 or 0) tells the secret a character
+    at a time, to anyone with the view permission, unrecorded."""
+
+    secret_lookups: tuple[str, ...] = ()
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return not lookup.startswith(self.secret_lookups) and super().lookup_allowed(lookup, value, request)
+
+
 @admin.register(User)
-class MolesiteUserAdmin(RecordsStaffAccess, UserAdmin):
+class MolesiteUserAdmin(RecordsStaffAccess, RefusesSecretLookups, UserAdmin):
+    secret_lookups = ("auth_token",)  # the patient's API login (Django's refuses "password")
     fieldsets = UserAdmin.fieldsets + (
         ("E-mails", {"fields": ("email_confirmed_at", "review_emails", "queue_emails")}),
         ("Model improvement", {"fields": ("model_improvement",)}),
@@ -68,7 +82,7 @@ admin.site.unregister(TokenProxy)
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(TokenAdmin):
+class ApiTokenAdmin(RefusesSecretLookups, TokenAdmin):
     list_display = ("user", "created")
     fields = ("user", "created")
     readonly_fields = ("user", "created")
@@ -82,8 +96,7 @@ class ApiTokenAdmin(TokenAdmin):
     # The token's primary key is its key: the admin's pop-up mode writes it into every row
     # (data-popup-opener) and _to_field refers to it, and a filter on it (key__startswith=…)
     # would tell it by the counts. None of these is needed here.
-    def lookup_allowed(self, lookup, value, request=None):
-        return not lookup.startswith(("key", "pk")) and super().lookup_allowed(lookup, value, request)
+    secret_lookups = ("key", "pk")
 
     def changeform_view(self, request, *args, **kwargs):
         refuse_key_reference(request)
@@ -96,6 +109,16 @@ class ApiTokenAdmin(TokenAdmin):
     def delete_view(self, request, *args, **kwargs):
         refuse_key_reference(request)
         return super().delete_view(request, *args, **kwargs)
+
+
+# OTP_ADMIN_HIDE_SENSITIVE_DATA keeps a clinician's authenticator key off django-otp's pages,
+# but not out of its changelist's filters: with the key, codes can be made for their account.
+admin.site.unregister(TOTPDevice)
+
+
+@admin.register(TOTPDevice)
+class AuthenticatorAdmin(RefusesSecretLookups, TOTPDeviceAdmin):
+    secret_lookups = ("key",)
 
 
 def refuse_key_reference(request):

@@ -503,6 +503,22 @@ def test_the_token_list_refuses_to_name_or_filter_tokens_by_their_key(admin_clie
     assert admin_client.get(change + "?_popup=1").status_code == 403
 
 
+@pytest.mark.parametrize("changelist, secret_filter", [
+    ("admin:accounts_user_changelist", "auth_token__key__startswith"),   # a patient's API key
+    ("admin:otp_totp_totpdevice_changelist", "key__startswith"),         # an authenticator key
+])
+def test_no_list_tells_a_secret_by_its_counts(admin_client, admin_user, owner, changelist, secret_filter):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+    from rest_framework.authtoken.models import Token
+
+    secrets = {"auth_token__key__startswith": Token.objects.create(user=owner).key,
+               "key__startswith": TOTPDevice.objects.get(user=admin_user).key}
+    url = reverse(changelist)
+    response = admin_client.get(f"{url}?{secret_filter}={secrets[secret_filter][:1]}")
+    assert response.status_code == 400  # DisallowedModelAdminLookup
+    assert admin_client.get(f"{url}?id__exact={admin_user.pk}").status_code == 200  # others work
+
+
 def test_it_shows_no_authenticator_key_or_recovery_code_in_the_admin(admin_client, admin_user):
     from django_otp.plugins.otp_static.models import StaticDevice
     from django_otp.plugins.otp_totp.models import TOTPDevice
