@@ -11,6 +11,8 @@ from django.urls import reverse_lazy
 from django.utils import timezone
 from django.utils.text import format_lazy
 
+from molesite.mail import render_subject
+
 from .models import User
 
 logger = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class QueuedPasswordResetForm(ErrorsTakeTheFocusMixin, PasswordResetForm):
                   html_email_template_name=None):
         from .tasks import send_password_reset_mail
 
-        subject = " ".join(render_to_string(subject_template_name, context).split())
+        subject = render_subject(subject_template_name, context)
         body = render_to_string(email_template_name, context)
         html = render_to_string(html_email_template_name, context) if html_email_template_name else None
         try:

@@ -1,4 +1,6 @@
-"""E-mails written as templates: the site's and the worker's, one way."""
+"""E-mails written as templates: the site's and the worker's, one way. The password reset's is
+rendered by Django's form (accounts.forms.QueuedPasswordResetForm), its subject by
+render_subject, and sent by the worker (accounts.tasks)."""
 
 import logging
 import smtplib
@@ -14,10 +16,15 @@ logger = logging.getLogger(__name__)
 _shared_connection = ContextVar("shared_mail_connection", default=None)
 
 
+def render_subject(template_name: str, context: dict) -> str:
+    """The subject template rendered and folded onto one line: a newline from the template would
+    break the header."""
+    return " ".join(render_to_string(template_name, context).split())
+
+
 def send_templated_mail(template: str, context: dict, to: str) -> None:
-    """<template>_subject.txt and <template>.txt, rendered with context and sent to one address.
-    The subject is folded onto one line: a newline from the template would break the header."""
-    subject = " ".join(render_to_string(f"{template}_subject.txt", context).split())
+    """<template>_subject.txt and <template>.txt, rendered with context and sent to one address."""
+    subject = render_subject(f"{template}_subject.txt", context)
     body = render_to_string(f"{template}.txt", context)
     shared = _shared_connection.get()
     if shared is None:
