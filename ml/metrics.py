@@ -66,7 +66,15 @@ def sens_spec(m_prob, mal, threshold):
     return sens, spec
 
 
-def choose_thresholds(m_prob, mal, *, min_sensitivity=0.95, min_specificity=0.90):
+# The risk bands' rule (issue #3), also written into each model card's "threshold_rule".
+MEDIUM_MIN_SENSITIVITY = 0.95
+HIGH_MIN_SPECIFICITY = 0.90
+THRESHOLD_RULE = (f"medium: highest threshold keeping malignant sensitivity >= {MEDIUM_MIN_SENSITIVITY:.2f} "
+                  f"on validation; high: lowest threshold with specificity >= {HIGH_MIN_SPECIFICITY:.2f}")
+
+
+def choose_thresholds(m_prob, mal, *, min_sensitivity=MEDIUM_MIN_SENSITIVITY,
+                      min_specificity=HIGH_MIN_SPECIFICITY):
     """{"medium": t, "high": t} chosen on validation data.
 
     medium: the highest threshold whose malignant sensitivity is still >= min_sensitivity.

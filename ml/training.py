@@ -477,8 +477,7 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, callback, fit_seconds, c
         "tta_views": cfg["tta_views"],
         "thresholds": None,
         "decision": None,
-        "threshold_rule": "medium: highest threshold keeping malignant sensitivity >= 0.95 on "
-                          "validation; high: lowest threshold with specificity >= 0.90",
+        "threshold_rule": M.THRESHOLD_RULE,
         "data_split": data_mod.split_info(train_recs, val_recs, seed=seed,
                                           val_fraction=cfg["val_fraction"]),
         "training": {
