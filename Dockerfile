@@ -10,6 +10,7 @@ WORKDIR /app
 
 # Dependencies in their own layer: rebuilt only when requirements.txt or constraints.txt
 # changes. constraints.txt holds every package at the version the tests passed with.
+# requirements.txt only: the run-time packages (requirements-dev.txt adds the tests', JAX, honcho).
 COPY requirements.txt constraints.txt ./
 RUN pip install -r requirements.txt -c constraints.txt
 

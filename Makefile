@@ -13,12 +13,13 @@ install: $(BIN)/.installed
 
 # A venv without a working pip (its creation failed half-way, e.g. Debian without python3.11-venv,
 # whose ensurepip is missing) is made again from scratch. constraints.txt pins every package,
-# dependencies included, to the known-good environment's versions.
-$(BIN)/.installed: requirements.txt constraints.txt
+# dependencies included, to the known-good environment's versions. requirements-dev.txt is
+# requirements.txt (what the image installs) plus the tests, honcho and JAX.
+$(BIN)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV) || { \
 	  echo "Could not create $(VENV) with $(PYTHON). On Debian or Ubuntu without ensurepip:" \
 	       "apt-get install python3.11-venv, then make install again." >&2; exit 1; }
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 migrate: install

@@ -33,9 +33,10 @@ def _keras_backend_is_tensorflow() -> bool:
 
 
 # Importing TensorFlow imports JAX whenever it is installed (tf.lite's util tries `from jax import
-# jit`), and it is installed, for training under Keras's JAX backend: 108 MB more memory and
-# 0.4 s more start-up in every process that loads the model. Under TensorFlow nothing here uses
-# JAX, so such a process marks it as absent, which TensorFlow takes as not installed.
+# jit`), and `make install` installs it, for training under Keras's JAX backend (the docker
+# image does not): 108 MB more memory and 0.4 s more start-up in every process that loads the
+# model. Under TensorFlow nothing here uses JAX, so such a process marks it as absent, which
+# TensorFlow takes as not installed.
 if _keras_backend_is_tensorflow():
     sys.modules.setdefault("jax", None)
 

@@ -1,6 +1,8 @@
 """Deployment files (parsed, since no Docker engine runs the tests) and the request size cap."""
 
+import ast
 import copy
+import importlib.metadata
 import json
 import logging.config
 import os
@@ -175,40 +177,129 @@ def test_it_builds_a_slim_python_311_image_that_runs_as_a_non_root_user(dockerfi
 
 def test_it_installs_dependencies_before_copying_the_code(dockerfile):
     """So that a code change does not reinstall TensorFlow; and within constraints.txt, the
-    versions `make install` gets, so that the image runs what the tests passed with."""
+    versions `make install` gets, so that the image runs what the tests passed with. The run-time
+    packages only: the test tools, JAX and honcho (requirements-dev.txt) stay out of the image."""
     steps = [line for line in dockerfile.splitlines() if line.startswith(("COPY", "RUN pip"))]
     assert steps[:3] == [
         "COPY requirements.txt constraints.txt ./",
         "RUN pip install -r requirements.txt -c constraints.txt",
         "COPY . .",
     ]
+    instructions = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
+    assert not any("requirements-dev" in line for line in instructions)
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
-    assert "constraints.txt" not in ignored
+    assert not {"constraints.txt", "requirements.txt"} & ignored
 
 
 def _pins(path: Path) -> dict:
-    """NAME==VERSION lines (extras dropped, names normalised as pip does)."""
+    """NAME==VERSION lines (extras dropped, names normalised as pip does); pip options such as
+    `-r requirements.txt` skipped."""
     pins = {}
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
+        if line and not line.startswith("-"):
             name, version = line.split("==")
-            pins[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()] = version
+            pins[_normalised(name.split("[")[0])] = version
     return pins
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# In requirements-dev.txt, never in the image: test tools, honcho (`make run`), JAX (training
+# under KERAS_BACKEND=jax). What the image runs (its CMD, docker-compose.yml's commands, the
+# settings' apps and middleware, the database driver) is in requirements.txt.
+DEV_ONLY = {"pytest", "pytest-django", "pytest-env", "pytest-timeout", "hypothesis", "schemathesis",
+            "playwright", "axe-playwright-python", "honcho", "jax", "jaxlib"}
+RUN_TIME = {"gunicorn", "celery", "whitenoise", "drf-spectacular-sidecar", "psycopg", "redis",
+            "tensorflow-cpu", "keras", "numpy", "scipy", "h5py", "pillow", "pillow-heif",
+            "scikit-learn"}
 
 
 def test_make_install_pins_every_package_and_the_constraints_agree_with_the_requirements():
     """A fresh `make install` gets the known-good versions of every package, not only of those
-    requirements.txt names: the code imports keras, numpy and others that TensorFlow or the test
-    tools ask for only as ranges."""
+    the requirement files name: the code imports keras, numpy and others that TensorFlow or the
+    test tools ask for only as ranges. It installs requirements-dev.txt, which is
+    requirements.txt (the image's) plus the tools that only development and tests need."""
     makefile = (ROOT / "Makefile").read_text()
     stamp = re.search(r"^\$\(BIN\)/\.installed: (.*)\n((?:\t.*\n)+)", makefile, re.M)
-    assert "constraints.txt" in stamp.group(1).split()
-    assert "-r requirements.txt -c constraints.txt" in stamp.group(2)
-    required, constrained = _pins(ROOT / "requirements.txt"), _pins(ROOT / "constraints.txt")
-    assert {name: constrained.get(name) for name in required} == required
-    for name in ("keras", "numpy", "scipy", "h5py", "hypothesis", "pyyaml"):
-        assert name in required, name
+    assert {"requirements.txt", "requirements-dev.txt", "constraints.txt"} <= set(stamp.group(1).split())
+    assert "-r requirements-dev.txt -c constraints.txt" in stamp.group(2)
+
+    dev_lines = [line.split("#", 1)[0].strip() for line in (ROOT / "requirements-dev.txt").read_text().splitlines()]
+    assert [line for line in dev_lines if line][0] == "-r requirements.txt"
+    required, dev = _pins(ROOT / "requirements.txt"), _pins(ROOT / "requirements-dev.txt")
+    constrained = _pins(ROOT / "constraints.txt")
+    assert not set(required) & set(dev), "pinned in both files"
+    for pins in (required, dev):
+        assert {name: constrained.get(name) for name in pins} == pins
+    assert RUN_TIME <= set(required), RUN_TIME - set(required)
+    assert DEV_ONLY <= set(dev), DEV_ONLY - set(dev)
+    assert "pyyaml" in dev  # imported by the tests; the image gets it through drf-spectacular
+
+
+def _third_party_imports(files) -> dict:
+    """Top-level names of the absolute imports in `files` that are neither the standard library's
+    nor this project's, each with a file that imports it."""
+    found = {}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in (n.split(".")[0] for n in names):
+                local = (ROOT / name).is_dir() or (ROOT / f"{name}.py").exists()
+                if not local and name not in sys.stdlib_module_names:
+                    found.setdefault(name, path.relative_to(ROOT))
+    return found
+
+
+def _distributions(module: str) -> set:
+    return {_normalised(d) for d in importlib.metadata.packages_distributions().get(module, ())}
+
+
+def _python_files(*, in_image: bool):
+    """The project's Python files that the image holds (.dockerignore keeps tests/, bench/ and
+    the like out), or those it does not."""
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    for path in ROOT.rglob("*.py"):
+        top = path.relative_to(ROOT).parts[0]
+        if top.startswith(".") or top in {"var", "staticfiles", "node_modules"}:
+            continue
+        if (top not in ignored) == in_image:
+            yield path
+
+
+def test_the_image_holds_every_package_its_code_imports():
+    """The code in the image imports only what requirements.txt pins (and what those pull in):
+    JAX alone is left to requirements-dev.txt, since ml/ imports it only under
+    KERAS_BACKEND=jax, which the image never sets (on TensorFlow, ml/__init__.py marks it absent)."""
+    required, dev = _pins(ROOT / "requirements.txt"), _pins(ROOT / "requirements-dev.txt")
+    constrained = _pins(ROOT / "constraints.txt")
+    imports = _third_party_imports(_python_files(in_image=True))
+    assert {"django", "celery", "keras", "tensorflow", "numpy", "PIL"} <= set(imports)
+    dev_imports = {}
+    for module, where in imports.items():
+        dists = _distributions(module)
+        assert dists & set(constrained), f"{module} ({where}): from no package constraints.txt pins"
+        if not dists & set(required):
+            dev_imports[module] = where
+    assert set(dev_imports) <= {"jax"}, dev_imports
+    assert all(str(where).startswith("ml/") for where in dev_imports.values()), dev_imports
+    assert _distributions("jax") <= set(dev)
+
+
+def test_every_package_the_tests_and_benchmarks_import_is_pinned():
+    """`make install` gives the tests (and bench/) all they import, at a pinned version."""
+    pinned = set(_pins(ROOT / "requirements.txt")) | set(_pins(ROOT / "requirements-dev.txt"))
+    imports = _third_party_imports(_python_files(in_image=False))
+    assert {"pytest", "hypothesis", "yaml", "schemathesis", "playwright"} <= set(imports)
+    unpinned = {module: where for module, where in imports.items() if not _distributions(module) & pinned}
+    assert not unpinned, unpinned
 
 
 def test_make_install_makes_the_venv_again_when_its_first_creation_failed(tmp_path):
@@ -222,7 +313,7 @@ def test_make_install_makes_the_venv_again_when_its_first_creation_failed(tmp_pa
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
     ).stdout
     make_venv, install = dry_run.split(f"\n{venv}/bin/python -m pip install ", 1)
-    assert "-q -r requirements.txt -c constraints.txt" in install.splitlines()[0]
+    assert "-q -r requirements-dev.txt -c constraints.txt" in install.splitlines()[0]
 
     subprocess.run(["bash", "-c", make_venv], cwd=tmp_path, check=True, timeout=300)
 
