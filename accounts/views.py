@@ -25,6 +25,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from diagnoses import services
 from diagnoses.models import ShareLink
+from diagnoses.throttles import CACHE_DOWN
 from molesite.mail import send_templated_mail
 from molesite.redirects import safe_next_url
 
@@ -101,8 +102,13 @@ def link_email_allowed(email: str) -> bool:
     # finds sam's account on Postgres, and must not get an allowance of its own.
     folded = unicodedata.normalize("NFKC", email.strip()).casefold()
     key = "link-emails:" + hashlib.sha256(folded.encode()).hexdigest()
-    cache.add(key, 0, timeout=60 * 60)
-    return cache.incr(key) <= settings.LINK_EMAILS_PER_HOUR
+    try:
+        cache.add(key, 0, timeout=60 * 60)
+        return cache.incr(key) <= settings.LINK_EMAILS_PER_HOUR
+    except CACHE_DOWN as exc:  # open, as the rate limits fail (diagnoses.throttles), not a 500
+        logger.warning("link e-mail limit not applied: the cache is unreachable (%s: %s)",
+                       type(exc).__name__, exc)
+        return True
 
 
 class PasswordResetView(auth_views.PasswordResetView):

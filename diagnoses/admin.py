@@ -157,7 +157,11 @@ class ReviewForm(forms.ModelForm):
 
     def _refuse_a_result_replaced_meanwhile(self, seen: str):
         # Read after case_hold (above): a re-run queued at this moment waits for this save.
-        current = Diagnosis.objects.only("status", "model_version", "finished_at").get(pk=self.instance.diagnosis_id)
+        current = (Diagnosis.objects.only("status", "model_version", "finished_at")
+                   .filter(pk=self.instance.diagnosis_id).first())
+        if current is None:  # the patient deleted it since the page was loaded: nothing to review
+            raise forms.ValidationError("This case was deleted while you had it open. Nothing of yours was saved.",
+                                        code="case_deleted_meanwhile")
         if result_stamp(current) == seen:
             return
         now = ("the new result is not in yet" if current.status != Diagnosis.Status.DONE

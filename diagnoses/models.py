@@ -33,7 +33,6 @@ CLASS_CHOICES = [(code, CLASS_NAMES[code]) for code in CLASSES]
 # An analysis takes seconds; one still pending after this is late.
 LATE_AFTER = timedelta(minutes=1)
 
-# What a patient should do next, by risk band (shown with every result).
 # What to do at each risk band. RISK_ADVICE opens it with the band; a sentence that has just
 # named the band (the mole page's "went up to high risk") takes the step alone.
 RISK_NEXT_STEP = {
@@ -301,7 +300,7 @@ class Diagnosis(models.Model):
     def risk_next_step(self):
         """risk_advice without the band it opens with, after a sentence that names the band."""
         if self.risk == self.Risk.LOW and self.photo_issues:
-            return LOW_RISK_POOR_PHOTO_ADVICE  # names no band
+            return LOW_RISK_POOR_PHOTO_ADVICE  # whole: its band is in its own words
         return RISK_NEXT_STEP.get(self.risk, "")
 
     @property
@@ -366,6 +365,9 @@ class Review(models.Model):
     reviewed_at = models.DateTimeField(db_index=True)  # the Reviews log's order and date filter
     # The model version whose result the clinician read: a re-run may replace that result.
     model_version = models.CharField("model version reviewed", max_length=100, blank=True)
+    # When the patient's e-mail about the latest save was handed to the broker. None, or before
+    # reviewed_at, while it is owed (the broker was down): diagnoses_recover_lost queues it again.
+    notice_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self):
         return f"Review of {self.diagnosis}"

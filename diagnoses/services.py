@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -131,8 +131,8 @@ def diagnosis_create(*, owner, image, mole: Mole | None = None, new_mole=None) -
     name = uuid.uuid4().hex
     diagnosis = Diagnosis(owner=owner, mole=mole, sha256=clean.sha256, photo_issues=clean.photo_issues)
     try:  # from the first file on: a full disk at the thumbnail leaves no photo behind
-        diagnosis.image.save(f"{name}.jpg", ContentFile(clean.image_jpeg), save=False)
-        diagnosis.thumbnail.save(f"{name}.jpg", ContentFile(clean.thumbnail_jpeg), save=False)
+        _save_file(diagnosis.image, f"{name}.jpg", clean.image_jpeg)
+        _save_file(diagnosis.thumbnail, f"{name}.jpg", clean.thumbnail_jpeg)
         with transaction.atomic():
             _refuse_an_account_deleted_meanwhile(owner)
             if new_mole is not None:
@@ -198,6 +198,22 @@ def _send_classification(pk) -> None:
 def _delete_files(files) -> None:
     for stored in files:
         stored.storage.delete(stored.name)
+
+
+def _save_file(stored, filename: str, content: bytes) -> None:
+    """stored.save(filename, content), the model saved later. On a failure (a full disk) the
+    part already written is deleted: FileSystemStorage leaves it, under a name stored.name is
+    not given, that no row would ever name (a fragment of a patient's photo). filename is a new
+    uuid4, so the name the storage is asked to write is the one it writes."""
+    name = stored.field.generate_filename(stored.instance, filename)
+    try:
+        stored.save(filename, ContentFile(content), save=False)
+    except BaseException:
+        try:
+            stored.storage.delete(name)
+        except OSError:
+            logger.exception("the part written of %s could not be deleted", name)
+        raise
 
 
 def diagnosis_requeue(*, diagnosis: Diagnosis) -> bool:
@@ -521,7 +537,13 @@ def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
     Raises TransientClassificationError (after putting the row back in the queue) for
     failures worth retrying; any other failure ends as `failed` with a readable message.
     """
-    if not diagnosis_claim(diagnosis_id=diagnosis_id):
+    try:
+        claimed = diagnosis_claim(diagnosis_id=diagnosis_id)
+    except DatabaseError as exc:  # nothing claimed, nothing to put back: the task's retry claims it
+        logger.warning("transient failure claiming %s: %s", diagnosis_id, exc, exc_info=True)
+        _forget_a_lost_connection(exc)
+        raise TransientClassificationError(str(exc)) from exc
+    if not claimed:
         logger.info("diagnosis %s is not queued; nothing to do", diagnosis_id)
         return None
     try:
@@ -534,11 +556,8 @@ def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
             return diagnosis
     except (DatabaseError, OSError) as exc:
         logger.warning("transient failure classifying %s: %s", diagnosis_id, exc, exc_info=True)
-        # Back in the queue, the claim uncounted: attempts counts the workers that died on the
-        # photo (MAX_ORPHANED_ATTEMPTS), and this one did not.
-        Diagnosis.objects.filter(pk=diagnosis_id, status=Diagnosis.Status.RUNNING).update(
-            status=Diagnosis.Status.QUEUED, started_at=None, attempts=F("attempts") - 1
-        )
+        _forget_a_lost_connection(exc)
+        _give_back_the_claim(diagnosis_id)
         raise TransientClassificationError(str(exc)) from exc
     except ImageError:
         # The stored photo is one the site decoded and re-encoded itself: that it cannot be
@@ -555,6 +574,32 @@ def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
     return None
 
 
+# What a connection the database dropped (a restart, a failover, a network cut) raises: every
+# later query on it fails the same way until it is closed and Django opens a new one.
+CONNECTION_LOST = (OperationalError, InterfaceError)
+
+
+def _forget_a_lost_connection(exc: Exception) -> None:
+    """Close the worker's connection after exc if it may be dead, so that the next query (the
+    claim given back, the retry's claim) opens a new one. Not inside a transaction: that
+    connection and its transaction are the caller's to end."""
+    if isinstance(exc, CONNECTION_LOST) and not connection.in_atomic_block:
+        connection.close()
+
+
+def _give_back_the_claim(diagnosis_id) -> None:
+    """Back in the queue, the claim uncounted: attempts counts the workers that died on the
+    photo (MAX_ORPHANED_ATTEMPTS), and this one did not. With the database still unreachable
+    the row stays running, for diagnoses_recover_lost: the task retries all the same."""
+    try:
+        Diagnosis.objects.filter(pk=diagnosis_id, status=Diagnosis.Status.RUNNING).update(
+            status=Diagnosis.Status.QUEUED, started_at=None, attempts=F("attempts") - 1
+        )
+    except DatabaseError as exc:
+        logger.warning("could not put %s back in the queue: %s", diagnosis_id, exc)
+        _forget_a_lost_connection(exc)
+
+
 def _explain(image_bytes: bytes):
     from ml.inference import get_classifier
 
@@ -562,12 +607,12 @@ def _explain(image_bytes: bytes):
 
 
 def _store_result(diagnosis: Diagnosis, prediction, heatmap_png: bytes) -> bool:
-    diagnosis.heatmap.save(f"{uuid.uuid4().hex}.png", ContentFile(heatmap_png), save=False)
+    heatmap = _save_heatmap(diagnosis, heatmap_png)
     # update() on the running row, not save(): save() would re-insert a diagnosis the patient
     # deleted while it was being classified.
     try:
         stored = Diagnosis.objects.filter(pk=diagnosis.pk, status=Diagnosis.Status.RUNNING).update(
-            heatmap=diagnosis.heatmap.name,
+            heatmap=heatmap,
             probabilities={code: float(prediction.probabilities[code]) for code in CLASSES},
             malignant_probability=float(prediction.malignant_probability),
             predicted_class=prediction.predicted_class,
@@ -577,11 +622,24 @@ def _store_result(diagnosis: Diagnosis, prediction, heatmap_png: bytes) -> bool:
             finished_at=timezone.now(),
         )
     except DatabaseError:  # retried with a new heatmap: no row would ever name this one
-        _delete_files([diagnosis.heatmap])
+        _delete_files([diagnosis.heatmap] if heatmap else [])
         raise
-    if not stored:
+    if not stored and heatmap:
         _delete_files([diagnosis.heatmap])
     return bool(stored)
+
+
+def _save_heatmap(diagnosis: Diagnosis, heatmap_png: bytes) -> str:
+    """Store the heatmap; returns its name, or "" when the storage refused it (a full disk). The
+    result is then stored without one, as pages and the API show it: the heatmap is an aid to
+    reading it, and retrying the whole classification for it would end in MESSAGE_GAVE_UP."""
+    try:
+        _save_file(diagnosis.heatmap, f"{uuid.uuid4().hex}.png", heatmap_png)
+    except OSError:
+        logger.exception("the heatmap of %s could not be stored: its result is kept without one",
+                         diagnosis.pk)
+        return ""
+    return diagnosis.heatmap.name
 
 
 # --- Clinician review -------------------------------------------------------------------------
@@ -641,11 +699,50 @@ def review_save(
 
 def _queue_review_notice(reviews: list[Review], *, updated: bool) -> None:
     """One e-mail, after the commit, for these reviews of one patient's checks."""
+    pks = [review.pk for review in reviews]
+    # robust: with the broker down the clinician's save stands (Django logs the failure), and
+    # review_notices_recover queues the e-mail once the notice has been owed LOST_NOTICE_AFTER.
+    transaction.on_commit(lambda: _send_review_notice(pks, updated), robust=True)
+
+
+def _send_review_notice(pks: list, updated: bool) -> None:
+    """Hand the e-mail about these reviews to the broker, then record it on them: a review
+    whose notice_queued_at is still None, or older than its reviewed_at, is owed one."""
     from .tasks import send_review_notice
 
-    pks = [review.pk for review in reviews]
-    # robust: a broker hiccup costs the patient an e-mail (logged), not the clinician's save
-    transaction.on_commit(lambda: send_review_notice.delay(pks, updated), robust=True)
+    send_review_notice.delay(pks, updated)
+    Review.objects.filter(pk__in=pks).update(notice_queued_at=timezone.now())
+
+
+# A review saved this long ago whose e-mail was never handed to the broker (it was down at the
+# save) is owed one: the on_commit hand-over has long had its chance.
+LOST_NOTICE_AFTER = timedelta(minutes=15)
+
+
+def review_notices_recover() -> int:
+    """Queue the e-mails owed for reviews saved over LOST_NOTICE_AFTER ago (see Review.
+    notice_queued_at), one per patient, as review_agree_many does; run with
+    diagnoses_recover_lost. Whether the patient is told is review_notify's to decide, as for
+    any notice. Returns how many were queued; with the broker still down, none are (logged)."""
+    owed = (Review.objects.filter(Q(notice_queued_at__isnull=True) | Q(notice_queued_at__lt=F("reviewed_at")),
+                                  reviewed_at__lt=timezone.now() - LOST_NOTICE_AFTER)
+            .order_by("reviewed_at").values_list("pk", "diagnosis__owner_id", "notice_queued_at"))
+    by_patient = defaultdict(list)
+    for pk, patient_id, queued_at in owed:
+        by_patient[patient_id].append((pk, queued_at))
+    queued = 0
+    for reviews in by_patient.values():
+        # "updated" as the clinician's save would have said: one review told of before
+        updated = len(reviews) == 1 and reviews[0][1] is not None
+        try:
+            _send_review_notice([pk for pk, _ in reviews], updated)
+        except Exception:
+            logger.warning("review notices owed: still not queued (the broker is down?)", exc_info=True)
+            break
+        queued += 1
+    if queued:
+        logger.warning("%d review notice(s) queued that the broker had missed", queued)
+    return queued
 
 
 def review_notify(*, review_ids, updated: bool = False) -> bool:
@@ -813,6 +910,12 @@ def staff_access_record(*, staff, patient, record: str, diagnosis=None, mole=Non
     target = {"staff": staff, "patient": patient, "record": record, "diagnosis": diagnosis, "mole": mole}
     if StaffAccess.objects.filter(**target, at__gte=timezone.now() - STAFF_ACCESS_COALESCE).exists():
         return None
+    # A record deleted meanwhile (by the patient, while a clinician saved its review: the desk
+    # shows the page again with the form's message) is not opened: its row would fail the
+    # foreign key at commit, a server error in place of that message.
+    for model, opened in ((Diagnosis, diagnosis), (Mole, mole)):
+        if opened is not None and not model.objects.filter(pk=opened.pk).exists():
+            return None
     return StaffAccess.objects.create(**target, staff_name=staff.get_full_name() or staff.get_username())
 
 

@@ -70,8 +70,11 @@ def send_review_queue_digest(self, day: str | None = None) -> int:
 
 @shared_task
 def recover_lost_diagnoses() -> dict:
-    """Every few minutes, from celery beat: photos whose task was lost or whose worker died."""
-    return services.diagnoses_recover_lost()
+    """Every few minutes, from celery beat: photos whose task was lost or whose worker died,
+    then the clinicians' review e-mails that never reached the broker (logged, not returned)."""
+    counts = services.diagnoses_recover_lost()
+    services.review_notices_recover()
+    return counts
 
 
 @shared_task

@@ -1,17 +1,40 @@
 """Rate limits, kept in the cache (Redis when REDIS_URL is set). The upload limit is one count
 per patient for the site's upload form and the API together, so neither is a way round the
-other."""
+other.
 
+A cache that cannot be reached (Redis down or not answering) lets every request through: a
+limit that fails closed would turn the outage into errors on every upload, shared report and
+token request, and an upload refused with a 500 loses the patient's photo, which the upload
+itself would store and queue for when the broker is back (services._send_classification)."""
+
+import logging
+
+from redis.exceptions import RedisError
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
+
+logger = logging.getLogger(__name__)
+
+# What a cache backend raises when its server is unreachable: redis-py's errors (not OSErrors),
+# and socket or file errors from the others.
+CACHE_DOWN = (RedisError, OSError)
 
 
 class SettingsRateMixin:
     """Read the rate when the request comes, not at import (DRF's default), so that a changed
-    REST_FRAMEWORK setting (API_UPLOAD_RATE, a test's override) applies."""
+    REST_FRAMEWORK setting (API_UPLOAD_RATE, a test's override) applies. Fails open when the
+    cache is down (see the module's docstring), with one WARNING per request."""
 
     def get_rate(self):
         return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except CACHE_DOWN as exc:
+            logger.warning("%s rate limit not applied: the cache is unreachable (%s: %s)", self.scope,
+                           type(exc).__name__, exc)
+            return True
 
 
 class UploadRateThrottle(SettingsRateMixin, UserRateThrottle):

@@ -299,7 +299,11 @@ if REDIS_URL:
     # Redis hands an unacknowledged task (acks_late) to another worker after this long: above the
     # daily e-mail batches' hour (CELERY_TASK_ANNOTATIONS), so none runs twice at once.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Short socket timeouts (seconds, redis-py's connection pool options): a Redis that is down
+    # or hangs costs a request two seconds, after which the rate limits let it through
+    # (diagnoses.throttles), rather than holding the web process for the kernel's TCP timeouts.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
 else:
     BROKER_DIR = VAR_DIR / "broker"
     CELERY_BROKER_URL = "filesystem://"
