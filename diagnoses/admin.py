@@ -46,7 +46,8 @@ RISK_RANK = Case(
     output_field=IntegerField(),
 )
 IS_REVIEWED = is_reviewed()  # a review of the result shown now, not of one a re-run replaced
-RISK_COLOURS = {"high": "#ba2121", "medium": "#b36b00", "low": "#2e7d32"}
+# Text colours on the admin's white, where the site's pages use Bootstrap's (models.RISK_COLOURS).
+ADMIN_RISK_COLOURS = {"high": "#ba2121", "medium": "#b36b00", "low": "#2e7d32"}
 EARLIER_PHOTOS_SHOWN = 12
 
 
@@ -325,7 +326,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         if not obj.risk:
             return EMPTY
         return format_html(
-            '<strong style="color:{}">{}</strong>', RISK_COLOURS.get(obj.risk, "inherit"), obj.get_risk_display()
+            '<strong style="color:{}">{}</strong>', ADMIN_RISK_COLOURS.get(obj.risk, "inherit"), obj.get_risk_display()
         )
 
     @admin.display(description="Malignant %", ordering="malignant_probability")
@@ -337,7 +338,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         """What the upload check found (ml.quality): a low result from such a photo is weak."""
         if not obj.photo_issues:
             return EMPTY
-        return format_html('<strong style="color:{}">{}</strong>', RISK_COLOURS["medium"], obj.photo_issues_text)
+        return format_html('<strong style="color:{}">{}</strong>', ADMIN_RISK_COLOURS["medium"], obj.photo_issues_text)
 
     @admin.display(description="Reviewed", boolean=True, ordering=IS_REVIEWED)
     def reviewed(self, obj):
@@ -387,18 +388,11 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     def probabilities_table(self, obj):
         if not obj.probabilities:
             return EMPTY
-        rows = sorted(CLASSES, key=lambda code: obj.probabilities.get(code, 0.0), reverse=True)
         body = format_html_join(
             "",
             "<tr><td>{}{}</td><td style='text-align:right'>{}%</td></tr>",
-            (
-                (
-                    CLASS_NAMES[code],
-                    " (malignant)" if code in MALIGNANT else "",
-                    f"{obj.probabilities.get(code, 0.0) * 100:.1f}",
-                )
-                for code in rows
-            ),
+            ((name, " (malignant)" if code in MALIGNANT else "", f"{percent:.1f}")
+             for code, name, percent in obj.class_breakdown()),
         )
         return format_html('<table class="probabilities"><tbody>{}</tbody></table>', body)
 
