@@ -232,12 +232,15 @@ def diagnosis_share(request, pk):
 @login_required
 @require_POST
 def share_link_stop(request, pk, link_pk):
-    """Withdraw a link; back to the result page, or to the page the form names in `next`
-    (Who has opened your records lists the links of every check) when it is on this site."""
+    """Withdraw a link; back to the result page's share section, where the link now reads
+    Withdrawn (as diagnosis_share goes back there: not the top of the page, away from the
+    button), or to the page the form names in `next` (Who has opened your records lists the
+    links of every check) when it is on this site."""
     diagnosis = _own_diagnosis(request, pk)
     services.share_link_revoke(link=get_object_or_404(diagnosis.share_links, pk=link_pk))
     messages.success(request, "You stopped sharing this result: the link no longer opens it.")
-    return redirect(safe_next_url(request, request.POST.get("next"), diagnosis.get_absolute_url()))
+    back = diagnosis.get_absolute_url() + "#share"
+    return redirect(safe_next_url(request, request.POST.get("next"), back))
 
 
 def _shared(view):
@@ -466,8 +469,10 @@ def mole_compare(request, pk):
     after = _photo_of(photos, request.GET.get("after"), default=defaults[-1])
     if before.created_at > after.created_at:
         before, after = after, before
+    # One photo picked twice: the page says so, with no "same day, no change" beside it.
+    change = photo_change(before, after) if before != after else None
     context = {
-        "mole": mole, "photos": photos, "before": before, "after": after, "change": photo_change(before, after),
+        "mole": mole, "photos": photos, "before": before, "after": after, "change": change,
         "unanalysed": next((photo for photo in (before, after) if photo.status != Diagnosis.Status.DONE), None),
         "pickers": [("before", "Before", before), ("after", "After", after)],
     }

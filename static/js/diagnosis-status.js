@@ -1,5 +1,5 @@
 // The result page: polls the status endpoint while a diagnosis is queued or running, then swaps
-// in the result; copies a new share link.
+// in the result; focuses and copies a new share link.
 (function () {
   "use strict";
   var box = document.getElementById("result");
@@ -147,6 +147,20 @@
     window.setTimeout(poll, delay);
   }
   window.setTimeout(poll, delay);
+})();
+
+// A share link just made, shown only this once: the focus goes to it (and the page to it), so
+// that a screen reader reads its label, which says so, and the keyboard is where the link is.
+// Not `autofocus`, which browsers ignore on a page opened at a #fragment, as this one is
+// (#share); and at the load event, not now: going to the fragment, once the page is parsed,
+// moves the focus to the page's start (#share is no field). Not if the reader has moved it since.
+(function () {
+  "use strict";
+  var link = document.getElementById("new-share-url");
+  if (!link) return;
+  window.addEventListener("load", function () {
+    if (!document.activeElement || document.activeElement === document.body) link.focus();
+  });
 })();
 
 // "Copy" beside a share link just made: shown only where this script runs; without it the link

@@ -51,14 +51,15 @@
     clip: false,
     tension: 0  // straight lines: a curve would show values between photos that nobody measured
   }];
-  [["medium", "Medium risk from", "#e0a800"], ["high", "High risk from", "#dc3545"]].forEach(function (band) {
+  // a band's line in the colour of its points
+  [["medium", "Medium risk from"], ["high", "High risk from"]].forEach(function (band) {
     var value = data.thresholds && data.thresholds[band[0]];
     if (typeof value !== "number") return;
     datasets.push({
       label: band[1] + " " + value.toFixed(1) + "%",  // "8.0%", as the pages write it
       data: [{ x: first, y: value }, { x: last, y: value }],
-      borderColor: band[2],
-      backgroundColor: band[2],
+      borderColor: colours[band[0]],
+      backgroundColor: colours[band[0]],
       borderDash: [6, 4],
       borderWidth: 1.5,
       pointRadius: 0,

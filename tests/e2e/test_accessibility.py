@@ -251,3 +251,68 @@ def test_a_refused_sign_in_says_why_once(page, site, owner):
     expect(page.get_by_text("Please enter a correct username and password.")
            .locator("visible=true")).to_have_count(1)
     expect(page.locator(".alert-danger, .errorlist").locator("visible=true")).to_have_count(1)
+
+
+def test_checkboxes_switches_and_selects_stand_out_outside_the_form_stack(page, site, owner, make_diagnosis):
+    """Bootstrap's classed fields (here the result page's heatmap switch and share form) get the
+    grey edge and the blue outline of the .form-stack fields, not #dee2e6 (1.3:1) and a pale ring."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    make_diagnosis(owner, risk="low", mole=mole, age_days=30)
+    result = make_diagnosis(owner, risk="medium", mole=mole)
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(f"{site}/diagnoses/{result.pk}/")
+    white = "rgb(255, 255, 255)"
+    page_background = computed(page.locator("body"), "backgroundColor")[0]
+    switch = page.get_by_label("Show where the model looked")
+    for field in [switch, page.get_by_label("Also show the 1 earlier photo"),
+                  page.get_by_label("The link works for")]:
+        border, inside = computed(field, "borderTopColor", "backgroundColor")
+        assert contrast(border, inside) >= 3 and contrast(border, page_background) >= 3, border
+        focus_by_keyboard(page, field)
+        style, width, ring, shadow = computed(field, "outlineStyle", "outlineWidth", "outlineColor", "boxShadow")
+        assert (style, width, shadow) == ("solid", "2px", "none"), (style, width, shadow)
+        assert contrast(ring, white) >= 3 and contrast(ring, page_background) >= 3, ring
+        assert computed(field, "borderTopColor")[0] == border  # not Bootstrap's pale focused edge
+    # the off switch's knob in the same grey, not 25% black (1.8:1)
+    assert "6c757d" in computed(switch, "backgroundImage")[0]
+
+
+def test_a_refused_consent_box_has_a_red_edge(page, site):
+    page.goto(site + "/accounts/signup/")
+    page.get_by_label("Username").fill("ana")
+    page.get_by_label("Email").fill("ana@example.com")
+    page.locator("[name=password1]").fill("a long and private pass phrase")
+    page.locator("[name=password2]").fill("a long and private pass phrase")
+    page.get_by_role("button", name="Create account").click()  # the privacy notice not agreed to
+    consent = page.locator("[name=consent]")
+    expect(consent).to_have_attribute("aria-invalid", "true")
+    expect(consent).to_have_css("border-top-color", "rgb(220, 53, 69)")
+    focus_by_keyboard(page, consent)
+    expect(consent).to_have_css("border-top-color", "rgb(220, 53, 69)")  # focused too
+    expect(consent).to_have_css("outline-style", "solid")
+    # the box beside it, not refused: the fields' grey edge, 4.7:1 on white
+    expect(page.locator("[name=model_improvement]")).to_have_css("border-top-color", "rgb(108, 117, 125)")
+
+
+def test_a_new_share_link_and_a_closed_message_keep_the_focus(page, site, owner, make_diagnosis):
+    """The link shown only once takes the focus, named by its label; stopping a link goes back
+    to the share section; closing the message that says so leaves the focus on the content,
+    not on <body>, where the next Tab would begin again from the menu."""
+    result = make_diagnosis(owner, risk="medium")
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(f"{site}/diagnoses/{result.pk}/")
+    page.get_by_role("button", name="Create a link").click()
+    link = page.locator("#new-share-url")
+    expect(link).to_be_focused()
+    expect(link).to_have_accessible_name("Your new link: copy it now, it is shown only this once")
+    expect(link).to_have_accessible_description(
+        "Anyone with this link can see this result and its photo until it expires.")
+
+    page.get_by_role("button", name="Stop sharing").click()
+    expect(page).to_have_url(f"{site}/diagnoses/{result.pk}/#share")
+    message = page.get_by_role("status").filter(has_text="You stopped sharing this result")
+    close = message.get_by_role("button", name="Close")
+    focus_by_keyboard(page, close)
+    close.press("Enter")
+    expect(message).to_have_count(0)
+    expect(page.locator("#main")).to_be_focused()

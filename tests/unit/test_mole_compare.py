@@ -103,6 +103,16 @@ def test_it_compares_the_analysed_photos_by_default_and_marks_the_others(owner_c
     assert "These are the same photo" in same and "apart" not in same
 
 
+def test_it_says_nothing_changed_for_one_photo_picked_twice_only_that_it_is_the_same(owner_client, shoulder):
+    """Not "Taken the same day. 5.0% → 5.0% (no change)" above "These are the same photo"."""
+    mole, (first, middle, latest) = shoulder
+    response = owner_client.get(compare_url(mole, before=middle.pk, after=middle.pk))
+    assert response.status_code == 200 and response.context["change"] is None
+    page = response.content.decode()
+    assert "These are the same photo: choose two different ones." in page
+    assert "photo-change" not in page and "Taken the same day" not in page and "no change" not in page
+
+
 def test_it_says_when_two_photos_were_taken_the_same_day(owner_client, owner, make_diagnosis):
     mole = Mole.objects.create(owner=owner, name="Back")
     make_diagnosis(owner, mole=mole)

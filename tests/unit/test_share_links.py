@@ -134,6 +134,18 @@ def test_it_stops_sharing_with_a_post(patient_client, patient, make_diagnosis):
     assert Client().get(shared(token)).status_code == 410
 
 
+def test_stopping_a_link_on_the_result_page_goes_back_to_its_share_section(patient_client, patient,
+                                                                          make_diagnosis):
+    """Where the button was and the link now reads Withdrawn, as making one goes back there: not
+    the top of the page."""
+    diagnosis = make_diagnosis(patient)
+    link, _token = make_link(diagnosis)
+    response = patient_client.post(reverse("diagnoses:share_stop", args=[diagnosis.pk, link.pk]))
+    assert response.status_code == 302 and response["Location"] == diagnosis.get_absolute_url() + "#share"
+    made = patient_client.post(reverse("diagnoses:share", args=[diagnosis.pk]), {"days": 7})
+    assert made["Location"] == response["Location"]
+
+
 def test_who_has_opened_your_records_lists_the_links_of_every_check(patient_client, patient, outsider,
                                                                      make_diagnosis):
     shoulder = Mole.objects.create(owner=patient, name="Left shoulder")
@@ -173,7 +185,7 @@ def test_it_stops_a_link_from_who_has_opened_your_records_and_goes_back_there(pa
     # Anywhere but this site, it goes back to the result page.
     response = patient_client.post(reverse("diagnoses:share_stop", args=[diagnosis.pk, other.pk]),
                                    {"next": "https://elsewhere.example/"})
-    assert response["Location"] == diagnosis.get_absolute_url()
+    assert response["Location"] == diagnosis.get_absolute_url() + "#share"
     assert not ShareLink.objects.active().exists()
     page = patient_client.get(access_page).content.decode()
     assert "Stop sharing<" not in page and "You stopped sharing this result" in page
