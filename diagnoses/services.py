@@ -11,6 +11,7 @@ import socket
 import uuid
 import zipfile
 from collections import defaultdict
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 import numpy as np
@@ -20,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -75,23 +76,44 @@ class TransientClassificationError(Exception):
     """A failure worth retrying (database or storage hiccup); the row is back in the queue."""
 
 
+class MoleNameTaken(Exception):
+    """The patient has another mole of that name. The forms and the API check the name first; a
+    request from another tab or device can still take it in between, and the unique constraint
+    decides: this is how the losing one hears of it."""
+
+
 UNCHANGED = object()  # for an argument whose None means something (no reminders)
 
 
 def mole_create(*, owner, name: str, body_site: str = "unknown", recheck_months: int | None = None) -> Mole:
-    return Mole.objects.create(owner=owner, name=name.strip(), body_site=body_site, recheck_months=recheck_months)
+    """Raises MoleNameTaken."""
+    with _one_name_per_patient():
+        return Mole.objects.create(owner=owner, name=name.strip(), body_site=body_site, recheck_months=recheck_months)
 
 
 def mole_update(*, mole: Mole, name: str | None = None, body_site: str | None = None, recheck_months=UNCHANGED) -> Mole:
-    """Rename, move or change the photo reminder (recheck_months, None to stop it) of a mole."""
+    """Rename, move or change the photo reminder (recheck_months, None to stop it) of a mole.
+    Raises MoleNameTaken."""
     if name is not None:
         mole.name = name.strip()
     if body_site is not None:
         mole.body_site = body_site
     if recheck_months is not UNCHANGED:
         mole.recheck_months = recheck_months
-    mole.save(update_fields=["name", "body_site", "recheck_months"])
+    with _one_name_per_patient():
+        mole.save(update_fields=["name", "body_site", "recheck_months"])
     return mole
+
+
+@contextmanager
+def _one_name_per_patient():
+    """The save in a savepoint, so that the caller's transaction (an upload's, making the mole)
+    survives the constraint's refusal, as MoleNameTaken."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as error:
+        raise MoleNameTaken from error
 
 
 def mole_delete(*, mole: Mole) -> None:

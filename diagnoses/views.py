@@ -10,7 +10,6 @@ from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
 from django.db.models import Count, Prefetch
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -130,11 +129,10 @@ def _new_mole(owner, data):
     """The form checked the name; an upload naming the same new mole at the same moment (another
     tab or device) can still win the race, and the unique constraint decides."""
     try:
-        with transaction.atomic():
-            return services.mole_create(
-                owner=owner, name=data["new_mole_name"], body_site=data["new_mole_body_site"] or "unknown"
-            )
-    except IntegrityError as error:
+        return services.mole_create(
+            owner=owner, name=data["new_mole_name"], body_site=data["new_mole_body_site"] or "unknown"
+        )
+    except services.MoleNameTaken as error:
         raise ValidationError({"new_mole_name": NEW_MOLE_NAME_TAKEN}) from error
 
 
@@ -539,9 +537,8 @@ def _mole_saved(form) -> bool:
     """Save a valid mole form; False, with the form's message, when a rename to the same name
     from another tab or device won the race (the form checked the name; the constraint decides)."""
     try:
-        with transaction.atomic():
-            services.mole_update(mole=form.instance, **form.cleaned_data)
-    except IntegrityError:
+        services.mole_update(mole=form.instance, **form.cleaned_data)
+    except services.MoleNameTaken:
         form.add_error("name", MOLE_NAME_TAKEN)
         return False
     return True

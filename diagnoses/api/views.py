@@ -1,5 +1,4 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
@@ -359,9 +358,8 @@ class AllShareLinksViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 def _unique_name(service, **kwargs):
     """The serializer checks the name; a concurrent request can still win the race."""
     try:
-        with transaction.atomic():
-            return service(**kwargs)
-    except IntegrityError as error:
+        return service(**kwargs)
+    except services.MoleNameTaken as error:
         raise exceptions.ValidationError({"name": [MOLE_NAME_TAKEN]}, code="unique") from error
 
 
