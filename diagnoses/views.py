@@ -422,10 +422,8 @@ def one_risk_alert(latest_rise, rated_higher_before):
 @login_required
 @require_GET
 def mole_detail(request, pk):
-    mole = get_object_or_404(Mole, pk=pk, owner=request.user)
+    mole = get_object_or_404(Mole.objects.with_last_photo(), pk=pk, owner=request.user)
     diagnoses = list(mole.diagnoses.select_related("review").order_by("created_at"))
-    counting = [d for d in diagnoses if d.status != Diagnosis.Status.FAILED]  # as photos_that_count
-    mole.last_photo_at = counting[-1].created_at if counting else None  # for next_photo_due
     timeline = mole_timeline(diagnoses)
     # A rise a clinician has since judged is theirs to advise on: the photo's page gives it.
     rises = [(d, change.from_risk) for d, change in timeline
