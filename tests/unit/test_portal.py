@@ -158,6 +158,24 @@ def test_it_renders_a_printable_report_for_the_owner(owner_client, owner):
     assert "not a diagnosis" in page
 
 
+def test_a_report_gives_the_models_figures_only_for_a_result_of_the_model_in_use(owner_client, owner):
+    from diagnoses.views import load_model_card
+
+    in_use = load_model_card()["version"]
+    current, earlier = make_diagnosis(owner), make_diagnosis(owner)
+    Diagnosis.objects.filter(pk=current.pk).update(model_version=in_use)
+
+    def about_this_estimate(diagnosis):
+        page = owner_client.get(reverse("diagnoses:report", args=[diagnosis.pk])).content.decode()
+        return page.split("About this estimate", 1)[1].split("</section>", 1)[0]
+
+    assert "which catches" in about_this_estimate(current) and "earlier version" not in about_this_estimate(current)
+    # Banded at its own model's thresholds: the card's, today's, would misstate them.
+    older = about_this_estimate(earlier)
+    assert "which catches" not in older and "% malignant probability" not in older
+    assert f"An earlier version of the model than the one in use now ({in_use})" in older
+
+
 def test_it_hides_the_report_from_an_outsider(outsider_client, owner):
     diagnosis = make_diagnosis(owner)
     assert outsider_client.get(reverse("diagnoses:report", args=[diagnosis.pk])).status_code == 404
