@@ -37,9 +37,14 @@ LIMITS = [
     "HAM10000 comes mostly from fair-skinned patients in Austria and Australia; performance on "
     "darker skin is unknown.",
     "Only seven diagnoses are known to the model; any other lesion is forced into one of them.",
-    "Validation figures come from one lesion-disjoint split; rare classes (dermatofibroma, "
-    "vascular lesions) have only a few dozen validation images, so their recall is uncertain.",
 ]
+
+
+def rare_class_limit(val_counts: dict) -> str:
+    """The limit that the split's rare classes put on its figures, with their counts."""
+    return ("Validation figures come from one lesion-disjoint split; rare classes (dermatofibroma, "
+            f"vascular lesions) have only {val_counts.get('df', 0)} and {val_counts.get('vasc', 0)} "
+            "validation images, so their recall is uncertain.")
 
 
 def class_weights(y, power) -> np.ndarray:
@@ -463,6 +468,7 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, callback, fit_seconds, c
                images_per_epoch, stopped_by, precision) -> dict:
     """The card but for its calibration (ml.calibration.calibrate fills that in from what this
     records of the split and the epoch) and the model file's hash, size and version."""
+    split = data_mod.split_info(train_recs, val_recs, seed=seed, val_fraction=cfg["val_fraction"])
     return {
         "format_version": FORMAT_VERSION,
         "version": None,  # filled in once the model file's hash is known
@@ -478,8 +484,7 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, callback, fit_seconds, c
         "thresholds": None,
         "decision": None,
         "threshold_rule": M.THRESHOLD_RULE,
-        "data_split": data_mod.split_info(train_recs, val_recs, seed=seed,
-                                          val_fraction=cfg["val_fraction"]),
+        "data_split": split,
         "training": {
             "hardware": hardware(),
             "precision": precision,
@@ -498,6 +503,6 @@ def _make_card(cfg, preset, seed, train_recs, val_recs, callback, fit_seconds, c
             "history": callback.history,
         },
         "validation": None,
-        "limits": LIMITS,
+        "limits": LIMITS + [rare_class_limit(split["val_counts"])],
         "licence": LICENCE,
     }

@@ -67,6 +67,8 @@ def test_it_writes_a_complete_card(tiny_model_dir):
     history = card["training"]["history"]
     assert [e["epoch"] for e in history if "raw_val_balanced_accuracy" in e] == [5, 10]
     assert "CC BY-NC-SA 4.0" in card["licence"] and "10.7910/DVN/DBW86T" in card["licence"]
+    counts = split["val_counts"]
+    assert f"have only {counts['df']} and {counts['vasc']} validation images" in card["limits"][-1]
     assert (tiny_model_dir / MODEL_FILENAME).stat().st_size == card["model_size_bytes"]
     assert not list(tiny_model_dir.glob("*.part*"))
 
