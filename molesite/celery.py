@@ -14,12 +14,18 @@ app.autodiscover_tasks()
 
 logger = logging.getLogger(__name__)
 
+CLASSIFY_TASK = "diagnoses.tasks.classify_diagnosis"
+
 
 @worker_process_init.connect
 def warm_up_classifier(**_):
     """Load the model in each worker child, in the background, so that the first patient does
     not wait for TensorFlow to start. The handler itself returns at once: Celery kills a child
-    whose init takes over 4 seconds. TensorFlow is thus imported only after the fork."""
+    whose init takes over 4 seconds. TensorFlow is thus imported only after the fork. Not in a
+    worker that takes no classifications (docker-compose.yml's mailer, `-Q mail`): none of its
+    tasks calls the classifier, and the model would only take its memory."""
+    if not consumes_classifications():
+        return
     threading.Thread(target=_load_classifier, name="classifier-warm-up", daemon=True).start()
 
 
@@ -34,6 +40,13 @@ def ignore_sigterm(**_):
     revoke(terminate=True) end a pool process with it."""
     if os.environ.get("MOLESITE_POOL_IGNORE_SIGTERM"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def consumes_classifications() -> bool:
+    """Whether this worker consumes the queue the classifications are routed to: the queues its
+    -Q selected (all those declared, without -Q), set in the main process before the fork."""
+    queue = app.amqp.router.route({}, CLASSIFY_TASK)["queue"]
+    return queue.name in app.amqp.queues.consume_from
 
 
 def _load_classifier():

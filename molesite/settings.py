@@ -14,6 +14,7 @@ import environ
 from celery.schedules import crontab
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -342,6 +343,25 @@ CELERY_TASK_ANNOTATIONS = {
     task: {"time_limit": 3600}
     for task in ("diagnoses.tasks.send_photo_reminders", "diagnoses.tasks.send_review_queue_digest")
 }
+# Two queues, so that no photo waits behind an e-mail: "celery" (the default) for the
+# classifications and the short upkeep (the check for lost photos, the deletion of ended
+# sessions), served by the workers that hold the model; "mail" for every task that sends e-mail
+# (the daily batches, which may take up to their hour with a slow mail server, the review
+# notices, the password resets), served in docker-compose.yml by the `mailer` service. `make run`'s
+# one worker consumes both (Procfile: -Q celery,mail), as does a worker started without -Q: both
+# are declared here. A new task goes to "celery" unless named below (tests/unit/test_mail_queue.py
+# makes each new task choose). Each queue with the exchange and routing key of its own name, as
+# Celery declares the default queue and one it creates for a route: tasks queued by a version
+# before this split stay where they are, and run.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name), routing_key=name) for name in ("celery", "mail"))
+MAIL_TASKS = (
+    "diagnoses.tasks.send_photo_reminders",
+    "diagnoses.tasks.send_review_queue_digest",
+    "diagnoses.tasks.send_review_notice",
+    "accounts.tasks.send_password_reset_mail",
+)
+CELERY_TASK_ROUTES = {task: {"queue": "mail"} for task in MAIL_TASKS}
 # Workers log through LOGGING below (structured lines), not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # What a task prints goes to stdout as it is, not through the log (whose formatters leave link

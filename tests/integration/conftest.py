@@ -121,7 +121,8 @@ def celery_worker_process(transactional_db, worker_media, tiny_model, tmp_path):
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "molesite", "worker", "--loglevel=INFO",
+            # both queues, as `make run`'s worker: the photos' and the e-mails' (settings.MAIL_TASKS)
+            [sys.executable, "-m", "celery", "-A", "molesite", "worker", "-Q", "celery,mail", "--loglevel=INFO",
              "--concurrency=1", "--without-gossip", "--without-mingle", "--hostname", WORKER_NAME],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             # its own process group, so that the pool processes are stopped with it (killpg)

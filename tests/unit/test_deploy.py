@@ -7,6 +7,7 @@ import json
 import logging.config
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -40,9 +41,9 @@ def command_line(service) -> str:
     return command if isinstance(command, str) else " ".join(command)
 
 
-def test_it_defines_web_worker_beat_db_and_redis_each_with_a_healthcheck(compose):
+def test_it_defines_web_worker_mailer_beat_db_and_redis_each_with_a_healthcheck(compose):
     services = compose["services"]
-    assert set(services) == {"migrate", "web", "worker", "beat", "db", "redis"}
+    assert set(services) == {"migrate", "web", "worker", "mailer", "beat", "db", "redis"}
     assert services["db"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     for name, service in services.items():
@@ -80,11 +81,11 @@ def test_it_runs_migrations_then_gunicorn_on_port_from_the_environment(compose):
     assert services["web"]["ports"] == ["127.0.0.1:${PORT:-8000}:${PORT:-8000}"]
 
 
-def test_it_starts_web_worker_and_beat_only_once_the_migrations_succeeded(compose):
+def test_it_starts_web_worker_mailer_and_beat_only_once_the_migrations_succeeded(compose):
     """Else a worker or beat starts on an old schema while web still migrates."""
     services = compose["services"]
     assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "mailer", "beat"):
         assert services[name]["depends_on"] == {
             "db": {"condition": "service_healthy"},
             "redis": {"condition": "service_healthy"},
@@ -112,9 +113,57 @@ def test_it_runs_a_celery_worker_from_the_web_image(compose):
     assert worker["image"] == web["image"] and worker["build"] == web["build"] == "."
 
 
+def consumed_queues(command: str) -> list | None:
+    """The queues a `celery worker` command line consumes (-Q/--queues), None without -Q (every
+    queue the settings declare)."""
+    args = shlex.split(command)
+    for i, arg in enumerate(args):
+        if arg in ("-Q", "--queues"):
+            return args[i + 1].split(",")
+        if arg.startswith("--queues="):
+            return arg.split("=", 1)[1].split(",")
+    return None
+
+
+def procfile() -> dict:
+    return dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
+
+
+def test_the_workers_take_the_photos_only_and_the_mailer_the_emails_only(compose):
+    """At the daily e-mails' hour the batches hold the mailer's one process, not a worker's:
+    photos uploaded meanwhile are not shown as late (routes: test_mail_queue.py)."""
+    worker, mailer = compose["services"]["worker"], compose["services"]["mailer"]
+    assert consumed_queues(command_line(worker)) == [settings.CELERY_TASK_DEFAULT_QUEUE] == ["celery"]
+    assert consumed_queues(command_line(mailer)) == ["mail"]
+    assert settings.CELERY_TASK_ROUTES["diagnoses.tasks.send_photo_reminders"] == {"queue": "mail"}
+    # every queue the settings declare (and route to) has a service consuming it
+    declared = {queue.name for queue in settings.CELERY_TASK_QUEUES}
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    consumed = {*consumed_queues(command_line(worker)), *consumed_queues(command_line(mailer))}
+    assert declared == routed | {"celery"} == consumed
+
+
+def test_the_mailer_is_a_small_worker_from_the_web_image_with_the_same_settings(compose):
+    web, worker, mailer = (compose["services"][name] for name in ("web", "worker", "mailer"))
+    assert command_line(mailer).startswith("celery -A molesite worker ")
+    assert "--beat" not in command_line(mailer)  # beat is its own service: exactly one
+    assert " --concurrency=1 " in command_line(mailer)
+    assert mailer["image"] == web["image"] and mailer["build"] == web["build"] == "."
+    # EMAIL_URL and the rest from .env; the database, Redis and SECRET_KEY as the others'
+    assert mailer["env_file"] == ".env" and mailer["environment"] == worker["environment"]
+    assert mailer["restart"] == worker["restart"] == "unless-stopped"
+    assert mailer["healthcheck"] == worker["healthcheck"]
+    assert mailer["volumes"] == []  # its e-mails read no image
+
+
+def test_make_runs_one_worker_takes_both_queues():
+    """`make run` has one worker (with beat): it runs the photos and the e-mails alike."""
+    assert consumed_queues(procfile()["worker"]) == ["celery", "mail"]
+
+
 def test_it_tags_the_image_of_each_release_so_that_the_previous_one_stays(compose):
     """`latest` alone would be taken over by each build, leaving no image to roll back to."""
-    for name in ("migrate", "web", "worker", "beat"):
+    for name in ("migrate", "web", "worker", "mailer", "beat"):
         assert compose["services"][name]["image"] == "molesite:${MOLESITE_VERSION:-latest}", name
 
 
