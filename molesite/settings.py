@@ -422,6 +422,8 @@ REST_FRAMEWORK = {
         "accounts.permissions.AgreedToPrivacyNotice",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # One 404 body everywhere: {"detail": "Not found."}, not the model's name (diagnoses.api.errors).
+    "EXCEPTION_HANDLER": "diagnoses.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
@@ -446,6 +448,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every property of an answer is required (an answer has them all); drf-spectacular's own
+    # hook, the first, gives the enums their components.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "diagnoses.api.schema.require_response_properties",
+    ],
     # The model's prediction and a clinician's label share the seven HAM10000 classes.
     "ENUM_NAME_OVERRIDES": {"LesionClassEnum": "diagnoses.models.CLASS_CHOICES"},
 }

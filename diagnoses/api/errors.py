@@ -3,15 +3,18 @@ under /api/, the usual pages elsewhere.
 
 DRF already answers its own errors in JSON; these cover what happens outside a DRF view: an
 unknown /api/ path, an uncaught exception, a request Django refuses before any view runs.
+api_exception_handler is DRF's own (REST_FRAMEWORK's EXCEPTION_HANDLER), for inside its views.
 """
 
 import logging
 
-from django.http import HttpResponseServerError, JsonResponse
+from django.http import Http404, HttpResponseServerError, JsonResponse
 from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions
+from rest_framework.views import exception_handler
 
 API_PREFIX = "/api/"
 
@@ -48,6 +51,15 @@ def page_not_found(request, exception, template_name=defaults.ERROR_404_TEMPLATE
     if is_api_request(request):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception, template_name)
+
+
+def api_exception_handler(exc, context):
+    """DRF's handler, but a Django Http404 answers DRF's "Not found.", as an unknown path and an
+    id that is not a UUID do: DRF passes on get_object_or_404's message, "No Diagnosis matches
+    the given query.", which names the model and differs from one endpoint to the next."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    return exception_handler(exc, context)
 
 
 @csrf_exempt  # it only ever answers 404: checked, a POST would get Django's CSRF page (HTML)

@@ -5,6 +5,7 @@ from django.db.models import F
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
+from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 
 from ..models import Diagnosis
@@ -71,9 +72,27 @@ def nulls_last(key):
     return F(name).desc(nulls_last=True) if key.startswith("-") else F(name).asc(nulls_last=True)
 
 
+def ordering_values(fields):
+    """The values `ordering` takes, each field ascending then descending: the schema's enum, and
+    the list a refusal names."""
+    return [f"{sign}{name}" for name in fields for sign in ("", "-")]
+
+
 class StableOrderingFilter(OrderingFilter):
     """The requested ordering, then newest first and id, so that pages never overlap on ties;
     NULLs last, the same on every database."""
+
+    def remove_invalid_fields(self, queryset, fields, view, request):
+        """A term that is not an orderable field is refused (400), as a bad filter's value is:
+        DRF drops it, and a client that misspelt one got the default order without a word."""
+        valid = [name for name, _ in self.get_valid_fields(queryset, view, {"request": request})]
+        unknown = [term for term in fields if term.removeprefix("-") not in valid]
+        if unknown:
+            allowed = ", ".join(f'"{value}"' for value in ordering_values(valid))
+            named = ", ".join(f'"{term}"' for term in unknown)
+            raise ValidationError({self.ordering_param: [
+                f"{named} is not an ordering we know: use one of {allowed}."]}, code="invalid_choice")
+        return fields
 
     def get_ordering(self, request, queryset, view):
         ordering = list(super().get_ordering(request, queryset, view) or [])

@@ -188,10 +188,16 @@ class MoleSerializer(serializers.ModelSerializer):
         fields = ("id", "url", "name", "body_site", "recheck_months", "next_photo_due", "new_photo_requested",
                   "created_at", "diagnoses")
         read_only_fields = ("id", "url", "new_photo_requested", "created_at", "diagnoses")
-        # A wrong body site names the right ones: a client should not have to read the schema.
-        extra_kwargs = {"body_site": {"error_messages": {"invalid_choice": (
-            '"{input}" is not a body site we know: use one of '
-            + ", ".join(f'"{code}"' for code, _ in BODY_SITES) + ".")}}}
+        extra_kwargs = {
+            # A wrong body site names the right ones: a client should not have to read the schema.
+            "body_site": {"error_messages": {"invalid_choice": (
+                '"{input}" is not a body site we know: use one of '
+                + ", ".join(f'"{code}"' for code, _ in BODY_SITES) + ".")}},
+            # Its choices say it all. The model field's range validators (0 to the database's
+            # largest small integer) add nothing to them, and in the schema a minimum and maximum
+            # beside the enum, the maximum SQLite's 2**63 - 1.
+            "recheck_months": {"validators": []},
+        }
 
     def get_new_photo_requested(self, mole) -> bool:
         photos = list(mole.diagnoses.all())  # prefetched, oldest first, with their reviews

@@ -24,7 +24,7 @@ from .. import services
 from ..models import Diagnosis, Mole, ShareLink
 from ..throttles import TokenRateThrottle, UploadRateThrottle
 from ..views import serve_file, share_url
-from .filters import DiagnosisFilter, StableOrderingFilter
+from .filters import DiagnosisFilter, StableOrderingFilter, ordering_values
 from .serializers import (
     MOLE_NAME_TAKEN, AccountSerializer, DiagnosisDetailSerializer, DiagnosisSerializer,
     DiagnosisUploadSerializer, ErrorSerializer, FieldErrorsSerializer, MoleSerializer,
@@ -62,6 +62,20 @@ class JSONErrorsNegotiation(DefaultContentNegotiation):
 
 ORDERING_FIELDS = ["created_at", "finished_at", "malignant_probability"]
 
+# Retry-After on a diagnosis still queued or running: when to ask again, in seconds. The site's
+# own page asks after 1 second, then 1.3 times later each time up to 5 (static/js/
+# diagnosis-status.js); 2 is its pace over the first seconds, when most results arrive.
+POLL_AFTER_SECONDS = 2
+POLL_AFTER = OpenApiParameter(
+    "Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[202, 200],
+    description=f"While `status` is `queued` or `running` only: seconds to wait ({POLL_AFTER_SECONDS}) "
+                "before asking for the diagnosis again.",
+)
+
+
+def poll_headers(diagnosis) -> dict:
+    return {"Retry-After": str(POLL_AFTER_SECONDS)} if diagnosis.is_pending else {}
+
 
 # The answers other than success that the schema documents, each written once, all with their
 # JSON body: refused() for {"detail": "..."}, invalid() for a 400 (BAD_REQUEST).
@@ -93,7 +107,8 @@ ERROR_RESPONSES = {**AUTH_RESPONSES, 404: refused("No such object among yours.")
 # A paginated list (DRF's pagination answers 404 to a page it cannot serve).
 NO_SUCH_PAGE = "No such page: `page` is neither a number nor `last`, or is past the last page."
 LIST_RESPONSES = {**AUTH_RESPONSES, 404: refused(NO_SUCH_PAGE)}
-BAD_FILTER = invalid("A filter's value is invalid: the answer names the filter and says why.")
+BAD_FILTER = invalid("A filter's or `ordering`'s value is invalid: the answer names the parameter and says "
+                     "why.")
 BAD_MOLE = invalid("An invalid name or body site, or a name you already use.")
 
 
@@ -116,14 +131,14 @@ def _file_action(kind, media_type, description):
             OpenApiParameter(
                 "ordering",
                 str,
-                enum=[f"{sign}{name}" for name in ORDERING_FIELDS for sign in ("", "-")],
+                enum=ordering_values(ORDERING_FIELDS),
                 description="Sort by this field; a leading `-` sorts descending. Checks without a "
-                "value (not done yet) come last either way.",
+                "value (not done yet) come last either way. Any other value is refused (400).",
             )
         ],
         responses={200: DiagnosisSerializer(many=True), 400: BAD_FILTER, **LIST_RESPONSES},
     ),
-    retrieve=extend_schema(responses={200: DiagnosisDetailSerializer, **ERROR_RESPONSES}),
+    retrieve=extend_schema(responses={200: DiagnosisDetailSerializer, **ERROR_RESPONSES}, parameters=[POLL_AFTER]),
     destroy=extend_schema(
         description="Delete the diagnosis and its stored images.", responses={204: None, **ERROR_RESPONSES}
     ),
@@ -159,18 +174,25 @@ class DiagnosisViewSet(
             202: DiagnosisSerializer,
             400: invalid("Not a usable image (the `image` field says why), or not your mole."),
             **AUTH_RESPONSES,
-            413: refused("The request body is larger than the server takes; `detail` gives its "
-                         "limit and the photo's."),
+            # Refused by molesite.middleware before the body is read: it knows the declared length,
+            # never the photo's size, so `detail` names the two limits only.
+            413: refused("The whole request body is over the server's limit, refused before it is read; "
+                         "`detail` gives that limit and the photo's own (not the size sent). A photo over "
+                         "its limit in a body within the server's gets 400 on `image` instead."),
             415: refused("The body is not `multipart/form-data`."),
             429: refused("Too many uploads; the `Retry-After` header says when to try again."),
         },
         parameters=[
             OpenApiParameter(
                 "Location", OpenApiTypes.URI, OpenApiParameter.HEADER, response=[202], description="The new diagnosis."
-            )
+            ),
+            POLL_AFTER,
         ],
         description="Upload a photo. It is classified in the background: poll the returned `url` until "
-        "`status` is `done` or `failed`.",
+        "`status` is `done` or `failed`, every `Retry-After` seconds while it is `queued` or `running`. "
+        "`late` turns true after a minute (the workers are busy or down; the photo waits): ask less "
+        "often then. A photo still queued after 15 minutes is sent to the workers again, one whose "
+        "worker died is queued again after 10, and fails (with `error`) after a second such death.",
     )
     def create(self, request):
         upload = DiagnosisUploadSerializer(data=request.data, owner=request.user)
@@ -184,7 +206,12 @@ class DiagnosisViewSet(
             raise exceptions.ValidationError(detail, code=code) from error
         data = self.get_serializer(diagnosis).data
         # str(): the field is a Hyperlink, and WSGI servers take header values of type str only.
-        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": str(data["url"])})
+        return Response(data, status=status.HTTP_202_ACCEPTED,
+                        headers={"Location": str(data["url"]), **poll_headers(diagnosis)})
+
+    def retrieve(self, request, *args, **kwargs):
+        diagnosis = self.get_object()
+        return Response(self.get_serializer(diagnosis).data, headers=poll_headers(diagnosis))
 
     def perform_destroy(self, instance):
         services.diagnosis_delete(diagnosis=instance)
@@ -298,7 +325,8 @@ class ShareRefused(exceptions.APIException):
         },
         description="Make a link that opens this diagnosis' printable report without an account (for your "
         "doctor) for `days` days. Its `url` is in this answer only. Anyone holding it can see the result and "
-        "the photo until it expires or is revoked.",
+        "the photo until it expires or is revoked. No `Location` header: no GET answers for one link; it is in "
+        "the list, by `id`.",
     ),
 )
 class ShareLinkViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -330,7 +358,8 @@ class ShareLinkViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         request=None,
         responses={200: ShareLinkSerializer, **ERROR_RESPONSES},
         description="Stop sharing: the link no longer opens the report (it answers 410). It stays in the list, "
-        "`withdrawn`.",
+        "`withdrawn`. Answers 200 with the link; revoking it again is harmless and answers the same "
+        "(`revoked_at` stays the first time).",
     )
     def revoke(self, request, diagnosis_id=None, pk=None):
         link = services.share_link_revoke(link=self.get_object())

@@ -1,5 +1,6 @@
 """/api/v1/diagnoses/: upload, poll, list with filters, files, delete — from both sides."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -44,6 +45,7 @@ def test_it_accepts_an_upload_with_202_and_a_location(owner_api, owner, jpeg_byt
     assert body["url"] == f"http://testserver/api/v1/diagnoses/{diagnosis.pk}/"
     assert response["Location"] == body["url"]
     assert type(response["Location"]) is str  # wsgiref refuses a str subclass (DRF's Hyperlink)
+    assert response["Retry-After"] == "2"  # when to poll it first, as the site's page does
     assert len(queued) == 1  # the classification is queued once the row is committed
 
 
@@ -267,6 +269,17 @@ def test_it_shows_a_queued_diagnosis_without_a_result(owner_api, owner, make_dia
     assert owner_api.get(detail(diagnosis)).json()["late"] is True
 
 
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_it_says_when_to_ask_again_while_a_diagnosis_is_pending(owner_api, owner, make_diagnosis, status):
+    pending = make_diagnosis(owner, status=status)
+
+    assert owner_api.get(detail(pending))["Retry-After"] == "2"
+    # Once there is an answer, there is nothing to poll for.
+    Diagnosis.objects.filter(pk=pending.pk).update(status="done", finished_at=timezone.now())
+    assert "Retry-After" not in owner_api.get(detail(pending))
+    assert "Retry-After" not in owner_api.get(detail(make_diagnosis(owner, status="failed")))
+
+
 def test_it_shows_why_an_analysis_failed(owner_api, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, status="queued")
     services.diagnosis_fail(diagnosis_id=diagnosis.pk, message=services.MESSAGE_UNREADABLE)
@@ -434,6 +447,23 @@ def test_it_refuses_a_bad_filter_with_400(owner_api, params, field):
 
     assert response.status_code == 400
     assert list(response.json()) == [field]
+
+
+@pytest.mark.parametrize("ordering", ["risk", "created_at,risk", "-malignant_probability,", "--created_at"])
+def test_it_refuses_an_unknown_ordering_naming_the_ones_it_takes(owner_api, owner, make_diagnosis, ordering):
+    # DRF's OrderingFilter drops an unknown field: the default order, as if it had been taken.
+    make_diagnosis(owner)
+    schema = owner_api.get("/api/v1/schema/", {"format": "json"}).json()
+    parameter = next(p for p in schema["paths"][LIST]["get"]["parameters"] if p["name"] == "ordering")
+
+    response = owner_api.get(LIST, {"ordering": ordering})
+
+    assert response.status_code == 400
+    [message] = response.json()["ordering"]
+    assert sorted(re.findall(r'"([^"]+)"', message.split("use one of ")[1])) == sorted(parameter["schema"]["enum"])
+    assert "400" in schema["paths"][LIST]["get"]["responses"]
+    # Known ones, one or a comma list as DRF takes them, still sort.
+    assert owner_api.get(LIST, {"ordering": "-finished_at,created_at"}).status_code == 200
 
 
 # --- delete -----------------------------------------------------------------------------------

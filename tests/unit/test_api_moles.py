@@ -37,13 +37,16 @@ def test_it_refuses_a_duplicate_name_with_400(owner_api, outsider_api, owner):
 
 
 @pytest.mark.parametrize(
-    "payload", [{}, {"name": "   "}, {"name": "x" * 81}, {"name": "Arm", "body_site": "elbow"}, {"name": "a\x00b"}]
+    "payload", [{}, {"name": "   "}, {"name": "x" * 81}, {"name": "Arm", "body_site": "elbow"}, {"name": "a\x00b"},
+                # The reminder's choices alone refuse these (the serializer drops the range validators).
+                {"name": "Arm", "recheck_months": 2}, {"name": "Arm", "recheck_months": -1},
+                {"name": "Arm", "recheck_months": 2**63}]
 )
 def test_it_refuses_an_invalid_mole_with_400(owner_api, payload):
-    response = owner_api.post(LIST, payload)
+    response = owner_api.post(LIST, payload, format="json")
 
     assert response.status_code == 400
-    assert set(response.json()) <= {"name", "body_site"}
+    assert set(response.json()) <= {"name", "body_site", "recheck_months"}
     assert not Mole.objects.exists()
 
 

@@ -88,6 +88,24 @@ def test_it_answers_an_unknown_api_path_with_json_404(api_client, owner_client, 
     assert owner_client.get("/no-such-page/")["Content-Type"].startswith("text/html")
 
 
+def test_it_answers_the_same_404_whatever_is_missing(owner_api, owner, make_diagnosis):
+    # Not get_object_or_404's "No Diagnosis matches the given query.", which differs by model.
+    diagnosis, missing = make_diagnosis(owner), "00000000-0000-0000-0000-000000000000"
+    checks = [
+        ("get", f"/api/v1/diagnoses/{missing}/"),
+        ("get", f"/api/v1/diagnoses/{missing}/image/"),
+        ("get", f"/api/v1/moles/{missing}/"),
+        ("get", f"/api/v1/diagnoses/{missing}/share-links/"),
+        ("post", f"/api/v1/diagnoses/{diagnosis.pk}/share-links/{missing}/revoke/"),
+        ("get", "/api/v1/diagnoses/not-a-uuid/"),
+    ]
+    for method, path in checks:
+        response = getattr(owner_api, method)(path)
+
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": "Not found."}, path
+
+
 @pytest.mark.parametrize("method", ["post", "patch", "delete"])
 def test_it_answers_a_write_to_an_unknown_api_path_with_json_404_not_a_csrf_page(method):
     # As a client without a CSRF cookie (curl, an app) sends it; also a POST missing its final
@@ -257,6 +275,38 @@ def test_it_says_which_fields_may_be_null_or_are_always_there(schema):
     access = components["StaffAccess"]
     assert all(access["properties"][name]["readOnly"] for name in access["properties"])
     assert set(access["required"]) == set(access["properties"])
+
+
+def test_it_says_every_property_of_an_answer_is_always_there(schema):
+    components = schema["components"]["schemas"]
+    # Writable fields with a default: optional in a request, always in the answer.
+    assert {"body_site", "recheck_months"} <= set(components["Mole"]["required"])
+    assert {"review_emails", "model_improvement"} <= set(components["Account"]["required"])
+    for name in ("Mole", "Account", "Diagnosis", "PaginatedMoleList"):
+        assert set(components[name]["required"]) == set(components[name]["properties"]), name
+    assert set(components["MoleRequest"]["required"]) == {"name"}
+    assert "required" not in components["PatchedAccountRequest"]
+
+
+def test_it_gives_the_photo_reminder_its_choices_alone(schema):
+    for name in ("Mole", "MoleRequest", "PatchedMoleRequest"):
+        recheck = schema["components"]["schemas"][name]["properties"]["recheck_months"]
+        assert "minimum" not in recheck and "maximum" not in recheck, name
+        assert recheck["nullable"] and len(recheck["oneOf"]) == 2
+    assert schema["components"]["schemas"]["RecheckMonthsEnum"]["enum"] == [1, 3, 6, 12]
+
+
+def test_it_documents_when_to_poll_a_pending_diagnosis(schema):
+    upload = schema["paths"]["/api/v1/diagnoses/"]["post"]["responses"]["202"]["headers"]
+    read = schema["paths"]["/api/v1/diagnoses/{id}/"]["get"]["responses"]["200"]["headers"]
+    for headers in (upload, read):
+        assert headers["Retry-After"]["schema"] == {"type": "integer"}
+        assert "`queued` or `running`" in headers["Retry-After"]["description"]
+
+
+def test_it_does_not_promise_the_photos_size_in_a_413(schema):
+    too_large = schema["paths"]["/api/v1/diagnoses/"]["post"]["responses"]["413"]["description"]
+    assert "not the size sent" in too_large and "limit and the photo's." not in too_large
 
 
 def test_it_says_the_creation_filters_take_a_date_alone(schema):
