@@ -16,14 +16,16 @@ RECORD_ADDRESSES = """() => {
     window.addEventListener(name, () => window.addresses.push([name, window.location.href]));
   }
 }"""
-# The shared report's page rule, as Chromium parsed molesite.css, and the page the body is on.
+# The shared report's page rule, as Chromium parsed molesite.css (its margin boxes included),
+# and the page the body is on.
 PRINTED_PAGE = """() => {
   const rules = [...document.styleSheets].flatMap(sheet => [...sheet.cssRules]);
   const named = rules.find(
     rule => rule instanceof CSSPageRule && rule.selectorText === "shared-report");
   const body = getComputedStyle(document.body);
-  return {page: body.page, margin: named && named.style.margin, padding: body.paddingTop,
-          clone: body.boxDecorationBreak};
+  return {page: body.page, margin: named && named.style.margin,
+          boxes: named && Object.fromEntries([...named.cssRules].map(box => [box.name, box.style.content])),
+          padding: [body.paddingTop, body.paddingLeft], clone: body.boxDecorationBreak};
 }"""
 
 
@@ -46,13 +48,18 @@ def test_while_printing_the_address_holds_no_token(page, site, shared_report):
     assert token in page.url  # the address bar holds the link again, for a reload or a bookmark
 
 
-def test_the_page_prints_without_margins_where_chrome_puts_the_address(page, shared_report):
+def test_the_page_prints_its_own_footer_where_chrome_puts_the_address(page, shared_report):
     page.goto(shared_report[0])
     page.emulate_media(media="print")
 
     printed = page.evaluate(PRINTED_PAGE)
 
-    # No page margin: Chrome then prints no header or footer. The padding keeps the text off
-    # the paper's edge, on every page.
-    assert printed == {"page": "shared-report", "margin": "0px", "padding": "56.6929px",  # 1.5cm
-                       "clone": "clone"}
+    # Margin boxes of its own: Chrome then prints no footer of its own, where the address goes;
+    # the page numbers tell a reader that a page 2 belongs to the report. The padding (with the
+    # 1cm margin, 1.5cm all round) keeps the text off the paper's edge.
+    assert printed == {
+        "page": "shared-report", "margin": "1cm 0px",
+        "boxes": {"bottom-left": '"Mole check report, shared by the patient"',
+                  "bottom-right": '"Page " counter(page) " of " counter(pages)'},
+        "padding": ["18.8976px", "56.6929px"],  # 0.5cm, 1.5cm
+        "clone": "clone"}

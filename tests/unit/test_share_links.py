@@ -291,6 +291,39 @@ def test_the_shared_report_gives_the_advice_as_what_the_patient_was_told(patient
     assert "What to do next." in own and "Advice the patient was given." not in own
 
 
+def test_a_report_keeps_the_higher_advice_of_the_photo_before(patient_client, patient, make_diagnosis):
+    """A low photo after a high one: the patient was told to follow the high one's advice (the
+    result page), and every report says so, a shared one without the earlier photos too."""
+    mole = Mole.objects.create(owner=patient, name="Left calf", body_site="lower extremity")
+    high = make_diagnosis(patient, risk="high", mole=mole, age_days=20)
+    low = make_diagnosis(patient, risk="low", mole=mole)
+    _, plain = services.share_link_create(diagnosis=low, days=7)
+    _, with_earlier = services.share_link_create(diagnosis=low, days=7, with_earlier_photos=True)
+    follow = "Follow the advice for the earlier photo above; for this photo alone it would be: Low estimated risk"
+
+    own = patient_client.get(reverse("diagnoses:report", args=[low.pk])).content.decode()
+    assert f"What to do next.</strong> {follow}" in own
+    for page in (own, Client().get(shared(with_earlier)).content.decode()):
+        note = page.split('data-testid="previous-rated-higher"')[1].split("</div>")[0]
+        assert "high risk</strong> (72.0% malignant probability)" in note
+        assert "follow the advice for that photo: High estimated risk. Please see a dermatologist" in note
+    for token in (plain, with_earlier):
+        page = Client().get(shared(token)).content.decode()
+        note = page.split('data-testid="previous-rated-higher"')[1].split("</div>")[0]
+        assert "as the patient was told" in note and "High estimated risk. Please see a dermatologist" in note
+        assert f"Advice the patient was given.</strong> {follow}" in page
+        assert high.get_absolute_url() not in page and low.get_absolute_url() not in page
+    plain_page = Client().get(shared(plain)).content.decode()
+    # made without the earlier photos: their band, which the advice names anyway, not their estimate
+    assert "not shared in this report, was rated <strong>high risk</strong>" in plain_page
+    assert "72.0%" not in plain_page
+    assert 'data-testid="previous-rated-higher"' not in (
+        patient_client.get(reverse("diagnoses:report", args=[high.pk])).content.decode())
+    # and the share section tells the patient so before a link is made
+    result = patient_client.get(low.get_absolute_url()).content.decode()
+    assert "though it says that an earlier photo of this mole was rated high risk" in result
+
+
 def test_it_serves_the_photo_and_heatmap_of_that_check_only(patient, make_diagnosis):
     diagnosis, other = make_diagnosis(patient), make_diagnosis(patient)
     Path(other.image.path).write_bytes(make_image_bytes(colour=(20, 200, 20)))  # so that a mix-up shows
