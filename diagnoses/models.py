@@ -366,7 +366,8 @@ class Review(models.Model):
     # The model version whose result the clinician read: a re-run may replace that result.
     model_version = models.CharField("model version reviewed", max_length=100, blank=True)
     # When the patient's e-mail about the latest save was handed to the broker. None, or before
-    # reviewed_at, while it is owed (the broker was down): diagnoses_recover_lost queues it again.
+    # reviewed_at, while it is owed (the broker was down): services.review_notices_recover, in
+    # the same beat task as the check for lost photos, queues it again.
     notice_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self):

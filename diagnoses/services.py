@@ -746,19 +746,29 @@ def review_notices_recover() -> int:
     notice_queued_at), one per patient, as review_agree_many does; run with
     diagnoses_recover_lost. Whether the patient is told is review_notify's to decide, as for
     any notice. Returns how many were queued; with the broker still down, none are (logged)."""
-    owed = (Review.objects.filter(Q(notice_queued_at__isnull=True) | Q(notice_queued_at__lt=F("reviewed_at")),
-                                  reviewed_at__lt=timezone.now() - LOST_NOTICE_AFTER)
+    from .tasks import send_review_notice
+
+    owed = Review.objects.filter(Q(notice_queued_at__isnull=True) | Q(notice_queued_at__lt=F("reviewed_at")))
+    late = (owed.filter(reviewed_at__lt=timezone.now() - LOST_NOTICE_AFTER)
             .order_by("reviewed_at").values_list("pk", "diagnosis__owner_id", "notice_queued_at"))
     by_patient = defaultdict(list)
-    for pk, patient_id, queued_at in owed:
+    for pk, patient_id, queued_at in late:
         by_patient[patient_id].append((pk, queued_at))
     queued = 0
     for reviews in by_patient.values():
+        pks = [pk for pk, _ in reviews]
+        # Taken before the e-mail is queued, on the condition that they are still owed: a
+        # sweep running beside this one (or a clinician's save of them) finds them taken.
+        now = timezone.now()
+        if not owed.filter(pk__in=pks).update(notice_queued_at=now):
+            continue
         # "updated" as the clinician's save would have said: one review told of before
         updated = len(reviews) == 1 and reviews[0][1] is not None
         try:
-            _send_review_notice([pk for pk, _ in reviews], updated)
+            send_review_notice.delay(pks, updated)
         except Exception:
+            for pk, queued_at in reviews:  # owed again, as they were
+                Review.objects.filter(pk=pk, notice_queued_at=now).update(notice_queued_at=queued_at)
             logger.warning("review notices owed: still not queued (the broker is down?)", exc_info=True)
             break
         queued += 1

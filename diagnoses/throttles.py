@@ -2,10 +2,11 @@
 per patient for the site's upload form and the API together, so neither is a way round the
 other.
 
-A cache that cannot be reached (Redis down or not answering) lets every request through: a
-limit that fails closed would turn the outage into errors on every upload, shared report and
-token request, and an upload refused with a 500 loses the patient's photo, which the upload
-itself would store and queue for when the broker is back (services._send_classification)."""
+A cache that cannot be reached (Redis down, refusing connections, or silent for 2 seconds) lets
+every request through: a limit that fails closed would turn the outage into errors on every
+upload, shared report and token request, and an upload refused with a 500 loses the patient's
+photo, which the upload itself would store and queue for when the broker is back
+(services._send_classification)."""
 
 import logging
 

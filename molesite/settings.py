@@ -301,8 +301,10 @@ if REDIS_URL:
     # daily e-mail batches' hour (CELERY_TASK_ANNOTATIONS), so none runs twice at once.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
     # Short socket timeouts (seconds, redis-py's connection pool options): a Redis that is down
-    # or hangs costs a request two seconds, after which the rate limits let it through
+    # or hangs costs the cache two seconds, after which the rate limits let it through
     # (diagnoses.throttles), rather than holding the web process for the kernel's TCP timeouts.
+    # The broker's connection (kombu's) has no such timeout: a Redis that accepts connections and
+    # then never answers holds an upload's queueing until gunicorn's timeout (the photo is stored).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                           "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
 else:
