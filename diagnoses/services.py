@@ -541,6 +541,38 @@ def diagnoses_check_photos() -> dict:
     return counts
 
 
+# A file this young may be an upload's whose row is not committed yet (the files are written
+# first): never taken for one that no row names.
+ORPHAN_MIN_AGE = timedelta(hours=1)
+
+
+def orphaned_files(*, delete: bool = False) -> list[str]:
+    """The files in the photo folders (images/, thumbnails/, heatmaps/) that no diagnosis names,
+    older than ORPHAN_MIN_AGE: left by a version that did not clean up after a full disk, or by
+    a restore of images newer than the database. Each is a photo of a patient (a heatmap is one
+    blended) that account deletion would never reach; with delete, they go. Logged by name."""
+    named = set()
+    for row in Diagnosis.objects.values_list("image", "thumbnail", "heatmap"):
+        named.update(name for name in row if name)
+    storage = Diagnosis._meta.get_field("image").storage
+    cutoff = timezone.now() - ORPHAN_MIN_AGE
+    orphans = []
+    for folder in ("images", "thumbnails", "heatmaps"):
+        try:
+            _, files = storage.listdir(folder)
+        except FileNotFoundError:  # no photo stored yet
+            continue
+        for filename in files:
+            name = f"{folder}/{filename}"
+            if name not in named and storage.get_modified_time(name) < cutoff:
+                orphans.append(name)
+    for name in sorted(orphans):
+        logger.warning("photo check: %s is named by no diagnosis%s", name, "; deleted" if delete else "")
+        if delete:
+            storage.delete(name)
+    return sorted(orphans)
+
+
 def _every_photo(page_size: int = 200):
     """Every diagnosis with its files and photo issues, read a page at a time by primary key,
     each page whole before its photos are checked. Not iterator(): its query stays open between photos,

@@ -247,3 +247,37 @@ def test_checkphotos_reports_rows_whose_thumbnail_or_heatmap_is_missing(owner, m
 def test_about_the_model_says_what_the_photo_check_does(client):
     page = client.get(reverse("about_model")).content.decode()
     assert 'data-testid="photo-check-limit"' in page and "darker or brighter than 99%" in page
+
+
+@pytest.mark.django_db
+def test_checkphotos_reports_and_deletes_stored_files_no_check_names(owner, make_diagnosis, caplog):
+    """Files a full disk or a restore left behind, with no row to name them: photos of patients
+    that deleting an account would never reach. One just written may be an upload's whose row
+    is not committed yet: it is left alone."""
+    import os
+    import time
+
+    from django.core.management import call_command
+
+    kept = make_diagnosis(owner)
+    storage = kept.image.storage
+    old = time.time() - 2 * 3600
+    for name in ("images/lost.jpg", "heatmaps/lost.png", "thumbnails/fresh.jpg"):
+        storage.save(name, io.BytesIO(b"part of a photo"))
+    for name in ("images/lost.jpg", "heatmaps/lost.png", kept.image.name, kept.thumbnail.name, kept.heatmap.name):
+        os.utime(storage.path(name), (old, old))
+    caplog.set_level("WARNING", logger="diagnoses.services")
+
+    out = io.StringIO()
+    call_command("checkphotos", stdout=out)
+    assert out.getvalue().splitlines()[-1] == (
+        "2 stored files named by no check (not deleted: --delete-orphans deletes them; see the log).")
+    assert storage.exists("images/lost.jpg")
+    logged = {r.getMessage() for r in caplog.records if "named by no diagnosis" in r.getMessage()}
+    assert logged == {"photo check: heatmaps/lost.png is named by no diagnosis",
+                      "photo check: images/lost.jpg is named by no diagnosis"}
+
+    call_command("checkphotos", "--delete-orphans", stdout=io.StringIO())
+    assert not storage.exists("images/lost.jpg") and not storage.exists("heatmaps/lost.png")
+    assert storage.exists("thumbnails/fresh.jpg")
+    assert all(storage.exists(f.name) for f in (kept.image, kept.thumbnail, kept.heatmap))
