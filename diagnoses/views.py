@@ -433,6 +433,7 @@ def mole_detail(request, pk):
     # clear the higher one (as on that photo's result page).
     rated_higher_before = done[-1].previous_photo_rated_higher() if done else None
     latest_rise, rated_higher_before = one_risk_alert(rises[-1] if rises else None, rated_higher_before)
+    in_use = (load_model_card() or {}).get("version")
     chart = {
         "labels": _chart_labels([d.created_at for d in done]),
         "days": _days_since_first([d.created_at for d in done]),
@@ -445,7 +446,9 @@ def mole_detail(request, pk):
         "diagnoses/mole.html",
         {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "latest_rise": latest_rise,
          "latest_done": done[-1] if done else None, "rated_higher_before": rated_higher_before,
-         "chart": chart, "has_chart": len(done) >= 2},
+         "chart": chart, "has_chart": len(done) >= 2,
+         # the chart's threshold lines are the model's in use; an earlier one banded at its own
+         "by_an_earlier_model": bool(in_use) and any(d.model_version != in_use for d in done)},
     )
 
 

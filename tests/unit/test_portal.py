@@ -284,6 +284,19 @@ def test_it_shows_a_mole_timeline_oldest_first_with_its_chart(owner_client, owne
     assert "went up" not in page
 
 
+def test_the_chart_says_when_its_threshold_lines_are_not_those_some_photos_were_banded_at(owner_client, owner):
+    from diagnoses.views import load_model_card
+
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    make_diagnosis(owner, mole=mole, days_ago=60)  # "test-model": not the card's
+    make_diagnosis(owner, mole=mole, days_ago=1)
+    note = 'data-testid="earlier-model-note"'
+    assert note in owner_client.get(mole.get_absolute_url()).content.decode()
+
+    Diagnosis.objects.filter(mole=mole).update(model_version=load_model_card()["version"])
+    assert note not in owner_client.get(mole.get_absolute_url()).content.decode()
+
+
 def test_it_warns_when_a_later_photo_rises_by_a_risk_band(owner_client, owner):
     mole = Mole.objects.create(owner=owner, name="Shoulder")
     make_diagnosis(owner, mole=mole, risk="low", malignant=0.05, days_ago=90)
