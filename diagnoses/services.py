@@ -36,7 +36,7 @@ from ml.quality import photo_issues
 from molesite.mail import one_connection, send_templated_mail
 
 from .images import sanitize_upload
-from .models import SHARE_LINK_DAYS, Diagnosis, Mole, Review, ShareLink, StaffAccess
+from .models import CLASS_CHOICES, SHARE_LINK_DAYS, Diagnosis, Mole, Review, ShareLink, StaffAccess
 
 logger = logging.getLogger(__name__)
 
@@ -396,9 +396,12 @@ def write_user_export(*, user, out) -> None:
             for kind, stored in (("image", d.image), ("thumbnail", d.thumbnail), ("heatmap", d.heatmap)):
                 if not stored:
                     continue
-                arcname = f"{kind}s/{d.pk}{'.png' if kind == 'heatmap' else '.jpg'}"
+                # dated as uploaded (the zip's default is 1 Jan 1980), in the clinic's time
+                entry = zipfile.ZipInfo(f"{kind}s/{d.pk}{'.png' if kind == 'heatmap' else '.jpg'}",
+                                        date_time=timezone.localtime(d.created_at).timetuple()[:6])
+                arcname = entry.filename
                 try:
-                    with stored.open("rb") as source, archive.open(arcname, "w") as target:
+                    with stored.open("rb") as source, archive.open(entry, "w") as target:
                         shutil.copyfileobj(source, target)
                 except OSError:
                     logger.warning("export: %s of %s is missing from storage", kind, d.pk)
@@ -430,6 +433,26 @@ def write_user_export(*, user, out) -> None:
             })
         archive.writestr("data.json", json.dumps(data, indent=2, ensure_ascii=False),
                          compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr("README.txt", _export_readme(), compress_type=zipfile.ZIP_DEFLATED)
+
+
+def _export_readme() -> str:
+    """What the export holds, in words: data.json's codes are the model's."""
+    classes = "\n".join(f"  {code:6} {name}{' (malignant)' if code in MALIGNANT else ''}"
+                         for code, name in CLASS_CHOICES)
+    return (
+        "Your molesite data\n\n"
+        "data.json     your account, your moles, every check with its result, the clinicians'\n"
+        "              reviews, the links you made to share a report, and who at the clinic\n"
+        "              opened your records. Times are the clinic's, with their offset.\n"
+        "images/       your photos, as stored (named by the check's id)\n"
+        "thumbnails/   their small previews\n"
+        "heatmaps/     where the model looked (Grad-CAM over the photo)\n\n"
+        "In data.json, malignant_probability and probabilities are fractions (0.097 is 9.7%);\n"
+        "risk is the band shown (low, medium, high); predicted_class and the probabilities'\n"
+        "keys are these codes:\n" + classes + "\n\n"
+        "molesite is a screening aid, not a diagnosis.\n"
+    )
 
 
 def _isoformat(moment):

@@ -492,6 +492,11 @@ def test_it_exports_all_my_data_as_a_zip(owner_client, owner, outsider, monkeypa
     assert archive.getinfo(exported["files"]["image"]).compress_type == zipfile.ZIP_STORED
     assert exported["files"]["heatmap"] in archive.namelist()
     assert not any(str(theirs.pk) in name for name in archive.namelist())
+    # dated as uploaded, not 1 Jan 1980; and a README that says what the codes are
+    uploaded = timezone.localtime(mine.created_at).timetuple()[:5]  # a zip keeps even seconds
+    assert archive.getinfo(exported["files"]["image"]).date_time[:5] == uploaded
+    readme = archive.read("README.txt").decode()
+    assert "mel    Melanoma (malignant)" in readme and "0.097 is 9.7%" in readme
 
 
 def test_it_asks_for_the_password_before_deleting_an_account(owner_client, owner):
