@@ -116,10 +116,26 @@ class QueuedPasswordResetForm(ErrorsTakeTheFocusMixin, PasswordResetForm):
             logger.exception("password reset e-mail not queued: the broker is unreachable")
 
 
-class ChangePasswordForm(ErrorsTakeTheFocusMixin, NoColonMixin, PasswordChangeForm):
+class NewPasswordAgainMixin:
+    """The confirmation's help text, Django's "Enter the same password as before" read as the
+    old password on the change and reset pages: it is the new one, typed again."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["new_password2"].help_text = "Type the new password again."
+
+
+class ChangePasswordForm(ErrorsTakeTheFocusMixin, NoColonMixin, NewPasswordAgainMixin, PasswordChangeForm):
+    error_messages = {
+        **PasswordChangeForm.error_messages,
+        "password_incorrect": "This is not your current password.",  # as the other forms say it
+    }
+
     def __init__(self, user, *args, request, **kwargs):
         super().__init__(user, *args, **kwargs)
         self.request = request
+        # Django's "Old password", beside "New password", reads as any earlier one.
+        self.fields["old_password"].label = "Current password"
 
     def clean_old_password(self):
         old_password = self.cleaned_data["old_password"]
@@ -167,7 +183,7 @@ class EmailChangeForm(CurrentPasswordForm):
         return email
 
 
-class NewPasswordForm(ErrorsTakeTheFocusMixin, NoColonMixin, SetPasswordForm):
+class NewPasswordForm(ErrorsTakeTheFocusMixin, NoColonMixin, NewPasswordAgainMixin, SetPasswordForm):
     """The new password from a reset link."""
 
 

@@ -61,7 +61,8 @@ def seconds_until_unlocked(request, credentials=None) -> int:
 
 
 def lockout_response(request, original_response=None, credentials=None):
-    """429 with Retry-After: JSON under /api/, a page elsewhere."""
+    """429 with Retry-After: JSON under /api/, a page elsewhere (for a signed-in user, the account
+    form's pause)."""
     seconds = seconds_until_unlocked(request, credentials)
     minutes = max(1, math.ceil(seconds / 60))
     wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
@@ -70,6 +71,10 @@ def lockout_response(request, original_response=None, credentials=None):
             {"detail": f"Too many failed sign-ins for this username from your address: try again in {wait}."},
             status=429,
         )
+    elif getattr(getattr(request, "user", None), "is_authenticated", False):
+        # A signed-in user mistyped the current password on an account form (is_current_password):
+        # no "sign-in paused" for them, and a way back to the account page.
+        response = render(request, "accounts/form_paused.html", {"wait": wait}, status=429)
     else:
         response = render(request, "registration/locked_out.html", {"wait": wait}, status=429)
     response["Retry-After"] = str(seconds)

@@ -238,6 +238,16 @@ def email_confirm_resend(request):
     return redirect("account")
 
 
+def _link_address(token: str, user) -> str | None:
+    """The address a link was sent to, whatever its age or the address it replaces; None when
+    it is broken or for another account. Only to tell a used link from a bad one."""
+    try:
+        data = signing.loads(token, salt=EMAIL_CHANGE_SALT)
+    except signing.BadSignature:
+        return None
+    return data.get("new") if data.get("user") == user.pk else None
+
+
 @login_required
 @require_GET
 def email_change_confirm(request, token):
@@ -245,6 +255,10 @@ def email_change_confirm(request, token):
     account's to it; one for the address it has (sign-up) leaves it. Either way it is confirmed."""
     user = request.user
     new_email = email_change_verify(token=token, user=user)
+    if new_email is None and user.email_confirmed_at and _link_address(token, user) == user.email:
+        # A used link opened again (the mail, the browser's history): the change is made.
+        messages.info(request, "This address is already confirmed.")
+        return redirect("account")
     if new_email is None:
         messages.error(
             request,
@@ -369,7 +383,7 @@ def account_delete(request):
             services.user_delete(user=user)
             messages.success(request, "Your account, photos and results were deleted for good.")
             return redirect("home")
-        messages.error(request, "Your account was not deleted: see the message below.")
+        # No flash message too: the form's summary already says it was not deleted, and why.
     return render(request, "accounts/delete.html", {"form": form}, status=400 if form.errors else 200)
 
 

@@ -200,7 +200,8 @@ def test_a_left_open_session_cannot_guess_the_password_without_end(owner_client,
 
     response = owner_client.post(reverse(page), {field: RIGHT, **extra})  # the right one, too late
 
-    assert response.status_code == 429 and "try again in 15 minutes" in response.content.decode()
+    # the form's pause, not the sign-in page's, for a patient who is signed in
+    assert response.status_code == 429 and "this form is paused for 15 minutes" in response.content.decode()
     owner.refresh_from_db()
     assert owner.email == "patient@example.com" and owner.check_password(RIGHT)
     assert sign_in(Client(), RIGHT).status_code == 429  # the same lock as the sign-in page's, from this address
