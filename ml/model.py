@@ -23,8 +23,8 @@ PRESETS = {
     # below, 0.717, 0.798 and 0.914, are the shipped weights calibrated as before the 2026-12-06
     # prior-shift offset, as the others were; the card's 0.715, 0.811, 0.915 are with it):
     # colour jitter halved (AUC +0.012 over epochs 26-50, level after 75, balanced accuracy
-    # -0.018: it overfits
-    # sooner); Shades of Gray colour constancy (AUC -0.008: the cast carries information here);
+    # -0.018: it overfits sooner); Shades of Gray colour constancy (AUC -0.008: the cast
+    # carries information here);
     # mixup 0.2 (level on AUC up to epoch 74); a 10-epoch finish at 192x144 (level); a wider
     # tail, widths (16, 32, 64, 192, 384) and convs (1, 2, 2, 2, 2), 2.5 M parameters: 102 epochs
     # in the time budget on a busy machine, then by `ml compare --split val` against this one
