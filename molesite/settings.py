@@ -297,14 +297,17 @@ REDIS_URL = env.str("REDIS_URL", default="")
 EMBEDDED_BROKER_FOLDERS = ()
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    # Redis hands an unacknowledged task (acks_late) to another worker after this long: above the
-    # daily e-mail batches' hour (CELERY_TASK_ANNOTATIONS), so none runs twice at once.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
+    # Redis hands an unacknowledged task (acks_late) to another worker after visibility_timeout:
+    # above the daily e-mail batches' hour (CELERY_TASK_ANNOTATIONS), so none runs twice at once.
+    # Socket timeouts (seconds) on the broker's connection too: a Redis that accepts connections
+    # and then never answers would otherwise hold an upload's queueing until gunicorn's timeout.
+    # With them, queueing gives up after about 5 s (kombu's OperationalError), the photo stays and
+    # diagnoses_recover_lost queues it later. 5 s is above the worker's 1 s BRPOP poll.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600,
+                                       "socket_timeout": 5, "socket_connect_timeout": 2}
     # Short socket timeouts (seconds, redis-py's connection pool options): a Redis that is down
     # or hangs costs the cache two seconds, after which the rate limits let it through
     # (diagnoses.throttles), rather than holding the web process for the kernel's TCP timeouts.
-    # The broker's connection (kombu's) has no such timeout: a Redis that accepts connections and
-    # then never answers holds an upload's queueing until gunicorn's timeout (the photo is stored).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                           "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
 else:
