@@ -288,6 +288,8 @@ WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", default=True)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler",
+                        "molesite.uploads.TemporaryFileWithShortName"]
 # Whole request bodies above this are refused with 413 before Django reads them (a photo
 # plus multipart overhead); non-file fields stay under Django's DATA_UPLOAD_MAX_MEMORY_SIZE.
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", default=25 * 1024 * 1024, minimum=1024 * 1024)
