@@ -19,8 +19,10 @@ PASSWORD = "correct horse battery"
 LONG_NAME = "margaret_henderson_whitfield_2026"
 # A phone; a tablet, the menu collapsed (800); laptops, the menu in the bar (992, 1200).
 PHONE, WIDTHS = 390, [390, 800, 992, 1200]
-# What document.documentElement.scrollWidth is worth beside the window's width.
-PAGE_WIDTH = "() => [document.documentElement.scrollWidth, window.innerWidth]"
+# The page's width. Compared with the width the window was opened at, not window.innerWidth: a
+# phone's browser (is_mobile) widens its layout viewport to a page wider than the screen, so
+# innerWidth grows with the page and the two always agree.
+PAGE_WIDTH = "() => document.documentElement.scrollWidth"
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ WRAPPED = """(element) => {
 
 
 def assert_fits_the_window(page):
-    width, window = page.evaluate(PAGE_WIDTH)
+    width, window = page.evaluate(PAGE_WIDTH), page.viewport_size["width"]
     assert width <= window, f"{page.url}: {width}px wide in a window of {window}px"
 
 
@@ -135,6 +137,28 @@ def test_the_printable_report_fits_a_phone_with_long_names(
     }""")
     assert right <= inside + 0.5, (right, inside)
     expect(meta).to_contain_text(LONG_NAME)
+
+
+# One word as long as a German mole name can be (the form takes up to 80 characters), and an
+# address as long as a hospital's.
+LONG_MOLE_NAME = "Muttermalunterhalbdeslinkenschulterblatts"
+LONG_ADDRESS = "firstname.lastname.department@university-hospital-example.org"
+
+
+def test_long_mole_names_and_addresses_fit_a_phone(sized, site, long_named, make_diagnosis):
+    long_named.email = LONG_ADDRESS
+    long_named.save(update_fields=["email"])
+    mole = Mole.objects.create(owner=long_named, body_site="back", name=LONG_MOLE_NAME)
+    first = make_diagnosis(long_named, risk="low", mole=mole)
+    latest = make_diagnosis(long_named, risk="medium", mole=mole)
+    page = sized(PHONE)
+    sign_in(page, site, LONG_NAME)
+    for path in ("/diagnoses/", f"/diagnoses/moles/{mole.pk}/",
+                 f"/diagnoses/moles/{mole.pk}/compare/?before={first.pk}&after={latest.pk}",
+                 f"/diagnoses/{latest.pk}/", f"/diagnoses/{latest.pk}/delete/",
+                 "/accounts/email/"):
+        page.goto(site + path)
+        assert_fits_the_window(page)
 
 
 def test_the_model_pages_tables_fit_a_phone(sized, site, tiny_model):
