@@ -242,6 +242,14 @@ class Diagnosis(models.Model):
             return None
 
     @property
+    def current_review(self):
+        """The clinician's review of the result shown now, or None. A review of an earlier result
+        (Review.is_of_an_earlier_result: before a re-run with another model) is history: it
+        counts as no review, as at the review desk (is_reviewed)."""
+        review = self.review_or_none
+        return None if review is None or review.is_of_an_earlier_result else review
+
+    @property
     def new_photo_asked_for(self) -> bool:
         """A clinician reviewing this photo asked for a new one (Review.Recommendation.NEW_PHOTO)."""
         review = self.review_or_none
@@ -250,9 +258,10 @@ class Diagnosis(models.Model):
     def previous_photo_rated_higher(self):
         """The mole's finished photo just before this one, when the model put it in a higher risk
         band, no clinician has reviewed this one and none has judged that one (a review that
-        could not tell from the photo leaves it standing); else None. A lower estimate now does
-        not cancel the earlier one: the model can rate two photos of one mole quite differently."""
-        if self.status != self.Status.DONE or self.risk not in RISK_ORDER or self.review_or_none is not None:
+        could not tell from the photo leaves it standing, as does a review of an earlier result:
+        current_review); else None. A lower estimate now does not cancel the earlier one: the
+        model can rate two photos of one mole quite differently."""
+        if self.status != self.Status.DONE or self.risk not in RISK_ORDER or self.current_review is not None:
             return None
         previous = self.earlier_photos_of_mole().select_related("review").last()
         if previous is None or RISK_ORDER.get(previous.risk, -1) <= RISK_ORDER[self.risk]:
@@ -261,9 +270,10 @@ class Diagnosis(models.Model):
 
     @property
     def judged_by_a_clinician(self) -> bool:
-        """A clinician reviewed this photo and could tell: their reading, not the model's band,
-        is what the patient follows (a review that could not tell from the photo leaves it)."""
-        review = self.review_or_none
+        """A clinician reviewed this result and could tell: their reading, not the model's band,
+        is what the patient follows (a review that could not tell from the photo leaves it, as
+        does a review of an earlier result: current_review)."""
+        review = self.current_review
         return review is not None and review.verdict != Review.Verdict.UNCLEAR
 
     def earlier_photos_of_mole(self):

@@ -167,13 +167,15 @@ def diagnosis_report(request, pk):
 
 def _report_page(request, diagnosis, template, *, file_url, earlier_url, share_link=None):
     """The printable report (templates/diagnoses/_report.html), its images at file_url(kind);
-    with the mole's earlier photos (at earlier_url(diagnosis)) for its owner, and on a shared
-    report when the link was made with them."""
+    with the mole's earlier photos (at earlier_url(diagnosis), each with whether another model
+    version analysed it) for its owner, and on a shared report when the link was made with them."""
     earlier = []
     if share_link is None or share_link.with_earlier_photos:
-        earlier = [(photo, earlier_url(photo)) for photo in diagnosis.earlier_photos_of_mole()]
+        earlier = [(photo, earlier_url(photo), by_another_model(photo, diagnosis))
+                   for photo in diagnosis.earlier_photos_of_mole()]
     context = {"diagnosis": diagnosis, "card": _model_card_summary(), "share_link": share_link,
-               "image_url": file_url("image"), "heatmap_url": file_url("heatmap"), "earlier_photos": earlier}
+               "image_url": file_url("image"), "heatmap_url": file_url("heatmap"), "earlier_photos": earlier,
+               "earlier_by_another_model": any(another for _photo, _url, another in earlier)}
     return render(request, template, context)
 
 
@@ -425,7 +427,8 @@ def mole_detail(request, pk):
     mole = get_object_or_404(Mole.objects.with_last_photo(), pk=pk, owner=request.user)
     diagnoses = list(mole.diagnoses.select_related("review").order_by("created_at"))
     timeline = mole_timeline(diagnoses)
-    # A rise a clinician has since judged is theirs to advise on: the photo's page gives it.
+    # A rise a clinician has since judged is theirs to advise on: the photo's page gives it. A
+    # review of an earlier result (before a re-run) judged other figures: the alert stays.
     rises = [(d, change.from_risk) for d, change in timeline
              if change and change.went_up and not d.judged_by_a_clinician]
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
@@ -502,7 +505,14 @@ def photo_change(before, after) -> dict | None:
         "risk_rose": RISK_ORDER.get(after.risk, 0) > RISK_ORDER.get(before.risk, 0),
         "risk_fell": RISK_ORDER.get(after.risk, 0) < RISK_ORDER.get(before.risk, 0),
         "class_changed": after.predicted_class != before.predicted_class,
+        "model_changed": by_another_model(before, after),
     }
+
+
+def by_another_model(photo, other) -> bool:
+    """Whether two results come from different model versions: a change between them may come
+    from the model (its weights, its risk thresholds) rather than from the mole."""
+    return photo.model_version != other.model_version
 
 
 def _days_since_first(moments):

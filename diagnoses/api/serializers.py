@@ -69,6 +69,11 @@ class DiagnosisSummarySerializer(BlankAsNullMixin, serializers.ModelSerializer):
                   "empty when nothing. On such photos the result is less reliable: see `photo_advice`.",
     )
     thumbnail = serializers.SerializerMethodField()
+    model_version = serializers.CharField(
+        allow_null=True, read_only=True,
+        help_text="The model version that gave the result (null until there is one). Results of two versions "
+                  "differ by the model too, not only by the mole: each version has its own risk thresholds.",
+    )
 
     class Meta:
         model = Diagnosis
@@ -83,6 +88,7 @@ class DiagnosisSummarySerializer(BlankAsNullMixin, serializers.ModelSerializer):
             "predicted_class",
             "photo_issues",
             "thumbnail",
+            "model_version",
         )
         read_only_fields = fields
 
@@ -95,7 +101,6 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
     """One uploaded photo and, once its analysis is done, the result."""
 
     probabilities = serializers.SerializerMethodField()
-    model_version = serializers.CharField(allow_null=True, read_only=True)
     error = serializers.CharField(
         allow_null=True, read_only=True, help_text="Why the analysis failed (status `failed`)."
     )
@@ -119,7 +124,6 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
             *DiagnosisSummarySerializer.Meta.fields,
             "mole",
             "probabilities",
-            "model_version",
             "error",
             "advice",
             "photo_advice",
@@ -152,7 +156,8 @@ class DiagnosisDetailSerializer(DiagnosisSerializer):
         source="previous_photo_rated_higher", allow_null=True, read_only=True,
         help_text="The mole's photo just before this one, when the model rated it in a higher risk band, no "
                   "clinician has reviewed this one and none has judged that one (a review that could not tell "
-                  "leaves it); null otherwise. A lower estimate now does not cancel it: follow "
+                  "leaves it, as does a review of an earlier result, whose `model_version` is not the "
+                  "diagnosis'); null otherwise. A lower estimate now does not cancel it: follow "
                   "that photo's advice until a doctor has seen the mole.",
     )
 
