@@ -76,6 +76,12 @@ class TransientClassificationError(Exception):
     """A failure worth retrying (database or storage hiccup); the row is back in the queue."""
 
 
+class ModelUnavailable(TransientClassificationError):
+    """The worker cannot load the model artifact (a card and model copied in one after the other,
+    a damaged file): the photo is fine and the operator can mend the artifact, so the task tries
+    again for longer than after a hiccup before failing it with MESSAGE_MODEL_UNAVAILABLE."""
+
+
 class MoleNameTaken(Exception):
     """The patient has another mole of that name. The forms and the API check the name first; a
     request from another tab or device can still take it in between, and the unique constraint
@@ -612,7 +618,8 @@ def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
     """Run the classifier on one diagnosis. Idempotent: a finished one is left alone.
 
     Raises TransientClassificationError (after putting the row back in the queue) for
-    failures worth retrying; any other failure ends as `failed` with a readable message.
+    failures worth retrying, ModelUnavailable when the model cannot be loaded; any other
+    failure ends as `failed` with a readable message.
     """
     try:
         claimed = diagnosis_claim(diagnosis_id=diagnosis_id)
@@ -642,9 +649,11 @@ def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
         # the patient's, and must reach whoever watches the ERROR lines.
         logger.exception("the stored photo of %s cannot be decoded", diagnosis_id)
         diagnosis_fail(diagnosis_id=diagnosis_id, message=MESSAGE_UNREADABLE)
-    except ModelArtifactError:
-        logger.exception("the model artifact in %s is unusable", settings.ML_MODEL_DIR)
-        diagnosis_fail(diagnosis_id=diagnosis_id, message=MESSAGE_MODEL_UNAVAILABLE)
+    except ModelArtifactError as exc:
+        logger.error("the model artifact in %s is unusable, %s goes back to the queue: %s",
+                     settings.ML_MODEL_DIR, diagnosis_id, exc)
+        _give_back_the_claim(diagnosis_id)
+        raise ModelUnavailable(str(exc)) from exc
     except Exception:
         logger.exception("classifying %s failed", diagnosis_id)
         diagnosis_fail(diagnosis_id=diagnosis_id, message=MESSAGE_UNEXPECTED)

@@ -16,6 +16,12 @@ MAX_RETRIES = 5
 MAIL_RETRY = {"max_retries": MAX_RETRIES, "retry_backoff": 60, "retry_backoff_max": 600, "retry_jitter": False}
 
 
+# A model the worker cannot load is tried again 2, 4, 8, 10 and 10 minutes later (34 in all):
+# an operator copying in a card and model one after the other, or mending a damaged artifact,
+# takes minutes, and the photo itself can be classified once they are done.
+MODEL_RETRY = {"factor": 120, "maximum": 600}
+
+
 @shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def classify_diagnosis(self, diagnosis_id: str) -> None:
     """Thin wrapper: the work and its idempotence live in services.diagnosis_classify."""
@@ -23,12 +29,26 @@ def classify_diagnosis(self, diagnosis_id: str) -> None:
         services.diagnosis_classify(diagnosis_id=diagnosis_id)
     except services.TransientClassificationError as exc:
         if self.request.retries >= self.max_retries:
-            # Celery logs this run as succeeded: the ERROR line is ours to write.
-            logger.error("classifying %s: gave up after %d attempts", diagnosis_id,
-                         self.request.retries + 1, exc_info=exc)
-            services.diagnosis_fail(diagnosis_id=diagnosis_id, message=services.MESSAGE_GAVE_UP)
+            _give_up(diagnosis_id, exc, attempts=self.request.retries + 1)
             return
-        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))
+        raise self.retry(exc=exc, countdown=_retry_countdown(exc, self.request.retries))
+
+
+def _retry_countdown(exc: Exception, retries: int) -> int:
+    """Seconds before the next try: a database or storage hiccup passes in seconds, a model
+    the worker cannot load waits for its operator (MODEL_RETRY)."""
+    if isinstance(exc, services.ModelUnavailable):
+        return get_exponential_backoff_interval(retries=retries, full_jitter=False, **MODEL_RETRY)
+    return 2 ** (retries + 1)
+
+
+def _give_up(diagnosis_id: str, exc: Exception, *, attempts: int) -> None:
+    """Fail the photo once the retries are spent, telling the patient why as far as we know."""
+    # Celery logs this run as succeeded: the ERROR line is ours to write.
+    logger.error("classifying %s: gave up after %d attempts", diagnosis_id, attempts, exc_info=exc)
+    unavailable = isinstance(exc, services.ModelUnavailable)
+    message = services.MESSAGE_MODEL_UNAVAILABLE if unavailable else services.MESSAGE_GAVE_UP
+    services.diagnosis_fail(diagnosis_id=diagnosis_id, message=message)
 
 
 @shared_task(autoretry_for=(OSError,), **MAIL_RETRY)

@@ -3,12 +3,16 @@ temperature, the risk thresholds, the decision rule and the validation figures w
 intervals. Training fits it once; `python -m ml recalibrate` fits it again for a model already
 trained, with the same function, so that the two cannot drift apart."""
 
+import hashlib
+import json
+
 import numpy as np
 
 from . import CLASSES, DEFAULT_MODEL_DIR, MODEL_FILENAME
 from . import data as data_mod
 from . import metrics as M
-from .artifact import check_model_hash, model_version, save_card, sha256_file, timestamp
+from .artifact import (check_model_hash, json_safe, model_version, save_card, sha256_file,
+                       timestamp)
 from .errors import ModelArtifactError
 
 OFFSET_RULE = ("P(class) = softmax((logits + logit_offset) / temperature), logit_offset = "
@@ -19,6 +23,9 @@ OFFSET_RULE = ("P(class) = softmax((logits + logit_offset) / temperature), logit
 DECISION_RULE = ("predicted class = argmax of log P(class) + class_bias, class_bias = -tau * "
                  "log(training class frequency); tau chosen on validation to maximise the mean "
                  "of accuracy and balanced accuracy. Probabilities are not changed.")
+
+# What turns the network's logits into the probabilities, bands and class a result shows.
+CALIBRATION_FIELDS = ("temperature", "logit_offset", "thresholds", "decision")
 
 # Where to find the validation photos when the folder given lacks some.
 _WHERE = ("recalibrate with the folder the model trained on, or one that holds all its validation "
@@ -104,10 +111,26 @@ def _validation(logits, probs, y, groups, class_bias, thresholds) -> dict:
     return val
 
 
+def calibration_hash(card: dict) -> str:
+    """A short hash of the card's CALIBRATION_FIELDS as the card stores them (JSON, keys sorted):
+    two cards that band or weigh a photo differently have different hashes."""
+    fields = json_safe({key: card.get(key) for key in CALIBRATION_FIELDS})
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def recalibrated_version(when: str, card: dict) -> str:
+    """A recalibrated card's version: the date of when, the preset, the model file's hash prefix
+    and "c" + its calibration_hash, e.g. 2026.12.07-full-2e40fee7-c5d1a9e0. Results are told
+    apart by version, and a card put back (git checkout) then recalibrated again the same day on
+    other photos must not reuse the version the first recalibration gave its results."""
+    model = model_version(when, card["preset"], card["model_sha256"])
+    return f"{model}-c{calibration_hash(card)}"
+
+
 def _new_version(version: str, previous: str) -> str:
-    """version, or, when that is the one being replaced (recalibrated on the day it was made or
-    last recalibrated), it with "-r2", "-r3"...: results and reviews are told apart by version,
-    and this card's probabilities and thresholds are not the previous one's."""
+    """version, or, when that is the one being replaced (recalibrated twice the same day to the
+    same calibration), it with "-r2", "-r3"...: a new card never takes the version it replaces."""
     if not previous.startswith(version):
         return version
     suffix = previous[len(version):]
@@ -130,7 +153,7 @@ def recalibrate(*, data_dir, model_dir=DEFAULT_MODEL_DIR) -> dict:
     card.update(calibrate(logits, data_mod.labels(records), [r.lesion_id for r in records], card))
     now = timestamp()
     card["recalibrated"] = {"at": now, "previous_version": card["version"]}
-    card["version"] = _new_version(model_version(now, card["preset"], card["model_sha256"]),
+    card["version"] = _new_version(recalibrated_version(now, card),
                                    card["recalibrated"]["previous_version"])
     # A model trained into the folder meanwhile must not be given this card.
     model_path = classifier.model_dir / MODEL_FILENAME

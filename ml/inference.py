@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import CLASSES, DEFAULT_MODEL_DIR, MODEL_FILENAME
+from . import CARD_FILENAME, CLASSES, DEFAULT_MODEL_DIR, MODEL_FILENAME
 from . import metrics as M
 from .artifact import check_model_hash, read_card, resolve_model_dir
 from .errors import ModelArtifactError
@@ -282,17 +282,46 @@ def _inference_network(model):
     return folded
 
 
-_cache: dict[Path, Classifier] = {}
+# model folder -> (stamp of its two files when the load began, the classifier loaded)
+_cache: dict[Path, tuple[tuple, Classifier]] = {}
 _cache_lock = threading.Lock()
 
 
 def get_classifier(model_dir=DEFAULT_MODEL_DIR) -> Classifier:
-    """The classifier for model_dir, loaded on first use and then shared by the process."""
+    """The classifier for model_dir, shared by the process and loaded again once its card or
+    model file changes (a recalibration, a new model copied in), so that a running worker stamps
+    its results with the card the pages show. Raises ModelArtifactError when the files now on
+    disk cannot be loaded (a pair copied in half-way): the card the old model came with is gone."""
     key = resolve_model_dir(model_dir)
-    classifier = _cache.get(key)
-    if classifier is None:
-        with _cache_lock:
-            classifier = _cache.get(key)
-            if classifier is None:
-                classifier = _cache[key] = load_classifier(key)
-    return classifier
+    classifier = _cached(key, _artifact_stamp(key))
+    if classifier is not None:
+        return classifier
+    with _cache_lock:
+        # Stamped before loading: files that change during the load are loaded again next call.
+        stamp = _artifact_stamp(key)
+        classifier = _cached(key, stamp)  # another thread may have loaded these files meanwhile
+        if classifier is None:
+            _cache.pop(key, None)  # a failed load leaves no model whose card is gone
+            classifier = load_classifier(key)
+            if stamp is not None:
+                _cache[key] = (stamp, classifier)
+        return classifier
+
+
+def _cached(key: Path, stamp: tuple | None) -> Classifier | None:
+    """The classifier loaded from the files of folder key as stamp finds them, if any."""
+    entry = _cache.get(key)
+    if entry is None or stamp is None or entry[0] != stamp:
+        return None
+    return entry[1]
+
+
+def _artifact_stamp(model_dir: Path) -> tuple | None:
+    """(inode, mtime, size) of the card and of the model file, or None when either is missing.
+    Two stats a call: far cheaper than a photo. The inode tells apart a file renamed into
+    place (ml.artifact writes so) even within the clock's resolution."""
+    try:
+        stats = [(model_dir / name).stat() for name in (CARD_FILENAME, MODEL_FILENAME)]
+    except OSError:
+        return None
+    return tuple((st.st_ino, st.st_mtime_ns, st.st_size) for st in stats)

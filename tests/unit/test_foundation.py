@@ -345,10 +345,15 @@ def test_it_claims_a_diagnosis_only_once(owner, jpeg_bytes):
 
 
 def test_it_fails_with_a_readable_message_when_the_model_is_missing(owner, jpeg_bytes, settings, tmp_path):
+    from diagnoses.tasks import classify_diagnosis
+
     settings.ML_MODEL_DIR = tmp_path / "no-model-here"
     diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
 
-    services.diagnosis_classify(diagnosis_id=diagnosis.pk)
+    with pytest.raises(services.ModelUnavailable):  # for the task to retry: the photo waits
+        services.diagnosis_classify(diagnosis_id=diagnosis.pk)
+    assert Diagnosis.objects.get(pk=diagnosis.pk).status == Diagnosis.Status.QUEUED
+    classify_diagnosis.apply(args=[str(diagnosis.pk)], retries=classify_diagnosis.max_retries)
 
     diagnosis.refresh_from_db()
     assert diagnosis.status == Diagnosis.Status.FAILED

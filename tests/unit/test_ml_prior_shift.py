@@ -12,7 +12,8 @@ import pytest
 from ml import CARD_FILENAME, CLASSES, MODEL_FILENAME
 from ml import metrics as M
 from ml.artifact import read_card, sha256_file
-from ml.calibration import OFFSET_RULE, calibrate, offset_from_card, prior_offset
+from ml.calibration import (OFFSET_RULE, calibrate, calibration_hash, offset_from_card,
+                            prior_offset)
 from ml.inference import load_classifier
 from ml.preprocessing import preprocess
 from ml.synthetic import draw_lesion, make_dataset
@@ -180,7 +181,8 @@ def test_recalibrate_refits_the_card_and_keeps_the_model(older_model, tiny_model
     assert (older_model / MODEL_FILENAME).read_bytes() == model_bytes
     assert card["model_sha256"] == before["model_sha256"]
     assert sha256_file(older_model / MODEL_FILENAME) == card["model_sha256"]
-    assert card["version"] == model_version(timestamp(), "tiny", before["model_sha256"])
+    made_today = model_version(timestamp(), "tiny", before["model_sha256"])
+    assert card["version"] == f"{made_today}-c{calibration_hash(card)}"
     assert card["version"] != before["version"] == card["recalibrated"]["previous_version"]
     assert json.loads(done.stdout)["version"] == card["version"]
     assert _vector(card["logit_offset"]) == pytest.approx(offset_from_card(card), abs=1e-6)
@@ -198,7 +200,8 @@ def test_recalibrate_refits_the_card_and_keeps_the_model(older_model, tiny_model
 def test_recalibrating_on_the_day_the_card_was_made_still_gives_a_new_version(tiny_model_dir,
                                                                                tmp_path, capsys):
     """Results and reviews are told apart by version: a card refitted the day it was made (or
-    twice a day) must not keep its version, or an old review would pass for a current one."""
+    twice a day to the same calibration) must not keep its version, or an old review would pass
+    for a current one."""
     from ml.artifact import model_version, timestamp
 
     folder = tmp_path / "today"
@@ -212,7 +215,8 @@ def test_recalibrating_on_the_day_the_card_was_made_still_gives_a_new_version(ti
         assert _run_cli(capsys, "recalibrate", "--data", data_dir, "--model", folder).returncode == 0
         versions.append(read_card(folder)["version"])
 
-    assert versions[1:] == [versions[0] + "-r2", versions[0] + "-r3"]
+    recalibrated = f"{versions[0]}-c{calibration_hash(read_card(folder))}"
+    assert versions[1:] == [recalibrated, recalibrated + "-r2"]
 
 
 def test_recalibrate_refuses_a_folder_without_the_validation_photos(older_model, tmp_path, capsys):
