@@ -3,6 +3,8 @@ import hashlib
 import logging
 import tempfile
 import unicodedata
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from urllib.parse import urlsplit
 
 import django_otp
@@ -31,7 +33,7 @@ from molesite.redirects import safe_next_url
 
 from .forms import (
     AgreeForm, ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, QueuedPasswordResetForm,
-    SecondStepForm, SettingsForm, SignUpForm,
+    SecondStepForm, SettingsForm, SignUpForm, envelope_address,
 )
 
 # A data export is built in memory up to this size and in a temporary file beyond it.
@@ -95,13 +97,36 @@ class LogoutView(auth_views.LogoutView):
         return response
 
 
+def mailbox_key(email: str) -> str:
+    """One spelling for every way of writing the mailbox that email reaches: as the mailer sends
+    it (envelope_address: "=?utf-8?q?sam?="@x.org is sam@x.org, пример.рф is in punycode), its
+    local part decoded back, then folded as Django matches an address to an account (NFKC,
+    casefold): "ſam@…" (a long s) finds sam's account on Postgres."""
+    try:
+        envelope = envelope_address(email.strip())
+    except ValueError:  # not sendable at all: counted as written
+        return _folded(email.strip())
+    local, _, domain = envelope.rpartition("@")
+    return _folded(f"{_decoded_local_part(local)}@{domain}")
+
+
+def _decoded_local_part(local: str) -> str:
+    """The mailer encodes a non-ASCII local part: "ſam" goes out as =?utf-8?q?=C5=BFam?=."""
+    try:
+        return str(make_header(decode_header(local)))
+    except (HeaderParseError, ValueError, LookupError):
+        return local
+
+
+def _folded(address: str) -> str:
+    return unicodedata.normalize("NFKC", address).casefold()
+
+
 def link_email_allowed(email: str) -> bool:
     """At most LINK_EMAILS_PER_HOUR e-mails with a link (password reset, new address) to one
-    address in an hour (a fixed window, counted in the cache), so that nobody can flood an inbox."""
-    # Folded as Django matches an address to an account (NFKC, casefold): "ſam@…" (a long s)
-    # finds sam's account on Postgres, and must not get an allowance of its own.
-    folded = unicodedata.normalize("NFKC", email.strip()).casefold()
-    key = "link-emails:" + hashlib.sha256(folded.encode()).hexdigest()
+    mailbox in an hour (a fixed window, counted in the cache), so that nobody can flood an
+    inbox, however the address is spelled (mailbox_key)."""
+    key = "link-emails:" + hashlib.sha256(mailbox_key(email).encode()).hexdigest()
     try:
         cache.add(key, 0, timeout=60 * 60)
         return cache.incr(key) <= settings.LINK_EMAILS_PER_HOUR

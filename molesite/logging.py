@@ -32,9 +32,17 @@ EMAIL_CONFIRM_TOKEN = re.compile(rf"/email/confirm/{_SEGMENT}")
 # Not the quote, "=", "/" or braces an address may hold: a log line's repr('bob@x.org'), a
 # query's email=bob@x.org, a path's /bob@x.org keep them outside what is redacted.
 _LOCAL_CHARS = r"[\w.!#$%&*+?^`|~-]"
+# Django's mailer sends a local part with a non-ASCII letter as one RFC 2047 encoded word
+# ("ſam@x.org" goes out as =?utf-8?q?=C5=BFam?=@x.org), which the mail server's refusal repeats;
+# an old row or another program's line may have it quoted ("=?utf-8?q?sam?="@x.org), the
+# quotes escaped in a JSON line.
+_QUOTE = r'(?:\\?")?'
+_ENCODED_LOCAL = rf"{_QUOTE}=\?[\w.-]{{1,40}}\?[bBqQ]\?[^?\s]{{1,200}}\?={_QUOTE}"
+# An internationalised domain goes out in punycode: its top-level label can be xn--p1ai (.рф).
+_TOP_LABEL = r"(?:[^\W\d_]{2,63}|[xX][nN]--[a-zA-Z0-9-]{1,59})"
 EMAIL_ADDRESS = re.compile(
-    rf"(?<!{_LOCAL_CHARS})(?!celery@){_LOCAL_CHARS}{{1,64}}@[\w-]{{1,63}}(?:\.[\w-]{{1,63}})*"
-    r"\.[^\W\d_]{2,63}(?![\w-])")
+    rf"(?<!{_LOCAL_CHARS})(?!celery@)(?:{_ENCODED_LOCAL}|{_LOCAL_CHARS}{{1,64}})"
+    rf"@[\w-]{{1,63}}(?:\.[\w-]{{1,63}})*\.{_TOP_LABEL}(?![\w-])")
 
 
 def _redact_reset_token(match: re.Match) -> str:

@@ -8,8 +8,11 @@ from django.db import migrations
 def forget_token_keys(apps, schema_editor):
     ContentType = apps.get_model("contenttypes", "ContentType")
     LogEntry = apps.get_model("admin", "LogEntry")
-    token_types = ContentType.objects.filter(app_label="authtoken", model__in=["token", "tokenproxy"])
-    LogEntry.objects.filter(content_type__in=token_types).delete()
+    # The database being migrated (migrate --database), never the default one.
+    alias = schema_editor.connection.alias
+    token_types = ContentType.objects.using(alias).filter(app_label="authtoken",
+                                                          model__in=["token", "tokenproxy"])
+    LogEntry.objects.using(alias).filter(content_type__in=token_types).delete()
 
 
 class Migration(migrations.Migration):

@@ -1,9 +1,10 @@
 """0006 added model_improvement ticked for every account it found (default=True), and 0007 only
 changed the default for accounts made after it: those patients were put into the model-improvement
-export without being asked. Everyone who joined before 0007 was applied is taken out; the few who
-ticked the box themselves before then tick it again (the README's upgrade note). 0006 now adds the
-field unticked, so a database upgraded from before it is right already; this mends those upgraded
-with the old 0006."""
+export without being asked. Everyone who joined before 0007 was applied is taken out, whatever
+they ticked since, even after 0007 (no record tells 0006's tick from their own): each of them
+ticks the box again to be in the export (the README's upgrade note). 0006 now adds the field
+unticked, so a database upgraded from before it is right already; this mends those upgraded with
+the old 0006."""
 
 from django.db import migrations
 from django.db.migrations.recorder import MigrationRecorder

@@ -1,3 +1,6 @@
+from collections.abc import Mapping
+
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
@@ -392,6 +395,18 @@ def _unique_name(service, **kwargs):
         raise exceptions.ValidationError({"name": [MOLE_NAME_TAKEN]}, code="unique") from error
 
 
+def _credentials_as_web_sign_in_reads_them(data):
+    """The username NFKC-normalised, as sign-up stores it and web sign-in reads it: typed as
+    "ｆｏｏ" (full width) it is foo's, here too, and the lockout counts a wrong password against
+    the account's own username. AuthTokenSerializer reads only the username and the password."""
+    if not isinstance(data, Mapping):
+        return data  # the serializer refuses it as it would
+    credentials = {key: data[key] for key in ("username", "password") if key in data}
+    if "username" in credentials:
+        credentials["username"] = get_user_model().normalize_username(credentials["username"])
+    return credentials
+
+
 class TokenView(APIView):
     """POST a username and password for an API token; DELETE revokes the token in use."""
 
@@ -425,7 +440,8 @@ class TokenView(APIView):
     def post(self, request):
         # Django's own request, not DRF's wrapper: the sign-in lockout marks a refused attempt on
         # it, and its middleware reads the mark there.
-        serializer = AuthTokenSerializer(data=request.data, context={"request": request._request})
+        serializer = AuthTokenSerializer(data=_credentials_as_web_sign_in_reads_them(request.data),
+                                         context={"request": request._request})
         serializer.is_valid(raise_exception=True)
         token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
         return Response({"token": token.key})

@@ -5,7 +5,9 @@ from django.db import migrations, models
 def queued_at_upload(apps, schema_editor):
     """Rows from before the field were last queued at upload, as far as anyone knows."""
     Diagnosis = apps.get_model("diagnoses", "Diagnosis")
-    Diagnosis.objects.update(queued_at=models.F("created_at"))
+    # The database being migrated (migrate --database), never the default one.
+    diagnoses = Diagnosis.objects.using(schema_editor.connection.alias)
+    diagnoses.update(queued_at=models.F("created_at"))
 
 
 class Migration(migrations.Migration):

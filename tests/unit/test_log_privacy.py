@@ -54,7 +54,8 @@ def test_no_log_line_holds_an_address_with_a_non_ascii_letter_or_subdomains(name
 
 @pytest.mark.parametrize("name", ["plain", "json"])
 @pytest.mark.parametrize("kept", ["celery@worker1 ready.", "celery@ip-10-0-0-5.ec2.internal ready.",
-                                  "connecting to postgres@127.0.0.1"])
+                                  "connecting to postgres@127.0.0.1",
+                                  "GET /search/?q=a=?b?=c 200"])  # no encoded word before an @
 def test_a_workers_name_or_a_host_is_not_taken_for_an_e_mail_address(name, kept):
     record = logging.LogRecord("celery", logging.INFO, "", 0, kept, (), None)
     assert kept in formatter(name).format(record)
