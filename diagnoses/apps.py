@@ -13,7 +13,7 @@ class DiagnosesConfig(AppConfig):
         post_migrate.connect(_ensure_reviewers_group, sender=self)
 
 
-def _ensure_reviewers_group(**kwargs):
+def _ensure_reviewers_group(using, **kwargs):
     from .services import reviewers_group_ensure
 
-    reviewers_group_ensure()
+    reviewers_group_ensure(using=using)

@@ -21,7 +21,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import (DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, InterfaceError, OperationalError,
+                       connection, transaction)
 from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -1125,12 +1126,14 @@ def _agreement_figures(version: str, reviews: list) -> dict:
     }
 
 
-def reviewers_group_ensure():
-    """Create the Reviewers group if needed and give it exactly REVIEWER_PERMISSIONS."""
+def reviewers_group_ensure(using=DEFAULT_DB_ALIAS):
+    """Create the Reviewers group if needed and give it exactly REVIEWER_PERMISSIONS, in the
+    database using (the one `migrate --database` migrated, after it)."""
     from django.contrib.auth.models import Group, Permission
 
-    group, _ = Group.objects.get_or_create(name=REVIEWERS_GROUP)
-    permissions = Permission.objects.filter(content_type__app_label="diagnoses", codename__in=REVIEWER_PERMISSIONS)
+    group, _ = Group.objects.using(using).get_or_create(name=REVIEWERS_GROUP)
+    permissions = Permission.objects.using(using).filter(content_type__app_label="diagnoses",
+                                                         codename__in=REVIEWER_PERMISSIONS)
     group.permissions.set(permissions)
     return group
 

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import connections
+from django.core.management import call_command
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -57,3 +58,18 @@ def test_migrating_another_database_leaves_the_default_ones_rows_alone(other_dat
     assert Diagnosis.objects.get(pk=diagnosis.pk).queued_at == requeued_at  # not 0003's created_at
     assert Review.objects.get(pk=review.pk).notice_queued_at is None  # not 0015's reviewed_at
     assert LogEntry.objects.filter(pk=token_entry.pk).exists()  # not deleted by 0010
+
+
+def test_migrating_another_database_keeps_its_reviewers_group_not_the_default_ones(other_database):
+    from django.contrib.auth.models import Group
+
+    from diagnoses.services import REVIEWER_PERMISSIONS, REVIEWERS_GROUP, reviewers_group_ensure
+
+    reviewers = reviewers_group_ensure()
+    reviewers.permissions.clear()  # as an operator might have, on the default database
+
+    call_command("migrate", database="other", verbosity=0)  # post_migrate, as `migrate` sends it
+
+    assert not reviewers.permissions.exists()
+    in_other = Group.objects.using("other").get(name=REVIEWERS_GROUP)
+    assert in_other.permissions.count() == len(REVIEWER_PERMISSIONS)
