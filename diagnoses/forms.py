@@ -4,6 +4,7 @@ from django.conf import settings
 from .images import ACCEPTED_NAMES, upload_limits
 from .models import (
     BODY_SITES, MOLE_NAME_TAKEN, RECHECK_CHOICES, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis, Mole,
+    normalise_mole_name,
 )
 
 # The file pickers' filter. The explicit HEIC/HEIF/AVIF entries and extensions make the file
@@ -41,7 +42,8 @@ class UploadForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        name = (cleaned.get("new_mole_name") or "").strip()
+        # A name of nothing visible is no name, as an empty one: the photo is not tracked.
+        name = normalise_mole_name(cleaned.get("new_mole_name") or "")
         if cleaned.get("mole") and name:
             self.add_error("new_mole_name", "Choose an existing mole or name a new one, not both.")
         elif name and Mole.objects.name_taken(owner=self.owner, name=name):
@@ -109,7 +111,9 @@ class MoleForm(forms.ModelForm):
         super().__init__(*args, label_suffix="", **kwargs)
 
     def clean_name(self):
-        name = self.cleaned_data["name"].strip()
+        name = normalise_mole_name(self.cleaned_data["name"])
+        if not name:  # nothing visible: refused as an empty name is
+            raise forms.ValidationError(self.fields["name"].error_messages["required"], code="required")
         if Mole.objects.name_taken(owner=self.instance.owner, name=name, exclude_pk=self.instance.pk):
             raise forms.ValidationError(MOLE_NAME_TAKEN)
         return name

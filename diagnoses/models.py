@@ -1,9 +1,11 @@
 import calendar
+import unicodedata
 import uuid
 from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -61,6 +63,22 @@ LOW_RISK_POOR_PHOTO_ADVICE = (
 
 
 MOLE_NAME_TAKEN = "You already track a mole with this name."
+# Unicode categories a mole name drops: control (Cc) and format (Cf) characters, among them
+# zero-width spaces, byte-order marks and the bidi overrides that would flip the text after it.
+INVISIBLE_CATEGORIES = {"Cc", "Cf"}
+
+
+def normalise_mole_name(name: str) -> str:
+    """A mole name as stored: without control or format characters, composed (NFC, so "Café"
+    typed either way is one name), stripped. "" for a name of nothing visible, which the forms
+    and the API then take as they take an empty name."""
+    visible = "".join(char for char in name if unicodedata.category(char) not in INVISIBLE_CATEGORIES)
+    return unicodedata.normalize("NFC", visible).strip()
+
+
+def mole_name_key(name: str) -> str:
+    """What two names that look the same share: the normalised name, case folded."""
+    return unicodedata.normalize("NFC", normalise_mole_name(name).casefold())
 
 # How often a patient may ask to be reminded to photograph a mole again, in months.
 RECHECK_CHOICES = [(1, "Every month"), (3, "Every 3 months"), (6, "Every 6 months"), (12, "Every year")]
@@ -76,8 +94,11 @@ def add_months(day: date, months: int) -> date:
 
 class MoleQuerySet(models.QuerySet):
     def name_taken(self, *, owner, name: str, exclude_pk=None) -> bool:
-        """Whether the owner already tracks another mole by this name (names are per owner)."""
-        return self.filter(owner=owner, name=name.strip()).exclude(pk=exclude_pk).exists()
+        """Whether the owner already tracks another mole by this name, in any case (mole_name_key;
+        names are per owner). Compared here, not in SQL: SQLite lowers ASCII letters only."""
+        key = mole_name_key(name)
+        names = self.filter(owner=owner).exclude(pk=exclude_pk).values_list("name", flat=True)
+        return any(mole_name_key(other) == key for other in names)
 
     def with_last_photo(self):
         """Annotates last_photo_at (the newest photo's upload time, or None; see
@@ -112,7 +133,11 @@ class Mole(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="unique_mole_name_per_owner")]
+        # In any case; the forms and the API (name_taken) also fold case beyond ASCII, which
+        # SQLite's LOWER does not (Postgres's does, by the database's locale).
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "owner", name="unique_mole_name_per_owner_any_case"),
+        ]
 
     def __str__(self):
         return f"{self.name} ({self.get_body_site_display()})"

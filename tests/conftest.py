@@ -254,3 +254,29 @@ def owner_api(api_client, owner):
 @pytest.fixture
 def outsider_api(api_client, outsider):
     return token_client(outsider)
+
+
+def migrate_to(target, connection=None):
+    """Migrates the test database (or connection's) to target, an (app, migration) pair; returns
+    the models as they were there."""
+    from django.db import connection as default_connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection or default_connection)
+    executor.migrate([target])
+    return executor.loader.project_state([target]).apps
+
+
+def migrate_to_latest(connection=None):
+    from django.db import connection as default_connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection or default_connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.fixture
+def latest_schema_after():
+    """Whatever a test does, the database goes back to the latest migrations."""
+    yield
+    migrate_to_latest()

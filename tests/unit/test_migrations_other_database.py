@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from diagnoses.models import Diagnosis, Review
+from tests.conftest import migrate_to_latest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,11 +36,6 @@ def other_database(tmp_path):
     connections["other"].close()
     del connections["other"]
     del connections.settings["other"]
-
-
-def migrate_to_latest(connection):
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def test_migrating_another_database_leaves_the_default_ones_rows_alone(other_database, owner,

@@ -1,0 +1,84 @@
+"""Mole names unique per patient in any case, and stored as the forms and the API now store them
+(diagnoses.models.normalise_mole_name): composed, without control or format characters,
+stripped. Names that then collide are told apart first: the oldest mole keeps its name, the
+others get " (2)", " (3)" and so on."""
+
+import unicodedata
+from collections import defaultdict
+
+import django.db.models.functions.text
+from django.db import migrations, models
+
+MAX_LENGTH = 80  # Mole.name's
+UNNAMED = "Unnamed mole"  # for a name of nothing visible, which the forms and the API now refuse
+
+
+# The rule as it is at this migration (a migration keeps its own copy, whatever models.py becomes).
+def normalise(name):
+    visible = "".join(char for char in name if unicodedata.category(char) not in {"Cc", "Cf"})
+    return unicodedata.normalize("NFC", visible).strip() or UNNAMED
+
+
+def key(name):
+    return unicodedata.normalize("NFC", name.casefold())
+
+
+def with_suffix(name, number):
+    """name (number), the name cut short where the whole would pass MAX_LENGTH."""
+    suffix = f" ({number})"
+    return name[:MAX_LENGTH - len(suffix)].rstrip() + suffix
+
+
+def new_names(moles):
+    """{mole: its name} for one patient's moles, oldest first: the first of each name keeps it;
+    the others get the lowest suffix that no other mole's name (kept or given) has."""
+    names, taken, renamed = {}, set(), []
+    for mole in moles:
+        name = normalise(mole.name)
+        if key(name) in taken:
+            renamed.append((mole, name))
+        else:
+            names[mole] = name
+            taken.add(key(name))
+    for mole, name in renamed:
+        names[mole] = first_free(name, taken)
+        taken.add(key(names[mole]))
+    return names
+
+
+def first_free(name, taken):
+    number = 2
+    while key(with_suffix(name, number)) in taken:
+        number += 1
+    return with_suffix(name, number)
+
+
+def normalise_and_tell_apart(apps, schema_editor):
+    # The database being migrated (migrate --database), never the default one.
+    moles = apps.get_model("diagnoses", "Mole").objects.using(schema_editor.connection.alias)
+    moles_by_owner = defaultdict(list)
+    for mole in moles.order_by("created_at", "pk"):
+        moles_by_owner[mole.owner_id].append(mole)
+    for owners_moles in moles_by_owner.values():
+        for mole, name in new_names(owners_moles).items():
+            if name != mole.name:
+                moles.filter(pk=mole.pk).update(name=name)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("diagnoses", "0015_review_notice_queued_at"),
+    ]
+
+    operations = [
+        # Dropped first: a name normalised may for a moment match another until that one is renamed.
+        migrations.RemoveConstraint(model_name="mole", name="unique_mole_name_per_owner"),
+        migrations.RunPython(normalise_and_tell_apart, migrations.RunPython.noop),
+        migrations.AddConstraint(
+            model_name="mole",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("name"), models.F("owner"),
+                name="unique_mole_name_per_owner_any_case",
+            ),
+        ),
+    ]
