@@ -219,10 +219,10 @@ PRESETS = {
     # balanced accuracy -0.024. The malignant ranking gains a little, the class shown loses more.
     # Nor the shipped weights trained on for a few epochs more on unaugmented photos (same day
     # and machine; AdamW, learning rate 1e-4, the same loss, class weights and epoch mix, no
-    # weight average; under a minute an epoch): per-epoch AUC 0.914, 0.915, 0.917, 0.919, 0.918, 0.919 over
-    # epochs 1-6; then `ml recalibrate` and `ml compare --split val`, after 4 epochs AUC +0.004
-    # [-0.001, +0.008], accuracy -0.033 [-0.048, -0.018], balanced accuracy -0.004; after 6,
-    # AUC +0.004, accuracy -0.013, balanced accuracy -0.059 [-0.107, -0.020]. As above.
+    # weight average; under a minute an epoch): per-epoch AUC 0.914, 0.915, 0.917, 0.919, 0.918,
+    # 0.919 over epochs 1-6; then `ml recalibrate` and `ml compare --split val`, after 4 epochs
+    # AUC +0.004 [-0.001, +0.008], accuracy -0.033 [-0.048, -0.018], balanced accuracy -0.004;
+    # after 6, AUC +0.004, accuracy -0.013, balanced accuracy -0.059 [-0.107, -0.020]. As above.
     "full": {"input_size": (160, 120), "widths": (16, 32, 64, 128, 256), "convs": (1, 2, 2, 2, 1),
              "stem_stride": 2, "cam_block": 3, "dropout": 0.3, "epochs": 150, "batch_size": 64,
              "learning_rate": 3e-3, "weight_decay": 0.05, "weight_power": 0.5,
