@@ -26,7 +26,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from diagnoses import services
-from diagnoses.models import ShareLink
+from diagnoses.models import ShareLink, is_reviewed
 from diagnoses.throttles import CACHE_DOWN
 from molesite.mail import send_templated_mail
 from molesite.redirects import safe_next_url
@@ -345,7 +345,8 @@ def account(request):
     counts = {
         "diagnoses": user.diagnoses.count(),
         "moles": user.moles.count(),
-        "reviewed": user.diagnoses.filter(review__isnull=False).count(),
+        # as the history marks them: a review of an earlier result (before a re-run) is none
+        "reviewed": user.diagnoses.filter(is_reviewed()).count(),
     }
     has_app = user.is_staff and has_sign_in_codes(user)
     context = {"counts": counts, "form": form, "has_authenticator": has_app,

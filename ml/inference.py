@@ -292,7 +292,7 @@ def get_classifier(model_dir=DEFAULT_MODEL_DIR) -> Classifier:
     model file changes (a recalibration, a new model copied in), so that a running worker stamps
     its results with the card the pages show. Raises ModelArtifactError when the files now on
     disk cannot be loaded (a pair copied in half-way): the card the old model came with is gone."""
-    key = resolve_model_dir(model_dir)
+    key = _cache_key(model_dir)
     classifier = _cached(key, _artifact_stamp(key))
     if classifier is not None:
         return classifier
@@ -306,6 +306,14 @@ def get_classifier(model_dir=DEFAULT_MODEL_DIR) -> Classifier:
             if stamp is not None:
                 _cache[key] = (stamp, classifier)
         return classifier
+
+
+def _cache_key(model_dir) -> Path:
+    """The folder as named, symbolic links not followed: a deployment that points a link at a new
+    folder (card and model swapped together) replaces the entry under that name, through its
+    stamp, where the resolved folder would be a new key each time, each old model kept."""
+    path = Path(model_dir).expanduser().absolute()
+    return path.parent if path.is_file() else path
 
 
 def _cached(key: Path, stamp: tuple | None) -> Classifier | None:

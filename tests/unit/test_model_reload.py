@@ -249,3 +249,22 @@ def test_a_card_put_back_and_recalibrated_on_other_photos_gets_another_version(
         stored_hash = calibration_hash(card)
         assert card["version"].endswith(f"-c{stored_hash}")
     assert read_card(model_folder)["version"] == second["version"]
+
+
+def test_a_link_pointed_at_a_new_folder_replaces_the_model_loaded_through_it(model_folder, tmp_path):
+    """Deployments swap a symbolic link to change card and model at once: the classifier loaded
+    through the link is replaced, not kept beside the new one for the life of the worker."""
+    newer = tmp_path / "artifacts-2"
+    shutil.copytree(model_folder, newer)
+    recalibrated_by_hand(newer, version="linked-2", medium=0.2, high=0.6)
+    link = tmp_path / "current"
+    link.symlink_to(model_folder)
+    cached_before = len(ml.inference._cache)
+
+    assert get_classifier(link).card["version"] != "linked-2"
+    swap = tmp_path / "current.new"
+    swap.symlink_to(newer)
+    os.replace(swap, link)
+
+    assert get_classifier(link).card["version"] == "linked-2"
+    assert len(ml.inference._cache) == cached_before + 1
