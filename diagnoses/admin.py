@@ -13,7 +13,8 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, F, IntegerField, Value, When
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce, Least
 from django.http import StreamingHttpResponse
 from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
@@ -38,14 +39,41 @@ EMPTY = "—"
 admin.site.empty_value_display = EMPTY
 admin.site.enable_nav_sidebar = False  # the queue needs the width more
 
+IS_REVIEWED = is_reviewed()  # a review of the result shown now, not of one a re-run replaced
+# The queue's ranks, most pressing first. A failed case ranks with the low ones, not below: the
+# patient may need to be asked for a new photo. Cases with no result yet come last (NO_RANK).
+RISK_RANKS = {Diagnosis.Risk.HIGH: 0, Diagnosis.Risk.MEDIUM: 1, Diagnosis.Risk.LOW: 2}
+BAND_OF_RANK = {rank: band for band, rank in RISK_RANKS.items()}
+NO_RANK = len(RISK_RANKS)
 RISK_RANK = Case(
-    When(risk=Diagnosis.Risk.HIGH, then=Value(0)),
-    When(risk=Diagnosis.Risk.MEDIUM, then=Value(1)),
-    When(risk=Diagnosis.Risk.LOW, then=Value(2)),
-    default=Value(3),
+    *(When(risk=band, then=Value(rank)) for band, rank in RISK_RANKS.items()),
+    When(status=Diagnosis.Status.FAILED, then=Value(RISK_RANKS[Diagnosis.Risk.LOW])),
+    default=Value(NO_RANK),
     output_field=IntegerField(),
 )
-IS_REVIEWED = is_reviewed()  # a review of the result shown now, not of one a re-run replaced
+# Diagnosis.judged_by_a_clinician as a query expression: a review of the result shown now that
+# could tell from the photo.
+JUDGED = Exists(
+    Review.objects.filter(diagnosis=OuterRef("pk")).exclude(verdict=Review.Verdict.UNCLEAR)
+    .filter(Q(model_version="") | Q(model_version=OuterRef("model_version")))
+)
+# The rank of the mole's finished photo just before a case's (as Diagnosis.earlier_photos_of_mole
+# orders them); NO_RANK when a clinician judged that one, NULL when there is none.
+EARLIER_RANK = Subquery(
+    Diagnosis.objects.filter(mole_id=OuterRef("mole_id"), owner_id=OuterRef("owner_id"),
+                             status=Diagnosis.Status.DONE, created_at__lt=OuterRef("created_at"))
+    .order_by("-created_at", "-pk")
+    .annotate(rank=Case(When(JUDGED, then=Value(NO_RANK)), default=RISK_RANK))
+    .values("rank")[:1]
+)
+# Diagnosis.previous_photo_rated_higher in the queue: an unreviewed result ranks by the band of
+# that photo when it is higher; annotated as queue_rank (DiagnosisAdmin.get_queryset).
+QUEUE_RANK = Case(
+    When(Q(~IS_REVIEWED, status=Diagnosis.Status.DONE),
+         then=Least(RISK_RANK, Coalesce(EARLIER_RANK, Value(NO_RANK)))),
+    default=RISK_RANK,
+    output_field=IntegerField(),
+)
 # Text colours on the admin's white, where the site's pages use Bootstrap's (models.RISK_COLOURS).
 ADMIN_RISK_COLOURS = {"high": "#ba2121", "medium": "#b36b00", "low": "#2e7d32"}
 EARLIER_PHOTOS_SHOWN = 12
@@ -259,8 +287,9 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     list_select_related = ["owner", "review"]
     search_fields = ["owner__username", "owner__email"]
     search_help_text = "Search by the patient's username or e-mail address."
-    # The queue: unreviewed cases first; among them the highest risk first, then the oldest.
-    ordering = [IS_REVIEWED.asc(), RISK_RANK.asc(), F("created_at").asc()]
+    # The queue: unreviewed cases first; among them the highest risk first (QUEUE_RANK), then the
+    # oldest.
+    ordering = [IS_REVIEWED.asc(), QUEUE_RANK.asc(), F("created_at").asc()]
     list_per_page = 50
     # One COUNT per load, the filtered list's: not a second one of the whole table as well.
     show_full_result_count = False
@@ -321,13 +350,22 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     def patient(self, obj):
         return obj.owner.get_username()
 
-    @admin.display(description="Risk", ordering=RISK_RANK)
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(queue_rank=QUEUE_RANK)
+
+    @admin.display(description="Risk", ordering=QUEUE_RANK)
     def risk_band(self, obj):
         if not obj.risk:
             return EMPTY
-        return format_html(
+        band = format_html(
             '<strong style="color:{}">{}</strong>', ADMIN_RISK_COLOURS.get(obj.risk, "inherit"), obj.get_risk_display()
         )
+        if obj.queue_rank >= RISK_RANKS[obj.risk]:
+            return band
+        # Ranked by the mole's previous photo, rated higher (QUEUE_RANK)
+        earlier = BAND_OF_RANK[obj.queue_rank]
+        return format_html('{}<br><small>ranked as the previous photo: <strong style="color:{}">{}</strong></small>',
+                           band, ADMIN_RISK_COLOURS[earlier], earlier.label.lower())
 
     @admin.display(description="Malignant %", ordering="malignant_probability")
     def malignant_percent(self, obj):
@@ -449,7 +487,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
             if not review_form.has_changed():
                 continue
             data = review_form.cleaned_data
-            services.review_save(
+            review = services.review_save(
                 diagnosis=form.instance,
                 reviewer=request.user,
                 verdict=data["verdict"],
@@ -457,6 +495,20 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
                 recommendation=data["recommendation"],
                 note=data["note"],
             )
+            self._warn_of_patients_not_emailed(request, [review])
+
+    def _warn_of_patients_not_emailed(self, request, reviews):
+        """A review that asks the patient to act (Review.is_pressing) reaches them by e-mail only
+        when services.review_notices_reach them: else the clinician must reach them another way."""
+        patients = {review.diagnosis.owner for review in reviews if review.is_pressing}
+        unreached = [patient for patient in patients if not services.review_notices_reach(patient)]
+        if not unreached:
+            return
+        whom = unreached[0].get_username() if len(unreached) == 1 else f"{len(unreached)} patients"
+        self.message_user(
+            request, f"No e-mail will tell {whom} about the review asking them to act (no confirmed "
+            "address, or review e-mails turned off): reach them another way.", messages.WARNING
+        )
 
     def delete_model(self, request, obj):
         services.diagnosis_delete(diagnosis=obj)
@@ -477,17 +529,26 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         skipped = [diagnosis for diagnosis in selected if diagnosis.pk not in agreed]
         outdated = Review.objects.filter(diagnosis__in=skipped).select_related("diagnosis")
         n_outdated = sum(review.is_of_an_earlier_result for review in outdated)
+        # Finished and still without a review: left out by review_agree_many as needing a look.
+        n_held = Diagnosis.objects.filter(pk__in=[d.pk for d in skipped], status=Diagnosis.Status.DONE,
+                                          review__isnull=True).count()
         self.message_user(request, f"Marked {len(reviewed)} as reviewed.", messages.SUCCESS)
+        if n_held:
+            self.message_user(
+                request, f"Left {n_held} for a one-by-one review: a photo that failed the quality check, or "
+                "a mole whose previous photo was rated higher. Open each one and review it.", messages.WARNING
+            )
         if n_outdated:
             self.message_user(
                 request, f"Skipped {n_outdated} whose review is of an earlier result: open each one and "
                 "save its review again, changed or not.", messages.WARNING
             )
-        if len(skipped) > n_outdated:
+        if len(skipped) > n_outdated + n_held:
             self.message_user(
-                request, f"Skipped {len(skipped) - n_outdated}: not finished yet, or already reviewed.",
+                request, f"Skipped {len(skipped) - n_outdated - n_held}: not finished yet, or already reviewed.",
                 messages.WARNING
             )
+        self._warn_of_patients_not_emailed(request, reviewed)
 
     @admin.action(description="Re-run classification with the current model", permissions=["change"])
     def requeue(self, request, queryset):

@@ -742,10 +742,12 @@ REVIEWER_PERMISSIONS = (
     "add_review",
     "change_review",
 )
-# The recommendation a clinician who agrees with the model gives by default, by risk band.
+# The recommendation a clinician who agrees with the model gives by default, by risk band: never
+# less pressing than the band's own advice (models.RISK_NEXT_STEP: medium sees a doctor within 4
+# weeks, high a dermatologist within 2).
 RECOMMENDATION_FOR_RISK = {
     Diagnosis.Risk.LOW: Review.Recommendation.ROUTINE,
-    Diagnosis.Risk.MEDIUM: Review.Recommendation.MONITOR,
+    Diagnosis.Risk.MEDIUM: Review.Recommendation.DERMATOLOGIST_SOON,
     Diagnosis.Risk.HIGH: Review.Recommendation.DERMATOLOGIST_SOON,
 }
 
@@ -855,23 +857,31 @@ def review_notify(*, review_ids, updated: bool = False) -> bool:
     patient = reviews[0].diagnosis.owner
     if any(review.diagnosis.owner_id != patient.pk for review in reviews):
         raise ValueError("one review notice is for the checks of one patient")
-    # Active, with a confirmed address (User.objects.reachable_by_email): an address mistyped at
-    # sign-up may be a stranger's, and would learn when this patient's checks are reviewed.
-    if not (patient.review_emails
-            and get_user_model().objects.reachable_by_email().filter(pk=patient.pk).exists()):
+    if not review_notices_reach(patient):
         return False
     context = {
         "username": patient.username,
         "checks": [
-            {"uploaded": review.diagnosis.created_at,
+            {"uploaded": review.diagnosis.created_at, "pressing": review.is_pressing,
              "url": settings.SITE_URL + reverse("diagnoses:detail", args=[review.diagnosis_id])}
             for review in reviews
         ],
+        # How many ask the patient to act (see a dermatologist soon, urgent): the e-mail says so
+        # first, though still not what the clinician wrote.
+        "pressing": sum(review.is_pressing for review in reviews),
+        "clinic_contact": settings.CLINIC_CONTACT,
         "updated": updated,
         "account_url": settings.SITE_URL + reverse("account"),
     }
     send_templated_mail("diagnoses/email/review_notice", context, patient.email)
     return True
+
+
+def review_notices_reach(patient) -> bool:
+    """Whether review_notify e-mails this patient: review e-mails on, and an active account with a
+    confirmed address (User.objects.reachable_by_email): an address mistyped at sign-up may be a
+    stranger's, and would learn when this patient's checks are reviewed."""
+    return patient.review_emails and get_user_model().objects.reachable_by_email().filter(pk=patient.pk).exists()
 
 
 # A mail server that cannot be reached, or stops answering (EMAIL_TIMEOUT): a daily batch stops
@@ -962,11 +972,12 @@ def case_hold(diagnosis_id) -> None:
     list(Diagnosis.objects.select_for_update().filter(pk=diagnosis_id).only("pk"))
 
 
-def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True) -> Review | None:
+def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True, in_bulk: bool = False) -> Review | None:
     """Agree with the model, recommending what its risk band suggests.
 
     Returns None (and changes nothing) for a diagnosis that is not done or already reviewed:
-    a clinician's earlier reading is never overwritten in bulk, even one saved at the same moment.
+    a clinician's earlier reading is never overwritten in bulk, even one saved at the same moment;
+    in_bulk (review_agree_many), also for one that needs_a_look.
     """
     with transaction.atomic():
         case_hold(diagnosis.pk)
@@ -974,7 +985,8 @@ def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True) -> Revi
         # with, and the review must carry the model version of the result it agrees with.
         diagnosis = Diagnosis.objects.filter(pk=diagnosis.pk).select_related("owner").first()
         if (diagnosis is None or diagnosis.status != Diagnosis.Status.DONE
-                or Review.objects.filter(diagnosis=diagnosis).exists()):
+                or Review.objects.filter(diagnosis=diagnosis).exists()
+                or (in_bulk and needs_a_look(diagnosis))):
             return None
         return review_save(
             diagnosis=diagnosis,
@@ -985,11 +997,17 @@ def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True) -> Revi
         )
 
 
+def needs_a_look(diagnosis: Diagnosis) -> bool:
+    """A finished, unreviewed result that agreeing in bulk must not settle: its photo failed the
+    upload check (a low band from it is weak), or the mole's previous photo was rated higher."""
+    return bool(diagnosis.photo_issues) or diagnosis.previous_photo_rated_higher() is not None
+
+
 def review_agree_many(*, diagnoses, reviewer) -> list[Review]:
-    """review_agree on each diagnosis; then one e-mail per patient for all of their checks
-    reviewed here, not one per check. Returns the reviews made."""
+    """review_agree on each diagnosis, leaving out those that need_a_look; then one e-mail per
+    patient for all of their checks reviewed here, not one per check. Returns the reviews made."""
     reviews = [review for diagnosis in diagnoses
-               if (review := review_agree(diagnosis=diagnosis, reviewer=reviewer, notify=False))]
+               if (review := review_agree(diagnosis=diagnosis, reviewer=reviewer, notify=False, in_bulk=True))]
     by_patient = defaultdict(list)
     for review in reviews:
         by_patient[review.diagnosis.owner_id].append(review)

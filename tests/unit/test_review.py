@@ -249,7 +249,7 @@ def test_it_marks_selected_as_reviewed_with_a_recommendation_from_the_risk(revie
     response = run_action(reviewer_client, "mark_reviewed", [low, medium, high, running, already])
     assert response.status_code == 302
     recommendations = {r.diagnosis_id: r.recommendation for r in Review.objects.filter(reviewer=reviewer)}
-    assert recommendations == {low.pk: "routine", medium.pk: "monitor", high.pk: "dermatologist_soon"}
+    assert recommendations == {low.pk: "routine", medium.pk: "dermatologist_soon", high.pk: "dermatologist_soon"}
     assert Review.objects.get(diagnosis=high).verdict == "agree"
     assert not Review.objects.filter(diagnosis=running).exists()
     kept = Review.objects.get(diagnosis=already)  # a clinician's own reading is never overwritten
@@ -607,11 +607,11 @@ def test_it_emails_the_patient_a_link_and_no_health_data_when_a_clinician_review
 def test_it_tells_the_patient_when_a_review_is_corrected(
     reviewer_client, admin_user, owner, make_diagnosis, eager_celery, django_capture_on_commit_callbacks, mailoutbox
 ):
-    diagnosis = make_diagnosis(owner, risk="medium")
+    diagnosis = make_diagnosis(owner, risk="low")  # agreed with: a routine check
     with django_capture_on_commit_callbacks(execute=True):
         review = services.review_agree(diagnosis=diagnosis, reviewer=admin_user)
     with django_capture_on_commit_callbacks(execute=True):
-        reviewer_client.post(change_url(diagnosis), review_post(diagnosis, recommendation="urgent", existing=review))
+        reviewer_client.post(change_url(diagnosis), review_post(diagnosis, recommendation="monitor", existing=review))
 
     assert [m.subject for m in mailoutbox] == [
         "A clinician has reviewed your mole check",
@@ -633,7 +633,8 @@ def test_it_emails_each_patient_once_for_all_their_cases_marked_reviewed_in_bulk
     by_patient = {m.to[0]: m for m in mailoutbox}
     assert len(mailoutbox) == 2 and set(by_patient) == {"patient@example.com", "outsider@example.com"}
     digest = by_patient["patient@example.com"]
-    assert digest.subject == "A clinician has reviewed 2 of your mole checks"
+    # the high one's review recommends a dermatologist soon (the low one's, a routine check)
+    assert digest.subject == "A clinician asks you to act: please read the reviews of your mole checks"
     for diagnosis in mine:
         assert f"{site_url}/diagnoses/{diagnosis.pk}/" in digest.body
     assert str(theirs.pk) not in digest.body
