@@ -2,6 +2,7 @@ import calendar
 import unicodedata
 import uuid
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import models
@@ -9,6 +10,7 @@ from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.html import format_html
 
 from ml import CLASS_NAMES, CLASSES
 
@@ -35,11 +37,15 @@ CLASS_CHOICES = [(code, CLASS_NAMES[code]) for code in CLASSES]
 # An analysis takes seconds; one still pending after this is late.
 LATE_AFTER = timedelta(minutes=1)
 
+# Signs that need a doctor whatever a photo's estimate: the low band's advice sends them there,
+# not back to the app for another photo.
+WARNING_SIGNS = "changes in size, shape or colour, bleeds, itches or is new in adulthood"
+
 # What to do at each risk band. RISK_ADVICE opens it with the band; a sentence that has just
 # named the band (the mole page's "went up to high risk") takes the step alone.
 RISK_NEXT_STEP = {
-    "low": "Keep an eye on it: look at it once a month and take a new photo "
-    "if it changes in size, shape or colour, bleeds or itches.",
+    "low": f"Keep an eye on it: look at it once a month, and see a doctor if it {WARNING_SIGNS}, "
+    "whatever this estimate says.",
     "medium": "Have it looked at by a doctor or dermatologist within the next 4 weeks.",
     "high": "Please see a dermatologist within 2 weeks; bring this result with you.",
 }
@@ -58,8 +64,19 @@ PHOTO_RETAKE_TIP = ("Take a new photo in colour, in good, even light (daylight, 
 # to take a better photo is photo_advice's, shown beside it.
 LOW_RISK_POOR_PHOTO_ADVICE = (
     "The estimated risk is low, but the photo is not good enough to rely on that: take a better one "
-    "and upload it. Until then, see a doctor if the mole changes in size, shape or colour, bleeds or itches."
+    f"and upload it. Until then, see a doctor if the mole {WARNING_SIGNS}."
 )
+# Body sites (BODY_SITES codes) of palms and soles: 7 of HAM10000's 10,015 photos ("foot" and
+# "hand", 276 and 81, are the rest of them). A low result there replaces RISK_ADVICE["low"],
+# and LOW_RISK_POOR_PHOTO_ADVICE too: this asks more.
+ACRAL_BODY_SITES = {"acral"}
+LOW_RISK_ACRAL_ADVICE = (
+    "The estimated risk is low, but the model is least reliable on palms, soles and nails: it "
+    "learned from very few photos of them. Have this mole checked by a doctor."
+)
+# How pressing a clinician's recommendation is, on RISK_ORDER's scale: above a band's number it
+# asks more than that band's advice (dermatologist_soon over low; urgent over low and medium).
+RECOMMENDATION_ORDER = {"dermatologist_soon": 1, "urgent": 2}
 
 
 MOLE_NAME_TAKEN = "You already track a mole with this name."
@@ -326,17 +343,53 @@ class Diagnosis(models.Model):
         return round(self.malignant_probability * 100, 1)
 
     @property
+    def low_risk_unreliable_advice(self):
+        """For a low result the model is least sure of, what replaces the band's advice: the
+        mole is on a palm or sole (LOW_RISK_ACRAL_ADVICE), or the photo failed its check
+        (LOW_RISK_POOR_PHOTO_ADVICE); else ""."""
+        if self.risk != self.Risk.LOW:
+            return ""
+        if self.mole_id is not None and self.mole.body_site in ACRAL_BODY_SITES:
+            return LOW_RISK_ACRAL_ADVICE
+        return LOW_RISK_POOR_PHOTO_ADVICE if self.photo_issues else ""
+
+    @property
     def risk_advice(self):
-        if self.risk == self.Risk.LOW and self.photo_issues:
-            return LOW_RISK_POOR_PHOTO_ADVICE
-        return RISK_ADVICE.get(self.risk, "")
+        """The risk band's own advice, whoever else advises (see next_step)."""
+        return self.low_risk_unreliable_advice or RISK_ADVICE.get(self.risk, "")
 
     @property
     def risk_next_step(self):
         """risk_advice without the band it opens with, after a sentence that names the band."""
-        if self.risk == self.Risk.LOW and self.photo_issues:
-            return LOW_RISK_POOR_PHOTO_ADVICE  # whole: its band is in its own words
-        return RISK_NEXT_STEP.get(self.risk, "")
+        # a replacement is given whole: its band is in its own words
+        return self.low_risk_unreliable_advice or RISK_NEXT_STEP.get(self.risk, "")
+
+    def next_step(self) -> "NextStep":
+        """What to do next, as the result page, the report and the API's `advice` give it. By
+        precedence: the clinician's review of this result (current_review); a review of an
+        earlier result (before a re-run) asking more than the advice that would lead without it,
+        which stands until a clinician reviews the new result; the mole's photo before, rated
+        higher (previous_photo_rated_higher); else the band's own advice (risk_advice)."""
+        if self.status != self.Status.DONE or self.risk not in RISK_ORDER:
+            return NextStep("", "", self.risk_colour)
+        band = self.risk_advice
+        # format_html: a page shows the text as it is, its quotes unescaped (the API too)
+        if self.current_review is not None:
+            return NextStep(format_html("Follow the clinician's recommendation above; the general advice for "
+                                        "this risk band is: {}", band), "review", self.advice_colour)
+        previous = self.previous_photo_rated_higher()
+        review = self.review_or_none  # None, or of an earlier result
+        leading = RISK_ORDER[previous.risk if previous else self.risk]
+        if review is not None and RECOMMENDATION_ORDER.get(review.recommendation, -1) > leading:
+            return NextStep(format_html(
+                "Follow the clinician's recommendation above, \"{}\": it was given on an earlier result of "
+                "this photo and stands until a clinician reviews the new result. For the new result alone "
+                "the advice would be: {}", review.get_recommendation_display(), band),
+                "earlier_review", RISK_COLOURS["high"])
+        if previous is not None:
+            return NextStep(format_html("Follow the advice for the earlier photo above; for this photo alone it "
+                                        "would be: {}", band), "previous_photo", previous.risk_colour, previous)
+        return NextStep(band, "band", self.advice_colour)
 
     @property
     def photo_issues_text(self):
@@ -360,8 +413,8 @@ class Diagnosis(models.Model):
 
     @property
     def advice_colour(self):
-        """The colour of risk_advice: not the reassuring green of "low" when it asks for a better photo."""
-        return RISK_COLOURS["medium"] if self.risk_advice == LOW_RISK_POOR_PHOTO_ADVICE else self.risk_colour
+        """The colour of risk_advice: not the reassuring green of "low" when it cannot be relied on."""
+        return RISK_COLOURS["medium"] if self.low_risk_unreliable_advice else self.risk_colour
 
     def class_breakdown(self):
         """(code, readable name, percent) for all 7 classes, most probable first."""
@@ -370,6 +423,22 @@ class Diagnosis(models.Model):
 
     def stored_files(self):
         return [f for f in (self.image, self.thumbnail, self.heatmap) if f]
+
+
+class NextStep(NamedTuple):
+    """Diagnosis.next_step: the advice, whose it is, and its colour (Bootstrap's)."""
+
+    text: str
+    # "review" (of this result), "earlier_review" (of an earlier one, standing), "previous_photo"
+    # (rated higher, then in previous), "band" (risk_advice); "" before a result
+    source: str
+    colour: str
+    previous: Diagnosis | None = None
+
+    @property
+    def by_clinician(self) -> bool:
+        """A clinician's review leads: the pages show it before the advice."""
+        return self.source in ("review", "earlier_review")
 
 
 class Review(models.Model):

@@ -105,8 +105,13 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
         allow_null=True, read_only=True, help_text="Why the analysis failed (status `failed`)."
     )
     advice = serializers.CharField(
-        source="risk_advice", read_only=True,
-        help_text="What to do next, by risk band; for a low result from a photo with `photo_issues`, take a better photo.",
+        source="next_step.text", read_only=True,
+        help_text="What to do next, as the result page and the report say it; empty until `done`. A "
+                  "clinician's `review` of this result leads; then one of an earlier result (its "
+                  "`model_version` not the diagnosis') asking more than the advice otherwise given, until a "
+                  "clinician reviews the new result; then the mole's photo before, when rated higher "
+                  "(`previous_rated_higher`); else the risk band's own advice, which for a low result on an "
+                  "`acral` body site or from a photo with `photo_issues` says the estimate cannot be relied on.",
     )
     photo_advice = serializers.CharField(
         read_only=True, help_text="What is wrong with the photo and how to take a better one; empty when nothing."
