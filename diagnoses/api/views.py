@@ -158,7 +158,7 @@ class DiagnosisViewSet(
     ordering = ["-created_at"]
 
     def get_queryset(self):
-        return Diagnosis.objects.filter(owner_id=self.request.user.pk).select_related("review")
+        return Diagnosis.objects.filter(owner_id=self.request.user.pk).select_related("review", "mole")
 
     def get_serializer_class(self):
         return DiagnosisDetailSerializer if self.action == "retrieve" else DiagnosisSerializer
