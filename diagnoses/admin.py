@@ -87,12 +87,6 @@ def _change_url(obj):
     return reverse(f"admin:diagnoses_{obj._meta.model_name}_change", args=[obj.pk])
 
 
-def _has_current_review(diagnosis):
-    """The Python side of IS_REVIEWED: a review, and not of an earlier result."""
-    review = diagnosis.review_or_none
-    return review is not None and not review.is_of_an_earlier_result
-
-
 def pseudonym(kind: str, value) -> str:
     """A stable pseudonymous id (keyed hash): groups rows by patient or lesion, names no one."""
     digest = hmac.new(settings.SECRET_KEY.encode(), f"{kind}:{value}".encode(), hashlib.sha256)
@@ -380,7 +374,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     @admin.display(description="Reviewed", boolean=True, ordering=IS_REVIEWED)
     def reviewed(self, obj):
-        return _has_current_review(obj)
+        return obj.current_review is not None  # the Python side of IS_REVIEWED
 
     @admin.display(description="Uploaded", ordering="created_at")
     def uploaded(self, obj):
@@ -671,7 +665,7 @@ def _thumbnail_strip(diagnoses):
 def _review_mark(diagnosis):
     """How a photo in the strip was reviewed: the reason for a photo that follows it, when the
     clinician asked for a new one."""
-    if not _has_current_review(diagnosis):
+    if diagnosis.current_review is None:
         return ""
     return " · new photo asked for" if diagnosis.new_photo_asked_for else " · reviewed"
 

@@ -3,8 +3,8 @@ from django.conf import settings
 
 from .images import ACCEPTED_NAMES, upload_limits
 from .models import (
-    BODY_SITES, MOLE_NAME_TAKEN, RECHECK_CHOICES, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis, Mole,
-    normalise_mole_name,
+    BODY_SITES, MOLE_NAME_MAX_LENGTH, MOLE_NAME_TAKEN, RECHECK_CHOICES, SHARE_LINK_DAYS,
+    SHARE_LINK_DEFAULT_DAYS, Diagnosis, Mole, check_mole_name_length, normalise_mole_name,
 )
 
 # The file pickers' filter. The explicit HEIC/HEIF/AVIF entries and extensions make the file
@@ -26,7 +26,7 @@ class UploadForm(forms.Form):
         empty_label="— not tracked / a new mole —",
     )
     new_mole_name = forms.CharField(
-        max_length=80, required=False, label="Name of the new mole",
+        max_length=MOLE_NAME_MAX_LENGTH, required=False, label="Name of the new mole",
         widget=forms.TextInput(attrs={"placeholder": "e.g. Left shoulder"}),
     )
     new_mole_body_site = forms.ChoiceField(choices=BODY_SITES, required=False, label="Body site", initial="unknown")
@@ -44,6 +44,10 @@ class UploadForm(forms.Form):
         cleaned = super().clean()
         # A name of nothing visible is no name, as an empty one: the photo is not tracked.
         name = normalise_mole_name(cleaned.get("new_mole_name") or "")
+        try:
+            check_mole_name_length(name)
+        except forms.ValidationError as error:
+            self.add_error("new_mole_name", error)
         if cleaned.get("mole") and name:
             self.add_error("new_mole_name", "Choose an existing mole or name a new one, not both.")
         elif name and Mole.objects.name_taken(owner=self.owner, name=name):
@@ -114,6 +118,7 @@ class MoleForm(forms.ModelForm):
         name = normalise_mole_name(self.cleaned_data["name"])
         if not name:  # nothing visible: refused as an empty name is
             raise forms.ValidationError(self.fields["name"].error_messages["required"], code="required")
+        check_mole_name_length(name)
         if Mole.objects.name_taken(owner=self.instance.owner, name=name, exclude_pk=self.instance.pk):
             raise forms.ValidationError(MOLE_NAME_TAKEN)
         return name

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
@@ -80,17 +81,29 @@ RECOMMENDATION_ORDER = {"dermatologist_soon": 1, "urgent": 2}
 
 
 MOLE_NAME_TAKEN = "You already track a mole with this name."
-# Unicode categories a mole name drops: control (Cc) and format (Cf) characters, among them
-# zero-width spaces, byte-order marks and the bidi overrides that would flip the text after it.
-INVISIBLE_CATEGORIES = {"Cc", "Cf"}
+MOLE_NAME_MAX_LENGTH = 80  # Mole.name's max_length
+# What a mole name drops besides control characters: the invisible format characters no script
+# needs (soft hyphen, zero-width space, word joiners, byte-order mark, the bidi marks, embeddings
+# and overrides that would flip the text after the name). Not every format character: Persian
+# needs the zero-width non-joiner, emoji sequences the zero-width joiner and tag characters.
+INVISIBLE_IN_MOLE_NAMES = frozenset(
+    "\u00ad\u061c\u180e\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff\ufff9\ufffa\ufffb")
 
 
 def normalise_mole_name(name: str) -> str:
-    """A mole name as stored: without control or format characters, composed (NFC, so "Café"
-    typed either way is one name), stripped. "" for a name of nothing visible, which the forms
-    and the API then take as they take an empty name."""
-    visible = "".join(char for char in name if unicodedata.category(char) not in INVISIBLE_CATEGORIES)
+    """A mole name as stored: without control characters or INVISIBLE_IN_MOLE_NAMES, composed
+    (NFC, so "Café" typed either way is one name), stripped. "" for a name of nothing visible,
+    which the forms and the API then take as they take an empty name."""
+    visible = "".join(char for char in name
+                      if unicodedata.category(char) != "Cc" and char not in INVISIBLE_IN_MOLE_NAMES)
     return unicodedata.normalize("NFC", visible).strip()
+
+
+def check_mole_name_length(name: str) -> None:
+    """Raise a ValidationError for a normalised name longer than the column: composing can
+    lengthen a name that passed the field's own check (U+0958 decomposes into two characters)."""
+    MaxLengthValidator(MOLE_NAME_MAX_LENGTH)(name)
 
 
 def mole_name_key(name: str) -> str:
@@ -137,7 +150,7 @@ class Mole(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="moles")
-    name = models.CharField(max_length=80)
+    name = models.CharField(max_length=MOLE_NAME_MAX_LENGTH)
     body_site = models.CharField(max_length=20, choices=BODY_SITES, default="unknown")
     created_at = models.DateTimeField(auto_now_add=True)
     recheck_months = models.PositiveSmallIntegerField(

@@ -37,7 +37,9 @@ from ml.quality import photo_issues
 from molesite.mail import one_connection, send_templated_mail
 
 from .images import sanitize_upload
-from .models import CLASS_CHOICES, SHARE_LINK_DAYS, Diagnosis, Mole, Review, ShareLink, StaffAccess
+from .models import (
+    CLASS_CHOICES, SHARE_LINK_DAYS, Diagnosis, Mole, Review, ShareLink, StaffAccess, normalise_mole_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,14 +97,15 @@ UNCHANGED = object()  # for an argument whose None means something (no reminders
 def mole_create(*, owner, name: str, body_site: str = "unknown", recheck_months: int | None = None) -> Mole:
     """Raises MoleNameTaken."""
     with _one_name_per_patient():
-        return Mole.objects.create(owner=owner, name=name.strip(), body_site=body_site, recheck_months=recheck_months)
+        return Mole.objects.create(owner=owner, name=normalise_mole_name(name), body_site=body_site,
+                                   recheck_months=recheck_months)
 
 
 def mole_update(*, mole: Mole, name: str | None = None, body_site: str | None = None, recheck_months=UNCHANGED) -> Mole:
     """Rename, move or change the photo reminder (recheck_months, None to stop it) of a mole.
     Raises MoleNameTaken."""
     if name is not None:
-        mole.name = name.strip()
+        mole.name = normalise_mole_name(name)
     if body_site is not None:
         mole.body_site = body_site
     if recheck_months is not UNCHANGED:

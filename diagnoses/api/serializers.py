@@ -11,7 +11,7 @@ from ml.quality import ISSUES
 from ..images import upload_limits
 from ..models import (
     BODY_SITES, CLASS_CHOICES, MOLE_NAME_TAKEN, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis, Mole, Review,
-    ShareLink, StaffAccess, normalise_mole_name,
+    ShareLink, StaffAccess, check_mole_name_length, normalise_mole_name,
 )
 
 # Read-only text fields the database keeps as "" until known; the API says null instead.
@@ -217,6 +217,7 @@ class MoleSerializer(serializers.ModelSerializer):
         name = normalise_mole_name(name)
         if not name:  # nothing visible: refused as a blank name is
             self.fields["name"].fail("blank")
+        check_mole_name_length(name)
         owner = self.context["request"].user
         exclude_pk = self.instance.pk if self.instance is not None else None
         if Mole.objects.name_taken(owner=owner, name=name, exclude_pk=exclude_pk):

@@ -1,5 +1,5 @@
 """Mole names unique per patient in any case, and stored as the forms and the API now store them
-(diagnoses.models.normalise_mole_name): composed, without control or format characters,
+(diagnoses.models.normalise_mole_name): composed, without control or invisible format characters,
 stripped. Names that then collide are told apart first: the oldest mole keeps its name, the
 others get " (2)", " (3)" and so on."""
 
@@ -14,13 +14,34 @@ UNNAMED = "Unnamed mole"  # for a name of nothing visible, which the forms and t
 
 
 # The rule as it is at this migration (a migration keeps its own copy, whatever models.py becomes).
+INVISIBLE = frozenset(
+    "\u00ad\u061c\u180e\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff\ufff9\ufffa\ufffb")
+
+
 def normalise(name):
-    visible = "".join(char for char in name if unicodedata.category(char) not in {"Cc", "Cf"})
-    return unicodedata.normalize("NFC", visible).strip() or UNNAMED
+    visible = "".join(char for char in name
+                      if unicodedata.category(char) != "Cc" and char not in INVISIBLE)
+    # composing can lengthen a name (U+0958 decomposes into two characters): cut to the column
+    return unicodedata.normalize("NFC", visible).strip()[:MAX_LENGTH].rstrip() or UNNAMED
 
 
-def key(name):
-    return unicodedata.normalize("NFC", name.casefold())
+def keys_of(database_lower):
+    """keys(name): what name shares with every name it clashes with, by the forms' rule (case
+    folded) and by the database's (its LOWER(), which the constraint uses; Postgres lowers "İ"
+    to "i" where Python's casefold keeps it apart)."""
+    def keys(name):
+        return {("folded", unicodedata.normalize("NFC", name.casefold())),
+                ("database", database_lower(name))}
+    return keys
+
+
+def lower_in(connection):
+    def database_lower(name):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT LOWER(%s)", [name])
+            return cursor.fetchone()[0]
+    return database_lower
 
 
 def with_suffix(name, number):
@@ -29,26 +50,26 @@ def with_suffix(name, number):
     return name[:MAX_LENGTH - len(suffix)].rstrip() + suffix
 
 
-def new_names(moles):
+def new_names(moles, keys):
     """{mole: its name} for one patient's moles, oldest first: the first of each name keeps it;
     the others get the lowest suffix that no other mole's name (kept or given) has."""
     names, taken, renamed = {}, set(), []
     for mole in moles:
         name = normalise(mole.name)
-        if key(name) in taken:
+        if keys(name) & taken:
             renamed.append((mole, name))
         else:
             names[mole] = name
-            taken.add(key(name))
+            taken |= keys(name)
     for mole, name in renamed:
-        names[mole] = first_free(name, taken)
-        taken.add(key(names[mole]))
+        names[mole] = first_free(name, taken, keys)
+        taken |= keys(names[mole])
     return names
 
 
-def first_free(name, taken):
+def first_free(name, taken, keys):
     number = 2
-    while key(with_suffix(name, number)) in taken:
+    while keys(with_suffix(name, number)) & taken:
         number += 1
     return with_suffix(name, number)
 
@@ -59,8 +80,9 @@ def normalise_and_tell_apart(apps, schema_editor):
     moles_by_owner = defaultdict(list)
     for mole in moles.order_by("created_at", "pk"):
         moles_by_owner[mole.owner_id].append(mole)
+    keys = keys_of(lower_in(schema_editor.connection))
     for owners_moles in moles_by_owner.values():
-        for mole, name in new_names(owners_moles).items():
+        for mole, name in new_names(owners_moles, keys).items():
             if name != mole.name:
                 moles.filter(pk=mole.pk).update(name=name)
 

@@ -14,6 +14,8 @@ from tests.conftest import migrate_to, migrate_to_latest
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = ("diagnoses", "0015_review_notice_queued_at")
+# "Left shoulder" in Persian: its zero-width non-joiner is part of the spelling, kept.
+PERSIAN = "\u0634\u0627\u0646\u0647\u200c\u06cc \u0686\u067e"
 
 
 def make_moles(OldMole, owner, names):
@@ -36,7 +38,7 @@ def test_look_alike_names_are_told_apart_the_oldest_keeping_its_own(latest_schem
     OldMole = migrate_to(BEFORE).get_model("diagnoses", "Mole")
     owners = make_moles(OldMole, owner, [
         "Left arm", "Left arm (2)", "left arm", "LEFT ARM", "Caf\u00e9", "Cafe\u0301",
-        "\u200b", "\ufeff", "a\u202eb", "x" * 80, "X" * 80, " Back ",
+        "\u200b", "\ufeff", "a\u202eb", "x" * 80, "X" * 80, " Back ", PERSIAN, "\u0958" * 80,
     ])
     outsiders = make_moles(OldMole, outsider, ["left ARM"])
 
@@ -44,7 +46,8 @@ def test_look_alike_names_are_told_apart_the_oldest_keeping_its_own(latest_schem
 
     assert names_of(owners) == [
         "Left arm", "Left arm (2)", "left arm (3)", "LEFT ARM (4)", "Caf\u00e9", "Caf\u00e9 (2)",
-        "Unnamed mole", "Unnamed mole (2)", "ab", "x" * 80, "X" * 76 + " (2)", "Back",
+        "Unnamed mole", "Unnamed mole (2)", "ab", "x" * 80, "X" * 76 + " (2)", "Back", PERSIAN,
+        "\u0915\u093c" * 40,  # composed, each letter is two characters: cut to the column's 80
     ]
     assert names_of(outsiders) == ["left ARM"]
 

@@ -15,6 +15,10 @@ pytestmark = pytest.mark.django_db
 
 LIST = "/api/v1/moles/"
 CAFE_NFC, CAFE_NFD = "Caf\u00e9", "Cafe\u0301"
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji, three joined
+PERSIAN = "\u0634\u0627\u0646\u0647\u200c\u06cc \u0686\u067e"  # "left shoulder", with a ZWNJ
+# 80 characters that composing makes 160: U+0958 is ka with a nukta, two characters in NFC.
+LENGTHENED_BY_COMPOSING = "\u0958" * 80
 
 
 def upload(data):
@@ -27,6 +31,8 @@ def upload(data):
     ("a\u202eb (x)", "ab (x)"),
     ("  Back\u200b ", "Back"),
     ("\u200b", ""), ("\ufeff \u2066", ""),
+    # joiners some spellings need are kept: Persian's non-joiner, an emoji family's joiners
+    (PERSIAN, PERSIAN), (FAMILY, FAMILY),
 ])
 def test_a_name_is_composed_without_invisible_characters_and_stripped(typed, stored):
     assert normalise_mole_name(typed) == stored
@@ -118,3 +124,18 @@ def test_an_upload_losing_the_race_to_a_name_in_another_case_gets_the_forms_mess
     assert response.status_code == 400
     assert response.context["form"].errors == {"new_mole_name": [NEW_MOLE_NAME_TAKEN]}
     assert Mole.objects.count() == 1 and not Diagnosis.objects.exists()
+
+
+def test_a_name_that_composing_makes_too_long_is_refused_everywhere(owner_api, owner_client, owner,
+                                                                    jpeg_bytes):
+    response = owner_api.post(LIST, {"name": LENGTHENED_BY_COMPOSING}, format="json")
+    assert response.status_code == 400 and "name" in response.json()
+
+    page = owner_client.post(reverse("diagnoses:new"), {"image": upload(jpeg_bytes),
+                                                        "new_mole_name": LENGTHENED_BY_COMPOSING})
+    assert page.status_code == 400 and "new_mole_name" in page.context["form"].errors
+    assert not Mole.objects.exists() and not Diagnosis.objects.exists()
+
+
+def test_the_service_stores_a_name_normalised_whoever_calls_it(owner):
+    assert services.mole_create(owner=owner, name=f" \u200b{CAFE_NFD} ").name == CAFE_NFC
