@@ -172,3 +172,18 @@ def test_the_api_gives_the_model_version_of_each_photo_of_a_mole(owner, mole, sa
 
     schema = api.get("/api/v1/schema/", {"format": "json"}).json()
     assert "model_version" in schema["components"]["schemas"]["DiagnosisSummary"]["properties"]
+
+
+def test_the_earlier_results_review_names_the_advice_that_leads(owner_client, owner, mole,
+                                                                make_diagnosis):
+    """A review of an earlier result, below advice that follows a photo rated higher: its note
+    says whose advice that is, not the band's."""
+    make_diagnosis(owner, risk="high", mole=mole, age_days=30, model_version=NEW)
+    lower = make_diagnosis(owner, risk="low", mole=mole, age_days=1, model_version=NEW)
+    review_of(lower, model_version=OLD)
+
+    for url in (lower.get_absolute_url(), reverse("diagnoses:report", args=[lower.pk])):
+        text = page(owner_client, url)
+        assert "the advice above is that of the mole's earlier photo, rated higher" in text
+        assert "the advice above is that of its risk band" not in text
+        assert "the advice above is that of their risk band" not in text
