@@ -183,9 +183,18 @@ def admin_client(client, admin_user):
     return client
 
 
+def row_colour(n: int) -> tuple[int, int, int]:
+    """A skin tone of its own for the n-th row a test makes (400 before one repeats), so that
+    comparing the bytes served with a row's stored files tells rows apart. Row 0 has
+    make_image_bytes' colour; none is darker, so the photo check (ml.quality) passes them all."""
+    return 180 + 3 * (n % 20), 120 + 3 * (n // 20 % 20), 90
+
+
 @pytest.fixture
 def make_diagnosis(db):
-    """Create a Diagnosis row with real stored JPEGs: done with a given risk band, or another status."""
+    """Create a Diagnosis row with real stored JPEGs: done with a given risk band, or another
+    status. Each row's photo, thumbnail and heatmap differ from every other row's (row_colour)."""
+    import itertools
     from datetime import timedelta
 
     from django.core.files.base import ContentFile
@@ -194,13 +203,18 @@ def make_diagnosis(db):
     from diagnoses.models import Diagnosis
     from ml import MALIGNANT
 
+    rows = itertools.count()
+
     def make(owner, *, risk="low", status="done", mole=None, age_days=0, model_version="test-model-1"):
+        colour = row_colour(next(rows))
         diagnosis = Diagnosis(owner=owner, mole=mole, sha256="0" * 64, status=status)
-        diagnosis.image.save("photo.jpg", ContentFile(make_image_bytes()), save=False)
-        diagnosis.thumbnail.save("thumb.jpg", ContentFile(make_image_bytes(size=(64, 48))), save=False)
+        diagnosis.image.save("photo.jpg", ContentFile(make_image_bytes(colour=colour)), save=False)
+        thumbnail = make_image_bytes(size=(64, 48), colour=colour)
+        diagnosis.thumbnail.save("thumb.jpg", ContentFile(thumbnail), save=False)
         if status == Diagnosis.Status.DONE:
             probabilities = PROBABILITIES_FOR_RISK[risk]
-            diagnosis.heatmap.save("heat.png", ContentFile(make_image_bytes(fmt="PNG")), save=False)
+            heatmap = make_image_bytes(fmt="PNG", colour=colour)
+            diagnosis.heatmap.save("heat.png", ContentFile(heatmap), save=False)
             diagnosis.probabilities = probabilities
             diagnosis.malignant_probability = sum(probabilities[code] for code in MALIGNANT)
             diagnosis.predicted_class = max(probabilities, key=probabilities.get)

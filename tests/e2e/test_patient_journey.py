@@ -17,6 +17,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from diagnoses.models import Diagnosis, Mole
+from ml import CLASS_NAMES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -96,8 +97,13 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     expect(page.locator("#result-announcer")).to_have_text(  # the result itself, not only "ready"
         re.compile(r"^Your result is ready: (Low|Medium|High) risk, [\d.]+% malignant probability\.$"))
     expect(page.get_by_text("Photo received.")).to_have_count(0)  # stale once the result is in
-    expect(page.locator("#result").get_by_text("Malignant probability")).to_be_visible()
-    expect(page.get_by_text("Melanocytic nevus").first).to_be_visible()
+    # The estimate the worker stored, as the summary shows it (not one of the seven class bars).
+    stored = Diagnosis.objects.get()
+    summary = page.locator("#result .result-summary")
+    expect(summary.get_by_test_id("malignant-probability")).to_have_text(
+        f"{stored.malignant_probability * 100:.1f}%")
+    expect(summary.locator("div", has_text="Predicted class:").locator("strong")).to_have_text(
+        CLASS_NAMES[stored.predicted_class])
     expect(page.get_by_text("What to do next.")).to_be_visible()
     expect(page.get_by_test_id("photo-advice")).to_have_count(0)  # the photo passed its checks
     shot(page, "07-result")
@@ -111,6 +117,10 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     # The printable report: the button opens the print dialog; Chromium renders it as a PDF.
     page.get_by_role("link", name="Printable report").click()
     expect(page.get_by_role("heading", name="Mole check report")).to_be_visible()
+    for alt, content_type in [("The photo of the mole", "image/jpeg"),
+                              ("Grad-CAM heatmap over the photo", "image/png")]:
+        src = page.get_by_alt_text(alt).evaluate("img => img.src")
+        assert page.request.get(src).headers["content-type"] == content_type, alt
     shot(page, "09-report")
     page.evaluate("window.print = () => { window.__printed = true; }")
     page.get_by_role("button", name="Print / save as PDF").click()

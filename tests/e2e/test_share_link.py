@@ -13,10 +13,20 @@ from .conftest import VIEWPORTS
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
+def served(img):
+    """The answer to a request for the file the <img> shows (in its page's browser context)."""
+    return img.page.request.get(img.evaluate("img => img.src"))
+
+
+def stored_bytes(field) -> bytes:
+    with field.open("rb") as stored:
+        return stored.read()
+
+
 def test_a_patient_shares_a_result_with_a_doctor_and_stops_sharing(page, browser, viewport, site, shot, owner,
                                                                   make_diagnosis):
     mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
-    make_diagnosis(owner, risk="medium", mole=mole, age_days=90)
+    earlier_check = make_diagnosis(owner, risk="medium", mole=mole, age_days=90)
     diagnosis = make_diagnosis(owner, risk="high", mole=mole)
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site)
     page.goto(site + "/accounts/login/")
@@ -53,10 +63,19 @@ def test_a_patient_shares_a_result_with_a_doctor_and_stops_sharing(page, browser
         photo = report.get_by_alt_text("The photo of the mole")
         expect(photo).to_be_visible()
         assert photo.evaluate("img => img.naturalWidth") > 0
-        assert report.get_by_alt_text("Grad-CAM heatmap over the photo").evaluate("img => img.naturalWidth") > 0
+        heatmap = report.get_by_alt_text("Grad-CAM heatmap over the photo")
+        assert heatmap.evaluate("img => img.naturalWidth") > 0
+        # Each image is this check's own file of its kind: the photo a JPEG, the heatmap a PNG.
+        photo_file, heatmap_file = served(photo), served(heatmap)
+        assert photo_file.headers["content-type"] == "image/jpeg"
+        assert photo_file.body() == stored_bytes(diagnosis.image)
+        assert heatmap_file.headers["content-type"] == "image/png"
+        assert heatmap_file.body() == stored_bytes(diagnosis.heatmap)
         earlier = report.get_by_test_id("earlier-photos")
         expect(earlier.get_by_text("35.0%")).to_be_visible()  # the earlier photo's estimate
-        assert earlier.get_by_role("img").evaluate("img => img.naturalWidth") > 0
+        earlier_photo = earlier.get_by_role("img")
+        assert earlier_photo.evaluate("img => img.naturalWidth") > 0
+        assert served(earlier_photo).body() == stored_bytes(earlier_check.thumbnail)
         shot(report, "31-shared-report")
 
         # The patient sees the opening on the result and on Who has opened your records, and

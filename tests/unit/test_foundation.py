@@ -385,6 +385,25 @@ def test_it_gives_up_after_the_last_retry_with_a_readable_message(owner, jpeg_by
     assert len(errors) == 1 and "gave up" in errors[0].getMessage() and errors[0].exc_info
 
 
+def test_a_late_give_up_leaves_a_result_another_run_finished(owner, make_diagnosis, monkeypatch, caplog):
+    """A task's last try fails while another copy of it (redelivered) finishes the photo: the
+    give-up that follows must not overwrite that result as failed."""
+    from diagnoses.tasks import classify_diagnosis
+
+    finished = make_diagnosis(owner, risk="high")
+
+    def last_try_failed_meanwhile(*, diagnosis_id):
+        raise services.TransientClassificationError("storage hiccup")
+
+    monkeypatch.setattr(services, "diagnosis_classify", last_try_failed_meanwhile)
+    classify_diagnosis.apply(args=[str(finished.pk)], retries=classify_diagnosis.max_retries)
+
+    assert any("gave up" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    after = Diagnosis.objects.get(pk=finished.pk)
+    assert (after.status, after.error, after.risk, after.finished_at) == (
+        Diagnosis.Status.DONE, finished.error, "high", finished.finished_at)
+
+
 # --- pages from both sides --------------------------------------------------------------------
 
 def test_it_shows_the_result_with_all_seven_classes_to_the_owner(owner_client, owner, jpeg_bytes):

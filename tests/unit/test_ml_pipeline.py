@@ -233,11 +233,30 @@ def test_it_predicts_batches_like_single_images(classifier):
     assert classifier.predict_batch([]) == []
 
 
-def test_it_derives_the_risk_band_from_the_card_thresholds(classifier):
-    from ml.metrics import risk_band
+def with_thresholds(model_dir, copy_dir, *, medium, high):
+    """A copy of the model folder whose card bands risk at these thresholds."""
+    shutil.copytree(model_dir, copy_dir)
+    card_path = copy_dir / CARD_FILENAME
+    card = json.loads(card_path.read_text())
+    card["thresholds"] = {**card["thresholds"], "medium": medium, "high": high}
+    card_path.write_text(json.dumps(card))
+    return copy_dir
 
-    for pred in classifier.predict_batch([draw_lesion(dx, seed=7) for dx in CLASSES]):
-        assert pred.risk == risk_band(pred.malignant_probability, classifier.thresholds)
+
+def test_it_derives_the_risk_band_from_the_card_thresholds(classifier, tmp_path):
+    # The tiny model's own card has medium == high (its data separates perfectly): no medium band.
+    images = [draw_lesion(dx, seed=7) for dx in CLASSES]
+    predictions = classifier.predict_batch(images)
+    malignant = sorted((pred.malignant_probability, i) for i, pred in enumerate(predictions))
+    (lowest, low_i), (middle, middle_i), (highest, high_i) = malignant[0], malignant[3], malignant[-1]
+    assert lowest < middle < highest
+    medium_at, high_at = (lowest + middle) / 2, (middle + highest) / 2
+    banded = load_classifier(with_thresholds(classifier.model_dir, tmp_path / "model",
+                                             medium=medium_at, high=high_at))
+    assert banded.thresholds["medium"] == medium_at and banded.thresholds["high"] == high_at
+
+    risks = [pred.risk for pred in banded.predict_batch([images[i] for i in (low_i, middle_i, high_i)])]
+    assert risks == ["low", "medium", "high"]
 
 
 def test_it_raises_image_error_for_undecodable_bytes(classifier):

@@ -65,6 +65,27 @@ def assert_shared_headers(response):
         assert response[header] == value, header
 
 
+PHOTO_ALT, HEATMAP_ALT = "The photo of the mole", "Grad-CAM heatmap over the photo"
+
+
+def img_src(page, alt) -> str:
+    """The src of the page's one <img> with this alt text."""
+    tags = re.findall(rf'<img\b[^>]*\balt="{re.escape(alt)}"[^>]*>', page)
+    assert len(tags) == 1, f"one image {alt!r} expected, found {len(tags)}"
+    return re.search(r'\bsrc="([^"]+)"', tags[0]).group(1)
+
+
+def served_bytes(client, url) -> bytes:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return b"".join(response.streaming_content)
+
+
+def stored_bytes(field) -> bytes:
+    with field.open("rb") as stored:
+        return stored.read()
+
+
 # --- making a link on the result page -----------------------------------------------------------
 
 def test_it_shows_a_new_link_once_and_keeps_only_its_hash(patient_client, patient, make_diagnosis):
@@ -263,7 +284,8 @@ def test_anyone_with_the_link_reads_the_report_without_the_patients_name(patient
     assert "Shared by the patient" in page and "Link valid until" in page
     assert "ana-lopez" not in page and "Lopez" not in page and "ana@example.com" not in page
     assert "Back to the result" not in page and diagnosis.get_absolute_url() not in page
-    assert shared(token, "files/image/") in page and shared(token, "files/heatmap/") in page
+    assert img_src(page, PHOTO_ALT) == shared(token, "files/image/")
+    assert img_src(page, HEATMAP_ALT) == shared(token, "files/heatmap/")
     link.refresh_from_db()
     assert link.open_count == 1 and link.last_opened_at is not None
 
@@ -277,6 +299,23 @@ def test_anyone_with_the_link_reads_the_report_without_the_patients_name(patient
     assert yourself.get(shared(token)).status_code == 200
     link.refresh_from_db()
     assert link.open_count == 2
+
+
+def test_each_report_shows_the_checks_photo_as_the_photo_and_its_heatmap_as_the_heatmap(
+        patient_client, patient, make_diagnosis):
+    make_diagnosis(patient)  # another check's files, which no report of this one may show
+    diagnosis = make_diagnosis(patient, risk="high")
+    _, token = make_link(diagnosis)
+    own = patient_client.get(reverse("diagnoses:report", args=[diagnosis.pk])).content.decode()
+    doctors = Client().get(shared(token)).content.decode()
+
+    for page, reader, file_url in [
+            (own, patient_client, lambda kind: reverse("diagnoses:file", args=[diagnosis.pk, kind])),
+            (doctors, Client(), lambda kind: shared(token, f"files/{kind}/"))]:
+        assert img_src(page, PHOTO_ALT) == file_url("image")
+        assert img_src(page, HEATMAP_ALT) == file_url("heatmap")
+        assert served_bytes(reader, img_src(page, PHOTO_ALT)) == stored_bytes(diagnosis.image)
+        assert served_bytes(reader, img_src(page, HEATMAP_ALT)) == stored_bytes(diagnosis.heatmap)
 
 
 def test_the_shared_report_gives_the_advice_as_what_the_patient_was_told(patient_client, patient, make_diagnosis):
@@ -527,7 +566,9 @@ def test_a_link_shows_the_earlier_photos_only_when_made_with_them(patient_client
     assert re.findall(r'src="([^"]+)"', section) == [shared(with_token, f"earlier/{d.pk}/") for d in (first, second)]
     photo = doctor.get(shared(with_token, f"earlier/{first.pk}/"))
     assert photo.status_code == 200 and photo["Content-Type"] == "image/jpeg"
-    assert b"".join(photo.streaming_content) == first.thumbnail.open("rb").read()
+    # first's own thumbnail: every row's differs (make_diagnosis), the shared check's included
+    assert b"".join(photo.streaming_content) == stored_bytes(first.thumbnail)
+    assert stored_bytes(first.thumbnail) != stored_bytes(shared_check.thumbnail)
     assert_shared_headers(photo)
     for other in [*others, shared_check]:  # a later photo, another mole's, another patient's, the check itself
         assert doctor.get(shared(with_token, f"earlier/{other.pk}/")).status_code == 404
