@@ -232,10 +232,10 @@ class ReviewInline(admin.StackedInline):
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
-        suggested = services.RECOMMENDATION_FOR_RISK.get(obj.risk) if obj else None
-        if suggested:
+        if obj is not None and obj.risk:
+            suggested, why = services.suggested_recommendation(obj)
             field = formset.form.base_fields["recommendation"]
-            field.help_text = f"Suggested for {obj.get_risk_display().lower()} risk: {suggested.label}."
+            field.help_text = f"Suggested {why}: {Review.Recommendation(suggested).label}."
         return formset
 
     @admin.display(description="Reviewer")

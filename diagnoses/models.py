@@ -76,8 +76,9 @@ LOW_RISK_ACRAL_ADVICE = (
     "learned from very few photos of them. Have this mole checked by a doctor."
 )
 # How pressing a clinician's recommendation is, on RISK_ORDER's scale: above a band's number it
-# asks more than that band's advice (dermatologist_soon over low; urgent over low and medium).
-RECOMMENDATION_ORDER = {"dermatologist_soon": 1, "urgent": 2}
+# asks more than that band's advice (dermatologist_soon over low; urgent, "see a doctor now",
+# over every band, high's "within 2 weeks" included).
+RECOMMENDATION_ORDER = {"dermatologist_soon": 1, "urgent": 3}
 
 
 MOLE_NAME_TAKEN = "You already track a mole with this name."

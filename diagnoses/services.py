@@ -38,7 +38,8 @@ from molesite.mail import one_connection, send_templated_mail
 
 from .images import sanitize_upload
 from .models import (
-    CLASS_CHOICES, SHARE_LINK_DAYS, Diagnosis, Mole, Review, ShareLink, StaffAccess, normalise_mole_name,
+    CLASS_CHOICES, LOW_RISK_ACRAL_ADVICE, SHARE_LINK_DAYS, Diagnosis, Mole, Review, ShareLink, StaffAccess,
+    normalise_mole_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -995,15 +996,32 @@ def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True, in_bulk
             diagnosis=diagnosis,
             reviewer=reviewer,
             verdict=Review.Verdict.AGREE,
-            recommendation=RECOMMENDATION_FOR_RISK.get(diagnosis.risk, Review.Recommendation.MONITOR),
+            recommendation=suggested_recommendation(diagnosis)[0],
             notify=notify,
         )
 
 
 def needs_a_look(diagnosis: Diagnosis) -> bool:
     """A finished, unreviewed result that agreeing in bulk must not settle: its photo failed the
-    upload check (a low band from it is weak), or the mole's previous photo was rated higher."""
-    return bool(diagnosis.photo_issues) or diagnosis.previous_photo_rated_higher() is not None
+    upload check, a low band the model is least sure of (a palm or sole: the patient is told to
+    see a doctor), or the mole's previous photo was rated higher."""
+    return (bool(diagnosis.photo_issues) or bool(diagnosis.low_risk_unreliable_advice)
+            or diagnosis.previous_photo_rated_higher() is not None)
+
+
+def suggested_recommendation(diagnosis: Diagnosis) -> tuple[str, str]:
+    """(recommendation, why) that agreeing with the model gives, never less than the patient is
+    told without a review: the band's (RECOMMENDATION_FOR_RISK), the higher band's of the mole's
+    previous photo when that is rated higher, a dermatologist soon for a low result on a palm or
+    sole (LOW_RISK_ACRAL_ADVICE)."""
+    previous = diagnosis.previous_photo_rated_higher()
+    if previous is not None:
+        return (RECOMMENDATION_FOR_RISK[previous.risk],
+                f"as the mole's previous photo was rated {previous.get_risk_display().lower()} risk")
+    if diagnosis.low_risk_unreliable_advice == LOW_RISK_ACRAL_ADVICE:
+        return Review.Recommendation.DERMATOLOGIST_SOON, "for a low result on a palm or sole"
+    recommendation = RECOMMENDATION_FOR_RISK.get(diagnosis.risk, Review.Recommendation.MONITOR)
+    return recommendation, f"for {diagnosis.get_risk_display().lower()} risk"
 
 
 def review_agree_many(*, diagnoses, reviewer) -> list[Review]:

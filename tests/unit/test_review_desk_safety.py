@@ -210,3 +210,25 @@ def test_agreeing_in_bulk_warns_of_patients_no_email_will_tell(reviewer_client, 
     assert outbox == [] and Review.objects.count() == 3
     assert "No e-mail will tell 2 patients about the review asking them to act (no confirmed address, " \
            "or review e-mails turned off): reach them another way." in messages
+
+
+# --- 4. what agreeing suggests: never less than the patient is told without a review -----------
+
+
+def test_a_low_result_on_a_palm_or_sole_is_left_out_of_bulk_and_suggests_a_dermatologist(
+        reviewer_client, owner, make_diagnosis):
+    """Its patient is told to have it checked by a doctor: "routine check" would undercut that."""
+    sole = services.mole_create(owner=owner, name="Left sole", body_site="acral")
+    low = make_diagnosis(owner, risk="low", mole=sole)
+    case_page = reviewer_client.get(change_url(low)).content.decode()
+    assert "Suggested for a low result on a palm or sole: See a dermatologist soon." in case_page
+
+    mark_reviewed(reviewer_client, [low])
+    assert not Review.objects.filter(diagnosis=low).exists()
+
+
+def test_a_low_result_after_a_higher_photo_suggests_that_photos_recommendation(reviewer_client, owner,
+                                                                                make_diagnosis):
+    _before, low = after_a_higher_photo(owner, make_diagnosis)
+    case_page = reviewer_client.get(change_url(low)).content.decode()
+    assert "previous photo was rated high risk: See a dermatologist soon." in case_page
