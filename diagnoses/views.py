@@ -432,9 +432,10 @@ def mole_detail(request, pk):
     rises = [(d, change.from_risk) for d, change in timeline
              if change and change.went_up and not d.judged_by_a_clinician]
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
-    # The latest photo rated lower than the one before, unreviewed: the lower estimate does not
-    # clear the higher one (as on that photo's result page).
-    rated_higher_before = done[-1].previous_photo_rated_higher() if done else None
+    # The latest photo rated lower than the one before, whose advice its next_step follows: the
+    # lower estimate does not clear the higher one (as on that photo's result page). None when a
+    # review leads instead: of this result, or one of an earlier result asking more.
+    rated_higher_before = done[-1].next_step().previous if done else None
     latest_rise, rated_higher_before = one_risk_alert(rises[-1] if rises else None, rated_higher_before)
     in_use = (load_model_card() or {}).get("version")
     chart = {

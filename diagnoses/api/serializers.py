@@ -157,13 +157,16 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
 class DiagnosisDetailSerializer(DiagnosisSerializer):
     """One diagnosis read on its own (not in the list: the field costs a query a row)."""
 
+    # Diagnosis.next_step's photo: set only when `advice` follows it, so the two never disagree
     previous_rated_higher = DiagnosisSummarySerializer(
-        source="previous_photo_rated_higher", allow_null=True, read_only=True,
-        help_text="The mole's photo just before this one, when the model rated it in a higher risk band, no "
-                  "clinician has reviewed this one and none has judged that one (a review that could not tell "
-                  "leaves it, as does a review of an earlier result, whose `model_version` is not the "
-                  "diagnosis'); null otherwise. A lower estimate now does not cancel it: follow "
-                  "that photo's advice until a doctor has seen the mole.",
+        source="next_step.previous", allow_null=True, read_only=True,
+        help_text="The mole's photo just before this one, when the model rated it in a higher risk band and "
+                  "`advice` follows it: no clinician has reviewed this one, none has judged that one (a "
+                  "review that could not tell leaves it, as does a review of an earlier result, whose "
+                  "`model_version` is not the diagnosis'), and no review of an earlier result of this one "
+                  "asks more than its advice (`advice` gives that review's instead); null otherwise. A lower "
+                  "estimate now does not cancel it: follow that photo's advice until a doctor has "
+                  "seen the mole.",
     )
 
     class Meta(DiagnosisSerializer.Meta):
