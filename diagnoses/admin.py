@@ -13,8 +13,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Coalesce, Least
+from django.db.models import F
 from django.http import StreamingHttpResponse
 from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
@@ -27,7 +26,8 @@ from django.utils.timezone import localtime
 from ml import CLASS_NAMES, CLASSES, MALIGNANT
 
 from . import services
-from .models import Diagnosis, Mole, Review, StaffAccess, is_reviewed
+from .models import Diagnosis, Mole, Review, StaffAccess
+from .services import BAND_OF_RANK, IS_REVIEWED, QUEUE_RANK, RISK_RANKS
 from .views import load_model_card
 
 admin.site.site_header = "molesite review desk"
@@ -39,41 +39,6 @@ EMPTY = "—"
 admin.site.empty_value_display = EMPTY
 admin.site.enable_nav_sidebar = False  # the queue needs the width more
 
-IS_REVIEWED = is_reviewed()  # a review of the result shown now, not of one a re-run replaced
-# The queue's ranks, most pressing first. A failed case ranks with the low ones, not below: the
-# patient may need to be asked for a new photo. Cases with no result yet come last (NO_RANK).
-RISK_RANKS = {Diagnosis.Risk.HIGH: 0, Diagnosis.Risk.MEDIUM: 1, Diagnosis.Risk.LOW: 2}
-BAND_OF_RANK = {rank: band for band, rank in RISK_RANKS.items()}
-NO_RANK = len(RISK_RANKS)
-RISK_RANK = Case(
-    *(When(risk=band, then=Value(rank)) for band, rank in RISK_RANKS.items()),
-    When(status=Diagnosis.Status.FAILED, then=Value(RISK_RANKS[Diagnosis.Risk.LOW])),
-    default=Value(NO_RANK),
-    output_field=IntegerField(),
-)
-# Diagnosis.judged_by_a_clinician as a query expression: a review of the result shown now that
-# could tell from the photo.
-JUDGED = Exists(
-    Review.objects.filter(diagnosis=OuterRef("pk")).exclude(verdict=Review.Verdict.UNCLEAR)
-    .filter(Q(model_version="") | Q(model_version=OuterRef("model_version")))
-)
-# The rank of the mole's finished photo just before a case's (as Diagnosis.earlier_photos_of_mole
-# orders them); NO_RANK when a clinician judged that one, NULL when there is none.
-EARLIER_RANK = Subquery(
-    Diagnosis.objects.filter(mole_id=OuterRef("mole_id"), owner_id=OuterRef("owner_id"),
-                             status=Diagnosis.Status.DONE, created_at__lt=OuterRef("created_at"))
-    .order_by("-created_at", "-pk")
-    .annotate(rank=Case(When(JUDGED, then=Value(NO_RANK)), default=RISK_RANK))
-    .values("rank")[:1]
-)
-# Diagnosis.previous_photo_rated_higher in the queue: an unreviewed result ranks by the band of
-# that photo when it is higher; annotated as queue_rank (DiagnosisAdmin.get_queryset).
-QUEUE_RANK = Case(
-    When(Q(~IS_REVIEWED, status=Diagnosis.Status.DONE),
-         then=Least(RISK_RANK, Coalesce(EARLIER_RANK, Value(NO_RANK)))),
-    default=RISK_RANK,
-    output_field=IntegerField(),
-)
 # Text colours on the admin's white, where the site's pages use Bootstrap's (models.RISK_COLOURS).
 ADMIN_RISK_COLOURS = {"high": "#ba2121", "medium": "#b36b00", "low": "#2e7d32"}
 EARLIER_PHOTOS_SHOWN = 12
@@ -105,6 +70,21 @@ class ReviewedFilter(admin.SimpleListFilter):
             return queryset.filter(~IS_REVIEWED)
         if self.value() == "yes":
             return queryset.filter(IS_REVIEWED)
+        return queryset
+
+
+class RiskFilter(admin.SimpleListFilter):
+    """By the rank the queue orders by (queue_rank), so that "High" holds what the queue ranks
+    high; failed cases, ranked with the low ones, have no band and are left out."""
+    title = "risk"
+    parameter_name = "risk__exact"  # the parameter of the field's own filter, which this replaced
+
+    def lookups(self, request, model_admin):
+        return Diagnosis.Risk.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in RISK_RANKS:
+            return queryset.filter(queue_rank=RISK_RANKS[self.value()]).exclude(status=Diagnosis.Status.FAILED)
         return queryset
 
 
@@ -277,7 +257,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "uploaded",
     ]
     list_display_links = ["thumb", "patient"]
-    list_filter = ["risk", "status", ReviewedFilter, PhotoQualityFilter, "model_version", "created_at"]
+    list_filter = [RiskFilter, "status", ReviewedFilter, PhotoQualityFilter, "model_version", "created_at"]
     list_select_related = ["owner", "review"]
     search_fields = ["owner__username", "owner__email"]
     search_help_text = "Search by the patient's username or e-mail address."
@@ -521,7 +501,10 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         reviewed = services.review_agree_many(diagnoses=selected, reviewer=request.user)
         agreed = {review.diagnosis_id for review in reviewed}
         skipped = [diagnosis for diagnosis in selected if diagnosis.pk not in agreed]
-        outdated = Review.objects.filter(diagnosis__in=skipped).select_related("diagnosis")
+        # Failed: nothing to review (read again, as a re-run may have started or ended meanwhile).
+        n_failed = Diagnosis.objects.filter(pk__in=[d.pk for d in skipped], status=Diagnosis.Status.FAILED).count()
+        outdated = (Review.objects.filter(diagnosis__in=skipped).exclude(diagnosis__status=Diagnosis.Status.FAILED)
+                    .select_related("diagnosis"))
         n_outdated = sum(review.is_of_an_earlier_result for review in outdated)
         # Finished and still without a review: left out by review_agree_many as needing a look.
         n_held = Diagnosis.objects.filter(pk__in=[d.pk for d in skipped], status=Diagnosis.Status.DONE,
@@ -537,11 +520,14 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
                 request, f"Skipped {n_outdated} whose review is of an earlier result: open each one and "
                 "save its review again, changed or not.", messages.WARNING
             )
-        if len(skipped) > n_outdated + n_held:
+        if n_failed:
             self.message_user(
-                request, f"Skipped {len(skipped) - n_outdated - n_held}: not finished yet, or already reviewed.",
+                request, f"Skipped {n_failed} failed: re-run them or ask the patient for a new photo.",
                 messages.WARNING
             )
+        if n_other := len(skipped) - n_outdated - n_held - n_failed:
+            self.message_user(request, f"Skipped {n_other}: not finished yet, or already reviewed.",
+                              messages.WARNING)
         self._warn_of_patients_not_emailed(request, reviewed)
 
     @admin.action(description="Re-run classification with the current model", permissions=["change"])

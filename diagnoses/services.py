@@ -23,7 +23,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import (DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, InterfaceError, OperationalError,
                        connection, transaction)
-from django.db.models import Count, F, Q
+from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce, Least
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import TokenProxy
@@ -39,7 +40,7 @@ from molesite.mail import one_connection, send_templated_mail
 from .images import sanitize_upload
 from .models import (
     CLASS_CHOICES, LOW_RISK_ACRAL_ADVICE, SHARE_LINK_DAYS, Diagnosis, Mole, Review, ShareLink, StaffAccess,
-    normalise_mole_name,
+    is_reviewed, normalise_mole_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,42 @@ MAX_ORPHANED_ATTEMPTS = 2
 # One member of staff opening the same record again within this time is one access (a review
 # saved, the page reloaded), not a line per page view in the patient's list.
 STAFF_ACCESS_COALESCE = timedelta(minutes=30)
+
+IS_REVIEWED = is_reviewed()  # a review of the result shown now, not of one a re-run replaced
+# The queue's ranks, most pressing first. A failed case ranks with the low ones, not below: the
+# patient may need to be asked for a new photo. Cases with no result yet come last (NO_RANK).
+RISK_RANKS = {Diagnosis.Risk.HIGH: 0, Diagnosis.Risk.MEDIUM: 1, Diagnosis.Risk.LOW: 2}
+BAND_OF_RANK = {rank: band for band, rank in RISK_RANKS.items()}
+NO_RANK = len(RISK_RANKS)
+RISK_RANK = Case(
+    *(When(risk=band, then=Value(rank)) for band, rank in RISK_RANKS.items()),
+    When(status=Diagnosis.Status.FAILED, then=Value(RISK_RANKS[Diagnosis.Risk.LOW])),
+    default=Value(NO_RANK),
+    output_field=IntegerField(),
+)
+# Diagnosis.judged_by_a_clinician as a query expression: a review of the result shown now that
+# could tell from the photo.
+JUDGED = Exists(
+    Review.objects.filter(diagnosis=OuterRef("pk")).exclude(verdict=Review.Verdict.UNCLEAR)
+    .filter(Q(model_version="") | Q(model_version=OuterRef("model_version")))
+)
+# The rank of the mole's finished photo just before a case's (as Diagnosis.earlier_photos_of_mole
+# orders them); NO_RANK when a clinician judged that one, NULL when there is none.
+EARLIER_RANK = Subquery(
+    Diagnosis.objects.filter(mole_id=OuterRef("mole_id"), owner_id=OuterRef("owner_id"),
+                             status=Diagnosis.Status.DONE, created_at__lt=OuterRef("created_at"))
+    .order_by("-created_at", "-pk")
+    .annotate(rank=Case(When(JUDGED, then=Value(NO_RANK)), default=RISK_RANK))
+    .values("rank")[:1]
+)
+# Diagnosis.previous_photo_rated_higher in the queue: an unreviewed result ranks by the band of
+# that photo when it is higher; annotated as queue_rank (admin.DiagnosisAdmin.get_queryset).
+QUEUE_RANK = Case(
+    When(Q(~IS_REVIEWED, status=Diagnosis.Status.DONE),
+         then=Least(RISK_RANK, Coalesce(EARLIER_RANK, Value(NO_RANK)))),
+    default=RISK_RANK,
+    output_field=IntegerField(),
+)
 
 MESSAGE_UNREADABLE = "We could not analyse this photo. Please take a sharper, well-lit photo and upload it again."
 MESSAGE_MODEL_UNAVAILABLE = "The classifier is not available right now. Our team has been told; please try again later."
@@ -1063,14 +1100,15 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
     EmailsNotSent) sends only to those not told yet. Returns how many e-mails went out."""
     today = today or timezone.localdate()
     waiting = Diagnosis.objects.awaiting_review()
-    counts = dict(waiting.values_list("risk").annotate(n=Count("pk")).order_by())
+    # By the rank the queue orders by (QUEUE_RANK); finished results only, so none failed.
+    counts = dict(waiting.annotate(rank=QUEUE_RANK).values_list("rank").annotate(n=Count("pk")).order_by())
     total = sum(counts.values())
     if not total:
         return 0
     oldest = waiting.order_by("finished_at").values_list("finished_at", flat=True).first()
     context = {
         "total": total,
-        "bands": [(band.label, counts.get(band.value, 0)) for band in reversed(Diagnosis.Risk)],
+        "bands": [(band.label, counts.get(rank, 0)) for band, rank in RISK_RANKS.items()],
         "oldest": oldest,
         "queue_url": settings.SITE_URL + reverse("admin:diagnoses_diagnosis_changelist"),
         "account_url": settings.SITE_URL + reverse("account"),
