@@ -54,6 +54,8 @@ def consent_field():
     )
 
 
+# What the account forms that ask for the current password say when it is wrong.
+NOT_YOUR_PASSWORD = "This is not your current password."
 ADDRESS_NOT_SENT_AS_TYPED = (
     "Our e-mails would not reach this address as typed. Type it without quotation marks or "
     "=?…?= codes, and with no accented or non-Latin letters before the @."
@@ -171,7 +173,7 @@ class NewPasswordAgainMixin:
 class ChangePasswordForm(ErrorsTakeTheFocusMixin, NoColonMixin, NewPasswordAgainMixin, PasswordChangeForm):
     error_messages = {
         **PasswordChangeForm.error_messages,
-        "password_incorrect": "This is not your current password.",  # as the other forms say it
+        "password_incorrect": NOT_YOUR_PASSWORD,
     }
 
     def __init__(self, user, *args, request, **kwargs):
@@ -202,7 +204,7 @@ class CurrentPasswordForm(ErrorsTakeTheFocusMixin, NoColonMixin, forms.Form):
     def clean_password(self):
         password = self.cleaned_data["password"]
         if not is_current_password(self.request, self.user, password):
-            raise forms.ValidationError("This is not your current password.")
+            raise forms.ValidationError(NOT_YOUR_PASSWORD)
         return password
 
 

@@ -497,7 +497,7 @@ class Review(models.Model):
 
     @property
     def is_pressing(self):
-        return self.recommendation in (self.Recommendation.DERMATOLOGIST_SOON, self.Recommendation.URGENT)
+        return self.recommendation in RECOMMENDATION_ORDER
 
     @property
     def asks_for_new_photo(self):

@@ -21,6 +21,7 @@ from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from ml import CARD_FILENAME, CLASS_NAMES, CLASSES, MALIGNANT, TTA_VIEWS
+from ml.artifact import file_stamp
 from molesite.redirects import safe_next_url
 
 from . import services
@@ -137,9 +138,11 @@ def _new_mole(owner, data):
 
 
 def _result_context(diagnosis, *, new_share_url=None):
-    """What _result.html needs: the result and, once it is done, its share links."""
+    """What _result.html needs: the result, what to do next (read once: the advice and the share
+    section both use it) and, once it is done, its share links."""
     done = diagnosis.status == Diagnosis.Status.DONE
-    return {"diagnosis": diagnosis, "share_links": list(diagnosis.share_links.all()) if done else [],
+    return {"diagnosis": diagnosis, "step": diagnosis.next_step(),
+            "share_links": list(diagnosis.share_links.all()) if done else [],
             "share_form": ShareLinkForm(), "new_share_url": new_share_url,
             "earlier_photo_count": diagnosis.earlier_photos_of_mole().count() if done else 0}
 
@@ -573,12 +576,10 @@ _card_cache = {}  # path -> ((inode, mtime_ns, size), card): parsed once per ver
 def load_model_card():
     """The shipped model card as a dict, or None when it is missing or unreadable. Pages that
     show its thresholds ask for it on every request; the file is parsed again only when it
-    changes, which a stat tells: a new model's card is written and renamed into place
-    (ml.artifact), so its inode differs even within the clock's resolution."""
+    changes, which its file_stamp tells."""
     path = settings.ML_MODEL_DIR / CARD_FILENAME
     try:
-        stat = path.stat()
-        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        version = file_stamp(path)
         cached = _card_cache.get(path)
         if cached and cached[0] == version:
             return cached[1]

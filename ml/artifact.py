@@ -99,6 +99,14 @@ def model_version(when: str, preset: str, model_sha256: str) -> str:
     return f"{when[:10].replace('-', '.')}-{preset}-{model_sha256[:8]}"
 
 
+def file_stamp(path) -> tuple:
+    """(inode, mtime in ns, size) of a file, which changes whenever it is replaced: ml.artifact
+    writes a new file and renames it into place, so the inode differs even within the clock's
+    resolution. Raises OSError when the file is missing."""
+    stat = Path(path).stat()
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
 def resolve_model_dir(model) -> Path:
     """A model directory from a directory or from the path of its model.keras / card."""
     path = Path(model).expanduser().resolve()

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import CARD_FILENAME, CLASSES, DEFAULT_MODEL_DIR, MODEL_FILENAME
 from . import metrics as M
-from .artifact import check_model_hash, read_card, resolve_model_dir
+from .artifact import check_model_hash, file_stamp, read_card, resolve_model_dir
 from .errors import ModelArtifactError
 from .preprocessing import (DECODE_MIN_SIDE, decode_side, oriented_like, preprocess, to_rgb,
                             turned_back)
@@ -325,11 +325,9 @@ def _cached(key: Path, stamp: tuple | None) -> Classifier | None:
 
 
 def _artifact_stamp(model_dir: Path) -> tuple | None:
-    """(inode, mtime, size) of the card and of the model file, or None when either is missing.
-    Two stats a call: far cheaper than a photo. The inode tells apart a file renamed into
-    place (ml.artifact writes so) even within the clock's resolution."""
+    """The file_stamp of the card and of the model file, or None when either is missing. Two
+    stats a call: far cheaper than a photo."""
     try:
-        stats = [(model_dir / name).stat() for name in (CARD_FILENAME, MODEL_FILENAME)]
+        return tuple(file_stamp(model_dir / name) for name in (CARD_FILENAME, MODEL_FILENAME))
     except OSError:
         return None
-    return tuple((st.st_ino, st.st_mtime_ns, st.st_size) for st in stats)
