@@ -1,22 +1,20 @@
 import logging
-from email.errors import HeaderParseError
 
 from django import forms
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import (
     AuthenticationForm, PasswordChangeForm, PasswordResetForm, SetPasswordForm, UserCreationForm,
 )
-from django.core.mail.message import sanitize_address
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse_lazy
 from django.utils import timezone
-from django.utils.encoding import punycode
 from django.utils.text import format_lazy
 
 from molesite.mail import render_subject
 
 from .models import User
+from .validators import validate_address_sent_as_typed
 
 logger = logging.getLogger(__name__)
 
@@ -56,38 +54,6 @@ def consent_field():
 
 # What the account forms that ask for the current password say when it is wrong.
 NOT_YOUR_PASSWORD = "This is not your current password."
-ADDRESS_NOT_SENT_AS_TYPED = (
-    "Our e-mails would not reach this address as typed. Type it without quotation marks or "
-    "=?…?= codes, and with no accented or non-Latin letters before the @."
-)
-
-
-def envelope_address(address: str) -> str:
-    """The address as Django's mailer hands it to the mail server: encoded words (=?…?=) decoded
-    and quotes dropped, a non-ASCII local part encoded, the domain in punycode. ValueError when
-    it cannot be sent at all."""
-    try:
-        return sanitize_address(address, "utf-8")
-    except (IndexError, HeaderParseError) as error:
-        # The header parser's own failures: "=?utf-8?b?####?="@x.org, which Django's check takes,
-        # raises IndexError.
-        raise ValueError(f"Invalid address {address!r}") from error
-
-
-def address_sent_as_typed(address: str) -> str:
-    """The address, or a field error when the mail would go to another mailbox than the one
-    typed. Django's check takes "=?utf-8?q?bob?="@x.org, which the mailer sends to bob@x.org:
-    the hourly limit on link e-mails (accounts.views.link_email_allowed) would count it apart
-    from bob@x.org. A domain in punycode is the same mailbox, and passes. No local part with
-    an encoded word's "=?" either, even one sent as typed: a mail server may decode it."""
-    local, _, domain = address.rpartition("@")
-    try:
-        as_typed = envelope_address(address) == f"{local}@{punycode(domain)}"
-    except ValueError:  # UnicodeError (a domain punycode refuses) included
-        as_typed = False
-    if not as_typed or "=?" in local:
-        raise forms.ValidationError(ADDRESS_NOT_SENT_AS_TYPED, code="address_not_sent_as_typed")
-    return address
 
 
 class SignUpForm(ErrorsTakeTheFocusMixin, NoColonMixin, UserCreationForm):
@@ -97,6 +63,7 @@ class SignUpForm(ErrorsTakeTheFocusMixin, NoColonMixin, UserCreationForm):
         "your checks (you can turn that off on your account page). We send a link to it to "
         "confirm that it is yours.",
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+        validators=[validate_address_sent_as_typed],
     )
 
     consent = consent_field()
@@ -110,9 +77,6 @@ class SignUpForm(ErrorsTakeTheFocusMixin, NoColonMixin, UserCreationForm):
         super().__init__(*args, **kwargs)
         improvement = self.fields["model_improvement"]
         improvement.help_text = f"{improvement.help_text} Optional, off unless you tick it; you can change it later on your account page."
-
-    def clean_email(self):
-        return address_sent_as_typed(self.cleaned_data["email"])
 
     def save(self, commit=True):
         self.instance.consented_at = timezone.now()
@@ -140,8 +104,10 @@ class QueuedPasswordResetForm(ErrorsTakeTheFocusMixin, PasswordResetForm):
     an SMTP round trip longer when the address has an account, and tell so (the page never says
     it); and a mail server that is down delays the e-mail (retried) instead of failing the page."""
 
-    def clean_email(self):
-        return address_sent_as_typed(self.cleaned_data["email"])
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Django's field, its label and widget kept; each form has its own copy of the list.
+        self.fields["email"].validators.append(validate_address_sent_as_typed)
 
     def get_users(self, email):
         # Only to a confirmed address: one mistyped at sign-up may be a stranger's, whose reset
@@ -218,11 +184,12 @@ class EmailChangeForm(CurrentPasswordForm):
         label="New e-mail address",
         help_text="We send a link to it; the change is made when you open that link.",
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+        validators=[validate_address_sent_as_typed],
     )
     field_order = ["email", "password"]
 
     def clean_email(self):
-        email = address_sent_as_typed(self.cleaned_data["email"])
+        email = self.cleaned_data["email"]
         if email.lower() == self.user.email.lower():
             raise forms.ValidationError("This is already your e-mail address.")
         return email

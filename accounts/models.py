@@ -3,6 +3,8 @@ from django.db import models
 from django.utils import timezone
 from rest_framework.authtoken.models import TokenProxy
 
+from .validators import validate_address_sent_as_typed
+
 # The clinicians who work the review queue (made, with its permissions, by diagnoses.services).
 REVIEWERS_GROUP = "Reviewers"
 
@@ -31,6 +33,11 @@ class MolesiteUserManager(UserManager.from_queryset(UserQuerySet)):
 
 class User(AbstractUser):
     """The project's user from the first migration, so it can grow without a painful swap."""
+
+    # Django's field, plus the check that the site's e-mails reach the address as typed: the
+    # admin's user page, createsuperuser and createreviewer run the field's validators.
+    email = models.EmailField("email address", blank=True,
+                              validators=[validate_address_sent_as_typed])
 
     review_emails = models.BooleanField(
         "E-mail me when a clinician has reviewed one of my checks",

@@ -33,8 +33,9 @@ from molesite.redirects import safe_next_url
 
 from .forms import (
     AgreeForm, ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, QueuedPasswordResetForm,
-    SecondStepForm, SettingsForm, SignUpForm, envelope_address,
+    SecondStepForm, SettingsForm, SignUpForm,
 )
+from .validators import envelope_address
 
 # A data export is built in memory up to this size and in a temporary file beyond it.
 EXPORT_SPOOL_BYTES = 16 * 1024 * 1024

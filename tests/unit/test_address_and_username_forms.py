@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from accounts.forms import ADDRESS_NOT_SENT_AS_TYPED
+from accounts.validators import ADDRESS_NOT_SENT_AS_TYPED
 from tests.conftest import ask_for_password_reset
 
 pytestmark = pytest.mark.django_db

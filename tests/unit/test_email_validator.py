@@ -1,0 +1,88 @@
+"""The check that the site's e-mails reach an address as typed lives on User.email, so that staff
+cannot store one the mailer would send elsewhere either: the admin's user forms and createreviewer
+refuse it as sign-up and the account page do (tests/unit/test_address_and_username_forms.py)."""
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.test import RequestFactory
+from django.urls import reverse
+
+from accounts.validators import ADDRESS_NOT_SENT_AS_TYPED
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "a long clinic secret"
+# The mailer sends both to bob@example.org.
+SENT_ELSEWHERE = ['"=?utf-8?q?bob?="@example.org', '"bob"@example.org']
+
+
+def email_errors(user) -> list[ValidationError]:
+    with pytest.raises(ValidationError) as refused:
+        user.full_clean()
+    return refused.value.error_dict.get("email", [])
+
+
+@pytest.mark.parametrize("address", SENT_ELSEWHERE)
+def test_the_user_model_refuses_an_address_the_mailer_would_send_elsewhere(address):
+    [error] = email_errors(get_user_model()(username="bob", email=address, password="!"))
+
+    assert error.code == "address_not_sent_as_typed"
+    assert error.messages == [ADDRESS_NOT_SENT_AS_TYPED]
+
+
+def test_the_user_model_takes_an_address_sent_as_typed():
+    get_user_model()(username="bob", email="bob@example.org", password="!").full_clean()
+
+
+def test_an_invalid_address_gets_one_message_not_two():
+    [error] = email_errors(get_user_model()(username="bob", email="bob@", password="!"))
+
+    assert error.code == "invalid"
+
+
+@pytest.mark.parametrize("address", SENT_ELSEWHERE)
+def test_the_admins_change_user_form_refuses_it(admin_client, owner, address):
+    form = {"username": owner.username, "email": address, "is_active": "on",
+            "date_joined_0": "2026-01-01", "date_joined_1": "10:00:00",
+            "review_emails": "on", "queue_emails": "on"}
+
+    response = admin_client.post(reverse("admin:accounts_user_change", args=[owner.pk]), form)
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["email"] == [ADDRESS_NOT_SENT_AS_TYPED]
+    owner.refresh_from_db()
+    assert owner.email == "patient@example.com"
+
+
+@pytest.mark.parametrize("address", SENT_ELSEWHERE)
+def test_the_admins_add_user_form_refuses_it(admin_user, address):
+    """Django's add page asks for no address (UserAdmin.add_fieldsets); its form, given one,
+    refuses it all the same, as the change page does."""
+    user_admin = admin.site._registry[get_user_model()]
+    request = RequestFactory().post("/")
+    request.user = admin_user
+    add_form = user_admin.get_form(request, None, fields=["username", "email", "usable_password",
+                                                          "password1", "password2"])
+
+    form = add_form({"username": "bob", "email": address, "usable_password": "true",
+                     "password1": PASSWORD, "password2": PASSWORD})
+
+    assert not form.is_valid() and form.errors["email"] == [ADDRESS_NOT_SENT_AS_TYPED]
+
+
+@pytest.mark.parametrize("address", SENT_ELSEWHERE)
+def test_createreviewer_refuses_it(address):
+    with pytest.raises(CommandError, match="would not reach this address as typed"):
+        call_command("createreviewer", "drbob", "--email", address, "--password", PASSWORD,
+                     "--noinput")
+
+    assert not get_user_model().objects.filter(username="drbob").exists()
+
+
+def test_createreviewer_still_names_an_invalid_address():
+    with pytest.raises(CommandError, match="'bob@' cannot be used: Enter a valid email address."):
+        call_command("createreviewer", "drbob", "--email", "bob@", "--password", PASSWORD,
+                     "--noinput")
