@@ -3,8 +3,8 @@ from django.conf import settings
 
 from .images import ACCEPTED_NAMES, upload_limits
 from .models import (
-    BODY_SITES, MOLE_NAME_MAX_LENGTH, MOLE_NAME_TAKEN, RECHECK_CHOICES, SHARE_LINK_DAYS,
-    SHARE_LINK_DEFAULT_DAYS, Diagnosis, Mole, check_mole_name_length, normalise_mole_name,
+    BODY_SITES, MOLE_NAME_MAX_LENGTH, RECHECK_CHOICES, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS,
+    Diagnosis, Mole, clean_mole_name, normalise_mole_name,
 )
 
 # The file pickers' filter. The explicit HEIC/HEIF/AVIF entries and extensions make the file
@@ -44,14 +44,14 @@ class UploadForm(forms.Form):
         cleaned = super().clean()
         # A name of nothing visible is no name, as an empty one: the photo is not tracked.
         name = normalise_mole_name(cleaned.get("new_mole_name") or "")
-        try:
-            check_mole_name_length(name)
-        except forms.ValidationError as error:
-            self.add_error("new_mole_name", error)
         if cleaned.get("mole") and name:
+            # Whatever the name, it is one too many: this error alone, not "pick it from the list".
             self.add_error("new_mole_name", "Choose an existing mole or name a new one, not both.")
-        elif name and Mole.objects.name_taken(owner=self.owner, name=name):
-            self.add_error("new_mole_name", NEW_MOLE_NAME_TAKEN)
+        else:
+            try:
+                clean_mole_name(name, owner=self.owner, taken_message=NEW_MOLE_NAME_TAKEN)
+            except forms.ValidationError as error:
+                self.add_error("new_mole_name", error)
         cleaned["new_mole_name"] = name
         return cleaned
 
@@ -115,12 +115,9 @@ class MoleForm(forms.ModelForm):
         super().__init__(*args, label_suffix="", **kwargs)
 
     def clean_name(self):
-        name = normalise_mole_name(self.cleaned_data["name"])
+        name = clean_mole_name(self.cleaned_data["name"], owner=self.instance.owner, exclude_pk=self.instance.pk)
         if not name:  # nothing visible: refused as an empty name is
             raise forms.ValidationError(self.fields["name"].error_messages["required"], code="required")
-        check_mole_name_length(name)
-        if Mole.objects.name_taken(owner=self.instance.owner, name=name, exclude_pk=self.instance.pk):
-            raise forms.ValidationError(MOLE_NAME_TAKEN)
         return name
 
 

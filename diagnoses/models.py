@@ -5,6 +5,7 @@ from datetime import date, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models.functions import Lower
@@ -107,6 +108,20 @@ def check_mole_name_length(name: str) -> None:
     MaxLengthValidator(MOLE_NAME_MAX_LENGTH)(name)
 
 
+def clean_mole_name(name: str, *, owner, exclude_pk=None, taken_message: str = MOLE_NAME_TAKEN) -> str:
+    """A mole name as the forms and the API take it: normalised (normalise_mole_name), refused
+    with a ValidationError when composing made it too long (check_mole_name_length) or when the
+    owner already tracks another mole by it in any case (name_taken; taken_message, code "unique").
+    "" for a name of nothing visible, unchecked: each caller says what no name means (an untracked
+    photo, or a required field)."""
+    name = normalise_mole_name(name)
+    if name:
+        check_mole_name_length(name)
+        if Mole.objects.name_taken(owner=owner, name=name, exclude_pk=exclude_pk):
+            raise ValidationError(taken_message, code="unique")
+    return name
+
+
 def mole_name_key(name: str) -> str:
     """What two names that look the same share: the normalised name, case folded."""
     return unicodedata.normalize("NFC", normalise_mole_name(name).casefold())
@@ -206,6 +221,10 @@ def is_reviewed():
     )
 
 
+# The Mole attribute DiagnosisQuerySet.with_photos_before fills: its finished photos, oldest first.
+MOLE_FINISHED_PHOTOS = "finished_photos"
+
+
 class DiagnosisQuerySet(models.QuerySet):
     def awaiting_review(self):
         """Finished results no clinician has reviewed (is_reviewed)."""
@@ -224,6 +243,15 @@ class DiagnosisQuerySet(models.QuerySet):
             (waiting_since_queued & models.Q(queued_at__lt=cutoff))
             | models.Q(status=Diagnosis.Status.RUNNING, started_at__lt=cutoff)
         )
+
+    def with_photos_before(self):
+        """Prefetches the finished photos of each row's mole, with their reviews, in one query:
+        next_step reads each row's photo before from them (Diagnosis.photo_before), where a list
+        would otherwise ask for it row by row."""
+        finished = (Diagnosis.objects.filter(status=Diagnosis.Status.DONE).select_related("review")
+                    .order_by("created_at", "pk"))  # as earlier_photos_of_mole
+        return self.prefetch_related(models.Prefetch("mole__diagnoses", queryset=finished,
+                                                     to_attr=MOLE_FINISHED_PHOTOS))
 
 
 class Diagnosis(models.Model):
@@ -319,7 +347,7 @@ class Diagnosis(models.Model):
         model can rate two photos of one mole quite differently."""
         if self.status != self.Status.DONE or self.risk not in RISK_ORDER or self.current_review is not None:
             return None
-        previous = self.earlier_photos_of_mole().select_related("review").last()
+        previous = self.photo_before()
         if previous is None or RISK_ORDER.get(previous.risk, -1) <= RISK_ORDER[self.risk]:
             return None
         return None if previous.judged_by_a_clinician else previous
@@ -331,6 +359,17 @@ class Diagnosis(models.Model):
         does a review of an earlier result: current_review)."""
         review = self.current_review
         return review is not None and review.verdict != Review.Verdict.UNCLEAR
+
+    def photo_before(self):
+        """The last of earlier_photos_of_mole, with its review; None when there is none. Picked
+        from the mole's photos when with_photos_before prefetched them, else asked for."""
+        mole = self.mole if Diagnosis.mole.is_cached(self) else None  # not loaded just for this
+        photos = getattr(mole, MOLE_FINISHED_PHOTOS, None)
+        if photos is None:
+            return self.earlier_photos_of_mole().select_related("review").last()
+        earlier = [photo for photo in photos
+                   if photo.owner_id == self.owner_id and photo.created_at < self.created_at]
+        return earlier[-1] if earlier else None
 
     def earlier_photos_of_mole(self):
         """The finished checks of the same tracked mole taken before this one, oldest first:

@@ -10,8 +10,8 @@ from ml.quality import ISSUES
 
 from ..images import upload_limits
 from ..models import (
-    BODY_SITES, CLASS_CHOICES, MOLE_NAME_TAKEN, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis, Mole, Review,
-    ShareLink, StaffAccess, check_mole_name_length, normalise_mole_name,
+    BODY_SITES, CLASS_CHOICES, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis, Mole, Review,
+    ShareLink, StaffAccess, clean_mole_name,
 )
 
 # Read-only text fields the database keeps as "" until known; the API says null instead.
@@ -104,8 +104,9 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
     error = serializers.CharField(
         allow_null=True, read_only=True, help_text="Why the analysis failed (status `failed`)."
     )
+    # `step`: Diagnosis.next_step, worked out once a diagnosis by to_representation
     advice = serializers.CharField(
-        source="next_step.text", read_only=True,
+        source="step.text", read_only=True,
         help_text="What to do next, as the result page and the report say it; empty until `done`. A "
                   "clinician's `review` of this result leads; then one of an earlier result (its "
                   "`model_version` not the diagnosis') asking more than the advice otherwise given, until a "
@@ -139,6 +140,12 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
         )
         read_only_fields = fields
 
+    def to_representation(self, diagnosis):
+        # Diagnosis.next_step once a diagnosis, though `advice` and the detail's
+        # `previous_rated_higher` both read it: it may ask the database for the photo before.
+        diagnosis.step = diagnosis.next_step()
+        return super().to_representation(diagnosis)
+
     @extend_schema_field(Probabilities(allow_null=True, help_text="All seven classes (status `done`)."))
     def get_probabilities(self, diagnosis):
         if diagnosis.status != Diagnosis.Status.DONE:
@@ -159,7 +166,7 @@ class DiagnosisDetailSerializer(DiagnosisSerializer):
 
     # Diagnosis.next_step's photo: set only when `advice` follows it, so the two never disagree
     previous_rated_higher = DiagnosisSummarySerializer(
-        source="next_step.previous", allow_null=True, read_only=True,
+        source="step.previous", allow_null=True, read_only=True,
         help_text="The mole's photo just before this one, when the model rated it in a higher risk band and "
                   "`advice` follows it: no clinician has reviewed this one, none has judged that one (a "
                   "review that could not tell leaves it, as does a review of an earlier result, whose "
@@ -217,14 +224,12 @@ class MoleSerializer(serializers.ModelSerializer):
         return bool(photos) and photos[-1].new_photo_asked_for
 
     def validate_name(self, name):
-        name = normalise_mole_name(name)
+        # clean_mole_name raises Django's ValidationError: DRF's to_internal_value makes it this
+        # field's error, its message and code kept ("unique" when taken, "max_length" too long).
+        exclude_pk = self.instance.pk if self.instance is not None else None
+        name = clean_mole_name(name, owner=self.context["request"].user, exclude_pk=exclude_pk)
         if not name:  # nothing visible: refused as a blank name is
             self.fields["name"].fail("blank")
-        check_mole_name_length(name)
-        owner = self.context["request"].user
-        exclude_pk = self.instance.pk if self.instance is not None else None
-        if Mole.objects.name_taken(owner=owner, name=name, exclude_pk=exclude_pk):
-            raise serializers.ValidationError(MOLE_NAME_TAKEN, code="unique")
         return name
 
 

@@ -24,12 +24,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import services
-from ..models import Diagnosis, Mole, ShareLink
+from ..models import MOLE_NAME_TAKEN, Diagnosis, Mole, ShareLink
 from ..throttles import TokenRateThrottle, UploadRateThrottle
 from ..views import serve_file, share_url
 from .filters import DiagnosisFilter, StableOrderingFilter, ordering_values
 from .serializers import (
-    MOLE_NAME_TAKEN, AccountSerializer, DiagnosisDetailSerializer, DiagnosisSerializer,
+    AccountSerializer, DiagnosisDetailSerializer, DiagnosisSerializer,
     DiagnosisUploadSerializer, ErrorSerializer, FieldErrorsSerializer, MoleSerializer,
     ShareLinkCreatedSerializer, ShareLinkCreateSerializer, ShareLinkSerializer, StaffAccessSerializer,
 )
@@ -158,7 +158,10 @@ class DiagnosisViewSet(
     ordering = ["-created_at"]
 
     def get_queryset(self):
-        return Diagnosis.objects.filter(owner_id=self.request.user.pk).select_related("review", "mole")
+        diagnoses = Diagnosis.objects.filter(owner_id=self.request.user.pk).select_related("review", "mole")
+        # The list's `advice` (next_step) reads each tracked row's photo before: one query for
+        # the page, not one a row. A single diagnosis asks for its own in one query anyway.
+        return diagnoses.with_photos_before() if self.action == "list" else diagnoses
 
     def get_serializer_class(self):
         return DiagnosisDetailSerializer if self.action == "retrieve" else DiagnosisSerializer

@@ -3,13 +3,19 @@ and byte-order marks, bidi overrides. Every way a name comes in (the upload form
 mole edit form, the API's create and update) stores it normalised and refuses a look-alike of
 another mole's name as taken; the database refuses one in any case (the race between two)."""
 
+from types import SimpleNamespace
+
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from diagnoses import services
-from diagnoses.forms import NEW_MOLE_NAME_TAKEN
-from diagnoses.models import MOLE_NAME_TAKEN, Diagnosis, Mole, MoleQuerySet, normalise_mole_name
+from diagnoses.api.serializers import MoleSerializer
+from diagnoses.forms import NEW_MOLE_NAME_TAKEN, MoleForm, UploadForm
+from diagnoses.models import (
+    MOLE_NAME_TAKEN, Diagnosis, Mole, MoleQuerySet, clean_mole_name, normalise_mole_name,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -139,3 +145,62 @@ def test_a_name_that_composing_makes_too_long_is_refused_everywhere(owner_api, o
 
 def test_the_service_stores_a_name_normalised_whoever_calls_it(owner):
     assert services.mole_create(owner=owner, name=f" \u200b{CAFE_NFD} ").name == CAFE_NFC
+
+
+# --- the one check every way in shares (clean_mole_name) ----------------------------------------
+
+
+def test_the_check_gives_the_name_as_stored_and_leaves_no_name_to_its_caller(owner, django_assert_num_queries):
+    Mole.objects.create(owner=owner, name="Back")
+
+    assert clean_mole_name(f"\u200b{CAFE_NFD} ", owner=owner) == CAFE_NFC
+    with django_assert_num_queries(0):  # nothing visible: neither too long nor anyone's
+        assert clean_mole_name("\u200b\ufeff", owner=owner) == ""
+
+
+def test_the_check_refuses_a_name_composing_makes_too_long(owner):
+    with pytest.raises(ValidationError) as refused:
+        clean_mole_name(LENGTHENED_BY_COMPOSING, owner=owner)
+
+    assert refused.value.code == "max_length"
+
+
+def test_the_check_refuses_another_moles_name_in_any_case_but_not_the_moles_own(owner, outsider):
+    back = Mole.objects.create(owner=owner, name="Back")
+
+    with pytest.raises(ValidationError) as refused:
+        clean_mole_name("BACK", owner=owner)
+    with pytest.raises(ValidationError) as refused_new:
+        clean_mole_name("back", owner=owner, taken_message=NEW_MOLE_NAME_TAKEN)
+
+    assert (refused.value.messages, refused.value.code) == ([MOLE_NAME_TAKEN], "unique")
+    assert (refused_new.value.messages, refused_new.value.code) == ([NEW_MOLE_NAME_TAKEN], "unique")
+    assert clean_mole_name("BACK", owner=owner, exclude_pk=back.pk) == "BACK"
+    assert clean_mole_name("Back", owner=outsider) == "Back"  # names are per patient
+
+
+def test_every_way_in_refuses_a_taken_name_as_not_unique(owner):
+    """One error, one code: the upload form's new mole, the edit form and the API."""
+    Mole.objects.create(owner=owner, name="Back")
+    arm = Mole.objects.create(owner=owner, name="Arm")
+
+    upload_form = UploadForm({"new_mole_name": "back"}, owner=owner)
+    edit_form = MoleForm({"name": "BACK", "body_site": "back"}, instance=arm)
+    api = MoleSerializer(data={"name": "bAcK"}, context={"request": SimpleNamespace(user=owner)})
+
+    assert not upload_form.is_valid() and upload_form.has_error("new_mole_name", "unique")
+    assert not edit_form.is_valid() and edit_form.has_error("name", "unique")
+    assert not api.is_valid()
+    assert [(str(error), error.code) for error in api.errors["name"]] == [(MOLE_NAME_TAKEN, "unique")]
+
+
+@pytest.mark.parametrize("name", ["Back", LENGTHENED_BY_COMPOSING], ids=["taken", "too long when composed"])
+def test_the_upload_form_says_only_not_both_for_a_name_beside_a_chosen_mole(owner, name):
+    """Taken or too long, the name is one too many: that is the one thing to fix."""
+    arm = Mole.objects.create(owner=owner, name="Arm")
+    Mole.objects.create(owner=owner, name="Back")
+
+    form = UploadForm({"mole": str(arm.pk), "new_mole_name": name}, owner=owner)
+
+    assert not form.is_valid()
+    assert form.errors["new_mole_name"] == ["Choose an existing mole or name a new one, not both."]
