@@ -27,7 +27,7 @@ from ml import CLASS_NAMES, CLASSES, MALIGNANT
 
 from . import services
 from .models import Diagnosis, Mole, Review, StaffAccess
-from .services import BAND_OF_RANK, IS_REVIEWED, QUEUE_RANK, RISK_RANKS
+from .services import BAND_OF_RANK, FAILED_LABEL, IS_REVIEWED, QUEUE_RANK, RISK_RANKS, Skip
 from .views import load_model_card
 
 admin.site.site_header = "molesite review desk"
@@ -42,6 +42,8 @@ admin.site.enable_nav_sidebar = False  # the queue needs the width more
 # Text colours on the admin's white, where the site's pages use Bootstrap's (models.RISK_COLOURS).
 ADMIN_RISK_COLOURS = {"high": "#ba2121", "medium": "#b36b00", "low": "#2e7d32"}
 EARLIER_PHOTOS_SHOWN = 12
+# The case page's fields that only a failed case has something in (DiagnosisAdmin.get_fieldsets).
+FAILED_ONLY_FIELDS = {"error", "what_to_do"}
 
 
 def _file_url(diagnosis, kind):
@@ -75,7 +77,7 @@ class ReviewedFilter(admin.SimpleListFilter):
 
 class RiskFilter(admin.SimpleListFilter):
     """By the rank the queue orders by (queue_rank), so that "High" holds what the queue ranks
-    high; failed cases, ranked with the low ones, have no band and are left out."""
+    high; failed cases, ranked apart (services.FAILED_RANK), have no band and are in none."""
     title = "risk"
     parameter_name = "risk__exact"  # the parameter of the field's own filter, which this replaced
 
@@ -84,7 +86,23 @@ class RiskFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() in RISK_RANKS:
-            return queryset.filter(queue_rank=RISK_RANKS[self.value()]).exclude(status=Diagnosis.Status.FAILED)
+            return queryset.filter(queue_rank=RISK_RANKS[self.value()])
+        return queryset
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """The status field's own filter, under its parameter (services.FAILED_FILTER links to it),
+    whose failed choice says what such a case needs: no review can close it."""
+    title = "status"
+    parameter_name = "status__exact"
+
+    def lookups(self, request, model_admin):
+        return [(status, FAILED_LABEL if status == Diagnosis.Status.FAILED else label)
+                for status, label in Diagnosis.Status.choices]
+
+    def queryset(self, request, queryset):
+        if self.value() in Diagnosis.Status.values:
+            return queryset.filter(status=self.value())
         return queryset
 
 
@@ -213,7 +231,7 @@ class ReviewInline(admin.StackedInline):
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
         if obj is not None and obj.risk:
-            suggested, why = services.suggested_recommendation(obj)
+            suggested, why = services.suggested_recommendation(obj, obj.previous_photo_rated_higher())
             field = formset.form.base_fields["recommendation"]
             field.help_text = f"Suggested {why}: {Review.Recommendation(suggested).label}."
         return formset
@@ -243,6 +261,18 @@ class RecordsStaffAccess:
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
 
+# What bulk agreement tells the clinician of the cases it left alone, by reason (services.Skip),
+# in this order: those to review one by one first, as they wait for a clinician.
+SKIP_MESSAGES = {
+    Skip.NEEDS_A_LOOK: "Left {n} for a one-by-one review: a photo that failed the quality check, a low result on a "
+                       "palm or sole, or a mole whose previous photo was rated higher. Open each one and review it.",
+    Skip.EARLIER_RESULT: "Skipped {n} whose review is of an earlier result: open each one and save its review "
+                         "again, changed or not.",
+    Skip.FAILED: "Skipped {n} failed: re-run them or ask the patient for a new photo.",
+    Skip.NOT_DONE_OR_REVIEWED: "Skipped {n}: not finished yet, or already reviewed.",
+}
+
+
 @admin.register(Diagnosis)
 class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     list_display = [
@@ -257,7 +287,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "uploaded",
     ]
     list_display_links = ["thumb", "patient"]
-    list_filter = [RiskFilter, "status", ReviewedFilter, PhotoQualityFilter, "model_version", "created_at"]
+    list_filter = [RiskFilter, StatusFilter, ReviewedFilter, PhotoQualityFilter, "model_version", "created_at"]
     list_select_related = ["owner", "review"]
     search_fields = ["owner__username", "owner__email"]
     search_help_text = "Search by the patient's username or e-mail address."
@@ -283,6 +313,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
                 "fields": [
                     ("status", "photo_quality"),
                     "error",
+                    "what_to_do",
                     ("risk", "malignant_percent", "predicted_class"),
                     "probabilities_table",
                     ("model_version", "finished_at"),
@@ -298,6 +329,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "status",
         "photo_quality",
         "error",
+        "what_to_do",
         "risk",
         "malignant_percent",
         "predicted_class",
@@ -329,6 +361,8 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     @admin.display(description="Risk", ordering=QUEUE_RANK)
     def risk_band(self, obj):
+        if obj.status == Diagnosis.Status.FAILED:
+            return FAILED_LABEL  # why it ranks where it does (services.FAILED_RANK)
         if not obj.risk:
             return EMPTY
         band = format_html(
@@ -377,10 +411,11 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, {"title": "Review case", **(extra_context or {})})
 
     def get_fieldsets(self, request, obj=None):
-        """The error line only on a failed case: on any other it would be an empty '-'."""
+        """The error line and what to do only on a failed case: on any other they would be an
+        empty '-'."""
         if obj is not None and obj.status == Diagnosis.Status.FAILED:
             return self.fieldsets
-        return [(name, {**options, "fields": [f for f in options["fields"] if f != "error"]})
+        return [(name, {**options, "fields": [f for f in options["fields"] if f not in FAILED_ONLY_FIELDS]})
                 for name, options in self.fieldsets]
 
     def staff_access(self, obj):
@@ -391,6 +426,17 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     @admin.display(description="Photo")
     def photo(self, obj):
         return _large_image(obj, "image", "The patient's photo")
+
+    @admin.display(description="What to do")
+    def what_to_do(self, obj):
+        """A failed case's way out of the queue: no review closes it (get_fieldsets shows this on
+        failed cases only). The link lists it alone in the queue, where the re-run action is."""
+        queue = reverse("admin:diagnoses_diagnosis_changelist")
+        return format_html(
+            'Nothing to review: the photo could not be classified (the patient was told the reason '
+            'above). <a href="{}?id__exact={}">Select it in the queue</a> and re-run it (the action '
+            '"Re-run classification with the current model"), or, if the photo itself is the problem '
+            "or a re-run fails again, ask the patient for a new photo.", queue, obj.pk)
 
     @admin.display(description="Heatmap (where the model looked)")
     def heatmap_image(self, obj):
@@ -495,40 +541,13 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     @admin.action(description="Mark selected as reviewed (agree with the model)", permissions=["review"])
     def mark_reviewed(self, request, queryset):
-        # Listed before the reviews are saved: under the "not reviewed" filter a second count of
-        # the queryset would leave out the cases just reviewed.
-        selected = list(queryset.select_related(None))
-        reviewed = services.review_agree_many(diagnoses=selected, reviewer=request.user)
-        agreed = {review.diagnosis_id for review in reviewed}
-        skipped = [diagnosis for diagnosis in selected if diagnosis.pk not in agreed]
-        # Failed: nothing to review (read again, as a re-run may have started or ended meanwhile).
-        n_failed = Diagnosis.objects.filter(pk__in=[d.pk for d in skipped], status=Diagnosis.Status.FAILED).count()
-        outdated = (Review.objects.filter(diagnosis__in=skipped).exclude(diagnosis__status=Diagnosis.Status.FAILED)
-                    .select_related("diagnosis"))
-        n_outdated = sum(review.is_of_an_earlier_result for review in outdated)
-        # Finished and still without a review: left out by review_agree_many as needing a look.
-        n_held = Diagnosis.objects.filter(pk__in=[d.pk for d in skipped], status=Diagnosis.Status.DONE,
-                                          review__isnull=True).count()
-        self.message_user(request, f"Marked {len(reviewed)} as reviewed.", messages.SUCCESS)
-        if n_held:
-            self.message_user(
-                request, f"Left {n_held} for a one-by-one review: a photo that failed the quality check, or "
-                "a mole whose previous photo was rated higher. Open each one and review it.", messages.WARNING
-            )
-        if n_outdated:
-            self.message_user(
-                request, f"Skipped {n_outdated} whose review is of an earlier result: open each one and "
-                "save its review again, changed or not.", messages.WARNING
-            )
-        if n_failed:
-            self.message_user(
-                request, f"Skipped {n_failed} failed: re-run them or ask the patient for a new photo.",
-                messages.WARNING
-            )
-        if n_other := len(skipped) - n_outdated - n_held - n_failed:
-            self.message_user(request, f"Skipped {n_other}: not finished yet, or already reviewed.",
-                              messages.WARNING)
-        self._warn_of_patients_not_emailed(request, reviewed)
+        # The service reads each case again, under its lock, and says why it left any alone.
+        agreement = services.review_agree_many(diagnoses=list(queryset.select_related(None)), reviewer=request.user)
+        self.message_user(request, f"Marked {len(agreement)} as reviewed.", messages.SUCCESS)
+        for reason, message in SKIP_MESSAGES.items():
+            if count := agreement.skipped[reason]:
+                self.message_user(request, message.format(n=count), messages.WARNING)
+        self._warn_of_patients_not_emailed(request, agreement)
 
     @admin.action(description="Re-run classification with the current model", permissions=["change"])
     def requeue(self, request, queryset):

@@ -1,5 +1,6 @@
 """Every write to the diagnoses domain goes through these functions (web views, API, admin)."""
 
+import enum
 import hashlib
 import json
 import logging
@@ -10,7 +11,7 @@ import smtplib
 import socket
 import uuid
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from datetime import date, timedelta
 
@@ -58,23 +59,29 @@ MAX_ORPHANED_ATTEMPTS = 2
 STAFF_ACCESS_COALESCE = timedelta(minutes=30)
 
 IS_REVIEWED = is_reviewed()  # a review of the result shown now, not of one a re-run replaced
-# The queue's ranks, most pressing first. A failed case ranks with the low ones, not below: the
-# patient may need to be asked for a new photo. Cases with no result yet come last (NO_RANK).
-RISK_RANKS = {Diagnosis.Risk.HIGH: 0, Diagnosis.Risk.MEDIUM: 1, Diagnosis.Risk.LOW: 2}
+# The queue's ranks, most pressing first: the risk bands, and between medium and low the failed
+# cases (FAILED_RANK), which no review can close: each needs a re-run or a new photo from the
+# patient, and its mole's risk is unknown, so it ranks above the lows, not among them. Cases
+# with no result yet come last (NO_RANK).
+RISK_RANKS = {Diagnosis.Risk.HIGH: 0, Diagnosis.Risk.MEDIUM: 1, Diagnosis.Risk.LOW: 3}
+FAILED_RANK = 2
+NO_RANK = 4
 BAND_OF_RANK = {rank: band for band, rank in RISK_RANKS.items()}
-NO_RANK = len(RISK_RANKS)
+# What the desk calls a failed case (the queue's Risk column, its status filter), and the query
+# string of that filter (admin.StatusFilter, under the status field's own parameter).
+FAILED_LABEL = "Failed — needs a re-run or a new photo"
+FAILED_FILTER = "status__exact=failed"
 RISK_RANK = Case(
+    When(status=Diagnosis.Status.FAILED, then=Value(FAILED_RANK)),  # first: it has no result
     *(When(risk=band, then=Value(rank)) for band, rank in RISK_RANKS.items()),
-    When(status=Diagnosis.Status.FAILED, then=Value(RISK_RANKS[Diagnosis.Risk.LOW])),
     default=Value(NO_RANK),
     output_field=IntegerField(),
 )
-# Diagnosis.judged_by_a_clinician as a query expression: a review of the result shown now that
-# could tell from the photo.
-JUDGED = Exists(
-    Review.objects.filter(diagnosis=OuterRef("pk")).exclude(verdict=Review.Verdict.UNCLEAR)
-    .filter(Q(model_version="") | Q(model_version=OuterRef("model_version")))
-)
+# Diagnosis.judged_by_a_clinician as a query expression: a review of the result shown now
+# (IS_REVIEWED) that could tell from the photo. A case has one review at most (a OneToOneField),
+# so "no unclear review" excludes exactly the reviews that could not tell.
+JUDGED = IS_REVIEWED & ~Exists(
+    Review.objects.filter(diagnosis=OuterRef("pk"), verdict=Review.Verdict.UNCLEAR))
 # The rank of the mole's finished photo just before a case's (as Diagnosis.earlier_photos_of_mole
 # orders them); NO_RANK when a clinician judged that one, NULL when there is none.
 EARLIER_RANK = Subquery(
@@ -1013,45 +1020,79 @@ def case_hold(diagnosis_id) -> None:
     list(Diagnosis.objects.select_for_update().filter(pk=diagnosis_id).only("pk"))
 
 
-def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True, in_bulk: bool = False) -> Review | None:
+class Skip(enum.Enum):
+    """Why agreeing with the model left a case alone (review_agree_many counts them): the desk
+    tells the clinician what to do with each."""
+
+    NEEDS_A_LOOK = "needs a look"  # needs_a_look: in bulk only, for a review one by one
+    EARLIER_RESULT = "reviewed an earlier result"  # its review is to be saved again, of this one
+    FAILED = "failed"  # nothing to review: a re-run, or a new photo from the patient
+    NOT_DONE_OR_REVIEWED = "not done or reviewed"  # queued, running or deleted; or reviewed
+
+
+def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True) -> Review | None:
     """Agree with the model, recommending what its risk band suggests.
 
     Returns None (and changes nothing) for a diagnosis that is not done or already reviewed:
-    a clinician's earlier reading is never overwritten in bulk, even one saved at the same moment;
-    in_bulk (review_agree_many), also for one that needs_a_look.
+    a clinician's earlier reading is never overwritten in bulk, even one saved at the same moment.
     """
+    agreed = _agree_or_skip(diagnosis=diagnosis, reviewer=reviewer, notify=notify, in_bulk=False)
+    return agreed if isinstance(agreed, Review) else None
+
+
+def _agree_or_skip(*, diagnosis: Diagnosis, reviewer, notify: bool, in_bulk: bool) -> Review | Skip:
+    """review_agree's review, or why it made none; in_bulk (review_agree_many), also none for a
+    case that needs_a_look."""
     with transaction.atomic():
         case_hold(diagnosis.pk)
         # As it is now, not as the list loaded it: a re-run queued meanwhile has no result to agree
-        # with, and the review must carry the model version of the result it agrees with.
-        diagnosis = Diagnosis.objects.filter(pk=diagnosis.pk).select_related("owner").first()
-        if (diagnosis is None or diagnosis.status != Diagnosis.Status.DONE
-                or Review.objects.filter(diagnosis=diagnosis).exists()
-                or (in_bulk and needs_a_look(diagnosis))):
-            return None
+        # with, and the review must carry the model version of the result it agrees with. Its
+        # review comes in the same query, read after the hold: one saved meanwhile is seen.
+        diagnosis = Diagnosis.objects.filter(pk=diagnosis.pk).select_related("owner", "mole", "review").first()
+        if skip := _why_no_agreement(diagnosis):
+            return skip
+        previous = diagnosis.previous_photo_rated_higher()  # a query: asked once, for both below
+        if in_bulk and needs_a_look(diagnosis, previous):
+            return Skip.NEEDS_A_LOOK
         return review_save(
             diagnosis=diagnosis,
             reviewer=reviewer,
             verdict=Review.Verdict.AGREE,
-            recommendation=suggested_recommendation(diagnosis)[0],
+            recommendation=suggested_recommendation(diagnosis, previous)[0],
             notify=notify,
         )
 
 
-def needs_a_look(diagnosis: Diagnosis) -> bool:
+def _why_no_agreement(diagnosis: Diagnosis | None) -> Skip | None:
+    """Why no agreement can be saved for the case as it is now (None: deleted meanwhile), with
+    its review loaded; None when one can. A failed case says so even with a review (of the
+    result before a re-run that failed): what it needs is a re-run or a new photo."""
+    if diagnosis is None:
+        return Skip.NOT_DONE_OR_REVIEWED
+    if diagnosis.status == Diagnosis.Status.FAILED:
+        return Skip.FAILED
+    if diagnosis.status != Diagnosis.Status.DONE:
+        return Skip.NOT_DONE_OR_REVIEWED
+    review = diagnosis.review_or_none
+    if review is None:
+        return None
+    return Skip.EARLIER_RESULT if review.is_of_an_earlier_result else Skip.NOT_DONE_OR_REVIEWED
+
+
+def needs_a_look(diagnosis: Diagnosis, previous: Diagnosis | None) -> bool:
     """A finished, unreviewed result that agreeing in bulk must not settle: its photo failed the
     upload check, a low band the model is least sure of (a palm or sole: the patient is told to
-    see a doctor), or the mole's previous photo was rated higher."""
-    return (bool(diagnosis.photo_issues) or bool(diagnosis.low_risk_unreliable_advice)
-            or diagnosis.previous_photo_rated_higher() is not None)
+    see a doctor), or the mole's previous photo was rated higher (previous: the caller's
+    diagnosis.previous_photo_rated_higher(), a query it makes once)."""
+    return bool(diagnosis.photo_issues) or bool(diagnosis.low_risk_unreliable_advice) or previous is not None
 
 
-def suggested_recommendation(diagnosis: Diagnosis) -> tuple[str, str]:
+def suggested_recommendation(diagnosis: Diagnosis, previous: Diagnosis | None) -> tuple[str, str]:
     """(recommendation, why) that agreeing with the model gives, never less than the patient is
     told without a review: the band's (RECOMMENDATION_FOR_RISK), the higher band's of the mole's
-    previous photo when that is rated higher, a dermatologist soon for a low result on a palm or
+    previous photo when that is rated higher (previous: the caller's
+    diagnosis.previous_photo_rated_higher()), a dermatologist soon for a low result on a palm or
     sole (LOW_RISK_ACRAL_ADVICE)."""
-    previous = diagnosis.previous_photo_rated_higher()
     if previous is not None:
         return (RECOMMENDATION_FOR_RISK[previous.risk],
                 f"as the mole's previous photo was rated {previous.get_risk_display().lower()} risk")
@@ -1061,17 +1102,33 @@ def suggested_recommendation(diagnosis: Diagnosis) -> tuple[str, str]:
     return recommendation, f"for {diagnosis.get_risk_display().lower()} risk"
 
 
-def review_agree_many(*, diagnoses, reviewer) -> list[Review]:
+class BulkAgreement(list):
+    """review_agree_many's answer: the list of the reviews made, as it returned before it said
+    why (callers that read only the reviews are unchanged), and in skipped how many cases it
+    left alone for each reason (a Counter of Skip)."""
+
+    def __init__(self, reviews: list[Review], skipped: Counter):
+        super().__init__(reviews)
+        self.skipped = skipped
+
+
+def review_agree_many(*, diagnoses, reviewer) -> BulkAgreement:
     """review_agree on each diagnosis, leaving out those that need_a_look; then one e-mail per
-    patient for all of their checks reviewed here, not one per check. Returns the reviews made."""
-    reviews = [review for diagnosis in diagnoses
-               if (review := review_agree(diagnosis=diagnosis, reviewer=reviewer, notify=False, in_bulk=True))]
+    patient for all of their checks reviewed here, not one per check. Returns the reviews made,
+    with why the others were left (each decided once, as the case was when its turn came)."""
+    reviews, skipped = [], Counter()
+    for diagnosis in diagnoses:
+        agreed = _agree_or_skip(diagnosis=diagnosis, reviewer=reviewer, notify=False, in_bulk=True)
+        if isinstance(agreed, Review):
+            reviews.append(agreed)
+        else:
+            skipped[agreed] += 1
     by_patient = defaultdict(list)
     for review in reviews:
         by_patient[review.diagnosis.owner_id].append(review)
     for patient_reviews in by_patient.values():
         _queue_review_notice(patient_reviews, updated=False)
-    return reviews
+    return BulkAgreement(reviews, skipped)
 
 
 def staff_access_record(*, staff, patient, record: str, diagnosis=None, mole=None) -> StaffAccess | None:
@@ -1095,22 +1152,28 @@ def staff_access_record(*, staff, patient, record: str, diagnosis=None, mole=Non
 def review_queue_digest_send(*, today: date | None = None) -> int:
     """E-mail each clinician (an active reviewer, User.objects.reviewers(), with a confirmed
     address and queue_emails on) how many finished results wait for review, by risk band, and
-    since when, with a link to the queue; nothing when none wait. Once a day each: a second run
-    on the same day (a redelivered task, a second beat, the retry after a mail failure,
-    EmailsNotSent) sends only to those not told yet. Returns how many e-mails went out."""
+    since when, and apart from them how many failed cases need a re-run or a new photo, with a
+    link to the queue; nothing when neither wait. Once a day each: a second run on the same day
+    (a redelivered task, a second beat, the retry after a mail failure, EmailsNotSent) sends only
+    to those not told yet. Returns how many e-mails went out."""
     today = today or timezone.localdate()
     waiting = Diagnosis.objects.awaiting_review()
     # By the rank the queue orders by (QUEUE_RANK); finished results only, so none failed.
     counts = dict(waiting.annotate(rank=QUEUE_RANK).values_list("rank").annotate(n=Count("pk")).order_by())
     total = sum(counts.values())
-    if not total:
+    # Every failed case, reviewed before a re-run or not: only a re-run or a deletion ends one.
+    failed = Diagnosis.objects.filter(status=Diagnosis.Status.FAILED).count()
+    if not total and not failed:
         return 0
     oldest = waiting.order_by("finished_at").values_list("finished_at", flat=True).first()
+    queue_url = settings.SITE_URL + reverse("admin:diagnoses_diagnosis_changelist")
     context = {
         "total": total,
         "bands": [(band.label, counts.get(rank, 0)) for band, rank in RISK_RANKS.items()],
         "oldest": oldest,
-        "queue_url": settings.SITE_URL + reverse("admin:diagnoses_diagnosis_changelist"),
+        "failed": failed,
+        "queue_url": queue_url,
+        "failed_url": f"{queue_url}?{FAILED_FILTER}",
         "account_url": settings.SITE_URL + reverse("account"),
     }
     clinicians = (get_user_model().objects.reviewers().reachable_by_email()

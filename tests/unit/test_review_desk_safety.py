@@ -98,14 +98,15 @@ def test_the_queue_ranks_by_the_result_itself_once_the_earlier_photo_is_judged(r
     assert "ranked as the previous photo" not in reviewer_client.get(QUEUE_URL).content.decode()
 
 
-def test_the_queue_ranks_failed_cases_with_the_low_ones_not_below(reviewer_client, owner, make_diagnosis):
+def test_the_queue_ranks_failed_cases_apart_above_the_low_ones(reviewer_client, owner, make_diagnosis):
+    """Not among the lows, where they went unseen: no review closes one, and its risk is unknown."""
     low_new = make_diagnosis(owner, risk="low", age_days=1)
     failed = make_diagnosis(owner, status="failed", age_days=5)
     low_old = make_diagnosis(owner, risk="low", age_days=9)
     queued = make_diagnosis(owner, status="queued", age_days=20)
     medium = make_diagnosis(owner, risk="medium", age_days=2)
 
-    assert queue(reviewer_client) == [medium, low_old, failed, low_new, queued]
+    assert queue(reviewer_client) == [medium, failed, low_old, low_new, queued]
 
 
 # --- 3. the patient's e-mail and the clinician's warning ---------------------------------------
