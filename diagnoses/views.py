@@ -410,17 +410,27 @@ def mole_timeline(diagnoses):
     return timeline
 
 
-def one_risk_alert(latest_rise, rated_higher_before):
-    """(latest_rise, rated_higher_before) with at most one of them left: two alerts naming two
-    photos would give two pieces of advice (low, high, medium, low: "went up to high, within 2
-    weeks" beside "follow the medium photo's, within 4"). The one naming the higher band stays,
-    the rise on a tie; when both name one photo, the note does (it names the rise, with its
-    advice)."""
-    if latest_rise is None or rated_higher_before is None:
-        return latest_rise, rated_higher_before
-    risen = latest_rise[0]
-    if risen == rated_higher_before or RISK_ORDER[rated_higher_before.risk] > RISK_ORDER[risen.risk]:
-        return None, rated_higher_before
+def mole_alerts(latest_rise, latest):
+    """What a mole's page warns of, at most one alert: (latest_rise or None, latest's next step or
+    None). latest_rise: (photo, the band it rose from), the latest rise no clinician has judged,
+    whose alert gives that photo's band's advice. latest: the mole's latest analysed photo or
+    None, whose next step (read here, once) the page gives as its result page does where more
+    than its own band leads it: a pressing review (of this result, or of an earlier one still
+    standing) or the photo before, rated higher. Not a review asking less (a routine check): its
+    photo's page gives it, with the band's advice the clinician overruled. Two alerts naming two
+    pieces of advice (low, high, medium, low: "went up to high, within 2 weeks" beside "follow
+    the medium photo's, within 4"). A pressing review stays, as it leads on the photo's page;
+    between a rise and the photo rated higher, the one naming the higher band stays, the rise on
+    a tie; when both name one photo, the note does (it names the rise, with its advice)."""
+    step = latest.next_step() if latest is not None else None
+    pressing_review = step is not None and step.by_clinician and latest.review.is_pressing
+    if not (pressing_review or (step is not None and step.previous)):
+        return latest_rise, None
+    if latest_rise is None or pressing_review:
+        return None, step
+    risen, previous = latest_rise[0], step.previous
+    if risen == previous or RISK_ORDER[previous.risk] > RISK_ORDER[risen.risk]:
+        return None, step
     return latest_rise, None
 
 
@@ -431,15 +441,13 @@ def mole_detail(request, pk):
     diagnoses = list(mole.diagnoses.select_related("review").order_by("created_at"))
     timeline = mole_timeline(diagnoses)
     # A rise a clinician has since judged is theirs to advise on: the photo's page gives it. A
-    # review of an earlier result (before a re-run) judged other figures: the alert stays.
+    # review of an earlier result (before a re-run) judged other figures: the alert stays, unless
+    # that review's advice leads (mole_alerts).
     rises = [(d, change.from_risk) for d, change in timeline
              if change and change.went_up and not d.judged_by_a_clinician]
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
-    # The latest photo rated lower than the one before, whose advice its next_step follows: the
-    # lower estimate does not clear the higher one (as on that photo's result page). None when a
-    # review leads instead: of this result, or one of an earlier result asking more.
-    rated_higher_before = done[-1].next_step().previous if done else None
-    latest_rise, rated_higher_before = one_risk_alert(rises[-1] if rises else None, rated_higher_before)
+    latest_done = done[-1] if done else None
+    latest_rise, latest_step = mole_alerts(rises[-1] if rises else None, latest_done)
     in_use = (load_model_card() or {}).get("version")
     chart = {
         "labels": _chart_labels([d.created_at for d in done]),
@@ -452,7 +460,7 @@ def mole_detail(request, pk):
         request,
         "diagnoses/mole.html",
         {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "latest_rise": latest_rise,
-         "latest_done": done[-1] if done else None, "rated_higher_before": rated_higher_before,
+         "latest_done": latest_done, "latest_step": latest_step,
          "chart": chart, "has_chart": len(done) >= 2,
          # the chart's threshold lines are the model's in use; an earlier one banded at its own
          "by_an_earlier_model": bool(in_use) and any(d.model_version != in_use for d in done)},

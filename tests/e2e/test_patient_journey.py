@@ -368,6 +368,29 @@ def open_a_pending_result(page, site, owner, make_diagnosis):
     return pending
 
 
+def test_a_result_that_arrives_while_its_page_is_open_reads_as_on_a_fresh_load(page, site, shot, owner,
+                                                                             make_diagnosis):
+    """The page chose its disclaimer's "see a doctor if ..." while the photo was pending; once the
+    result (with its own such sentence, estimate-scope) is swapped in, it must not stay."""
+    pending = open_a_pending_result(page, site, owner, make_diagnosis)
+    doctor_if = page.get_by_text("See a doctor if a mole is new after age 30")
+    expect(doctor_if).to_have_count(1)
+    Diagnosis.objects.filter(pk=pending.pk).update(  # the result, as the worker stores it
+        status="done", risk="low", probabilities={"nv": 0.9, "mel": 0.1}, malignant_probability=0.1,
+        predicted_class="nv", model_version="test-model-1", finished_at=timezone.now())
+    expect(page.locator("#result [data-risk]")).to_be_visible(timeout=15_000)
+    shot(page, "result-arrived-while-open")
+    expect(page.get_by_test_id("estimate-scope")).to_have_count(1)
+    expect(doctor_if).to_have_count(0)
+    main_text = ("() => { const main = document.getElementById('main').cloneNode(true);"
+                 " main.querySelector('#result-announcer').remove();"  # says what just arrived
+                 " return main.textContent.replace(/\\s+/g, ' ').trim(); }")
+    swapped = page.evaluate(main_text)
+    page.reload()
+    expect(page.locator("#result [data-risk]")).to_be_visible()
+    assert page.evaluate(main_text) == swapped
+
+
 @pytest.mark.parametrize("how", ["deleted", "signed out"])
 def test_the_result_page_stops_waiting_and_says_why_when_asking_again_cannot_help(page, site, owner,
                                                                                   make_diagnosis, how):

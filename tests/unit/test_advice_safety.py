@@ -1,10 +1,11 @@
 """What to do next, safely: the low band sends warning signs to a doctor; every finished result
 says what its estimate cannot judge, and a low one on palms or soles asks for a doctor; a
 clinician's pressing advice outlives a re-run rated lower; the result page, the report, the shared
-report and the API give one piece of advice (Diagnosis.next_step); the report's catch rates say
-which photos they hold on."""
+report and the API give one piece of advice (Diagnosis.next_step); a result that arrives while its
+page is open reads as on a fresh load; the report's catch rates say which photos they hold on."""
 
 import html
+import re
 
 import pytest
 from django.test import Client
@@ -89,6 +90,40 @@ def test_every_finished_result_says_what_its_estimate_cannot_judge(owner_client,
         assert "may be wrong on phone photos, darker skin, palms, soles and nails" in scope
         assert "if the mole has symptoms or worries you, see a doctor whatever it says" in scope
     assert SCOPE not in text(owner_client, queued.get_absolute_url())
+
+
+def without_tokens(page):
+    """A page with its CSRF tokens blanked: each rendering masks the token anew."""
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', 'name="csrfmiddlewaretoken"', page)
+
+
+def outside_the_result(client, diagnosis):
+    """The result page, without what its script swaps in and out of #result as the status
+    changes (the status endpoint's fragment) and #result's data attributes: what a page opened
+    while the photo was pending keeps once its result arrives."""
+    fragment = without_tokens(client.get(reverse("diagnoses:status", args=[diagnosis.pk])).json()["html"])
+    page = without_tokens(text(client, diagnosis.get_absolute_url()))
+    assert page.count(fragment) == 1  # the page holds the fragment as the script swaps it in
+    return re.sub(r'<div id="result" [^>]*>', '<div id="result">', page.replace(fragment, ""))
+
+
+def test_a_result_that_arrives_while_its_page_is_open_reads_as_a_fresh_load(
+        owner, owner_client, make_diagnosis):
+    """The disclaimer's "see a doctor if ..." is for a page with no result yet; a finished one says
+    it in _estimate_scope.html. Outside the fragment the script swaps, it would stay beside that
+    once the result arrived: nothing there may depend on the status."""
+    doctor_if = "See a doctor if a mole is new after age 30"
+    diagnosis = make_diagnosis(owner, status="queued")
+    while_pending = outside_the_result(owner_client, diagnosis)
+    assert doctor_if in text(owner_client, diagnosis.get_absolute_url())
+
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(  # the result, as the worker stores it
+        status="done", risk="low", probabilities={"nv": 0.9, "mel": 0.1}, malignant_probability=0.1,
+        predicted_class="nv", model_version=NEW, finished_at=timezone.now())
+    assert outside_the_result(owner_client, diagnosis) == while_pending
+    page = text(owner_client, diagnosis.get_absolute_url())
+    assert page.count(SCOPE) == 1 and doctor_if not in page
+    assert page.count("This is not a diagnosis.") == 1
 
 
 @pytest.mark.parametrize("photo_issues", [[], ["dark"]], ids=["good photo", "poor photo"])

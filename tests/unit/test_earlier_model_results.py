@@ -2,6 +2,9 @@
 another model) counts as no review on the patient's pages, the report and the API; and pages that
 compare two photos say when another model analysed one of them."""
 
+import html
+import re
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -116,8 +119,34 @@ def test_a_review_of_an_earlier_result_leaves_the_higher_rating_before_standing(
 def test_the_report_names_a_review_of_an_earlier_result_as_such(owner_client, reviewed_then_rated_high):
     report = page(owner_client, reverse("diagnoses:report", args=[reviewed_then_rated_high.pk]))
     assert "Clinician review of an earlier result" in report
-    assert "which no clinician has reviewed yet" in report
+    assert "no clinician has reviewed that result yet" in report
     assert report.index("What to do next.") < report.index("Clinician review of an earlier result")
+
+
+def said(html_text):
+    """A passage's text as read: tags dropped, runs of white space made one space."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", html_text))).strip()
+
+
+@pytest.mark.parametrize("recommendation", ["routine", "urgent"])
+def test_the_page_and_the_report_say_what_a_review_of_an_earlier_result_was_of_alike(
+        owner_client, owner, make_diagnosis, recommendation):
+    """One sentence (_review_of_earlier_result.html), whether the review's advice leads or not."""
+    diagnosis = make_diagnosis(owner, risk="high", model_version=OLD)
+    review_of(diagnosis, model_version=OLD, recommendation=recommendation)
+    rerun(diagnosis, risk="low")
+    result = page(owner_client, diagnosis.get_absolute_url())
+    on_page = said(result.split('data-testid="review-earlier-result">', 1)[1].split("</p>", 1)[0])
+    report = page(owner_client, reverse("diagnoses:report", args=[diagnosis.pk]))
+    in_report = said(report.split("Clinician review of an earlier result", 1)[1]
+                     .split('<p class="small">', 1)[1].split("</p>", 1)[0])
+    assert on_page == in_report
+    assert on_page.startswith(f"This review was of the result from model {OLD}; model {NEW} has "
+                              "analysed the photo again since, and no clinician has reviewed that "
+                              "result yet: ")
+    assert on_page.endswith("this review's advice stands, as it asks more than the new result's."
+                            if recommendation == "urgent"
+                            else "the advice above is that of its risk band.")
 
 
 # --- 2. comparing results of different model versions -------------------------------------------

@@ -1,7 +1,8 @@
 """Diagnosis.next_step decides what the patient does next; the mole page's note on a latest photo
 rated lower, the API's `previous_rated_higher` and the share form follow it too, not the photo
 rated higher on its own: a review of an earlier result (before a re-run) asking more than that
-photo's advice leads instead, everywhere."""
+photo's advice leads instead, everywhere. The mole page gives its latest photo's next step as
+that photo's result page does, where more than the photo's own band leads it."""
 
 import html
 
@@ -12,11 +13,12 @@ from django.urls import reverse
 from diagnoses import services
 from diagnoses.models import Mole
 from tests.conftest import token_client
-from tests.unit.test_advice_safety import NEW, OLD, advice_everywhere, rerun, review_of, text
+from tests.unit.test_advice_safety import NEW, OLD, advice_after, advice_everywhere, rerun, review_of, text
 
 pytestmark = pytest.mark.django_db
 
 NOTE = 'data-testid="latest-rated-lower"'
+LATEST_STEP = 'data-testid="latest-next-step"'
 SHARE_PROMISE = "though it says that an earlier photo of this mole was rated"
 
 
@@ -67,3 +69,39 @@ def test_the_share_form_promises_the_earlier_rating_only_when_the_report_gives_i
     shared = text(Client(), reverse("shared_report", args=[token]))
     assert ('data-testid="previous-rated-higher"' in shared) is leads
     assert ("was rated <strong>medium risk</strong>" in shared) is leads
+
+
+# What leads each next step, before its advice: on the result page, and on the mole page.
+LEADERS = {"earlier_review": 'data-testid="review-earlier-result"', "review": "Reviewed by a clinician on",
+           "previous_photo": 'data-testid="latest-rated-lower"'}
+
+
+@pytest.mark.parametrize("source", list(LEADERS))
+def test_the_mole_page_gives_its_latest_photos_next_step_as_its_result_page_does(
+        owner, owner_client, make_diagnosis, source):
+    """An urgent review of an earlier result of the latest photo, one of this result, or the photo
+    before rated higher: the mole page gives that photo's advice, with what leads it, in place of
+    the alert on the rise (its band's advice, which the pressing review outweighs)."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    make_diagnosis(owner, risk="high" if source == "previous_photo" else "low", mole=mole, age_days=30,
+                   model_version=NEW)
+    latest = make_diagnosis(owner, risk="low" if source == "previous_photo" else "high", mole=mole,
+                            age_days=1, model_version=OLD if source == "earlier_review" else NEW)
+    if source == "earlier_review":
+        review_of(latest, recommendation="urgent", model_version=OLD)
+        rerun(latest, risk="high")  # went up from low: an alert on the rise, without the fix
+    elif source == "review":
+        review_of(latest, recommendation="urgent", model_version=NEW)
+    step = latest.next_step()
+    assert step.source == source
+
+    page = text(owner_client, mole.get_absolute_url())
+    assert page.count("What to do next.") == 1
+    advice = advice_after(page, "What to do next.")
+    assert advice == advice_after(text(owner_client, latest.get_absolute_url()), "What to do next.")
+    assert advice == html.unescape(step.text)
+    block = page.split(LATEST_STEP, 1)[1].split("</section>", 1)[0]
+    assert latest.get_absolute_url() in block.split("</h2>", 1)[0]  # "this photo" in it is this one
+    assert block.index(LEADERS[source]) < block.index("What to do next.")
+    assert "went up" not in page  # one piece of advice
+
