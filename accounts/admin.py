@@ -2,6 +2,7 @@ from axes.models import AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -29,8 +30,23 @@ class RefusesSecretLookups:
         return not lookup.startswith(self.secret_lookups) and super().lookup_allowed(lookup, value, request)
 
 
+class MolesiteUserChangeForm(UserChangeForm):
+    """Checks the address (User.email's validators) only when it is changed. One stored before
+    the check (accounts.validators) must not block deactivating the account or changing its
+    groups or staff status: changing the address would stamp the new one confirmed and tell
+    the old one (MolesiteUserAdmin.save_model)."""
+
+    def _get_validation_exclusions(self):
+        # Django's list of fields full_clean() leaves out (no public hook for this).
+        exclude = super()._get_validation_exclusions()
+        if "email" not in self.changed_data:
+            exclude.add("email")
+        return exclude
+
+
 @admin.register(User)
 class MolesiteUserAdmin(RecordsStaffAccess, RefusesSecretLookups, UserAdmin):
+    form = MolesiteUserChangeForm
     secret_lookups = ("auth_token",)  # the patient's API login (Django's refuses "password")
     fieldsets = UserAdmin.fieldsets + (
         ("E-mails", {"fields": ("email_confirmed_at", "review_emails", "queue_emails")}),

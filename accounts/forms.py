@@ -57,13 +57,14 @@ NOT_YOUR_PASSWORD = "This is not your current password."
 
 
 class SignUpForm(ErrorsTakeTheFocusMixin, NoColonMixin, UserCreationForm):
+    # No validator of its own: this ModelForm's model validation runs User.email's
+    # (accounts.validators); one here would only run the same check twice.
     email = forms.EmailField(
         required=True,
         help_text="Used to reset your password and to tell you when a clinician has reviewed one of "
         "your checks (you can turn that off on your account page). We send a link to it to "
         "confirm that it is yours.",
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
-        validators=[validate_address_sent_as_typed],
     )
 
     consent = consent_field()

@@ -34,8 +34,9 @@ class MolesiteUserManager(UserManager.from_queryset(UserQuerySet)):
 class User(AbstractUser):
     """The project's user from the first migration, so it can grow without a painful swap."""
 
-    # Django's field, plus the check that the site's e-mails reach the address as typed: the
-    # admin's user page, createsuperuser and createreviewer run the field's validators.
+    # Django's field, plus the check that the site's e-mails reach the address as typed: run by
+    # sign-up's form, the admin's user forms, createsuperuser and createreviewer (not by
+    # create_user() or save(): see accounts.validators).
     email = models.EmailField("email address", blank=True,
                               validators=[validate_address_sent_as_typed])
 

@@ -1,6 +1,9 @@
-"""The check on an e-mail address that the site will mail: on User.email, so that every way an
-address is stored applies it (the admin's user page, createsuperuser, createreviewer), and on the
-forms that take one before any user is saved (sign-up, password reset, e-mail change)."""
+"""The check on an e-mail address that the site will mail, on User.email. A model's validators
+run only where something calls them: sign-up's form (a ModelForm over User), the admin's user
+forms (the change page only when the address is changed: accounts.admin), createsuperuser and
+createreviewer. The password reset and e-mail change forms, which save no User, add it to their
+own field. Nothing else does: create_user(), services.reviewer_create() and queryset updates
+store what they are given, so the clinic's scripts must check an address themselves."""
 
 from email.errors import HeaderParseError
 

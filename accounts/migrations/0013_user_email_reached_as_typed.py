@@ -1,6 +1,7 @@
 """User.email refuses an address the site's e-mails would not reach as typed
 (accounts.validators): a validator only, no change to the table. Addresses stored before are
-left as they are; the admin asks for a better one at the next save of such a user."""
+left as they are, and the admin still saves such a user: it checks the address only when it is
+changed."""
 
 import accounts.validators
 from django.db import migrations, models

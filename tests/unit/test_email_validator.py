@@ -1,6 +1,7 @@
 """The check that the site's e-mails reach an address as typed lives on User.email, so that staff
 cannot store one the mailer would send elsewhere either: the admin's user forms and createreviewer
-refuse it as sign-up and the account page do (tests/unit/test_address_and_username_forms.py)."""
+refuse it as sign-up and the account page do (tests/unit/test_address_and_username_forms.py).
+The admin checks it only when changed, so a user stored with one before still saves."""
 
 import pytest
 from django.contrib import admin
@@ -55,6 +56,27 @@ def test_the_admins_change_user_form_refuses_it(admin_client, owner, address):
     assert response.context["adminform"].form.errors["email"] == [ADDRESS_NOT_SENT_AS_TYPED]
     owner.refresh_from_db()
     assert owner.email == "patient@example.com"
+
+
+def test_the_admin_still_saves_a_user_whose_stored_address_it_would_now_refuse(
+        admin_client, owner, mailoutbox):
+    """An address stored before the check (by the admin, createreviewer or createsuperuser) is
+    checked only when changed: the account can still be deactivated, its groups or staff status
+    changed, without a new address (which would be stamped confirmed, the old one told)."""
+    get_user_model().objects.filter(pk=owner.pk).update(email='"bob"@example.org')
+    owner.refresh_from_db()
+    confirmed_at = owner.email_confirmed_at
+    form = {"username": owner.username, "email": '"bob"@example.org',  # is_active left off
+            "date_joined_0": "2026-01-01", "date_joined_1": "10:00:00",
+            "review_emails": "on", "queue_emails": "on"}
+
+    response = admin_client.post(reverse("admin:accounts_user_change", args=[owner.pk]), form)
+
+    assert response.status_code == 302
+    owner.refresh_from_db()
+    assert not owner.is_active
+    assert owner.email == '"bob"@example.org' and owner.email_confirmed_at == confirmed_at
+    assert mailoutbox == []
 
 
 @pytest.mark.parametrize("address", SENT_ELSEWHERE)
