@@ -411,7 +411,7 @@ def test_the_patient_keeps_the_review_when_a_rerun_fails(owner_client, reviewer,
         page = owner_client.get(url).content.decode()
         assert services.MESSAGE_MODEL_UNAVAILABLE in page
         assert "Urgent: see a doctor now" in page and "Please see a dermatologist this week." in page
-        assert "old-model); the newer analysis did not complete." in page
+        assert "the result from model old-model; the photo's newer analysis did not complete." in page
         assert "Malignant probability" not in page and "malignant probability" not in page
 
 
