@@ -27,7 +27,8 @@ from ml import CLASS_NAMES, CLASSES, MALIGNANT
 
 from . import services
 from .models import Diagnosis, Mole, Review, StaffAccess
-from .services import BAND_OF_RANK, FAILED_LABEL, IS_REVIEWED, QUEUE_RANK, RISK_RANKS, Skip
+from .services import (ANSWERED_LABEL, BAND_OF_RANK, FAILED_LABEL, FAILED_RANK, QUEUE_RANK, REVIEWED_AT_DESK,
+                       RISK_RANKS, Skip)
 from .views import load_model_card
 
 admin.site.site_header = "molesite review desk"
@@ -61,6 +62,8 @@ def pseudonym(kind: str, value) -> str:
 
 
 class ReviewedFilter(admin.SimpleListFilter):
+    """Reviewed as the queue orders and the column marks (services.REVIEWED_AT_DESK): a failed
+    case is under "Not reviewed", whatever review it kept."""
     title = "reviewed"
     parameter_name = "reviewed"
 
@@ -69,9 +72,9 @@ class ReviewedFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "no":
-            return queryset.filter(~IS_REVIEWED)
+            return queryset.filter(~REVIEWED_AT_DESK)
         if self.value() == "yes":
-            return queryset.filter(IS_REVIEWED)
+            return queryset.filter(REVIEWED_AT_DESK)
         return queryset
 
 
@@ -268,7 +271,8 @@ SKIP_MESSAGES = {
                        "palm or sole, or a mole whose previous photo was rated higher. Open each one and review it.",
     Skip.EARLIER_RESULT: "Skipped {n} whose review is of an earlier result: open each one and save its review "
                          "again, changed or not.",
-    Skip.FAILED: "Skipped {n} failed: re-run them or ask the patient for a new photo.",
+    Skip.FAILED: "Skipped {n} failed: no review settles them. Re-run them (the classifier may have been "
+                 "unavailable); one that fails again waits for the new photo its patient was told to upload.",
     Skip.NOT_DONE_OR_REVIEWED: "Skipped {n}: not finished yet, or already reviewed.",
 }
 
@@ -291,9 +295,9 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     list_select_related = ["owner", "review"]
     search_fields = ["owner__username", "owner__email"]
     search_help_text = "Search by the patient's username or e-mail address."
-    # The queue: unreviewed cases first; among them the highest risk first (QUEUE_RANK), then the
-    # oldest.
-    ordering = [IS_REVIEWED.asc(), QUEUE_RANK.asc(), F("created_at").asc()]
+    # The queue: unreviewed cases first (a failed one always is); among them the highest risk
+    # first (QUEUE_RANK), then the oldest.
+    ordering = [REVIEWED_AT_DESK.asc(), QUEUE_RANK.asc(), F("created_at").asc()]
     list_per_page = 50
     # One COUNT per load, the filtered list's: not a second one of the whole table as well.
     show_full_result_count = False
@@ -361,8 +365,8 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     @admin.display(description="Risk", ordering=QUEUE_RANK)
     def risk_band(self, obj):
-        if obj.status == Diagnosis.Status.FAILED:
-            return FAILED_LABEL  # why it ranks where it does (services.FAILED_RANK)
+        if obj.status == Diagnosis.Status.FAILED:  # why it ranks where it does (services.RISK_RANK)
+            return FAILED_LABEL if obj.queue_rank == FAILED_RANK else ANSWERED_LABEL
         if not obj.risk:
             return EMPTY
         band = format_html(
@@ -386,9 +390,10 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
             return EMPTY
         return format_html('<strong style="color:{}">{}</strong>', ADMIN_RISK_COLOURS["medium"], obj.photo_issues_text)
 
-    @admin.display(description="Reviewed", boolean=True, ordering=IS_REVIEWED)
+    @admin.display(description="Reviewed", boolean=True, ordering=REVIEWED_AT_DESK)
     def reviewed(self, obj):
-        return obj.current_review is not None  # the Python side of IS_REVIEWED
+        # the Python side of REVIEWED_AT_DESK
+        return obj.status == Diagnosis.Status.DONE and obj.current_review is not None
 
     @admin.display(description="Uploaded", ordering="created_at")
     def uploaded(self, obj):
@@ -429,14 +434,20 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     @admin.display(description="What to do")
     def what_to_do(self, obj):
-        """A failed case's way out of the queue: no review closes it (get_fieldsets shows this on
-        failed cases only). The link lists it alone in the queue, where the re-run action is."""
+        """A failed case's way out of the queue, in what a reviewer can do: no review closes it,
+        and reviewers cannot reach patients (get_fieldsets shows this on failed cases only). The
+        link lists it alone in the queue, where the re-run action is."""
+        if obj.queue_rank != FAILED_RANK:  # answered by a later photo (services.ANSWERED)
+            return ("Nothing to do: the patient has uploaded a newer photo since (of this mole, when it "
+                    "is tracked), which is a case of its own.")
         queue = reverse("admin:diagnoses_diagnosis_changelist")
         return format_html(
             'Nothing to review: the photo could not be classified (the patient was told the reason '
             'above). <a href="{}?id__exact={}">Select it in the queue</a> and re-run it (the action '
-            '"Re-run classification with the current model"), or, if the photo itself is the problem '
-            "or a re-run fails again, ask the patient for a new photo.", queue, obj.pk)
+            '"Re-run classification with the current model"): the classifier may have been '
+            "unavailable. If it fails again, the photo itself is the problem: the patient has been "
+            "told to upload a new one, which will come as a new case (an administrator can contact "
+            "them).", queue, obj.pk)
 
     @admin.display(description="Heatmap (where the model looked)")
     def heatmap_image(self, obj):
@@ -560,7 +571,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     def export_reviewed_csv(self, request, queryset):
         # A review of a result a re-run replaced would pair its verdict with figures the
         # clinician never read: such a case counts as unreviewed here too, as in the queue.
-        reviewed = queryset.filter(IS_REVIEWED, status=Diagnosis.Status.DONE)
+        reviewed = queryset.filter(REVIEWED_AT_DESK)
         if not reviewed.exists():
             self.message_user(request, "None of the selected cases has been reviewed (a review of a result "
                               "that a re-run replaced does not count until it is saved again).", messages.WARNING)

@@ -24,7 +24,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import (DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, InterfaceError, OperationalError,
                        connection, transaction)
-from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models import (BooleanField, Case, Count, Exists, ExpressionWrapper, F, IntegerField, OuterRef, Q,
+                              Subquery, Value, When)
 from django.db.models.functions import Coalesce, Least
 from django.urls import reverse
 from django.utils import timezone
@@ -59,24 +60,45 @@ MAX_ORPHANED_ATTEMPTS = 2
 STAFF_ACCESS_COALESCE = timedelta(minutes=30)
 
 IS_REVIEWED = is_reviewed()  # a review of the result shown now, not of one a re-run replaced
+# Reviewed as the desk counts it (the queue's order, its Reviewed filter and column, the export):
+# a finished result with a review of it. A failed case never is, whatever review it kept: a
+# review saved before reviews carried a model version counts, in IS_REVIEWED, as of any result,
+# but no review closes a photo that has no result.
+REVIEWED_AT_DESK = ExpressionWrapper(Q(status=Diagnosis.Status.DONE) & IS_REVIEWED, output_field=BooleanField())
+# A failed case is answered once its patient has uploaded again after it, as its error message
+# asked: a later photo of the same mole when it is tracked (one of another mole answers nothing),
+# any later photo when it is not (nobody can tell which mole that was). Whatever became of the
+# later photo: if it failed too, it is the one that waits.
+LATER_UPLOADS = Diagnosis.objects.filter(owner_id=OuterRef("owner_id"), created_at__gt=OuterRef("created_at"))
+ANSWERED = (Q(mole__isnull=True) & Exists(LATER_UPLOADS)) | Exists(LATER_UPLOADS.filter(mole_id=OuterRef("mole_id")))
+FAILED_WAITING = Q(status=Diagnosis.Status.FAILED) & ~ANSWERED
 # The queue's ranks, most pressing first: the risk bands, and between medium and low the failed
-# cases (FAILED_RANK), which no review can close: each needs a re-run or a new photo from the
-# patient, and its mole's risk is unknown, so it ranks above the lows, not among them. Cases
-# with no result yet come last (NO_RANK).
+# cases still waiting (FAILED_RANK), which no review can close: each needs a re-run, or else
+# the new photo its patient was told to upload, and its mole's risk is unknown, so it ranks
+# above the lows, not among them. Last (NO_RANK) the cases with no result yet, and the failed
+# ones answered by a later photo (ANSWERED): nothing is left to do on those.
 RISK_RANKS = {Diagnosis.Risk.HIGH: 0, Diagnosis.Risk.MEDIUM: 1, Diagnosis.Risk.LOW: 3}
 FAILED_RANK = 2
 NO_RANK = 4
 BAND_OF_RANK = {rank: band for band, rank in RISK_RANKS.items()}
-# What the desk calls a failed case (the queue's Risk column, its status filter), and the query
-# string of that filter (admin.StatusFilter, under the status field's own parameter).
-FAILED_LABEL = "Failed — needs a re-run or a new photo"
+# What the desk calls a failed case (the queue's Risk column, its status filter), one answered
+# by a later photo (the Risk column), and the query string of that filter (admin.StatusFilter,
+# under the status field's own parameter).
+FAILED_LABEL = "Failed — re-run, or wait for a new photo"
+ANSWERED_LABEL = "Failed — a newer photo followed"
 FAILED_FILTER = "status__exact=failed"
 RISK_RANK = Case(
-    When(status=Diagnosis.Status.FAILED, then=Value(FAILED_RANK)),  # first: it has no result
+    # first: a failed case has no result
+    When(FAILED_WAITING, then=Value(FAILED_RANK)),
+    When(status=Diagnosis.Status.FAILED, then=Value(NO_RANK)),  # answered
     *(When(risk=band, then=Value(rank)) for band, rank in RISK_RANKS.items()),
     default=Value(NO_RANK),
     output_field=IntegerField(),
 )
+# The morning count's failed line is a heads-up of the failed cases still waiting that failed
+# (finished_at: diagnosis_fail, diagnoses_recover_lost) in this time before it, the day since
+# the last count: an old failure, still first in the queue, is not mailed to everyone daily.
+FAILED_HEADS_UP = timedelta(days=1)
 # Diagnosis.judged_by_a_clinician as a query expression: a review of the result shown now
 # (IS_REVIEWED) that could tell from the photo. A case has one review at most (a OneToOneField),
 # so "no unclear review" excludes exactly the reviews that could not tell.
@@ -1152,17 +1174,17 @@ def staff_access_record(*, staff, patient, record: str, diagnosis=None, mole=Non
 def review_queue_digest_send(*, today: date | None = None) -> int:
     """E-mail each clinician (an active reviewer, User.objects.reviewers(), with a confirmed
     address and queue_emails on) how many finished results wait for review, by risk band, and
-    since when, and apart from them how many failed cases need a re-run or a new photo, with a
-    link to the queue; nothing when neither wait. Once a day each: a second run on the same day
-    (a redelivered task, a second beat, the retry after a mail failure, EmailsNotSent) sends only
-    to those not told yet. Returns how many e-mails went out."""
+    since when, and apart from them, as a heads-up, how many photos failed in the last day and
+    still wait (FAILED_HEADS_UP), with a link to the queue; nothing when neither. Once a day
+    each: a second run on the same day (a redelivered task, a second beat, the retry after a
+    mail failure, EmailsNotSent) sends only to those not told yet. Returns how many e-mails went
+    out."""
     today = today or timezone.localdate()
     waiting = Diagnosis.objects.awaiting_review()
     # By the rank the queue orders by (QUEUE_RANK); finished results only, so none failed.
     counts = dict(waiting.annotate(rank=QUEUE_RANK).values_list("rank").annotate(n=Count("pk")).order_by())
     total = sum(counts.values())
-    # Every failed case, reviewed before a re-run or not: only a re-run or a deletion ends one.
-    failed = Diagnosis.objects.filter(status=Diagnosis.Status.FAILED).count()
+    failed = Diagnosis.objects.filter(FAILED_WAITING, finished_at__gte=timezone.now() - FAILED_HEADS_UP).count()
     if not total and not failed:
         return 0
     oldest = waiting.order_by("finished_at").values_list("finished_at", flat=True).first()

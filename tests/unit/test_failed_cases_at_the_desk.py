@@ -1,24 +1,37 @@
 """Failed cases (a photo that could not be classified) at the review desk: no review can close
-one, only a re-run or a new photo, so the desk ranks them apart from the low ones, names them in
-the status filter and the Risk column, says on the case page what to do, and the clinicians'
-daily count counts them apart."""
+one, only a re-run or the new photo its patient was told to upload, so the desk ranks those still
+waiting apart from the low ones, and one answered by a later photo with the cases that need
+nothing; names them in the status filter and the Risk column; says on the case page what a
+reviewer can do; never counts one as reviewed; and the clinicians' daily count gives a heads-up
+of the photos that failed since the day before, not of every failure ever."""
+
+from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.utils import timezone
 
 from diagnoses import services
-from diagnoses.models import Diagnosis
+from diagnoses.models import Diagnosis, Review
 from tests.unit.test_review_desk_safety import QUEUE_URL, change_url, queue
 
 pytestmark = pytest.mark.django_db
 
-NEEDS = "Failed — needs a re-run or a new photo"
+NEEDS = "Failed — re-run, or wait for a new photo"
+ANSWERED = "Failed — a newer photo followed"
+
+
+def failed_case(owner, make_diagnosis, *, hours_ago=1, **kwargs):
+    """A failed case as diagnosis_fail leaves it: its finished_at is when it failed."""
+    diagnosis = make_diagnosis(owner, status="failed", **kwargs)
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(finished_at=timezone.now() - timedelta(hours=hours_ago))
+    return diagnosis
 
 
 def test_the_status_filter_and_the_risk_column_say_what_a_failed_case_needs(reviewer_client, owner,
                                                                             make_diagnosis):
-    failed = make_diagnosis(owner, status="failed")
-    low = make_diagnosis(owner, risk="low")
+    low = make_diagnosis(owner, risk="low", age_days=1)
+    failed = make_diagnosis(owner, status="failed")  # the patient's latest photo: still waiting
 
     html = reviewer_client.get(QUEUE_URL).content.decode()
     assert 'href="?status__exact=failed"' in html
@@ -29,13 +42,15 @@ def test_the_status_filter_and_the_risk_column_say_what_a_failed_case_needs(revi
     assert [queue(reviewer_client, risk__exact=band) for band in ("low", "medium", "high")] == [[low], [], []]
 
 
-def test_the_case_page_of_a_failed_case_says_how_to_deal_with_it(reviewer_client, owner, make_diagnosis):
+def test_the_case_page_of_a_failed_case_says_what_a_reviewer_can_do(reviewer_client, owner, make_diagnosis):
+    done = make_diagnosis(owner, risk="low", age_days=1)
     failed = make_diagnosis(owner, status="failed")
-    done = make_diagnosis(owner, risk="low")
 
     html = reviewer_client.get(change_url(failed)).content.decode()
     assert "Nothing to review: the photo could not be classified" in html
-    assert "ask the patient for a new photo" in html
+    assert "the classifier may have been unavailable" in html
+    assert "the patient has been told to upload a new one" in html
+    assert "ask the patient" not in html  # reviewers cannot reach patients
     assert f'href="{QUEUE_URL}?id__exact={failed.pk}"' in html
     assert "Nothing to review" not in reviewer_client.get(change_url(done)).content.decode()
     # the link lists that case alone, where the re-run action is
@@ -44,30 +59,131 @@ def test_the_case_page_of_a_failed_case_says_how_to_deal_with_it(reviewer_client
     assert "requeue" in dict(response.context["action_form"].fields["action"].choices)
 
 
+# --- answered by a later photo -----------------------------------------------------------------
+
+
+def test_a_failed_case_answered_by_a_later_photo_no_longer_ranks_above_the_lows(reviewer_client, owner,
+                                                                               outsider, make_diagnosis):
+    """Tracked: a later photo of the same mole answers it, one of another mole does not.
+    Untracked: any later photo of the patient's does. A photo from before, or another patient's,
+    answers nothing."""
+    shoulder = services.mole_create(owner=owner, name="Shoulder")
+    back = services.mole_create(owner=owner, name="Back")
+    medium = make_diagnosis(owner, risk="medium", age_days=2)
+    tracked_answered = make_diagnosis(owner, status="failed", mole=shoulder, age_days=8)
+    tracked_waiting = make_diagnosis(owner, status="failed", mole=back, age_days=7)
+    untracked_answered = make_diagnosis(owner, status="failed", age_days=6)
+    low_old = make_diagnosis(owner, risk="low", age_days=9)
+    shoulder_before = make_diagnosis(owner, risk="low", mole=shoulder, age_days=10)  # before it
+    new_of_shoulder = make_diagnosis(owner, risk="low", mole=shoulder, age_days=5)
+    # untracked, with no later photo of its patient's: the later photos above are another's
+    outsiders_failed = make_diagnosis(outsider, status="failed", age_days=20)
+    queued = make_diagnosis(owner, status="queued", age_days=30)
+
+    assert queue(reviewer_client) == [
+        medium, outsiders_failed, tracked_waiting,  # the failed cases still waiting
+        shoulder_before, low_old, new_of_shoulder,
+        queued, tracked_answered, untracked_answered,  # with the cases that need nothing
+    ]
+    html = reviewer_client.get(QUEUE_URL).content.decode()
+    assert html.count(ANSWERED) == 2 and html.count(NEEDS) == 3  # the filter's choice, two waiting
+
+
+def test_the_case_page_of_an_answered_failed_case_says_nothing_is_left_to_do(reviewer_client, owner,
+                                                                            make_diagnosis):
+    failed = make_diagnosis(owner, status="failed", age_days=3)
+    make_diagnosis(owner, risk="low", age_days=1)
+
+    html = reviewer_client.get(change_url(failed)).content.decode()
+    assert "Nothing to do: the patient has uploaded a newer photo since" in html
+    assert "Select it in the queue" not in html
+
+
+# --- never reviewed at the desk ----------------------------------------------------------------
+
+
+def test_a_failed_re_run_with_a_legacy_review_shows_unreviewed(reviewer_client, reviewer, owner, make_diagnosis):
+    """A review saved before reviews carried a model version counts as of any result: not of a
+    failed re-run's, which has none. The queue's order, its filter and its column agree."""
+    reviewed = make_diagnosis(owner, risk="high", age_days=1)
+    services.review_agree(diagnosis=reviewed, reviewer=reviewer)
+    legacy = make_diagnosis(owner, risk="low", age_days=2)
+    services.review_agree(diagnosis=legacy, reviewer=reviewer)
+    Review.objects.filter(diagnosis=legacy).update(model_version="")
+    services.diagnosis_requeue(diagnosis=legacy)
+    services.diagnosis_fail(diagnosis_id=legacy.pk, message=services.MESSAGE_UNREADABLE)
+
+    assert queue(reviewer_client) == [legacy, reviewed]
+    assert queue(reviewer_client, reviewed="no") == [legacy]
+    assert queue(reviewer_client, reviewed="yes") == [reviewed]
+    html = reviewer_client.get(QUEUE_URL).content.decode()
+    assert html.count("icon-no.svg") == 1 and html.count("icon-yes.svg") == 1
+    # nor is its review exported: it pairs a verdict with no result
+    assert not Diagnosis.objects.filter(pk=legacy.pk).filter(services.REVIEWED_AT_DESK).exists()
+
+
+# --- the daily count -----------------------------------------------------------------------------
+
+
 FAILED_URL = django_settings.SITE_URL + QUEUE_URL + "?status__exact=failed"
 
 
 def test_the_daily_count_counts_failed_cases_apart(owner, reviewer, make_diagnosis, mailoutbox):
     make_diagnosis(owner, risk="high")
-    make_diagnosis(owner, status="failed")
-    make_diagnosis(owner, status="failed")
+    for name in ("Shoulder", "Back"):  # of two moles: neither answers the other
+        failed_case(owner, make_diagnosis, mole=services.mole_create(owner=owner, name=name))
 
     assert services.review_queue_digest_send() == 1
     (email,) = mailoutbox
     assert email.subject == "1 case waits for review"
-    assert "- high risk: 1\n- medium risk: 0\n- low risk: 0\n" in email.body  # not among the bands
-    assert ("2 photos could not be classified (failed): no review can settle them. Re-run them, or ask for a "
-            f"new photo:\n{FAILED_URL}\n") in email.body
-    assert "patient" not in email.body  # counts only
+    assert "1 finished result waits for a clinician's review" in email.body  # the failed are apart
+    assert ("Heads-up: 2 photos could not be classified in the last 24 hours, with no newer photo since. "
+            "No review settles them: re-run them, as the classifier may have been unavailable. One that "
+            f"fails again needs a new photo, which its error message has already asked for:\n{FAILED_URL}\n"
+            ) in email.body
+    assert "patient" not in email.body  # counts only: no patient, no photo
 
 
-def test_the_daily_count_goes_out_for_failed_cases_alone(owner, reviewer, make_diagnosis, mailoutbox):
-    make_diagnosis(owner, status="failed")
+def test_the_daily_count_goes_out_for_a_fresh_failure_alone(owner, reviewer, make_diagnosis, mailoutbox):
+    failed_case(owner, make_diagnosis, hours_ago=23)
 
     assert services.review_queue_digest_send() == 1
     (email,) = mailoutbox
-    assert email.subject == "1 failed case needs a re-run or a new photo"
+    assert email.subject == "1 photo could not be classified in the last 24 hours"
     assert "No finished result waits for a clinician's review" in email.body
     assert "The oldest has waited" not in email.body and "- low risk" not in email.body
-    assert "1 photo could not be classified (failed): no review can settle it. Re-run it," in email.body
+    assert "Heads-up: 1 photo could not be classified in the last 24 hours" in email.body
+    assert "No review settles it: re-run it," in email.body
     assert Diagnosis.objects.awaiting_review().count() == 0
+
+
+def test_a_stale_failure_sends_no_daily_count(owner, reviewer, make_diagnosis, mailoutbox):
+    """Failed two days ago and still first in the queue: the day it failed was the day to tell."""
+    failed_case(owner, make_diagnosis, hours_ago=25, age_days=2)
+
+    assert services.review_queue_digest_send() == 0
+    assert mailoutbox == []
+
+
+def test_an_answered_failure_sends_no_daily_count(owner, reviewer, make_diagnosis, mailoutbox):
+    failed_case(owner, make_diagnosis, age_days=1)
+    make_diagnosis(owner, status="queued")  # the patient's new photo, not classified yet
+
+    assert services.review_queue_digest_send() == 0
+    assert mailoutbox == []
+
+
+def test_the_daily_count_leaves_out_stale_and_answered_failures(owner, reviewer, make_diagnosis, mailoutbox):
+    make_diagnosis(owner, risk="low")
+    arm = services.mole_create(owner=owner, name="Arm")
+    failed_case(owner, make_diagnosis, hours_ago=30, mole=arm, age_days=2)  # waiting, but stale
+    shoulder = services.mole_create(owner=owner, name="Shoulder")
+    failed_case(owner, make_diagnosis, mole=shoulder, age_days=1)
+    make_diagnosis(owner, risk="low", mole=shoulder)  # answers the shoulder's failure
+    back = services.mole_create(owner=owner, name="Back")
+    failed_case(owner, make_diagnosis, mole=back)  # fresh and waiting: the only one counted
+
+    assert services.review_queue_digest_send() == 1
+    (email,) = mailoutbox
+    assert email.subject == "2 cases wait for review"
+    assert "Heads-up: 1 photo could not be classified" in email.body

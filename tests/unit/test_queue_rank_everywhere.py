@@ -42,6 +42,7 @@ def test_agreeing_in_bulk_says_apart_the_failed_cases(reviewer_client, reviewer,
     messages = mark_reviewed(reviewer_client, [failed, queued, plain, failed_after_review])
 
     assert "Marked 1 as reviewed." in messages
-    assert "Skipped 2 failed: re-run them or ask the patient for a new photo." in messages
+    assert ("Skipped 2 failed: no review settles them. Re-run them (the classifier may have been unavailable); "
+            "one that fails again waits for the new photo its patient was told to upload.") in messages
     assert "Skipped 1: not finished yet, or already reviewed." in messages
     assert not any("earlier result" in m for m in messages)

@@ -99,9 +99,11 @@ def test_the_queue_ranks_by_the_result_itself_once_the_earlier_photo_is_judged(r
 
 
 def test_the_queue_ranks_failed_cases_apart_above_the_low_ones(reviewer_client, owner, make_diagnosis):
-    """Not among the lows, where they went unseen: no review closes one, and its risk is unknown."""
+    """Not among the lows, where they went unseen: no review closes one, and its risk is unknown
+    (while no later photo of its mole answers it: test_failed_cases_at_the_desk)."""
     low_new = make_diagnosis(owner, risk="low", age_days=1)
-    failed = make_diagnosis(owner, status="failed", age_days=5)
+    mole = services.mole_create(owner=owner, name="Left shoulder")
+    failed = make_diagnosis(owner, status="failed", mole=mole, age_days=5)
     low_old = make_diagnosis(owner, risk="low", age_days=9)
     queued = make_diagnosis(owner, status="queued", age_days=20)
     medium = make_diagnosis(owner, risk="medium", age_days=2)
