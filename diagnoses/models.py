@@ -427,9 +427,11 @@ class Diagnosis(models.Model):
             return NextStep("", "", self.risk_colour)
         band = self.risk_advice
         # format_html: a page shows the text as it is, its quotes unescaped (the API too)
-        if self.current_review is not None:
+        if (review := self.current_review) is not None:
+            # A pressing review is red as its own alert is, not the green of a low band it overrules.
+            colour = RISK_COLOURS["high"] if review.is_pressing else self.advice_colour
             return NextStep(format_html("Follow the clinician's recommendation above; the general advice for "
-                                        "this risk band is: {}", band), "review", self.advice_colour)
+                                        "this risk band is: {}", band), "review", colour)
         previous = self.previous_photo_rated_higher()
         review = self.review_or_none  # None, or of an earlier result
         leading = RISK_ORDER[previous.risk if previous else self.risk]

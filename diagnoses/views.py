@@ -26,7 +26,8 @@ from molesite.redirects import safe_next_url
 
 from . import services
 from .forms import NEW_MOLE_NAME_TAKEN, HistoryFilterForm, MoleForm, ShareLinkForm, UploadForm
-from .models import MOLE_NAME_TAKEN, RISK_ORDER, Diagnosis, Mole, StaffAccess
+from .models import (MOLE_FINISHED_PHOTOS, MOLE_NAME_TAKEN, RECOMMENDATION_ORDER, RISK_ORDER, Diagnosis, Mole,
+                     StaffAccess)
 from .throttles import SharedReportRateThrottle, UploadRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -410,35 +411,58 @@ def mole_timeline(diagnoses):
     return timeline
 
 
-def mole_alerts(latest_rise, latest):
-    """What a mole's page warns of, at most one alert: (latest_rise or None, latest's next step or
-    None). latest_rise: (photo, the band it rose from), the latest rise no clinician has judged,
-    whose alert gives that photo's band's advice. latest: the mole's latest analysed photo or
-    None, whose next step (read here, once) the page gives as its result page does where more
-    than its own band leads it: a pressing review (of this result, or of an earlier one still
-    standing) or the photo before, rated higher. Not a review asking less (a routine check): its
-    photo's page gives it, with the band's advice the clinician overruled. Two alerts naming two
-    pieces of advice (low, high, medium, low: "went up to high, within 2 weeks" beside "follow
-    the medium photo's, within 4"). A pressing review stays, as it leads on the photo's page;
-    between a rise and the photo rated higher, the one naming the higher band stays, the rise on
-    a tie; when both name one photo, the note does (it names the rise, with its advice)."""
-    step = latest.next_step() if latest is not None else None
-    pressing_review = step is not None and step.by_clinician and latest.review.is_pressing
-    if not (pressing_review or (step is not None and step.previous)):
-        return latest_rise, None
-    if latest_rise is None or pressing_review:
-        return None, step
-    risen, previous = latest_rise[0], step.previous
-    if risen == previous or RISK_ORDER[previous.risk] > RISK_ORDER[risen.risk]:
-        return None, step
-    return latest_rise, None
+def mole_alerts(latest_rise, newest, latest):
+    """What a mole's page warns of, at most one alert: (latest_rise or None, the photo whose next
+    step the page gives or None, that step or None).
+
+    latest_rise: (photo, the band it rose from), the latest rise no clinician has judged, whose
+    alert gives that photo's band's advice. latest: the mole's latest analysed photo or None,
+    whose next step (read here, once) the page gives as its result page does where more than its
+    own band leads it: a pressing review (of this result, or of an earlier one still standing) or
+    the photo before, rated higher. Not a review asking less (a routine check): its photo's page
+    gives it, with the band's advice the clinician overruled. newest: the mole's newest photo or
+    None. When its re-run failed, its result page still gives its review, after the failure: a
+    pressing one is given here in latest's place, with no step (there is no result to advise
+    on). A pending photo's page gives no review until its result comes, and nor does this one.
+
+    Two alerts would give two pieces of advice (low, high, medium, low: "went up to high, within
+    2 weeks" beside "follow the medium photo's, within 4"), so one stays. A pressing review does
+    when it asks at least as much as the risen photo's band (RECOMMENDATION_ORDER against
+    RISK_ORDER, as next_step weighs them), or when it is of the risen photo, whose band's advice
+    the step gives too. The photo rated higher does when its band is above the risen photo's, or
+    when it is the risen photo: the note gives that photo's band and advice, as the alert would,
+    though not that it rose. Else the rise does."""
+    photo = step = review = None
+    if newest is not None and newest.status == Diagnosis.Status.FAILED:
+        failed_review = newest.review_or_none
+        if failed_review is not None and failed_review.is_pressing:
+            photo, review = newest, failed_review
+    if photo is None and latest is not None:
+        step = latest.next_step()
+        if step.by_clinician and latest.review.is_pressing:
+            photo, review = latest, latest.review
+        elif step.previous:
+            photo = latest
+        else:
+            step = None
+    if photo is None or latest_rise is None:
+        return latest_rise, photo, step
+    risen = latest_rise[0]
+    if review is not None:
+        leads = risen == photo or RECOMMENDATION_ORDER[review.recommendation] >= RISK_ORDER[risen.risk]
+    else:
+        leads = risen == step.previous or RISK_ORDER[step.previous.risk] > RISK_ORDER[risen.risk]
+    return (None, photo, step) if leads else (latest_rise, None, None)
 
 
 @login_required
 @require_GET
 def mole_detail(request, pk):
     mole = get_object_or_404(Mole.objects.with_last_photo(), pk=pk, owner=request.user)
-    diagnoses = list(mole.diagnoses.select_related("review").order_by("created_at"))
+    diagnoses = list(mole.diagnoses.select_related("review").order_by("created_at", "pk"))
+    # The finished ones, as with_photos_before gives them: the latest photo's next_step picks the
+    # photo before from them (Diagnosis.photo_before), not from the database again.
+    setattr(mole, MOLE_FINISHED_PHOTOS, [d for d in diagnoses if d.status == Diagnosis.Status.DONE])
     timeline = mole_timeline(diagnoses)
     # A rise a clinician has since judged is theirs to advise on: the photo's page gives it. A
     # review of an earlier result (before a re-run) judged other figures: the alert stays, unless
@@ -446,8 +470,8 @@ def mole_detail(request, pk):
     rises = [(d, change.from_risk) for d, change in timeline
              if change and change.went_up and not d.judged_by_a_clinician]
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
-    latest_done = done[-1] if done else None
-    latest_rise, latest_step = mole_alerts(rises[-1] if rises else None, latest_done)
+    latest_rise, step_photo, latest_step = mole_alerts(
+        rises[-1] if rises else None, diagnoses[-1] if diagnoses else None, done[-1] if done else None)
     in_use = (load_model_card() or {}).get("version")
     chart = {
         "labels": _chart_labels([d.created_at for d in done]),
@@ -460,7 +484,9 @@ def mole_detail(request, pk):
         request,
         "diagnoses/mole.html",
         {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "latest_rise": latest_rise,
-         "latest_done": latest_done, "latest_step": latest_step,
+         "step_photo": step_photo, "latest_step": latest_step,
+         # the photo the section is about is not the newest: one after it has no result
+         "newer_photo": step_photo is not None and step_photo != diagnoses[-1],
          "chart": chart, "has_chart": len(done) >= 2,
          # the chart's threshold lines are the model's in use; an earlier one banded at its own
          "by_an_earlier_model": bool(in_use) and any(d.model_version != in_use for d in done)},

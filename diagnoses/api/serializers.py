@@ -162,7 +162,8 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
 
 
 class DiagnosisDetailSerializer(DiagnosisSerializer):
-    """One diagnosis read on its own (not in the list: the field costs a query a row)."""
+    """One diagnosis read on its own. `previous_rated_higher` is left out of the list by choice:
+    the list keeps its fields stable for clients."""
 
     # Diagnosis.next_step's photo: set only when `advice` follows it, so the two never disagree
     previous_rated_higher = DiagnosisSummarySerializer(

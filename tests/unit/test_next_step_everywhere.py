@@ -2,16 +2,19 @@
 rated lower, the API's `previous_rated_higher` and the share form follow it too, not the photo
 rated higher on its own: a review of an earlier result (before a re-run) asking more than that
 photo's advice leads instead, everywhere. The mole page gives its latest photo's next step as
-that photo's result page does, where more than the photo's own band leads it."""
+that photo's result page does, where more than the photo's own band leads it, or the pressing
+review of a newest photo whose re-run failed; in place of the alert on a rise only when it asks
+as much."""
 
 import html
+import re
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from diagnoses import services
-from diagnoses.models import Mole
+from diagnoses.models import Diagnosis, Mole, Review
 from tests.conftest import token_client
 from tests.unit.test_advice_safety import NEW, OLD, advice_after, advice_everywhere, rerun, review_of, text
 
@@ -79,29 +82,159 @@ LEADERS = {"earlier_review": 'data-testid="review-earlier-result"', "review": "R
 @pytest.mark.parametrize("source", list(LEADERS))
 def test_the_mole_page_gives_its_latest_photos_next_step_as_its_result_page_does(
         owner, owner_client, make_diagnosis, source):
-    """An urgent review of an earlier result of the latest photo, one of this result, or the photo
-    before rated higher: the mole page gives that photo's advice, with what leads it, in place of
-    the alert on the rise (its band's advice, which the pressing review outweighs)."""
+    """An urgent review of an earlier result of the latest photo, a "see a dermatologist soon" one
+    of this result that could not tell from the photo, or the photo before rated higher: the mole
+    page gives that photo's advice, with what leads it, in place of the alert on a rise no
+    clinician judged: the latest photo's own (its band's advice is in the step), or the photo
+    before's, which the note names with its advice."""
     mole = Mole.objects.create(owner=owner, name="Left shoulder")
-    make_diagnosis(owner, risk="high" if source == "previous_photo" else "low", mole=mole, age_days=30,
-                   model_version=NEW)
+    make_diagnosis(owner, risk="low", mole=mole, age_days=60, model_version=NEW)
+    if source == "previous_photo":
+        make_diagnosis(owner, risk="high", mole=mole, age_days=30, model_version=NEW)  # the rise
     latest = make_diagnosis(owner, risk="low" if source == "previous_photo" else "high", mole=mole,
                             age_days=1, model_version=OLD if source == "earlier_review" else NEW)
     if source == "earlier_review":
         review_of(latest, recommendation="urgent", model_version=OLD)
-        rerun(latest, risk="high")  # went up from low: an alert on the rise, without the fix
+        rerun(latest, risk="high")  # the rise: the review was of other figures
     elif source == "review":
-        review_of(latest, recommendation="urgent", model_version=NEW)
+        review_of(latest, recommendation="dermatologist_soon", model_version=NEW)
+        Review.objects.filter(diagnosis=latest).update(verdict="unclear")  # the rise, unjudged
     step = latest.next_step()
     assert step.source == source
 
     page = text(owner_client, mole.get_absolute_url())
+    assert "↑ up from low" in page  # a rise, whose alert the step replaces
     assert page.count("What to do next.") == 1
     advice = advice_after(page, "What to do next.")
     assert advice == advice_after(text(owner_client, latest.get_absolute_url()), "What to do next.")
     assert advice == html.unescape(step.text)
-    block = page.split(LATEST_STEP, 1)[1].split("</section>", 1)[0]
+    block = section(page)
     assert latest.get_absolute_url() in block.split("</h2>", 1)[0]  # "this photo" in it is this one
     assert block.index(LEADERS[source]) < block.index("What to do next.")
     assert "went up" not in page  # one piece of advice
 
+
+def section(page):
+    """The mole page's section on its latest photo's next step."""
+    assert LATEST_STEP in page
+    return page.split(LATEST_STEP, 1)[1].split("</section>", 1)[0]
+
+
+RISE = "<strong>The estimated risk of this mole went up.</strong>"
+
+
+@pytest.mark.parametrize("recommendation", ["routine", "dermatologist_soon", "urgent"])
+def test_a_review_of_the_latest_photo_replaces_a_rise_alert_only_asking_as_much(
+        owner, owner_client, make_diagnosis, recommendation):
+    """Low, high (a rise no clinician judged), high, then low, reviewed: "See a dermatologist
+    soon" asks less than the high photo's "within 2 weeks", and the alert on the rise stays, as
+    under a routine check; "Urgent" asks more, and leads in its place."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    make_diagnosis(owner, risk="low", mole=mole, age_days=90, model_version=NEW)
+    risen = make_diagnosis(owner, risk="high", mole=mole, age_days=60, model_version=NEW)
+    make_diagnosis(owner, risk="high", mole=mole, age_days=30, model_version=NEW)
+    latest = make_diagnosis(owner, risk="low", mole=mole, age_days=1, model_version=NEW)
+    review_of(latest, recommendation=recommendation, model_version=NEW)
+    assert latest.next_step().source == "review"
+
+    page = text(owner_client, mole.get_absolute_url())
+    if recommendation == "urgent":
+        assert "went up" not in page
+        assert "Urgent: see a doctor now" in section(page)
+    else:
+        alert = page.split(RISE, 1)[1].split("</div>", 1)[0]
+        assert risen.get_absolute_url() in alert and "see a dermatologist within 2 weeks" in alert
+        assert LATEST_STEP not in page  # one piece of advice
+
+
+def failed_rerun(diagnosis):
+    """The diagnosis as a re-run that failed left it: its review kept, of an earlier result."""
+    services.diagnosis_requeue(diagnosis=diagnosis)
+    services.diagnosis_fail(diagnosis_id=diagnosis.pk, message=services.MESSAGE_UNREADABLE)
+    diagnosis.refresh_from_db()
+    return diagnosis
+
+
+@pytest.mark.parametrize("recommendation", ["urgent", "routine"])
+def test_the_mole_page_gives_the_pressing_review_of_a_latest_photo_whose_re_run_failed(
+        owner, owner_client, make_diagnosis, recommendation):
+    """Its result page still gives the review, after the failure: the mole page gives a pressing
+    one too, naming that photo, not the one before it as "the latest"; "Urgent" asks more than
+    the medium rise's advice, whose alert it replaces. A routine check leaves the rise's alert."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    make_diagnosis(owner, risk="low", mole=mole, age_days=60, model_version=NEW)
+    make_diagnosis(owner, risk="medium", mole=mole, age_days=30, model_version=NEW)  # a rise
+    latest = make_diagnosis(owner, risk="high", mole=mole, age_days=1, model_version=OLD)
+    review_of(latest, recommendation=recommendation, model_version=OLD)
+    failed_rerun(latest)
+    advice = latest.review.get_recommendation_display()
+    assert latest.status == "failed" and advice in text(owner_client, latest.get_absolute_url())
+
+    page = text(owner_client, mole.get_absolute_url())
+    if recommendation == "urgent":
+        block = section(page)
+        heading = block.split("</h2>", 1)[0]
+        assert "The latest photo, of" in heading and latest.get_absolute_url() in heading
+        assert advice in block and "the photo's newer analysis did not complete" in block
+        assert "went up" not in page
+    else:
+        assert LATEST_STEP not in page and RISE in page
+
+
+def test_the_mole_page_calls_the_photo_it_advises_on_the_latest_analysed_when_a_newer_one_waits(
+        owner, owner_client, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    make_diagnosis(owner, risk="high", mole=mole, age_days=30, model_version=NEW)
+    lower = make_diagnosis(owner, risk="low", mole=mole, age_days=10, model_version=NEW)
+    make_diagnosis(owner, status="queued", mole=mole)  # the newest, not analysed yet
+    assert lower.next_step().source == "previous_photo"
+
+    page = text(owner_client, mole.get_absolute_url())
+    heading = section(page).split("</h2>", 1)[0]
+    assert "The latest analysed photo, of" in heading and lower.get_absolute_url() in heading
+    assert "The latest analysed photo is rated lower than the one before." in page
+    assert "The latest photo" not in page
+
+
+@pytest.mark.parametrize("rerun_failed", [False, True])
+def test_the_mole_pages_headings_stay_in_order_around_the_latest_photos_review(
+        owner, owner_client, make_diagnosis, rerun_failed):
+    """The review under the section's heading is headed one level below it; on its result page it
+    keeps its own level, 2."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    make_diagnosis(owner, risk="low", mole=mole, age_days=30, model_version=NEW)
+    latest = make_diagnosis(owner, risk="high", mole=mole, age_days=1, model_version=OLD)
+    review_of(latest, recommendation="urgent", model_version=OLD)
+    if rerun_failed:
+        failed_rerun(latest)
+    else:
+        rerun(latest, risk="high")
+
+    page = text(owner_client, mole.get_absolute_url())
+    assert re.findall(r"<h([1-6])\b", section(page)) == ["2", "3"]
+    levels = [int(level) for level in re.findall(r"<h([1-6])\b", page)]
+    assert all(after <= before + 1 for before, after in zip(levels, levels[1:])), levels
+    result = text(owner_client, latest.get_absolute_url())
+    assert '<h2 class="h6 mb-1">A clinician reviewed an earlier result of this photo' in result
+
+
+def test_the_mole_page_picks_the_photo_before_from_the_photos_it_holds(
+        owner, owner_client, make_diagnosis, monkeypatch):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    make_diagnosis(owner, risk="high", mole=mole, age_days=30, model_version=NEW)
+    make_diagnosis(owner, risk="low", mole=mole, age_days=1, model_version=NEW)
+    monkeypatch.setattr(Diagnosis, "earlier_photos_of_mole",
+                        lambda self: pytest.fail("the photo before, asked for again"))
+    assert NOTE in text(owner_client, mole.get_absolute_url())
+
+
+@pytest.mark.parametrize("recommendation, colour", [("urgent", "danger"), ("dermatologist_soon", "danger"),
+                                                    ("routine", "success")])
+def test_what_to_do_next_under_a_pressing_review_of_a_low_result_is_not_green(
+        owner, owner_client, make_diagnosis, recommendation, colour):
+    low = make_diagnosis(owner, risk="low")
+    review_of(low, recommendation=recommendation, model_version=low.model_version)
+    low.refresh_from_db()
+    assert low.next_step().colour == colour
+    page = owner_client.get(reverse("diagnoses:detail", args=[low.pk])).content.decode()
+    assert f'<div class="alert alert-{colour}" role="note"><strong>What to do next.</strong>' in page
