@@ -93,22 +93,6 @@ class RiskFilter(admin.SimpleListFilter):
         return queryset
 
 
-class StatusFilter(admin.SimpleListFilter):
-    """The status field's own filter, under its parameter (services.FAILED_FILTER links to it),
-    whose failed choice says what such a case needs: no review can close it."""
-    title = "status"
-    parameter_name = "status__exact"
-
-    def lookups(self, request, model_admin):
-        return [(status, FAILED_LABEL if status == Diagnosis.Status.FAILED else label)
-                for status, label in Diagnosis.Status.choices]
-
-    def queryset(self, request, queryset):
-        if self.value() in Diagnosis.Status.values:
-            return queryset.filter(status=self.value())
-        return queryset
-
-
 class PhotoQualityFilter(admin.SimpleListFilter):
     title = "photo quality"
     parameter_name = "photo"
@@ -291,7 +275,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "uploaded",
     ]
     list_display_links = ["thumb", "patient"]
-    list_filter = [RiskFilter, StatusFilter, ReviewedFilter, PhotoQualityFilter, "model_version", "created_at"]
+    list_filter = [RiskFilter, "status", ReviewedFilter, PhotoQualityFilter, "model_version", "created_at"]
     list_select_related = ["owner", "review"]
     search_fields = ["owner__username", "owner__email"]
     search_help_text = "Search by the patient's username or e-mail address."
@@ -554,11 +538,11 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     def mark_reviewed(self, request, queryset):
         # The service reads each case again, under its lock, and says why it left any alone.
         agreement = services.review_agree_many(diagnoses=list(queryset.select_related(None)), reviewer=request.user)
-        self.message_user(request, f"Marked {len(agreement)} as reviewed.", messages.SUCCESS)
+        self.message_user(request, f"Marked {len(agreement.reviews)} as reviewed.", messages.SUCCESS)
         for reason, message in SKIP_MESSAGES.items():
             if count := agreement.skipped[reason]:
                 self.message_user(request, message.format(n=count), messages.WARNING)
-        self._warn_of_patients_not_emailed(request, agreement)
+        self._warn_of_patients_not_emailed(request, agreement.reviews)
 
     @admin.action(description="Re-run classification with the current model", permissions=["change"])
     def requeue(self, request, queryset):

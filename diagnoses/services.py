@@ -14,6 +14,7 @@ import zipfile
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from datetime import date, timedelta
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
@@ -65,11 +66,13 @@ IS_REVIEWED = is_reviewed()  # a review of the result shown now, not of one a re
 # review saved before reviews carried a model version counts, in IS_REVIEWED, as of any result,
 # but no review closes a photo that has no result.
 REVIEWED_AT_DESK = ExpressionWrapper(Q(status=Diagnosis.Status.DONE) & IS_REVIEWED, output_field=BooleanField())
-# A failed case is answered once its patient has uploaded again after it, as its error message
-# asked: a later photo of the same mole when it is tracked (one of another mole answers nothing),
-# any later photo when it is not (nobody can tell which mole that was). Whatever became of the
-# later photo: if it failed too, it is the one that waits.
-LATER_UPLOADS = Diagnosis.objects.filter(owner_id=OuterRef("owner_id"), created_at__gt=OuterRef("created_at"))
+# A failed case is answered once its patient has uploaded again after being told it failed
+# (finished_at: diagnosis_fail and diagnoses_recover_lost set it), as its error message asked: a
+# later photo of the same mole when it is tracked (one of another mole answers nothing), any later
+# photo when it is not (nobody can tell which mole that was). After the failure, not after the
+# upload: photos uploaded in a row during an outage all fail later, and none answers another.
+# Whatever became of the later photo: if it failed too, it is the one that waits.
+LATER_UPLOADS = Diagnosis.objects.filter(owner_id=OuterRef("owner_id"), created_at__gt=OuterRef("finished_at"))
 ANSWERED = (Q(mole__isnull=True) & Exists(LATER_UPLOADS)) | Exists(LATER_UPLOADS.filter(mole_id=OuterRef("mole_id")))
 FAILED_WAITING = Q(status=Diagnosis.Status.FAILED) & ~ANSWERED
 # The queue's ranks, most pressing first: the risk bands, and between medium and low the failed
@@ -81,9 +84,9 @@ RISK_RANKS = {Diagnosis.Risk.HIGH: 0, Diagnosis.Risk.MEDIUM: 1, Diagnosis.Risk.L
 FAILED_RANK = 2
 NO_RANK = 4
 BAND_OF_RANK = {rank: band for band, rank in RISK_RANKS.items()}
-# What the desk calls a failed case (the queue's Risk column, its status filter), one answered
-# by a later photo (the Risk column), and the query string of that filter (admin.StatusFilter,
-# under the status field's own parameter).
+# What the queue's Risk column calls a failed case still waiting, and one answered by a later
+# photo; the query string of the status field's own filter (Failed), which lists both, waiting
+# ones first (the queue's order), for the daily e-mail's link.
 FAILED_LABEL = "Failed — re-run, or wait for a new photo"
 ANSWERED_LABEL = "Failed — a newer photo followed"
 FAILED_FILTER = "status__exact=failed"
@@ -99,11 +102,14 @@ RISK_RANK = Case(
 # (finished_at: diagnosis_fail, diagnoses_recover_lost) in this time before it, the day since
 # the last count: an old failure, still first in the queue, is not mailed to everyone daily.
 FAILED_HEADS_UP = timedelta(days=1)
-# Diagnosis.judged_by_a_clinician as a query expression: a review of the result shown now
-# (IS_REVIEWED) that could tell from the photo. A case has one review at most (a OneToOneField),
-# so "no unclear review" excludes exactly the reviews that could not tell.
-JUDGED = IS_REVIEWED & ~Exists(
-    Review.objects.filter(diagnosis=OuterRef("pk"), verdict=Review.Verdict.UNCLEAR))
+# Diagnosis.judged_by_a_clinician as a query expression: a review of the result shown now that
+# could tell from the photo. Its version test mirrors is_reviewed() (IS_REVIEWED: a review saved
+# before reviews carried a model version is of any result), in one EXISTS, not IS_REVIEWED's and
+# a second: it runs for each row the queue sorts, inside EARLIER_RANK.
+JUDGED = Exists(
+    Review.objects.filter(diagnosis=OuterRef("pk")).exclude(verdict=Review.Verdict.UNCLEAR)
+    .filter(Q(model_version="") | Q(model_version=OuterRef("model_version")))
+)
 # The rank of the mole's finished photo just before a case's (as Diagnosis.earlier_photos_of_mole
 # orders them); NO_RANK when a clinician judged that one, NULL when there is none.
 EARLIER_RANK = Subquery(
@@ -1053,18 +1059,16 @@ class Skip(enum.Enum):
 
 
 def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True) -> Review | None:
-    """Agree with the model, recommending what its risk band suggests.
-
-    Returns None (and changes nothing) for a diagnosis that is not done or already reviewed:
-    a clinician's earlier reading is never overwritten in bulk, even one saved at the same moment.
-    """
+    """Agree with the model, recommending what its risk band suggests (suggested_recommendation).
+    Returns None, changing nothing, where _agree_or_skip skips the case."""
     agreed = _agree_or_skip(diagnosis=diagnosis, reviewer=reviewer, notify=notify, in_bulk=False)
     return agreed if isinstance(agreed, Review) else None
 
 
 def _agree_or_skip(*, diagnosis: Diagnosis, reviewer, notify: bool, in_bulk: bool) -> Review | Skip:
-    """review_agree's review, or why it made none; in_bulk (review_agree_many), also none for a
-    case that needs_a_look."""
+    """The agreement saved, or why none was (Skip): the case as it is now, under its lock, is
+    failed, not done, or has a review already (even one saved a moment ago: never overwritten);
+    in_bulk (review_agree_many), also one that needs_a_look."""
     with transaction.atomic():
         case_hold(diagnosis.pk)
         # As it is now, not as the list loaded it: a re-run queued meanwhile has no result to agree
@@ -1124,14 +1128,12 @@ def suggested_recommendation(diagnosis: Diagnosis, previous: Diagnosis | None) -
     return recommendation, f"for {diagnosis.get_risk_display().lower()} risk"
 
 
-class BulkAgreement(list):
-    """review_agree_many's answer: the list of the reviews made, as it returned before it said
-    why (callers that read only the reviews are unchanged), and in skipped how many cases it
-    left alone for each reason (a Counter of Skip)."""
+class BulkAgreement(NamedTuple):
+    """review_agree_many's answer: the reviews made, and how many cases it left alone for each
+    reason."""
 
-    def __init__(self, reviews: list[Review], skipped: Counter):
-        super().__init__(reviews)
-        self.skipped = skipped
+    reviews: list[Review]
+    skipped: Counter  # of Skip
 
 
 def review_agree_many(*, diagnoses, reviewer) -> BulkAgreement:

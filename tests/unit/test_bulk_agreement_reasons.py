@@ -39,7 +39,7 @@ def test_it_returns_why_it_left_each_case_alone(reviewer, owner, make_diagnosis)
     agreement = services.review_agree_many(
         diagnoses=[plain, poor, after_higher, failed, queued, reviewed, rerun, deleted], reviewer=reviewer)
 
-    assert [review.diagnosis_id for review in agreement] == [plain.pk]
+    assert [review.diagnosis_id for review in agreement.reviews] == [plain.pk]
     assert agreement.skipped == Counter({Skip.NEEDS_A_LOOK: 2, Skip.FAILED: 1, Skip.EARLIER_RESULT: 1,
                                          Skip.NOT_DONE_OR_REVIEWED: 3})
 
@@ -56,7 +56,7 @@ def test_it_looks_up_each_cases_previous_photo_once(reviewer, owner, make_diagno
     with mock.patch.object(Diagnosis, "previous_photo_rated_higher", autospec=True, side_effect=lookup) as looked:
         agreement = services.review_agree_many(diagnoses=cases, reviewer=reviewer)
 
-    assert len(agreement) == 3
+    assert len(agreement.reviews) == 3
     assert sorted(call.args[0].pk for call in looked.call_args_list) == sorted(case.pk for case in cases)
 
 

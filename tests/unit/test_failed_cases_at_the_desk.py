@@ -1,7 +1,7 @@
 """Failed cases (a photo that could not be classified) at the review desk: no review can close
 one, only a re-run or the new photo its patient was told to upload, so the desk ranks those still
-waiting apart from the low ones, and one answered by a later photo with the cases that need
-nothing; names them in the status filter and the Risk column; says on the case page what a
+waiting apart from the low ones, and one answered by a photo uploaded after it failed with the
+cases that need nothing; says which is which in the Risk column; says on the case page what a
 reviewer can do; never counts one as reviewed; and the clinicians' daily count gives a heads-up
 of the photos that failed since the day before, not of every failure ever."""
 
@@ -21,21 +21,23 @@ NEEDS = "Failed — re-run, or wait for a new photo"
 ANSWERED = "Failed — a newer photo followed"
 
 
-def failed_case(owner, make_diagnosis, *, hours_ago=1, **kwargs):
-    """A failed case as diagnosis_fail leaves it: its finished_at is when it failed."""
+def failed_case(owner, make_diagnosis, *, hours_ago=None, **kwargs):
+    """A failed case as diagnosis_fail leaves it: its finished_at is when it failed, hours_ago,
+    else when it was uploaded (make_diagnosis leaves a failed one's empty)."""
     diagnosis = make_diagnosis(owner, status="failed", **kwargs)
-    Diagnosis.objects.filter(pk=diagnosis.pk).update(finished_at=timezone.now() - timedelta(hours=hours_ago))
+    failed_at = diagnosis.created_at if hours_ago is None else timezone.now() - timedelta(hours=hours_ago)
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(finished_at=failed_at)
     return diagnosis
 
 
-def test_the_status_filter_and_the_risk_column_say_what_a_failed_case_needs(reviewer_client, owner,
-                                                                            make_diagnosis):
+def test_the_risk_column_says_what_a_failed_case_needs(reviewer_client, owner, make_diagnosis):
     low = make_diagnosis(owner, risk="low", age_days=1)
-    failed = make_diagnosis(owner, status="failed")  # the patient's latest photo: still waiting
+    failed = failed_case(owner, make_diagnosis)  # the patient's latest photo: still waiting
 
     html = reviewer_client.get(QUEUE_URL).content.decode()
+    # the status field's own filter, plain: it lists every failed case, waiting or answered
     assert 'href="?status__exact=failed"' in html
-    assert html.count(NEEDS) == 2  # the filter's choice, the case's Risk column
+    assert html.count(NEEDS) == 1  # the case's Risk column
     assert queue(reviewer_client, status__exact="failed") == [failed]
     assert queue(reviewer_client, status__exact="done") == [low]
     # in no risk band: the Risk filter follows the queue's rank, and a failed case has its own
@@ -66,18 +68,18 @@ def test_a_failed_case_answered_by_a_later_photo_no_longer_ranks_above_the_lows(
                                                                                outsider, make_diagnosis):
     """Tracked: a later photo of the same mole answers it, one of another mole does not.
     Untracked: any later photo of the patient's does. A photo from before, or another patient's,
-    answers nothing."""
+    answers nothing. (Each fails as it is uploaded: failed_case.)"""
     shoulder = services.mole_create(owner=owner, name="Shoulder")
     back = services.mole_create(owner=owner, name="Back")
     medium = make_diagnosis(owner, risk="medium", age_days=2)
-    tracked_answered = make_diagnosis(owner, status="failed", mole=shoulder, age_days=8)
-    tracked_waiting = make_diagnosis(owner, status="failed", mole=back, age_days=7)
-    untracked_answered = make_diagnosis(owner, status="failed", age_days=6)
+    tracked_answered = failed_case(owner, make_diagnosis, mole=shoulder, age_days=8)
+    tracked_waiting = failed_case(owner, make_diagnosis, mole=back, age_days=7)
+    untracked_answered = failed_case(owner, make_diagnosis, age_days=6)
     low_old = make_diagnosis(owner, risk="low", age_days=9)
     shoulder_before = make_diagnosis(owner, risk="low", mole=shoulder, age_days=10)  # before it
     new_of_shoulder = make_diagnosis(owner, risk="low", mole=shoulder, age_days=5)
     # untracked, with no later photo of its patient's: the later photos above are another's
-    outsiders_failed = make_diagnosis(outsider, status="failed", age_days=20)
+    outsiders_failed = failed_case(outsider, make_diagnosis, age_days=20)
     queued = make_diagnosis(owner, status="queued", age_days=30)
 
     assert queue(reviewer_client) == [
@@ -85,13 +87,36 @@ def test_a_failed_case_answered_by_a_later_photo_no_longer_ranks_above_the_lows(
         shoulder_before, low_old, new_of_shoulder,
         queued, tracked_answered, untracked_answered,  # with the cases that need nothing
     ]
+    # the status filter's Failed, where the daily e-mail links: every failed case, waiting first
+    assert queue(reviewer_client, status__exact="failed") == [
+        outsiders_failed, tracked_waiting, tracked_answered, untracked_answered]
     html = reviewer_client.get(QUEUE_URL).content.decode()
-    assert html.count(ANSWERED) == 2 and html.count(NEEDS) == 3  # the filter's choice, two waiting
+    assert html.count(ANSWERED) == 2 and html.count(NEEDS) == 2
+
+
+def test_photos_uploaded_during_an_outage_do_not_answer_each_other(reviewer_client, owner, reviewer,
+                                                                   make_diagnosis, mailoutbox):
+    """The classifier is down: the patient uploads a photo, untracked, and another a minute later,
+    and both fail once the retries are spent. The second came before the first failed, not after
+    the patient was told: it answers nothing, and both wait for a re-run."""
+    low = make_diagnosis(owner, risk="low", age_days=1)
+    first, second = make_diagnosis(owner, status="queued"), make_diagnosis(owner, status="queued")
+    for photo, minutes_ago in ((first, 30), (second, 29)):
+        Diagnosis.objects.filter(pk=photo.pk).update(created_at=timezone.now() - timedelta(minutes=minutes_ago))
+    for photo in (first, second):
+        services.diagnosis_fail(diagnosis_id=photo.pk, message=services.MESSAGE_MODEL_UNAVAILABLE)
+
+    assert queue(reviewer_client) == [first, second, low]
+    html = reviewer_client.get(QUEUE_URL).content.decode()
+    assert html.count(NEEDS) == 2 and ANSWERED not in html
+    assert "Select it in the queue" in reviewer_client.get(change_url(first)).content.decode()
+    assert services.review_queue_digest_send() == 1
+    assert "Heads-up: 2 photos could not be classified" in mailoutbox[0].body
 
 
 def test_the_case_page_of_an_answered_failed_case_says_nothing_is_left_to_do(reviewer_client, owner,
                                                                             make_diagnosis):
-    failed = make_diagnosis(owner, status="failed", age_days=3)
+    failed = failed_case(owner, make_diagnosis, age_days=3)
     make_diagnosis(owner, risk="low", age_days=1)
 
     html = reviewer_client.get(change_url(failed)).content.decode()
@@ -139,13 +164,14 @@ def test_the_daily_count_counts_failed_cases_apart(owner, reviewer, make_diagnos
     assert "1 finished result waits for a clinician's review" in email.body  # the failed are apart
     assert ("Heads-up: 2 photos could not be classified in the last 24 hours, with no newer photo since. "
             "No review settles them: re-run them, as the classifier may have been unavailable. One that "
-            f"fails again needs a new photo, which its error message has already asked for:\n{FAILED_URL}\n"
+            "fails again needs a new photo, which its error message has already asked for. The failed cases, "
+            f"those still waiting first:\n{FAILED_URL}\n"
             ) in email.body
     assert "patient" not in email.body  # counts only: no patient, no photo
 
 
 def test_the_daily_count_goes_out_for_a_fresh_failure_alone(owner, reviewer, make_diagnosis, mailoutbox):
-    failed_case(owner, make_diagnosis, hours_ago=23)
+    failed_case(owner, make_diagnosis, hours_ago=23, age_days=1)
 
     assert services.review_queue_digest_send() == 1
     (email,) = mailoutbox
@@ -166,7 +192,7 @@ def test_a_stale_failure_sends_no_daily_count(owner, reviewer, make_diagnosis, m
 
 
 def test_an_answered_failure_sends_no_daily_count(owner, reviewer, make_diagnosis, mailoutbox):
-    failed_case(owner, make_diagnosis, age_days=1)
+    failed_case(owner, make_diagnosis, hours_ago=1, age_days=1)
     make_diagnosis(owner, status="queued")  # the patient's new photo, not classified yet
 
     assert services.review_queue_digest_send() == 0
@@ -178,7 +204,7 @@ def test_the_daily_count_leaves_out_stale_and_answered_failures(owner, reviewer,
     arm = services.mole_create(owner=owner, name="Arm")
     failed_case(owner, make_diagnosis, hours_ago=30, mole=arm, age_days=2)  # waiting, but stale
     shoulder = services.mole_create(owner=owner, name="Shoulder")
-    failed_case(owner, make_diagnosis, mole=shoulder, age_days=1)
+    failed_case(owner, make_diagnosis, hours_ago=1, mole=shoulder, age_days=1)
     make_diagnosis(owner, risk="low", mole=shoulder)  # answers the shoulder's failure
     back = services.mole_create(owner=owner, name="Back")
     failed_case(owner, make_diagnosis, mole=back)  # fresh and waiting: the only one counted
