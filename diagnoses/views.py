@@ -4,6 +4,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -27,7 +28,7 @@ from molesite.redirects import safe_next_url
 from . import services
 from .forms import NEW_MOLE_NAME_TAKEN, HistoryFilterForm, MoleForm, ShareLinkForm, UploadForm
 from .models import (MOLE_FINISHED_PHOTOS, MOLE_NAME_TAKEN, RECOMMENDATION_ORDER, RISK_ORDER, Diagnosis, Mole,
-                     StaffAccess)
+                     NextStep, StaffAccess)
 from .throttles import SharedReportRateThrottle, UploadRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -411,48 +412,85 @@ def mole_timeline(diagnoses):
     return timeline
 
 
-def mole_alerts(latest_rise, newest, latest):
-    """What a mole's page warns of, at most one alert: (latest_rise or None, the photo whose next
-    step the page gives or None, that step or None).
+class MoleAdvice(NamedTuple):
+    """What a mole's page advises (mole_alerts): the alert on a rise, or the section on one photo,
+    or neither; never both."""
 
-    latest_rise: (photo, the band it rose from), the latest rise no clinician has judged, whose
-    alert gives that photo's band's advice. latest: the mole's latest analysed photo or None,
-    whose next step (read here, once) the page gives as its result page does where more than its
-    own band leads it: a pressing review (of this result, or of an earlier one still standing) or
-    the photo before, rated higher. Not a review asking less (a routine check): its photo's page
-    gives it, with the band's advice the clinician overruled. newest: the mole's newest photo or
-    None. When its re-run failed, its result page still gives its review, after the failure: a
-    pressing one is given here in latest's place, with no step (there is no result to advise
-    on). A pending photo's page gives no review until its result comes, and nor does this one.
+    # (photo, the band it rose from): the latest rise no clinician has judged, whose alert gives
+    # that photo's band's advice
+    rise: tuple[Diagnosis, str] | None
+    # the photo the section is about: the latest analysed one, or the newest when rerun_failed
+    photo: Diagnosis | None
+    # photo's next step, which the section gives; None when rerun_failed (no result to advise on)
+    step: NextStep | None
+    # photo is the newest, its re-run failed: the section gives its pressing review alone, as its
+    # result page does after the failure
+    rerun_failed: bool
+    # a photo newer than photo has no result: the section calls photo "the latest analysed"
+    has_newer_photo: bool
+
+
+def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
+    """What a mole's page advises: at most one of the alert on latest_rise and a section on one
+    photo, each with its advice.
+
+    latest_rise: (photo, the band it rose from), the latest rise no clinician has judged, or None.
+    latest: the mole's latest analysed photo or None, whose next step (read here, once) the
+    section gives as its result page does where more than its own band leads it: a pressing
+    review (of this result, or of an earlier one still standing) or the photo before, rated
+    higher. Not a review asking less (a routine check): its photo's page gives it, with the band's
+    advice the clinician overruled. newest: the mole's newest photo or None. When its re-run
+    failed, its result page still gives its review, after the failure: a pressing one takes the
+    section, with no step, when it asks at least as much as what leads latest's step (below). A
+    pending photo's page gives no review until its result comes, and nor does this one.
+
+    How much advice asks is on RISK_ORDER's scale: a review's RECOMMENDATION_ORDER (-1 when not
+    pressing), a band's RISK_ORDER. Ties go to the pressing review, here and against a rise: it
+    leads when it asks at least as much (>=), as the README says, where next_step lets a review of
+    an earlier result lead only when it asks more (>). A photo rated higher leads a rise only when
+    its band is above the risen photo's (>), or it is the risen photo.
 
     Two alerts would give two pieces of advice (low, high, medium, low: "went up to high, within
     2 weeks" beside "follow the medium photo's, within 4"), so one stays. A pressing review does
-    when it asks at least as much as the risen photo's band (RECOMMENDATION_ORDER against
-    RISK_ORDER, as next_step weighs them), or when it is of the risen photo, whose band's advice
-    the step gives too. The photo rated higher does when its band is above the risen photo's, or
-    when it is the risen photo: the note gives that photo's band and advice, as the alert would,
-    though not that it rose. Else the rise does."""
+    when it asks at least as much as the risen photo's band, or when it is of the risen photo,
+    whose band's advice the step gives too. The photo rated higher does when its band is above
+    the risen photo's, or when it is the risen photo: the note gives that photo's band and advice,
+    as the alert would, though not that it rose. Else the rise does."""
     photo = step = review = None
-    if newest is not None and newest.status == Diagnosis.Status.FAILED:
-        failed_review = newest.review_or_none
-        if failed_review is not None and failed_review.is_pressing:
-            photo, review = newest, failed_review
-    if photo is None and latest is not None:
+    # How much what leads latest's step asks: its own review (a routine check, -1, asks less than
+    # any band), else the photo rated higher's band, else its own. A failed photo's review asking
+    # less would read as weaker advice than latest's page gives; its photo's page gives it, as a
+    # routine check's does. -1 with no analysed photo: any pressing review is the page's advice.
+    asked = -1
+    if latest is not None:
         step = latest.next_step()
-        if step.by_clinician and latest.review.is_pressing:
-            photo, review = latest, latest.review
-        elif step.previous:
+        if step.by_clinician:
+            review = latest.review
+            asked = RECOMMENDATION_ORDER.get(review.recommendation, -1)
+        else:
+            asked = RISK_ORDER.get((step.previous or latest).risk, -1)
+        if step.previous or (review is not None and review.is_pressing):
             photo = latest
         else:
-            step = None
+            step = review = None
+    rerun_failed = False
+    if newest is not None and newest.status == Diagnosis.Status.FAILED:
+        failed_review = newest.review_or_none
+        if failed_review is not None and failed_review.is_pressing \
+                and RECOMMENDATION_ORDER[failed_review.recommendation] >= asked:
+            photo, step, review, rerun_failed = newest, None, failed_review, True
+    advice = MoleAdvice(latest_rise, photo, step, rerun_failed,
+                        has_newer_photo=photo is not None and photo != newest)
     if photo is None or latest_rise is None:
-        return latest_rise, photo, step
+        return advice
     risen = latest_rise[0]
     if review is not None:
         leads = risen == photo or RECOMMENDATION_ORDER[review.recommendation] >= RISK_ORDER[risen.risk]
     else:
         leads = risen == step.previous or RISK_ORDER[step.previous.risk] > RISK_ORDER[risen.risk]
-    return (None, photo, step) if leads else (latest_rise, None, None)
+    if leads:
+        return advice._replace(rise=None)
+    return MoleAdvice(latest_rise, None, None, rerun_failed=False, has_newer_photo=False)
 
 
 @login_required
@@ -470,7 +508,7 @@ def mole_detail(request, pk):
     rises = [(d, change.from_risk) for d, change in timeline
              if change and change.went_up and not d.judged_by_a_clinician]
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
-    latest_rise, step_photo, latest_step = mole_alerts(
+    advice = mole_alerts(
         rises[-1] if rises else None, diagnoses[-1] if diagnoses else None, done[-1] if done else None)
     in_use = (load_model_card() or {}).get("version")
     chart = {
@@ -483,10 +521,7 @@ def mole_detail(request, pk):
     return render(
         request,
         "diagnoses/mole.html",
-        {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "latest_rise": latest_rise,
-         "step_photo": step_photo, "latest_step": latest_step,
-         # the photo the section is about is not the newest: one after it has no result
-         "newer_photo": step_photo is not None and step_photo != diagnoses[-1],
+        {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "advice": advice,
          "chart": chart, "has_chart": len(done) >= 2,
          # the chart's threshold lines are the model's in use; an earlier one banded at its own
          "by_an_earlier_model": bool(in_use) and any(d.model_version != in_use for d in done)},

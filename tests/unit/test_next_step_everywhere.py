@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from diagnoses import services
-from diagnoses.models import Diagnosis, Mole, Review
+from diagnoses.models import RISK_ORDER, Diagnosis, Mole, Review
 from tests.conftest import token_client
 from tests.unit.test_advice_safety import NEW, OLD, advice_after, advice_everywhere, rerun, review_of, text
 
@@ -155,30 +155,66 @@ def failed_rerun(diagnosis):
     return diagnosis
 
 
-@pytest.mark.parametrize("recommendation", ["urgent", "routine"])
+# The failed newest photo's review against the latest analysed photo's next step: {case: (the
+# analysed photos, oldest first, as (risk, the recommendation of a review of that result or None),
+# the failed photo's review, whose advice the section gives: "failed", "analysed" or None)}.
+FAILED_NEWEST = {
+    "urgent over a medium rise": ([("low", None), ("medium", None)], "urgent", "failed"),
+    "routine under a medium rise": ([("low", None), ("medium", None)], "routine", None),
+    "soon as much as a medium rise": ([("low", None), ("medium", None)], "dermatologist_soon", "failed"),
+    "soon over a low band": ([("low", None)], "dermatologist_soon", "failed"),
+    "soon under a high band": ([("high", None)], "dermatologist_soon", None),
+    "soon under a high photo rated higher": ([("high", None), ("low", None)], "dermatologist_soon", "analysed"),
+    "soon as much as a medium photo rated higher": ([("medium", None), ("low", None)], "dermatologist_soon",
+                                                    "failed"),
+    "urgent over a high photo rated higher": ([("high", None), ("low", None)], "urgent", "failed"),
+    "soon under an urgent review": ([("low", None), ("low", "urgent")], "dermatologist_soon", "analysed"),
+    "soon as much as a review asking as much": ([("low", "dermatologist_soon")], "dermatologist_soon", "failed"),
+    "urgent over a routine review of a high": ([("high", "routine")], "urgent", "failed"),
+}
+
+
+@pytest.mark.parametrize("analysed, recommendation, leads", list(FAILED_NEWEST.values()), ids=list(FAILED_NEWEST))
 def test_the_mole_page_gives_the_pressing_review_of_a_latest_photo_whose_re_run_failed(
-        owner, owner_client, make_diagnosis, recommendation):
+        owner, owner_client, make_diagnosis, analysed, recommendation, leads):
     """Its result page still gives the review, after the failure: the mole page gives a pressing
-    one too, naming that photo, not the one before it as "the latest"; "Urgent" asks more than
-    the medium rise's advice, whose alert it replaces. A routine check leaves the rise's alert."""
+    one too, naming that photo, not the one before it as "the latest", when it asks at least as
+    much as what leads the latest analysed photo's next step: that photo's own pressing review,
+    the photo before rated higher (its band), else its band. Else that step leads, in the
+    section when more than its band leads it, as without the failed photo. Against a rise, as a
+    review of the latest analysed photo: "Urgent" asks more than the medium rise's advice, whose
+    alert it replaces; a routine check leaves the rise's alert."""
     mole = Mole.objects.create(owner=owner, name="Left shoulder")
-    make_diagnosis(owner, risk="low", mole=mole, age_days=60, model_version=NEW)
-    make_diagnosis(owner, risk="medium", mole=mole, age_days=30, model_version=NEW)  # a rise
+    photos = []
+    for age, (risk, analysed_review) in enumerate(reversed(analysed), start=1):
+        photos.insert(0, make_diagnosis(owner, risk=risk, mole=mole, age_days=30 * age, model_version=NEW))
+        if analysed_review:
+            review_of(photos[0], recommendation=analysed_review, model_version=NEW)
     latest = make_diagnosis(owner, risk="high", mole=mole, age_days=1, model_version=OLD)
     review_of(latest, recommendation=recommendation, model_version=OLD)
     failed_rerun(latest)
     advice = latest.review.get_recommendation_display()
     assert latest.status == "failed" and advice in text(owner_client, latest.get_absolute_url())
+    rose = any(RISK_ORDER[after] > RISK_ORDER[before] for (before, _), (after, _) in zip(analysed, analysed[1:]))
 
     page = text(owner_client, mole.get_absolute_url())
-    if recommendation == "urgent":
-        block = section(page)
-        heading = block.split("</h2>", 1)[0]
+    if leads is None:
+        assert LATEST_STEP not in page and (RISE in page) is rose
+        return
+    block = section(page)
+    heading = block.split("</h2>", 1)[0]
+    assert "went up" not in page  # one piece of advice
+    if leads == "failed":
         assert "The latest photo, of" in heading and latest.get_absolute_url() in heading
         assert advice in block and "the photo's newer analysis did not complete" in block
-        assert "went up" not in page
     else:
-        assert LATEST_STEP not in page and RISE in page
+        shown = photos[-1]
+        shown.refresh_from_db()
+        step = shown.next_step()
+        assert "The latest analysed photo, of" in heading and shown.get_absolute_url() in heading
+        assert block.index(LEADERS[step.source]) < block.index("What to do next.")
+        assert advice_after(block, "What to do next.") == html.unescape(step.text)
+        assert advice not in block and "did not complete" not in block
 
 
 def test_the_mole_page_calls_the_photo_it_advises_on_the_latest_analysed_when_a_newer_one_waits(
