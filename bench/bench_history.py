@@ -13,43 +13,12 @@ temporary folder, removed at the end; reads no .env and touches nothing of the p
 """
 
 import argparse
-import atexit
-import os
-import secrets
-import shutil
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-BENCH_DIR = tempfile.mkdtemp(prefix="molesite-bench-")
-atexit.register(shutil.rmtree, BENCH_DIR, ignore_errors=True)
-os.mkdir(f"{BENCH_DIR}/static")
-os.environ.update(
-    VAR_DIR=BENCH_DIR,
-    MEDIA_ROOT=f"{BENCH_DIR}/media",
-    STATIC_ROOT=f"{BENCH_DIR}/static",  # empty: nothing collected (see STORAGES below)
-    DATABASE_URL=f"sqlite:///{BENCH_DIR}/bench.sqlite3",
-    REDIS_URL="",  # the embedded broker and an in-memory cache, in the temporary folder
-    MOLESITE_ENV_FILE="",  # a production .env in the checkout would redirect to HTTPS, say
-    DEBUG="false",
-    SECRET_KEY=secrets.token_urlsafe(50),  # for this run only
-    LOG_LEVEL="WARNING",
-    ALLOWED_HOSTS="testserver",  # the test client's host name
-    SITE_URL="http://testserver",  # required with DEBUG off
-    DJANGO_SETTINGS_MODULE="molesite.settings",
-)
+from django_setup import setup_django
 
-import django  # noqa: E402
-from django.conf import settings  # noqa: E402
-
-django.setup()
-# Without DEBUG, static URLs come from collectstatic's manifest, which a checkout lacks: plain
-# names instead, as in the tests (a lookup either way, nothing this benchmark measures).
-PLAIN_STATIC = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
-settings.STORAGES = {**settings.STORAGES, "staticfiles": PLAIN_STATIC}
+setup_django()
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, reset_queries  # noqa: E402

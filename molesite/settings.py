@@ -159,6 +159,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # No JIT compilation: the review queue orders every case by per-row subqueries, whose
+    # estimated cost grows with the table; past jit_optimize_above_cost (about 10,000 cases)
+    # Postgres spent 1.0-1.5 s compiling a query that runs in 0.2 s (bench/bench_queue.py).
+    # Added to any options DATABASE_URL gives (?options=-c statement_timeout=…).
+    database_options = DATABASES["default"].setdefault("OPTIONS", {})
+    database_options["options"] = f'{database_options.get("options", "")} -c jit=off'.strip()
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", default=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -61,3 +61,11 @@ def test_a_query_that_hangs_is_cancelled_by_the_statement_timeout(transactional_
     assert "canceling statement due to statement timeout" in caplog.text
     # The connection is left usable and without the probe's timeout for the next request.
     assert select_one_ok() and statement_timeout() == default
+
+
+def test_the_sites_connections_run_without_jit_compilation(db):
+    """settings turns Postgres's JIT off: it cost the review queue seconds of compiling a query
+    that runs in a fraction of one (bench/bench_queue.py)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"

@@ -100,6 +100,23 @@ def test_it_bounds_the_wait_for_a_database_connection(compose):
     assert environ.Env.db_url_config(url)["OPTIONS"] == {"connect_timeout": 3}
 
 
+def postgres_options(url: str) -> dict:
+    """settings.DATABASES["default"]["OPTIONS"] for DATABASE_URL=url, in a fresh process."""
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "print(__import__('json').dumps(settings.DATABASES['default']['OPTIONS']))")
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DATABASE_URL": url},
+                         capture_output=True, text=True, check=True)
+    return json.loads(run.stdout)
+
+
+def test_it_turns_postgres_jit_off_beside_the_options_the_url_gives():
+    """The review queue's ordering cost seconds of JIT compiling on Postgres (settings.py)."""
+    assert postgres_options("postgres://u@db:5432/m?connect_timeout=3") == {
+        "connect_timeout": 3, "options": "-c jit=off"}
+    given = "postgres://u@db:5432/m?options=-c%20statement_timeout%3D5000"
+    assert postgres_options(given) == {"options": "-c statement_timeout=5000 -c jit=off"}
+
+
 def test_it_keeps_beats_record_of_runs_in_a_named_volume(compose, dockerfile):
     """A recreated beat remembers its last runs, so a daily run missed meanwhile is still sent."""
     var_dir = re.search(r"\bVAR_DIR=(\S+)", dockerfile).group(1)
@@ -301,7 +318,9 @@ def _third_party_imports(files) -> dict:
             else:
                 continue
             for name in (n.split(".")[0] for n in names):
-                local = (ROOT / name).is_dir() or (ROOT / f"{name}.py").exists()
+                # this project's: a package or module at the root, or beside a script (bench/)
+                local = any((folder / name).is_dir() or (folder / f"{name}.py").exists()
+                            for folder in (ROOT, path.parent))
                 if not local and name not in sys.stdlib_module_names:
                     found.setdefault(name, path.relative_to(ROOT))
     return found
