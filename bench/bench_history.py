@@ -13,17 +13,14 @@ temporary folder, removed at the end; reads no .env and touches nothing of the p
 """
 
 import argparse
-import statistics
-import time
 
-from django_setup import setup_django
+from page_bench import measure, setup_django
 
 setup_django()
 
 from django.core.management import call_command  # noqa: E402
-from django.db import connection, reset_queries  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from accounts.models import User  # noqa: E402
@@ -48,20 +45,8 @@ def populate(user, count):
     )
 
 
-def measure(client, url, runs):
-    # The capture logs queries as DEBUG would, for this one request only; each request clears
-    # that log when it starts: start from an empty log so that the capture's bookkeeping holds.
-    reset_queries()
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get(url).status_code == 200, url
-    # Counted now: the capture reads the log again when asked, and the next request clears it.
-    count = len(queries)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        client.get(url)
-        times.append((time.perf_counter() - started) * 1000)
-    return count, statistics.median(times)
+def open_page(client, url):
+    assert client.get(url).status_code == 200, url
 
 
 def main():
@@ -79,7 +64,7 @@ def main():
     for size in args.sizes:
         populate(user, size)
         for name, url in PAGES.items():
-            count, medians[size, name] = measure(client, url, args.runs)
+            count, medians[size, name], _ = measure(lambda: open_page(client, url), args.runs)
             print(f"{size:>10} {name:<10} {count:>8} {medians[size, name]:>10.1f}")
     small, large = min(args.sizes), max(args.sizes)
     if large > small:

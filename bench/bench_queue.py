@@ -22,11 +22,9 @@ folder, removed at the end; reads no .env and touches nothing of the project's.
 import argparse
 import random
 import secrets
-import statistics
-import time
 from datetime import timedelta
 
-from django_setup import setup_django
+from page_bench import measure, setup_django
 
 POSTGRES = "postgres://postgres@127.0.0.1:5432"
 
@@ -67,9 +65,8 @@ setup_django(
 
 from django.core import mail  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import connection, reset_queries  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from accounts.models import User  # noqa: E402
@@ -144,26 +141,6 @@ def make_case(rng, age, owner, mole, created, now) -> Diagnosis:
         case.malignant_probability = sum(PROBABILITIES[risk][name] for name in ("mel", "bcc", "akiec"))
         case.predicted_class = max(PROBABILITIES[risk], key=PROBABILITIES[risk].get)
     return case
-
-
-def measure(action, runs: int, prepare=lambda: None) -> tuple[int, float, list]:
-    """(queries, median ms, the queries' SQL) of action(); prepare() runs before each call,
-    neither timed nor counted."""
-    prepare()
-    # The capture logs queries as DEBUG would, for this one call only; each request clears that
-    # log when it starts: start from an empty log so that the capture's bookkeeping holds.
-    reset_queries()
-    with CaptureQueriesContext(connection) as queries:
-        action()
-    # Read now: the capture reads the log again when asked, and the next request clears it.
-    sql = [query["sql"] for query in queries]
-    times = []
-    for _ in range(runs):
-        prepare()
-        started = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - started) * 1000)
-    return len(sql), statistics.median(times), sql
 
 
 def open_queue(client):

@@ -423,11 +423,14 @@ class MoleAdvice(NamedTuple):
     photo: Diagnosis | None
     # photo's next step, which the section gives; None when rerun_failed (no result to advise on)
     step: NextStep | None
-    # photo is the newest, its re-run failed: the section gives its pressing review alone, as its
-    # result page does after the failure
-    rerun_failed: bool
     # a photo newer than photo has no result: the section calls photo "the latest analysed"
     has_newer_photo: bool
+
+    @property
+    def rerun_failed(self) -> bool:
+        """photo is the newest, its re-run failed: the section gives its pressing review alone, as
+        its result page does after the failure (the one section without a step)."""
+        return self.photo is not None and self.step is None
 
 
 def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
@@ -473,14 +476,12 @@ def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
             photo = latest
         else:
             step = review = None
-    rerun_failed = False
     if newest is not None and newest.status == Diagnosis.Status.FAILED:
         failed_review = newest.review_or_none
         if failed_review is not None and failed_review.is_pressing \
                 and RECOMMENDATION_ORDER[failed_review.recommendation] >= asked:
-            photo, step, review, rerun_failed = newest, None, failed_review, True
-    advice = MoleAdvice(latest_rise, photo, step, rerun_failed,
-                        has_newer_photo=photo is not None and photo != newest)
+            photo, step, review = newest, None, failed_review
+    advice = MoleAdvice(latest_rise, photo, step, has_newer_photo=photo is not None and photo != newest)
     if photo is None or latest_rise is None:
         return advice
     risen = latest_rise[0]
@@ -490,7 +491,7 @@ def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
         leads = risen == step.previous or RISK_ORDER[step.previous.risk] > RISK_ORDER[risen.risk]
     if leads:
         return advice._replace(rise=None)
-    return MoleAdvice(latest_rise, None, None, rerun_failed=False, has_newer_photo=False)
+    return MoleAdvice(latest_rise, None, None, has_newer_photo=False)
 
 
 @login_required

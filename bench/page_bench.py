@@ -1,13 +1,16 @@
-"""Django as production runs it, for the benchmarks that render pages (bench_history.py,
-bench_queue.py): DEBUG off (no SQL logged, no debug pages), a throwaway SECRET_KEY, warnings only
-in the log, no .env read, and everything written in a temporary folder removed at exit."""
+"""What the benchmarks that render pages (bench_history.py, bench_queue.py) share: Django as
+production runs it (setup_django: DEBUG off, so no SQL logged and no debug pages; a throwaway
+SECRET_KEY, warnings only in the log, no .env read, everything written in a temporary folder
+removed at exit), and measure, a call's queries and median time."""
 
 import atexit
 import os
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -42,3 +45,26 @@ def setup_django(database_url: str | None = None, **environment: str) -> str:
     plain_static = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
     settings.STORAGES = {**settings.STORAGES, "staticfiles": plain_static}
     return folder
+
+
+def measure(action, runs: int, prepare=lambda: None) -> tuple[int, float, list]:
+    """(queries, median ms, the queries' SQL) of action(); prepare() runs before each call,
+    neither timed nor counted."""
+    from django.db import connection, reset_queries
+    from django.test.utils import CaptureQueriesContext
+
+    prepare()
+    # The capture logs queries as DEBUG would, for this one call only; each request clears that
+    # log when it starts: start from an empty log so that the capture's bookkeeping holds.
+    reset_queries()
+    with CaptureQueriesContext(connection) as queries:
+        action()
+    # Read now: the capture reads the log again when asked, and the next request clears it.
+    sql = [query["sql"] for query in queries]
+    times = []
+    for _ in range(runs):
+        prepare()
+        started = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - started) * 1000)
+    return len(sql), statistics.median(times), sql
