@@ -278,7 +278,19 @@ class Diagnosis(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error = models.CharField(max_length=300, blank=True, help_text="Shown to the patient when status is failed.")
     created_at = models.DateTimeField("uploaded", auto_now_add=True)  # the label the review desk shows
-    queued_at = models.DateTimeField(default=timezone.now, help_text="When it last went into the queue: upload or re-run.")
+    # The start of the patient's wait, read by is_late, DiagnosisQuerySet.late and /healthz (check_queue): set by
+    # an upload or a re-run only. The check for lost photos sending the task again keeps it (a clock restarted at
+    # each resend would hide a backlog the workers never catch up with), as does queuing again a photo whose
+    # worker died: that analysis gave the patient no result, so their wait goes on. sent_at says when to resend.
+    queued_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="When it went into the queue: upload or re-run. A resend, or a re-queue after a worker died, "
+                  "keeps it: the patient's wait goes on.")
+    # Read by the check for lost photos alone (services.diagnoses_recover_lost): it sends the task again
+    # once LOST_QUEUED_AFTER has passed since, and sets it then.
+    sent_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="When its task was last sent to the workers: upload, re-run, or the check for lost photos.")
     started_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(
         default=0, help_text="How many times a worker has started on it since it was last queued by hand.")
@@ -298,6 +310,8 @@ class Diagnosis(models.Model):
         verbose_name_plural = "diagnoses"
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="diagnosis_history_idx"),
+            # Also how /healthz and the check for lost photos find the few queued rows (status first): their
+            # queued_at and sent_at are read from those rows alone, so neither needs an index of its own.
             models.Index(fields=["status", "risk"], name="diagnosis_queue_idx"),
             # The review queue's model version filter lists the distinct versions on every load:
             # read from this index, not from every row. (An Index, not db_index: on Postgres that

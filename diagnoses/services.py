@@ -50,8 +50,9 @@ logger = logging.getLogger(__name__)
 
 # A row left "running" this long was orphaned by a dead worker; a redelivery may take it over.
 STALE_RUNNING_AFTER = timedelta(minutes=10)
-# A photo still queued this long has most likely lost its task (a broker restarted without
-# keeping its queue): diagnoses_recover_lost sends the task again, at most once in this time.
+# A photo still queued this long after its task was sent (Diagnosis.sent_at) has most likely lost
+# it (a broker restarted without keeping its queue): diagnoses_recover_lost sends the task again,
+# at most once in this time. Also /healthz's limit on the patient's wait (Diagnosis.queued_at).
 LOST_QUEUED_AFTER = timedelta(minutes=15)
 # A photo that workers have started on this many times is not queued again when the last one
 # died with it (killed for memory, say): it might take the next one down too.
@@ -234,7 +235,9 @@ def diagnosis_create(*, owner, image, mole: Mole | None = None, new_mole=None) -
     # would wait for (a second for a large photo).
     clean = sanitize_upload(image)
     name = uuid.uuid4().hex
-    diagnosis = Diagnosis(owner=owner, mole=mole, sha256=clean.sha256, photo_issues=clean.photo_issues)
+    now = timezone.now()  # queued and sent at once (the task goes out at the commit)
+    diagnosis = Diagnosis(owner=owner, mole=mole, sha256=clean.sha256, photo_issues=clean.photo_issues,
+                          queued_at=now, sent_at=now)
     try:  # from the first file on: a full disk at the thumbnail leaves no photo behind
         _save_file(diagnosis.image, f"{name}.jpg", clean.image_jpeg)
         _save_file(diagnosis.thumbnail, f"{name}.jpg", clean.thumbnail_jpeg)
@@ -330,8 +333,9 @@ def diagnosis_requeue(*, diagnosis: Diagnosis) -> bool:
     status; a clinician's review is kept (see Review.is_of_an_earlier_result).
     """
     waiting = [Diagnosis.Status.QUEUED, Diagnosis.Status.RUNNING]
-    cleared = {
-        "status": Diagnosis.Status.QUEUED, "queued_at": timezone.now(), "started_at": None,
+    now = timezone.now()
+    cleared = {  # a new wait: the last one ended with a result (or a failure)
+        "status": Diagnosis.Status.QUEUED, "queued_at": now, "sent_at": now, "started_at": None,
         "finished_at": None, "attempts": 0, "error": "", "heatmap": "", "model_version": "",
         "probabilities": {}, "malignant_probability": None, "predicted_class": "", "risk": "",
     }
@@ -590,24 +594,27 @@ def diagnosis_fail(*, diagnosis_id, message: str) -> None:
 def diagnoses_recover_lost() -> dict:
     """Photos whose analysis nobody is doing any more, found every few minutes by celery beat.
 
-    Queued for LOST_QUEUED_AFTER: the task is sent again (a second copy is harmless: the first
-    to claim the row runs it). Running for STALE_RUNNING_AFTER: the worker died with it, and the
-    redelivered task found the row freshly claimed and left; it is queued again, unless workers
-    have started on it MAX_ORPHANED_ATTEMPTS times (Diagnosis.attempts), when it fails with
-    MESSAGE_STOPPED instead of taking another worker down.
+    Queued, its task last sent LOST_QUEUED_AFTER ago (Diagnosis.sent_at): the task is sent again
+    (a second copy is harmless: the first to claim the row runs it). Running for
+    STALE_RUNNING_AFTER: the worker died with it, and the redelivered task found the row freshly
+    claimed and left; it is queued again, unless workers have started on it
+    MAX_ORPHANED_ATTEMPTS times (Diagnosis.attempts), when it fails with MESSAGE_STOPPED instead
+    of taking another worker down. Either way queued_at, the start of the patient's wait, is
+    left as it is (see Diagnosis.queued_at): only sent_at says when the task last went out.
     Returns the counts {"resent", "requeued", "failed"}.
     """
     now = timezone.now()
     counts = {"resent": 0, "requeued": 0, "failed": 0}
-    queued = Diagnosis.objects.filter(status=Diagnosis.Status.QUEUED, queued_at__lt=now - LOST_QUEUED_AFTER)
+    # Found through diagnosis_queue_idx (status first): the queued rows are few, sent_at is read from those.
+    queued = Diagnosis.objects.filter(status=Diagnosis.Status.QUEUED, sent_at__lt=now - LOST_QUEUED_AFTER)
     orphaned = Diagnosis.objects.filter(status=Diagnosis.Status.RUNNING, started_at__lt=now - STALE_RUNNING_AFTER)
     for pk in queued.values_list("pk", flat=True):
         # Conditional updates: a worker that claims the row meanwhile keeps it.
-        if queued.filter(pk=pk).update(queued_at=now):
+        if queued.filter(pk=pk).update(sent_at=now):
             _send_classification(pk)
             counts["resent"] += 1
     for pk in orphaned.filter(attempts__lt=MAX_ORPHANED_ATTEMPTS).values_list("pk", flat=True):
-        if orphaned.filter(pk=pk).update(status=Diagnosis.Status.QUEUED, queued_at=now, started_at=None):
+        if orphaned.filter(pk=pk).update(status=Diagnosis.Status.QUEUED, sent_at=now, started_at=None):
             _send_classification(pk)
             counts["requeued"] += 1
     counts["failed"] = orphaned.filter(attempts__gte=MAX_ORPHANED_ATTEMPTS).update(
@@ -1044,7 +1051,7 @@ def _send_photo_reminder(patient, due_moles: list[tuple[Mole, date]]) -> bool:
 def case_hold(diagnosis_id) -> None:
     """Lock the case's row until the current transaction ends, so that reviews of one case are
     saved one after the other: whoever comes second sees the first's review when it checks for
-    one (the desk's form, review_agree). Postgres; SQLite locks the whole database on write."""
+    one (the desk's form, review_agree_many). Postgres; SQLite locks the whole database on write."""
     list(Diagnosis.objects.select_for_update().filter(pk=diagnosis_id).only("pk"))
 
 
@@ -1052,23 +1059,17 @@ class Skip(enum.Enum):
     """Why agreeing with the model left a case alone (review_agree_many counts them): the desk
     tells the clinician what to do with each."""
 
-    NEEDS_A_LOOK = "needs a look"  # needs_a_look: in bulk only, for a review one by one
+    NEEDS_A_LOOK = "needs a look"  # needs_a_look: for a review one by one, at the desk's form
     EARLIER_RESULT = "reviewed an earlier result"  # its review is to be saved again, of this one
     FAILED = "failed"  # nothing to review: a re-run, or a new photo from the patient
     NOT_DONE_OR_REVIEWED = "not done or reviewed"  # queued, running or deleted; or reviewed
 
 
-def review_agree(*, diagnosis: Diagnosis, reviewer, notify: bool = True) -> Review | None:
-    """Agree with the model, recommending what its risk band suggests (suggested_recommendation).
-    Returns None, changing nothing, where _agree_or_skip skips the case."""
-    agreed = _agree_or_skip(diagnosis=diagnosis, reviewer=reviewer, notify=notify, in_bulk=False)
-    return agreed if isinstance(agreed, Review) else None
-
-
-def _agree_or_skip(*, diagnosis: Diagnosis, reviewer, notify: bool, in_bulk: bool) -> Review | Skip:
-    """The agreement saved, or why none was (Skip): the case as it is now, under its lock, is
-    failed, not done, or has a review already (even one saved a moment ago: never overwritten);
-    in_bulk (review_agree_many), also one that needs_a_look."""
+def _agree_or_skip(*, diagnosis: Diagnosis, reviewer) -> Review | Skip:
+    """The agreement saved, recommending what suggested_recommendation gives, its patient not
+    told yet (review_agree_many tells each once); or why none was (Skip): the case as it is now,
+    under its lock, is failed, not done, has a review already (even one saved a moment ago:
+    never overwritten), or needs_a_look."""
     with transaction.atomic():
         case_hold(diagnosis.pk)
         # As it is now, not as the list loaded it: a re-run queued meanwhile has no result to agree
@@ -1078,14 +1079,14 @@ def _agree_or_skip(*, diagnosis: Diagnosis, reviewer, notify: bool, in_bulk: boo
         if skip := _why_no_agreement(diagnosis):
             return skip
         previous = diagnosis.previous_photo_rated_higher()  # a query: asked once, for both below
-        if in_bulk and needs_a_look(diagnosis, previous):
+        if needs_a_look(diagnosis, previous):
             return Skip.NEEDS_A_LOOK
         return review_save(
             diagnosis=diagnosis,
             reviewer=reviewer,
             verdict=Review.Verdict.AGREE,
             recommendation=suggested_recommendation(diagnosis, previous)[0],
-            notify=notify,
+            notify=False,
         )
 
 
@@ -1137,12 +1138,13 @@ class BulkAgreement(NamedTuple):
 
 
 def review_agree_many(*, diagnoses, reviewer) -> BulkAgreement:
-    """review_agree on each diagnosis, leaving out those that need_a_look; then one e-mail per
-    patient for all of their checks reviewed here, not one per check. Returns the reviews made,
-    with why the others were left (each decided once, as the case was when its turn came)."""
+    """Agree with the model on each diagnosis, recommending what its risk band suggests
+    (suggested_recommendation), leaving out those that need_a_look; then one e-mail per patient
+    for all of their checks reviewed here, not one per check. Returns the reviews made, with why
+    the others were left (each decided once, as the case was when its turn came: _agree_or_skip)."""
     reviews, skipped = [], Counter()
     for diagnosis in diagnoses:
-        agreed = _agree_or_skip(diagnosis=diagnosis, reviewer=reviewer, notify=False, in_bulk=True)
+        agreed = _agree_or_skip(diagnosis=diagnosis, reviewer=reviewer)
         if isinstance(agreed, Review):
             reviews.append(agreed)
         else:

@@ -128,11 +128,14 @@ class QueueStalled(Exception):
 
 def check_queue() -> dict:
     """How many photos wait for a worker, and how long the one queued longest has waited, in
-    seconds since its queued_at (its upload, its re-run, or the lost-photo check sending it to the
-    workers again). Not ok past LOST_QUEUED_AFTER, the limit of that check: the workers are down,
-    stuck, or far too few for the uploads."""
+    seconds since its queued_at: its upload or its re-run. The lost-photo check sending it to the
+    workers again, or queuing it again after its worker died, leaves that (Diagnosis.queued_at),
+    so that a backlog the workers never catch up with reads as the wait it is. Not ok past
+    LOST_QUEUED_AFTER, the limit of that check: the workers are down, stuck, or far too few for
+    the uploads."""
     connection = connections[DEFAULT_DB_ALIAS]
     try:
+        # The few queued rows, through diagnosis_queue_idx (status first): cheap on every probe.
         found = _bounded(connection, lambda: Diagnosis.objects.filter(status=Diagnosis.Status.QUEUED).aggregate(
             queued=Count("pk"), oldest=Min("queued_at")))
     except Exception as exc:  # any driver's error, as in check_database

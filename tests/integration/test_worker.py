@@ -106,7 +106,8 @@ def test_it_analyses_a_photo_whose_task_was_lost_once_beats_check_sends_it_again
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(classify_diagnosis, "delay", lambda pk: None)  # the broker loses the task
         diagnosis = services.diagnosis_create(owner=owner, image=SimpleUploadedFile("m.jpg", jpeg_bytes, "image/jpeg"))
-    Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=timezone.now() - timedelta(minutes=16))
+    uploaded_at = timezone.now() - timedelta(minutes=16)  # its task sent (and lost) then
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=uploaded_at, sent_at=uploaded_at)
 
     recover_lost_diagnoses.delay()  # what beat queues every 5 minutes
 

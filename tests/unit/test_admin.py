@@ -142,7 +142,7 @@ def test_it_orders_the_queue_unreviewed_first_then_by_risk_then_oldest(reviewer_
     medium = make_diagnosis(owner, risk="medium", age_days=3)
     queued = make_diagnosis(owner, status="queued", age_days=20)
     high_reviewed = make_diagnosis(owner, risk="high", age_days=30)
-    services.review_agree(diagnosis=high_reviewed, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[high_reviewed], reviewer=reviewer)
 
     assert queue(reviewer_client) == [high_old, high_new, medium, low_old, queued, high_reviewed]
 
@@ -185,7 +185,7 @@ def test_it_lets_staff_but_not_outsiders_load_the_thumbnail(reviewer_client, out
 
 def test_it_filters_the_queue_by_reviewed_risk_and_status(reviewer_client, reviewer, owner, make_diagnosis):
     reviewed = make_diagnosis(owner, risk="high")
-    services.review_agree(diagnosis=reviewed, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[reviewed], reviewer=reviewer)
     waiting = make_diagnosis(owner, risk="medium")
     failed = make_diagnosis(owner, status="failed")
 
@@ -208,9 +208,9 @@ def test_it_filters_the_queue_by_upload_date_under_the_columns_name(reviewer_cli
 def test_it_puts_a_case_whose_review_is_of_an_earlier_result_back_in_the_queue(
         reviewer_client, reviewer, owner, make_diagnosis):
     rerun = make_diagnosis(owner, risk="low", age_days=9)
-    services.review_agree(diagnosis=rerun, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[rerun], reviewer=reviewer)
     current = make_diagnosis(owner, risk="high", age_days=5)
-    services.review_agree(diagnosis=current, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[current], reviewer=reviewer)
     assert queue(reviewer_client, reviewed="no") == []
     # a re-run with another model replaced the result the clinician read; the review is kept
     Diagnosis.objects.filter(pk=rerun.pk).update(model_version="test-model-2")
@@ -242,11 +242,11 @@ def test_it_loads_the_queue_in_a_constant_number_of_queries(
             reviewer_client.get(QUEUE_URL)
         return len(captured)
 
-    services.review_agree(diagnosis=make_diagnosis(owner, risk="high"), reviewer=reviewer)
+    services.review_agree_many(diagnoses=[make_diagnosis(owner, risk="high")], reviewer=reviewer)
     make_diagnosis(owner, risk="low")
     few = count_queries()
     for risk in ["high", "medium", "low", "low", "medium"]:
-        services.review_agree(diagnosis=make_diagnosis(owner, risk=risk), reviewer=reviewer)
+        services.review_agree_many(diagnoses=[make_diagnosis(owner, risk=risk)], reviewer=reviewer)
         make_diagnosis(owner, risk=risk)
     assert count_queries() == few
 
@@ -279,7 +279,7 @@ def test_the_queue_counts_its_cases_once_and_lists_model_versions_from_an_index(
 def test_the_reviews_log_sorts_and_filters_by_date_through_an_index(
     reviewer_client, reviewer, owner, make_diagnosis
 ):
-    services.review_agree(diagnosis=make_diagnosis(owner, risk="high"), reviewer=reviewer)
+    services.review_agree_many(diagnoses=[make_diagnosis(owner, risk="high")], reviewer=reviewer)
     with CaptureQueriesContext(connection) as captured:
         response = reviewer_client.get(reverse("admin:diagnoses_review_changelist"))
     assert response.status_code == 200
@@ -403,7 +403,7 @@ def test_it_offers_no_review_form_before_the_result_is_done(reviewer_client, own
 def test_it_renders_the_mole_and_review_pages_read_only_for_a_reviewer(reviewer_client, reviewer, owner, make_diagnosis):
     mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
     diagnosis = make_diagnosis(owner, risk="high", mole=mole)
-    review = services.review_agree(diagnosis=diagnosis, reviewer=reviewer)
+    (review,) = services.review_agree_many(diagnoses=[diagnosis], reviewer=reviewer).reviews
 
     assert reviewer_client.get(reverse("admin:diagnoses_mole_changelist")).status_code == 200
     mole_page = reviewer_client.get(reverse("admin:diagnoses_mole_change", args=[mole.pk]))
@@ -434,7 +434,7 @@ def test_it_offers_no_save_on_a_mole_page_even_to_a_superuser(admin_client, owne
 
 def test_it_links_reviewers_to_no_user_admin_page(reviewer_client, reviewer, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="high")
-    review = services.review_agree(diagnosis=diagnosis, reviewer=reviewer)
+    (review,) = services.review_agree_many(diagnoses=[diagnosis], reviewer=reviewer).reviews
     pages = [
         QUEUE_URL,
         change_url(diagnosis),

@@ -77,7 +77,7 @@ def test_the_review_desks_csv_is_named_after_the_clinics_day(reviewer_client, re
                                                              make_diagnosis, settings):
     settings.TIME_ZONE = zone_on_another_day()
     diagnosis = make_diagnosis(owner)
-    services.review_agree(diagnosis=diagnosis, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[diagnosis], reviewer=reviewer)
     owner.model_improvement = True
     owner.save(update_fields=["model_improvement"])
 

@@ -131,9 +131,9 @@ def test_a_failed_re_run_with_a_legacy_review_shows_unreviewed(reviewer_client, 
     """A review saved before reviews carried a model version counts as of any result: not of a
     failed re-run's, which has none. The queue's order, its filter and its column agree."""
     reviewed = make_diagnosis(owner, risk="high", age_days=1)
-    services.review_agree(diagnosis=reviewed, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[reviewed], reviewer=reviewer)
     legacy = make_diagnosis(owner, risk="low", age_days=2)
-    services.review_agree(diagnosis=legacy, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[legacy], reviewer=reviewer)
     Review.objects.filter(diagnosis=legacy).update(model_version="")
     services.diagnosis_requeue(diagnosis=legacy)
     services.diagnosis_fail(diagnosis_id=legacy.pk, message=services.MESSAGE_UNREADABLE)

@@ -190,10 +190,11 @@ def test_it_notices_a_model_file_replaced_by_a_corrupt_one(client, artifact):
 
 
 def queued_for(owner, minutes):
-    """A photo waiting for a worker since `minutes` ago (its upload, re-run or resend)."""
+    """A photo waiting for a worker since `minutes` ago (its upload or re-run), its task sent then."""
     diagnosis = Diagnosis.objects.create(owner=owner, image="images/x.jpg", thumbnail="thumbnails/x.jpg",
                                          sha256="0" * 64)
-    Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=timezone.now() - timedelta(minutes=minutes))
+    then = timezone.now() - timedelta(minutes=minutes)
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=then, sent_at=then)
     return diagnosis
 
 
@@ -227,6 +228,28 @@ def test_it_reports_a_photo_waiting_longer_than_the_lost_photo_check_allows(clie
     assert body["queue"]["oldest_queued_s"] > LOST_QUEUED_AFTER.total_seconds()
     assert body["database"]["ok"] and body["broker"]["ok"] and body["model"]["ok"]
     assert "healthz: queue unavailable: QueueStalled" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_photo_the_lost_photo_check_sent_again_still_counts_its_wait_from_its_upload(
+        client, artifact, owner, monkeypatch, django_capture_on_commit_callbacks):
+    """The workers are down or far too few: the check sends the photo to them again, and it still
+    waits. Its wait, not the time since that resend, is what /healthz reports: else each resend
+    would start it again and the queue would read ok for most of every LOST_QUEUED_AFTER."""
+    from diagnoses import tasks
+    from diagnoses.services import diagnoses_recover_lost
+
+    monkeypatch.setattr(tasks.classify_diagnosis, "delay", lambda pk: None)  # nobody takes it
+    minutes = LOST_QUEUED_AFTER.total_seconds() / 60 + 1
+    queued_for(owner, minutes)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert diagnoses_recover_lost()["resent"] == 1
+
+    response, body = get_health(client)
+
+    assert response.status_code == 200
+    assert body["queue"]["ok"] is False and body["queue"]["error"] == "QueueStalled"
+    assert body["queue"]["queued"] == 1 and body["queue"]["oldest_queued_s"] >= minutes * 60 - 1
 
 
 @pytest.mark.django_db

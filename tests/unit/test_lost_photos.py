@@ -6,10 +6,12 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from diagnoses import services, tasks
 from diagnoses.models import Diagnosis
+from molesite.health import check_queue
 
 pytestmark = pytest.mark.django_db
 
@@ -23,12 +25,23 @@ def sent(monkeypatch):
 
 
 def aged(diagnosis, *, queued_minutes=0, running_minutes=None, attempts=0):
-    """The diagnosis as it would be that many minutes after it was queued (or claimed)."""
+    """The diagnosis as it would be that many minutes after it was queued, its task sent then (or
+    claimed)."""
     now = timezone.now()
-    fields = {"queued_at": now - timedelta(minutes=queued_minutes), "attempts": attempts}
+    queued_at = now - timedelta(minutes=queued_minutes)
+    fields = {"queued_at": queued_at, "sent_at": queued_at, "attempts": attempts}
     if running_minutes is not None:
         fields.update(status=Diagnosis.Status.RUNNING, started_at=now - timedelta(minutes=running_minutes))
     Diagnosis.objects.filter(pk=diagnosis.pk).update(**fields)
+    diagnosis.refresh_from_db()
+    return diagnosis
+
+
+def minutes_pass(diagnosis, minutes):
+    """The diagnosis as it will be that many minutes later: its times that many minutes further back."""
+    back = timedelta(minutes=minutes)
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(
+        queued_at=F("queued_at") - back, sent_at=F("sent_at") - back, created_at=F("created_at") - back)
     diagnosis.refresh_from_db()
     return diagnosis
 
@@ -38,6 +51,10 @@ def recover(django_capture_on_commit_callbacks):
         return tasks.recover_lost_diagnoses()
 
 
+def waited_minutes(diagnosis):
+    return (timezone.now() - diagnosis.queued_at) / timedelta(minutes=1)
+
+
 def test_it_sends_a_photo_queued_too_long_to_the_workers_again_once_in_a_while(
         owner, make_diagnosis, sent, django_capture_on_commit_callbacks):
     lost = aged(make_diagnosis(owner, status="queued"), queued_minutes=16)
@@ -45,11 +62,76 @@ def test_it_sends_a_photo_queued_too_long_to_the_workers_again_once_in_a_while(
 
     assert recover(django_capture_on_commit_callbacks) == {"resent": 1, "requeued": 0, "failed": 0}
     assert sent == [str(lost.pk)]
+    queued_at = lost.queued_at
     lost.refresh_from_db()
-    assert lost.status == Diagnosis.Status.QUEUED and timezone.now() - lost.queued_at < timedelta(seconds=5)
+    assert lost.status == Diagnosis.Status.QUEUED and timezone.now() - lost.sent_at < timedelta(seconds=5)
+    assert lost.queued_at == queued_at  # the patient's wait goes on
     # Five minutes later (beat's next run) it is not sent again: the copy may be on its way.
     assert recover(django_capture_on_commit_callbacks)["resent"] == 0
-    assert sent == [str(lost.pk)] and Diagnosis.objects.get(pk=waiting.pk).queued_at == waiting.queued_at
+    assert sent == [str(lost.pk)]
+    assert Diagnosis.objects.filter(pk=waiting.pk).values("queued_at", "sent_at").get() == {
+        "queued_at": waiting.queued_at, "sent_at": waiting.sent_at}
+
+
+def test_a_photo_sent_again_is_sent_again_only_once_the_limit_has_passed_since_and_keeps_its_wait(
+        owner, make_diagnosis, sent, django_capture_on_commit_callbacks):
+    """The workers are down, or far too few: every sweep finds the photo still queued. It goes
+    out again once per LOST_QUEUED_AFTER of its sent_at, while its wait, what the patient's page,
+    the desk and /healthz read, counts from the upload all along."""
+    lost = aged(make_diagnosis(owner, status="queued"), queued_minutes=16)
+    limit = services.LOST_QUEUED_AFTER.total_seconds()
+
+    for minutes, resent in [(0, 1), (5, 0), (5, 0), (6, 1), (5, 0)]:  # 16, 21, 26, 32 and 37 minutes
+        lost = minutes_pass(lost, minutes)
+        assert recover(django_capture_on_commit_callbacks)["resent"] == resent
+        lost.refresh_from_db()
+        waited = waited_minutes(lost)
+        queue = check_queue()
+        assert queue["ok"] is False and queue["error"] == "QueueStalled", (waited, queue)
+        assert queue["oldest_queued_s"] >= waited * 60 - 1 > limit
+        assert lost.is_late and Diagnosis.objects.late().filter(pk=lost.pk).exists()
+    assert sent == [str(lost.pk)] * 2
+    assert round(waited_minutes(lost)) == 37
+
+
+def test_a_photo_queued_again_after_its_worker_died_keeps_its_wait_and_is_sent_once(
+        owner, make_diagnosis, sent, django_capture_on_commit_callbacks):
+    """That analysis gave the patient no result: their wait goes on (Diagnosis.queued_at). The
+    task just went out, so the next sweeps leave it for LOST_QUEUED_AFTER."""
+    orphan = aged(make_diagnosis(owner, status="queued"), queued_minutes=12, running_minutes=11, attempts=1)
+    queued_at = orphan.queued_at
+
+    assert recover(django_capture_on_commit_callbacks) == {"resent": 0, "requeued": 1, "failed": 0}
+    orphan.refresh_from_db()
+    assert orphan.status == Diagnosis.Status.QUEUED and orphan.started_at is None
+    assert orphan.queued_at == queued_at and timezone.now() - orphan.sent_at < timedelta(seconds=5)
+    assert orphan.is_late and check_queue()["oldest_queued_s"] >= 12 * 60
+
+    orphan = minutes_pass(orphan, 5)  # 17 minutes since the upload, 5 since it was sent again
+    assert recover(django_capture_on_commit_callbacks) == {"resent": 0, "requeued": 0, "failed": 0}
+    queue = check_queue()
+    assert queue["ok"] is False and queue["oldest_queued_s"] >= 17 * 60
+    orphan = minutes_pass(orphan, 11)
+    assert recover(django_capture_on_commit_callbacks) == {"resent": 1, "requeued": 0, "failed": 0}
+    assert sent == [str(orphan.pk)] * 2
+
+
+def test_an_upload_and_a_re_run_are_each_a_new_wait_their_task_sent_at_once(
+        owner, jpeg_bytes, make_diagnosis, sent, django_capture_on_commit_callbacks):
+    from tests.unit.test_foundation import upload
+
+    with django_capture_on_commit_callbacks(execute=True):
+        uploaded = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    uploaded.refresh_from_db()
+    assert uploaded.sent_at == uploaded.queued_at and timezone.now() - uploaded.queued_at < timedelta(seconds=5)
+
+    rerun = aged(make_diagnosis(owner, risk="high"), queued_minutes=60)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.diagnosis_requeue(diagnosis=rerun)
+    stored = Diagnosis.objects.get(pk=rerun.pk)
+    assert stored.sent_at == stored.queued_at == rerun.queued_at == rerun.sent_at
+    assert timezone.now() - stored.queued_at < timedelta(seconds=5)
+    assert sent == [str(uploaded.pk), str(rerun.pk)]
 
 
 def test_it_queues_again_a_photo_whose_worker_died_and_a_worker_then_analyses_it(

@@ -1,5 +1,6 @@
 """`migrate --database other` fills in and deletes rows in that database only: the data steps of
-diagnoses 0003 and 0015 and accounts 0010 once rewrote the default database's rows."""
+diagnoses 0003 and 0015 and accounts 0010 once rewrote the default database's rows (and 0017's
+must not)."""
 
 from datetime import timedelta
 
@@ -42,7 +43,8 @@ def test_migrating_another_database_leaves_the_default_ones_rows_alone(other_dat
                                                                         make_diagnosis):
     diagnosis = make_diagnosis(owner)
     requeued_at = diagnosis.created_at + timedelta(hours=1)
-    Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=requeued_at)
+    sent_again_at = requeued_at + timedelta(minutes=15)
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(queued_at=requeued_at, sent_at=sent_again_at)
     # a review whose notice is owed
     review = Review.objects.create(diagnosis=diagnosis, verdict="agree", recommendation="monitor",
                                    reviewed_at=timezone.now(), notice_queued_at=None)
@@ -52,6 +54,7 @@ def test_migrating_another_database_leaves_the_default_ones_rows_alone(other_dat
     migrate_to_latest(other_database)
 
     assert Diagnosis.objects.get(pk=diagnosis.pk).queued_at == requeued_at  # not 0003's created_at
+    assert Diagnosis.objects.get(pk=diagnosis.pk).sent_at == sent_again_at  # not 0017's queued_at
     assert Review.objects.get(pk=review.pk).notice_queued_at is None  # not 0015's reviewed_at
     assert LogEntry.objects.filter(pk=token_entry.pk).exists()  # not deleted by 0010
 

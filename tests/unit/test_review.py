@@ -85,7 +85,7 @@ def test_it_saves_a_review_and_stamps_the_reviewer_and_time(reviewer_client, rev
 
 def test_it_restamps_a_corrected_review_with_the_new_reviewer(reviewer_client, reviewer, admin_user, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="medium")
-    review = services.review_agree(diagnosis=diagnosis, reviewer=admin_user)
+    (review,) = services.review_agree_many(diagnoses=[diagnosis], reviewer=admin_user).reviews
     Review.objects.filter(pk=review.pk).update(reviewed_at=timezone.now() - timedelta(days=2))
 
     response = reviewer_client.post(change_url(diagnosis), review_post(diagnosis, recommendation="urgent", existing=review))
@@ -231,7 +231,7 @@ def test_it_shows_no_review_before_a_clinician_has_looked(owner_client, owner, m
 
 def test_it_keeps_the_review_from_other_patients(outsider_client, reviewer, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="high")
-    services.review_agree(diagnosis=diagnosis, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[diagnosis], reviewer=reviewer)
     assert outsider_client.get(reverse("diagnoses:detail", args=[diagnosis.pk])).status_code == 404
 
 
@@ -279,7 +279,8 @@ def test_bulk_agreement_reads_the_case_as_it_is_when_saving(reviewer, owner, mak
     listed = make_diagnosis(owner, risk="high")
     stale = Diagnosis.objects.get(pk=listed.pk)  # as the list loaded it
     services.diagnosis_requeue(diagnosis=listed)  # re-run meanwhile: no result to agree with
-    assert services.review_agree(diagnosis=stale, reviewer=reviewer) is None
+    agreement = services.review_agree_many(diagnoses=[stale], reviewer=reviewer)
+    assert agreement.reviews == [] and agreement.skipped == {services.Skip.NOT_DONE_OR_REVIEWED: 1}
     assert not Review.objects.exists()
 
 
@@ -423,8 +424,8 @@ def opt_in(*patients):
 
 def test_the_export_takes_only_patients_who_opted_in(reviewer_client, reviewer, owner, outsider, make_diagnosis):
     mine, theirs = make_diagnosis(owner, risk="high"), make_diagnosis(outsider, risk="low")
-    services.review_agree(diagnosis=mine, reviewer=reviewer)
-    services.review_agree(diagnosis=theirs, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[mine], reviewer=reviewer)
+    services.review_agree_many(diagnoses=[theirs], reviewer=reviewer)
     opt_in(owner)  # the outsider left the box as it was at sign-up: unticked
 
     response = run_action(reviewer_client, "export_reviewed_csv", [mine, theirs])
@@ -446,8 +447,8 @@ def test_it_exports_reviewed_cases_as_pseudonymous_csv(reviewer_client, reviewer
     theirs = make_diagnosis(outsider, risk="medium", age_days=1)
     unreviewed = make_diagnosis(owner, risk="medium")
     services.review_save(diagnosis=first, reviewer=reviewer, verdict="disagree", label="bkl", recommendation="monitor", note="Dear patient")
-    services.review_agree(diagnosis=second, reviewer=reviewer)
-    services.review_agree(diagnosis=theirs, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[second], reviewer=reviewer)
+    services.review_agree_many(diagnoses=[theirs], reviewer=reviewer)
     opt_in(owner, outsider)
 
     response = run_action(reviewer_client, "export_reviewed_csv", [first, second, theirs, unreviewed])
@@ -490,7 +491,7 @@ def test_the_export_is_streamed_its_rows_read_as_they_go_out(reviewer_client, re
     # and hundreds of megabytes.
     cases = [make_diagnosis(owner, risk=risk) for risk in ("high", "medium", "low")]
     for case in cases:
-        services.review_agree(diagnosis=case, reviewer=reviewer)
+        services.review_agree_many(diagnoses=[case], reviewer=reviewer)
     opt_in(owner)
 
     response = run_action(reviewer_client, "export_reviewed_csv", cases)
@@ -508,7 +509,7 @@ def test_it_exports_nothing_when_none_selected_is_reviewed(reviewer_client, revi
     unreviewed = make_diagnosis(owner, risk="high")
     # Reviewed, then re-run with another model: the review is of figures no longer shown.
     rerun = make_diagnosis(owner, risk="high", model_version="old-model")
-    services.review_agree(diagnosis=rerun, reviewer=reviewer)
+    services.review_agree_many(diagnoses=[rerun], reviewer=reviewer)
     services.diagnosis_requeue(diagnosis=rerun)
     finish(rerun, model_version="new-model")
     opt_in(owner)
@@ -609,7 +610,7 @@ def test_it_tells_the_patient_when_a_review_is_corrected(
 ):
     diagnosis = make_diagnosis(owner, risk="low")  # agreed with: a routine check
     with django_capture_on_commit_callbacks(execute=True):
-        review = services.review_agree(diagnosis=diagnosis, reviewer=admin_user)
+        (review,) = services.review_agree_many(diagnoses=[diagnosis], reviewer=admin_user).reviews
     with django_capture_on_commit_callbacks(execute=True):
         reviewer_client.post(change_url(diagnosis), review_post(diagnosis, recommendation="monitor", existing=review))
 
@@ -647,7 +648,8 @@ def test_it_still_sends_a_notice_queued_for_one_review_by_the_version_before_the
 ):
     from diagnoses.tasks import send_review_notice
 
-    review = services.review_agree(diagnosis=make_diagnosis(owner), reviewer=reviewer, notify=False)
+    review = services.review_save(diagnosis=make_diagnosis(owner), reviewer=reviewer, verdict="agree",
+                                  recommendation="routine", notify=False)  # no notice queued
     send_review_notice.apply(args=(review.pk,)).get()
 
     assert [m.subject for m in mailoutbox] == ["A clinician has reviewed your mole check"]
@@ -662,7 +664,7 @@ def test_it_sends_nothing_to_a_patient_who_turned_the_emails_off_or_has_no_addre
     outsider.save()
     with django_capture_on_commit_callbacks(execute=True):
         for patient in (owner, outsider):
-            services.review_agree(diagnosis=make_diagnosis(patient), reviewer=reviewer)
+            services.review_agree_many(diagnoses=[make_diagnosis(patient)], reviewer=reviewer)
 
     assert Review.objects.count() == 2
     assert mailoutbox == []
@@ -686,7 +688,7 @@ def test_it_retries_the_email_while_the_mail_server_is_down(
 
     monkeypatch.setattr(molesite_mail, "send_mail", flaky_send)
     with django_capture_on_commit_callbacks(execute=True):
-        services.review_agree(diagnosis=make_diagnosis(owner), reviewer=reviewer)
+        services.review_agree_many(diagnoses=[make_diagnosis(owner)], reviewer=reviewer)
 
     assert len(attempts) == 3
     assert len(mail.outbox) == 1

@@ -203,7 +203,7 @@ def test_the_api_lists_who_opened_my_records(reviewer_client, owner_api, outside
 def test_a_reviews_page_and_the_full_size_files_are_openings_of_the_case(reviewer_client, reviewer, owner,
                                                                            make_diagnosis):
     diagnosis, other = make_diagnosis(owner), make_diagnosis(owner)
-    review = services.review_agree(diagnosis=diagnosis, reviewer=reviewer, notify=False)
+    (review,) = services.review_agree_many(diagnoses=[diagnosis], reviewer=reviewer).reviews
     assert reviewer_client.get(reverse("admin:diagnoses_review_change", args=[review.pk])).status_code == 200
     assert accesses(owner) == [("dr-reviewer", "case", diagnosis.pk, None)]
 
