@@ -28,15 +28,22 @@ class MolesiteUserManager(UserManager.from_queryset(UserQuerySet)):
         # types an address, saves its form instead and leaves it to the link (accounts.views).
         if email:
             extra_fields.setdefault("email_confirmed_at", timezone.now())
-        return super()._create_user_object(username, email, password, **extra_fields)
+        user = super()._create_user_object(username, email, password, **extra_fields)
+        # The column's own checks, which no manager runs: a valid address (Django's) that the
+        # site's e-mails reach as typed (accounts.validators, which leaves an invalid one to the
+        # first), for a script's or reviewer_create()'s address as for sign-up's and the admin's.
+        # ValidationError, as full_clean() raises: createsuperuser reports it as its own. An empty
+        # address, allowed, is not checked.
+        user._meta.get_field("email").run_validators(user.email)
+        return user
 
 
 class User(AbstractUser):
     """The project's user from the first migration, so it can grow without a painful swap."""
 
     # Django's field, plus the check that the site's e-mails reach the address as typed: run by
-    # sign-up's form, the admin's user forms, createsuperuser and createreviewer (not by
-    # create_user() or save(): see accounts.validators).
+    # sign-up's form, the admin's user forms, createsuperuser, createreviewer and create_user()
+    # (not by save(): see accounts.validators).
     email = models.EmailField("email address", blank=True,
                               validators=[validate_address_sent_as_typed])
 

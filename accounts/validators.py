@@ -1,9 +1,10 @@
 """The check on an e-mail address that the site will mail, on User.email. A model's validators
 run only where something calls them: sign-up's form (a ModelForm over User), the admin's user
-forms (the change page only when the address is changed: accounts.admin), createsuperuser and
-createreviewer. The password reset and e-mail change forms, which save no User, add it to their
-own field. Nothing else does: create_user(), services.reviewer_create() and queryset updates
-store what they are given, so the clinic's scripts must check an address themselves."""
+forms (the change page only when the address is changed: accounts.admin), createsuperuser,
+createreviewer, and the manager's create_user() and create_superuser() (so the clinic's scripts
+and services.reviewer_create() too: accounts.models.MolesiteUserManager). The password reset and
+e-mail change forms, which save no User, add it to their own field. Nothing else does: save()
+and queryset updates store what they are given."""
 
 from email.errors import HeaderParseError
 
