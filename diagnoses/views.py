@@ -69,8 +69,10 @@ def _is_xhr(request):
 def diagnosis_list(request):
     filters = HistoryFilterForm(request.GET, owner=request.user)
     # Newest first, then by id, as the API (api/filters.py): checks uploaded at the same moment
-    # keep one order, so that none shows on two pages, or on none.
-    diagnoses = filters.filter(request.user.diagnoses.select_related("mole", "review")
+    # keep one order, so that none shows on two pages, or on none. With the photos before, as the
+    # API's list: a row whose review of an earlier result is pressing asks next_step whether it
+    # still leads (_review_mark.html), without a query of its own.
+    diagnoses = filters.filter(request.user.diagnoses.select_related("mole", "review").with_photos_before()
                                .order_by("-created_at", "-pk"))
     page = Paginator(diagnoses, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "diagnoses/list.html", {"page": page, "filters": filters})
@@ -419,17 +421,18 @@ class MoleAdvice(NamedTuple):
     # (photo, the band it rose from): the latest rise no clinician has judged, whose alert gives
     # that photo's band's advice
     rise: tuple[Diagnosis, str] | None
-    # the photo the section is about: the latest analysed one, or the newest when rerun_failed
+    # the photo the section is about: the latest analysed one, or the newest when rerun_unfinished
     photo: Diagnosis | None
-    # photo's next step, which the section gives; None when rerun_failed (no result to advise on)
+    # photo's next step, which the section gives; None when rerun_unfinished (no result to advise on)
     step: NextStep | None
     # a photo newer than photo has no result: the section calls photo "the latest analysed"
     has_newer_photo: bool
 
     @property
-    def rerun_failed(self) -> bool:
-        """photo is the newest, its re-run failed: the section gives its pressing review alone, as
-        its result page does after the failure (the one section without a step)."""
+    def rerun_unfinished(self) -> bool:
+        """photo is the newest, its re-run under way or failed: the section gives its pressing
+        review alone, as its result page does after the spinner or the failure (the one section
+        without a step)."""
         return self.photo is not None and self.step is None
 
 
@@ -442,10 +445,11 @@ def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
     section gives as its result page does where more than its own band leads it: a pressing
     review (of this result, or of an earlier one still standing) or the photo before, rated
     higher. Not a review asking less (a routine check): its photo's page gives it, with the band's
-    advice the clinician overruled. newest: the mole's newest photo or None. When its re-run
-    failed, its result page still gives its review, after the failure: a pressing one takes the
-    section, with no step, when it asks at least as much as what leads latest's step (below). A
-    pending photo's page gives no review until its result comes, and nor does this one.
+    advice the clinician overruled. newest: the mole's newest photo or None. While its re-run is
+    under way, or once it failed, its result page still gives its review (the re-run kept it),
+    after the spinner or the failure: a pressing one takes the section, with no step, when it
+    asks at least as much as what leads latest's step (below). The patient was e-mailed to read
+    it, and a re-run can wait for the workers for as long as they are down.
 
     How much advice asks is on RISK_ORDER's scale: a review's RECOMMENDATION_ORDER (-1 when not
     pressing), a band's RISK_ORDER. Ties go to the pressing review, here and against a rise: it
@@ -461,9 +465,10 @@ def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
     as the alert would, though not that it rose. Else the rise does."""
     photo = step = review = None
     # How much what leads latest's step asks: its own review (a routine check, -1, asks less than
-    # any band), else the photo rated higher's band, else its own. A failed photo's review asking
-    # less would read as weaker advice than latest's page gives; its photo's page gives it, as a
-    # routine check's does. -1 with no analysed photo: any pressing review is the page's advice.
+    # any band), else the photo rated higher's band, else its own. The review of a photo without a
+    # result asking less would read as weaker advice than latest's page gives; its photo's page
+    # gives it, as a routine check's does. -1 with no analysed photo: any pressing review is the
+    # page's advice.
     asked = -1
     if latest is not None:
         step = latest.next_step()
@@ -476,11 +481,12 @@ def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
             photo = latest
         else:
             step = review = None
-    if newest is not None and newest.status == Diagnosis.Status.FAILED:
-        failed_review = newest.review_or_none
-        if failed_review is not None and failed_review.is_pressing \
-                and RECOMMENDATION_ORDER[failed_review.recommendation] >= asked:
-            photo, step, review = newest, None, failed_review
+    # Pending or failed alike: no result to advise on, only the review that a re-run kept.
+    if newest is not None and newest.status != Diagnosis.Status.DONE:
+        kept_review = newest.review_or_none
+        if kept_review is not None and kept_review.is_pressing \
+                and RECOMMENDATION_ORDER[kept_review.recommendation] >= asked:
+            photo, step, review = newest, None, kept_review
     advice = MoleAdvice(latest_rise, photo, step, has_newer_photo=photo is not None and photo != newest)
     if photo is None or latest_rise is None:
         return advice
@@ -549,6 +555,8 @@ def mole_compare(request, pk):
     change = photo_change(before, after) if before != after else None
     context = {
         "mole": mole, "photos": photos, "before": before, "after": after, "change": change,
+        # what to do about the later photo, as its result page says it (compare_step)
+        "step": compare_step(after) if change else None,
         "unanalysed": next((photo for photo in (before, after) if photo.status != Diagnosis.Status.DONE), None),
         "pickers": [("before", "Before", before), ("after", "After", after)],
     }
@@ -566,11 +574,23 @@ def _photo_of(photos, pk, *, default):
     return found
 
 
+def compare_step(after) -> NextStep | None:
+    """The later photo's next step where more than its band leads it (a clinician's review, a
+    review of an earlier result still standing, the photo before rated higher): the comparison
+    gives it, not the band's advice, which would say less than the review or contradict it, or
+    leave out the higher rating a lower estimate does not cancel. None where the band leads: the
+    comparison gives the band's advice on a rise, as before."""
+    step = after.next_step()
+    return None if step.source == "band" else step
+
+
 def photo_change(before, after) -> dict | None:
     """What changed from one analysed photo to a later one; None unless both are analysed."""
     if before.status != Diagnosis.Status.DONE or after.status != Diagnosis.Status.DONE:
         return None
-    points = round((after.malignant_probability - before.malignant_probability) * 100, 1)
+    # From the percentages the page shows beside it: 7.9% -> 8.5% is up 0.6 points, whatever
+    # the unrounded figures' difference rounds to.
+    points = round(after.malignant_percent - before.malignant_percent, 1)
     return {
         # Calendar days, as the photos' dates read: 20:00 and 9:00 the next morning are a day apart.
         "days": (localtime(after.created_at).date() - localtime(before.created_at).date()).days,

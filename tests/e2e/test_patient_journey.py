@@ -16,7 +16,7 @@ from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import expect
 
-from diagnoses.models import Diagnosis, Mole
+from diagnoses.models import Diagnosis, Mole, Review
 from ml import CLASS_NAMES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -356,9 +356,10 @@ def test_it_asks_for_a_better_photo_when_the_photo_is_too_dark(page, site, shot,
     expect(page.get_by_test_id("photo-issues")).to_have_text("Photo too dark")
 
 
-def open_a_pending_result(page, site, owner, make_diagnosis):
-    """The owner signed in, on the result page of a photo still queued; returns that photo."""
-    pending = make_diagnosis(owner, status="queued")
+def open_a_pending_result(page, site, owner, make_diagnosis, pending=None):
+    """The owner signed in, on the result page of a photo still queued (pending, else a new one);
+    returns that photo."""
+    pending = pending or make_diagnosis(owner, status="queued")
     page.goto(site + "/accounts/login/")
     page.get_by_label("Username").fill(owner.username)
     page.get_by_label("Password").fill("correct horse battery")
@@ -373,7 +374,7 @@ def test_a_result_that_arrives_while_its_page_is_open_reads_as_on_a_fresh_load(p
     """The page chose its disclaimer's "see a doctor if ..." while the photo was pending; once the
     result (with its own such sentence, estimate-scope) is swapped in, it must not stay."""
     pending = open_a_pending_result(page, site, owner, make_diagnosis)
-    doctor_if = page.get_by_text("See a doctor if a mole is new after age 30")
+    doctor_if = page.get_by_text("See a doctor if a mole changes in size")
     expect(doctor_if).to_have_count(1)
     Diagnosis.objects.filter(pk=pending.pk).update(  # the result, as the worker stores it
         status="done", risk="low", probabilities={"nv": 0.9, "mel": 0.1}, malignant_probability=0.1,
@@ -389,6 +390,31 @@ def test_a_result_that_arrives_while_its_page_is_open_reads_as_on_a_fresh_load(p
     page.reload()
     expect(page.locator("#result [data-risk]")).to_be_visible()
     assert page.evaluate(main_text) == swapped
+
+
+def test_a_review_stays_on_the_result_page_while_its_case_is_re_run_and_after(page, site, shot, owner,
+                                                                             make_diagnosis):
+    """The patient was e-mailed to read an urgent review now; the case is re-run meanwhile. The
+    page opened while it waits gives the review under the spinner, and keeps it when the new
+    result is swapped in."""
+    diagnosis = make_diagnosis(owner, risk="high", model_version="test-model-1")
+    Review.objects.create(diagnosis=diagnosis, verdict="agree", recommendation="urgent", note="Come in this week.",
+                          reviewed_at=timezone.now(), model_version="test-model-1")
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(  # as services.diagnosis_requeue leaves it
+        status="queued", queued_at=timezone.now(), finished_at=None, heatmap="", model_version="",
+        probabilities={}, malignant_probability=None, predicted_class="", risk="")
+    open_a_pending_result(page, site, owner, make_diagnosis, pending=diagnosis)
+    result = page.locator("#result")
+    expect(result.get_by_test_id("review-recommendation")).to_contain_text("Urgent: see a doctor now")
+    expect(result.get_by_text("the photo is being analysed again")).to_be_visible()
+    shot(page, "result-re-run-with-review")
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(  # the result, as the worker stores it
+        status="done", risk="low", probabilities={"nv": 0.9, "mel": 0.1}, malignant_probability=0.1,
+        predicted_class="nv", model_version="test-model-2", finished_at=timezone.now())
+    expect(page.locator("#result [data-risk]")).to_be_visible(timeout=15_000)
+    expect(result.get_by_test_id("review-recommendation")).to_contain_text("Urgent: see a doctor now")
+    expect(result.get_by_text("Come in this week.")).to_be_visible()
+    expect(result.get_by_text("model test-model-2 has analysed the photo again since")).to_be_visible()
 
 
 @pytest.mark.parametrize("how", ["deleted", "signed out"])

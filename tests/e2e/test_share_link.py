@@ -99,7 +99,7 @@ def test_a_patient_shares_a_result_with_a_doctor_and_stops_sharing(page, browser
         # The link no longer opens the report.
         response = report.goto(url)
         assert response.status == 410
-        expect(report.get_by_text("This link has expired or was withdrawn by the patient")).to_be_visible()
+        expect(report.get_by_text("This link has expired, or the report is no longer shared")).to_be_visible()
         expect(report.get_by_text("72.0%")).to_have_count(0)
         shot(report, "33-shared-report-withdrawn")
     finally:

@@ -112,7 +112,7 @@ def test_a_result_that_arrives_while_its_page_is_open_reads_as_a_fresh_load(
     """The disclaimer's "see a doctor if ..." is for a page with no result yet; a finished one says
     it in _estimate_scope.html. Outside the fragment the script swaps, it would stay beside that
     once the result arrived: nothing there may depend on the status."""
-    doctor_if = "See a doctor if a mole is new after age 30"
+    doctor_if = "See a doctor if a mole changes in size"
     diagnosis = make_diagnosis(owner, status="queued")
     while_pending = outside_the_result(owner_client, diagnosis)
     assert doctor_if in text(owner_client, diagnosis.get_absolute_url())

@@ -24,7 +24,7 @@ from tests.conftest import make_image_bytes, set_throttle_rate
 
 SHARED_HEADERS = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer",
                   "X-Robots-Tag": "noindex, nofollow"}
-GONE = "This link has expired or was withdrawn by the patient; ask them for a new one."
+GONE = "This link has expired, or the report is no longer shared. If you still need it, ask the patient."
 
 
 @pytest.fixture
@@ -536,7 +536,7 @@ def test_the_owners_report_shows_the_moles_earlier_photos_oldest_first(patient_c
     (first, second), shared_check, others = mole_history
     page = patient_client.get(reverse("diagnoses:report", args=[shared_check.pk])).content.decode()
     section = earlier_section(page)
-    assert "2 photos of Left calf taken before this one" in section
+    assert "2 photos of Left calf uploaded before this one" in section
     urls = re.findall(r'src="([^"]+)"', section)
     assert urls == [reverse("diagnoses:file", args=[d.pk, "thumbnail"]) for d in (first, second)]
     assert "5.0%" in section and "35.0%" in section and "Low" in section and "Medium" in section
