@@ -469,7 +469,8 @@ SPECTACULAR_SETTINGS = {
         "diagnoses.api.schema.require_response_properties",
     ],
     # The model's prediction and a clinician's label share the seven HAM10000 classes.
-    "ENUM_NAME_OVERRIDES": {"LesionClassEnum": "diagnoses.models.CLASS_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {"LesionClassEnum": "diagnoses.models.CLASS_CHOICES",
+                            "RiskEnum": "diagnoses.models.Diagnosis.Risk"},
 }
 
 # Production logs are one JSON object per line on stdout (LOG_FORMAT=plain for humans).

@@ -10,12 +10,24 @@ from ml.quality import ISSUES
 
 from ..images import upload_limits
 from ..models import (
-    BODY_SITES, CLASS_CHOICES, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis, Mole, Review,
-    ShareLink, StaffAccess, clean_mole_name,
+    BODY_SITES, CLASS_CHOICES, MOLE_FINISHED_PHOTOS, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis,
+    Mole, Review, ShareLink, StaffAccess, clean_mole_name,
 )
+from ..views import mole_timeline
 
 # Read-only text fields the database keeps as "" until known; the API says null instead.
-NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label")
+NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label", "advice_source")
+
+# Diagnosis.next_step's sources (NextStep.source), as `advice_source` gives them: whose advice
+# `advice` is. Its "" before a result is null here.
+ADVICE_SOURCES = [
+    ("review", "A clinician's `review` of this result (its `of_earlier_result` false)."),
+    ("earlier_review", "A `review` of an earlier result (`of_earlier_result` true) asking more than the "
+                       "advice otherwise given: it stands until a clinician reviews the new result."),
+    ("previous_photo", "The mole's photo just before, rated in a higher risk band, that no clinician has "
+                       "judged: a lower estimate now does not cancel it."),
+    ("band", "The risk band's own advice."),
+]
 
 
 class BlankAsNullMixin:
@@ -44,11 +56,63 @@ class ReviewSerializer(BlankAsNullMixin, serializers.ModelSerializer):
         allow_null=True, read_only=True,
         help_text="The model version whose result the clinician read; null when not recorded.",
     )
+    # Review.is_of_an_earlier_result: the rule of the pages, the review desk (is_reviewed) and
+    # Diagnosis.current_review.
+    of_earlier_result = serializers.BooleanField(
+        source="is_of_an_earlier_result", read_only=True,
+        help_text="The review is of an earlier result of the photo: a re-run (another model version) has "
+                  "replaced the result the clinician read, or is replacing it (the diagnosis' `model_version` "
+                  "is null meanwhile). Such a review is history, not a reading of the result shown: it counts "
+                  "as no review, unless it asks more than the new advice (`advice_source` `earlier_review`). "
+                  "False for a review of the result shown, and for one whose `model_version` was not "
+                  "recorded.",
+    )
 
     class Meta:
         model = Review
-        fields = ("verdict", "label", "recommendation", "note", "reviewed_at", "model_version")
+        fields = ("verdict", "label", "recommendation", "note", "reviewed_at", "model_version", "of_earlier_result")
         read_only_fields = fields
+
+
+# `step`: Diagnosis.next_step, worked out once a diagnosis by to_representation (with_next_step).
+ADVICE_HELP = (
+    "What to do next, as the result page and the report say it; empty until `done`. A clinician's `review` of "
+    "this result leads; then one of an earlier result (its `of_earlier_result` true) asking more than the "
+    "advice otherwise given, until a clinician reviews the new result; then the mole's photo before, when "
+    "rated higher; else the risk band's own advice, which for a low result on an `acral` body site or from a "
+    "photo with `photo_issues` says the estimate cannot be relied on. `advice_source` says which. The text "
+    "is the pages': where it says \"above\", the page shows the clinician's review, or the photo rated higher, "
+    "before it."
+)
+
+
+def advice_field(help_text=ADVICE_HELP):
+    return serializers.CharField(source="step.text", read_only=True, help_text=help_text)
+
+
+def advice_source_field():
+    return serializers.ChoiceField(
+        source="step.source", choices=ADVICE_SOURCES, allow_null=True, read_only=True,
+        help_text="Whose advice `advice` is (Diagnosis.next_step's source); null until `done`. `review` and "
+                  "`earlier_review` are a clinician's: show the `review` (its `recommendation` and `note`) with "
+                  "the advice, as the pages do before it.",
+    )
+
+
+def review_field():
+    return ReviewSerializer(
+        allow_null=True, read_only=True,
+        help_text="A clinician's reading, once there is one; kept through a re-run, then of an earlier result "
+                  "(`of_earlier_result`).",
+    )
+
+
+def with_next_step(diagnosis):
+    """The diagnosis with its Diagnosis.next_step as `step`, worked out once though `advice`,
+    `advice_source` and the detail's `previous_rated_higher` all read it: it may ask the database
+    for the photo before."""
+    diagnosis.step = diagnosis.next_step()
+    return diagnosis
 
 
 def _file_url(diagnosis, kind, request):
@@ -104,16 +168,8 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
     error = serializers.CharField(
         allow_null=True, read_only=True, help_text="Why the analysis failed (status `failed`)."
     )
-    # `step`: Diagnosis.next_step, worked out once a diagnosis by to_representation
-    advice = serializers.CharField(
-        source="step.text", read_only=True,
-        help_text="What to do next, as the result page and the report say it; empty until `done`. A "
-                  "clinician's `review` of this result leads; then one of an earlier result (its "
-                  "`model_version` not the diagnosis') asking more than the advice otherwise given, until a "
-                  "clinician reviews the new result; then the mole's photo before, when rated higher "
-                  "(`previous_rated_higher`); else the risk band's own advice, which for a low result on an "
-                  "`acral` body site or from a photo with `photo_issues` says the estimate cannot be relied on.",
-    )
+    advice = advice_field(ADVICE_HELP + " The detail gives the photo rated higher in `previous_rated_higher`.")
+    advice_source = advice_source_field()
     photo_advice = serializers.CharField(
         read_only=True, help_text="What is wrong with the photo and how to take a better one; empty when nothing."
     )
@@ -123,7 +179,7 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
     )
     image = serializers.SerializerMethodField()
     heatmap = serializers.SerializerMethodField()
-    review = ReviewSerializer(allow_null=True, read_only=True, help_text="A clinician's reading, once there is one.")
+    review = review_field()
 
     class Meta(DiagnosisSummarySerializer.Meta):
         fields = (
@@ -132,6 +188,7 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
             "probabilities",
             "error",
             "advice",
+            "advice_source",
             "photo_advice",
             "late",
             "image",
@@ -141,10 +198,7 @@ class DiagnosisSerializer(DiagnosisSummarySerializer):
         read_only_fields = fields
 
     def to_representation(self, diagnosis):
-        # Diagnosis.next_step once a diagnosis, though `advice` and the detail's
-        # `previous_rated_higher` both read it: it may ask the database for the photo before.
-        diagnosis.step = diagnosis.next_step()
-        return super().to_representation(diagnosis)
+        return super().to_representation(with_next_step(diagnosis))
 
     @extend_schema_field(Probabilities(allow_null=True, help_text="All seven classes (status `done`)."))
     def get_probabilities(self, diagnosis):
@@ -193,9 +247,43 @@ class DiagnosisUploadSerializer(serializers.Serializer):
         self.fields["mole"].queryset = Mole.objects.filter(owner_id=getattr(owner, "pk", None))
 
 
+class RiskChangeSerializer(serializers.Serializer):
+    """A finished photo in another risk band than the mole's finished photo before it, as the
+    mole's page marks it (diagnoses.views.mole_timeline's BandChange)."""
+
+    went_up = serializers.BooleanField(read_only=True, help_text="Up (true) or down (false).")
+    from_risk = serializers.ChoiceField(choices=Diagnosis.Risk.choices, read_only=True,
+                                        help_text="The risk band of the finished photo before.")
+
+
+class MolePhotoSerializer(DiagnosisSummarySerializer):
+    """One photo on a mole's timeline, with what the mole's page shows of it: its risk band's
+    change, the clinician's review and what to do next."""
+
+    review = review_field()
+    advice = advice_field()
+    advice_source = advice_source_field()
+    # `band_change`: set on each photo by MoleSerializer.to_representation
+    risk_change = RiskChangeSerializer(
+        source="band_change", allow_null=True, read_only=True,
+        help_text="How its risk band differs from the mole's finished photo before (photos not `done` are "
+                  "skipped); null when the same, when it is not `done`, or for the first. The mole's page warns "
+                  "of the latest rise (`went_up`) that no clinician has judged: no `review` with "
+                  "`of_earlier_result` false and a `verdict` other than `unclear`.",
+    )
+
+    class Meta(DiagnosisSummarySerializer.Meta):
+        fields = (*DiagnosisSummarySerializer.Meta.fields, "review", "advice", "advice_source", "risk_change")
+        read_only_fields = fields
+
+    def to_representation(self, diagnosis):
+        return super().to_representation(with_next_step(diagnosis))
+
+
 class MoleSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:mole-detail")
-    diagnoses = DiagnosisSummarySerializer(many=True, read_only=True, help_text="Oldest first.")
+    # `photos`: set by to_representation
+    diagnoses = MolePhotoSerializer(source="photos", many=True, read_only=True, help_text="Oldest first.")
     next_photo_due = serializers.DateField(
         read_only=True, allow_null=True,
         help_text="The day a new photo is due (recheck_months after the last one), or null without reminders.",
@@ -220,9 +308,22 @@ class MoleSerializer(serializers.ModelSerializer):
             "recheck_months": {"validators": []},
         }
 
+    def to_representation(self, mole):
+        if "diagnoses" in getattr(mole, "_prefetched_objects_cache", {}):
+            mole.photos = list(mole.diagnoses.all())  # MoleViewSet's: oldest first, with their reviews
+        else:  # a mole just created
+            mole.photos = list(mole.diagnoses.select_related("review").order_by("created_at", "pk"))
+        # As the mole's page: each photo's band change, and the finished photos among which
+        # Diagnosis.photo_before finds each one's photo before (as with_photos_before gives them),
+        # so that no photo's `advice` asks the database.
+        for photo, change in mole_timeline(mole.photos):
+            photo.band_change = change
+        finished = [photo for photo in mole.photos if photo.status == Diagnosis.Status.DONE]
+        setattr(mole, MOLE_FINISHED_PHOTOS, finished)
+        return super().to_representation(mole)
+
     def get_new_photo_requested(self, mole) -> bool:
-        photos = list(mole.diagnoses.all())  # prefetched, oldest first, with their reviews
-        return bool(photos) and photos[-1].new_photo_asked_for
+        return bool(mole.photos) and mole.photos[-1].new_photo_asked_for
 
     def validate_name(self, name):
         # clean_mole_name raises Django's ValidationError: DRF's to_internal_value makes it this

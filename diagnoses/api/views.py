@@ -246,7 +246,10 @@ class MoleViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        timeline = Prefetch("diagnoses", queryset=Diagnosis.objects.select_related("review").order_by("created_at"))
+        # Oldest first, ties by id, as the mole's page and with_photos_before: each photo's `advice`
+        # and `risk_change` read the photos before it (MoleSerializer.to_representation).
+        timeline = Prefetch("diagnoses", queryset=Diagnosis.objects.select_related("review")
+                            .order_by("created_at", "pk"))
         # order_by again: a model's default ordering is dropped from a query with an aggregate
         moles = Mole.objects.filter(owner_id=self.request.user.pk).with_last_photo().order_by("name")
         return moles.prefetch_related(timeline)
