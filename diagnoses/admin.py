@@ -27,8 +27,8 @@ from ml import CLASS_NAMES, CLASSES, MALIGNANT
 
 from . import services
 from .models import Diagnosis, Mole, Review, StaffAccess
-from .services import (ANSWERED_LABEL, BAND_OF_RANK, FAILED_LABEL, FAILED_RANK, QUEUE_RANK, REVIEWED_AT_DESK,
-                       RISK_RANKS, Skip)
+from .services import (ANSWERED_LABEL, BAND_OF_RANK, EARLIER_REVIEW_RANKS, FAILED_LABEL, FAILED_RANK, QUEUE_RANK,
+                       REVIEWED_AT_DESK, RISK_RANKS, Skip)
 from .views import load_model_card
 
 admin.site.site_header = "molesite review desk"
@@ -45,6 +45,9 @@ ADMIN_RISK_COLOURS = {"high": "#ba2121", "medium": "#b36b00", "low": "#2e7d32"}
 EARLIER_PHOTOS_SHOWN = 12
 # The case page's fields that only a failed case has something in (DiagnosisAdmin.get_fieldsets).
 FAILED_ONLY_FIELDS = {"error", "what_to_do"}
+# The case page's fieldset of the review a case without a result (a re-run queued, running or
+# failed) kept, read-only: what the patient's page still shows (DiagnosisAdmin.get_fieldsets).
+REVIEW_SHOWN = "Review the patient sees"
 
 
 def _file_url(diagnosis, kind):
@@ -308,6 +311,8 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
                 ]
             },
         ),
+        (REVIEW_SHOWN, {"fields": [("shown_recommendation", "shown_verdict", "shown_label"), "shown_note",
+                                   ("shown_reviewer", "shown_reviewed_at"), "shown_review_of"]}),
         ("Patient", {"fields": [("patient", "mole_link", "created_at"), "earlier_photos"]}),
     ]
     # Nothing about a diagnosis is editable here, for anyone: not the model's output, not the photo.
@@ -328,6 +333,13 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "mole_link",
         "created_at",
         "earlier_photos",
+        "shown_recommendation",
+        "shown_verdict",
+        "shown_label",
+        "shown_note",
+        "shown_reviewer",
+        "shown_reviewed_at",
+        "shown_review_of",
     ]
 
     # --- the queue -----------------------------------------------------------------------------
@@ -358,10 +370,19 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         )
         if obj.queue_rank >= RISK_RANKS[obj.risk]:
             return band
+        ranked_as = BAND_OF_RANK[obj.queue_rank]
+        review = obj.review_or_none  # list_select_related: no query of its own
+        if (review is not None and review.is_of_an_earlier_result
+                and EARLIER_REVIEW_RANKS.get(review.recommendation) == obj.queue_rank):
+            # Ranked by its review of an earlier result, which stands until the new result is
+            # reviewed (QUEUE_RANK). Named, too, where the previous photo rated higher ranks it the
+            # same (a dermatologist soon after a medium photo, whose advice the patient's page gives).
+            return format_html('{}<br><small>ranked by its earlier review: <strong style="color:{}">{}</strong>'
+                               '</small>', band, ADMIN_RISK_COLOURS[ranked_as],
+                               review.get_recommendation_display().lower())
         # Ranked by the mole's previous photo, rated higher (QUEUE_RANK)
-        earlier = BAND_OF_RANK[obj.queue_rank]
         return format_html('{}<br><small>ranked as the previous photo: <strong style="color:{}">{}</strong></small>',
-                           band, ADMIN_RISK_COLOURS[earlier], earlier.label.lower())
+                           band, ADMIN_RISK_COLOURS[ranked_as], ranked_as.label.lower())
 
     @admin.display(description="Malignant %", ordering="malignant_probability")
     def malignant_percent(self, obj):
@@ -401,11 +422,13 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         """The error line and what to do only on a failed case: on any other they would be an
-        empty '-'."""
-        if obj is not None and obj.status == Diagnosis.Status.FAILED:
-            return self.fieldsets
-        return [(name, {**options, "fields": [f for f in options["fields"] if f not in FAILED_ONLY_FIELDS]})
-                for name, options in self.fieldsets]
+        empty '-'. The review the patient sees, read-only, only on a case without a result (a
+        re-run queued, running or failed) that kept one: a finished result's is in the review form
+        (ReviewInline), which a case without a result does not offer (get_inline_instances)."""
+        failed = obj is not None and obj.status == Diagnosis.Status.FAILED
+        review_shown = obj is not None and obj.status != Diagnosis.Status.DONE and obj.review_or_none is not None
+        return [(name, {**options, "fields": [f for f in options["fields"] if failed or f not in FAILED_ONLY_FIELDS]})
+                for name, options in self.fieldsets if review_shown or name != REVIEW_SHOWN]
 
     def staff_access(self, obj):
         return {"patient": obj.owner, "record": StaffAccess.Record.CASE, "diagnosis": obj}
@@ -425,13 +448,59 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
             return ("Nothing to do: the patient has uploaded a newer photo since (of this mole, when it "
                     "is tracked), which is a case of its own.")
         queue = reverse("admin:diagnoses_diagnosis_changelist")
+        # A review it kept from an earlier result is shown below (REVIEW_SHOWN): the patient sees it.
+        kept = " The patient still sees the clinician's review below." if obj.review_or_none is not None else ""
         return format_html(
             'Nothing to review: the photo could not be classified (the patient was told the reason '
             'above). <a href="{}?id__exact={}">Select it in the queue</a> and re-run it (the action '
             '"Re-run classification with the current model"): the classifier may have been '
             "unavailable. If it fails again, the photo itself is the problem: the patient has been "
             "told to upload a new one, which will come as a new case (an administrator can contact "
-            "them).", queue, obj.pk)
+            "them).{}", queue, obj.pk, kept)
+
+    # The review the patient sees on a case without a result (REVIEW_SHOWN, get_fieldsets), as
+    # their page gives it (templates/diagnoses/_review.html): a pressing recommendation in red.
+
+    @admin.display(description="Recommendation")
+    def shown_recommendation(self, obj):
+        review = obj.review
+        colour = ADMIN_RISK_COLOURS["high"] if review.is_pressing else "inherit"
+        return format_html('<strong style="color:{}">{}</strong>', colour, review.get_recommendation_display())
+
+    @admin.display(description="Verdict")
+    def shown_verdict(self, obj):
+        return obj.review.get_verdict_display()
+
+    @admin.display(description="Clinician's label")
+    def shown_label(self, obj):
+        return obj.review.get_label_display() or EMPTY
+
+    @admin.display(description="Note to the patient")
+    def shown_note(self, obj):
+        return obj.review.note or EMPTY  # escaped, its line breaks kept (the admin's readonly fields)
+
+    @admin.display(description="Reviewer")
+    def shown_reviewer(self, obj):
+        return _reviewer_name(obj.review)
+
+    @admin.display(description="Reviewed")
+    def shown_reviewed_at(self, obj):
+        return date_format(localtime(obj.review.reviewed_at), "DATETIME_FORMAT")
+
+    @admin.display(description="Given on")
+    def shown_review_of(self, obj):
+        """What the review was of, as the patient's page says it (_review_of_earlier_result.html),
+        and what a clinician can do about it."""
+        review = obj.review
+        now = ("the photo is being analysed again, and its new result is not in yet" if obj.is_pending
+               else "the photo's newer analysis did not complete")
+        if review.is_of_an_earlier_result:
+            of = format_html("An earlier result of this photo, from model {}: {}.", review.model_version, now)
+        else:  # saved before reviews carried a model version: the patient's page says no more
+            of = format_html("A result this photo had before it was analysed again (the model version was not "
+                             "recorded): {}.", now)
+        return format_html("{} The patient's page shows this review, with its recommendation, until a clinician "
+                           "reviews a new result; a review can be saved here once one is in.", of)
 
     @admin.display(description="Heatmap (where the model looked)")
     def heatmap_image(self, obj):

@@ -78,7 +78,8 @@ LOW_RISK_ACRAL_ADVICE = (
 )
 # How pressing a clinician's recommendation is, on RISK_ORDER's scale: above a band's number it
 # asks more than that band's advice (dermatologist_soon over low; urgent, "see a doctor now",
-# over every band, high's "within 2 weeks" included).
+# over every band, high's "within 2 weeks" included). The review queue ranks a standing review of
+# an earlier result by it (services.EARLIER_REVIEW_RANKS), as next_step has the patient follow one.
 RECOMMENDATION_ORDER = {"dermatologist_soon": 1, "urgent": 3}
 
 
@@ -317,6 +318,13 @@ class Diagnosis(models.Model):
             # read from this index, not from every row. (An Index, not db_index: on Postgres that
             # would add a second, LIKE index no query here uses.)
             models.Index(fields=["model_version"], name="diagnosis_version_idx"),
+            # A mole's finished photos in time order, for the photo just before a case's, which
+            # the review queue looks up for each case it sorts (services.EARLIER_RANK: mole,
+            # status done, created_at before, the latest by created_at then id): one backward
+            # scan of this index, stopped at the first row, not a scan of every photo of the mole
+            # and a sort. Also the photos before one on the patient's pages (earlier_photos_of_mole,
+            # with_photos_before).
+            models.Index(fields=["mole", "status", "created_at", "id"], name="diagnosis_mole_photos_idx"),
         ]
 
     def __str__(self):

@@ -42,8 +42,8 @@ from molesite.mail import one_connection, send_templated_mail
 
 from .images import sanitize_upload
 from .models import (
-    CLASS_CHOICES, LOW_RISK_ACRAL_ADVICE, SHARE_LINK_DAYS, Diagnosis, Mole, Review, ShareLink, StaffAccess,
-    is_reviewed, normalise_mole_name,
+    CLASS_CHOICES, LOW_RISK_ACRAL_ADVICE, RECOMMENDATION_ORDER, RISK_ORDER, SHARE_LINK_DAYS, Diagnosis, Mole,
+    Review, ShareLink, StaffAccess, is_reviewed, normalise_mole_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -120,11 +120,32 @@ EARLIER_RANK = Subquery(
     .annotate(rank=Case(When(JUDGED, then=Value(NO_RANK)), default=RISK_RANK))
     .values("rank")[:1]
 )
-# Diagnosis.previous_photo_rated_higher in the queue: an unreviewed result ranks by the band of
-# that photo when it is higher; annotated as queue_rank (admin.DiagnosisAdmin.get_queryset).
+# The rank of a pressing review's recommendation (Review.is_pressing: RECOMMENDATION_ORDER): that
+# of the most pressing band whose advice it asks at least as much as. Urgent ("see a doctor now")
+# the high rank, a dermatologist soon the medium one; a routine one, or any other, none.
+EARLIER_REVIEW_RANKS = {
+    recommendation: RISK_RANKS[max((band for band in RISK_RANKS if RISK_ORDER[band] <= order), key=RISK_ORDER.get)]
+    for recommendation, order in RECOMMENDATION_ORDER.items()
+}
+# The rank of a case's review of an earlier result (Review.is_of_an_earlier_result: kept through a
+# re-run) when it is pressing; NULL when there is none, or it is not. One lookup of the case's
+# own review (one-to-one, by its unique index), run for the unreviewed results alone (QUEUE_RANK).
+EARLIER_REVIEW_RANK = Subquery(
+    Review.objects.filter(diagnosis=OuterRef("pk"), recommendation__in=EARLIER_REVIEW_RANKS)
+    .exclude(model_version="").exclude(model_version=OuterRef("model_version"))
+    .annotate(rank=Case(*(When(recommendation=recommendation, then=Value(rank))
+                          for recommendation, rank in EARLIER_REVIEW_RANKS.items()), output_field=IntegerField()))
+    .values("rank")[:1]
+)
+# What the patient is told to follow (Diagnosis.next_step), in the queue: an unreviewed result
+# ranks by the band of the mole's photo before it when that is higher (previous_photo_rated_higher),
+# and by a pressing review of its earlier result, which stands until a clinician reviews the new
+# one, when that asks more (EARLIER_REVIEW_RANKS): the most pressing of them. Annotated as
+# queue_rank (admin.DiagnosisAdmin.get_queryset; its Risk column says which raised it).
 QUEUE_RANK = Case(
     When(Q(~IS_REVIEWED, status=Diagnosis.Status.DONE),
-         then=Least(RISK_RANK, Coalesce(EARLIER_RANK, Value(NO_RANK)))),
+         then=Least(RISK_RANK, Coalesce(EARLIER_RANK, Value(NO_RANK)),
+                    Coalesce(EARLIER_REVIEW_RANK, Value(NO_RANK)))),
     default=RISK_RANK,
     output_field=IntegerField(),
 )
