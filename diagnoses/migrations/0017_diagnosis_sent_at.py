@@ -9,7 +9,10 @@ def sent_when_last_queued(apps, schema_editor):
     Diagnosis = apps.get_model("diagnoses", "Diagnosis")
     # The database being migrated (migrate --database), never the default one.
     diagnoses = Diagnosis.objects.using(schema_editor.connection.alias)
-    diagnoses.update(sent_at=models.F("queued_at"))
+    # The queued rows alone: only the check for lost photos reads sent_at, and only of those (a
+    # running one gets it when queued again, a finished one at its re-run). Not every row, rewritten
+    # while AddField's lock holds the table, uploads and pages waiting on it.
+    diagnoses.filter(status="queued").update(sent_at=models.F("queued_at"))
 
 
 class Migration(migrations.Migration):
