@@ -452,20 +452,23 @@ class Diagnosis(models.Model):
         if (review := self.current_review) is not None:
             # A pressing review is red as its own alert is, not the green of a low band it overrules.
             colour = RISK_COLOURS["high"] if review.is_pressing else self.advice_colour
-            return NextStep(format_html("Follow the clinician's recommendation above; the general advice for "
-                                        "this risk band is: {}", band), "review", colour)
+            # Named, not "above": the API's `advice` gives the same words with nothing above them.
+            return NextStep(format_html("Follow the clinician's recommendation, \"{}\"; the general advice for "
+                                        "this risk band is: {}", review.get_recommendation_display(), band),
+                            "review", colour)
         previous = self.previous_photo_rated_higher()
         review = self.review_or_none  # None, or of an earlier result
         leading = RISK_ORDER[previous.risk if previous else self.risk]
         if review is not None and RECOMMENDATION_ORDER.get(review.recommendation, -1) > leading:
             return NextStep(format_html(
-                "Follow the clinician's recommendation above, \"{}\": it was given on an earlier result of "
+                "Follow the clinician's recommendation, \"{}\": it was given on an earlier result of "
                 "this photo and stands until a clinician reviews the new result. For the new result alone "
                 "the advice would be: {}", review.get_recommendation_display(), band),
                 "earlier_review", RISK_COLOURS["high"])
         if previous is not None:
-            return NextStep(format_html("Follow the advice for the earlier photo above; for this photo alone it "
-                                        "would be: {}", band), "previous_photo", previous.risk_colour, previous)
+            return NextStep(format_html("Follow the advice for this mole's earlier photo, rated {} risk; for this "
+                                        "photo alone it would be: {}", previous.get_risk_display().lower(), band),
+                            "previous_photo", previous.risk_colour, previous)
         return NextStep(band, "band", self.advice_colour)
 
     @property

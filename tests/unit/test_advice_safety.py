@@ -171,7 +171,7 @@ def test_a_pressing_review_of_an_earlier_result_still_leads(
     if not stands:
         assert step.text == RISK_ADVICE[new_risk]
         return
-    assert step.text.startswith(f'Follow the clinician\'s recommendation above, "{label}"')
+    assert step.text.startswith(f'Follow the clinician\'s recommendation, "{label}"')
     assert "stands until a clinician reviews the new result" in step.text
     assert step.text.endswith(RISK_ADVICE[new_risk])
     # the review comes before the advice on the page and the report, and says it stands
@@ -202,7 +202,7 @@ def test_the_api_gives_the_pages_advice_after_a_photo_rated_higher(owner, owner_
     lower = make_diagnosis(owner, risk="low", mole=mole)
 
     advice = advice_everywhere(owner, owner_client, lower)
-    assert advice["page"].startswith("Follow the advice for the earlier photo above")
+    assert advice["page"].startswith("Follow the advice for this mole's earlier photo, rated high risk")
     assert set(advice.values()) == {lower.next_step().text}
 
 
@@ -211,7 +211,7 @@ def test_the_api_gives_the_pages_advice_after_a_review(owner, owner_client, make
     review_of(diagnosis, recommendation="monitor", model_version=diagnosis.model_version)
 
     advice = advice_everywhere(owner, owner_client, diagnosis)
-    assert advice["page"].startswith("Follow the clinician's recommendation above")
+    assert advice["page"].startswith('Follow the clinician\'s recommendation, "')
     assert set(advice.values()) == {diagnosis.next_step().text}
 
 

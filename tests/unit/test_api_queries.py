@@ -56,5 +56,5 @@ def test_the_detail_works_out_what_to_do_next_once(owner_api, owner, make_diagno
     body = owner_api.get(f"{LIST}{latest.pk}/").json()
 
     assert body["previous_rated_higher"]["id"] == str(before.pk)
-    assert body["advice"].startswith("Follow the advice for the earlier photo above")
+    assert body["advice"].startswith("Follow the advice for this mole's earlier photo, rated high risk")
     assert worked_out == [latest.pk]

@@ -74,7 +74,7 @@ def test_a_review_of_the_result_shown_still_leads(owner_client, owner, make_diag
     review_of(diagnosis, model_version=NEW)
     result = page(owner_client, diagnosis.get_absolute_url())
     assert result.index("Reviewed by a clinician on") < result.index("What to do next.")
-    assert "Follow the clinician's recommendation above" in result
+    assert 'Follow the clinician\'s recommendation, "' in result
     assert 'data-testid="review-earlier-result"' not in result
 
 
@@ -105,7 +105,7 @@ def test_a_review_of_an_earlier_result_leaves_the_higher_rating_before_standing(
     assert lower.previous_photo_rated_higher() == higher
     result = page(owner_client, lower.get_absolute_url())
     assert 'data-testid="previous-rated-higher"' in result
-    assert "Follow the advice for the earlier photo above; for this photo alone it would be" in result
+    assert "Follow the advice for this mole's earlier photo, rated high risk; for this photo alone it would be" in result
     report = page(owner_client, reverse("diagnoses:report", args=[lower.pk]))
     assert 'data-testid="previous-rated-higher"' in report
     _link, token = services.share_link_create(diagnosis=lower, days=7, with_earlier_photos=False)

@@ -585,7 +585,7 @@ def test_it_keeps_the_earlier_advice_when_a_later_photo_is_rated_lower(owner_cli
     note = page.split('data-testid="previous-rated-higher"')[1].split("</div>")[0]
     assert "The photo before this one was rated higher" in note and "high risk" in note and "64.0%" in note
     assert "Please see a dermatologist within 2 weeks" in note and high.get_absolute_url() in note
-    assert "Follow the advice for the earlier photo above; for this photo alone it would be: Low estimated risk" in page
+    assert "Follow the advice for this mole's earlier photo, rated high risk; for this photo alone it would be: Low estimated risk" in page
     assert 'data-testid="previous-rated-higher"' not in owner_client.get(high.get_absolute_url()).content.decode()
 
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")

@@ -338,7 +338,7 @@ def test_a_report_keeps_the_higher_advice_of_the_photo_before(patient_client, pa
     low = make_diagnosis(patient, risk="low", mole=mole)
     _, plain = services.share_link_create(diagnosis=low, days=7)
     _, with_earlier = services.share_link_create(diagnosis=low, days=7, with_earlier_photos=True)
-    follow = "Follow the advice for the earlier photo above; for this photo alone it would be: Low estimated risk"
+    follow = "Follow the advice for this mole's earlier photo, rated high risk; for this photo alone it would be: Low estimated risk"
 
     own = patient_client.get(reverse("diagnoses:report", args=[low.pk])).content.decode()
     assert f"What to do next.</strong> {follow}" in own
