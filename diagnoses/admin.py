@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import F
 from django.http import StreamingHttpResponse
 from django.template.defaultfilters import pluralize
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -311,8 +312,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
                 ]
             },
         ),
-        (REVIEW_SHOWN, {"fields": [("shown_recommendation", "shown_verdict", "shown_label"), "shown_note",
-                                   ("shown_reviewer", "shown_reviewed_at"), "shown_review_of"]}),
+        (REVIEW_SHOWN, {"fields": ["shown_review"]}),
         ("Patient", {"fields": [("patient", "mole_link", "created_at"), "earlier_photos"]}),
     ]
     # Nothing about a diagnosis is editable here, for anyone: not the model's output, not the photo.
@@ -333,13 +333,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "mole_link",
         "created_at",
         "earlier_photos",
-        "shown_recommendation",
-        "shown_verdict",
-        "shown_label",
-        "shown_note",
-        "shown_reviewer",
-        "shown_reviewed_at",
-        "shown_review_of",
+        "shown_review",
     ]
 
     # --- the queue -----------------------------------------------------------------------------
@@ -458,49 +452,13 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
             "told to upload a new one, which will come as a new case (an administrator can contact "
             "them).{}", queue, obj.pk, kept)
 
-    # The review the patient sees on a case without a result (REVIEW_SHOWN, get_fieldsets), as
-    # their page gives it (templates/diagnoses/_review.html): a pressing recommendation in red.
-
-    @admin.display(description="Recommendation")
-    def shown_recommendation(self, obj):
-        review = obj.review
-        colour = ADMIN_RISK_COLOURS["high"] if review.is_pressing else "inherit"
-        return format_html('<strong style="color:{}">{}</strong>', colour, review.get_recommendation_display())
-
-    @admin.display(description="Verdict")
-    def shown_verdict(self, obj):
-        return obj.review.get_verdict_display()
-
-    @admin.display(description="Clinician's label")
-    def shown_label(self, obj):
-        return obj.review.get_label_display() or EMPTY
-
-    @admin.display(description="Note to the patient")
-    def shown_note(self, obj):
-        return obj.review.note or EMPTY  # escaped, its line breaks kept (the admin's readonly fields)
-
-    @admin.display(description="Reviewer")
-    def shown_reviewer(self, obj):
-        return _reviewer_name(obj.review)
-
-    @admin.display(description="Reviewed")
-    def shown_reviewed_at(self, obj):
-        return date_format(localtime(obj.review.reviewed_at), "DATETIME_FORMAT")
-
-    @admin.display(description="Given on")
-    def shown_review_of(self, obj):
-        """What the review was of, as the patient's page says it (_review_of_earlier_result.html),
-        and what a clinician can do about it."""
-        review = obj.review
-        now = ("the photo is being analysed again, and its new result is not in yet" if obj.is_pending
-               else "the photo's newer analysis did not complete")
-        if review.is_of_an_earlier_result:
-            of = format_html("An earlier result of this photo, from model {}: {}.", review.model_version, now)
-        else:  # saved before reviews carried a model version: the patient's page says no more
-            of = format_html("A result this photo had before it was analysed again (the model version was not "
-                             "recorded): {}.", now)
-        return format_html("{} The patient's page shows this review, with its recommendation, until a clinician "
-                           "reviews a new result; a review can be saved here once one is in.", of)
+    @admin.display(description="Review")
+    def shown_review(self, obj):
+        """The review the patient sees on a case without a result (REVIEW_SHOWN, get_fieldsets),
+        through their page's own includes (admin/diagnoses/diagnosis/shown_review.html), with what
+        only the desk says: who gave it, and until when the patient's page shows it."""
+        return render_to_string("admin/diagnoses/diagnosis/shown_review.html", {
+            "diagnosis": obj, "reviewer": _reviewer_name(obj.review), "pressing_colour": ADMIN_RISK_COLOURS["high"]})
 
     @admin.display(description="Heatmap (where the model looked)")
     def heatmap_image(self, obj):

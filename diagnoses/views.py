@@ -414,6 +414,15 @@ def mole_timeline(diagnoses):
     return timeline
 
 
+def mole_photos_timeline(mole, photos):
+    """mole_timeline of a mole's photos (oldest first, with their reviews), for its page and the
+    API's mole alike. It first sets the finished ones on the mole, as with_photos_before gives
+    them: each photo's next_step picks its photo before (Diagnosis.photo_before) from them, not
+    from the database again."""
+    setattr(mole, MOLE_FINISHED_PHOTOS, [photo for photo in photos if photo.status == Diagnosis.Status.DONE])
+    return mole_timeline(photos)
+
+
 class MoleAdvice(NamedTuple):
     """What a mole's page advises (mole_alerts): the alert on a rise, or the section on one photo,
     or neither; never both."""
@@ -505,10 +514,7 @@ def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
 def mole_detail(request, pk):
     mole = get_object_or_404(Mole.objects.with_last_photo(), pk=pk, owner=request.user)
     diagnoses = list(mole.diagnoses.select_related("review").order_by("created_at", "pk"))
-    # The finished ones, as with_photos_before gives them: the latest photo's next_step picks the
-    # photo before from them (Diagnosis.photo_before), not from the database again.
-    setattr(mole, MOLE_FINISHED_PHOTOS, [d for d in diagnoses if d.status == Diagnosis.Status.DONE])
-    timeline = mole_timeline(diagnoses)
+    timeline = mole_photos_timeline(mole, diagnoses)
     # A rise a clinician has since judged is theirs to advise on: the photo's page gives it. A
     # review of an earlier result (before a re-run) judged other figures: the alert stays, unless
     # that review's advice leads (mole_alerts).

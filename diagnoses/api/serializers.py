@@ -10,10 +10,10 @@ from ml.quality import ISSUES
 
 from ..images import upload_limits
 from ..models import (
-    BODY_SITES, CLASS_CHOICES, MOLE_FINISHED_PHOTOS, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis,
+    BODY_SITES, CLASS_CHOICES, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis,
     Mole, Review, ShareLink, StaffAccess, clean_mole_name,
 )
-from ..views import mole_timeline
+from ..views import mole_photos_timeline
 
 # Read-only text fields the database keeps as "" until known; the API says null instead.
 NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label", "advice_source")
@@ -62,8 +62,10 @@ class ReviewSerializer(BlankAsNullMixin, serializers.ModelSerializer):
         source="is_of_an_earlier_result", read_only=True,
         help_text="The review is of an earlier result of the photo: a re-run (another model version) has "
                   "replaced the result the clinician read, or is replacing it (the diagnosis' `model_version` "
-                  "is null meanwhile). Such a review is history, not a reading of the result shown: it counts "
-                  "as no review, unless it asks more than the new advice (`advice_source` `earlier_review`). "
+                  "is null meanwhile). Once the new result is in, such a review is history, not a reading of "
+                  "the result shown: it counts as no review, unless it asks more than the new advice "
+                  "(`advice_source` `earlier_review`). While the diagnosis has no result (`queued`, "
+                  "`running`, `failed`) it is the review the pages show: show it. "
                   "False for a review of the result shown, and for one whose `model_version` was not "
                   "recorded.",
     )
@@ -81,8 +83,7 @@ ADVICE_HELP = (
     "advice otherwise given, until a clinician reviews the new result; then the mole's photo before, when "
     "rated higher; else the risk band's own advice, which for a low result on an `acral` body site or from a "
     "photo with `photo_issues` says the estimate cannot be relied on. `advice_source` says which. The text "
-    "is the pages': where it says \"above\", the page shows the clinician's review, or the photo rated higher, "
-    "before it."
+    "is the pages', word for word."
 )
 
 
@@ -313,13 +314,10 @@ class MoleSerializer(serializers.ModelSerializer):
             mole.photos = list(mole.diagnoses.all())  # MoleViewSet's: oldest first, with their reviews
         else:  # a mole just created
             mole.photos = list(mole.diagnoses.select_related("review").order_by("created_at", "pk"))
-        # As the mole's page: each photo's band change, and the finished photos among which
-        # Diagnosis.photo_before finds each one's photo before (as with_photos_before gives them),
+        # As the mole's page: each photo's band change, with the finished photos set on the mole,
         # so that no photo's `advice` asks the database.
-        for photo, change in mole_timeline(mole.photos):
+        for photo, change in mole_photos_timeline(mole, mole.photos):
             photo.band_change = change
-        finished = [photo for photo in mole.photos if photo.status == Diagnosis.Status.DONE]
-        setattr(mole, MOLE_FINISHED_PHOTOS, finished)
         return super().to_representation(mole)
 
     def get_new_photo_requested(self, mole) -> bool:

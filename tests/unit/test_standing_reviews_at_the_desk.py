@@ -56,12 +56,17 @@ def test_a_failed_re_run_shows_the_urgent_review_its_patient_still_sees(reviewer
     html = reviewer_client.get(change_url(case)).content.decode()
     review = shown_review(html)
     assert review is not None
-    assert '<strong style="color:#ba2121">Urgent: see a doctor now</strong>' in review
-    assert "Disagree with the model" in review and "Melanoma" in review
+    # as the patient's page words it (_review_body.html), the recommendation in red
+    assert "<strong class=\"fs-5\">Urgent: see a doctor now</strong>" in review
+    assert '<div class="shown-review pressing">' in review and "strong { color: #ba2121; }" in review
+    assert "disagree with the model" in review and "label: Melanoma" in review
     assert "Come today.<br>Bring the photo." in review
-    assert reviewer.username in review
-    assert f"An earlier result of this photo, from model {OLD}: the photo&#x27;s newer analysis did not complete." \
+    assert f"Reviewed by {reviewer.username} on " in review
+    # what it was of, as the patient's page says it (_review_of_earlier_result.html)
+    assert f"This review was of the result from model {OLD}; the photo's newer analysis did not complete." \
         in review
+    assert review.count("The patient's page shows this review, with its recommendation, until a clinician "
+                        "reviews a new result") == 1
     assert "Nothing to review: the photo could not be classified" in html  # what to do, as before
     assert "an administrator can contact them). The patient still sees the clinician&#x27;s review below." in html
     assert 'name="review-0-verdict"' not in html and "review-TOTAL_FORMS" not in html  # no form
@@ -77,7 +82,8 @@ def test_a_re_run_under_way_shows_the_review_its_patient_sees(reviewer_client, r
 
     html = reviewer_client.get(change_url(case)).content.decode()
     review = shown_review(html)
-    assert '<strong style="color:inherit">Routine check</strong>' in review and "Looks fine." in review
+    assert "<strong>Routine check</strong>" in review and "Looks fine." in review
+    assert '<div class="shown-review">' in review and "#ba2121" not in review  # not pressing: not red
     assert "the photo is being analysed again, and its new result is not in yet." in review
     assert 'name="review-0-verdict"' not in html
 
@@ -92,6 +98,17 @@ def test_a_review_saved_before_reviews_carried_a_model_version_is_shown_too(revi
     review = shown_review(reviewer_client.get(change_url(case)).content.decode())
     assert "See a dermatologist soon" in review
     assert "the model version was not recorded" in review
+    assert "This review was of the result from model" not in review  # no version to name
+
+
+def test_the_review_shown_escapes_what_the_clinician_wrote(reviewer_client, reviewer, owner, make_diagnosis):
+    case = make_diagnosis(owner, risk="low", model_version=OLD)
+    reviewed(case, reviewer, "routine", note='<script>alert("x")</script>\nSecond line')
+    services.diagnosis_requeue(diagnosis=case)
+
+    review = shown_review(reviewer_client.get(change_url(case)).content.decode())
+    assert "<script>" not in review
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;<br>Second line" in review
 
 
 def test_the_case_page_shows_no_such_review_where_there_is_none_or_a_form_holds_it(reviewer_client, reviewer, owner,
