@@ -114,6 +114,11 @@ def test_the_mole_page_gives_its_latest_photos_next_step_as_its_result_page_does
     assert "went up" not in page  # one piece of advice
 
 
+def said(html_text):
+    """A passage's text as read: tags dropped, runs of white space made one space."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", html_text))).strip()
+
+
 def section(page):
     """The mole page's section on its latest photo's next step."""
     assert LATEST_STEP in page
@@ -155,6 +160,22 @@ def failed_rerun(diagnosis):
     return diagnosis
 
 
+def requeued(diagnosis):
+    """The diagnosis as a re-run still under way leaves it: its result cleared, its review kept."""
+    assert services.diagnosis_requeue(diagnosis=diagnosis)
+    diagnosis.refresh_from_db()
+    return diagnosis
+
+
+UNDER_WAY = "the photo is being analysed again, and its new result is not in yet"
+# How a re-run of the newest photo left it: {ending: (make it so, its status, what the review of
+# its earlier result then says, a part of that no other photo's section may say)}.
+RERUN_ENDS = {
+    "failed": (failed_rerun, "failed", "the photo's newer analysis did not complete", "did not complete"),
+    "under way": (requeued, "queued", UNDER_WAY, "analysed again"),
+}
+
+
 # The failed newest photo's review against the latest analysed photo's next step: {case: (the
 # analysed photos, oldest first, as (risk, the recommendation of a review of that result or None),
 # the failed photo's review, whose advice the section gives: "failed", "analysed" or None)}.
@@ -174,10 +195,11 @@ FAILED_NEWEST = {
 }
 
 
+@pytest.mark.parametrize("ending", list(RERUN_ENDS))
 @pytest.mark.parametrize("analysed, recommendation, leads", list(FAILED_NEWEST.values()), ids=list(FAILED_NEWEST))
-def test_the_mole_page_gives_the_pressing_review_of_a_latest_photo_whose_re_run_failed(
-        owner, owner_client, make_diagnosis, analysed, recommendation, leads):
-    """Its result page still gives the review, after the failure: the mole page gives a pressing
+def test_the_mole_page_gives_the_pressing_review_of_a_latest_photo_whose_re_run_failed_or_is_under_way(
+        owner, owner_client, make_diagnosis, analysed, recommendation, leads, ending):
+    """Its result page still gives the review, after the failure or the spinner: the mole page gives a pressing
     one too, naming that photo, not the one before it as "the latest", when it asks at least as
     much as what leads the latest analysed photo's next step: that photo's own pressing review,
     the photo before rated higher (its band), else its band. Else that step leads, in the
@@ -192,9 +214,10 @@ def test_the_mole_page_gives_the_pressing_review_of_a_latest_photo_whose_re_run_
             review_of(photos[0], recommendation=analysed_review, model_version=NEW)
     latest = make_diagnosis(owner, risk="high", mole=mole, age_days=1, model_version=OLD)
     review_of(latest, recommendation=recommendation, model_version=OLD)
-    failed_rerun(latest)
+    make_so, status, says, part = RERUN_ENDS[ending]
+    make_so(latest)
     advice = latest.review.get_recommendation_display()
-    assert latest.status == "failed" and advice in text(owner_client, latest.get_absolute_url())
+    assert latest.status == status and advice in text(owner_client, latest.get_absolute_url())
     rose = any(RISK_ORDER[after] > RISK_ORDER[before] for (before, _), (after, _) in zip(analysed, analysed[1:]))
 
     page = text(owner_client, mole.get_absolute_url())
@@ -206,7 +229,7 @@ def test_the_mole_page_gives_the_pressing_review_of_a_latest_photo_whose_re_run_
     assert "went up" not in page  # one piece of advice
     if leads == "failed":
         assert "The latest photo, of" in heading and latest.get_absolute_url() in heading
-        assert advice in block and "the photo's newer analysis did not complete" in block
+        assert advice in block and says in said(block)
     else:
         shown = photos[-1]
         shown.refresh_from_db()
@@ -214,7 +237,7 @@ def test_the_mole_page_gives_the_pressing_review_of_a_latest_photo_whose_re_run_
         assert "The latest analysed photo, of" in heading and shown.get_absolute_url() in heading
         assert block.index(LEADERS[step.source]) < block.index("What to do next.")
         assert advice_after(block, "What to do next.") == html.unescape(step.text)
-        assert advice not in block and "did not complete" not in block
+        assert advice not in block and part not in block
 
 
 def test_the_mole_page_calls_the_photo_it_advises_on_the_latest_analysed_when_a_newer_one_waits(

@@ -17,27 +17,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from diagnoses import services
-from diagnoses.models import RISK_ORDER, WARNING_SIGNS, Diagnosis, Mole, Review, ShareLink
+from diagnoses.models import WARNING_SIGNS, Diagnosis, Mole, Review, ShareLink
 from tests.unit.test_advice_safety import NEW, OLD, advice_after, rerun, review_of, text
-from tests.unit.test_next_step_everywhere import FAILED_NEWEST, LATEST_STEP, LEADERS, RISE, section
+from tests.unit.test_next_step_everywhere import UNDER_WAY, requeued, said, section
 
 pytestmark = pytest.mark.django_db
 
 URGENT = "Urgent: see a doctor now"
 NOTE = "Please see a dermatologist this week."
-UNDER_WAY = "the photo is being analysed again, and its new result is not in yet"
-
-
-def said(html_text):
-    """A passage's text as read: tags dropped, runs of white space made one space."""
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", html_text))).strip()
-
-
-def requeued(diagnosis):
-    """The diagnosis as a re-run still under way leaves it: its result cleared, its review kept."""
-    assert services.diagnosis_requeue(diagnosis=diagnosis)
-    diagnosis.refresh_from_db()
-    return diagnosis
 
 
 # --- 1. a review stays while its case is re-run ---------------------------------------------------
@@ -109,42 +96,6 @@ def test_the_mole_page_gives_the_pressing_review_of_a_newest_photo_being_re_run(
     read = said(block)
     assert URGENT in read and NOTE in read and UNDER_WAY in read
     assert "What to do next." not in read  # no result to advise on
-
-
-@pytest.mark.parametrize("analysed, recommendation, leads", list(FAILED_NEWEST.values()), ids=list(FAILED_NEWEST))
-def test_a_newest_photo_being_re_run_leads_the_mole_page_by_the_rules_of_a_failed_one(
-        owner, owner_client, make_diagnosis, analysed, recommendation, leads):
-    """The same cases as a failed re-run's (test_next_step_everywhere.FAILED_NEWEST), still under
-    way: its pressing review takes the section when it asks at least as much as what leads the
-    latest analysed photo's step, and against a rise as a review of that photo would."""
-    mole = Mole.objects.create(owner=owner, name="Left shoulder")
-    photos = []
-    for age, (risk, analysed_review) in enumerate(reversed(analysed), start=1):
-        photos.insert(0, make_diagnosis(owner, risk=risk, mole=mole, age_days=30 * age, model_version=NEW))
-        if analysed_review:
-            review_of(photos[0], recommendation=analysed_review, model_version=NEW)
-    newest = make_diagnosis(owner, risk="high", mole=mole, age_days=1, model_version=OLD)
-    review_of(newest, recommendation=recommendation, model_version=OLD)
-    requeued(newest)
-    advice = newest.review.get_recommendation_display()
-    rose = any(RISK_ORDER[after] > RISK_ORDER[before] for (before, _), (after, _) in zip(analysed, analysed[1:]))
-
-    page = text(owner_client, mole.get_absolute_url())
-    if leads is None:
-        assert LATEST_STEP not in page and (RISE in page) is rose
-        return
-    block = section(page)
-    heading = block.split("</h2>", 1)[0]
-    assert "went up" not in page  # one piece of advice
-    if leads == "failed":
-        assert "The latest photo, of" in heading and newest.get_absolute_url() in heading
-        assert advice in block and UNDER_WAY in said(block)
-    else:
-        shown = photos[-1]
-        step = Diagnosis.objects.get(pk=shown.pk).next_step()
-        assert "The latest analysed photo, of" in heading and shown.get_absolute_url() in heading
-        assert block.index(LEADERS[step.source]) < block.index("What to do next.")
-        assert advice not in block and "analysed again" not in block
 
 
 # --- 2. the verdict and the label on the result page -----------------------------------------------
