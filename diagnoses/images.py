@@ -7,16 +7,16 @@ profile (to sRGB) are applied to the pixels.
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 
-import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ml.errors import ImageError
 # ml.preprocessing also registers the HEIC reader with Pillow (see there).
-from ml.preprocessing import JPEG_FORMATS, UNDECODABLE, to_rgb
+from ml.preprocessing import (JPEG_FORMATS, MAX_PIXELS, TooManyPixels, UnknownFormat, decoded,
+                              exif_orientation, opened, to_rgb)
 from ml.quality import photo_issues
 
 ACCEPTED_FORMATS = {*JPEG_FORMATS, "PNG", "WEBP", "HEIF", "AVIF"}  # a camera's MPO is a JPEG
@@ -24,16 +24,13 @@ ACCEPTED_NAMES = "JPEG, PNG, WebP, HEIC or AVIF"  # what the messages tell the p
 STORED_MAX_SIDE = 4096
 THUMBNAIL_SIZE = (320, 320)
 MEGABYTE = 1_048_576  # as the upload page's script counts them too (static/js/upload.js)
-# Pillow refuses a JPEG whose data runs out, but not one cut short that still ends in an
-# end-of-image marker (FF D9): libjpeg fills the blocks it lacks with mid-grey, 128 in every
-# sample, and Pillow discards libjpeg's warning, so nothing else tells.
-# Those blocks come last, so the bottom GREY_FILL_ROWS rows (a row of blocks) are all that grey;
-# a photo's are not, to the last sample, as its noise and shading survive compression (none of
-# HAM10000's 8,561 is). A cut in the last row of blocks leaves only a grey corner; a progressive
-# JPEG cut short decodes as the whole photo, coarser, which the pixels cannot tell from a soft
-# photo (the blur check may flag it).
-GREY_FILL = 128
-GREY_FILL_ROWS = 8
+# The shortest a photo's shorter side may be: the model's input is 160×120, so a smaller photo
+# (a thumbnail sent by mistake) would be blown up into a blur the model rates all the same, most
+# often as harmless. HAM10000's photos (200×150 in ../shared/data) pass. Uploads only: `python -m
+# ml predict` scores any image.
+MIN_UPLOAD_SIDE = 120
+# EXIF orientations that turn the photo a quarter: its width and height swap on display.
+QUARTER_TURNS = {5, 6, 7, 8}
 
 
 def _in_units(count: int, unit: int) -> str:
@@ -84,16 +81,17 @@ def _refuse_too_many_pixels(described: str):
             f"{megapixels(settings.MAX_UPLOAD_PIXELS)}.", "too_many_pixels")
 
 
+def _refuse_too_small(image: Image.Image):
+    """The size named as the patient sees the photo, upright (EXIF orientation)."""
+    width, height = image.size
+    if exif_orientation(image) in QUARTER_TURNS:
+        width, height = height, width
+    _refuse(f"This photo is too small ({width}×{height} pixels): please upload one at least "
+            f"{MIN_UPLOAD_SIDE} pixels on its shorter side.", "too_small")
+
+
 def _refuse_damaged():
     _refuse("The image file is damaged or incomplete: please upload it again.", "corrupt")
-
-
-def grey_filled(image: Image.Image) -> bool:
-    """Whether a decoded JPEG's bottom rows are libjpeg's fill for missing data (GREY_FILL).
-    An RGB or greyscale one: Pillow inverts a CMYK JPEG's fill to 127, and a CMYK JPEG is a
-    print file, not a photo."""
-    bottom = image.crop((0, max(0, image.height - GREY_FILL_ROWS), image.width, image.height))
-    return bool((np.asarray(bottom) == GREY_FILL).all())
 
 
 def read_upload(upload) -> bytes:
@@ -112,31 +110,28 @@ def read_upload(upload) -> bytes:
 
 
 def decode_image(data: bytes) -> Image.Image:
-    """Decode fully (a truncated file fails here, see GREY_FILL for a JPEG), refusing
-    non-images and pixel bombs."""
+    """Decode fully, refusing non-images, other formats, pixel bombs, photos too small for the
+    model (MIN_UPLOAD_SIDE) and damaged files: those ml.preprocessing cannot decode, a JPEG cut
+    short among them (see GREY_FILL there), as it refuses them for the worker and `python -m ml
+    predict` too."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format not in ACCEPTED_FORMATS:
-                _refuse(f"Unsupported image type: please upload a {ACCEPTED_NAMES} photo.",
-                        "unsupported")
-            if image.width * image.height > settings.MAX_UPLOAD_PIXELS:
-                _refuse_too_many_pixels(f"{image.width}×{image.height} pixels")
-            image.load()
-            if image.format in JPEG_FORMATS and grey_filled(image):
-                _refuse_damaged()
-    except ValidationError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        # Pillow refuses it before its size is known to us: it is over Image.MAX_IMAGE_PIXELS.
-        _refuse_too_many_pixels(f"over {megapixels(Image.MAX_IMAGE_PIXELS)}")
-    except UnidentifiedImageError:
+        image = opened(data)
+        if image.format not in ACCEPTED_FORMATS:
+            _refuse(f"Unsupported image type: please upload a {ACCEPTED_NAMES} photo.",
+                    "unsupported")
+        if image.width * image.height > settings.MAX_UPLOAD_PIXELS:
+            _refuse_too_many_pixels(f"{image.width}×{image.height} pixels")
+        # From the header, before decoding: turning the photo upright keeps its shorter side.
+        if min(image.size) < MIN_UPLOAD_SIDE:
+            _refuse_too_small(image)
+        return decoded(image)
+    except TooManyPixels:  # over MAX_PIXELS, above the upload limit: said as Pillow's limit was
+        _refuse_too_many_pixels(f"over {megapixels(MAX_PIXELS)}")
+    except UnknownFormat:
         _refuse(f"This file is not an image we can read: please upload a {ACCEPTED_NAMES} photo.",
                 "not_an_image")
-    except UNDECODABLE:
+    except ImageError:
         _refuse_damaged()
-    return image
 
 
 def encode_jpeg(image: Image.Image, quality=90) -> bytes:

@@ -150,7 +150,9 @@ QUEUE_RANK = Case(
     output_field=IntegerField(),
 )
 
-MESSAGE_UNREADABLE = "We could not analyse this photo. Please take a sharper, well-lit photo and upload it again."
+# The worker cannot decode the copy the site stored itself: the site's fault, not the photo's,
+# so the patient is not asked for a sharper or better-lit one (see diagnosis_classify).
+MESSAGE_UNREADABLE = "We could not open the stored copy of this photo. Please upload it again."
 MESSAGE_MODEL_UNAVAILABLE = "The classifier is not available right now. Our team has been told; please try again later."
 MESSAGE_UNEXPECTED = "Something went wrong while analysing this photo. Please upload it again."
 MESSAGE_GAVE_UP = "The analysis could not be completed after several attempts. Please upload the photo again later."

@@ -1,6 +1,7 @@
 """Command line: python -m ml {train,recalibrate,evaluate,compare,predict} (see --help of each)."""
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -19,7 +20,9 @@ readable image file. Without --json, a short human-readable line. Images are dec
 and classified in batches of 64.
 
 Paths come after the options, and after -- when one may start with "-"; or one per line from a
-file with --files-from FILE (- for standard input), before any given as arguments.
+file with --files-from FILE (- for standard input), before any given as arguments. FILE is read
+as UTF-8 (a byte-order mark at its start is skipped); bytes that are not UTF-8 stand for
+themselves, as in a path given as an argument.
 
 Exit status: 0 if at least one image was classified (error lines, if any, say which were
 not), 1 if none could be, 2 for a usage error or an unusable model artifact.
@@ -73,7 +76,7 @@ def main(argv=None) -> int:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder or its model.keras")
-    p.add_argument("--files-from", type=argparse.FileType("r", encoding="utf-8"), metavar="FILE",
+    p.add_argument("--files-from", metavar="FILE",
                    help="read image paths from FILE, one per line (- for standard input)")
     # str, not Path: each output line names the image exactly as given ("./a.jpg" stays so)
     p.add_argument("images", nargs="*", metavar="IMAGE")
@@ -96,14 +99,25 @@ def main(argv=None) -> int:
 
 def _paths_to_classify(parser, args) -> list[str]:
     """--files-from's lines (blank ones skipped), then the IMAGE arguments; at least one."""
-    paths = []
-    if args.files_from is not None:
-        with args.files_from as lines:
-            paths = [line.rstrip("\r\n") for line in lines if line.strip()]
+    paths = [] if args.files_from is None else _listed_paths(parser, args.files_from)
     paths += args.images
     if not paths:
         parser.error("predict: give at least one IMAGE, or --files-from")
     return paths
+
+
+def _listed_paths(parser, name: str) -> list[str]:
+    """The paths in a list file, one a line (blank ones skipped), decoded as UTF-8 with
+    surrogateescape, as Python decodes a path given as an argument: a name that is not UTF-8
+    (Latin-1 from an old camera card) opens as the same file. A byte-order mark, which Windows
+    editors put first, is dropped instead of starting the first path."""
+    try:
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except OSError as exc:
+        parser.error(f"argument --files-from: can't open '{name}': {exc}")
+    text = data.decode("utf-8-sig", errors="surrogateescape")
+    lines = io.StringIO(text, newline=None)  # \r\n and \r end a line too, as in a text file
+    return [line.rstrip("\n") for line in lines if line.strip()]
 
 
 def _positive_int(text):

@@ -23,7 +23,7 @@ def upload(data: bytes, name="mole.jpg", content_type="image/jpeg"):
 
 
 def png_with_gps() -> bytes:
-    image = Image.new("RGB", (120, 90), (200, 150, 120))
+    image = Image.new("RGB", (160, 120), (200, 150, 120))
     exif = Image.Exif()
     exif[0x010F] = "PhoneMaker"  # Make
     exif.get_ifd(GPS_IFD).update({1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)})
@@ -85,17 +85,17 @@ def test_it_strips_gps_exif_from_a_png():
 def test_it_applies_exif_orientation_to_the_pixels():
     exif = Image.Exif()
     exif[ORIENTATION] = 6  # rotate 90° clockwise on display
-    landscape = make_image_bytes(size=(200, 100), exif=exif.tobytes())
+    landscape = make_image_bytes(size=(240, 120), exif=exif.tobytes())
 
     clean = sanitize_upload(upload(landscape))
 
-    assert (clean.width, clean.height) == (100, 200)
+    assert (clean.width, clean.height) == (120, 240)
     assert ORIENTATION not in Image.open(io.BytesIO(clean.image_jpeg)).getexif()
 
 
 def test_it_accepts_webp_and_png_with_transparency():
     webp = make_image_bytes(fmt="WEBP")
-    rgba = Image.new("RGBA", (60, 40), (0, 0, 0, 0))
+    rgba = Image.new("RGBA", (160, 120), (0, 0, 0, 0))
     out = io.BytesIO()
     rgba.save(out, format="PNG")
     assert sanitize_upload(upload(webp, "m.webp", "image/webp")).width == 200
@@ -104,9 +104,9 @@ def test_it_accepts_webp_and_png_with_transparency():
 
 
 def half_dark_photo(fmt, **save_kwargs) -> bytes:
-    """200x100, the left half dark: where the dark half ends up shows how it was rotated."""
-    image = Image.new("RGB", (200, 100), (230, 190, 170))
-    image.paste((60, 30, 20), (0, 0, 100, 100))
+    """240x120, the left half dark: where the dark half ends up shows how it was rotated."""
+    image = Image.new("RGB", (240, 120), (230, 190, 170))
+    image.paste((60, 30, 20), (0, 0, 120, 120))
     out = io.BytesIO()
     image.save(out, format=fmt, **save_kwargs)
     return out.getvalue()
@@ -128,7 +128,7 @@ def test_it_stores_an_iphone_heic_photo_upright_once_as_a_jpeg():
     stored = Image.open(io.BytesIO(clean.image_jpeg))
     assert stored.format == "JPEG" and len(stored.getexif()) == 0 and b"Apple" not in clean.image_jpeg
     # Rotated once, clockwise: the dark left half is now on top (twice would put it right).
-    assert (clean.width, clean.height) == (100, 200)
+    assert (clean.width, clean.height) == (120, 240)
     assert is_dark(stored.getpixel((50, 40))) and not is_dark(stored.getpixel((50, 160)))
 
 
@@ -136,7 +136,7 @@ def test_it_accepts_an_avif_photo():
     clean = sanitize_upload(upload(half_dark_photo("AVIF", quality=90), "m.avif", "image/avif"))
 
     stored = Image.open(io.BytesIO(clean.image_jpeg))
-    assert (clean.width, clean.height) == (200, 100)
+    assert (clean.width, clean.height) == (240, 120)
     assert is_dark(stored.getpixel((40, 50))) and not is_dark(stored.getpixel((160, 50)))
 
 
@@ -156,7 +156,7 @@ def test_it_stores_a_clean_copy_and_a_thumbnail(owner, private_media):
     assert diagnosis.status == Diagnosis.Status.QUEUED
     assert len(diagnosis.sha256) == 64
     stored = Image.open(diagnosis.image.path)
-    assert stored.size == (120, 90) and GPS_IFD not in stored.getexif()
+    assert stored.size == (160, 120) and GPS_IFD not in stored.getexif()
     assert max(Image.open(diagnosis.thumbnail.path).size) <= 320
     assert str(private_media) in diagnosis.image.path
     assert len(files_in(private_media)) == 2
@@ -189,7 +189,7 @@ def avif_with_its_pixels_zeroed() -> bytes:
 def sixteen_bit_grey_png(level=30000) -> bytes:
     """A 16-bit greyscale PNG (Pillow opens it as I;16) of one level out of 65535."""
     out = io.BytesIO()
-    Image.fromarray(np.full((90, 120), level, dtype=np.uint16)).save(out, format="PNG")
+    Image.fromarray(np.full((120, 160), level, dtype=np.uint16)).save(out, format="PNG")
     return out.getvalue()
 
 
@@ -200,7 +200,7 @@ def test_it_turns_a_photo_upright_whose_exif_has_a_malformed_tag():
     clean = sanitize_upload(upload(jpeg))
 
     stored = Image.open(io.BytesIO(clean.image_jpeg))
-    assert (clean.width, clean.height) == (100, 200)
+    assert (clean.width, clean.height) == (120, 240)
     assert is_dark(stored.getpixel((50, 40))) and not is_dark(stored.getpixel((50, 160)))
 
 
@@ -272,3 +272,68 @@ def test_a_request_too_large_is_told_the_photo_limit_too(client, settings, path)
     body = response.json()["detail"] if path.startswith("/api/") else response.content.decode()
     assert body.strip() == (
         "Request body too large: the limit is 25 MB. Photos must be at most 20 MB.")
+
+
+# --- photos too small for the model (its input is 160×120) --------------------------------------
+
+
+def flat_png(size) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (180, 120, 90)).save(out, format="PNG")
+    return out.getvalue()
+
+
+TOO_SMALL = [
+    (flat_png((8, 8)), "icon.png", "8×8"),
+    (make_image_bytes(size=(40, 30)), "thumb.jpg", "40×30"),
+    (make_image_bytes(size=(400, 119)), "strip.jpg", "400×119"),
+]
+TOO_SMALL_IDS = ["8x8-flat-png", "40x30-jpeg", "one-pixel-short"]
+
+
+def too_small_message(size: str) -> str:
+    return (f"This photo is too small ({size} pixels): please upload one at least 120 pixels on "
+            "its shorter side.")
+
+
+@pytest.mark.parametrize(("data", "name", "size"), TOO_SMALL, ids=TOO_SMALL_IDS)
+def test_it_refuses_a_photo_too_small_for_the_model_naming_its_size_and_the_minimum(data, name, size):
+    with pytest.raises(ValidationError) as caught:
+        sanitize_upload(upload(data, name))
+
+    assert caught.value.code == "too_small"
+    assert caught.value.messages == [too_small_message(size)]
+
+
+def test_it_names_a_too_small_photos_size_as_it_is_shown_upright():
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6  # stored 40×30, shown turned a quarter: 30 wide, 40 high
+    with pytest.raises(ValidationError) as caught:
+        sanitize_upload(upload(make_image_bytes(size=(40, 30), exif=exif.tobytes())))
+
+    assert caught.value.messages == [too_small_message("30×40")]
+
+
+@pytest.mark.parametrize("size", [(200, 150), (160, 120), (120, 480), (1200, 120)],
+                         ids=["ham10000", "the-model-input", "portrait-120-wide", "120-high"])
+def test_it_accepts_a_photo_at_least_120_pixels_on_its_shorter_side(size):
+    clean = sanitize_upload(upload(make_image_bytes(size=size)))
+
+    assert (clean.width, clean.height) == size
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/diagnoses/new/", "/api/v1/diagnoses/"])
+@pytest.mark.parametrize(("data", "name", "size"), TOO_SMALL[:2], ids=TOO_SMALL_IDS[:2])
+def test_the_site_and_the_api_refuse_a_photo_too_small_storing_nothing(owner, client, private_media,
+                                                                        path, data, name, size):
+    client.force_login(owner)
+    response = client.post(path, {"image": upload(data, name)})
+
+    assert response.status_code == 400
+    if path.startswith("/api/"):
+        assert response.json() == {"image": [too_small_message(size)]}
+    else:
+        assert too_small_message(size) in response.content.decode()
+    assert not Diagnosis.objects.exists()
+    assert files_in(private_media) == []
