@@ -20,6 +20,13 @@ class ClinicAdminSite(admin.AdminSite):
     def has_permission(self, request):
         return super().has_permission(request) and second_step_passed(request)
 
+    @property
+    def login_form(self):
+        # Imported here: this module is loaded before the apps' models are.
+        from .forms import AdminLoginForm
+
+        return AdminLoginForm
+
     def login(self, request, extra_context=None):
         """Staff already signed in with their password go on to the code (or to setting up
         their authenticator app), then back to the page they asked for."""
@@ -27,7 +34,17 @@ class ClinicAdminSite(admin.AdminSite):
         if user.is_active and user.is_staff and not second_step_passed(request):
             next_url = request.GET.get("next") or reverse("admin:index")
             return redirect(f"{reverse('two_step')}?{urlencode({'next': next_url})}")
-        return super().login(request, extra_context)
+        from .forms import sign_in_refused_status
+
+        response = super().login(request, extra_context)
+        # The form counted against the sign-ins of this address (SignInRateMixin): 429 when refused.
+        return sign_in_refused_status(response, (getattr(response, "context_data", None) or {}).get("form"))
+
+    def password_change(self, request, extra_context=None):
+        """The site's own page (accounts.views.PasswordChangeView): one form to change a password,
+        whose check of the current one counts wrong guesses toward the sign-in lockout, as the
+        admin's own form (AdminSite's) would not."""
+        return redirect("password_change")
 
 
 class ClinicAdminConfig(AdminConfig):

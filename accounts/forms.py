@@ -1,6 +1,8 @@
 import logging
+import math
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import (
     AuthenticationForm, PasswordChangeForm, PasswordResetForm, SetPasswordForm, UserCreationForm,
@@ -11,6 +13,7 @@ from django.urls import reverse_lazy
 from django.utils import timezone
 from django.utils.text import format_lazy
 
+from diagnoses.throttles import TokenRateThrottle
 from molesite.mail import render_subject
 
 from .models import User
@@ -84,8 +87,40 @@ class SignUpForm(ErrorsTakeTheFocusMixin, NoColonMixin, UserCreationForm):
         return super().save(commit=commit)
 
 
-class LoginForm(ErrorsTakeTheFocusMixin, NoColonMixin, AuthenticationForm):
+class SignInRateMixin:
+    """At most API_TOKEN_RATE password sign-ins per client address, counted with the API's token
+    requests (diagnoses.throttles.TokenRateThrottle): one address cannot try a password on many
+    usernames, which the lockout (one username from one address) does not stop. Counted before
+    the password is checked; refused, the form says when to try again, retry_after (seconds)
+    tells the view, which answers 429 (sign_in_refused_status)."""
+
+    retry_after = None
+
+    def clean(self):
+        throttle = TokenRateThrottle()
+        if not throttle.allow_request(self.request, None):
+            self.retry_after = max(1, math.ceil(throttle.wait() or 1))
+            minutes = math.ceil(self.retry_after / 60)
+            raise forms.ValidationError(
+                f"Too many sign-ins from your address: try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+                code="throttled")
+        return super().clean()
+
+
+def sign_in_refused_status(response, form):
+    """A sign-in refused by SignInRateMixin answers 429 with Retry-After, as the lockout's does."""
+    if form is not None and form.retry_after:
+        response.status_code = 429
+        response["Retry-After"] = str(form.retry_after)
+    return response
+
+
+class LoginForm(ErrorsTakeTheFocusMixin, NoColonMixin, SignInRateMixin, AuthenticationForm):
     pass
+
+
+class AdminLoginForm(SignInRateMixin, AdminAuthenticationForm):
+    """The admin's sign-in form (accounts.admin_site), counted with the site's."""
 
 
 class AgreeForm(ErrorsTakeTheFocusMixin, NoColonMixin, forms.Form):

@@ -1,15 +1,58 @@
+import logging
+from importlib import import_module
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import TokenProxy
 
 from .validators import validate_address_sent_as_typed
 
+logger = logging.getLogger(__name__)
+
 # The clinicians who work the review queue (made, with its permissions, by diagnoses.services).
 REVIEWERS_GROUP = "Reviewers"
 
 
+def sign_ins_end(user_pks) -> None:
+    """Ends the API tokens and every browser session of these users: on deactivation, so that
+    none works again if the account is reactivated (the clinic may reopen it for its patient, and
+    a session or token taken before, perhaps with a leaked password, must not come back with it).
+    Sessions are found in the session store's table (Django's db and cached_db engines), read
+    one by one: a deactivation is rare, and the night's clearsessions keeps the table to the
+    sign-ins of the last SESSION_HOURS."""
+    from django.contrib.auth import SESSION_KEY
+    from rest_framework.authtoken.models import Token
+
+    user_pks = {str(pk) for pk in user_pks}
+    if not user_pks:
+        return
+    Token.objects.filter(user__in=user_pks).delete()
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if not hasattr(store, "get_model_class"):  # a cache, file or cookie engine: no table to read
+        logger.warning("the sessions of deactivated users %s were not ended: %s keeps no table of them",
+                       sorted(user_pks), settings.SESSION_ENGINE)
+        return
+    for session in store.get_model_class().objects.filter(expire_date__gt=timezone.now()).iterator():
+        if str(store().decode(session.session_data).get(SESSION_KEY)) in user_pks:
+            store(session_key=session.session_key).delete()
+
+
 class UserQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        """A deactivation by update() (a script's, bulk_update()'s) ends the users' sign-ins, as
+        save()'s does."""
+        if "is_active" not in kwargs or kwargs["is_active"] is True:
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db):
+            active = list(self.filter(is_active=True).values_list("pk", flat=True))
+            count = super().update(**kwargs)
+            # the value may be an expression (bulk_update's Case): read what it came to
+            sign_ins_end(self.model._default_manager.using(self.db).filter(pk__in=active, is_active=False)
+                         .values_list("pk", flat=True))
+        return count
+
     def reviewers(self):
         """Staff in the Reviewers group: who work the review queue."""
         return self.filter(is_staff=True, groups__name=REVIEWERS_GROUP).distinct()
@@ -81,6 +124,13 @@ class User(AbstractUser):
     email_confirmed_at = models.DateTimeField("e-mail address confirmed", null=True, blank=True,
                                               editable=False)
 
+    # The latest e-mail change asked for and not confirmed yet: the token of the link sent to the
+    # new address (accounts.views.email_change_token, which holds that address) and when it went
+    # out, so that the account page, on any device, says a change waits while that link works
+    # (accounts.views.pending_email_change). A newer request replaces them; confirming clears them.
+    email_change_token = models.TextField(blank=True, editable=False)
+    email_change_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     objects = MolesiteUserManager()
 
     @property
@@ -106,10 +156,18 @@ class User(AbstractUser):
     def save(self, *args, **kwargs):
         # set_password() or set_unusable_password() was called
         password_changed = self._password is not None or self._password_disabled
+        update_fields = kwargs.get("update_fields")
+        # Deactivated by this save (in the admin, a script): read from the database, whatever
+        # this instance was loaded with.
+        deactivated = (not self.is_active and self.pk is not None
+                       and (update_fields is None or "is_active" in update_fields)
+                       and type(self).objects.filter(pk=self.pk, is_active=True).exists())
         super().save(*args, **kwargs)
         if password_changed:
             self._password_disabled = False
             self.api_tokens_revoke()
+        if deactivated:
+            sign_ins_end([self.pk])
 
     def api_tokens_revoke(self):
         """A new password (changed, reset by e-mail, or set by an administrator), or none at all

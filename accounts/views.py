@@ -3,6 +3,7 @@ import hashlib
 import logging
 import tempfile
 import unicodedata
+from datetime import timedelta
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from urllib.parse import urlsplit
@@ -11,12 +12,13 @@ import django_otp
 import segno
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login, logout
+from django.contrib.auth import get_user_model, login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.cache import cache
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
@@ -33,7 +35,7 @@ from molesite.redirects import safe_next_url
 
 from .forms import (
     AgreeForm, ChangePasswordForm, DeleteAccountForm, EmailChangeForm, LoginForm, QueuedPasswordResetForm,
-    SecondStepForm, SettingsForm, SignUpForm,
+    SecondStepForm, SettingsForm, SignUpForm, sign_in_refused_status,
 )
 from .validators import envelope_address
 
@@ -72,6 +74,9 @@ class LoginView(auth_views.LoginView):
         response = super().form_valid(form)
         messages.success(self.request, f"Signed in as {form.get_user().username}.")
         return response
+
+    def form_invalid(self, form):
+        return sign_in_refused_status(super().form_invalid(form), form)
 
 
 @login_required
@@ -195,16 +200,22 @@ def email_change_token(*, user, new_email: str) -> str:
 def email_change_verify(*, token: str, user) -> str | None:
     """The new address a link confirms, or None when the link is broken, older than
     PASSWORD_RESET_TIMEOUT (three days, as a password-reset link), for another account, or for
-    an address the account no longer has (a link that was used, or superseded). Links from
-    before the token held a hash instead of the address (three days at most) are refused too:
-    the page asks for a new one."""
+    an address the account no longer has (a link that was used, or superseded), or, for a new
+    address, when a change to another one was asked for since (only the latest change waits:
+    pending_email_change; a link sent again for the same address, and one from before changes
+    were kept, still work). Links from before the token held a hash instead of the address (three
+    days at most) are refused too: the page asks for a new one."""
     try:
         data = signing.loads(token, salt=EMAIL_CHANGE_SALT, max_age=settings.PASSWORD_RESET_TIMEOUT)
     except signing.BadSignature:  # expired links included
         return None
     if data.get("user") != user.pk or not _is_hash_of(str(data.get("old_hash", "")), user.email):
         return None
-    return data.get("new")
+    new_email = data.get("new")
+    if (new_email != user.email and user.email_change_token
+            and new_email != _link_address(user.email_change_token, user)):
+        return None
+    return new_email
 
 
 @login_required
@@ -220,25 +231,52 @@ def email_change(request):
                 request, f"Several links went to {new_email} within the hour: open one of them, or try again later."
             )
             return redirect("account")
-        if not _send_confirmation_link(user=request.user, address=new_email,
-                                       template="email_change_confirm"):
+        if not _send_email_change_link(request.user, new_email):
             messages.error(
                 request, "The e-mail could not be sent just now: nothing changed. Try again in a few minutes."
             )
             return redirect("email_change")
         messages.info(request, f"We sent a link to {new_email}: open it to confirm the change.")
         return redirect("account")
-    return render(request, "accounts/email_change.html", {"form": form}, status=400 if form.errors else 200)
+    return render(request, "accounts/email_change.html",
+                  {"form": form, "pending_change": pending_email_change(request.user)},
+                  status=400 if form.errors else 200)
 
 
-def _send_confirmation_link(*, user, address: str, template: str) -> bool:
+def _send_confirmation_link(*, user, address: str, template: str) -> str | None:
     """accounts/email/<template>, with the link that confirms address for user's account
-    (email_change_token), sent to address. False when the mail server could not be reached."""
+    (email_change_token), sent to address: its token, or None when the mail server could not be
+    reached."""
     # On SITE_URL, as the worker's links, never on the request's Host (which a client sets).
     token = email_change_token(user=user, new_email=address)
     link = settings.SITE_URL + reverse("email_change_confirm", args=[token])
     # No username in it: the address is not confirmed yet, and may not be the patient's.
-    return _send_account_mail(template, {"link": link}, address)
+    return token if _send_account_mail(template, {"link": link}, address) else None
+
+
+def _send_email_change_link(user, new_email: str) -> bool:
+    """Sends the link that changes user's address to new_email, and keeps it as the change that
+    waits (pending_email_change), replacing an earlier one. False when it could not be sent."""
+    token = _send_confirmation_link(user=user, address=new_email, template="email_change_confirm")
+    if token is None:
+        return False
+    user.email_change_token, user.email_change_sent_at = token, timezone.now()
+    user.save(update_fields=["email_change_token", "email_change_sent_at"])
+    return True
+
+
+def pending_email_change(user) -> dict | None:
+    """The e-mail change that waits for its link, while that link still works (email_change_verify:
+    three days, and the account's address unchanged since): {"address", "sent_at", "until"}, for
+    the account page. None when there is none, or its link no longer works."""
+    if not user.email_change_token:
+        return None
+    address = email_change_verify(token=user.email_change_token, user=user)
+    if address is None or address == user.email:
+        return None
+    sent_at = user.email_change_sent_at
+    return {"address": address, "sent_at": sent_at,
+            "until": sent_at + timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT)}
 
 
 def _ask_to_confirm_address(request, user) -> None:
@@ -258,15 +296,39 @@ def _ask_to_confirm_address(request, user) -> None:
 @login_required
 @require_POST
 def email_confirm_resend(request):
-    """The account page's "Send the link again", while the account's address is unconfirmed."""
-    if request.user.email and request.user.email_confirmed_at is None:
-        _ask_to_confirm_address(request, request.user)
+    """The account page's "Send the link again": to the account's address while it is unconfirmed,
+    or, with address set to it, to the new address of the e-mail change that waits (a new link,
+    which then waits instead). An address the page named that is neither (any more) gets nothing."""
+    user = request.user
+    address = request.POST.get("address")
+    pending = pending_email_change(user)
+    if pending and address == pending["address"]:
+        _send_email_change_link_again(request, pending["address"])
+    elif address not in (None, user.email):
+        messages.error(request, "Nothing was sent: the change to that address no longer waits for "
+                                "its link. This page says what does.")
+    elif user.email and user.email_confirmed_at is None:
+        _ask_to_confirm_address(request, user)
+    elif user.email:
+        messages.info(request, f"Nothing was sent: {user.email} is already confirmed.")
     return redirect("account")
+
+
+def _send_email_change_link_again(request, new_email: str) -> None:
+    if not link_email_allowed(new_email):
+        messages.error(request, f"Several links went to {new_email} within the hour: open one of "
+                                "them, or try again later.")
+    elif _send_email_change_link(request.user, new_email):
+        messages.info(request, f"We sent the link again to {new_email}: open it to confirm the change.")
+    else:
+        messages.error(request, "The e-mail with the link could not be sent just now: try again in "
+                                "a few minutes.")
 
 
 def _link_address(token: str, user) -> str | None:
     """The address a link was sent to, whatever its age or the address it replaces; None when
-    it is broken or for another account. Only to tell a used link from a bad one."""
+    it is broken or for another account. To tell a used link from a bad one, and which change
+    waits (email_change_verify)."""
     try:
         data = signing.loads(token, salt=EMAIL_CHANGE_SALT)
     except signing.BadSignature:
@@ -289,7 +351,8 @@ def email_change_confirm(request, token):
         messages.error(
             request,
             "This link no longer works: it is more than three days old, your address has changed "
-            "since it was sent, or it was sent for another account. Ask for a new one below.",
+            "or you asked for another one since it was sent, or it was sent for another account. "
+            "Ask for a new one below.",
         )
         # An unconfirmed address's link is sent again from the account page.
         return redirect("email_change" if user.email_confirmed_at else "account")
@@ -300,7 +363,10 @@ def email_change_confirm(request, token):
     # Told of the change only when confirmed: one mistyped at sign-up may be a stranger's.
     old_email = user.email if user.email_confirmed_at else ""
     user.email = new_email
-    _confirm_address(user)
+    # The change made, none waits: the link of any other one no longer works (the address it
+    # replaces is gone).
+    user.email_change_token, user.email_change_sent_at = "", None
+    _confirm_address(user, "email_change_token", "email_change_sent_at")
     if old_email:
         send_email_changed_notice(user=user, old_email=old_email)
     messages.success(request, f"Your e-mail address is now {new_email}.")
@@ -316,9 +382,9 @@ def send_email_changed_notice(*, user, old_email: str, by_clinic: bool = False) 
     return _send_account_mail("email_changed_notice", context, old_email)
 
 
-def _confirm_address(user) -> None:
+def _confirm_address(user, *also_saved: str) -> None:
     user.email_confirmed_at = timezone.now()
-    user.save(update_fields=["email", "email_confirmed_at"])
+    user.save(update_fields=["email", "email_confirmed_at", *also_saved])
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
@@ -351,6 +417,7 @@ def account(request):
     }
     has_app = user.is_staff and has_sign_in_codes(user)
     context = {"counts": counts, "form": form, "has_authenticator": has_app,
+               "pending_change": pending_email_change(user),
                "staff_accesses": user.staff_accesses.count(), "last_staff_access": user.staff_accesses.first(),
                "active_share_links": ShareLink.objects.of_owner(user).active().count()}
     return render(request, "accounts/account.html", context)
@@ -451,16 +518,38 @@ def _second_step_code(request, next_url):
                   status=400 if form.errors else 200)
 
 
+# The session's own pending (unconfirmed) authenticator device, by its id.
+PENDING_DEVICE_SESSION_KEY = "accounts.two_step.pending_device"
+
+
 def _second_step_setup(request, next_url):
-    """One pending (unconfirmed) device per user, so that reloading keeps the same QR code; it
-    is confirmed by the first code it gives."""
-    pending = TOTPDevice.objects.filter(user=request.user, confirmed=False).order_by("pk").first()
+    """A pending (unconfirmed) device of this session's own, with a key no other session was
+    shown, so that reloading keeps the same QR code (its id is kept in the session) while someone
+    else who once had the password and opened this page never saw the key the clinician confirms.
+    It is confirmed by the first code it gives, and that deletes the user's other pending ones."""
+    pending = TOTPDevice.objects.filter(user=request.user, confirmed=False,
+                                        pk=request.session.get(PENDING_DEVICE_SESSION_KEY)).first()
     if pending is None:
+        # Those shown to sessions that have ended (SESSION_COOKIE_AGE) can no longer be confirmed.
+        ended = timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE)
+        TOTPDevice.objects.filter(user=request.user, confirmed=False, created_at__lt=ended).delete()
         pending = TOTPDevice.objects.create(user=request.user, name="Authenticator app", confirmed=False)
+        request.session[PENDING_DEVICE_SESSION_KEY] = pending.pk
     form = SecondStepForm(request.POST or None,
                           devices=lambda: TOTPDevice.objects.select_for_update().filter(pk=pending.pk))
     if request.method == "POST" and form.is_valid():
-        TOTPDevice.objects.filter(pk=pending.pk).update(confirmed=True)
+        request.session.pop(PENDING_DEVICE_SESSION_KEY, None)
+        with transaction.atomic():
+            # One at a time per user (the user's row locked): of two sessions confirming at once,
+            # the second finds the first's app set up, and asks for its code instead.
+            get_user_model().objects.select_for_update().filter(pk=request.user.pk).exists()
+            if has_sign_in_codes(request.user):
+                pending.delete()
+                return redirect(request.get_full_path())
+            TOTPDevice.objects.filter(pk=pending.pk).update(confirmed=True)
+            # The keys other sessions were shown (someone else's, or the clinician's own in
+            # another browser) never give a code from now on.
+            TOTPDevice.objects.filter(user=request.user, confirmed=False).exclude(pk=pending.pk).delete()
         form.device.confirmed = True
         django_otp.login(request, form.device)
         logger.info("user %s set up an authenticator app", request.user.pk)

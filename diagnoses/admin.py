@@ -281,8 +281,10 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     list_display_links = ["thumb", "patient"]
     list_filter = [RiskFilter, "status", ReviewedFilter, PhotoQualityFilter, "model_version", "created_at"]
     list_select_related = ["owner", "review"]
-    search_fields = ["owner__username", "owner__email"]
-    search_help_text = "Search by the patient's username or e-mail address."
+    # The address only whole ("=": iexact): reviewers are not shown patients' addresses, and
+    # a match on a part of one would tell it a character at a time.
+    search_fields = ["owner__username", "=owner__email"]
+    search_help_text = "Search by the patient's username or whole e-mail address."
     # The queue: unreviewed cases first (a failed one always is); among them the highest risk
     # first (QUEUE_RANK), then the oldest.
     ordering = [REVIEWED_AT_DESK.asc(), QUEUE_RANK.asc(), F("created_at").asc()]
@@ -702,7 +704,8 @@ class MoleAdmin(RecordsStaffAccess, admin.ModelAdmin):
     list_display = ["name", "body_site", "patient", "created_at"]
     list_select_related = ["owner"]
     list_filter = ["body_site"]
-    search_fields = ["name", "owner__username", "owner__email"]
+    search_fields = ["name", "owner__username", "=owner__email"]  # the address only whole, as the queue's
+    search_help_text = "Search by the mole's name, the patient's username or whole e-mail address."
     fields = ["name", "body_site", "patient", "created_at", "recheck_months", "next_photo_due", "photos"]
     readonly_fields = fields
     view_on_site = False  # the mole's page on the site is the patient's alone

@@ -179,7 +179,10 @@ class Mole(models.Model):
     reminded_for = models.DateField(null=True, blank=True, editable=False)
 
     class Meta:
-        ordering = ["name"]
+        # Alphabetical whatever the case ("apple" before "Zed"; SQLite, or a "C" collation, sorts
+        # "name" alone by code point), ties by name: the admin, the upload form's and the history
+        # filter's choices. A query with an aggregate drops it: the mole lists order_by the same.
+        ordering = [Lower("name"), "name"]
         # In any case; the forms and the API (name_taken) also fold case beyond ASCII, which
         # SQLite's LOWER does not (Postgres's does, by the database's locale).
         constraints = [
@@ -453,6 +456,13 @@ class Diagnosis(models.Model):
             # A pressing review is red as its own alert is, not the green of a low band it overrules.
             colour = RISK_COLOURS["high"] if review.is_pressing else self.advice_colour
             # Named, not "above": the API's `advice` gives the same words with nothing above them.
+            if RECOMMENDATION_ORDER.get(review.recommendation, -1) > RISK_ORDER[self.risk]:
+                # Asking more than the band ("now" against "within 2 weeks"): the band's timing
+                # beside it would read as a second, slower deadline.
+                return NextStep(format_html("Follow the clinician's recommendation, \"{}\": it asks more than the "
+                                            "general advice for a {} estimated risk, and replaces it.",
+                                            review.get_recommendation_display(), self.get_risk_display().lower()),
+                                "review", colour)
             return NextStep(format_html("Follow the clinician's recommendation, \"{}\"; the general advice for "
                                         "this risk band is: {}", review.get_recommendation_display(), band),
                             "review", colour)

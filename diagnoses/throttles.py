@@ -9,7 +9,9 @@ photo, which the upload itself would store and queue for when the broker is back
 (services._send_classification)."""
 
 import logging
+import math
 
+from django.shortcuts import render
 from redis.exceptions import RedisError
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
@@ -54,14 +56,45 @@ class PerAddressRateThrottle(SettingsRateMixin, SimpleRateThrottle):
 
 
 class TokenRateThrottle(PerAddressRateThrottle):
-    """Token requests (POST /api/v1/auth/token/) per client address (API_TOKEN_RATE): a signed-in
-    client guessing other users' passwords is counted too."""
+    """Password sign-ins per client address (API_TOKEN_RATE), one count for token requests (POST
+    /api/v1/auth/token/), the site's sign-in page and the admin's (accounts.forms.SignInRateMixin):
+    a signed-in client guessing other users' passwords is counted too."""
 
     scope = "token"
 
 
 class SharedReportRateThrottle(PerAddressRateThrottle):
-    """Openings of /shared/<token>/ per client address (SHARED_REPORT_RATE), known token or not.
-    Works on a Django request: it reads only request.META."""
+    """Openings of /shared/<token>/ per client address (SHARED_REPORT_RATE), known token or not,
+    and the requests for a shared report's images (photo, heatmap, earlier photos) with a token
+    that opens no report (unknown, expired, withdrawn): trying tokens costs the same on any
+    path. Works on a Django request: it reads only request.META."""
 
     scope = "shared"
+
+    def refusal(self, request):
+        """None when the request is allowed (and counted); else the shared pages' 429 answer,
+        with Retry-After."""
+        if self.allow_request(request, None):
+            return None
+        retry_after = max(1, math.ceil(self.wait() or 1))
+        response = render(request, "diagnoses/shared_gone.html",
+                          {"retry_minutes": math.ceil(retry_after / 60)}, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
+
+
+# A report page asks for its photo, its heatmap and, when shared with them, the mole's earlier
+# photos: the images an address may fetch are this many times the reports it may open, so a
+# page loads whole even with dozens of earlier photos, while its images are still counted.
+SHARED_FILES_PER_OPENING = 10
+
+
+class SharedFileRateThrottle(SharedReportRateThrottle):
+    """The images of shared reports whose link works, per client address: a count of their own,
+    SHARED_FILES_PER_OPENING times SHARED_REPORT_RATE, apart from the openings."""
+
+    cache_format = "throttle_%(scope)s_files_%(ident)s"
+
+    def parse_rate(self, rate):
+        num_requests, duration = super().parse_rate(rate)
+        return (None if num_requests is None else num_requests * SHARED_FILES_PER_OPENING), duration

@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch
+from django.db.models.functions import Lower
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -29,7 +30,7 @@ from . import services
 from .forms import NEW_MOLE_NAME_TAKEN, HistoryFilterForm, MoleForm, ShareLinkForm, UploadForm
 from .models import (MOLE_FINISHED_PHOTOS, MOLE_NAME_TAKEN, RECOMMENDATION_ORDER, RISK_ORDER, Diagnosis, Mole,
                      NextStep, StaffAccess)
-from .throttles import SharedReportRateThrottle, UploadRateThrottle
+from .throttles import SharedFileRateThrottle, SharedReportRateThrottle, UploadRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ def diagnosis_list(request):
     # Newest first, then by id, as the API (api/filters.py): checks uploaded at the same moment
     # keep one order, so that none shows on two pages, or on none. With the photos before, as the
     # API's list: a row whose review of an earlier result is pressing asks next_step whether it
-    # still leads (_review_mark.html), without a query of its own.
+    # still leads (_review_mark.html), and every row whether it follows the photo before, rated
+    # higher (_rated_higher_mark.html), without a query of its own.
     diagnoses = filters.filter(request.user.diagnoses.select_related("mole", "review").with_photos_before()
                                .order_by("-created_at", "-pk"))
     page = Paginator(diagnoses, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -307,19 +309,25 @@ def shared_report(request, token):
 @_shared
 @require_GET
 def shared_file(request, token, kind):
-    """The photo or the heatmap of a shared report (not counted as an opening)."""
+    """The photo or the heatmap of a shared report: counted with the report's other images
+    (SharedFileRateThrottle), or as an opening when the link opens no report."""
     if kind not in SHARED_FILE_KINDS:
         raise Http404
     link, gone = _active_link(request, token)
-    return gone or serve_file(link.diagnosis, kind)
+    throttle = SharedReportRateThrottle() if gone else SharedFileRateThrottle()
+    return throttle.refusal(request) or gone or serve_file(link.diagnosis, kind)
 
 
 @_shared
 @require_GET
 def shared_earlier_photo(request, token, pk):
     """The thumbnail of one of the mole's earlier photos, on a shared report made with them;
-    404 for any other photo (a later one, another mole's, a link made without them)."""
+    404 for any other photo (a later one, another mole's, a link made without them). Counted
+    as shared_file is."""
     link, gone = _active_link(request, token)
+    throttle = SharedReportRateThrottle() if gone else SharedFileRateThrottle()
+    if refused := throttle.refusal(request):
+        return refused
     if gone:
         return gone
     if not link.with_earlier_photos:
@@ -384,12 +392,22 @@ def mole_list(request):
     # template reads it): sliced, the database picks it per mole, where the page once read every
     # photo of every mole to show one. Its review says whether a new photo was asked for.
     latest = Diagnosis.objects.select_related("review").order_by("-created_at")[:1]
+    # And its finished photos, with their reviews, set on it as with_photos_before does (one query
+    # for every mole): what its page advises (mole_advice) is worked out from them, so that a card
+    # whose newest photo is rated lower than the photo its page follows says so (advised_earlier_photo).
+    finished = (Diagnosis.objects.filter(status=Diagnosis.Status.DONE).select_related("review")
+                .order_by("created_at", "pk"))
     moles = (
         Mole.objects.filter(owner=request.user).with_last_photo()
         .annotate(photo_count=Count("diagnoses"))
-        .order_by("name")  # a model's default ordering is dropped from a query with an aggregate
-        .prefetch_related(Prefetch("diagnoses", queryset=latest, to_attr="photos_newest_first"))
+        .order_by(Lower("name"), "name")  # alphabetical in any case; Meta.ordering is dropped with an aggregate
+        .prefetch_related(Prefetch("diagnoses", queryset=latest, to_attr="photos_newest_first"),
+                          Prefetch("diagnoses", queryset=finished, to_attr=MOLE_FINISHED_PHOTOS))
     )
+    for mole in moles:  # the queryset's own rows, which the page then lists
+        newest = mole.photos_newest_first[0] if mole.photos_newest_first else None
+        mole.earlier_photo_rated_higher = advised_earlier_photo(
+            mole_advice(getattr(mole, MOLE_FINISHED_PHOTOS), newest), newest)
     return render(request, "diagnoses/mole_list.html", {"moles": moles})
 
 
@@ -509,6 +527,39 @@ def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
     return MoleAdvice(latest_rise, None, None, has_newer_photo=False)
 
 
+def mole_advice(finished, newest) -> MoleAdvice:
+    """mole_alerts for one mole, the one rule of its page, its card on My moles and the page's
+    Stop tracking: from its finished photos (oldest first, with their reviews, set on the mole as
+    with_photos_before sets them, so that next_step reads the photo before from them) and its
+    newest photo of any status. The latest rise no clinician has judged: the mole's timeline
+    (mole_timeline) marks the finished photos alone."""
+    rises = [(photo, change.from_risk) for photo, change in mole_timeline(finished)
+             if change and change.went_up and not photo.judged_by_a_clinician]
+    analysed = [photo for photo in finished if photo.malignant_probability is not None]
+    return mole_alerts(rises[-1] if rises else None, newest, analysed[-1] if analysed else None)
+
+
+def advised_earlier_photo(advice: MoleAdvice, newest) -> Diagnosis | None:
+    """The earlier photo whose higher band's advice the mole's page gives (advice, mole_advice),
+    when the mole's newest photo shows less (a lower band, or no result yet): the photo rated
+    higher that the latest analysed photo's next step follows, or the photo of a rise no
+    clinician has judged. None when the page's advice is the newest photo's own, or a
+    clinician's. My moles marks the mole's card with it, as the photo's badge alone would say
+    less than its page; Stop tracking names it with its advice, which no later photo gives once
+    the photos are no longer compared."""
+    if advice.step is not None and advice.step.previous is not None:
+        photo = advice.step.previous
+    elif advice.rise is not None:
+        photo = advice.rise[0]
+    else:
+        return None
+    if newest is None or photo == newest:
+        return None
+    if newest.status == Diagnosis.Status.DONE and RISK_ORDER.get(photo.risk, -1) <= RISK_ORDER.get(newest.risk, -1):
+        return None
+    return photo
+
+
 @login_required
 @require_GET
 def mole_detail(request, pk):
@@ -518,11 +569,9 @@ def mole_detail(request, pk):
     # A rise a clinician has since judged is theirs to advise on: the photo's page gives it. A
     # review of an earlier result (before a re-run) judged other figures: the alert stays, unless
     # that review's advice leads (mole_alerts).
-    rises = [(d, change.from_risk) for d, change in timeline
-             if change and change.went_up and not d.judged_by_a_clinician]
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
-    advice = mole_alerts(
-        rises[-1] if rises else None, diagnoses[-1] if diagnoses else None, done[-1] if done else None)
+    newest = diagnoses[-1] if diagnoses else None
+    advice = mole_advice(getattr(mole, MOLE_FINISHED_PHOTOS), newest)
     in_use = (load_model_card() or {}).get("version")
     chart = {
         "labels": _chart_labels([d.created_at for d in done]),
@@ -535,6 +584,9 @@ def mole_detail(request, pk):
         request,
         "diagnoses/mole.html",
         {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "advice": advice,
+         # what Stop tracking names before it is confirmed: the advice no later photo gives once
+         # the photos are no longer compared
+         "untracking_drops": advised_earlier_photo(advice, newest),
          "chart": chart, "has_chart": len(done) >= 2,
          # the chart's threshold lines are the model's in use; an earlier one banded at its own
          "by_an_earlier_model": bool(in_use) and any(d.model_version != in_use for d in done)},
@@ -659,8 +711,20 @@ def _mole_saved(form) -> bool:
 @require_POST
 def mole_delete(request, pk):
     mole = get_object_or_404(Mole, pk=pk, owner=request.user)
+    # What its page named before the patient confirmed (mole_detail's untracking_drops), said
+    # again once no page of theirs says it.
+    photos = list(mole.diagnoses.select_related("review").order_by("created_at", "pk"))
+    mole_photos_timeline(mole, photos)
+    newest = photos[-1] if photos else None
+    dropped = advised_earlier_photo(mole_advice(getattr(mole, MOLE_FINISHED_PHOTOS), newest), newest)
     services.mole_delete(mole=mole)
-    messages.success(request, f"You no longer track “{mole.name}”. Its photos stay in your history.")
+    messages.success(request, f"You no longer track “{mole.name}”. Its photos stay in your history, "
+                              "no longer compared with each other.")
+    if dropped is not None:
+        taken = date_format(localtime(dropped.created_at), "DATETIME_FORMAT")
+        messages.warning(request, f"The photo of {taken} was rated {dropped.get_risk_display().lower()} risk. The "
+                                  "later photos are no longer compared with it, so they no longer say so: until a "
+                                  f"doctor has seen the mole, follow its advice: {dropped.risk_advice}")
     return redirect("diagnoses:moles")
 
 

@@ -463,9 +463,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Every property of an answer is required (an answer has them all); drf-spectacular's own
-    # hook, the first, gives the enums their components.
+    # hook, the first, gives the enums their components. The refusals that come before any view
+    # (413, 415) are written into every operation by a hook, not by each view.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "diagnoses.api.schema.document_refusals_of_any_request",
         "diagnoses.api.schema.require_response_properties",
     ],
     # The model's prediction and a clinician's label share the seven HAM10000 classes.

@@ -19,6 +19,18 @@ def plain_static_files(settings):
 
 
 @pytest.fixture(autouse=True)
+def empty_cache(settings):
+    """Every unit and browser test starts with an empty cache: API throttles, the sign-in count
+    per address and the password-reset limit count from zero (the browser tests sign in from
+    127.0.0.1 more often than the per-address limit allows in a minute). Only an in-memory
+    cache is emptied: integration tests share Redis with the broker and must not flush it."""
+    from django.core.cache import cache
+
+    if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def private_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT

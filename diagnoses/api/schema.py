@@ -3,6 +3,19 @@
 import re
 
 REF = re.compile(r"^#/components/schemas/(.+)$")
+# HTTP methods, as the keys of a path item (which also holds `parameters`, `summary`, ...).
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+# The body of every refusal: {"detail": "..."} (diagnoses.api.serializers.ErrorSerializer).
+ERROR = "Error"
+
+# Refused by molesite.middleware.request_size_limit, before any view, authentication or parser:
+# it reads the declared Content-Length alone, on every path and method (a GET may declare a body).
+TOO_LARGE = (
+    "The request declares a body (`Content-Length`) over the server's limit: refused before it is "
+    "read, and before the token is checked, whatever the operation. `detail` gives that limit and "
+    "the photo's own (not the size sent). A photo over its own limit in a body within the server's "
+    "gets 400 on `image` instead."
+)
 
 
 def _refs(node):
@@ -48,4 +61,35 @@ def require_response_properties(result, generator, request, public):
         properties = components[name].get("properties")
         if properties:
             components[name]["required"] = sorted(properties)
+    return result
+
+
+def _refusal(description):
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR}"}}},
+            "description": description}
+
+
+def document_refusals_of_any_request(result, generator, request, public):
+    """The refusals that come before a view reads anything, written here once for every
+    operation rather than by each view (which would forget one; a status the schema does not
+    list is a failure for a client checking the answers): 413 on every operation (a body
+    declared over MAX_REQUEST_BYTES, molesite.middleware), and 415 on each one that takes a
+    body (DRF's parsers: a `Content-Type` none of them reads). An operation without a request
+    body never parses one, so it never answers 415. (No 406: the views answer JSON whatever
+    the `Accept` header asks, diagnoses.api.views.JSONNegotiation.)"""
+    components = result.get("components", {}).get("schemas", {})
+    if ERROR not in components:
+        raise ValueError(f"The refusals' body, component {ERROR!r}, is missing from the schema.")
+    for item in result.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            responses["413"] = _refusal(TOO_LARGE)
+            media_types = list(operation.get("requestBody", {}).get("content", {}))
+            if media_types:
+                listed = ", ".join(f"`{media_type}`" for media_type in media_types)
+                responses["415"] = _refusal(f"The body's `Content-Type` is none of those this operation "
+                                            f"reads: {listed}.")
+            operation["responses"] = dict(sorted(responses.items()))
     return result

@@ -15,8 +15,9 @@ from ..models import (
 )
 from ..views import mole_photos_timeline
 
-# Read-only text fields the database keeps as "" until known; the API says null instead.
-NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label", "advice_source")
+# Read-only text fields the database keeps as "" until known (or, for the account's `email`,
+# when there is none: an account an administrator made without one); the API says null instead.
+NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label", "advice_source", "email")
 
 # Diagnosis.next_step's sources (NextStep.source), as `advice_source` gives them: whose advice
 # `advice` is. Its "" before a result is null here.
@@ -237,10 +238,19 @@ class DiagnosisDetailSerializer(DiagnosisSerializer):
         read_only_fields = fields
 
 
+# An upload's `mole` that is none of the patient's moles: the same words for an id no mole has
+# and another patient's mole, so that the answer never tells that a mole exists.
+NOT_YOUR_MOLE = "No mole of yours has this id."
+NOT_A_MOLE_ID = "This is not a mole's id: give the id of one of your moles, or none."
+
+
 class DiagnosisUploadSerializer(serializers.Serializer):
     image = serializers.FileField(help_text=f"{upload_limits()}.")
     mole = serializers.PrimaryKeyRelatedField(
-        queryset=Mole.objects.none(), required=False, allow_null=True, help_text="One of your moles (its id)."
+        queryset=Mole.objects.none(), required=False, allow_null=True, help_text="One of your moles (its id).",
+        # a malformed id is refused by this field in these words, not by the database's in Django's
+        pk_field=serializers.UUIDField(error_messages={"invalid": NOT_A_MOLE_ID}),
+        error_messages={"does_not_exist": NOT_YOUR_MOLE, "incorrect_type": NOT_A_MOLE_ID},
     )
 
     def __init__(self, *args, owner=None, **kwargs):
@@ -391,14 +401,21 @@ class ShareLinkCreateSerializer(serializers.Serializer):
                                  "estimates), so the doctor sees how it changed.")
 
 
-class AccountSerializer(serializers.ModelSerializer):
+class AccountSerializer(BlankAsNullMixin, serializers.ModelSerializer):
     """The account's settings a patient may change here; the address changes on the site, where
     a link to the new address confirms it."""
+
+    # Declared for the schema: blank in the database (none given), null in the answer.
+    email = serializers.EmailField(
+        allow_null=True, read_only=True,
+        help_text="The account's e-mail address; null when it has none (an account made by an "
+                  "administrator without one). It changes on the site.",
+    )
 
     class Meta:
         model = get_user_model()
         fields = ("username", "email", "date_joined", "consented_at", "review_emails", "model_improvement")
-        read_only_fields = ("username", "email", "date_joined", "consented_at")
+        read_only_fields = ("username", "date_joined", "consented_at")
 
 
 # --- the answers other than success (the schema's; every one is JSON) --------------------------

@@ -3,6 +3,8 @@ from collections.abc import Mapping
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
+from django.db.models.functions import Lower
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -56,11 +58,18 @@ class Pagination(PageNumberPagination):
         return parameters
 
 
-class JSONErrorsNegotiation(DefaultContentNegotiation):
-    """For file downloads: whatever the client accepts, errors are rendered as JSON."""
+class JSONNegotiation(DefaultContentNegotiation):
+    """Every view of the API sets it (the schema's and the docs' aside). They render JSON alone
+    (a file download: its errors), so an `Accept` header or `?format=` that asks for anything
+    else is ignored and gets JSON, not DRF's 406 (or, for `?format=`, 404), which no operation's
+    schema lists: a client asking a file for `image/jpeg` gets the JSON 404 of a missing one.
+    What does match is still honoured (`Accept: application/json; indent=2`)."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except (exceptions.NotAcceptable, Http404):
+            return renderers[0], renderers[0].media_type
 
 
 ORDERING_FIELDS = ["created_at", "finished_at", "malignant_probability"]
@@ -122,7 +131,7 @@ def _file_action(kind, media_type, description):
         return serve_file(self.get_object(), kind)
 
     serve.__name__ = kind  # DRF routes an action by its function's name
-    serve = action(detail=True, methods=["get"], content_negotiation_class=JSONErrorsNegotiation)(serve)
+    serve = action(detail=True, methods=["get"])(serve)  # JSONNegotiation, as the viewset
     responses = {(200, media_type): OpenApiTypes.BINARY, **ERROR_RESPONSES}
     return extend_schema(responses=responses, description=description)(serve)
 
@@ -149,6 +158,7 @@ def _file_action(kind, media_type, description):
 class DiagnosisViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):
+    content_negotiation_class = JSONNegotiation
     serializer_class = DiagnosisSerializer
     pagination_class = Pagination
     parser_classes = [MultiPartParser]
@@ -180,12 +190,7 @@ class DiagnosisViewSet(
             202: DiagnosisSerializer,
             400: invalid("Not a usable image (the `image` field says why), or not your mole."),
             **AUTH_RESPONSES,
-            # Refused by molesite.middleware before the body is read: it knows the declared length,
-            # never the photo's size, so `detail` names the two limits only.
-            413: refused("The whole request body is over the server's limit, refused before it is read; "
-                         "`detail` gives that limit and the photo's own (not the size sent). A photo over "
-                         "its limit in a body within the server's gets 400 on `image` instead."),
-            415: refused("The body is not `multipart/form-data`."),
+            # 413 and 415, as every operation's: diagnoses.api.schema.document_refusals_of_any_request
             429: refused("Too many uploads; the `Retry-After` header says when to try again."),
         },
         parameters=[
@@ -236,11 +241,13 @@ class DiagnosisViewSet(
     retrieve=extend_schema(responses={200: MoleSerializer, **ERROR_RESPONSES}),
     partial_update=extend_schema(responses={200: MoleSerializer, 400: BAD_MOLE, **ERROR_RESPONSES}),
     destroy=extend_schema(
-        description="Stop tracking a mole; its photos stay in your history, no longer grouped.",
+        description=("Stop tracking a mole; its photos stay in your history, no longer compared with each other "
+                     "(a later photo's `advice` no longer follows an earlier one rated higher)."),
         responses={204: None, **ERROR_RESPONSES},
     ),
 )
 class MoleViewSet(viewsets.ModelViewSet):
+    content_negotiation_class = JSONNegotiation
     serializer_class = MoleSerializer
     pagination_class = Pagination
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -250,8 +257,11 @@ class MoleViewSet(viewsets.ModelViewSet):
         # and `risk_change` read the photos before it (MoleSerializer.to_representation).
         timeline = Prefetch("diagnoses", queryset=Diagnosis.objects.select_related("review")
                             .order_by("created_at", "pk"))
-        # order_by again: a model's default ordering is dropped from a query with an aggregate
-        moles = Mole.objects.filter(owner_id=self.request.user.pk).with_last_photo().order_by("name")
+        # order_by again: a model's default ordering is dropped from a query with an aggregate.
+        # Alphabetical in any case on any database (SQLite, or a "C" collation, sorts by code
+        # point: "Zed" before "apple"), as the site's list (diagnoses.views.mole_list).
+        moles = (Mole.objects.filter(owner_id=self.request.user.pk).with_last_photo()
+                 .order_by(Lower("name"), "name"))
         return moles.prefetch_related(timeline)
 
     def perform_create(self, serializer):
@@ -276,6 +286,7 @@ class MoleViewSet(viewsets.ModelViewSet):
     ),
 )
 class StaffAccessViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    content_negotiation_class = JSONNegotiation
     serializer_class = StaffAccessSerializer
     pagination_class = Pagination
 
@@ -301,6 +312,7 @@ class StaffAccessViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     ),
 )
 class AccountView(generics.RetrieveUpdateAPIView):
+    content_negotiation_class = JSONNegotiation
     serializer_class = AccountSerializer
     http_method_names = ["get", "patch", "head", "options"]
 
@@ -341,6 +353,7 @@ class ShareRefused(exceptions.APIException):
 class ShareLinkViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """/diagnoses/{diagnosis_id}/share-links/: links to one of your diagnoses' report."""
 
+    content_negotiation_class = JSONNegotiation
     serializer_class = ShareLinkSerializer
     pagination_class = Pagination
 
@@ -386,6 +399,7 @@ class ShareLinkViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 class AllShareLinksViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """/share-links/: the links of every one of your diagnoses."""
 
+    content_negotiation_class = JSONNegotiation
     serializer_class = ShareLinkSerializer
     pagination_class = Pagination
 
@@ -415,6 +429,8 @@ def _credentials_as_web_sign_in_reads_them(data):
 
 class TokenView(APIView):
     """POST a username and password for an API token; DELETE revokes the token in use."""
+
+    content_negotiation_class = JSONNegotiation
 
     def get_authenticators(self):
         # A POST signs in by its password alone: a stale token in its header must not refuse it

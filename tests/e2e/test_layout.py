@@ -10,7 +10,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from diagnoses import services
-from diagnoses.models import Mole
+from diagnoses.models import Diagnosis, Mole, Review
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -231,3 +231,89 @@ def test_the_mole_charts_legend_and_thresholds_read_as_the_page(
     }""")
     assert legend == [["Malignant probability", "#0b5ed7"],  # the line's blue, not a risk's
                       ["Medium risk from 8.0%", "#e0a800"], ["High risk from 30.9%", "#dc3545"]]
+
+
+# The right edge of an element, and that of the content of its nearest ancestor matching a
+# selector (inside its padding and border): an element that fits its box ends before it.
+RIGHT_EDGES = """(element, selector) => {
+  const box = element.closest(selector);
+  const style = getComputedStyle(box);
+  return [element.getBoundingClientRect().right,
+          box.getBoundingClientRect().right - parseFloat(style.paddingRight) - parseFloat(style.borderRightWidth)];
+}"""
+
+
+def assert_within(element, selector):
+    right, inside = element.evaluate(RIGHT_EDGES, selector)
+    assert right <= inside + 0.5, f"{right}px, past the {selector}'s {inside}px"
+
+
+@pytest.mark.parametrize("width", [PHONE, 1280])
+def test_a_photos_issues_badge_wraps_within_its_box(sized, site, long_named, make_diagnosis, width):
+    """"Photo too dark and out of focus" is wider than the room a phone leaves it: it wraps, not
+    under the history's delete button, past a mole's card or widening a timeline card."""
+    mole = Mole.objects.create(owner=long_named, name="Left shoulder", body_site="back")
+    make_diagnosis(long_named, risk="low", mole=mole, age_days=30)
+    poor = make_diagnosis(long_named, risk="low", mole=mole)
+    untracked = make_diagnosis(long_named, risk="medium")
+    Diagnosis.objects.filter(pk__in=[poor.pk, untracked.pk]).update(photo_issues=["dark", "blurry"])
+    page = sized(width)
+    sign_in(page, site, LONG_NAME)
+
+    page.goto(site + "/diagnoses/")
+    rows = page.locator(".history-row").filter(has=page.get_by_test_id("photo-issues"))
+    expect(rows).to_have_count(2)
+    for row in rows.all():
+        badge = row.get_by_test_id("photo-issues")
+        expect(badge).to_have_text("Photo too dark and out of focus")
+        assert_within(badge, ".flex-grow-1")
+        box, delete = badge.bounding_box(), row.locator(".history-delete").bounding_box()
+        assert box["x"] + box["width"] <= delete["x"], (box, delete)  # not under the delete button
+    assert_fits_the_window(page)
+
+    page.goto(site + "/diagnoses/moles/")
+    assert_within(page.get_by_test_id("photo-issues"), ".mole-card")
+    assert_fits_the_window(page)
+
+    page.goto(f"{site}/diagnoses/moles/{mole.pk}/")
+    for item in page.locator(".timeline-item").all():
+        wide, basis = item.evaluate(
+            "(li) => [li.getBoundingClientRect().width, parseFloat(getComputedStyle(li).flexBasis)]")
+        assert wide <= basis + 0.5, f"a timeline card {wide}px wide, its basis {basis}px"
+    assert_within(page.get_by_test_id("photo-issues"), ".card")
+    assert_fits_the_window(page)
+
+
+def test_the_agreement_page_scrolls_its_confusion_table_not_the_page_on_a_phone(
+        sized, site, settings, reviewer, long_named, make_diagnosis):
+    """The label-against-class table (eight columns) is wider than a phone: it scrolls in its own
+    box, which the keyboard reaches, and the page does not scroll sideways."""
+    settings.STAFF_REQUIRE_2FA = False  # the second step is test_staff_pages.py's
+    for label, risk in (("mel", "high"), ("nv", "low"), ("bcc", "medium")):
+        case = make_diagnosis(long_named, risk=risk)
+        Review.objects.create(diagnosis=case, verdict="disagree", label=label, recommendation="routine",
+                              reviewed_at=timezone.now(), model_version=case.model_version)
+    page = sized(PHONE)
+    page.goto(site + "/admin/login/?next=/admin/diagnoses/review/agreement/")
+    page.get_by_label("Username").fill("dr-reviewer")
+    page.get_by_label("Password").fill("a long clinic secret")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("table.agreement-confusion")).to_be_visible()
+
+    assert_fits_the_window(page)
+    scroller = page.locator(".agreement-confusion-scroll")
+    inner, outer = scroller.evaluate("(box) => [box.scrollWidth, box.clientWidth]")
+    assert inner > outer, "the table fits a phone: this test no longer shows what it is for"
+    assert scroller.get_attribute("tabindex") == "0"
+
+
+def test_the_recall_figures_stay_whole_on_a_phone(sized, site):
+    """"68.8" and "%" on one line beside "Actinic keratosis / intraepithelial carcinoma", as the
+    result page's class bars keep theirs (the shipped model card's figures)."""
+    page = sized(PHONE)
+    page.goto(site + "/about/model/")
+    figures = page.locator("section[aria-labelledby=recall-title] .class-bar .fw-semibold")
+    expect(figures).to_have_count(7)
+    wrapped = [text for figure in figures.all() for text in figure.evaluate(WRAPPED)]
+    assert wrapped == [], f"on more than one line: {wrapped}"
+    assert_fits_the_window(page)

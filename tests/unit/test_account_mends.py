@@ -72,13 +72,39 @@ def test_a_used_email_change_link_opened_again_says_the_address_is_confirmed(own
     assert owner.email == "new.address@example.com"
 
 
-def test_a_wrong_second_step_code_says_the_desk_is_not_open_and_offers_a_way_out(client, reviewer, settings):
+@pytest.mark.parametrize("code, said", [
+    ("000000", "That code was not accepted, so the app is not set up yet."),
+    ("", "No code was entered."),
+])
+def test_a_wrong_second_step_code_says_the_code_was_not_accepted_and_offers_a_way_out(
+        client, reviewer, settings, code, said):
+    """Setting up the app: the summary says what was refused, the code (not "the review desk is not
+    open yet", which reads as if the desk were closed), and the field's own message says why."""
     settings.OTP_TOTP_THROTTLE_FACTOR = 0
     client.force_login(reviewer)
 
-    response = client.post(reverse("two_step"), {"code": "000000"})
+    response = client.post(reverse("two_step"), {"code": code})
 
     page = response.content.decode()
     assert response.status_code == 400
-    assert "The review desk is not open yet." in page and "You are not signed in yet." not in page
+    summary = page.split('id="form-errors"', 1)[1].split("</div>", 1)[0]
+    assert said in summary and "not open" not in page and "You are not signed in yet." not in page
+    assert ("This code is not right." if code else "This field is required.") in page
     assert f'href="{reverse("account")}"' in page
+
+
+def test_a_wrong_sign_in_code_says_the_code_was_not_accepted(client, reviewer, settings):
+    """Signing in with an app already set up: the same, without "set up"."""
+    from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    device = TOTPDevice.objects.create(user=reviewer, name="Authenticator app", confirmed=True)
+    client.force_login(reviewer)
+    wrong = "000000" if f"{TOTP(device.bin_key).token():06d}" != "000000" else "111111"
+
+    page = client.post(reverse("two_step"), {"code": wrong}).content.decode()
+
+    summary = page.split('id="form-errors"', 1)[1].split("</div>", 1)[0]
+    assert "That code was not accepted." in summary and "set up" not in summary
+    assert "This code is not right." in page and "not open" not in page

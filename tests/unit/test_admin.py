@@ -231,6 +231,28 @@ def test_it_searches_the_queue_by_patient_username_and_email(reviewer_client, ow
     assert queue(reviewer_client, q="nobody") == []
 
 
+def test_it_finds_a_patient_by_the_whole_address_only_so_a_search_never_spells_one_out(
+        reviewer_client, owner, make_diagnosis):
+    mine = make_diagnosis(owner, risk="low")
+    Mole.objects.create(owner=owner, name="Left shoulder")
+    moles_url = reverse("admin:diagnoses_mole_changelist")
+
+    def moles(q):
+        response = reviewer_client.get(moles_url, {"q": q})
+        assert response.status_code == 200
+        return [mole.name for mole in response.context["cl"].result_list]
+
+    # the whole address, in any case, finds the patient: on the queue and among the moles
+    assert queue(reviewer_client, q="Patient@Example.COM") == [mine]
+    assert moles("patient@example.com") == ["Left shoulder"]
+    # a part of it finds nothing, so a reviewer cannot grow one a character at a time
+    for part in ["@", "@e", "t@example.com", "patient@example.co", "example.com", "@example.com"]:
+        assert queue(reviewer_client, q=part) == [], part
+        assert moles(part) == [], part
+    # the username still matches by any part of it
+    assert queue(reviewer_client, q="atien") == [mine] and moles("atien") == ["Left shoulder"]
+
+
 def test_it_loads_the_queue_in_a_constant_number_of_queries(
     reviewer_client, reviewer, owner, make_diagnosis
 ):

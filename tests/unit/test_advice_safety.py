@@ -215,6 +215,31 @@ def test_the_api_gives_the_pages_advice_after_a_review(owner, owner_client, make
     assert set(advice.values()) == {diagnosis.next_step().text}
 
 
+@pytest.mark.parametrize(("recommendation", "risk", "replaced"), [
+    ("urgent", "high", True),  # "see a doctor now", not beside "within 2 weeks"
+    ("urgent", "low", True),
+    ("dermatologist_soon", "low", True),  # not beside "look at it once a month"
+    ("dermatologist_soon", "medium", False),  # asks as much as "within the next 4 weeks"
+    ("routine", "high", False),  # asks less: the band's advice stays beside it
+])
+def test_a_review_asking_more_than_the_band_replaces_the_bands_advice_everywhere(
+        owner, owner_client, make_diagnosis, recommendation, risk, replaced):
+    diagnosis = make_diagnosis(owner, risk=risk)
+    review = review_of(diagnosis, recommendation=recommendation, model_version=diagnosis.model_version)
+    label = review.get_recommendation_display()
+
+    advice = advice_everywhere(owner, owner_client, diagnosis)
+    assert set(advice.values()) == {diagnosis.next_step().text}  # page, report, shared report, API
+    said = advice["page"]
+    assert said.startswith(f'Follow the clinician\'s recommendation, "{label}"')
+    if replaced:
+        assert said == (f'Follow the clinician\'s recommendation, "{label}": it asks more than the general '
+                        f"advice for a {risk} estimated risk, and replaces it.")
+        assert RISK_ADVICE[risk] not in said and "the general advice for this risk band is" not in said
+    else:
+        assert said.endswith(f"the general advice for this risk band is: {RISK_ADVICE[risk]}")
+
+
 def test_the_api_gives_no_advice_before_a_result(owner, make_diagnosis):
     queued = make_diagnosis(owner, status="queued")
     assert token_client(owner).get(f"/api/v1/diagnoses/{queued.pk}/").json()["advice"] == ""

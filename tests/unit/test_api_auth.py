@@ -96,6 +96,59 @@ def test_it_keeps_the_token_when_other_account_settings_change(owner_api, owner_
     assert owner_api.get(DIAGNOSES).status_code == 200
 
 
+def user_form(user, **changes):
+    """The user admin's change form as it shows this user (is_active ticked while active)."""
+    form = {"username": user.username, "email": user.email, "date_joined_0": "2026-01-01",
+            "date_joined_1": "10:00:00", "review_emails": "on", "queue_emails": "on", **changes}
+    return {name: value for name, value in form.items() if value is not None}
+
+
+def test_deactivating_an_account_ends_its_token_and_sessions_for_good(admin_client, owner, outsider):
+    patient_api, patient_browser = token_client(owner), Client()
+    patient_browser.force_login(owner)
+    outsider_api, outsider_browser = token_client(outsider), Client()
+    outsider_browser.force_login(outsider)
+    assert patient_api.get(DIAGNOSES).status_code == 200
+    assert patient_browser.get(reverse("diagnoses:list")).status_code == 200
+    change = reverse("admin:accounts_user_change", args=[owner.pk])
+
+    assert admin_client.post(change, user_form(owner, is_active=None)).status_code == 302  # unticked
+    owner.refresh_from_db()
+    assert not owner.is_active and not Token.objects.filter(user=owner).exists()
+    # reactivated: neither the token nor the browser's sign-in from before comes back
+    assert admin_client.post(change, user_form(owner, is_active="on")).status_code == 302
+    owner.refresh_from_db()
+    assert owner.is_active
+    assert patient_api.get(DIAGNOSES).status_code == 401
+    assert patient_browser.get(reverse("diagnoses:list")).status_code == 302
+    # others, and the administrator, stay signed in
+    assert outsider_api.get(DIAGNOSES).status_code == 200
+    assert outsider_browser.get(reverse("diagnoses:list")).status_code == 200
+    assert admin_client.get(change).status_code == 200
+
+
+def test_a_scripts_deactivation_by_update_ends_the_sign_ins_too(owner, outsider, django_user_model):
+    patient_api, patient_browser = token_client(owner), Client()
+    patient_browser.force_login(owner)
+    outsider_api = token_client(outsider)
+
+    django_user_model.objects.filter(pk=owner.pk).update(is_active=False)
+    django_user_model.objects.filter(pk=owner.pk).update(is_active=True)
+
+    assert patient_api.get(DIAGNOSES).status_code == 401
+    assert patient_browser.get(reverse("diagnoses:list")).status_code == 302
+    assert outsider_api.get(DIAGNOSES).status_code == 200
+
+    # bulk_update() writes an expression, not False
+    outsider_browser = Client()
+    outsider_browser.force_login(outsider)
+    outsider.is_active = False
+    django_user_model.objects.bulk_update([outsider], ["is_active"])
+    django_user_model.objects.filter(pk=outsider.pk).update(is_active=True)
+    assert outsider_api.get(DIAGNOSES).status_code == 401
+    assert outsider_browser.get(reverse("diagnoses:list")).status_code == 302
+
+
 def test_it_answers_401_with_www_authenticate_to_a_bad_token(api_client, owner):
     api_client.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef0123456789abcdef01234567")
 
@@ -210,3 +263,18 @@ def test_it_reads_and_changes_the_account_settings(owner_api, owner, outsider, a
     assert owner_api.patch(ACCOUNT, {"review_emails": "maybe"}).status_code == 400
     assert owner_api.put(ACCOUNT, {"review_emails": False}).status_code == 405
     assert api_client.get(ACCOUNT).status_code == 401
+
+
+def test_it_gives_null_for_the_address_of_an_account_without_one(django_user_model, api_client):
+    # An administrator can make an account without an address; the schema says `format: email`,
+    # so "" would not match it: null, which the schema allows.
+    from django.utils import timezone
+
+    made = django_user_model.objects.create_user("no-address", "", "a long secret", consented_at=timezone.now())
+    api = token_client(made)
+
+    assert api.get(ACCOUNT).json()["email"] is None
+    assert api.patch(ACCOUNT, {"review_emails": False}).json()["email"] is None
+    email = api_client.get("/api/v1/schema/", {"format": "json"}).json()["components"]["schemas"]["Account"][
+        "properties"]["email"]
+    assert (email["type"], email["format"], email["nullable"]) == ("string", "email", True)

@@ -80,6 +80,30 @@ def test_it_refuses_to_file_an_upload_under_another_users_mole(outsider_api, own
     assert stored_files(private_media) == []
 
 
+def test_another_patients_mole_and_an_unknown_id_are_refused_in_the_same_words(owner_api, outsider, jpeg_bytes,
+                                                                               private_media):
+    """Patient's words, not DRF's 'Invalid pk "…" - object does not exist.', and the same for a
+    mole that exists and one that does not: the answer never tells which."""
+    theirs = services.mole_create(owner=outsider, name="Left shoulder")
+    unknown = "de635ecd-1b7e-4c1a-9a51-2f0c8d3e4b6a"
+
+    answers = [owner_api.post(LIST, {"image": photo(jpeg_bytes), "mole": mole_id}, format="multipart")
+               for mole_id in (str(theirs.pk), unknown)]
+
+    assert [answer.status_code for answer in answers] == [400, 400]
+    assert [answer.json() for answer in answers] == [{"mole": ["No mole of yours has this id."]}] * 2
+    assert not Diagnosis.objects.exists() and stored_files(private_media) == []
+
+
+@pytest.mark.parametrize("mole_id", ["not-a-uuid", "de635ecd-1b7e-4c1a-9a51", "Left shoulder"])
+def test_a_mole_id_that_is_not_an_id_is_refused_in_words(owner_api, jpeg_bytes, mole_id):
+    response = owner_api.post(LIST, {"image": photo(jpeg_bytes), "mole": mole_id}, format="multipart")
+
+    assert response.status_code == 400
+    assert response.json() == {"mole": ["This is not a mole's id: give the id of one of your moles, or none."]}
+    assert not Diagnosis.objects.exists()
+
+
 def test_an_upload_while_the_broker_is_down_is_kept_queued_for_the_recovery_job(
         owner_api, jpeg_bytes, monkeypatch, django_capture_on_commit_callbacks):
     from kombu.exceptions import OperationalError

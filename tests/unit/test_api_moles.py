@@ -1,6 +1,7 @@
 """/api/v1/moles/: the moles a patient follows, each with its photos over time."""
 
 import pytest
+from django.urls import reverse
 
 from diagnoses import services
 from diagnoses.models import Diagnosis, Mole
@@ -86,6 +87,17 @@ def test_it_lists_moles_by_name(owner_api, owner):
     for name in ("Zeta", "Alpha", "Mid"):  # created out of order: the query must sort
         services.mole_create(owner=owner, name=name)
     assert [m["name"] for m in owner_api.get(LIST).json()["results"]] == ["Alpha", "Mid", "Zeta"]
+
+
+def test_it_lists_moles_alphabetically_whatever_their_case_here_and_on_the_site(owner_api, owner_client, owner):
+    # SQLite (and a "C" collation on Postgres) sorts by code point: every capital before "a".
+    for name in ("Zed", "banana", "Apple", "cherry"):
+        services.mole_create(owner=owner, name=name)
+    alphabetical = ["Apple", "banana", "cherry", "Zed"]
+
+    assert [m["name"] for m in owner_api.get(LIST).json()["results"]] == alphabetical
+    page = owner_client.get(reverse("diagnoses:moles"))
+    assert [mole.name for mole in page.context["moles"]] == alphabetical
 
 
 def test_it_lists_moles_in_a_constant_number_of_queries(

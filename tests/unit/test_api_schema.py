@@ -343,3 +343,88 @@ def test_the_refusals_it_documents_are_the_ones_the_api_gives(schema, owner_api,
     too_large = owner_api.post("/api/v1/diagnoses/", photo, format="multipart")
     assert too_large.status_code == 413
     assert "413" in schema["paths"]["/api/v1/diagnoses/"]["post"]["responses"]
+
+
+# --- what every operation can answer before its view reads the request --------------------------
+
+TOKEN_PATH = "/api/v1/auth/token/"
+
+
+def url_of(path, diagnosis, mole, link):
+    """A path of the schema, aimed at the owner's real objects."""
+    url = path.replace("{diagnosis_id}", str(diagnosis.pk))
+    target = link if "/share-links/" in path else mole if path.startswith("/api/v1/moles/") else diagnosis
+    url = url.replace("{id}", str(target.pk))
+    assert "{" not in url, path
+    return url
+
+
+@pytest.fixture
+def every_operation(schema, owner, make_diagnosis):
+    """(path, method, operation, url) for each operation of the schema, on the owner's real
+    objects: the deletes last, the token's last of all (it signs the client out)."""
+    from diagnoses import services
+
+    mole = services.mole_create(owner=owner, name="Back")
+    diagnosis = make_diagnosis(owner, mole=mole)
+    link, _ = services.share_link_create(diagnosis=diagnosis, days=7)
+    found = [(path, method, operation, url_of(path, diagnosis, mole, link))
+             for path, method, operation in operations(schema)]
+    assert len(found) > 20  # the whole API, not what a broken schema left of it
+    return sorted(found, key=lambda found: (found[1] == "delete", found[0] == TOKEN_PATH))
+
+
+def test_every_operation_documents_the_413_of_a_body_declared_over_the_servers_limit(every_operation, owner_api,
+                                                                                     settings):
+    # molesite.middleware.request_size_limit reads Content-Length on every path and method.
+    declared = str(settings.MAX_REQUEST_BYTES + 1)
+    for path, method, operation, url in every_operation:
+        response = owner_api.generic(method.upper(), url, "{}", content_type="application/json",
+                                     CONTENT_LENGTH=declared)
+
+        assert response.status_code == 413, (method, path)
+        assert response.json()["detail"].startswith("Request body too large: the limit is"), (method, path)
+        assert "413" in operation["responses"], (method, path)
+
+
+def test_each_operation_that_reads_a_body_documents_the_415_of_one_it_cannot_read(every_operation, owner_api):
+    for path, method, operation, url in every_operation:
+        response = owner_api.generic(method.upper(), url, "name=Back", content_type="text/plain")
+
+        # One without a request body never parses what comes: it never answers 415.
+        reads_a_body = "requestBody" in operation
+        assert (response.status_code == 415) == reads_a_body, (method, path, response.status_code)
+        assert ("415" in operation["responses"]) == reads_a_body, (method, path)
+        if reads_a_body:
+            assert response.json() == {"detail": 'Unsupported media type "text/plain" in request.'}
+            assert list(operation["requestBody"]["content"])[0] in operation["responses"]["415"]["description"]
+
+
+def test_no_operation_answers_406_whatever_the_client_accepts(every_operation, owner_api):
+    # JSON is all these views render: an Accept that asks for something else gets it, as the
+    # schema says, rather than a 406 that no operation lists.
+    for path, method, operation, url in every_operation:
+        response = getattr(owner_api, method)(url, HTTP_ACCEPT="text/html")
+
+        status = str(response.status_code)
+        assert status in operation["responses"], (method, path, status)
+        documented = operation["responses"][status].get("content", {})
+        media_type = response.get("Content-Type", "").split(";")[0]
+        assert media_type in documented if documented else not response.content, (method, path, status)
+
+
+def test_it_answers_json_to_an_accept_header_or_format_it_cannot_satisfy(owner_api, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner)
+    url = f"/api/v1/diagnoses/{diagnosis.pk}/"
+
+    for request in ({"HTTP_ACCEPT": "text/html"}, {"HTTP_ACCEPT": "application/xml"}, {"data": {"format": "xml"}}):
+        response = owner_api.get(url, **request)
+
+        assert response.status_code == 200, request
+        assert response["Content-Type"] == "application/json", request
+        assert response.json()["id"] == str(diagnosis.pk), request
+    missing = owner_api.get("/api/v1/diagnoses/00000000-0000-0000-0000-000000000000/", HTTP_ACCEPT="text/html")
+    assert (missing.status_code, missing.json()) == (404, {"detail": "Not found."})
+    # What it can satisfy, it still does.
+    indented = owner_api.get(url, HTTP_ACCEPT="application/json; indent=2")
+    assert indented.content.startswith(b'{\n  "id"')

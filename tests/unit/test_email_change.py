@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core import signing
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from accounts import admin as accounts_admin
 from accounts.views import EMAIL_CHANGE_SALT
@@ -252,3 +254,111 @@ def test_the_admin_tells_nobody_of_an_address_unchanged_or_never_confirmed(
                                        owner.email if confirmed else "new.address@example.com")
     assert response.status_code == 302
     assert mailoutbox == []
+
+
+# --- the change that waits for its link (the account page) ------------------------------------
+
+def account_page(client) -> str:
+    return client.get(reverse("account")).content.decode()
+
+
+def when(value) -> str:
+    return date_format(timezone.localtime(value), "DATETIME_FORMAT")
+
+
+def another_device(user) -> Client:
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+@pytest.mark.parametrize("confirmed", [False, True])
+def test_the_account_page_says_a_change_waits_until_its_link_is_opened(owner_client, owner, mailoutbox,
+                                                                      confirmed):
+    """A patient whose address is unconfirmed (bob) asks for another: every later load of the
+    account page, on any device, says which address waits and where the e-mails go meanwhile,
+    and each "Send the link again" names the address it sends to."""
+    if not confirmed:
+        type(owner).objects.filter(pk=owner.pk).update(email_confirmed_at=None)
+    ask(owner_client, "new.address@example.com")
+    owner_client.get(reverse("account"))  # the one-off "We sent a link" message
+    owner.refresh_from_db()
+
+    for page in (account_page(owner_client), account_page(another_device(owner))):
+        waits = (f"A link to confirm <strong>new.address@example.com</strong> was sent on\n      "
+                 f"{when(owner.email_change_sent_at)}; until you open it, ")
+        assert waits in page
+        assert ("we keep\n      writing to" if confirmed else "your address stays") in page
+        assert "Send the link again to new.address@example.com</button>" in page
+        assert ("Send the link again to patient@example.com</button>" in page) is not confirmed
+        assert "Send the link again</button>" not in page  # none that does not say where
+
+    owner_client.get(link_in(mailoutbox[0]))
+
+    page = account_page(owner_client)
+    assert "A link to confirm" not in page and 'data-testid="email-change-pending"' not in page
+    owner.refresh_from_db()
+    assert owner.email_change_token == "" and owner.email_change_sent_at is None
+
+
+def test_send_the_link_again_sends_it_to_the_new_address(owner_client, owner, mailoutbox):
+    type(owner).objects.filter(pk=owner.pk).update(email_confirmed_at=None)
+    ask(owner_client, "new.address@example.com")
+
+    page = owner_client.post(reverse("email_confirm_resend"), {"address": "new.address@example.com"},
+                             follow=True).content.decode()
+
+    assert [message.to for message in mailoutbox] == [["new.address@example.com"]] * 2
+    assert "We sent the link again to new.address@example.com" in page
+    owner_client.get(link_in(mailoutbox[0]))  # the first link works still: the same change
+    owner.refresh_from_db()
+    assert owner.email == "new.address@example.com" and owner.email_confirmed_at is not None
+
+
+def test_send_the_link_again_to_the_old_address_still_confirms_it(owner_client, owner, mailoutbox):
+    type(owner).objects.filter(pk=owner.pk).update(email_confirmed_at=None)
+    ask(owner_client, "new.address@example.com")
+
+    owner_client.post(reverse("email_confirm_resend"), {"address": "patient@example.com"})
+    owner_client.get(link_in(mailoutbox[1]))
+
+    owner.refresh_from_db()
+    assert [message.to for message in mailoutbox] == [["new.address@example.com"], ["patient@example.com"]]
+    assert owner.email == "patient@example.com" and owner.email_confirmed_at is not None
+    assert "A link to confirm <strong>new.address@example.com</strong>" in account_page(owner_client)
+
+
+def test_a_newer_request_replaces_the_change_that_waited(owner_client, owner, mailoutbox):
+    ask(owner_client, "first@example.com")
+    ask(owner_client, "second@example.com")
+
+    page = account_page(another_device(owner))
+    assert "A link to confirm <strong>second@example.com</strong>" in page and "first@example.com" not in page
+    sent = owner_client.post(reverse("email_confirm_resend"), {"address": "first@example.com"}, follow=True)
+    assert "Nothing was sent" in sent.content.decode() and len(mailoutbox) == 2
+
+    refused = owner_client.get(link_in(mailoutbox[0]), follow=True)  # first@'s link
+    assert "This link no longer works" in refused.content.decode()
+    owner.refresh_from_db()
+    assert owner.email == "patient@example.com"
+    owner_client.get(link_in(mailoutbox[1]))
+    owner.refresh_from_db()
+    assert owner.email == "second@example.com"
+
+
+def test_the_change_no_longer_waits_once_its_link_no_longer_works(owner_client, owner, monkeypatch):
+    ask(owner_client, "new.address@example.com")
+    assert "A link to confirm" in account_page(owner_client)
+    assert "A link to confirm <strong>new.address@example.com</strong>" in owner_client.get(
+        reverse("email_change")).content.decode()
+
+    owner.email = "changed.by.the.clinic@example.com"  # an administrator, say
+    owner.save(update_fields=["email"])
+    assert "A link to confirm" not in account_page(owner_client)
+
+    owner.email = "patient@example.com"
+    owner.save(update_fields=["email"])
+    assert "A link to confirm" in account_page(owner_client)
+    four_days_later = time.time() + 4 * 24 * 3600
+    monkeypatch.setattr(signing.time, "time", lambda: four_days_later)
+    assert "A link to confirm" not in account_page(owner_client)

@@ -1,6 +1,7 @@
 """The patient portal from both sides: history filters, report, mole pages, about the model,
 the upload's XHR path, data export and account deletion."""
 
+import html
 import io
 import json
 import os
@@ -20,7 +21,7 @@ from django.utils import timezone
 from accounts import views as accounts_views
 from diagnoses import services
 from diagnoses import views as diagnoses_views
-from diagnoses.models import MOLE_NAME_TAKEN, Diagnosis, Mole, MoleQuerySet, Review
+from diagnoses.models import MOLE_NAME_TAKEN, RISK_ADVICE, Diagnosis, Mole, MoleQuerySet, Review
 from tests.conftest import make_image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -397,6 +398,48 @@ def test_it_stops_tracking_a_mole_but_keeps_its_photos(owner_client, owner):
     assert Diagnosis.objects.get(pk=diagnosis.pk).mole is None
 
 
+MALIGNANT_OF = {"low": 0.05, "medium": 0.2, "high": 0.6}
+
+
+@pytest.mark.parametrize("risks, named", [
+    (("high", "low"), 0),  # the later low photo's advice follows the high one
+    (("low", "high", "medium", "low"), 1),  # the rise's alert leads over the medium photo's advice
+    (("low", "low"), None),
+    (("low", "high"), None),  # the newest photo's own band leads
+], ids=["rated lower", "rise leads", "steady", "risen last"])
+def test_stopping_tracking_says_the_photos_are_no_longer_compared_and_names_the_advice_it_drops(
+        owner_client, owner, risks, named):
+    """Untracked, a later photo no longer follows an earlier one rated higher (photo_before needs
+    the mole): before the patient confirms, the page says the photos will no longer be compared
+    and names the earlier photo whose advice the page gives, with that advice; the message after
+    says it again. What untracking does is unchanged: the photos stay, untracked."""
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    photos = [make_diagnosis(owner, mole=mole, risk=risk, malignant=MALIGNANT_OF[risk], days_ago=len(risks) - i)
+              for i, risk in enumerate(risks)]
+    page = owner_client.get(mole.get_absolute_url()).content.decode()
+    confirm = html.unescape(page.split("Stop tracking this mole</summary>", 1)[1].split("</details>", 1)[0])
+    assert "Its photos will no longer be compared with each other:" in confirm
+    assert confirm.index("compared with each other") < confirm.index("<button")
+    if named is None:
+        assert 'data-testid="untracking-drops"' not in confirm
+    else:
+        earlier = photos[named]
+        drops = confirm.split('data-testid="untracking-drops"', 1)[1].split("</div>", 1)[0]
+        assert f"was rated {earlier.risk} risk</strong> ({earlier.malignant_percent}%)" in drops
+        assert RISK_ADVICE[earlier.risk] in drops and earlier.get_absolute_url() in drops
+        assert confirm.index("untracking-drops") < confirm.index("<button")
+
+    response = owner_client.post(reverse("diagnoses:mole_delete", args=[mole.pk]), follow=True)
+    told = html.unescape(response.content.decode())
+    assert ("You no longer track “Shoulder”. Its photos stay in your history, no longer compared with each other."
+            in told)
+    assert (named is not None) is ("until a doctor has seen the mole, follow its advice" in told)
+    if named is not None:
+        assert RISK_ADVICE[photos[named].risk] in told
+    assert all(photo.mole_id is None for photo in Diagnosis.objects.filter(pk__in=[p.pk for p in photos]))
+    assert Diagnosis.objects.filter(owner=owner).count() == len(photos)
+
+
 # --- about the model ----------------------------------------------------------------------------
 
 def test_it_shows_the_model_card_figures(client, tiny_model):
@@ -410,6 +453,20 @@ def test_it_shows_the_model_card_figures(client, tiny_model):
     assert "Checkpoint" in page and "moving average (decay 0.9," in page
     assert "the photo and its mirror image" in page  # the tiny preset's two test-time views
     assert "Limits" in page and "not a diagnosis" in page.lower()
+
+
+def test_the_recall_per_class_keeps_each_figure_with_its_percent_sign(client, tiny_model):
+    """On a phone a long class name beside its figure broke "68.8" from "%": each figure stays on
+    one line, as on the result page's class bars."""
+    card = json.loads((tiny_model / "model_card.json").read_text())
+    page = client.get(reverse("about_model")).content.decode()
+    recall = page.split('id="recall-title"', 1)[1].split("</section>", 1)[0]
+    figures = [round(value * 100, 1) for value in card["validation"]["per_class_recall"].values()
+               if value is not None]
+    assert figures
+    for figure in figures:
+        assert f'<span class="fw-semibold text-nowrap">{figure}%</span>' in recall
+    assert recall.count("%</span>") == recall.count('text-nowrap">')
 
 
 @pytest.mark.parametrize("tau, text", [(-0.2, "towards common classes (τ = -0.20"), (0.0, "the most probable class</dd>"),

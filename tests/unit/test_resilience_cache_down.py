@@ -84,6 +84,16 @@ def test_a_shared_report_opens_with_redis_down(redis_down, client, owner, make_d
     assert len(cache_warnings(caplog)) == 1
 
 
+def test_sign_in_and_a_shared_reports_images_work_with_redis_down(redis_down, client, owner, make_diagnosis):
+    from diagnoses import services
+
+    _, token = services.share_link_create(diagnosis=make_diagnosis(owner), days=7)
+    assert client.get(reverse("shared_file", args=[token, "image"])).status_code == 200
+    assert client.get(reverse("shared_file", args=["a-guess", "image"])).status_code == 404
+    response = client.post(reverse("login"), {"username": "patient", "password": "correct horse battery"})
+    assert response.status_code == 302
+
+
 def test_a_token_request_is_answered_with_redis_down(redis_down, api_client, owner):
     response = api_client.post("/api/v1/auth/token/", {"username": "patient", "password": "correct horse battery"})
 

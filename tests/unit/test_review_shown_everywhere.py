@@ -275,6 +275,85 @@ def test_the_history_names_pressing_reviews_in_a_constant_number_of_queries(owne
     assert count(2) == count(6)
 
 
+EARLIER_MARK = 'data-testid="earlier-rated-higher"'
+
+
+def earlier_mark(risk):
+    """The lists' mark of an earlier photo rated higher whose advice leads, in its band's colour."""
+    colour = {"medium": "warning", "high": "danger"}[risk]
+    return (f'<div class="small fw-semibold text-{colour}-emphasis mt-1" {EARLIER_MARK}>An earlier photo was '
+            f"rated {risk} risk: see its advice</div>")
+
+
+def mole_card(client, mole):
+    page = text(client, reverse("diagnoses:moles"))
+    return page.split(mole.get_absolute_url(), 1)[1].split('<div class="col">', 1)[0]
+
+
+@pytest.mark.parametrize("earlier_risk", ["high", "medium"])
+def test_the_lists_mark_a_photo_rated_lower_whose_advice_follows_an_earlier_one(
+        owner, owner_client, make_diagnosis, reviewer, earlier_risk):
+    """A low photo after one rated higher: its result page and its mole's page say to follow the
+    earlier photo's advice (Diagnosis.next_step, mole_alerts), so its history row and its mole's
+    card, whose badge reads "Low risk", say so too, in the earlier band's colour; until a clinician
+    judges the low photo, as the pages then give the review's advice."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    earlier = make_diagnosis(owner, risk=earlier_risk, mole=mole, age_days=30)
+    latest = make_diagnosis(owner, risk="low", mole=mole, age_days=1)
+    steady = Mole.objects.create(owner=owner, name="Back")
+    make_diagnosis(owner, risk="low", mole=steady, age_days=30)  # two lows: nothing to follow
+    make_diagnosis(owner, risk="low", mole=steady, age_days=1)
+    assert latest.next_step().previous == earlier
+    assert "follow the advice for the earlier photo" in html.unescape(text(owner_client, mole.get_absolute_url()))
+
+    assert earlier_mark(earlier_risk) in history_row(owner_client, latest)
+    assert EARLIER_MARK not in history_row(owner_client, earlier)
+    card = mole_card(owner_client, mole)
+    assert '<span class="badge text-bg-success">Low risk</span>' in card and earlier_mark(earlier_risk) in card
+    assert EARLIER_MARK not in mole_card(owner_client, steady)
+
+    services.review_save(diagnosis=latest, reviewer=reviewer, verdict="agree", recommendation="routine")
+    assert EARLIER_MARK not in text(owner_client, reverse("diagnoses:list"))
+    assert EARLIER_MARK not in text(owner_client, reverse("diagnoses:moles"))
+
+
+def test_a_moles_card_marks_the_rise_its_page_warns_of_above_a_lower_newest_photo(
+        owner, owner_client, make_diagnosis, reviewer):
+    """Low, high (a rise no clinician judged), then low reviewed "routine check": the mole's page
+    warns of the high photo (mole_alerts), so its card says an earlier photo was rated high, though
+    the newest photo's own page follows its review (and its history row has no mark)."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    make_diagnosis(owner, risk="low", mole=mole, age_days=60)
+    make_diagnosis(owner, risk="high", mole=mole, age_days=30)
+    latest = make_diagnosis(owner, risk="low", mole=mole, age_days=1)
+    services.review_save(diagnosis=latest, reviewer=reviewer, verdict="agree", recommendation="routine")
+    assert "The estimated risk of this mole went up." in text(owner_client, mole.get_absolute_url())
+
+    assert earlier_mark("high") in mole_card(owner_client, mole)
+    assert EARLIER_MARK not in history_row(owner_client, latest)
+
+
+def test_the_lists_mark_earlier_photos_rated_higher_in_a_constant_number_of_queries(
+        owner, owner_client, make_diagnosis):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def count(n, url):
+        Diagnosis.objects.all().delete()
+        Mole.objects.all().delete()
+        for index in range(n):
+            mole = Mole.objects.create(owner=owner, name=f"Mole {index}")
+            make_diagnosis(owner, risk="high", mole=mole, age_days=30)
+            make_diagnosis(owner, risk="low", mole=mole, age_days=1)
+        with CaptureQueriesContext(connection) as queries:
+            page = text(owner_client, url)
+        assert page.count(EARLIER_MARK) == n
+        return len(queries)
+
+    for url in (reverse("diagnoses:list"), reverse("diagnoses:moles")):
+        assert count(2, url) == count(5, url), url
+
+
 @pytest.mark.parametrize("body_site, photo_issues, colour", [
     ("acral", [], "warning"), ("back", ["dark"], "warning"), ("back", [], "success")])
 def test_a_low_badge_has_the_colour_of_its_advice_in_every_list(

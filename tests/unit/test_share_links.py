@@ -481,6 +481,48 @@ def test_it_limits_openings_per_client_address(patient, make_diagnosis, settings
     assert link.open_count == 3
 
 
+def test_trying_tokens_on_the_image_addresses_counts_as_opening_reports(patient, make_diagnosis, settings):
+    set_throttle_rate(settings, "shared", "3/minute")
+    expired, expired_token = make_link(make_diagnosis(patient))
+    ShareLink.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    _, token = make_link(make_diagnosis(patient))
+    guesser = Client(REMOTE_ADDR="203.0.113.7")
+
+    answers = [guesser.get(shared("a-guess", "files/image/")).status_code,
+               guesser.get(shared("b-guess", f"earlier/{Diagnosis.objects.first().pk}/")).status_code,
+               guesser.get(shared(expired_token, "files/heatmap/")).status_code]
+    assert answers == [404, 404, 410]
+    for refused in (guesser.get(shared("c-guess", "files/image/")),
+                    guesser.get(shared("d-guess", f"earlier/{Diagnosis.objects.first().pk}/")),
+                    guesser.get(shared(token))):  # and the reports themselves, on the same count
+        assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+        assert_shared_headers(refused)
+    assert Client(REMOTE_ADDR="198.51.100.2").get(shared(token, "files/image/")).status_code == 200
+
+
+def test_a_reports_images_load_whole_yet_are_counted(patient, make_diagnosis, settings):
+    """A page view is one opening and 2 + N image requests (photo, heatmap, N earlier photos):
+    the images have a count of their own, ten times the openings', so that even a page with more
+    earlier photos than SHARED_REPORT_RATE's openings loads whole, a few times over."""
+    mole = Mole.objects.create(owner=patient, name="Left calf")
+    for age in range(40, 5, -1):  # 35 earlier photos
+        make_diagnosis(patient, mole=mole, age_days=age)
+    link, token = services.share_link_create(diagnosis=make_diagnosis(patient, mole=mole), days=7,
+                                             with_earlier_photos=True)
+    doctor = Client(REMOTE_ADDR="203.0.113.7")
+    for _ in range(3):  # opened, and reloaded twice
+        page = doctor.get(shared(token)).content.decode()
+        images = re.findall(r'<img\b[^>]*\bsrc="(/shared/[^"]+)"', page)
+        assert len(images) == 2 + 35
+        assert [doctor.get(url).status_code for url in images] == [200] * len(images)
+
+    set_throttle_rate(settings, "shared", "3/minute")  # 30 images a minute
+    scraper = Client(REMOTE_ADDR="198.51.100.9")
+    fetched = [scraper.get(shared(token, "files/image/")).status_code for _ in range(31)]
+    assert fetched == [200] * 30 + [429]
+    assert scraper.get(shared(token)).status_code == 200  # its openings are counted apart
+
+
 def test_the_request_log_leaves_the_token_out(patient, make_diagnosis, caplog):
     caplog.set_level("INFO", logger="molesite.request")
     _, token = make_link(make_diagnosis(patient))

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from tests.conftest import reset_password_by_email, token_client
+from tests.conftest import reset_password_by_email, set_throttle_rate, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -179,6 +179,34 @@ def test_it_counts_each_client_address_behind_the_proxy(owner, settings):
     assert AccessAttempt.objects.get().ip_address == "203.0.113.66"
 
 
+def test_one_address_cannot_spray_a_password_over_many_usernames(client, owner, reviewer, settings):
+    """Sign-ins per address (API_TOKEN_RATE), one count for the site's page, the admin's and the
+    API's token requests; the lockout alone (per username) would let every username be tried."""
+    set_throttle_rate(settings, "token", "3/minute")
+    answers = [sign_in(client, "Winter2026!", username=f"user{number}").status_code for number in range(3)]
+    assert answers == [200, 200, 200]
+
+    refused = sign_in(client, RIGHT)  # even the right password, from this address
+    assert refused.status_code == 429 and "_auth_user_id" not in client.session
+    assert "Too many sign-ins from your address: try again in 1 minute." in refused.content.decode()
+    assert 0 < int(refused["Retry-After"]) <= 60
+    admin = client.post(reverse("admin:login"), {"username": "dr-reviewer", "password": "a long clinic secret"})
+    assert admin.status_code == 429 and "_auth_user_id" not in client.session
+    assert "Too many sign-ins from your address" in admin.content.decode()
+    assert token_client().post(TOKEN, {"username": "patient", "password": RIGHT}).status_code == 429
+    assert not AccessAttempt.objects.filter(username="patient").exists()  # refused before the password was read
+    # another address is counted apart
+    assert sign_in(Client(REMOTE_ADDR="198.51.100.7"), RIGHT).status_code == 302
+
+
+def test_the_token_requests_count_toward_the_sign_ins_of_the_address(client, owner, settings):
+    set_throttle_rate(settings, "token", "2/minute")
+    for _ in range(2):
+        token_client().post(TOKEN, {"username": "patient", "password": RIGHT})
+    assert sign_in(client, RIGHT).status_code == 429
+    assert client.post(reverse("admin:login"), {"username": "patient", "password": RIGHT}).status_code == 429
+
+
 def test_it_lists_the_current_failures_in_the_admin_and_no_empty_logs(admin_client):
     client = admin_client
 
@@ -205,6 +233,30 @@ def test_a_left_open_session_cannot_guess_the_password_without_end(owner_client,
     owner.refresh_from_db()
     assert owner.email == "patient@example.com" and owner.check_password(RIGHT)
     assert sign_in(Client(), RIGHT).status_code == 429  # the same lock as the sign-in page's, from this address
+
+
+def test_the_admins_password_change_is_the_sites_form_with_the_same_pause(reviewer_client, reviewer):
+    """The desk's "Change password" leads to the site's page; its own form, which no lockout
+    counted, changes nothing, however many guesses come before the right password."""
+    admin_page = reverse("admin:password_change")
+    new = {"new_password1": "a new long pass phrase", "new_password2": "a new long pass phrase"}
+    answer = reviewer_client.get(admin_page)
+    assert answer.status_code == 302 and answer.url == reverse("password_change")
+
+    for number in range(12):
+        reviewer_client.post(admin_page, {"old_password": f"guess {number}", **new})
+    reviewer_client.post(admin_page, {"old_password": "a long clinic secret", **new})
+    reviewer.refresh_from_db()
+    assert reviewer.check_password("a long clinic secret")
+
+    # on the site's page the fifth wrong guess pauses the form, and the right one then changes nothing
+    answers = [reviewer_client.post(reverse("password_change"), {"old_password": f"guess {number}", **new}).status_code
+               for number in range(5)]
+    assert answers == [200, 200, 200, 200, 429]
+    assert reviewer_client.post(reverse("password_change"),
+                                {"old_password": "a long clinic secret", **new}).status_code == 429
+    reviewer.refresh_from_db()
+    assert reviewer.check_password("a long clinic secret")
 
 
 def test_it_keeps_no_password_typed_into_a_failed_check(owner_client, owner):

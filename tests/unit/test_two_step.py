@@ -68,6 +68,40 @@ def test_it_confirms_the_app_with_its_first_code_and_opens_the_desk(client, revi
     assert client.get(QUEUE).status_code == 200
 
 
+def test_it_shows_each_new_session_a_key_of_its_own_and_forgets_the_others_once_one_is_confirmed(client, reviewer):
+    # Someone who once had the password opens the setup page, and leaves without confirming it.
+    stranger = Client()
+    seen = secret_on(admin_sign_in(stranger, "dr-reviewer", "a long clinic secret").content.decode())
+    assert secret_on(stranger.get(TWO_STEP).content.decode()) == seen  # kept while reloaded
+
+    # The clinician signs in later and sets up the app with the key shown to them.
+    shown = secret_on(admin_sign_in(client, "dr-reviewer", "a long clinic secret").content.decode())
+    assert shown != seen
+    assert secret_on(client.get(f"{TWO_STEP}?next={QUEUE}").content.decode()) == shown
+    assert client.post(f"{TWO_STEP}?next={QUEUE}", {"code": code_for(shown)}).url == QUEUE
+    assert [device.bin_key for device in TOTPDevice.objects.filter(user=reviewer)] == [shown]
+
+    # The key the stranger saw gives no code that passes, at the next sign-in as on the page kept open.
+    assert stranger.post(TWO_STEP, {"code": code_for(seen, seconds_ahead=30)}).status_code == 400
+    again = Client()
+    page = admin_sign_in(again, "dr-reviewer", "a long clinic secret").content.decode()
+    assert "Enter your sign-in code" in page
+    assert again.post(f"{TWO_STEP}?next={QUEUE}", {"code": code_for(seen, seconds_ahead=30)}).status_code == 400
+    assert again.get(QUEUE).status_code == 302 and stranger.get(QUEUE).status_code == 302
+
+
+def test_it_deletes_keys_shown_to_sessions_that_have_ended(client, reviewer, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    stale = TOTPDevice.objects.create(user=reviewer, name="Authenticator app", confirmed=False)
+    TOTPDevice.objects.filter(pk=stale.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE + 1))
+    shown = secret_on(admin_sign_in(client, "dr-reviewer", "a long clinic secret").content.decode())
+    assert [device.bin_key for device in TOTPDevice.objects.filter(user=reviewer)] == [shown]
+
+
 def test_it_asks_for_a_code_at_each_sign_in_and_refuses_one_used_before(client, reviewer):
     device = TOTPDevice.objects.create(user=reviewer, name="Phone", confirmed=True)
 

@@ -2,6 +2,33 @@
 
 from html.parser import HTMLParser
 
+from diagnoses import services
+
+
+class SelectOptions(HTMLParser):
+    """The text of each <option> of the <select> named name, in order."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name, self.inside, self.option, self.found = name, False, None, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "select":
+            self.inside = dict(attrs).get("name") == self.name
+        elif tag == "option" and self.inside:
+            self.option = ""
+
+    def handle_data(self, data):
+        if self.option is not None:
+            self.option += data
+
+    def handle_endtag(self, tag):
+        if tag == "option" and self.option is not None:
+            self.found.append(self.option.strip())
+            self.option = None
+        elif tag == "select":
+            self.inside = False
+
 
 class FileInputs(HTMLParser):
     """The attributes of each <input type=file> in a page, in order."""
@@ -26,3 +53,16 @@ def test_the_photo_input_offers_the_gallery_not_only_the_camera(owner_client):
     image = [attributes for attributes in parser.found if attributes.get("name") == "image"]
     assert len(image) == 1
     assert "capture" not in image[0]
+
+
+def test_the_mole_choices_are_alphabetical_whatever_their_case(owner_client, owner):
+    """Mole.Meta.ordering: SQLite (and a "C" collation on Postgres) sorts a plain "name" by
+    code point, every capital before "a"."""
+    for name in ("Zed", "banana", "Apple", "cherry"):
+        services.mole_create(owner=owner, name=name, body_site="back")
+
+    parser = SelectOptions("mole")
+    parser.feed(owner_client.get("/diagnoses/new/").content.decode())
+
+    assert parser.found == ["— not tracked / a new mole —",
+                            "Apple (Back)", "banana (Back)", "cherry (Back)", "Zed (Back)"]
