@@ -50,7 +50,7 @@ def megapixels(count: int) -> str:
 def upload_limits() -> str:
     """What the upload form, its script and the API schema tell the patient they may send."""
     return (f"{ACCEPTED_NAMES}, up to {megabytes(settings.MAX_UPLOAD_BYTES)} and "
-            f"{megapixels(settings.MAX_UPLOAD_PIXELS)}")
+            f"{megapixels(settings.MAX_UPLOAD_PIXELS)}, at least {MIN_UPLOAD_SIDE} pixels on the shorter side")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def decode_image(data: bytes) -> Image.Image:
         # From the header, before decoding: turning the photo upright keeps its shorter side.
         if min(image.size) < MIN_UPLOAD_SIDE:
             _refuse_too_small(image)
-        return decoded(image)
+        return decoded(image, original=True)
     except TooManyPixels:  # over MAX_PIXELS, above the upload limit: said as Pillow's limit was
         _refuse_too_many_pixels(f"over {megapixels(MAX_PIXELS)}")
     except UnknownFormat:

@@ -289,13 +289,8 @@ def shared_report(request, token):
     """The printable report of one check, for whoever holds an active share link to it (the
     patient's doctor); each opening by someone else than the patient is counted for the patient.
     At most SHARED_REPORT_RATE openings per client address."""
-    throttle = SharedReportRateThrottle()
-    if not throttle.allow_request(request, None):
-        retry_after = max(1, math.ceil(throttle.wait() or 1))
-        response = render(request, "diagnoses/shared_gone.html", {"retry_minutes": math.ceil(retry_after / 60)},
-                          status=429)
-        response["Retry-After"] = str(retry_after)
-        return response
+    if refused := SharedReportRateThrottle().refusal(request):
+        return refused
     link, gone = _active_link(request, token)
     if gone:
         return gone

@@ -245,7 +245,7 @@ def _read_batch(classifier, paths) -> tuple[dict, dict]:
     arrays, errors = {}, {}
     for i, path in enumerate(paths):
         try:
-            arrays[i] = classifier.preprocess(_image_file_bytes(path))
+            arrays[i] = classifier.preprocess(_image_file_bytes(path), original=True)
         except (OSError, ImageError) as exc:
             errors[i] = str(exc) if isinstance(exc, ImageError) else f"cannot read file: {exc.strerror or exc}"
         except Exception as exc:  # one file's surprise must not cost the lines of all the rest

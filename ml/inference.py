@@ -105,9 +105,10 @@ class Classifier:
         self._lock = threading.Lock()
 
     # -- prediction ---------------------------------------------------------------------------
-    def preprocess(self, image) -> np.ndarray:
-        """uint8 (h, w, 3) model input for a PIL image or bytes (raises ImageError)."""
-        return preprocess(image, self.input_size)
+    def preprocess(self, image, *, original: bool = False) -> np.ndarray:
+        """uint8 (h, w, 3) model input for a PIL image or bytes (raises ImageError); original: a
+        file as its owner sent it (ml.preprocessing.decoded)."""
+        return preprocess(image, self.input_size, original=original)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """The network's logits for a uint8 array (n, h, w, 3) of preprocessed images, averaged

@@ -162,9 +162,12 @@ def _too_many_pixels(pixels: int | None, size: tuple[int, int] | None = None) ->
     return TooManyPixels(f"too many pixels: {counted}{shown}, over the limit of {MAX_PIXELS:,}")
 
 
-def decoded(image: Image.Image, min_side: int | None = None) -> Image.Image:
+def decoded(image: Image.Image, min_side: int | None = None, *, original: bool = False) -> Image.Image:
     """The image with its pixels loaded, a JPEG not yet decoded at a reduced scale with min_side
-    (see DECODE_MIN_SIDE); raises ImageError for a damaged file, a JPEG cut short included."""
+    (see DECODE_MIN_SIDE); raises ImageError for a damaged file. original: a file as its owner
+    sent it (an upload, a path given to `ml predict`), whose JPEG is refused when cut short too.
+    Not the site's stored copies, re-encoded from an upload that passed (a PNG whose bottom rows
+    are mid-grey would fail as its JPEG copy), nor the training photos."""
     full_height = image.height
     try:
         if min_side and image.format in JPEG_FORMATS:
@@ -174,7 +177,7 @@ def decoded(image: Image.Image, min_side: int | None = None) -> Image.Image:
         raise _too_many_pixels(_pixels_named(exc)) from exc
     except UNDECODABLE as exc:
         raise ImageError(f"not a decodable image: {exc}") from exc
-    if image.format in JPEG_FORMATS and grey_filled(image, full_height):
+    if original and image.format in JPEG_FORMATS and grey_filled(image, full_height):
         raise ImageError("not a decodable image: the JPEG is cut short (its missing part "
                          "decodes as mid-grey)")
     return image
@@ -190,12 +193,12 @@ def grey_filled(image: Image.Image, full_height: int | None = None) -> bool:
     return bool((np.asarray(bottom) == GREY_FILL).all())
 
 
-def open_image(source, min_side: int | None = None) -> Image.Image:
+def open_image(source, min_side: int | None = None, *, original: bool = False) -> Image.Image:
     """Decoded PIL image from a PIL image, bytes, a path or a binary file object; raises
     ImageError. With min_side, a JPEG not yet decoded is decoded at a reduced scale (see
-    DECODE_MIN_SIDE)."""
+    DECODE_MIN_SIDE); original: as decoded()'s."""
     image = source if isinstance(source, Image.Image) else opened(source)
-    return decoded(image, min_side)
+    return decoded(image, min_side, original=original)
 
 
 def exif_orientation(image: Image.Image) -> int:
@@ -291,12 +294,12 @@ def flattened_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def to_rgb(source, min_side: int | None = None) -> Image.Image:
+def to_rgb(source, min_side: int | None = None, *, original: bool = False) -> Image.Image:
     """Decoded (a JPEG at a reduced scale with min_side), upright (EXIF orientation), 8-bit sRGB
     image of the pixels alone: its info is empty, so no metadata (EXIF, XMP, a comment, the
     colour profile once applied) travels on, into a saved copy either (Pillow's JPEG saver writes
     im.info["comment"] unasked)."""
-    image = to_8_bits(upright(open_image(source, min_side)))
+    image = to_8_bits(upright(open_image(source, min_side, original=original)))
     image = flattened_rgb(in_srgb(alpha_from_key(image)))
     if image is source:
         image = image.copy()  # the caller's own image keeps its info
@@ -325,11 +328,11 @@ def turned_back(array: np.ndarray, image_size: tuple[int, int],
     return np.rot90(array, k=-1) if turns(image_size, size) else array
 
 
-def preprocess(source, size: tuple[int, int]) -> np.ndarray:
+def preprocess(source, size: tuple[int, int], *, original: bool = False) -> np.ndarray:
     """uint8 array of shape (height, width, 3) for an input size given as (width, height). A
     portrait photo is turned to landscape first (see oriented_like): HAM10000's are all
-    landscape, and a squashed round lesion would look asymmetric."""
-    image = oriented_like(to_rgb(source, decode_side(size)), size)
+    landscape, and a squashed round lesion would look asymmetric. original: as decoded()'s."""
+    image = oriented_like(to_rgb(source, decode_side(size), original=original), size)
     width, height = size
     if image.size != (width, height):
         image = image.resize((width, height), Image.BILINEAR, reducing_gap=None)

@@ -32,16 +32,16 @@ def cut_short(data: bytes, fraction: float) -> bytes:
 
 
 @pytest.mark.parametrize(("fmt", "save"), [("JPEG", saved), ("MPO", as_a_camera_saves_it)])
-def test_a_jpeg_cut_short_is_refused_by_the_preprocessing_the_worker_and_the_cli_share(fmt, save):
+def test_a_jpeg_cut_short_is_refused_by_the_preprocessing_the_site_and_the_cli_share(fmt, save):
     intact = save(draw_lesion("mel", size=(1600, 1200), seed=3), quality=92)
     assert Image.open(io.BytesIO(intact)).format == fmt
     assert preprocess(intact, MODEL_INPUT).shape == (120, 160, 3)
 
     # libjpeg decodes the half that is there, fills the rest with mid-grey and raises nothing
     with pytest.raises(ImageError, match="cut short"):
-        preprocess(cut_short(intact, 0.5), MODEL_INPUT)  # decoded at a reduced scale
+        preprocess(cut_short(intact, 0.5), MODEL_INPUT, original=True)  # at a reduced scale
     with pytest.raises(ImageError, match="cut short"):
-        to_rgb(cut_short(intact, 0.5))  # at full scale, as an upload is
+        to_rgb(cut_short(intact, 0.5), original=True)  # at full scale, as an upload is
 
 
 def test_a_jpeg_cut_near_its_end_is_refused_at_a_reduced_scale_whenever_it_is_at_full_scale():
@@ -52,12 +52,12 @@ def test_a_jpeg_cut_near_its_end_is_refused_at_a_reduced_scale_whenever_it_is_at
     for fraction in np.linspace(0.97, 0.999, 15):
         cut = cut_short(intact, fraction)
         try:
-            to_rgb(cut)
+            to_rgb(cut, original=True)
         except ImageError:
             refused += 1
             for min_side in (150, 300, 600):  # decoded at 1/8, 1/4 and 1/2
                 with pytest.raises(ImageError, match="cut short"):
-                    to_rgb(cut, min_side)
+                    to_rgb(cut, min_side, original=True)
     assert refused >= 5  # the cuts that leave at least 8 rows of grey at full scale
 
 
@@ -66,9 +66,23 @@ def test_a_photo_with_a_mid_grey_bottom_edge_is_classified_at_any_scale():
     pixels[-64:] = 128 + np.random.default_rng(0).normal(0, 2, pixels[-64:].shape)
     photo = saved(Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)), quality=92)
 
-    assert to_rgb(photo).size == (1600, 1200)
+    assert to_rgb(photo, original=True).size == (1600, 1200)
     for min_side in (150, 300, 600):
-        assert to_rgb(photo, min_side).width < 1600
+        assert to_rgb(photo, min_side, original=True).width < 1600
+
+
+def test_the_stored_copy_of_a_png_with_mid_grey_bottom_rows_is_classified():
+    # The upload check refuses only a JPEG sent cut short; the site's JPEG copy of a PNG (a padded
+    # screenshot) ends in the same mid-grey rows, and the worker must classify it.
+    pixels = np.array(draw_lesion("mel", size=(640, 480), seed=3))
+    pixels[-48:] = 128
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    stored = sanitize_upload(upload(png.getvalue(), "padded.png", "image/png")).image_jpeg
+
+    assert preprocess(stored, MODEL_INPUT).shape == (120, 160, 3)  # as the worker reads it
+    with pytest.raises(ImageError, match="cut short"):  # what an upload of that copy would meet
+        preprocess(stored, MODEL_INPUT, original=True)
 
 
 # --- pixel bombs ---------------------------------------------------------------------------------
