@@ -96,6 +96,12 @@ class HistoryFilterForm(forms.Form):
         return queryset
 
     @property
+    def dates_reversed(self):
+        """Whether From is after To: no photo can match, and the page says why."""
+        data = getattr(self, "cleaned_data", {})
+        return bool(data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"])
+
+    @property
     def is_filtering(self):
         return self.is_bound and any(self.data.get(name) for name in self.fields)
 

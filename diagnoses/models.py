@@ -57,8 +57,9 @@ RISK_COLOURS = {"low": "success", "medium": "warning", "high": "danger"}
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 # What ml.quality found wrong with a photo, as the patient reads it ("This photo looks ...").
+# Hyphenated: joined to another issue by "and", "black and white" read as two issues of three.
 PHOTO_ISSUE_NAMES = {"dark": "too dark", "bright": "too bright", "blurry": "out of focus",
-                     "grey": "black and white"}
+                     "grey": "black-and-white"}
 PHOTO_RETAKE_TIP = ("Take a new photo in colour, in good, even light (daylight, no flash, out of "
                     "direct sun), holding the phone steady until the mole is sharp.")
 # A low result from such a photo replaces RISK_ADVICE["low"]: on photos darker, blurrier or
@@ -484,7 +485,8 @@ class Diagnosis(models.Model):
     @property
     def photo_issues_text(self):
         """The issues as the patient reads them: "too dark and out of focus"; empty when none."""
-        return " and ".join(PHOTO_ISSUE_NAMES.get(code, code) for code in self.photo_issues)
+        names = [PHOTO_ISSUE_NAMES.get(code, code) for code in self.photo_issues]
+        return " and ".join(filter(None, [", ".join(names[:-1]), *names[-1:]]))
 
     @property
     def photo_advice(self):

@@ -98,7 +98,7 @@ def test_a_black_and_white_upload_is_flagged_and_named_for_the_patient():
 
     assert clean.photo_issues == ["grey"]
     assert set(PHOTO_ISSUE_NAMES) == set(quality.ISSUES)  # every flag reads as words
-    assert PHOTO_ISSUE_NAMES["grey"] == "black and white"
+    assert PHOTO_ISSUE_NAMES["grey"] == "black-and-white"
 
 
 # --- a JPEG cut short ----------------------------------------------------------------------------

@@ -105,6 +105,16 @@ def test_a_good_upload_has_no_issue_and_no_warning(owner_client, owner):
     assert 'data-testid="photo-issues"' not in owner_client.get(reverse("diagnoses:list")).content.decode()
 
 
+@pytest.mark.parametrize(("issues", "said"), [
+    (["grey"], "black-and-white"),
+    (["dark", "grey"], "too dark and black-and-white"),
+    (["dark", "blurry", "grey"], "too dark, out of focus and black-and-white"),
+])
+def test_the_photos_issues_read_as_a_list_of_them(issues, said):
+    # "too dark and black and white" read as three issues, or as a photo too dark and too white
+    assert Diagnosis(photo_issues=issues).photo_issues_text == said
+
+
 @pytest.mark.django_db
 def test_a_low_result_from_a_poor_photo_does_not_reassure(owner_client, owner, make_diagnosis):
     good = make_diagnosis(owner, risk="low")

@@ -71,6 +71,17 @@ def test_it_filters_the_history_by_risk_status_mole_and_date(owner_client, owner
     assert history(owner_client, risk="low", mole=str(shoulder.pk)) == set()
 
 
+def test_it_says_why_nothing_matches_a_from_date_after_the_to_date(owner_client, owner):
+    make_diagnosis(owner, days_ago=5)
+    today, week_ago = timezone.localdate(), timezone.localdate() - timedelta(days=7)
+
+    reversed_page = owner_client.get(reverse("diagnoses:list"), {"date_from": today, "date_to": week_ago})
+    assert "The <em>From</em> date is after the <em>To</em> date." in reversed_page.content.decode()
+    empty_span = owner_client.get(reverse("diagnoses:list"), {"date_from": today, "date_to": today})
+    assert "No photo matches these filters." in empty_span.content.decode()
+    assert "date is after" not in empty_span.content.decode()
+
+
 def test_it_ignores_a_bad_filter_value_and_another_users_mole(owner_client, owner, outsider):
     mine = make_diagnosis(owner)
     theirs_mole = Mole.objects.create(owner=outsider, name="Theirs")
