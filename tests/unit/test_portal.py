@@ -231,7 +231,8 @@ def test_it_tells_the_upload_page_and_its_script_the_limits_the_server_applies(o
     settings.MAX_UPLOAD_BYTES = 5 * 1_048_576
     settings.MAX_UPLOAD_PIXELS = 12_000_000
     page = owner_client.get(reverse("diagnoses:new")).content.decode()
-    assert "JPEG, PNG, WebP, HEIC or AVIF, up to 5 MB and 12 megapixels." in page
+    assert ("JPEG, PNG, WebP, HEIC or AVIF, up to 5 MB and 12 megapixels, at least 120 pixels on the "
+            "shorter side.") in page
     assert f'data-max-bytes="{5 * 1_048_576}"' in page
     assert 'data-accepted="JPEG, PNG, WebP, HEIC or AVIF"' in page
 
