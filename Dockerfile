@@ -30,8 +30,10 @@ COPY . .
 # The image ships the classifier the workers load: refuse to build one without it.
 RUN test -s ml/artifacts/model.keras && test -s ml/artifacts/model_card.json
 
-# Settings need a key even to collect static files: a throwaway one, for this step only.
-RUN SECRET_KEY=collectstatic-only-never-used-at-runtime python manage.py collectstatic --noinput \
+# Settings need a key and the site's address even to collect static files: throwaway ones, for
+# this step only (variables on a RUN line do not reach the running container).
+RUN SECRET_KEY=collectstatic-only-never-used-at-runtime SITE_URL=https://collectstatic.invalid \
+    python manage.py collectstatic --noinput \
  && mkdir -p /data/media /data/var \
  && chown -R molesite:molesite /data
 
