@@ -343,7 +343,7 @@ def test_it_puts_a_portrait_photos_gradcam_peak_on_the_lesion(classifier, center
 def test_it_turns_a_photo_upright_whose_exif_has_a_malformed_tag():
     jpeg = half_dark_photo("JPEG", quality=95, exif=exif_with_a_malformed_make())
     upright = to_rgb(jpeg)
-    assert upright.size == (100, 200)
+    assert upright.size == (120, 240)  # half_dark_photo: 240×120, turned
     assert is_dark(upright.getpixel((50, 40))) and not is_dark(upright.getpixel((50, 160)))
 
 
