@@ -309,8 +309,14 @@ def shared_file(request, token, kind):
     if kind not in SHARED_FILE_KINDS:
         raise Http404
     link, gone = _active_link(request, token)
+    return _shared_image_refusal(request, gone) or gone or serve_file(link.diagnosis, kind)
+
+
+def _shared_image_refusal(request, gone):
+    """The 429 of an image asked for through a share link, or None: a link that opens no report
+    counts as an opening (SharedReportRateThrottle), a working one's images on their own count."""
     throttle = SharedReportRateThrottle() if gone else SharedFileRateThrottle()
-    return throttle.refusal(request) or gone or serve_file(link.diagnosis, kind)
+    return throttle.refusal(request)
 
 
 @_shared
@@ -320,11 +326,8 @@ def shared_earlier_photo(request, token, pk):
     404 for any other photo (a later one, another mole's, a link made without them). Counted
     as shared_file is."""
     link, gone = _active_link(request, token)
-    throttle = SharedReportRateThrottle() if gone else SharedFileRateThrottle()
-    if refused := throttle.refusal(request):
+    if refused := _shared_image_refusal(request, gone) or gone:
         return refused
-    if gone:
-        return gone
     if not link.with_earlier_photos:
         raise Http404
     return serve_file(get_object_or_404(link.diagnosis.earlier_photos_of_mole(), pk=pk), "thumbnail")
@@ -402,7 +405,7 @@ def mole_list(request):
     for mole in moles:  # the queryset's own rows, which the page then lists
         newest = mole.photos_newest_first[0] if mole.photos_newest_first else None
         mole.earlier_photo_rated_higher = advised_earlier_photo(
-            mole_advice(getattr(mole, MOLE_FINISHED_PHOTOS), newest), newest)
+            mole_advice(mole, newest), newest)
     return render(request, "diagnoses/mole_list.html", {"moles": moles})
 
 
@@ -522,12 +525,13 @@ def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
     return MoleAdvice(latest_rise, None, None, has_newer_photo=False)
 
 
-def mole_advice(finished, newest) -> MoleAdvice:
+def mole_advice(mole, newest) -> MoleAdvice:
     """mole_alerts for one mole, the one rule of its page, its card on My moles and the page's
     Stop tracking: from its finished photos (oldest first, with their reviews, set on the mole as
     with_photos_before sets them, so that next_step reads the photo before from them) and its
     newest photo of any status. The latest rise no clinician has judged: the mole's timeline
     (mole_timeline) marks the finished photos alone."""
+    finished = getattr(mole, MOLE_FINISHED_PHOTOS)
     rises = [(photo, change.from_risk) for photo, change in mole_timeline(finished)
              if change and change.went_up and not photo.judged_by_a_clinician]
     analysed = [photo for photo in finished if photo.malignant_probability is not None]
@@ -566,7 +570,7 @@ def mole_detail(request, pk):
     # that review's advice leads (mole_alerts).
     done = [d for d in diagnoses if d.status == Diagnosis.Status.DONE and d.malignant_probability is not None]
     newest = diagnoses[-1] if diagnoses else None
-    advice = mole_advice(getattr(mole, MOLE_FINISHED_PHOTOS), newest)
+    advice = mole_advice(mole, newest)
     in_use = (load_model_card() or {}).get("version")
     chart = {
         "labels": _chart_labels([d.created_at for d in done]),
@@ -711,7 +715,7 @@ def mole_delete(request, pk):
     photos = list(mole.diagnoses.select_related("review").order_by("created_at", "pk"))
     mole_photos_timeline(mole, photos)
     newest = photos[-1] if photos else None
-    dropped = advised_earlier_photo(mole_advice(getattr(mole, MOLE_FINISHED_PHOTOS), newest), newest)
+    dropped = advised_earlier_photo(mole_advice(mole, newest), newest)
     services.mole_delete(mole=mole)
     messages.success(request, f"You no longer track “{mole.name}”. Its photos stay in your history, "
                               "no longer compared with each other.")
