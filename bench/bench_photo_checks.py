@@ -62,8 +62,6 @@ def dataset_figures(records) -> dict:
 
 
 def variant_figures(classifier, images, y) -> dict:
-    from sklearn.metrics import balanced_accuracy_score
-
     from ml import metrics as M
     from ml import quality
 
@@ -76,28 +74,44 @@ def variant_figures(classifier, images, y) -> dict:
     return {
         "flagged_share": round(float(np.mean([bool(quality.photo_issues(im)) for im in images])), 4),
         "malignant_auc": round(M.malignant_auc(malignant_p, mal), 4),
-        "balanced_accuracy": round(float(balanced_accuracy_score(y, shown)), 4),
+        "balanced_accuracy": round(M.balanced_accuracy(y, shown), 4),
         "mean_malignant_probability_of_malignant": round(float(malignant_p[mal].mean()), 4),
         "malignant_sensitivity_at_medium": round(float(rated[mal].mean()), 4),
     }
 
 
-def main(argv=None):
+# What to do where --data lacks some of the model's validation photos (ending the DatasetError).
+_WHERE = ("give --data a HAM10000 folder that holds the model's validation photos: the folder it "
+          "trained on, or the full HAM10000")
+
+
+def main(argv=None) -> int:
     from ml import DEFAULT_MODEL_DIR
+    from ml.errors import MLError
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/ham10000"),
+                        help="a HAM10000 folder holding the model's validation photos")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except MLError as exc:  # an unusable folder or model: say so, without a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args) -> None:
     from ml import data as data_mod
     from ml.evaluation import validation_records
     from ml.inference import load_classifier
     from ml.preprocessing import to_rgb
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/ham10000"))
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    args = parser.parse_args(argv)
-
     records = data_mod.load_records(args.data)
     classifier = load_classifier(args.model)
-    val = validation_records(records, classifier.card)  # by the card's ids, as evaluate --split val
+    val = validation_records(records, classifier.card, advice=_WHERE)  # by the card's ids, as evaluate --split val
     y = data_mod.labels(val)
     originals = [to_rgb(r.path) for r in val]
 
@@ -125,4 +139,4 @@ def print_text(result):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

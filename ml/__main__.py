@@ -24,8 +24,14 @@ file with --files-from FILE (- for standard input), before any given as argument
 as UTF-8 (a byte-order mark at its start is skipped); bytes that are not UTF-8 stand for
 themselves, as in a path given as an argument.
 
+A path whose name is not valid UTF-8 (Latin-1 from an old camera card) appears in "image" with
+\\udcXX escapes in place of those bytes (as Python decodes it, e.g. "caf\\udce9.jpg"), so it may
+not match the name as another program prints it: match such results by order, one line per
+path, in the order given.
+
 Exit status: 0 if at least one image was classified (error lines, if any, say which were
-not), 1 if none could be, 2 for a usage error or an unusable model artifact.
+not), 1 if none could be or the output could not be written (a reader that stops early, as
+`| head` does, ends it quietly), 2 for a usage error or an unusable model artifact.
 """
 
 
@@ -53,7 +59,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("evaluate", help="score a model on a labelled HAM10000 folder")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder or its model.keras")
-    p.add_argument("--json", required=True, type=Path, dest="json_out", help="where to write the JSON result")
+    p.add_argument("--json", required=True, type=_json_target, dest="json_out", metavar="OUT",
+                   help="where to write the JSON result (- for standard output, the summary line "
+                        "then going to standard error)")
     p.add_argument("--split", choices=("all", "val"), default="all",
                    help="all images (default: for a folder of photos the model never saw; it warns "
                         "when some trained it), or only the model's own validation split (its "
@@ -70,7 +78,9 @@ def main(argv=None) -> int:
     p.add_argument("--split", choices=("all", "val"), default="all",
                    help="all images (default: for a folder neither model saw; it warns when some "
                         "trained either), or the validation split both models share")
-    p.add_argument("--json", type=Path, dest="json_out", help="also write the JSON result here")
+    p.add_argument("--json", type=_json_target, dest="json_out", metavar="OUT",
+                   help="also write the JSON result here (- for standard output, the table then "
+                        "going to standard error)")
 
     p = sub.add_parser("predict", help="classify image files", epilog=PREDICT_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,13 +98,61 @@ def main(argv=None) -> int:
     from .errors import MLError, ModelArtifactError
 
     try:
-        return COMMANDS[args.command](args)
+        returncode = COMMANDS[args.command](args)
+        _emit([])  # what stdout still buffers: its failure is reported here, not at exit
+        return returncode
+    except BrokenPipeError:
+        # The reader left (`| head`): stop quietly, as the signal module's docs advise, with
+        # stdout on /dev/null so that Python's flush at exit does not fail again.
+        _discard_stdout()
+        return 1
+    except _OutputError as exc:
+        _discard_stdout()
+        print(f"error: cannot write output: {exc.__cause__}", file=sys.stderr)
+        return 1
     except ModelArtifactError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except MLError as exc:
+    except (MLError, OSError) as exc:  # OSError: a folder or disk that failed us, not a bug
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+class _OutputError(Exception):
+    """Writing to stdout failed (a full disk, /dev/full); its __cause__ is the OSError."""
+
+
+def _emit(lines) -> None:
+    """Print lines and flush stdout, so a reader gets them now. A failed write is an _OutputError;
+    a closed pipe stays a BrokenPipeError, which main() ends quietly."""
+    try:
+        for line in lines:
+            print(line)
+        if sys.stdout is not None:  # None when the shell closed it (>&-): print wrote nothing
+            sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _OutputError() from exc
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: what it still buffers cannot be written, and Python would try
+    again at exit, printing a traceback."""
+    try:
+        stdout = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # no stdout, or not a file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stdout)
+    finally:
+        os.close(devnull)
+
+
+def _json_target(text):
+    """--json OUT: "-" (standard output) as it is, any other name as a Path ("./-" is a file)."""
+    return text if text == "-" else Path(text)
 
 
 def _paths_to_classify(parser, args) -> list[str]:
@@ -164,19 +222,46 @@ def cmd_evaluate(args) -> int:
     from .artifact import json_safe
     from .evaluation import evaluate
 
+    _check_json_target(args.json_out)  # before the scoring, not after it
     result = json_safe(evaluate(data_dir=args.data, model_dir=args.model, split=args.split))
     _write_result(args.json_out, result)
     _warn_of_training_images(result["n_training_images"], result["n_images"], "the model")
     print(json.dumps({k: result[k] for k in ("n_images", "n_training_images", "accuracy", "balanced_accuracy",
-                                             "malignant_auc", "ece")}))
+                                             "malignant_auc", "ece")}), file=_summary_stream(args.json_out))
     return 0
 
 
-def _write_result(path, result) -> None:
-    from .artifact import write_json
+def _check_json_target(path) -> None:
+    """An MLError now, before minutes of scoring, where --json's file cannot be written (its
+    folder a file, or not writable; the path a folder)."""
+    from .artifact import check_writable
+    from .errors import MLError
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, result)
+    if path is None or path == "-":
+        return
+    try:
+        check_writable(path)
+    except OSError as exc:
+        raise MLError(f"cannot write JSON to {path}: {exc.strerror or exc}") from exc
+
+
+def _write_result(path, result) -> None:
+    from .artifact import json_text, write_json
+    from .errors import MLError
+
+    if path == "-":
+        _emit([json_text(result).rstrip("\n")])
+        return
+    try:
+        write_json(path, result)
+    except OSError as exc:
+        raise MLError(f"cannot write JSON to {path}: {exc.strerror or exc}") from exc
+
+
+def _summary_stream(json_out):
+    """Where the human summary goes: stderr when the JSON result takes stdout (--json -), so
+    that stdout holds the JSON alone for a parser."""
+    return sys.stderr if json_out == "-" else sys.stdout
 
 
 def _warn_of_training_images(n_training, n_images, model) -> None:
@@ -191,19 +276,22 @@ def cmd_compare(args) -> int:
     from .evaluation import compare
     from .metrics import BOOTSTRAP_FIGURES
 
+    _check_json_target(args.json_out)  # before the scoring, not after it
     result = compare(data_dir=args.data, model_a=args.model_a, model_b=args.model_b, split=args.split)
     if args.json_out:
         _write_result(args.json_out, result)
     for name, n_training in result["n_training_images"].items():
         _warn_of_training_images(n_training, result["n_images"], f"model {name.upper()}")
+    table = _summary_stream(args.json_out)
     print(f"A = {result['model_a']}, B = {result['model_b']}: {result['n_images']} images of "
-          f"{result['n_lesions']} lesions ({result['split']})")
-    print(f"{'figure':<18} {'A':>7} {'B':>7} {'B - A':>8}  {'95% interval':<18} B better in")
+          f"{result['n_lesions']} lesions ({result['split']})", file=table)
+    print(f"{'figure':<18} {'A':>7} {'B':>7} {'B - A':>8}  {'95% interval':<18} B better in", file=table)
     for key in BOOTSTRAP_FIGURES:
         f = result[key]
         interval = "[{:+.4f}, {:+.4f}]".format(*f["interval"]) if f["interval"] else "-"
         share = f"{f['b_better_share']:.0%} of resamples" if f["b_better_share"] is not None else "-"
-        print(f"{key:<18} {f['a']:>7.4f} {f['b']:>7.4f} {f['difference']:>+8.4f}  {interval:<18} {share}")
+        print(f"{key:<18} {f['a']:>7.4f} {f['b']:>7.4f} {f['difference']:>+8.4f}  {interval:<18} {share}",
+              file=table)
     return 0
 
 
@@ -226,15 +314,8 @@ def cmd_predict(args) -> int:
             if k + 1 < len(batches):
                 pending = reader.submit(_read_batch, classifier, batches[k + 1])
             preds = dict(zip(arrays, classifier.predict_arrays(np.stack(list(arrays.values()))) if arrays else []))
-            for i, path in enumerate(paths):
-                if i in preds:
-                    n_ok += 1
-                    _print_prediction(path, preds[i], args.json)
-                elif args.json:
-                    print(json.dumps({"image": path, "error": errors[i]}))
-                else:
-                    print(f"{path}: error: {errors[i]}")
-            sys.stdout.flush()
+            n_ok += len(preds)
+            _emit(_prediction_line(path, preds.get(i), errors.get(i), args.json) for i, path in enumerate(paths))
     return 0 if n_ok else 1
 
 
@@ -263,11 +344,13 @@ def _image_file_bytes(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def _print_prediction(path, pred, as_json) -> None:
+def _prediction_line(path, pred, error, as_json) -> str:
+    """The output line of one path: its prediction, or its error when pred is None."""
+    if pred is None:
+        return json.dumps({"image": path, "error": error}) if as_json else f"{path}: error: {error}"
     if as_json:
-        print(json.dumps({"image": path, **pred.to_dict()}))
-    else:
-        print(f"{path}: {pred.predicted_class} malignant={pred.malignant_probability:.3f} risk={pred.risk}")
+        return json.dumps({"image": path, **pred.to_dict()})
+    return f"{path}: {pred.predicted_class} malignant={pred.malignant_probability:.3f} risk={pred.risk}"
 
 
 COMMANDS = {"train": cmd_train, "recalibrate": cmd_recalibrate, "evaluate": cmd_evaluate,

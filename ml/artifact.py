@@ -1,10 +1,12 @@
 """Reading and writing the artifact folder: model.keras + model_card.json (atomic writes)."""
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,11 +24,13 @@ def sha256_file(path) -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write beside path, then rename over it: a reader (or a crash) never meets half a file.
-    A path that exists and is not a regular file (/dev/stdout, a pipe) is written straight to:
-    there is nothing to rename over, and a rename would replace the device with a file."""
-    if path.exists() and not path.is_file():
-        path.write_bytes(data)
+    A symlink to a regular file has its target replaced, and stays a link. A name that is not a
+    regular file's (/dev/stdout, /dev/fd/3, a pipe, a link to one) is written straight to: there
+    is nothing to rename over, and a rename would replace the device or the link with a file."""
+    if _writes_through(path):
+        _write_through(path, data)
         return
+    path = Path(os.path.realpath(path))
     part = path.with_name(path.name + ".part")
     try:
         with open(part, "wb") as f:
@@ -36,6 +40,91 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(part, path)
     finally:
         part.unlink(missing_ok=True)  # a failed write (a full disk) leaves no half file behind
+
+
+def check_writable(path) -> None:
+    """Raise OSError unless atomic_write_bytes(path, ...) can write there: checked before a long
+    job, so that a wrong path fails in a second rather than after the work. Makes the folder of a
+    file path that lacks one, as the write would."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    if not _writes_through(path):
+        check_folder_writable(Path(os.path.realpath(path)).parent)
+        return
+    descriptor = _descriptor(path)
+    if descriptor is None:
+        if not os.access(path, os.W_OK):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    else:
+        import fcntl  # here: POSIX only, and only a descriptor's name needs it
+
+        if fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:  # EBADF when not open
+            raise OSError(errno.EBADF, "Bad file descriptor (not open for writing)", str(path))
+
+
+def check_folder_writable(folder) -> None:
+    """Make folder (and its parents) if missing, and write and remove a probe file in it; raises
+    OSError where it cannot (a read-only or full disk, no permission, a file in the way)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".probe-", suffix=".part", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _writes_through(path: Path) -> bool:
+    """Whether path is written to in place rather than replaced: it is not a regular file (a
+    device, a pipe), or it or the target of its link lies under /dev or /proc, where a name may
+    stand for a file the shell opened (/dev/stdout -> /proc/self/fd/1 -> r.json) whose
+    replacement that descriptor would never see."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        return True
+    return any(name.startswith(("/dev/", "/proc/")) for name in _names(path))
+
+
+def _names(path: Path) -> list[str]:
+    """path made absolute, and the target of its link if it is one (one step, not resolved:
+    /dev/stdout stays itself, where resolving would give the file the shell opened)."""
+    name = os.path.normpath(os.path.abspath(path))
+    if not path.is_symlink():
+        return [name]
+    return [name, os.path.normpath(os.path.join(os.path.dirname(name), os.readlink(path)))]
+
+
+_STANDARD_STREAMS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def _descriptor(path) -> int | None:
+    """The file descriptor that path (or its link) names (/dev/stdout, /dev/fd/3,
+    /proc/self/fd/3), else None."""
+    for name in _names(Path(path)):
+        if name in _STANDARD_STREAMS:
+            return _STANDARD_STREAMS[name]
+        for prefix in ("/dev/fd/", "/proc/self/fd/"):
+            if name.startswith(prefix) and name[len(prefix):].isdigit():
+                return int(name[len(prefix):])
+    return None
+
+
+def _write_through(path, data: bytes) -> None:
+    """data written to path in place. A descriptor's name is written through that descriptor:
+    opening /dev/stdout again would start at offset 0 of a file the shell opened with `>`, and
+    what is printed after would overwrite it."""
+    descriptor = _descriptor(path)
+    if descriptor is None:
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    for stream in (sys.stdout, sys.stderr):  # what was printed before comes first
+        if stream is not None:
+            stream.flush()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
 
 
 def json_safe(value):
@@ -51,10 +140,14 @@ def json_safe(value):
     return value
 
 
+def json_text(value) -> str:
+    """value as strict, indented JSON, ending with a newline."""
+    return json.dumps(json_safe(value), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
 def write_json(path, value) -> None:
     """value as strict, indented JSON in path, written atomically."""
-    text = json.dumps(json_safe(value), indent=2, sort_keys=False, allow_nan=False) + "\n"
-    atomic_write_bytes(Path(path), text.encode())
+    atomic_write_bytes(Path(path), json_text(value).encode())
 
 
 def save_model_file(model, out_dir) -> Path:

@@ -31,14 +31,28 @@ class Record:
 
 
 def find_images(data_dir: Path) -> dict[str, Path]:
-    """image_id -> path for every image below data_dir (any layout, any depth)."""
+    """image_id -> path for every image below data_dir (any layout, any depth). An id found
+    twice (the Kaggle download repeats its folders) is the sorted-first path when both files
+    have the same size, whatever order the disk lists them in; a DatasetError naming both when
+    they differ, as they are then different photos and either one could be scored."""
     found = {}
     for dirpath, _dirnames, filenames in os.walk(data_dir, followlinks=True):
         for name in filenames:
             stem, suffix = os.path.splitext(name)
             if suffix.lower() in IMAGE_SUFFIXES:
-                found.setdefault(stem, Path(dirpath) / name)
+                path = Path(dirpath) / name
+                found[stem] = _one_of(found[stem], path) if stem in found else path
     return found
+
+
+def _one_of(first: Path, second: Path) -> Path:
+    """Of two files of one image id, the sorted-first when their sizes match."""
+    first, second = sorted((first, second), key=str)
+    sizes = first.stat().st_size, second.stat().st_size
+    if sizes[0] != sizes[1]:
+        raise DatasetError(f"image id {first.stem} is found twice, as different files: {first} "
+                           f"({sizes[0]:,} bytes) and {second} ({sizes[1]:,} bytes); keep one")
+    return first
 
 
 def load_records(data_dir) -> list[Record]:

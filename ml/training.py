@@ -17,7 +17,7 @@ import numpy as np
 from . import CLASSES, FORMAT_VERSION, MALIGNANT
 from . import data as data_mod
 from . import metrics as M
-from .artifact import model_version, save_card, save_model_file, sha256_file, timestamp
+from .artifact import check_folder_writable, model_version, save_card, save_model_file, sha256_file, timestamp
 from .calibration import calibrate
 from .model import PRESETS, build_model
 
@@ -398,6 +398,7 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
         if int(epochs) < 1:
             raise ValueError(f"epochs must be at least 1, not {epochs}")
         cfg["epochs"] = int(epochs)
+    _check_out_dir(out_dir)
     records = data_mod.load_records(data_dir)
     train_recs, val_recs = data_mod.split_by_lesion(records, val_fraction=cfg["val_fraction"], seed=seed)
     if not train_recs or not val_recs:
@@ -462,6 +463,17 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
     save_card(card, out_dir)
     log.info("saved %s (%s)", model_path, card["version"])
     return card
+
+
+def _check_out_dir(out_dir) -> None:
+    """An MLError now, not after the whole training, where the model cannot be saved in out_dir
+    (made here if missing, as saving would): read-only, no permission, a file in the way."""
+    from .errors import MLError
+
+    try:
+        check_folder_writable(out_dir)
+    except OSError as exc:
+        raise MLError(f"cannot write the model to {out_dir}: {exc.strerror or exc}") from exc
 
 
 def _make_card(cfg, preset, seed, train_recs, val_recs, callback, fit_seconds, class_weights_used,

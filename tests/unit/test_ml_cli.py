@@ -5,7 +5,9 @@ import io
 import json
 import os
 import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -102,3 +104,46 @@ def test_a_list_that_cannot_be_read_is_a_usage_error(tiny_model_dir, tmp_path, c
                 "--files-from", tmp_path / "missing.txt")
     assert exited.value.code == 2
     assert "argument --files-from: can't open" in capsys.readouterr().err
+
+
+def test_the_help_says_how_names_that_are_not_utf8_appear_and_how_to_match_them(capsys):
+    from ml.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert 'appears in "image" with \\udcXX escapes' in help_text
+    assert "match such results by order, one line per path, in the order given" in help_text
+
+
+# --- output that cannot be written --------------------------------------------------------------
+
+
+def test_a_reader_that_stops_early_ends_predict_quietly(tiny_model_dir, tmp_path):
+    # as `predict ... | head -1`: more lines than a pipe holds, and the reader goes after one
+    photo = tmp_path / "lesion.png"
+    lesion_photo((60, 45)).save(photo)
+    listing = tmp_path / "paths.txt"
+    listing.write_text(f"{photo}\n" * 1000)
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "ml", "predict", "--json", "--model", str(tiny_model_dir),
+               "--files-from", str(listing)]
+    with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        first = json.loads(process.stdout.readline())
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        returncode = process.wait(timeout=120)
+    assert first["image"] == str(photo) and "probabilities" in first
+    assert returncode == 1  # as Python's signal module docs advise for EPIPE
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Exception ignored" not in stderr
+
+
+def test_predict_says_when_it_cannot_write_its_output(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    photo = tmp_path / "lesion.png"
+    lesion_photo((60, 45)).save(photo)
+    with open("/dev/full", "w") as full:  # every write fails: a full disk
+        monkeypatch.setattr("sys.stdout", full)
+        done = run_cli(capsys, "predict", "--json", "--model", tiny_model_dir, photo)
+        monkeypatch.undo()
+    assert done.returncode == 1
+    assert "error: cannot write output: [Errno 28] No space left on device\n" in done.stderr

@@ -269,3 +269,28 @@ def test_the_split_info_lists_the_sorted_image_ids_its_hashes_cover(tmp_path):
     assert info["val_image_ids"] == sorted(r.image_id for r in val)
     assert data_mod.ids_sha256(info["train_image_ids"]) == info["train_image_ids_sha256"]
     assert data_mod.ids_sha256(info["val_image_ids"]) == info["val_image_ids_sha256"]
+
+
+def test_it_picks_the_sorted_first_of_an_image_found_twice_as_the_same_file(tmp_path):
+    # the Kaggle download repeats its folders: the same photo in two places is one photo
+    root = make_dataset(tmp_path, per_class=2, seed=16, size=(40, 30))
+    photo = sorted((root / "images").iterdir())[0]
+    again = root / "HAM10000_images_part_1" / photo.name
+    again.parent.mkdir()
+    again.write_bytes(photo.read_bytes())
+    chosen = {r.image_id: r.path for r in data_mod.load_records(root)}[photo.stem]
+    assert chosen == min(photo, again, key=str)  # whatever order the disk lists the folders in
+
+
+def test_it_refuses_an_image_found_twice_as_different_files(tmp_path):
+    # two photos under one id: which one was scored would depend on the disk's directory order
+    root = make_dataset(tmp_path, per_class=2, seed=17, size=(40, 30))
+    photo = sorted((root / "images").iterdir())[0]
+    other = root / "HAM10000_images_part_1" / photo.name
+    other.parent.mkdir()
+    other.write_bytes(photo.read_bytes() + b"\0" * 10)
+    with pytest.raises(DatasetError) as refused:
+        data_mod.load_records(root)
+    message = str(refused.value)
+    assert f"image id {photo.stem} is found twice, as different files" in message
+    assert str(photo) in message and str(other) in message

@@ -156,17 +156,81 @@ def test_a_failed_write_leaves_the_previous_result_whole(tiny_model_dir, held_ou
                                                          monkeypatch, command):
     out = tmp_path / "result.json"
     out.write_text('{"previous": true}\n')
-    models = (["--model", tiny_model_dir] if command == "evaluate"
-              else ["--a", tiny_model_dir, "--b", tiny_model_dir])
+    models = _models(command, tiny_model_dir, tiny_model_dir)
+
+    done = _run_cli(capsys, command, "--data", held_out_dir, *models, "--json", "/dev/full")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: cannot write JSON to /dev/full: No space left on device"
 
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.fsync", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        _run_cli(capsys, command, "--data", held_out_dir, *models, "--json", out)
+    done = _run_cli(capsys, command, "--data", held_out_dir, *models, "--json", out)
+    assert done.returncode == 1  # an error line, not a traceback after all the scoring
+    assert done.stderr.strip() == f"error: cannot write JSON to {out}: No space left on device"
     assert out.read_text() == '{"previous": true}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]  # no half file left
+
+
+def _models(command, model_a, model_b):
+    return ["--model", model_a] if command == "evaluate" else ["--a", model_a, "--b", model_b]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_an_unwritable_json_target_is_refused_before_any_scoring(tmp_path, capsys, command):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    missing = tmp_path / "no-model"  # loading it first would be exit status 2, "model card not found"
+    for target, reason in ((a_file / "result.json", "Not a directory"), (tmp_path, "Is a directory")):
+        done = _run_cli(capsys, command, "--data", tmp_path / "no-data", *_models(command, missing, missing),
+                        "--json", target)
+        assert done.returncode == 1
+        assert done.stderr.strip() == f"error: cannot write JSON to {target}: {reason}"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_json_dash_writes_the_result_to_standard_output(tiny_model_dir, held_out_dir, tmp_path, capsys,
+                                                        monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    done = _run_cli(capsys, command, "--data", held_out_dir, *_models(command, tiny_model_dir, tiny_model_dir),
+                    "--json", "-")
+    assert done.returncode == 0, done.stderr
+    result = _strict_json(done.stdout)  # the JSON alone: the summary went to stderr
+    assert result["n_images"] == 4 * len(CLASSES) and result["split"] == "all"
+    assert ("balanced_accuracy" if command == "evaluate" else "B better in") in done.stderr
+    assert not (tmp_path / "-").exists()
+
+
+def test_a_descriptors_name_is_written_through_that_descriptor(tmp_path):
+    """--json /dev/fd/3 3>f, or /dev/stdout > f: the shell's file, after what it already holds
+    (opening the name again would start at offset 0; a .part beside it cannot be made)."""
+    from ml.artifact import write_json
+
+    path = tmp_path / "shell.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, b"before\n")
+        write_json(f"/dev/fd/{fd}", {"a": 1})
+        os.write(fd, b"after\n")
+    finally:
+        os.close(fd)
+    assert path.read_text() == 'before\n{\n  "a": 1\n}\nafter\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shell.json"]
+
+
+def test_a_symlink_to_a_file_stays_a_link_and_its_target_is_replaced(tmp_path):
+    from ml.artifact import write_json
+
+    target = tmp_path / "runs" / "result.json"
+    target.parent.mkdir()
+    target.write_text("{}\n")
+    link = tmp_path / "latest.json"
+    link.symlink_to(target)
+    write_json(link, {"a": 1})
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["result.json"]  # no .part left
 
 
 def test_a_device_is_written_to_not_replaced(tmp_path, monkeypatch):
@@ -197,3 +261,50 @@ def test_train_writes_null_not_nan_in_the_card_and_the_summary(tmp_path, capsys)
 
     assert summary["malignant_auc"] is None and written["validation"]["malignant_auc"] is None
     assert written["classes"] == list(CLASSES)
+    assert sorted(os.listdir(out)) == ["model.keras", "model_card.json"]  # the write probe is gone
+
+
+def test_train_refuses_an_out_folder_it_cannot_write_before_training(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    out = a_file / "model"
+    # no data either: checked first, the folder would stop it with "data folder not found"
+    done = _run_cli(capsys, "train", "--data", tmp_path / "no-data", "--out", out, "--preset", "tiny")
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: cannot write the model to {out}: Not a directory"
+
+
+def test_an_os_error_is_an_error_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    from ml.__main__ import COMMANDS
+
+    card = tmp_path / CARD_FILENAME
+
+    def read_only_disk(args):
+        raise OSError(30, "Read-only file system", str(card))
+
+    monkeypatch.setitem(COMMANDS, "recalibrate", read_only_disk)
+    done = _run_cli(capsys, "recalibrate", "--data", tmp_path, "--model", tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == f"error: [Errno 30] Read-only file system: '{card}'\n"
+
+
+def _photo_checks_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_photo_checks.py"
+    spec = importlib.util.spec_from_file_location("bench_photo_checks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_photo_checks_bench_names_the_folder_it_needs_without_a_traceback(tiny_model_dir, held_out_dir,
+                                                                             tmp_path, capsys):
+    bench = _photo_checks_bench()
+    assert bench.main(["--data", str(held_out_dir), "--model", str(tiny_model_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: this folder lacks") and "--split" not in err  # the bench has no --split
+    assert "give --data a HAM10000 folder that holds the model's validation photos" in err
+    assert bench.main(["--data", str(tmp_path / "none"), "--model", str(tiny_model_dir)]) == 1
+    assert capsys.readouterr().err == f"error: data folder not found: {tmp_path / 'none'}\n"

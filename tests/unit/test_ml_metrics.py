@@ -1,5 +1,7 @@
 """ml.metrics: calibration, thresholds, risk bands (numpy only)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -196,3 +198,23 @@ def test_it_tells_a_small_real_difference_from_noise_by_pairing_the_resamples():
     same = M.paired_differences(probs_a, probs_a, y, lesions)
     for key in M.BOOTSTRAP_FIGURES:
         assert same[key]["difference"] == 0 and same[key]["interval"] == [0, 0] and same[key]["b_better_share"] == 0
+
+
+@pytest.mark.parametrize("labels", [range(len(CLASSES)), [0, 5], [5]])
+def test_balanced_accuracy_is_scikit_learns_without_its_warning(labels):
+    # a folder lacking classes made scikit-learn warn on stderr ("y_pred contains classes not in
+    # y_true"); the figure must stay the very same float
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(len(labels))
+    y = rng.choice(list(labels), 300)
+    probs = M.softmax(rng.normal(0, 1, (300, len(CLASSES))))
+    pred = M.decide(probs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = balanced_accuracy_score(y, pred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert M.balanced_accuracy(y, pred) == expected
+        assert M.classification_metrics(probs, y)["balanced_accuracy"] == round(expected, 4)
+        M.fit_decision_bias(probs, y, np.full(len(CLASSES), 1 / len(CLASSES)))
