@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import F
-from django.http import StreamingHttpResponse
+from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -112,6 +112,25 @@ class PhotoQualityFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ModelVersionFilter(admin.SimpleListFilter):
+    """The model versions of the results, from the column's index; a case without a result
+    (queued, running or failed) has none, and its choice says so rather than showing blank."""
+    title = "model version"
+    parameter_name = "model_version"  # the parameter of the field's own filter, which this replaced
+    NO_RESULT = "-"  # not a version any model card gives (ml.inference), so never one's choice
+
+    def lookups(self, request, model_admin):
+        versions = (Diagnosis.objects.exclude(model_version="").order_by("model_version")
+                    .values_list("model_version", flat=True).distinct())
+        no_result = (self.NO_RESULT, "No result (queued, running or failed)")
+        return [*((version, version) for version in versions), no_result]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(model_version="" if self.value() == self.NO_RESULT else self.value())
+
+
 class ReviewForm(forms.ModelForm):
     # The review this form was shown with (its reviewed_at, empty for none), so that a save does
     # not overwrite a review another clinician saved while this one had the case open.
@@ -127,8 +146,27 @@ class ReviewForm(forms.ModelForm):
 
     def __init__(self, *args, diagnosis=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.diagnosis = diagnosis  # the case as the page loaded it: its predicted class (clean)
+        if diagnosis is not None and self.instance.diagnosis_id == diagnosis.pk:
+            self.instance.diagnosis = diagnosis  # for is_of_an_earlier_result, without a query of its own
         self.initial["seen_review"] = review_stamp(self.instance if self.instance.pk else None)
         self.initial["seen_result"] = result_stamp(diagnosis)
+        if self.instance.pk and self.instance.is_of_an_earlier_result:
+            self._ask_for_a_verdict_on_the_new_result()
+
+    def _ask_for_a_verdict_on_the_new_result(self):
+        # The verdict and label on file were of the result a re-run replaced: offered again, a
+        # save "as shown" would agree with a class the model no longer gives. The recommendation
+        # and note, advice to the patient, stay for the clinician to keep or change.
+        review = self.instance
+        self.initial["verdict"] = self.initial["label"] = ""
+        earlier = review.get_verdict_display().lower()
+        if review.label:
+            earlier += f", label: {review.get_label_display()}"
+        self.fields["verdict"].help_text = (
+            f"The review on file was of an earlier result (model version {review.model_version}: {earlier}). "
+            "Give your verdict and label on the result shown now."
+        )
 
     def has_changed(self):
         # What the clinician wrote (the stamps alone differ when the case changed meanwhile), or a
@@ -146,7 +184,22 @@ class ReviewForm(forms.ModelForm):
             self.add_error("label", "Give your own label when you disagree with the model.")
         if cleaned.get("verdict") == Review.Verdict.UNCLEAR and cleaned.get("label"):
             self.add_error("label", "Leave the label empty when you cannot tell from this photo.")
+        self._refuse_a_label_against_the_verdict(cleaned.get("verdict"), cleaned.get("label"))
         return cleaned
+
+    def _refuse_a_label_against_the_verdict(self, verdict, label):
+        # The patient reads verdict and label together: "agree with the model · label: Melanoma"
+        # on an nv result, or "disagree · label: Melanocytic nevus" on one, says two things at once.
+        predicted = self.diagnosis.predicted_class if self.diagnosis is not None else ""
+        if not predicted or not label:
+            return
+        name = CLASS_NAMES.get(predicted, predicted)
+        if verdict == Review.Verdict.AGREE and label != predicted:
+            self.add_error("label", f"Agreeing with the model takes its class, {name}: leave the label empty or "
+                                    'choose it, or choose "Disagree with the model" to give yours.')
+        if verdict == Review.Verdict.DISAGREE and label == predicted:
+            self.add_error("label", f'{name} is the model\'s class: choose "Agree with the model", or give the '
+                                    "label you read.")
 
     def _refuse_a_review_saved_meanwhile(self, seen: str):
         # Until this request's transaction ends (the admin validates and saves in one): a save at
@@ -234,7 +287,11 @@ class ReviewInline(admin.StackedInline):
 
 def _reviewer_name(review):
     # Plain text: a link would lead reviewers to the user admin, which is not theirs.
-    return review.reviewer.get_username() if review.reviewer_id else EMPTY
+    if review.reviewer_id:
+        return review.reviewer.get_username()
+    if review.reviewer_name:  # kept at the save (Review.reviewer_name)
+        return f"{review.reviewer_name} (account deleted)"
+    return EMPTY
 
 
 class RecordsStaffAccess:
@@ -257,12 +314,24 @@ class RecordsStaffAccess:
 SKIP_MESSAGES = {
     Skip.NEEDS_A_LOOK: "Left {n} for a one-by-one review: a photo that failed the quality check, a low result on a "
                        "palm or sole, or a mole whose previous photo was rated higher. Open each one and review it.",
-    Skip.EARLIER_RESULT: "Skipped {n} whose review is of an earlier result: open each one and save its review "
-                         "again, changed or not.",
+    Skip.EARLIER_RESULT: "Skipped {n} whose review is of an earlier result: open each one, give your verdict "
+                         "on its new result and save its review again.",
     Skip.FAILED: "Skipped {n} failed: no review settles them. Re-run them (the classifier may have been "
                  "unavailable); one that fails again waits for the new photo its patient was told to upload.",
     Skip.NOT_DONE_OR_REVIEWED: "Skipped {n}: not finished yet, or already reviewed.",
 }
+
+
+# The request attribute that says the case page's save stored a review (DiagnosisAdmin.save_formset).
+REVIEW_SAVED = "_molesite_review_saved"
+
+
+def _why_no_review_saved(diagnosis) -> str:
+    if diagnosis.status != Diagnosis.Status.DONE:
+        return "No review saved: this case has no result to review (queued, running or failed)."
+    if diagnosis.current_review is not None:
+        return "No review saved: you changed nothing, and the review on file stands."
+    return "No review saved: choose a verdict and a recommendation."
 
 
 @admin.register(Diagnosis)
@@ -279,7 +348,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "uploaded",
     ]
     list_display_links = ["thumb", "patient"]
-    list_filter = [RiskFilter, "status", ReviewedFilter, PhotoQualityFilter, "model_version", "created_at"]
+    list_filter = [RiskFilter, "status", ReviewedFilter, PhotoQualityFilter, ModelVersionFilter, "created_at"]
     list_select_related = ["owner", "review"]
     # The address only whole ("=": iexact): reviewers are not shown patients' addresses, and
     # a match on a part of one would tell it a character at a time.
@@ -416,6 +485,20 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         return super().change_view(request, object_id, form_url, {"title": "Review case", **(extra_context or {})})
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.status != Diagnosis.Status.DONE:
+            # Nothing here to save without a result (no review form: get_inline_instances).
+            context.update(show_save=False, show_save_and_continue=False)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def response_change(self, request, obj):
+        # The admin would say "was changed successfully" of a save that stored nothing: the review
+        # form left empty or unchanged, or a case without a result, which has no form.
+        if getattr(request, REVIEW_SAVED, False):
+            return super().response_change(request, obj)
+        self.message_user(request, _why_no_review_saved(obj), messages.WARNING)
+        return HttpResponseRedirect(request.get_full_path())  # the case page again: still to review
+
     def get_fieldsets(self, request, obj=None):
         """The error line and what to do only on a failed case: on any other they would be an
         empty '-'. The review the patient sees, read-only, only on a case without a result (a
@@ -539,6 +622,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
                 recommendation=data["recommendation"],
                 note=data["note"],
             )
+            setattr(request, REVIEW_SAVED, True)  # for response_change
             self._warn_of_patients_not_emailed(request, [review])
 
     def _warn_of_patients_not_emailed(self, request, reviews):
@@ -567,7 +651,9 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     def mark_reviewed(self, request, queryset):
         # The service reads each case again, under its lock, and says why it left any alone.
         agreement = services.review_agree_many(diagnoses=list(queryset.select_related(None)), reviewer=request.user)
-        self.message_user(request, f"Marked {len(agreement.reviews)} as reviewed.", messages.SUCCESS)
+        marked = len(agreement.reviews)
+        # Nothing marked is no success: the warnings below say why.
+        self.message_user(request, f"Marked {marked} as reviewed.", messages.SUCCESS if marked else messages.WARNING)
         for reason, message in SKIP_MESSAGES.items():
             if count := agreement.skipped[reason]:
                 self.message_user(request, message.format(n=count), messages.WARNING)
@@ -753,10 +839,16 @@ class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
     """A read-only log of reviews; reviews are written on the case page only. A review's page
     shows the patient's case (its name, the clinician's reading), so opening it is recorded."""
 
-    list_display = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "reviewed_at"]
-    fields = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "note", "reviewed_at"]
+    list_display = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "reviewed_at",
+                    "model_version", "of_earlier_result"]
+    fields = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "note", "reviewed_at",
+              "model_version", "of_earlier_result"]
     readonly_fields = fields
     list_select_related = ["reviewer", "diagnosis__owner"]
+    # The address only whole, as the queue's; the reviewer also by the name kept when their
+    # account was deleted (Review.reviewer_name).
+    search_fields = ["diagnosis__owner__username", "=diagnosis__owner__email", "reviewer__username", "reviewer_name"]
+    search_help_text = "Search by the patient's username or whole e-mail address, or the reviewer's username."
     # The reviewed_at filter gives the date ranges (today, past 7 days, this month, this year);
     # no date_hierarchy, whose years and months come from every row on each load.
     list_filter = ["verdict", "recommendation", "label", "reviewed_at"]
@@ -795,6 +887,12 @@ class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
     @admin.display(description="Reviewer", ordering="reviewer__username")
     def reviewed_by(self, obj):
         return _reviewer_name(obj)
+
+    @admin.display(description="Of an earlier result", boolean=True)
+    def of_earlier_result(self, obj):
+        """A re-run with another model version has replaced the result it read (the queue counts
+        the case as unreviewed again): diagnosis is loaded with the row (list_select_related)."""
+        return obj.is_of_an_earlier_result
 
 
 @admin.register(StaffAccess)

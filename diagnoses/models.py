@@ -554,6 +554,9 @@ class Review(models.Model):
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="reviews_written"
     )
+    # The reviewer's username as it was at the save (services.review_save), as StaffAccess keeps
+    # staff_name: who wrote the review stays known when their account is deleted.
+    reviewer_name = models.CharField(max_length=150, blank=True, editable=False)
     verdict = models.CharField(max_length=10, choices=Verdict.choices)
     label = models.CharField("clinician's label", max_length=5, choices=CLASS_CHOICES, blank=True)
     recommendation = models.CharField(max_length=20, choices=Recommendation.choices)

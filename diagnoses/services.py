@@ -865,19 +865,24 @@ def review_save(
     """Record (or correct) a clinician's review; stamps the reviewer and the time, and (unless
     notify is False, for a caller that notifies itself) queues the patient's e-mail.
 
-    Agreeing without a label means the clinician's label is the model's predicted class; "cannot
-    tell from this photo" (Review.Verdict.UNCLEAR) takes no label.
+    Agreeing means the clinician's label is the model's predicted class, whatever label is given
+    (the review form refuses another); "cannot tell from this photo" (Review.Verdict.UNCLEAR)
+    takes no label.
     """
     if diagnosis.status != Diagnosis.Status.DONE:
         raise ValueError("Only a finished diagnosis can be reviewed.")
     if verdict == Review.Verdict.UNCLEAR and label:
         raise ValueError("A review that cannot tell from the photo takes no label.")
-    if verdict == Review.Verdict.AGREE and not label:
+    if verdict == Review.Verdict.AGREE:
+        # Never "agree with the model · label: Melanoma" on an nv result (a label kept from a
+        # review of an earlier result, before a re-run, included).
         label = diagnosis.predicted_class
     review, created = Review.objects.update_or_create(
         diagnosis=diagnosis,
         defaults={
             "reviewer": reviewer,
+            # kept when the account is deleted
+            "reviewer_name": reviewer.get_username() if reviewer is not None else "",
             "verdict": verdict,
             "label": label,
             "recommendation": recommendation,

@@ -196,6 +196,18 @@ def test_it_filters_the_queue_by_reviewed_risk_and_status(reviewer_client, revie
     assert queue(reviewer_client, model_version="test-model-1", reviewed="no") == [waiting]
 
 
+def test_the_model_version_filter_names_the_cases_without_a_result(reviewer_client, owner, make_diagnosis):
+    done = make_diagnosis(owner, risk="high")
+    queued = make_diagnosis(owner, status="queued")
+    failed = make_diagnosis(owner, status="failed")
+    html = reviewer_client.get(QUEUE_URL).content.decode()
+    filter_html = html.split("By model version")[1].split("</details>")[0]
+    assert "No result (queued, running or failed)</a>" in filter_html
+    assert "></a>" not in filter_html  # no blank, unlabelled choice
+    assert set(queue(reviewer_client, model_version="-")) == {queued, failed}
+    assert queue(reviewer_client, model_version="test-model-1") == [done]
+
+
 def test_it_filters_the_queue_by_upload_date_under_the_columns_name(reviewer_client, owner, make_diagnosis):
     make_diagnosis(owner, risk="high", age_days=40)
     recent = make_diagnosis(owner, risk="low", age_days=2)
@@ -311,6 +323,30 @@ def test_the_reviews_log_sorts_and_filters_by_date_through_an_index(
     assert "By reviewed at" in html and "Past 7 days" in html and 'class="toplinks"' not in html
     assert not [q["sql"] for q in captured if "MIN(" in q["sql"] or "datetime_trunc" in q["sql"]]
     assert ("reviewed_at",) in indexed_columns(Review)  # its order, newest first
+
+
+def test_the_reviews_log_searches_by_patient_and_reviewer_and_marks_reviews_of_earlier_results(
+        reviewer_client, reviewer, owner, outsider, make_diagnosis):
+    mine, theirs = make_diagnosis(owner, risk="high"), make_diagnosis(outsider, risk="low")
+    services.review_agree_many(diagnoses=[mine, theirs], reviewer=reviewer)
+    Diagnosis.objects.filter(pk=theirs.pk).update(model_version="test-model-2")  # re-run since
+    log = reverse("admin:diagnoses_review_changelist")
+
+    def found(q):
+        response = reviewer_client.get(log, {"q": q})
+        assert response.status_code == 200
+        return {review.diagnosis_id for review in response.context["cl"].result_list}
+
+    assert found("patient") == {mine.pk}
+    assert found("OUTSIDER@example.com") == {theirs.pk}
+    assert found("outsider@example") == set()  # the address only whole, as the queue's
+    assert found("dr-rev") == {mine.pk, theirs.pk}
+    Review.objects.filter(diagnosis=theirs).update(reviewer=None, reviewer_name="dr-gone")
+    assert found("dr-gone") == {theirs.pk}
+
+    html = reviewer_client.get(log).content.decode()
+    assert "Model version reviewed" in html and "Of an earlier result" in html
+    assert html.count("icon-yes.svg") == 1 and html.count("icon-no.svg") == 1
 
 
 # --- the case page -----------------------------------------------------------------------------

@@ -69,7 +69,8 @@ def test_the_desk_says_what_the_service_found_without_looking_again(reviewer_cli
 
     assert messages == [
         "Marked 0 as reviewed.",
-        "Skipped 1 whose review is of an earlier result: open each one and save its review again, changed or not.",
+        "Skipped 1 whose review is of an earlier result: open each one, give your verdict on its new result and "
+        "save its review again.",
         "Skipped 2 failed: no review settles them. Re-run them (the classifier may have been unavailable); "
         "one that fails again waits for the new photo its patient was told to upload.",
         "Skipped 1: not finished yet, or already reviewed.",

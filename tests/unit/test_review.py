@@ -741,3 +741,115 @@ def test_deleting_a_check_whose_result_came_in_since_it_was_loaded_deletes_the_n
     with django_capture_on_commit_callbacks(execute=True):
         services.diagnosis_delete(diagnosis=loaded)
     assert not storage.exists(stored_meanwhile.heatmap.name)
+
+
+# --- verdict and label agree; the page says what it saved; the log keeps who wrote it --------
+
+
+def case_page(client, diagnosis):
+    response = client.get(change_url(diagnosis))
+    assert response.status_code == 200
+    return response
+
+
+def messages_of(response):
+    return [(message.level_tag, str(message)) for message in response.context["messages"]]
+
+
+def test_agreeing_refuses_another_label_and_disagreeing_the_models_class(reviewer_client, reviewer, owner,
+                                                                         make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="low")  # the model's class: nv, melanocytic nevus
+    agree_mel = reviewer_client.post(change_url(diagnosis), review_post(diagnosis, verdict="agree", label="mel",
+                                                                          recommendation="routine"))
+    assert agree_mel.status_code == 200
+    assert "Agreeing with the model takes its class, Melanocytic nevus" in agree_mel.content.decode()
+    disagree_nv = reviewer_client.post(change_url(diagnosis), review_post(diagnosis, verdict="disagree", label="nv",
+                                                                            recommendation="routine"))
+    assert disagree_nv.status_code == 200
+    assert "Melanocytic nevus is the model&#x27;s class" in disagree_nv.content.decode()
+    assert not Review.objects.exists()
+
+    # Agreeing with the model's own class is taken, and the service never stores another.
+    ok = review_post(diagnosis, verdict="agree", label="nv", recommendation="routine")
+    assert reviewer_client.post(change_url(diagnosis), ok).status_code == 302
+    review = services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="agree", label="mel",
+                                  recommendation="routine", notify=False)
+    assert Review.objects.get(pk=review.pk).label == "nv"
+
+
+def test_a_review_of_an_earlier_result_is_not_offered_as_the_new_ones_verdict(reviewer_client, reviewer, owner,
+                                                                               make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high", model_version="old-model")  # mel
+    earlier = services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="agree",
+                                   recommendation="dermatologist_soon", note="Come in.", notify=False)
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(
+        model_version="new-model", finished_at=timezone.now(), risk="low", predicted_class="nv",
+        malignant_probability=0.05, probabilities=PROBABILITIES_FOR_RISK["low"])
+
+    page = case_page(reviewer_client, diagnosis)
+    form = page.context["inline_admin_formsets"][0].formset.forms[0]
+    assert (form.initial["verdict"], form.initial["label"]) == ("", "")
+    assert (form.initial["recommendation"], form.initial["note"]) == ("dermatologist_soon", "Come in.")
+    assert ("The review on file was of an earlier result (model version old-model: agree with the model, "
+            "label: Melanoma)") in page.content.decode()
+
+    # Saved as the page shows it, it asks for a verdict; it never becomes "agree · Melanoma" on nv.
+    as_shown = review_post(diagnosis, verdict="", label="", recommendation="dermatologist_soon", note="Come in.",
+                           existing=earlier)
+    response = reviewer_client.post(change_url(diagnosis), as_shown)
+    assert response.status_code == 200
+    assert Review.objects.get(pk=earlier.pk).model_version == "old-model"
+    as_shown["review-0-verdict"] = "agree"
+    assert reviewer_client.post(change_url(diagnosis), as_shown).status_code == 302
+    saved = Review.objects.get(pk=earlier.pk)
+    assert (saved.verdict, saved.label, saved.model_version) == ("agree", "nv", "new-model")
+
+
+def test_a_save_that_stores_no_review_says_so_instead_of_success(reviewer_client, reviewer, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    empty = review_post(diagnosis, verdict="", label="", recommendation="", note="")
+    response = reviewer_client.post(change_url(diagnosis), empty, follow=True)
+    assert messages_of(response) == [("warning", "No review saved: choose a verdict and a recommendation.")]
+    assert response.redirect_chain[-1][0] == change_url(diagnosis)  # still to review
+    assert not Review.objects.exists()
+
+    response = reviewer_client.post(change_url(diagnosis), review_post(diagnosis), follow=True)
+    assert [level for level, _ in messages_of(response)] == ["success"]
+    unchanged = review_post(diagnosis, label="mel", existing=Review.objects.get(diagnosis=diagnosis))  # as shown
+    response = reviewer_client.post(change_url(diagnosis), unchanged, follow=True)
+    assert messages_of(response) == [("warning", "No review saved: you changed nothing, and the review on file stands.")]
+
+    # A case without a result has no form and no save buttons; a stray post saves nothing.
+    failed = make_diagnosis(owner, status="failed")
+    assert 'name="_save"' not in case_page(reviewer_client, failed).content.decode()
+    assert 'name="_save"' in case_page(reviewer_client, diagnosis).content.decode()
+    response = reviewer_client.post(change_url(failed), {"_save": "Save"}, follow=True)
+    assert messages_of(response) == [
+        ("warning", "No review saved: this case has no result to review (queued, running or failed).")]
+
+
+def test_marking_none_as_reviewed_is_a_warning_not_a_success(reviewer_client, owner, make_diagnosis):
+    failed = make_diagnosis(owner, status="failed")
+    response = reviewer_client.post(QUEUE_URL, {"action": "mark_reviewed", "_selected_action": [str(failed.pk)]},
+                                    follow=True)
+    assert ("warning", "Marked 0 as reviewed.") in messages_of(response)
+    done = make_diagnosis(owner, risk="high")
+    response = reviewer_client.post(QUEUE_URL, {"action": "mark_reviewed", "_selected_action": [str(done.pk)]},
+                                    follow=True)
+    assert ("success", "Marked 1 as reviewed.") in messages_of(response)
+
+
+def test_the_reviewers_name_outlives_their_account(reviewer_client, admin_client, reviewer, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    response = reviewer_client.post(change_url(diagnosis), review_post(diagnosis, recommendation="urgent"))
+    assert response.status_code == 302
+    assert Review.objects.get(diagnosis=diagnosis).reviewer_name == "dr-reviewer"
+
+    reviewer.delete()
+    review = Review.objects.get(diagnosis=diagnosis)
+    assert review.reviewer is None
+    log = admin_client.get(reverse("admin:diagnoses_review_changelist")).content.decode()
+    assert "dr-reviewer (account deleted)" in log
+    assert "dr-reviewer (account deleted)" in case_page(admin_client, diagnosis).content.decode()
+    found = admin_client.get(reverse("admin:diagnoses_review_changelist"), {"q": "dr-reviewer"})
+    assert list(found.context["cl"].result_list) == [review]

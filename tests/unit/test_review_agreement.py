@@ -99,7 +99,7 @@ def test_it_splits_the_malignant_ones_flagged_by_the_photo_check(owner, reviewer
         diagnosis = make_diagnosis(owner, risk=risk)
         Diagnosis.objects.filter(pk=diagnosis.pk).update(photo_issues=photo_issues)
         diagnosis.refresh_from_db()
-        review(diagnosis, reviewer, "disagree" if risk == "low" else "agree", "mel")
+        review(diagnosis, reviewer, "agree" if risk == "high" else "disagree", "mel")  # the model's class: high only
 
     malignant_case("high", [])
     malignant_case("medium", [])
