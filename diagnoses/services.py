@@ -700,13 +700,23 @@ def orphaned_files(*, delete: bool = False) -> list[str]:
             continue
         for filename in files:
             name = f"{folder}/{filename}"
-            if name not in named and storage.get_modified_time(name) < cutoff:
+            if name not in named and _older_than(storage, name, cutoff):
                 orphans.append(name)
     for name in sorted(orphans):
         logger.warning("photo check: %s is named by no diagnosis%s", name, "; deleted" if delete else "")
         if delete:
             storage.delete(name)
     return sorted(orphans)
+
+
+def _older_than(storage, name, cutoff) -> bool:
+    """Whether the file was last written before cutoff; False for one gone since the folder was
+    listed (the site and worker run beside the check: a refused upload's files, a re-run's old
+    heatmap are deleted any time)."""
+    try:
+        return storage.get_modified_time(name) < cutoff
+    except FileNotFoundError:
+        return False
 
 
 def _every_photo(page_size: int = 200):
@@ -739,12 +749,22 @@ def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
         return None
     try:
         diagnosis = Diagnosis.objects.get(pk=diagnosis_id)
-        with diagnosis.image.open("rb") as stored:
-            image_bytes = stored.read()
+        image_bytes = _read_stored_photo(diagnosis)
         prediction, heatmap_png = _explain(image_bytes)
         if _store_result(diagnosis, prediction, heatmap_png):
             diagnosis.refresh_from_db()
             return diagnosis
+    except Diagnosis.DoesNotExist:  # the patient deleted it since the claim: nothing went wrong
+        logger.info("diagnosis %s was deleted while it was being classified", diagnosis_id)
+    except StoredPhotoMissing:
+        if Diagnosis.objects.filter(pk=diagnosis_id).exists():
+            # The row names a file the storage does not hold (a backup restored without its
+            # photos, a file deleted by hand): no retry brings it back, and it is the site's
+            # fault, for whoever watches the ERROR lines.
+            logger.exception("the stored photo of %s is missing", diagnosis_id)
+            diagnosis_fail(diagnosis_id=diagnosis_id, message=MESSAGE_UNREADABLE)
+        else:  # deleted with its row since the claim
+            logger.info("diagnosis %s was deleted while it was being classified", diagnosis_id)
     except (DatabaseError, OSError) as exc:
         logger.warning("transient failure classifying %s: %s", diagnosis_id, exc, exc_info=True)
         _forget_a_lost_connection(exc)
@@ -765,6 +785,20 @@ def diagnosis_classify(*, diagnosis_id) -> Diagnosis | None:
         logger.exception("classifying %s failed", diagnosis_id)
         diagnosis_fail(diagnosis_id=diagnosis_id, message=MESSAGE_UNEXPECTED)
     return None
+
+
+class StoredPhotoMissing(Exception):
+    """The storage holds no file by the name the diagnosis gives its photo."""
+
+
+def _read_stored_photo(diagnosis: Diagnosis) -> bytes:
+    """The stored photo's bytes; StoredPhotoMissing where there is no such file. Any other
+    OSError stays one: a storage that fails for a moment is worth a retry, a missing file is not."""
+    try:
+        with diagnosis.image.open("rb") as stored:
+            return stored.read()
+    except FileNotFoundError as exc:
+        raise StoredPhotoMissing(diagnosis.image.name) from exc
 
 
 # What a connection the database dropped (a restart, a failover, a network cut) raises: every
@@ -814,12 +848,24 @@ def _store_result(diagnosis: Diagnosis, prediction, heatmap_png: bytes) -> bool:
             status=Diagnosis.Status.DONE,
             finished_at=timezone.now(),
         )
-    except DatabaseError:  # retried with a new heatmap: no row would ever name this one
-        _delete_files([diagnosis.heatmap] if heatmap else [])
+    except DatabaseError:  # retried with a new heatmap: this one is deleted unless the row names it
+        if heatmap and not _row_names_heatmap(diagnosis.pk, heatmap):
+            _delete_files([diagnosis.heatmap])
         raise
     if not stored and heatmap:
         _delete_files([diagnosis.heatmap])
     return bool(stored)
+
+
+def _row_names_heatmap(diagnosis_id, heatmap: str) -> bool:
+    """Whether the row names heatmap: the update may have committed before its answer was lost
+    (a connection dropped at that moment), and then the finished result shows this file. True
+    when the database cannot say: an orphan is found by checkphotos, a deleted heatmap is gone."""
+    try:
+        return Diagnosis.objects.filter(pk=diagnosis_id, heatmap=heatmap).exists()
+    except DatabaseError as exc:
+        _forget_a_lost_connection(exc)
+        return True
 
 
 def _save_heatmap(diagnosis: Diagnosis, heatmap_png: bytes) -> str:

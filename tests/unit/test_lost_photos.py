@@ -2,6 +2,7 @@
 middle of one. celery beat runs services.diagnoses_recover_lost every few minutes; nothing
 stays "queued" or "running" for ever."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -227,3 +228,53 @@ def test_a_result_the_database_refused_leaves_no_heatmap_behind(owner, jpeg_byte
         services.diagnosis_classify(diagnosis_id=diagnosis.pk)
     heatmaps = private_media / "heatmaps"
     assert not heatmaps.exists() or list(heatmaps.iterdir()) == []  # the overlay shows the photo
+
+
+def test_a_heatmap_the_finished_row_names_is_kept_when_the_answer_to_its_update_is_lost(
+        owner, jpeg_bytes, tiny_model, private_media, monkeypatch):
+    # The update commits, then the connection drops before its answer: the row is done and names
+    # the heatmap, and the retry leaves a finished row alone, so deleting the file would leave the
+    # result pointing at nothing for good.
+    from django.db import OperationalError
+    from django.db.models.query import QuerySet
+
+    from tests.unit.test_foundation import upload
+
+    diagnosis = services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    real_update = QuerySet.update
+
+    def update_committed_answer_lost(queryset, **fields):
+        stored = real_update(queryset, **fields)
+        if "heatmap" in fields:
+            raise OperationalError("server closed the connection unexpectedly")
+        return stored
+
+    monkeypatch.setattr(QuerySet, "update", update_committed_answer_lost)
+    with pytest.raises(services.TransientClassificationError):
+        services.diagnosis_classify(diagnosis_id=diagnosis.pk)
+    monkeypatch.setattr(QuerySet, "update", real_update)
+
+    assert services.diagnosis_classify(diagnosis_id=diagnosis.pk) is None  # the retry: already done
+    diagnosis.refresh_from_db()
+    assert diagnosis.status == Diagnosis.Status.DONE and diagnosis.heatmap
+    assert diagnosis.heatmap.storage.exists(diagnosis.heatmap.name)
+
+
+def test_the_photo_check_goes_on_past_a_file_deleted_while_it_lists_the_folder(owner, jpeg_bytes, private_media,
+                                                                                monkeypatch):
+    # The site and the worker run beside checkphotos: a file listed may be gone when its age is read.
+    from django.core.files.storage import FileSystemStorage
+
+    from tests.unit.test_foundation import upload
+
+    services.diagnosis_create(owner=owner, image=upload(jpeg_bytes))
+    (private_media / "images" / "left-behind.jpg").write_bytes(b"x")
+    os.utime(private_media / "images" / "left-behind.jpg", (0, 0))  # old enough to be an orphan
+    listdir = FileSystemStorage.listdir
+
+    def listdir_with_a_file_since_deleted(storage, path):
+        folders, files = listdir(storage, path)
+        return folders, [*files, "gone-since.jpg"] if path == "images" else files
+
+    monkeypatch.setattr(FileSystemStorage, "listdir", listdir_with_a_file_since_deleted)
+    assert services.orphaned_files() == ["images/left-behind.jpg"]
