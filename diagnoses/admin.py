@@ -27,7 +27,7 @@ from django.utils.timezone import localtime
 from ml import CLASS_NAMES, CLASSES, MALIGNANT
 
 from . import services
-from .models import Diagnosis, Mole, Review, StaffAccess
+from .models import Diagnosis, Mole, Review, ReviewRevision, StaffAccess
 from .services import (ANSWERED_LABEL, BAND_OF_RANK, EARLIER_REVIEW_RANKS, FAILED_LABEL, FAILED_RANK, QUEUE_RANK,
                        REVIEWED_AT_DESK, RISK_RANKS, Skip)
 from .views import load_model_card
@@ -49,6 +49,8 @@ FAILED_ONLY_FIELDS = {"error", "what_to_do"}
 # The case page's fieldset of the review a case without a result (a re-run queued, running or
 # failed) kept, read-only: what the patient's page still shows (DiagnosisAdmin.get_fieldsets).
 REVIEW_SHOWN = "Review the patient sees"
+# The case page's fieldset of the reviews a correction replaced, shown when there are any.
+REVIEW_HISTORY = "Earlier versions of the review"
 
 
 def _file_url(diagnosis, kind):
@@ -285,6 +287,23 @@ class ReviewInline(admin.StackedInline):
         return _reviewer_name(obj)
 
 
+def _review_history(diagnosis):
+    """The reviews of this case that corrections replaced (ReviewRevision), newest first: what
+    the patient was told before, and by whom. None when the review was never corrected."""
+    revisions = ReviewRevision.objects.filter(diagnosis=diagnosis).select_related("reviewer")
+    rows = format_html_join("", "<tr>" + "<td>{}</td>" * 8 + "</tr>", (
+        (date_format(localtime(r.reviewed_at), "DATETIME_FORMAT"), _reviewer_name(r),
+         r.get_verdict_display(), r.get_label_display() or EMPTY, r.get_recommendation_display(), r.note or EMPTY,
+         r.model_version or EMPTY, date_format(localtime(r.superseded_at), "DATETIME_FORMAT"))
+        for r in revisions))
+    if not rows:
+        return None
+    return format_html(
+        '<table class="review-history"><thead><tr><th>Saved</th><th>Reviewer</th><th>Verdict</th><th>Label</th>'
+        "<th>Recommendation</th><th>Note to the patient</th><th>Model version</th><th>Replaced</th></tr></thead>"
+        "<tbody>{}</tbody></table>", rows)
+
+
 def _reviewer_name(review):
     # Plain text: a link would lead reviewers to the user admin, which is not theirs.
     if review.reviewer_id:
@@ -384,6 +403,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
             },
         ),
         (REVIEW_SHOWN, {"fields": ["shown_review"]}),
+        (REVIEW_HISTORY, {"fields": ["review_history"]}),
         ("Patient", {"fields": [("patient", "mole_link", "created_at"), "earlier_photos"]}),
     ]
     # Nothing about a diagnosis is editable here, for anyone: not the model's output, not the photo.
@@ -405,6 +425,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "created_at",
         "earlier_photos",
         "shown_review",
+        "review_history",
     ]
 
     # --- the queue -----------------------------------------------------------------------------
@@ -506,8 +527,10 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         (ReviewInline), which a case without a result does not offer (get_inline_instances)."""
         failed = obj is not None and obj.status == Diagnosis.Status.FAILED
         review_shown = obj is not None and obj.status != Diagnosis.Status.DONE and obj.review_or_none is not None
+        corrected = obj is not None and ReviewRevision.objects.filter(diagnosis=obj).exists()
+        shown = {REVIEW_SHOWN: review_shown, REVIEW_HISTORY: corrected}
         return [(name, {**options, "fields": [f for f in options["fields"] if failed or f not in FAILED_ONLY_FIELDS]})
-                for name, options in self.fieldsets if review_shown or name != REVIEW_SHOWN]
+                for name, options in self.fieldsets if shown.get(name, True)]
 
     def staff_access(self, obj):
         return {"patient": obj.owner, "record": StaffAccess.Record.CASE, "diagnosis": obj}
@@ -544,6 +567,10 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         only the desk says: who gave it, and until when the patient's page shows it."""
         return render_to_string("admin/diagnoses/diagnosis/shown_review.html", {
             "diagnosis": obj, "reviewer": _reviewer_name(obj.review), "pressing_colour": ADMIN_RISK_COLOURS["high"]})
+
+    @admin.display(description="Replaced by corrections")
+    def review_history(self, obj):
+        return _review_history(obj) or "None: the review on file was never corrected."
 
     @admin.display(description="Heatmap (where the model looked)")
     def heatmap_image(self, obj):
@@ -842,7 +869,7 @@ class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
     list_display = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "reviewed_at",
                     "model_version", "of_earlier_result"]
     fields = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "note", "reviewed_at",
-              "model_version", "of_earlier_result"]
+              "model_version", "of_earlier_result", "review_history"]
     readonly_fields = fields
     list_select_related = ["reviewer", "diagnosis__owner"]
     # The address only whole, as the queue's; the reviewer also by the name kept when their
@@ -887,6 +914,10 @@ class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
     @admin.display(description="Reviewer", ordering="reviewer__username")
     def reviewed_by(self, obj):
         return _reviewer_name(obj)
+
+    @admin.display(description="Earlier versions, replaced by corrections")
+    def review_history(self, obj):
+        return _review_history(obj.diagnosis_id) or "None."
 
     @admin.display(description="Of an earlier result", boolean=True)
     def of_earlier_result(self, obj):

@@ -585,6 +585,38 @@ class Review(models.Model):
         return self.recommendation == self.Recommendation.NEW_PHOTO
 
 
+class ReviewRevision(models.Model):
+    """A review as it stood before a clinician corrected it (services.review_save): what the
+    patient was told, by whom and when stays on record, at the desk and in the patient's data
+    download, though their pages show only the review on file."""
+
+    diagnosis = models.ForeignKey(Diagnosis, on_delete=models.CASCADE, related_name="review_revisions")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    reviewer_name = models.CharField(max_length=150, blank=True)
+    verdict = models.CharField(max_length=10, choices=Review.Verdict.choices)
+    label = models.CharField("clinician's label", max_length=5, choices=CLASS_CHOICES, blank=True)
+    recommendation = models.CharField(max_length=20, choices=Review.Recommendation.choices)
+    note = models.TextField("note to the patient", blank=True)
+    reviewed_at = models.DateTimeField()
+    model_version = models.CharField("model version reviewed", max_length=100, blank=True)
+    superseded_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-reviewed_at"]
+
+    def __str__(self):
+        return f"Earlier review of {self.diagnosis_id}"
+
+    # The fields a revision copies from the review it keeps.
+    COPIED = ("reviewer_id", "reviewer_name", "verdict", "label", "recommendation", "note", "reviewed_at",
+              "model_version")
+
+    @classmethod
+    def of(cls, review: Review, superseded_at) -> "ReviewRevision":
+        return cls(diagnosis_id=review.diagnosis_id, superseded_at=superseded_at,
+                   **{field: getattr(review, field) for field in cls.COPIED})
+
+
 class StaffAccess(models.Model):
     """A member of staff opened one of a patient's records at the review desk (a check's case
     page, a mole's page, the account). Kept so that the patient can see who looked, and an

@@ -43,7 +43,7 @@ from molesite.mail import one_connection, send_templated_mail
 from .images import sanitize_upload
 from .models import (
     CLASS_CHOICES, LOW_RISK_ACRAL_ADVICE, RECOMMENDATION_ORDER, RISK_ORDER, SHARE_LINK_DAYS, Diagnosis, Mole,
-    Review, ShareLink, StaffAccess, is_reviewed, normalise_mole_name,
+    Review, ReviewRevision, ShareLink, StaffAccess, is_reviewed, normalise_mole_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -478,7 +478,7 @@ def write_user_export(*, user, out) -> None:
     their records) plus every photo, thumbnail and heatmap. Each stored file is copied in chunks
     and kept as is (ZIP_STORED: JPEG and PNG are compressed already), so neither memory nor time
     grows with recompressing a long history."""
-    diagnoses = list(user.diagnoses.select_related("mole", "review").prefetch_related("share_links")
+    diagnoses = list(user.diagnoses.select_related("mole", "review").prefetch_related("share_links", "review_revisions")
                      .order_by("created_at"))
     data = {
         "exported_at": _isoformat(timezone.now()),
@@ -530,6 +530,13 @@ def write_user_export(*, user, out) -> None:
                     "note": review.note, "reviewed_at": _isoformat(review.reviewed_at),
                     "model_version": review.model_version,
                 },
+                # what corrections replaced: the patient may have read it, or been e-mailed about it
+                "earlier_reviews": [
+                    {"verdict": r.verdict, "label": r.label, "recommendation": r.recommendation, "note": r.note,
+                     "reviewed_at": _isoformat(r.reviewed_at), "model_version": r.model_version,
+                     "replaced_at": _isoformat(r.superseded_at)}
+                    for r in sorted(d.review_revisions.all(), key=lambda r: r.reviewed_at)
+                ],
                 # when each link was made, until when it worked, how often it was opened; never
                 # its token or hash
                 "share_links": [
@@ -553,7 +560,8 @@ def _export_readme() -> str:
     return (
         "Your molesite data\n\n"
         "data.json     your account, your moles, every check with its result, the clinicians'\n"
-        "              reviews, the links you made to share a report, and who at the clinic\n"
+        "              reviews (and, as earlier_reviews, those a clinician's correction\n"
+        "              replaced), the links you made to share a report, and who at the clinic\n"
         "              opened your records. Times are the clinic's, with their offset.\n"
         "images/       your photos, as stored (named by the check's id)\n"
         "thumbnails/   their small previews\n"
@@ -923,24 +931,40 @@ def review_save(
         # Never "agree with the model · label: Melanoma" on an nv result (a label kept from a
         # review of an earlier result, before a re-run, included).
         label = diagnosis.predicted_class
-    review, created = Review.objects.update_or_create(
-        diagnosis=diagnosis,
-        defaults={
-            "reviewer": reviewer,
-            # kept when the account is deleted
-            "reviewer_name": reviewer.get_username() if reviewer is not None else "",
-            "verdict": verdict,
-            "label": label,
-            "recommendation": recommendation,
-            "note": note.strip(),
-            "reviewed_at": timezone.now(),
-            "model_version": diagnosis.model_version,
-        },
-    )
+    now = timezone.now()
+    with transaction.atomic():
+        _keep_the_review_it_corrects(diagnosis, now)
+        review, created = Review.objects.update_or_create(
+            diagnosis=diagnosis,
+            defaults=_review_fields(diagnosis, reviewer, verdict, label, recommendation, note, now),
+        )
     diagnosis.review = review
     if notify:
         _queue_review_notice([review], updated=not created)
     return review
+
+
+def _keep_the_review_it_corrects(diagnosis: Diagnosis, now) -> None:
+    """The review on file, if any, copied into ReviewRevision before a correction overwrites it:
+    the patient may have read it (and been e-mailed about it). Its row locked until the save
+    commits, so two corrections at once each keep the one they replace."""
+    earlier = Review.objects.select_for_update().filter(diagnosis=diagnosis).first()
+    if earlier is not None:
+        ReviewRevision.of(earlier, superseded_at=now).save()
+
+
+def _review_fields(diagnosis, reviewer, verdict, label, recommendation, note, now) -> dict:
+    return {
+        "reviewer": reviewer,
+        # kept when the account is deleted
+        "reviewer_name": reviewer.get_username() if reviewer is not None else "",
+        "verdict": verdict,
+        "label": label,
+        "recommendation": recommendation,
+        "note": note.strip(),
+        "reviewed_at": now,
+        "model_version": diagnosis.model_version,
+    }
 
 
 def _queue_review_notice(reviews: list[Review], *, updated: bool) -> None:

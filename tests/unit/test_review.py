@@ -2,6 +2,8 @@
 
 import csv
 import io
+import json
+import zipfile
 from datetime import timedelta
 
 import pytest
@@ -15,7 +17,7 @@ from django.utils import timezone
 
 from diagnoses import services
 from diagnoses.admin import CSV_HEADER, pseudonym, result_stamp
-from diagnoses.models import Diagnosis, Mole, Review
+from diagnoses.models import Diagnosis, Mole, Review, ReviewRevision
 from tests.conftest import PROBABILITIES_FOR_RISK, pass_second_step
 
 pytestmark = pytest.mark.django_db
@@ -95,6 +97,45 @@ def test_it_restamps_a_corrected_review_with_the_new_reviewer(reviewer_client, r
     assert review.recommendation == "urgent"
     assert review.reviewed_at > timezone.now() - timedelta(minutes=1)
     assert Review.objects.count() == 1
+
+
+def test_a_corrected_review_keeps_what_it_replaced_at_the_desk_and_in_the_patients_download(
+        reviewer_client, reviewer, admin_user, owner, owner_client, make_diagnosis):
+    # The patient was told "urgent, go now" (and e-mailed): a correction must not erase that, or
+    # who gave it, from the record.
+    diagnosis = make_diagnosis(owner, risk="high")
+    first = services.review_save(diagnosis=diagnosis, reviewer=admin_user, verdict="agree",
+                                 recommendation="urgent", note="Please come in today.")
+    Review.objects.filter(pk=first.pk).update(reviewed_at=timezone.now() - timedelta(days=1))
+    first.refresh_from_db()
+
+    response = reviewer_client.post(change_url(diagnosis), review_post(
+        diagnosis, verdict="disagree", label="nv", recommendation="routine", existing=first))
+    assert response.status_code == 302
+    assert Review.objects.get(diagnosis=diagnosis).recommendation == "routine"
+    (kept,) = ReviewRevision.objects.filter(diagnosis=diagnosis)
+    assert (kept.reviewer, kept.reviewer_name, kept.verdict, kept.recommendation, kept.note) == (
+        admin_user, admin_user.username, "agree", "urgent", "Please come in today.")
+    assert kept.reviewed_at == first.reviewed_at and kept.superseded_at > kept.reviewed_at
+
+    page = reviewer_client.get(change_url(diagnosis)).content.decode()
+    assert "Earlier versions of the review" in page
+    assert "Urgent: see a doctor now" in page and "Please come in today." in page
+    log = reviewer_client.get(reverse("admin:diagnoses_review_change", args=[first.pk])).content.decode()
+    assert "Please come in today." in log
+
+    body = b"".join(owner_client.get(reverse("account_export")).streaming_content)
+    (exported,) = json.loads(zipfile.ZipFile(io.BytesIO(body)).read("data.json"))["diagnoses"]
+    assert [(r["recommendation"], r["note"]) for r in exported["earlier_reviews"]] == [
+        ("urgent", "Please come in today.")]
+    assert exported["review"]["recommendation"] == "routine"
+
+
+def test_a_case_never_corrected_shows_no_history(reviewer_client, reviewer, owner, make_diagnosis):
+    diagnosis = make_diagnosis(owner, risk="high")
+    services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="agree", recommendation="urgent")
+    assert not ReviewRevision.objects.exists()
+    assert "Earlier versions of the review" not in reviewer_client.get(change_url(diagnosis)).content.decode()
 
 
 def test_it_does_not_overwrite_a_review_saved_while_the_case_was_open(reviewer_client, admin_user, owner,
