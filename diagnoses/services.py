@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import math
+import posixpath
 import secrets
 import shutil
 import smtplib
@@ -800,13 +801,17 @@ class StoredPhotoMissing(Exception):
 
 
 def _read_stored_photo(diagnosis: Diagnosis) -> bytes:
-    """The stored photo's bytes; StoredPhotoMissing where there is no such file. Any other
-    OSError stays one: a storage that fails for a moment is worth a retry, a missing file is not."""
+    """The stored photo's bytes; StoredPhotoMissing where its folder is there but the file is
+    not. Any other OSError stays one, a missing folder included (a network share that went away):
+    a storage that fails for a moment is worth a retry, a missing file is not."""
     try:
         with diagnosis.image.open("rb") as stored:
             return stored.read()
     except FileNotFoundError as exc:
-        raise StoredPhotoMissing(diagnosis.image.name) from exc
+        folder = posixpath.dirname(diagnosis.image.name)
+        if diagnosis.image.storage.exists(folder):
+            raise StoredPhotoMissing(diagnosis.image.name) from exc
+        raise
 
 
 # What a connection the database dropped (a restart, a failover, a network cut) raises: every

@@ -114,7 +114,7 @@ def test_the_result_page_gives_the_verdict_and_the_label_the_report_gives(
     services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="disagree", label="nv",
                          recommendation="routine", note="A harmless mole.", notify=False)
     _link, token = services.share_link_create(diagnosis=diagnosis, days=7, with_earlier_photos=False)
-    expected = "Routine check · disagree with the model · label: Melanocytic nevus"
+    expected = "Routine check · disagree with the model · the clinician's reading: melanocytic nevus"
 
     page = text(owner_client, diagnosis.get_absolute_url())
     assert review_body(page, "Reviewed by a clinician on") == expected

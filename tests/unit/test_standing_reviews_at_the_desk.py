@@ -59,7 +59,7 @@ def test_a_failed_re_run_shows_the_urgent_review_its_patient_still_sees(reviewer
     # as the patient's page words it (_review_body.html), the recommendation in red
     assert "<strong class=\"fs-5\">Urgent: see a doctor now</strong>" in review
     assert '<div class="shown-review pressing">' in review and "strong { color: #ba2121; }" in review
-    assert "disagree with the model" in review and "label: Melanoma" in review
+    assert "disagree with the model" in review and "the clinician's reading: melanoma" in review
     assert "Come today.<br>Bring the photo." in review
     assert f"Reviewed by {reviewer.username} on " in review
     # what it was of, as the patient's page says it (_review_of_earlier_result.html)
