@@ -443,7 +443,8 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         return obj.owner.get_username()
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(queue_rank=QUEUE_RANK)
+        return super().get_queryset(request).annotate(queue_rank=QUEUE_RANK,
+                                                      earlier_photo_review=services.EARLIER_PHOTO_REVIEW)
 
     @admin.display(description="Risk", ordering=QUEUE_RANK)
     def risk_band(self, obj):
@@ -466,7 +467,14 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
             return format_html('{}<br><small>ranked by its earlier review: <strong style="color:{}">{}</strong>'
                                '</small>', band, ADMIN_RISK_COLOURS[ranked_as],
                                review.get_recommendation_display().lower())
-        # Ranked by the mole's previous photo, rated higher (QUEUE_RANK)
+        earlier_photo_review = getattr(obj, "earlier_photo_review", None)
+        if EARLIER_REVIEW_RANKS.get(earlier_photo_review) == obj.queue_rank:
+            # Ranked by a pressing review of an earlier photo of the mole, which stands until a
+            # clinician judges a later photo (services.EARLIER_RANK)
+            return format_html('{}<br><small>ranked by an earlier photo\'s review: <strong style="color:{}">{}</strong>'
+                               '</small>', band, ADMIN_RISK_COLOURS[ranked_as],
+                               Review.Recommendation(earlier_photo_review).label.lower())
+        # Ranked by an earlier photo of the mole, rated higher (QUEUE_RANK)
         return format_html('{}<br><small>ranked as the previous photo: <strong style="color:{}">{}</strong></small>',
                            band, ADMIN_RISK_COLOURS[ranked_as], ranked_as.label.lower())
 

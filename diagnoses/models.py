@@ -322,11 +322,10 @@ class Diagnosis(models.Model):
             # read from this index, not from every row. (An Index, not db_index: on Postgres that
             # would add a second, LIKE index no query here uses.)
             models.Index(fields=["model_version"], name="diagnosis_version_idx"),
-            # A mole's finished photos in time order, for the photo just before a case's, which
-            # the review queue looks up for each case it sorts (services.EARLIER_RANK: mole,
-            # status done, created_at before, the latest by created_at then id): one backward
-            # scan of this index, stopped at the first row, not a scan of every photo of the mole
-            # and a sort. Also the photos before one on the patient's pages (earlier_photos_of_mole,
+            # A mole's finished photos in time order, for the photos before a case's, which the
+            # review queue looks up for each case it sorts (services.EARLIER_RANK: mole, status
+            # done, created_at before): a range of this index, not a scan of every photo. Also
+            # the photos before one on the patient's pages (earlier_photos_of_mole,
             # with_photos_before).
             models.Index(fields=["mole", "status", "created_at", "id"], name="diagnosis_mole_photos_idx"),
         ]
@@ -366,17 +365,38 @@ class Diagnosis(models.Model):
         return review is not None and review.asks_for_new_photo
 
     def previous_photo_rated_higher(self):
-        """The mole's finished photo just before this one, when the model put it in a higher risk
-        band, no clinician has reviewed this one and none has judged that one (a review that
-        could not tell from the photo leaves it standing, as does a review of an earlier result:
-        current_review); else None. A lower estimate now does not cancel the earlier one: the
-        model can rate two photos of one mole quite differently."""
+        """The earlier photo whose advice leads this one's (leading_earlier_photo), or None."""
+        return self.leading_earlier_photo()[0]
+
+    def leading_earlier_photo(self) -> tuple["Diagnosis | None", bool]:
+        """(photo, whether it is the photo just before this one): the mole's earlier photo whose
+        advice asks more than this one's band, when no clinician has reviewed this one; else
+        (None, False). A lower estimate now does not cancel an earlier, higher one: the model can
+        rate photos of one mole quite differently, and a lower photo after it does not either.
+        So it is the highest-rated photo no clinician has judged since the last one a clinician
+        judged (a review that could not tell from the photo, or of an earlier result, leaves a
+        photo unjudged: current_review), the latest of them on a tie; or that judged photo, when
+        its review asks more still (advice_order: urgent; a dermatologist soon against low),
+        which stands until a clinician judges a later photo."""
         if self.status != self.Status.DONE or self.risk not in RISK_ORDER or self.current_review is not None:
-            return None
-        previous = self.photo_before()
-        if previous is None or RISK_ORDER.get(previous.risk, -1) <= RISK_ORDER[self.risk]:
-            return None
-        return None if previous.judged_by_a_clinician else previous
+            return None, False
+        earlier = self.photos_before()
+        leading, asked = None, RISK_ORDER[self.risk]
+        for photo in reversed(earlier):  # newest first, back to the last photo a clinician judged
+            if photo.advice_order > asked:
+                leading, asked = photo, photo.advice_order
+            if photo.judged_by_a_clinician:
+                break
+        return leading, leading is not None and leading == earlier[-1]
+
+    @property
+    def advice_order(self) -> int:
+        """How much this photo's own advice asks, on RISK_ORDER's scale: its clinician's
+        recommendation when one judged it (RECOMMENDATION_ORDER; -1, less than any band, when not
+        pressing), else its band's (-1 without one)."""
+        if self.judged_by_a_clinician:
+            return RECOMMENDATION_ORDER.get(self.current_review.recommendation, -1)
+        return RISK_ORDER.get(self.risk, -1)
 
     @property
     def judged_by_a_clinician(self) -> bool:
@@ -387,15 +407,18 @@ class Diagnosis(models.Model):
         return review is not None and review.verdict != Review.Verdict.UNCLEAR
 
     def photo_before(self):
-        """The last of earlier_photos_of_mole, with its review; None when there is none. Picked
-        from the mole's photos when with_photos_before prefetched them, else asked for."""
+        """The last of earlier_photos_of_mole, with its review; None when there is none."""
+        earlier = self.photos_before()
+        return earlier[-1] if earlier else None
+
+    def photos_before(self) -> list["Diagnosis"]:
+        """earlier_photos_of_mole, with their reviews, as a list. Picked from the mole's photos
+        when with_photos_before prefetched them, else asked for."""
         mole = self.mole if Diagnosis.mole.is_cached(self) else None  # not loaded just for this
         photos = getattr(mole, MOLE_FINISHED_PHOTOS, None)
         if photos is None:
-            return self.earlier_photos_of_mole().select_related("review").last()
-        earlier = [photo for photo in photos
-                   if photo.owner_id == self.owner_id and photo.created_at < self.created_at]
-        return earlier[-1] if earlier else None
+            return list(self.earlier_photos_of_mole().select_related("review"))
+        return [photo for photo in photos if photo.owner_id == self.owner_id and photo.created_at < self.created_at]
 
     def earlier_photos_of_mole(self):
         """The finished checks of the same tracked mole taken before this one, oldest first:
@@ -447,8 +470,9 @@ class Diagnosis(models.Model):
         """What to do next, as the result page, the report and the API's `advice` give it. By
         precedence: the clinician's review of this result (current_review); a review of an
         earlier result (before a re-run) asking more than the advice that would lead without it,
-        which stands until a clinician reviews the new result; the mole's photo before, rated
-        higher (previous_photo_rated_higher); else the band's own advice (risk_advice)."""
+        which stands until a clinician reviews the new result; the mole's earlier photo whose advice
+        asks more, by its band or its clinician's review (leading_earlier_photo); else the band's own
+        advice (risk_advice)."""
         if self.status != self.Status.DONE or self.risk not in RISK_ORDER:
             return NextStep("", "", self.risk_colour)
         band = self.risk_advice
@@ -467,19 +491,28 @@ class Diagnosis(models.Model):
             return NextStep(format_html("Follow the clinician's recommendation, \"{}\"; the general advice for "
                                         "this risk band is: {}", review.get_recommendation_display(), band),
                             "review", colour)
-        previous = self.previous_photo_rated_higher()
+        previous, just_before = self.leading_earlier_photo()
         review = self.review_or_none  # None, or of an earlier result
-        leading = RISK_ORDER[previous.risk if previous else self.risk]
+        leading = previous.advice_order if previous else RISK_ORDER[self.risk]
         if review is not None and RECOMMENDATION_ORDER.get(review.recommendation, -1) > leading:
             return NextStep(format_html(
                 "Follow the clinician's recommendation, \"{}\": it was given on an earlier result of "
                 "this photo and stands until a clinician reviews the new result. For the new result alone "
                 "the advice would be: {}", review.get_recommendation_display(), band),
                 "earlier_review", RISK_COLOURS["high"])
+        if previous is not None and previous.judged_by_a_clinician:
+            # Led by that photo's review: it asks more than this band, and no clinician has judged a
+            # later photo. Red, as a pressing review is everywhere.
+            earlier = previous.current_review
+            return NextStep(format_html(
+                "Follow the clinician's recommendation on this mole's photo of {}, \"{}\": it asks more than "
+                "this photo's {} estimated risk, and stands until a clinician reviews a later photo. For this "
+                "photo alone the advice would be: {}", _when(previous.created_at), earlier.get_recommendation_display(),
+                self.get_risk_display().lower(), band), "previous_photo", RISK_COLOURS["high"], previous, just_before)
         if previous is not None:
             return NextStep(format_html("Follow the advice for this mole's earlier photo, rated {} risk; for this "
                                         "photo alone it would be: {}", previous.get_risk_display().lower(), band),
-                            "previous_photo", previous.risk_colour, previous)
+                            "previous_photo", previous.risk_colour, previous, just_before)
         return NextStep(band, "band", self.advice_colour)
 
     @property
@@ -517,6 +550,11 @@ class Diagnosis(models.Model):
         return [f for f in (self.image, self.thumbnail, self.heatmap) if f]
 
 
+def _when(moment) -> str:
+    """A date and time as the pages write them (DATETIME_FORMAT, local time)."""
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
 class NextStep(NamedTuple):
     """Diagnosis.next_step: the advice, whose it is, and its colour (Bootstrap's)."""
 
@@ -526,6 +564,14 @@ class NextStep(NamedTuple):
     source: str
     colour: str
     previous: Diagnosis | None = None
+    # previous is the photo just before this one, not an older one: the pages say "the photo before"
+    previous_is_last: bool = False
+
+    @property
+    def previous_review(self) -> "Review | None":
+        """The review of previous whose recommendation leads, when its clinician judged it; else None."""
+        return self.previous.current_review if self.previous is not None and self.previous.judged_by_a_clinician \
+            else None
 
     @property
     def by_clinician(self) -> bool:

@@ -112,15 +112,6 @@ JUDGED = Exists(
     Review.objects.filter(diagnosis=OuterRef("pk")).exclude(verdict=Review.Verdict.UNCLEAR)
     .filter(Q(model_version="") | Q(model_version=OuterRef("model_version")))
 )
-# The rank of the mole's finished photo just before a case's (as Diagnosis.earlier_photos_of_mole
-# orders them); NO_RANK when a clinician judged that one, NULL when there is none.
-EARLIER_RANK = Subquery(
-    Diagnosis.objects.filter(mole_id=OuterRef("mole_id"), owner_id=OuterRef("owner_id"),
-                             status=Diagnosis.Status.DONE, created_at__lt=OuterRef("created_at"))
-    .order_by("-created_at", "-pk")
-    .annotate(rank=Case(When(JUDGED, then=Value(NO_RANK)), default=RISK_RANK))
-    .values("rank")[:1]
-)
 # The rank of a pressing review's recommendation (Review.is_pressing: RECOMMENDATION_ORDER): that
 # of the most pressing band whose advice it asks at least as much as. Urgent ("see a doctor now")
 # the high rank, a dermatologist soon the medium one; a routine one, or any other, none.
@@ -128,6 +119,32 @@ EARLIER_REVIEW_RANKS = {
     recommendation: RISK_RANKS[max((band for band in RISK_RANKS if RISK_ORDER[band] <= order), key=RISK_ORDER.get)]
     for recommendation, order in RECOMMENDATION_ORDER.items()
 }
+# A case's mole's finished photos before it (as Diagnosis.earlier_photos_of_mole has them).
+EARLIER_PHOTOS = Diagnosis.objects.filter(mole_id=OuterRef("mole_id"), owner_id=OuterRef("owner_id"),
+                                          status=Diagnosis.Status.DONE, created_at__lt=OuterRef("created_at"))
+# The rank of an earlier photo's own advice (Diagnosis.advice_order): its band's, or, once a
+# clinician judged it, their recommendation's when pressing (EARLIER_REVIEW_RANKS), else none.
+PHOTO_ADVICE_RANK = Case(
+    When(JUDGED, then=Case(*(When(review__recommendation=recommendation, then=Value(rank))
+                             for recommendation, rank in EARLIER_REVIEW_RANKS.items()), default=Value(NO_RANK))),
+    default=RISK_RANK,
+    output_field=IntegerField(),
+)
+# The rank of the earlier photo whose advice leads a case's (Diagnosis.leading_earlier_photo): the
+# most pressing of the photos since the last one a clinician judged, that one included (no judged
+# photo between it and the case); NULL when there is none. A lower photo between does not end it.
+EARLIER_RANK = Subquery(
+    EARLIER_PHOTOS.filter(~Exists(
+        Diagnosis.objects.filter(JUDGED, mole_id=OuterRef("mole_id"), owner_id=OuterRef("owner_id"),
+                                 status=Diagnosis.Status.DONE, created_at__gt=OuterRef("created_at"),
+                                 created_at__lt=OuterRef(OuterRef("created_at")))))
+    .annotate(rank=PHOTO_ADVICE_RANK).order_by("rank").values("rank")[:1]
+)
+# The recommendation of the last earlier photo a clinician judged, for the queue's Risk column
+# (admin): whether that review is what ranks the case (EARLIER_REVIEW_RANKS); NULL when none.
+EARLIER_PHOTO_REVIEW = Subquery(
+    EARLIER_PHOTOS.filter(JUDGED).order_by("-created_at", "-pk").values("review__recommendation")[:1]
+)
 # The rank of a case's review of an earlier result (Review.is_of_an_earlier_result: kept through a
 # re-run) when it is pressing; NULL when there is none, or it is not. One lookup of the case's
 # own review (one-to-one, by its unique index), run for the unreviewed results alone (QUEUE_RANK).
@@ -139,7 +156,7 @@ EARLIER_REVIEW_RANK = Subquery(
     .values("rank")[:1]
 )
 # What the patient is told to follow (Diagnosis.next_step), in the queue: an unreviewed result
-# ranks by the band of the mole's photo before it when that is higher (previous_photo_rated_higher),
+# ranks by the earlier photo whose advice leads it when that asks more (EARLIER_RANK),
 # and by a pressing review of its earlier result, which stands until a clinician reviews the new
 # one, when that asks more (EARLIER_REVIEW_RANKS): the most pressing of them. Annotated as
 # queue_rank (admin.DiagnosisAdmin.get_queryset; its Risk column says which raised it).
@@ -1088,14 +1105,22 @@ def photo_reminders_send(*, today: date | None = None) -> int:
     moles = (Mole.objects.with_last_photo().select_related("owner")
              .filter(recheck_months__isnull=False, owner__in=patients))
     due_by_patient = defaultdict(list)
+    # Every mole due, reminded or not: the e-mail counts them all, as My moles marks them all
+    # (Mole.photo_overdue), where a mole reminded of earlier and still without a photo would
+    # have it say one when the page shows two.
+    overdue = defaultdict(int)
     # A chunk at a time, keeping only the moles due: every mole with a reminder is read. The
     # loop writes nothing (the claims and e-mails come after it), so the open read is safe on
     # SQLite too (see _every_photo).
     for mole in moles.iterator(chunk_size=2000):
         due = mole.next_photo_due
-        if due <= today and (mole.reminded_for is None or mole.reminded_for < due):
+        if due > today:
+            continue
+        overdue[mole.owner] += 1
+        if mole.reminded_for is None or mole.reminded_for < due:
             due_by_patient[mole.owner].append((mole, due))
-    return _send_to_each(list(due_by_patient.items()), _send_photo_reminder, "photo reminder")
+    recipients = [(patient, due_moles, overdue[patient]) for patient, due_moles in due_by_patient.items()]
+    return _send_to_each(recipients, _send_photo_reminder, "photo reminder")
 
 
 def _send_to_each(recipients: list[tuple], send_one, what: str) -> int:
@@ -1126,10 +1151,11 @@ def _send_each(recipients: list[tuple], send_one, what: str) -> tuple[int, int]:
     return sent, failed
 
 
-def _send_photo_reminder(patient, due_moles: list[tuple[Mole, date]]) -> bool:
+def _send_photo_reminder(patient, due_moles: list[tuple[Mole, date]], due_count: int) -> bool:
     """Claim each mole's due date first (a conditional update, so that two runs at once send
-    one e-mail), then send; on a mail failure, give the claims back and raise it. Returns
-    whether an e-mail went out (none when another run claimed them all)."""
+    one e-mail), then send, saying how many moles are due (due_count: those reminded of before
+    and still due too); on a mail failure, give the claims back and raise it. Returns whether an
+    e-mail went out (none when another run claimed them all)."""
     claimed = []
     for mole, due in due_moles:
         not_yet = Q(reminded_for__isnull=True) | Q(reminded_for__lt=due)
@@ -1139,7 +1165,7 @@ def _send_photo_reminder(patient, due_moles: list[tuple[Mole, date]]) -> bool:
         return False
     context = {
         "username": patient.username,
-        "count": len(claimed),
+        "count": due_count,
         "moles_url": settings.SITE_URL + reverse("diagnoses:moles"),
     }
     try:
@@ -1212,20 +1238,26 @@ def _why_no_agreement(diagnosis: Diagnosis | None) -> Skip | None:
 def needs_a_look(diagnosis: Diagnosis, previous: Diagnosis | None) -> bool:
     """A finished, unreviewed result that agreeing in bulk must not settle: its photo failed the
     upload check, a low band the model is least sure of (a palm or sole: the patient is told to
-    see a doctor), or the mole's previous photo was rated higher (previous: the caller's
-    diagnosis.previous_photo_rated_higher(), a query it makes once)."""
+    see a doctor), or an earlier photo of the mole leads its advice, by its higher band or its
+    clinician's review (previous: the caller's diagnosis.previous_photo_rated_higher(), a query it
+    makes once)."""
     return bool(diagnosis.photo_issues) or bool(diagnosis.low_risk_unreliable_advice) or previous is not None
 
 
 def suggested_recommendation(diagnosis: Diagnosis, previous: Diagnosis | None) -> tuple[str, str]:
     """(recommendation, why) that agreeing with the model gives, never less than the patient is
     told without a review: the band's (RECOMMENDATION_FOR_RISK), the higher band's of the mole's
-    previous photo when that is rated higher (previous: the caller's
-    diagnosis.previous_photo_rated_higher()), a dermatologist soon for a low result on a palm or
-    sole (LOW_RISK_ACRAL_ADVICE)."""
+    earlier photo whose advice leads (previous: the caller's diagnosis.previous_photo_rated_higher()),
+    or that photo's review's recommendation when it leads by it, a dermatologist soon for a low
+    result on a palm or sole (LOW_RISK_ACRAL_ADVICE)."""
+    if previous is not None and previous.judged_by_a_clinician:  # it leads by its review: never less than that
+        review = previous.current_review
+        return (review.recommendation,
+                f"as a clinician's review of an earlier photo of the mole asks "
+                f"\"{review.get_recommendation_display()}\"")
     if previous is not None:
         return (RECOMMENDATION_FOR_RISK[previous.risk],
-                f"as the mole's previous photo was rated {previous.get_risk_display().lower()} risk")
+                f"as an earlier photo of the mole was rated {previous.get_risk_display().lower()} risk")
     if diagnosis.low_risk_unreliable_advice == LOW_RISK_ACRAL_ADVICE:
         return Review.Recommendation.DERMATOLOGIST_SOON, "for a low result on a palm or sole"
     recommendation = RECOMMENDATION_FOR_RISK.get(diagnosis.risk, Review.Recommendation.MONITOR)

@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, Q
 from django.db.models.functions import Lower
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -337,11 +337,34 @@ def shared_earlier_photo(request, token, pk):
 @require_http_methods(["GET", "POST"])
 def diagnosis_delete(request, pk):
     diagnosis = _own_diagnosis(request, pk)
+    # A later photo of the mole that follows this one's advice, rated higher: deleting this photo
+    # ends it, as untracking the mole would (mole_delete), so the page names it before the patient
+    # confirms, and the message after says it again once no page of theirs does.
+    following = photo_following(diagnosis)
     if request.method == "POST":
+        advice = diagnosis.risk_advice  # read before the row goes
         services.diagnosis_delete(diagnosis=diagnosis)
         messages.success(request, "The photo and its result were deleted.")
+        if following is not None:
+            taken = date_format(localtime(following.created_at), "DATETIME_FORMAT")
+            messages.warning(request, f"The photo you deleted was rated {diagnosis.get_risk_display().lower()} risk. "
+                                      f"The later photo of {taken} followed its advice and no longer does: until a "
+                                      f"doctor has seen the mole, keep following that advice: {advice}")
         return redirect("diagnoses:list")
-    return render(request, "diagnoses/delete.html", {"diagnosis": diagnosis})
+    return render(request, "diagnoses/delete.html", {"diagnosis": diagnosis, "following": following})
+
+
+def photo_following(diagnosis) -> Diagnosis | None:
+    """The latest of the mole's later photos whose next step follows this one's advice, as rated
+    higher (NextStep.previous); None when none does, or the photo is of no tracked mole."""
+    if diagnosis.mole_id is None or diagnosis.status != Diagnosis.Status.DONE:
+        return None
+    mole = diagnosis.mole
+    photos = list(mole.diagnoses.select_related("review").order_by("created_at", "pk"))
+    mole_photos_timeline(mole, photos)  # each photo's next step reads its photo before from them
+    following = [photo for photo in photos
+                 if photo.created_at > diagnosis.created_at and photo.next_step().previous == diagnosis]
+    return following[-1] if following else None
 
 
 @login_required
@@ -390,6 +413,8 @@ def mole_list(request):
     # template reads it): sliced, the database picks it per mole, where the page once read every
     # photo of every mole to show one. Its review says whether a new photo was asked for.
     latest = Diagnosis.objects.select_related("review").order_by("-created_at")[:1]
+    # And the newest photo that could answer a clinician's request for a new one (one more query).
+    answering = Diagnosis.objects.filter(answers_requests()).select_related("review").order_by("-created_at")[:1]
     # And its finished photos, with their reviews, set on it as with_photos_before does (one query
     # for every mole): what its page advises (mole_advice) is worked out from them, so that a card
     # whose newest photo is rated lower than the photo its page follows says so (advised_earlier_photo).
@@ -400,13 +425,31 @@ def mole_list(request):
         .annotate(photo_count=Count("diagnoses"))
         .order_by(Lower("name"), "name")  # alphabetical in any case; Meta.ordering is dropped with an aggregate
         .prefetch_related(Prefetch("diagnoses", queryset=latest, to_attr="photos_newest_first"),
-                          Prefetch("diagnoses", queryset=finished, to_attr=MOLE_FINISHED_PHOTOS))
+                          Prefetch("diagnoses", queryset=finished, to_attr=MOLE_FINISHED_PHOTOS),
+                          Prefetch("diagnoses", queryset=answering, to_attr="answering_photos"))
     )
     for mole in moles:  # the queryset's own rows, which the page then lists
+        mole.new_photo_asked_on = new_photo_asked_on(mole.answering_photos)
         newest = mole.photos_newest_first[0] if mole.photos_newest_first else None
         mole.earlier_photo_rated_higher = advised_earlier_photo(
             mole_advice(mole, newest), newest)
     return render(request, "diagnoses/mole_list.html", {"moles": moles})
+
+
+def answers_requests() -> Q:
+    """The photos that answer, or hold, a clinician's request for a new photo of their mole: the
+    analysed ones, and one whose review a re-run kept (under way or failed again). A new photo
+    still being analysed, or whose analysis failed, has not answered it: the request stays."""
+    return Q(status=Diagnosis.Status.DONE) | Q(review__isnull=False)
+
+
+def new_photo_asked_on(photos) -> Diagnosis | None:
+    """The photo whose review asks for a new one (Diagnosis.new_photo_asked_for) that no later
+    photo has answered: the newest of answers_requests among photos (oldest first, with their
+    reviews), when it asks; else None. The mole's page, My moles and the API say so."""
+    answering = [photo for photo in photos
+                 if photo.status == Diagnosis.Status.DONE or photo.review_or_none is not None]
+    return answering[-1] if answering and answering[-1].new_photo_asked_for else None
 
 
 @dataclass(frozen=True)
@@ -501,7 +544,8 @@ def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
             review = latest.review
             asked = RECOMMENDATION_ORDER.get(review.recommendation, -1)
         else:
-            asked = RISK_ORDER.get((step.previous or latest).risk, -1)
+            # the earlier photo's own advice: its band, or its clinician's review (advice_order)
+            asked = step.previous.advice_order if step.previous else RISK_ORDER.get(latest.risk, -1)
         if step.previous or (review is not None and review.is_pressing):
             photo = latest
         else:
@@ -519,7 +563,7 @@ def mole_alerts(latest_rise, newest, latest) -> MoleAdvice:
     if review is not None:
         leads = risen == photo or RECOMMENDATION_ORDER[review.recommendation] >= RISK_ORDER[risen.risk]
     else:
-        leads = risen == step.previous or RISK_ORDER[step.previous.risk] > RISK_ORDER[risen.risk]
+        leads = risen == step.previous or step.previous.advice_order > RISK_ORDER[risen.risk]
     if leads:
         return advice._replace(rise=None)
     return MoleAdvice(latest_rise, None, None, has_newer_photo=False)
@@ -554,7 +598,8 @@ def advised_earlier_photo(advice: MoleAdvice, newest) -> Diagnosis | None:
         return None
     if newest is None or photo == newest:
         return None
-    if newest.status == Diagnosis.Status.DONE and RISK_ORDER.get(photo.risk, -1) <= RISK_ORDER.get(newest.risk, -1):
+    # photo.advice_order: a photo that leads by its clinician's review asks what that review asks
+    if newest.status == Diagnosis.Status.DONE and photo.advice_order <= RISK_ORDER.get(newest.risk, -1):
         return None
     return photo
 
@@ -583,10 +628,12 @@ def mole_detail(request, pk):
         request,
         "diagnoses/mole.html",
         {"mole": mole, "diagnoses": diagnoses, "timeline": timeline, "advice": advice,
+         "new_photo_asked_on": new_photo_asked_on(diagnoses),
          # what Stop tracking names before it is confirmed: the advice no later photo gives once
          # the photos are no longer compared
          "untracking_drops": advised_earlier_photo(advice, newest),
          "chart": chart, "has_chart": len(done) >= 2,
+         "can_compare": len(done) >= 2,  # as mole_compare asks: two analysed photos
          # the chart's threshold lines are the model's in use; an earlier one banded at its own
          "by_an_earlier_model": bool(in_use) and any(d.model_version != in_use for d in done)},
     )
@@ -599,13 +646,17 @@ def mole_compare(request, pk):
     with what changed between them."""
     mole = get_object_or_404(Mole, pk=pk, owner=request.user)
     photos = list(mole.diagnoses.order_by("created_at"))
-    if len(photos) < 2:
-        return render(request, "diagnoses/mole_compare.html", {"mole": mole, "photos": photos})
-    # A failed or unfinished photo has nothing to compare: the defaults skip it while two can be
     analysed = [photo for photo in photos if photo.status == Diagnosis.Status.DONE]
-    defaults = analysed if len(analysed) >= 2 else photos
-    before = _photo_of(photos, request.GET.get("before"), default=defaults[0])
-    after = _photo_of(photos, request.GET.get("after"), default=defaults[-1])
+    if len(photos) < 2:  # the page asks for a second photo
+        return render(request, "diagnoses/mole_compare.html", {"mole": mole, "photos": photos})
+    # A failed or unfinished photo has nothing to compare: with fewer than two analysed photos the
+    # mole's page (which then offers no Compare) says why, not two "not analysed" side by side.
+    if len(analysed) < 2:
+        messages.info(request, _too_few_to_compare(photos, analysed))
+        return redirect(mole)
+    # The defaults skip the others; one can still be picked, and the page marks it.
+    before = _photo_of(photos, request.GET.get("before"), default=analysed[0])
+    after = _photo_of(photos, request.GET.get("after"), default=analysed[-1])
     if before.created_at > after.created_at:
         before, after = after, before
     # One photo picked twice: the page says so, with no "same day, no change" beside it.
@@ -618,6 +669,16 @@ def mole_compare(request, pk):
         "pickers": [("before", "Before", before), ("after", "After", after)],
     }
     return render(request, "diagnoses/mole_compare.html", context)
+
+
+def _too_few_to_compare(photos, analysed) -> str:
+    """Why a mole of two photos or more, fewer than two of them analysed, has nothing to compare."""
+    said = f"Comparing needs two analysed photos of this mole; it has {'one' if analysed else 'none'}."
+    if any(photo.is_pending for photo in photos):
+        said += " A photo still being analysed can be compared once its result is in."
+    if any(photo.status == Diagnosis.Status.FAILED for photo in photos):
+        said += " A photo that could not be analysed is not compared: upload another."
+    return said
 
 
 def _photo_of(photos, pk, *, default):

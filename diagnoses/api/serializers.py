@@ -13,7 +13,7 @@ from ..models import (
     BODY_SITES, CLASS_CHOICES, SHARE_LINK_DAYS, SHARE_LINK_DEFAULT_DAYS, Diagnosis,
     Mole, Review, ShareLink, StaffAccess, clean_mole_name,
 )
-from ..views import mole_photos_timeline
+from ..views import mole_photos_timeline, new_photo_asked_on
 
 # Read-only text fields the database keeps as "" until known (or, for the account's `email`,
 # when there is none: an account an administrator made without one); the API says null instead.
@@ -25,8 +25,10 @@ ADVICE_SOURCES = [
     ("review", "A clinician's `review` of this result (its `of_earlier_result` false)."),
     ("earlier_review", "A `review` of an earlier result (`of_earlier_result` true) asking more than the "
                        "advice otherwise given: it stands until a clinician reviews the new result."),
-    ("previous_photo", "The mole's photo just before, rated in a higher risk band, that no clinician has "
-                       "judged: a lower estimate now does not cancel it."),
+    ("previous_photo", "An earlier photo of the mole (`previous_rated_higher` in the detail) whose advice asks "
+                       "more: the highest rated since the last photo a clinician judged, or that photo's "
+                       "review when it asks more (urgent; a dermatologist soon against low), which stands "
+                       "until a clinician reviews a later photo. A lower estimate now does not cancel it."),
     ("band", "The risk band's own advice."),
 ]
 
@@ -224,13 +226,14 @@ class DiagnosisDetailSerializer(DiagnosisSerializer):
     # Diagnosis.next_step's photo: set only when `advice` follows it, so the two never disagree
     previous_rated_higher = DiagnosisSummarySerializer(
         source="step.previous", allow_null=True, read_only=True,
-        help_text="The mole's photo just before this one, when the model rated it in a higher risk band and "
-                  "`advice` follows it: no clinician has reviewed this one, none has judged that one (a "
-                  "review that could not tell leaves it, as does a review of an earlier result, whose "
-                  "`model_version` is not the diagnosis'), and no review of an earlier result of this one "
-                  "asks more than its advice (`advice` gives that review's instead); null otherwise. A lower "
-                  "estimate now does not cancel it: follow that photo's advice until a doctor has "
-                  "seen the mole.",
+        help_text="The mole's earlier photo whose advice `advice` follows, when no clinician has reviewed this "
+                  "one: the photo rated in the highest band above this one's since the last photo a clinician "
+                  "judged (a review that could not tell leaves a photo unjudged, as does a review of an earlier "
+                  "result, whose `model_version` is not the diagnosis'), or that judged photo when its "
+                  "review asks more (urgent; a dermatologist soon against low: `advice` names it), until a "
+                  "clinician reviews a later photo; and no review of an earlier result of this one asks more "
+                  "(`advice` gives that review's instead); null otherwise. A lower estimate now does not "
+                  "cancel it: follow that advice until a doctor has seen the mole.",
     )
 
     class Meta(DiagnosisSerializer.Meta):
@@ -301,7 +304,8 @@ class MoleSerializer(serializers.ModelSerializer):
     )
     new_photo_requested = serializers.SerializerMethodField(
         help_text="A clinician reviewing the latest photo asked for a new one (its review's recommendation is "
-                  "`new_photo`); false again once a newer photo is uploaded.")
+                  "`new_photo`); false again once a newer photo is analysed (`done`): one still `queued` or "
+                  "`running`, or `failed`, has not answered the request.")
 
     class Meta:
         model = Mole
@@ -331,7 +335,7 @@ class MoleSerializer(serializers.ModelSerializer):
         return super().to_representation(mole)
 
     def get_new_photo_requested(self, mole) -> bool:
-        return bool(mole.photos) and mole.photos[-1].new_photo_asked_for
+        return new_photo_asked_on(mole.photos) is not None  # as the mole's page and My moles say it
 
     def validate_name(self, name):
         # clean_mole_name raises Django's ValidationError: DRF's to_internal_value makes it this

@@ -107,3 +107,51 @@ def test_judged_is_a_review_of_the_result_shown_that_could_tell(reviewer, owner,
     judged = set(Diagnosis.objects.filter(JUDGED).values_list("pk", flat=True))
     by_python = {d.pk for d in Diagnosis.objects.select_related("review") if d.judged_by_a_clinician}
     assert judged == by_python == {cases[name].pk for name in ("agreed", "disagreed", "unversioned")}
+
+
+def photos_of_one_mole(owner, reviewer, make_diagnosis, *specs, name="Neck"):
+    """Finished photos of one mole, oldest first: a band, or (band, recommendation) for one a
+    clinician agreed with, recommending that."""
+    mole = services.mole_create(owner=owner, name=name)
+    made = []
+    for age, spec in zip(range(10 * len(specs), 0, -10), specs):
+        band, recommendation = (spec, None) if isinstance(spec, str) else spec
+        made.append(make_diagnosis(owner, risk=band, mole=mole, age_days=age))
+        if recommendation:
+            services.review_save(diagnosis=made[-1], reviewer=reviewer, verdict="agree",
+                                 recommendation=recommendation, notify=False)
+    return made
+
+
+@pytest.mark.parametrize("specs", [
+    [("high", "urgent"), "low"],  # a pressing review of an earlier photo leads the low one
+    [("high", "urgent"), "low", "low"],
+    [("medium", "dermatologist_soon"), "low"],
+    ["high", "low", "low"],  # the high photo leads both lows, not only the one after it
+    ["high", "medium", "low"],
+])
+def test_it_leaves_a_case_an_earlier_photo_leads_for_a_review_one_by_one(reviewer, owner, make_diagnosis, specs):
+    case = photos_of_one_mole(owner, reviewer, make_diagnosis, *specs)[-1]
+
+    agreement = services.review_agree_many(diagnoses=[case], reviewer=reviewer)
+
+    assert agreement.reviews == [] and agreement.skipped == Counter({Skip.NEEDS_A_LOOK: 1})
+    assert not Review.objects.filter(diagnosis=case).exists()
+
+
+def test_its_suggestion_never_asks_less_than_the_earlier_photos_review(reviewer, owner, make_diagnosis):
+    """What the case page suggests, and a bulk agreement would save: the review's recommendation."""
+    case = photos_of_one_mole(owner, reviewer, make_diagnosis, ("high", "urgent"), "low", "low")[-1]
+    recommendation, why = services.suggested_recommendation(case, case.previous_photo_rated_higher())
+    assert recommendation == Review.Recommendation.URGENT
+    assert why == 'as a clinician\'s review of an earlier photo of the mole asks "Urgent: see a doctor now"'
+    case = photos_of_one_mole(owner, reviewer, make_diagnosis, "high", "low", "low", name="Back")[-1]
+    assert services.suggested_recommendation(case, case.previous_photo_rated_higher())[0] == "dermatologist_soon"
+
+
+def test_a_review_of_a_later_photo_ends_what_an_earlier_one_asked(reviewer, owner, make_diagnosis):
+    case = photos_of_one_mole(owner, reviewer, make_diagnosis, ("high", "urgent"), ("low", "routine"), "low")[-1]
+
+    agreement = services.review_agree_many(diagnoses=[case], reviewer=reviewer)
+
+    assert [review.recommendation for review in agreement.reviews] == ["routine"]

@@ -1,5 +1,6 @@
 """Two photos of one mole side by side, and what changed between them."""
 
+import html
 from datetime import datetime
 
 import pytest
@@ -77,15 +78,40 @@ def test_it_asks_for_a_second_photo_before_comparing(owner_client, owner, make_d
     assert compare_url(mole) not in owner_client.get(mole.get_absolute_url()).content.decode()
 
 
-def test_it_shows_a_pending_photo_without_a_change_summary(owner_client, owner, make_diagnosis):
+def test_it_shows_a_pending_photo_picked_without_a_change_summary(owner_client, owner, make_diagnosis):
     mole = Mole.objects.create(owner=owner, name="Back")
-    make_diagnosis(owner, mole=mole, age_days=10)
-    make_diagnosis(owner, mole=mole, status="queued")
-    response = owner_client.get(compare_url(mole))
+    first = make_diagnosis(owner, mole=mole, age_days=10)
+    make_diagnosis(owner, mole=mole, age_days=5)
+    queued = make_diagnosis(owner, mole=mole, status="queued")
+    response = owner_client.get(compare_url(mole, before=first.pk, after=queued.pk))
     assert response.status_code == 200 and response.context["change"] is None
     assert "apart" not in response.content.decode()
     assert "Queued…" in response.content.decode()
     assert "No change to show: the later photo is still being analysed." in response.content.decode()
+
+
+@pytest.mark.parametrize("statuses, said", [
+    (("failed", "failed"), "Comparing needs two analysed photos of this mole; it has none. A photo that could not "
+                           "be analysed is not compared: upload another."),
+    (("done", "queued"), "Comparing needs two analysed photos of this mole; it has one. A photo still being "
+                         "analysed can be compared once its result is in."),
+])
+def test_it_offers_no_comparison_without_two_analysed_photos(owner_client, owner, make_diagnosis, statuses, said):
+    """Not two "not analysed" photos side by side: the mole's page offers no Compare, and asked
+    for all the same the comparison sends the patient back to it, saying why."""
+    mole = Mole.objects.create(owner=owner, name="Back")
+    for age_days, status in zip((10, 2), statuses):
+        make_diagnosis(owner, mole=mole, status=status, age_days=age_days)
+    assert compare_url(mole) not in owner_client.get(mole.get_absolute_url()).content.decode()
+
+    response = owner_client.get(compare_url(mole))
+    assert response.status_code == 302 and response.url == mole.get_absolute_url()
+    assert said in html.unescape(owner_client.get(response.url).content.decode())
+
+    for _ in range(2 - statuses.count("done")):  # two analysed photos
+        make_diagnosis(owner, mole=mole)
+    assert compare_url(mole) in owner_client.get(mole.get_absolute_url()).content.decode()
+    assert owner_client.get(compare_url(mole)).status_code == 200
 
 
 def test_it_compares_the_analysed_photos_by_default_and_marks_the_others(owner_client, shoulder,

@@ -297,3 +297,108 @@ def test_what_to_do_next_under_a_pressing_review_of_a_low_result_is_not_green(
     assert low.next_step().colour == colour
     page = owner_client.get(reverse("diagnoses:detail", args=[low.pk])).content.decode()
     assert f'<div class="alert alert-{colour}" role="note"><strong>What to do next.</strong>' in page
+
+
+# --- the earlier photo that leads: not only the photo before, and a clinician's pressing review -------
+
+
+def photos(owner, make_diagnosis, *specs, name="Back"):
+    """A tracked mole's finished photos, oldest first, ten days apart: each spec a band, or
+    (band, recommendation) for one a clinician judged (agreed) with that recommendation."""
+    mole = Mole.objects.create(owner=owner, name=name)
+    made = []
+    for age, spec in zip(range(10 * len(specs), 0, -10), specs):
+        band, recommendation = (spec, None) if isinstance(spec, str) else spec
+        photo = make_diagnosis(owner, risk=band, mole=mole, age_days=age)
+        if recommendation:
+            review_of(photo, recommendation=recommendation, model_version=photo.model_version)
+        made.append(photo)
+    return made
+
+
+def leading(diagnosis):
+    return Diagnosis.objects.get(pk=diagnosis.pk).previous_photo_rated_higher()
+
+
+@pytest.mark.parametrize("specs, leader", [
+    (["high", "medium", "low"], 0),  # the highest since, not the photo before
+    (["high", "low", "low"], 0),  # a lower photo between does not end it
+    (["low", "high", "low", "low"], 1),
+    (["medium", "high", "medium", "low"], 1),
+    ([("high", "urgent"), "low"], 0),  # a clinician's pressing review outlives a lower photo
+    ([("high", "urgent"), "low", "low"], 0),
+    ([("high", "urgent"), "high"], 0),  # urgent asks more than high's "within 2 weeks"
+    ([("medium", "dermatologist_soon"), "low"], 0),
+    ([("high", "urgent"), "medium", "low"], 0),  # urgent asks more than the medium photo between
+    ([("high", "dermatologist_soon"), "high", "low"], 1),  # the high photo asks more than the review
+    (["high", ("low", "urgent"), "low"], 1),  # the last judged photo ends the search for others
+])
+def test_the_earlier_photo_that_leads_is_the_most_pressing_since_the_last_one_judged(
+        owner, make_diagnosis, specs, leader):
+    made = photos(owner, make_diagnosis, *specs)
+    assert leading(made[-1]) == made[leader]
+
+
+@pytest.mark.parametrize("specs", [
+    [("high", "urgent"), ("low", "routine"), "low"],  # a clinician judged a later photo: theirs leads
+    [("high", "routine"), "low"],  # judged, asking no more than the band: no carrying
+    [("medium", "dermatologist_soon"), "medium"],  # asks as much as the medium band, not more
+    ["high", ("medium", "monitor"), "low"],
+    ["low", "low"],
+])
+def test_nothing_earlier_leads_once_a_clinician_judged_a_photo_asking_no_more(owner, make_diagnosis, specs):
+    made = photos(owner, make_diagnosis, *specs)
+    assert leading(made[-1]) is None
+    assert made[-1].next_step().source == "band"
+
+
+def test_an_urgent_review_of_an_earlier_photo_leads_a_lower_photo_everywhere(owner, owner_client, make_diagnosis):
+    """high (agreed: urgent), then low: the low photo's page, report, API, the mole page and
+    My moles all give the clinician's recommendation, not "Low estimated risk"."""
+    high, low = photos(owner, make_diagnosis, ("high", "urgent"), "low", name="Neck")
+    step = Diagnosis.objects.get(pk=low.pk).next_step()
+    assert (step.source, step.previous, step.colour) == ("previous_photo", high, "danger")
+    assert '"Urgent: see a doctor now"' in step.text and "stands until a clinician reviews a later photo" in step.text
+    assert set(advice_everywhere(owner, owner_client, low).values()) == {step.text}
+    page = html.unescape(text(owner_client, low.get_absolute_url()))
+    assert "A clinician's review of an earlier photo of this mole still leads" in page
+    assert "recommended <strong>Urgent: see a doctor now</strong>" in page
+    assert "The photo before this one was rated higher" not in page
+    mole_page = html.unescape(text(owner_client, low.mole.get_absolute_url()))
+    assert "A clinician's review of an earlier photo asks more than the latest photo's estimate." in mole_page
+    cards = html.unescape(text(owner_client, reverse("diagnoses:moles")))
+    assert "A clinician's review of an earlier photo asks: Urgent: see a doctor now" in cards
+    history = html.unescape(text(owner_client, reverse("diagnoses:list")))
+    assert "A clinician's review of an earlier photo asks: Urgent: see a doctor now" in history
+
+
+def test_an_older_photo_rated_higher_is_not_called_the_photo_before(owner, owner_client, make_diagnosis):
+    high, _medium, low = photos(owner, make_diagnosis, "high", "medium", "low")
+    step = low.next_step()
+    assert (step.previous, step.previous_is_last) == (high, False)
+    page = html.unescape(text(owner_client, low.get_absolute_url()))
+    assert "An earlier photo of this mole was rated higher" in page
+    assert "The photo before this one was rated higher" not in page
+    assert "follow the advice for that photo: " + high.risk_advice in page
+    report = html.unescape(text(owner_client, reverse("diagnoses:report", args=[low.pk])))
+    assert "An earlier photo of this mole was rated higher" in report
+    mole_page = html.unescape(text(owner_client, low.mole.get_absolute_url()))
+    assert "The latest photo is rated lower than an earlier one." in mole_page
+    assert "follow the advice for the earlier photo: " + high.risk_advice in mole_page
+    # the photo just before keeps its heading
+    assert "The photo before this one was rated higher" in html.unescape(
+        text(owner_client, _medium.get_absolute_url()))
+
+
+@pytest.mark.parametrize("specs", [["high", "low", "low"], ["low", "high", "low", "low"]])
+def test_a_second_lower_photo_keeps_the_higher_photos_advice_on_every_page(owner, owner_client, make_diagnosis,
+                                                                          specs):
+    made = photos(owner, make_diagnosis, *specs)
+    high, latest = made[specs.index("high")], made[-1]
+    step = latest.next_step()
+    assert step.previous == high
+    assert set(advice_everywhere(owner, owner_client, latest).values()) == {step.text}
+    mole_page = html.unescape(text(owner_client, latest.mole.get_absolute_url()))
+    assert NOTE in mole_page and "went up" not in mole_page  # one piece of advice: the note, not the rise
+    cards = html.unescape(text(owner_client, reverse("diagnoses:moles")))
+    assert "An earlier photo was rated high risk: see its advice" in cards

@@ -126,6 +126,23 @@ def test_it_sends_one_email_per_patient_for_all_their_due_moles(owner, outsider,
     assert Mole.objects.get(pk=untracked.pk).reminded_for is None
 
 
+def test_the_email_counts_every_mole_due_as_my_moles_marks_them(owner, owner_client, make_diagnosis, mailoutbox):
+    """A mole reminded of on its due date and still without a new photo is due all the same: the
+    e-mail for another mole falling due counts it too, as My moles marks both, and names neither."""
+    reminded, newly_due = (tracked_mole(owner, name=name, months=1) for name in ("Back", "Neck"))
+    make_diagnosis(owner, mole=reminded, age_days=70)
+    make_diagnosis(owner, mole=newly_due, age_days=31)
+    Mole.objects.filter(pk=reminded.pk).update(reminded_for=Mole.objects.get(pk=reminded.pk).next_photo_due)
+
+    assert send() == 1
+    [email] = mailoutbox
+    assert email.subject == "Time for new photos of 2 of your moles"
+    assert "2 moles you follow are due for a new photo" in email.body
+    assert "Back" not in email.body and "Neck" not in email.body
+    assert owner_client.get(reverse("diagnoses:moles")).content.decode().count("New photo due") == 2
+    assert send() == 0  # the earlier mole is not reminded of twice, nor the new one
+
+
 def test_it_skips_accounts_without_an_address_or_no_longer_active(owner, outsider, mailoutbox):
     tracked_mole(owner, created_days_ago=60)
     tracked_mole(outsider, created_days_ago=60)

@@ -336,11 +336,13 @@ def test_the_mole_page_gives_one_piece_of_advice_when_the_risk_rose_then_fell_tw
     risen = make_diagnosis(owner, mole=mole, risk="high", malignant=0.6, days_ago=60)
     make_diagnosis(owner, mole=mole, risk="medium", malignant=0.3, days_ago=30)
     make_diagnosis(owner, mole=mole, risk="low", malignant=0.1, days_ago=1)
-    page = owner_client.get(mole.get_absolute_url()).content.decode()
-    # The high photo's alert, not beside it a note with the medium photo's later deadline.
-    assert "The estimated risk of this mole went up" in page and risen.get_absolute_url() in page
-    assert "The latest photo is rated lower" not in page
-    assert page.count('role="alert"') == 1
+    page = html.unescape(owner_client.get(mole.get_absolute_url()).content.decode())
+    # The high photo's advice alone, not the medium photo's later deadline: the latest photo's
+    # advice follows the high photo (the highest since, Diagnosis.leading_earlier_photo), in the
+    # note, which names it, in place of the rise's alert (the same photo and advice).
+    assert "The latest photo is rated lower than an earlier one." in page and risen.get_absolute_url() in page
+    assert "follow the advice for the earlier photo: " + risen.risk_advice in page
+    assert "went up" not in page and "was <strong>medium risk</strong>" not in page
 
 
 def test_it_lets_a_review_end_the_latest_rated_lower_note_on_the_mole_page(owner_client, owner, reviewer):
@@ -450,6 +452,42 @@ def test_stopping_tracking_says_the_photos_are_no_longer_compared_and_names_the_
         assert RISK_ADVICE[photos[named].risk] in told
     assert all(photo.mole_id is None for photo in Diagnosis.objects.filter(pk__in=[p.pk for p in photos]))
     assert Diagnosis.objects.filter(owner=owner).count() == len(photos)
+
+
+@pytest.mark.parametrize("risks, deleted, following", [
+    (("high", "low"), 0, 1),  # the later low photo's advice follows the high one
+    (("high", "low"), 1, None),  # deleting the later photo ends nothing it gives of another
+    (("low", "low"), 0, None),
+], ids=["rated higher", "the later one", "steady"])
+def test_deleting_a_photo_whose_advice_a_later_photo_follows_names_that_photo_and_the_advice(
+        owner_client, owner, risks, deleted, following):
+    """Deleting the photo rated higher ends the advice the later photo follows (its photo before
+    is gone): as Stop tracking does, the confirmation names the later photo and the advice, and
+    the message after says it again."""
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    photos = [make_diagnosis(owner, mole=mole, risk=risk, malignant=MALIGNANT_OF[risk], days_ago=len(risks) - i)
+              for i, risk in enumerate(risks)]
+    gone = photos[deleted]
+    url = reverse("diagnoses:delete", args=[gone.pk])
+    confirm = html.unescape(owner_client.get(url).content.decode())
+    if following is None:
+        assert 'data-testid="deleting-drops"' not in confirm
+    else:
+        later = Diagnosis.objects.get(pk=photos[following].pk)
+        assert later.next_step().previous == gone
+        drops = confirm.split('data-testid="deleting-drops"', 1)[1].split("</div>", 1)[0]
+        assert f"was rated {gone.risk} risk</strong> ({gone.malignant_percent}%)" in drops
+        assert later.get_absolute_url() in drops and RISK_ADVICE[gone.risk] in drops
+        assert "Once you delete this photo, that later photo will no longer point you to it" in drops
+        assert confirm.index("deleting-drops") < confirm.index("Delete for good")
+
+    told = html.unescape(owner_client.post(url, follow=True).content.decode())
+    assert "The photo and its result were deleted." in told
+    assert (following is not None) is ("followed its advice and no longer does" in told)
+    if following is not None:
+        assert f"The photo you deleted was rated {gone.risk} risk." in told and RISK_ADVICE[gone.risk] in told
+        assert Diagnosis.objects.get(pk=photos[following].pk).next_step().source == "band"
+    assert not Diagnosis.objects.filter(pk=gone.pk).exists()
 
 
 # --- about the model ----------------------------------------------------------------------------

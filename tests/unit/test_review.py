@@ -264,6 +264,48 @@ def test_the_moles_pages_say_a_new_photo_was_asked_for_until_one_is_uploaded(rev
     assert "asked for a new photo" not in owner_client.get(reverse("diagnoses:moles")).content.decode()
 
 
+@pytest.mark.parametrize("status, said", [
+    ("failed", "could not be analysed."),
+    ("queued", "is still being analysed."),
+    ("running", "is still being analysed."),
+])
+def test_a_new_photo_not_analysed_leaves_the_clinicians_request_standing(reviewer, owner_client, owner_api, owner,
+                                                                          make_diagnosis, status, said):
+    """A newer photo that failed, or is still being analysed, has not answered the request: the
+    mole's page, My moles and the API go on saying it, until a newer photo is analysed."""
+    mole = Mole.objects.create(owner=owner, name="Left calf")
+    diagnosis = make_diagnosis(owner, risk="medium", mole=mole, age_days=3)
+    services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="unclear", recommendation="new_photo",
+                         note="Too much glare.", notify=False)
+    make_diagnosis(owner, status=status, mole=mole, age_days=1)
+
+    page = owner_client.get(mole.get_absolute_url()).content.decode()
+    assert "A clinician asked for a new photo of this mole" in page and "“Too much glare.”" in page
+    assert f"Your photo of {(timezone.localdate() - timedelta(days=1)):%-d %b %Y} {said}" in page
+    upload = f'href="{reverse("diagnoses:new")}?mole={mole.pk}">Upload another now</a>'
+    assert (upload in page) is (status == "failed")  # one under way may yet answer it
+    assert "A clinician asked for a new photo" in owner_client.get(reverse("diagnoses:moles")).content.decode()
+    assert owner_api.get(f"/api/v1/moles/{mole.pk}/").json()["new_photo_requested"] is True
+
+    make_diagnosis(owner, risk="low", mole=mole)  # a newer photo, analysed
+    assert "asked for a new photo" not in owner_client.get(mole.get_absolute_url()).content.decode()
+    assert "asked for a new photo" not in owner_client.get(reverse("diagnoses:moles")).content.decode()
+    assert owner_api.get(f"/api/v1/moles/{mole.pk}/").json()["new_photo_requested"] is False
+
+
+def test_a_rerun_of_the_photo_a_new_one_was_asked_for_leaves_the_request_standing(reviewer, owner_client,
+                                                                                 owner, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left calf")
+    diagnosis = make_diagnosis(owner, risk="medium", mole=mole)
+    services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="unclear", recommendation="new_photo",
+                         notify=False)
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(status=Diagnosis.Status.QUEUED)  # its re-run, review kept
+    page = owner_client.get(mole.get_absolute_url()).content.decode()
+    assert "A clinician asked for a new photo of this mole" in page and "still being analysed" not in page
+    assert f'href="{reverse("diagnoses:new")}?mole={mole.pk}">Upload it now</a>' in page
+    assert "A clinician asked for a new photo" in owner_client.get(reverse("diagnoses:moles")).content.decode()
+
+
 def test_it_shows_no_review_before_a_clinician_has_looked(owner_client, owner, make_diagnosis):
     diagnosis = make_diagnosis(owner, risk="high")
     html = owner_client.get(reverse("diagnoses:detail", args=[diagnosis.pk])).content.decode()

@@ -234,4 +234,4 @@ def test_a_low_result_after_a_higher_photo_suggests_that_photos_recommendation(r
                                                                                 make_diagnosis):
     _before, low = after_a_higher_photo(owner, make_diagnosis)
     case_page = reviewer_client.get(change_url(low)).content.decode()
-    assert "previous photo was rated high risk: See a dermatologist soon." in case_page
+    assert "an earlier photo of the mole was rated high risk: See a dermatologist soon." in case_page

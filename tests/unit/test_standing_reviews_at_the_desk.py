@@ -210,10 +210,13 @@ REVIEW = [None, "this result", "earlier routine", "earlier monitor", "earlier de
 def expected_rank(case):
     """The queue's rank as Diagnosis.next_step says what leads: a review of this result, the band;
     a standing review of an earlier result, its EARLIER_REVIEW_RANKS; the photo before, rated
-    higher, that photo's band; else the case's own."""
+    higher, that photo's band, or its clinician's pressing review, its EARLIER_REVIEW_RANKS; else
+    the case's own."""
     step = case.next_step()
     if step.source == "earlier_review":
         return services.EARLIER_REVIEW_RANKS[case.review.recommendation]
+    if step.source == "previous_photo" and step.previous_review is not None:
+        return services.EARLIER_REVIEW_RANKS[step.previous_review.recommendation]
     if step.source == "previous_photo":
         return services.RISK_RANKS[step.previous.risk]
     return services.RISK_RANKS[case.risk]
@@ -251,6 +254,70 @@ def test_the_queues_rank_is_the_rank_of_the_advice_the_patient_follows(owner, re
     assert len(cases) == 3 * len(EARLIER_PHOTO) * len(REVIEW)
     # the grid holds each way a case is ranked
     assert {case.next_step().source for case in checked} == {"review", "earlier_review", "previous_photo", "band"}
+
+
+# Earlier photos of the mole, oldest first: a band, or "band recommendation" for one a clinician
+# agreed with, "band recommendation unclear" for one they could not tell from.
+CHAINS = [
+    ["high", "medium"], ["high", "low"], ["high", "low", "low"], ["low", "high", "low", "low"],
+    ["high urgent"], ["high urgent", "low"], ["high urgent", "medium", "low"], ["high urgent", "low routine"],
+    ["high dermatologist_soon"], ["medium dermatologist_soon", "low"], ["high dermatologist_soon", "high", "low"],
+    ["high", "low urgent"], ["high", "low routine", "low"], ["high", "low urgent unclear"],
+    ["high urgent", "low routine unclear", "low"],
+]
+
+
+def test_the_queues_rank_is_the_rank_of_the_earlier_photo_that_leads(owner, reviewer, make_diagnosis):
+    """Over chains of earlier photos: the highest since the last one a clinician judged, and that
+    one's pressing review, rank a case as its patient's pages have them follow it
+    (Diagnosis.leading_earlier_photo), with or without a standing review of its own."""
+    cases = []
+    for risk in ("low", "medium", "high"):
+        for chain in CHAINS:
+            for review in (None, "earlier urgent", "earlier dermatologist_soon"):
+                mole = Mole.objects.create(owner=owner, name=f"{risk} {chain} {review}")
+                for age, spec in zip(range(10 * len(chain) + 1, 1, -10), chain):
+                    band, *judged = spec.split()
+                    before = make_diagnosis(owner, risk=band, mole=mole, age_days=age)
+                    if judged:
+                        reviewed(before, reviewer, judged[0], verdict=judged[1] if judged[1:] else "agree")
+                case = make_diagnosis(owner, risk=risk, mole=mole, age_days=1, model_version=OLD)
+                if review is not None:
+                    reviewed(case, reviewer, review.split()[-1])
+                    Diagnosis.objects.filter(pk=case.pk).update(model_version=NEW)
+                cases.append(case.pk)
+
+    ranks = dict(Diagnosis.objects.filter(pk__in=cases).annotate(rank=services.QUEUE_RANK)
+                 .values_list("pk", "rank"))
+    checked = Diagnosis.objects.filter(pk__in=cases).select_related("review", "mole")
+    wrong = [(case.mole.name, ranks[case.pk], expected_rank(case)) for case in checked
+             if ranks[case.pk] != expected_rank(case)]
+    assert wrong == []
+    # the grid holds cases led by an earlier photo's band and by an earlier photo's review
+    steps = [case.next_step() for case in checked]
+    assert any(step.previous_review is not None for step in steps)
+    assert any(step.previous is not None and step.previous_review is None and not step.previous_is_last
+               for step in steps)
+
+
+def test_an_urgent_review_of_an_earlier_photo_ranks_a_later_low_one_high(reviewer_client, reviewer, owner,
+                                                                         make_diagnosis):
+    medium = make_diagnosis(owner, risk="medium", age_days=20)
+    mole = Mole.objects.create(owner=owner, name="Neck")
+    high = make_diagnosis(owner, risk="high", mole=mole, age_days=10)
+    reviewed(high, reviewer, "urgent")
+    low = make_diagnosis(owner, risk="low", mole=mole, age_days=1)
+
+    assert queue(reviewer_client)[:2] == [low, medium]
+    page = reviewer_client.get(QUEUE_URL).content.decode()
+    assert "ranked by an earlier photo's review: <strong" in page
+    assert ">urgent: see a doctor now</strong></small>" in page
+    assert queue(reviewer_client, risk__exact="high") == [low, high]  # the reviewed high one after it
+    # a clinician's review of the low photo ends it
+    reviewed(low, reviewer, "routine", verdict="disagree", label="nv")
+    later = make_diagnosis(owner, risk="low", mole=mole)
+    assert later.next_step().source == "band"
+    assert "ranked by an earlier photo" not in reviewer_client.get(QUEUE_URL).content.decode()
 
 
 def test_a_standing_review_moves_no_case_without_a_result(reviewer_client, reviewer, owner, make_diagnosis):
