@@ -333,13 +333,13 @@ def test_a_standing_review_moves_no_case_without_a_result(reviewer_client, revie
     assert queue(reviewer_client) == [failed, low, queued]
 
 
-# --- the photo before each case, through an index -------------------------------------------------
+# --- the photos before each case, through an index ------------------------------------------------
 
 
 def test_the_queue_finds_the_photo_before_each_case_through_an_index(owner, make_diagnosis):
-    """services.EARLIER_RANK runs for each case the queue sorts: the mole's finished photo just
-    before it, found by one backward scan of (mole, status, created_at, id), not by reading every
-    photo of the mole and sorting them."""
+    """services.EARLIER_RANK runs for each case the queue sorts: the mole's finished photos before
+    it, found through a range of (mole, status, created_at, id), not by reading every photo of the
+    mole."""
     from tests.unit.test_admin import indexed_columns
 
     mole = Mole.objects.create(owner=owner, name="Left shoulder")
