@@ -497,7 +497,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
     @admin.display(description="Uploaded", ordering="created_at")
     def uploaded(self, obj):
         moment = localtime(obj.created_at)  # TIME_ZONE, as on the patient's pages
-        return format_html('<span title="{}">{}</span>', moment.isoformat(), date_format(moment))
+        return format_html('<span title="{}">{}</span>', moment.isoformat(), date_format(moment, "DATETIME_FORMAT"))
 
     def changelist_view(self, request, extra_context=None):
         # On GET only: an action's POST redirects here, and the warning would show twice.
@@ -831,6 +831,9 @@ class MoleAdmin(RecordsStaffAccess, admin.ModelAdmin):
     readonly_fields = fields
     view_on_site = False  # the mole's page on the site is the patient's alone
 
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Tracked moles", **(extra_context or {})})
+
     @admin.display(description="Patient", ordering="owner__username")
     def patient(self, obj):
         return obj.owner.get_username()
@@ -907,7 +910,7 @@ class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
             "title": "The model against the clinicians",
             "opts": self.model._meta,
             "versions": versions,
-            "class_codes": CLASSES,
+            "class_names": [(code, CLASS_NAMES[code]) for code in CLASSES],
             "current_version": (load_model_card() or {}).get("version"),
         }
         return TemplateResponse(request, "admin/diagnoses/review/agreement.html", context)
@@ -915,9 +918,16 @@ class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
     def staff_access(self, obj):
         return {"patient": obj.diagnosis.owner, "record": StaffAccess.Record.CASE, "diagnosis": obj.diagnosis}
 
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Reviews log", **(extra_context or {})})
+
     @admin.display(description="Case")
     def diagnosis_link(self, obj):
-        return format_html('<a href="{}">{}</a>', _change_url(obj.diagnosis), obj.diagnosis)
+        # Whose photo and when: the case's own name (Diagnosis.__str__) adds its status, which is
+        # not the review's, and wraps the column over seven lines.
+        diagnosis = obj.diagnosis
+        when = date_format(localtime(diagnosis.created_at), "DATETIME_FORMAT")
+        return format_html('<a href="{}">{}, {}</a>', _change_url(diagnosis), diagnosis.owner.get_username(), when)
 
     @admin.display(description="Reviewer", ordering="reviewer__username")
     def reviewed_by(self, obj):

@@ -488,8 +488,8 @@ class Diagnosis(models.Model):
                                             "general advice for a {} estimated risk, and replaces it.",
                                             review.get_recommendation_display(), self.get_risk_display().lower()),
                                 "review", colour)
-            return NextStep(format_html("Follow the clinician's recommendation, \"{}\"; the general advice for "
-                                        "this risk band is: {}", review.get_recommendation_display(), band),
+            return NextStep(format_html("Follow the clinician's recommendation, \"{}\". The general advice for "
+                                        "this risk band: {}", review.get_recommendation_display(), band),
                             "review", colour)
         previous, just_before = self.leading_earlier_photo()
         review = self.review_or_none  # None, or of an earlier result

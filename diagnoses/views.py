@@ -4,6 +4,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from datetime import date
 from typing import NamedTuple
 
 from django.conf import settings
@@ -858,7 +859,7 @@ def _model_card_summary():
     ]
     return {
         "version": card.get("version"),
-        "created_at": str(card.get("created") or "")[:10],
+        "created_at": _card_day(card.get("created")),
         "training": _training_summary(card),
         "n_images": _number(metrics.get("n_images")),
         "figures": figures,
@@ -930,8 +931,18 @@ def _calibration_text(card):
     text = f"temperature scaling, T = {temperature:.3f}"
     if isinstance(card.get("logit_offset"), dict):  # cards before 2026-12-06 have none
         text = "a fixed offset per class that undoes training's class weighting, then " + text
-    recalibrated = str(_dict(card.get("recalibrated")).get("at") or "")[:10]
+    recalibrated = _card_day(_dict(card.get("recalibrated")).get("at"))
     return f"{text} (fitted again {recalibrated})" if recalibrated else text
+
+
+def _card_day(value) -> str:
+    """A card's ISO timestamp ("2026-12-01T10:00:00+00:00") as the pages write a day (DATE_FORMAT);
+    its first ten characters as they are when they are not a date, "" when there is none."""
+    text = str(value or "")[:10]
+    try:
+        return date_format(date.fromisoformat(text), "DATE_FORMAT")
+    except ValueError:
+        return text
 
 
 def _decision_text(decision):

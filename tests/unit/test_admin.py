@@ -11,6 +11,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from rest_framework.authtoken.models import TokenProxy
 
 from diagnoses import services
@@ -349,6 +351,22 @@ def test_the_reviews_log_searches_by_patient_and_reviewer_and_marks_reviews_of_e
     assert html.count("icon-yes.svg") == 1 and html.count("icon-no.svg") == 1
 
 
+def test_the_desk_lists_are_named_and_say_when_each_photo_was_taken(reviewer_client, reviewer, owner,
+                                                                    make_diagnosis):
+    # Django's own "Select review to view" named no page; a date alone told six cases of one day
+    # apart by nothing, and the Reviews log's case column repeated the case's status.
+    diagnosis = make_diagnosis(owner, risk="high")
+    services.review_agree_many(diagnoses=[diagnosis], reviewer=reviewer)
+    when = date_format(timezone.localtime(diagnosis.created_at), "DATETIME_FORMAT")
+
+    log = reviewer_client.get(reverse("admin:diagnoses_review_changelist")).content.decode()
+    assert "<h1>Reviews log</h1>" in log and f">patient, {when}</a>" in log and "(done)" not in log
+    moles = reviewer_client.get(reverse("admin:diagnoses_mole_changelist")).content.decode()
+    assert "<h1>Tracked moles</h1>" in moles
+    queue = reviewer_client.get(reverse("admin:diagnoses_diagnosis_changelist")).content.decode()
+    assert f">{when}</span>" in queue
+
+
 # --- the case page -----------------------------------------------------------------------------
 
 
@@ -476,7 +494,9 @@ def test_it_renders_the_mole_and_review_pages_read_only_for_a_reviewer(reviewer_
     # Both name the case by its patient and upload time, as the case page does, not by its id.
     case = str(diagnosis).replace("'", "&#x27;")
     assert case.startswith(f"{owner.username}&#x27;s photo of ")
-    assert case in review_log.content.decode() and f"<h2>Review of {case}</h2>" in review_page.content.decode()
+    assert f"<h2>Review of {case}</h2>" in review_page.content.decode()
+    when = date_format(timezone.localtime(diagnosis.created_at), "DATETIME_FORMAT")
+    assert f">{owner.username}, {when}</a>" in review_log.content.decode()
     assert str(diagnosis.pk) not in review_log.content.decode().replace(change_url(diagnosis), "")
 
 

@@ -235,9 +235,9 @@ def test_a_review_asking_more_than_the_band_replaces_the_bands_advice_everywhere
     if replaced:
         assert said == (f'Follow the clinician\'s recommendation, "{label}": it asks more than the general '
                         f"advice for a {risk} estimated risk, and replaces it.")
-        assert RISK_ADVICE[risk] not in said and "the general advice for this risk band is" not in said
+        assert RISK_ADVICE[risk] not in said and "The general advice for this risk band" not in said
     else:
-        assert said.endswith(f"the general advice for this risk band is: {RISK_ADVICE[risk]}")
+        assert said.endswith(f"The general advice for this risk band: {RISK_ADVICE[risk]}")
 
 
 def test_the_api_gives_no_advice_before_a_result(owner, make_diagnosis):

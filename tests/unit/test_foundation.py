@@ -180,7 +180,7 @@ def test_a_form_sent_from_a_page_left_open_across_a_sign_in_gets_the_sites_page(
     response = browser.post(reverse("logout"), {"csrfmiddlewaretoken": stale})
     assert response.status_code == 403
     page = response.content.decode()
-    assert "That form had expired" in page and "reload the page" in page
+    assert "That form has expired" in page and "reload the page" in page
     assert "allow cookies" not in page
     assert "_auth_user_id" in browser.session  # nothing was sent or changed
 

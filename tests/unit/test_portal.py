@@ -534,7 +534,7 @@ def test_it_says_how_the_shown_class_is_picked(client, settings, tmp_path, tau, 
     ({}, "temperature scaling, T = 0.917</dd>"),
     ({"logit_offset": {"nv": 0.69}, "recalibrated": {"at": "2026-12-06T23:06:53+00:00"}},
      "undoes training&#x27;s class weighting, then temperature scaling, T = 0.917 (fitted again "
-     "2026-12-06)</dd>")])
+     "6 Dec 2026)</dd>")])  # the day as the pages write one
 def test_it_says_how_the_probabilities_are_calibrated(client, settings, tmp_path, fields, text):
     settings.ML_MODEL_DIR = tmp_path
     card = {"version": "v3", "temperature": 0.917464, **fields}
