@@ -332,7 +332,8 @@ class RecordsStaffAccess:
 # in this order: those to review one by one first, as they wait for a clinician.
 SKIP_MESSAGES = {
     Skip.NEEDS_A_LOOK: "Left {n} for a one-by-one review: a photo that failed the quality check, a low result on a "
-                       "palm or sole, or a mole whose previous photo was rated higher. Open each one and review it.",
+                       "palm or sole, or a case an earlier photo of its mole leads (rated higher, or by a "
+                       "clinician's pressing review). Open each one and review it.",
     Skip.EARLIER_RESULT: "Skipped {n} whose review is of an earlier result: open each one, give your verdict "
                          "on its new result and save its review again.",
     Skip.FAILED: "Skipped {n} failed: no review settles them. Re-run them (the classifier may have been "
@@ -917,6 +918,10 @@ class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
 
     def staff_access(self, obj):
         return {"patient": obj.diagnosis.owner, "record": StaffAccess.Record.CASE, "diagnosis": obj.diagnosis}
+
+    class Media:
+        # the log's case column, and a review's earlier versions on its page (admin-review.css)
+        css = {"all": ["css/admin-review.css"]}
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {"title": "Reviews log", **(extra_context or {})})

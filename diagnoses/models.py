@@ -406,6 +406,18 @@ class Diagnosis(models.Model):
         review = self.current_review
         return review is not None and review.verdict != Review.Verdict.UNCLEAR
 
+    @property
+    def advice_as_leader(self) -> "LeaderAdvice":
+        """What this photo asks of the later photos it leads (leading_earlier_photo), in the words
+        of the pages that say an act of the patient's ends it: its clinician's recommendation once
+        one judged it, else its band's advice."""
+        if self.judged_by_a_clinician:
+            recommendation = self.current_review.get_recommendation_display()
+            return LeaderAdvice(f"was reviewed by a clinician, who recommended \"{recommendation}\"",
+                                f"\"{recommendation}\"", RISK_COLOURS["high"])
+        return LeaderAdvice(f"was rated {self.get_risk_display().lower()} risk ({self.malignant_percent}%)",
+                            self.risk_advice, self.risk_colour)
+
     def photo_before(self):
         """The last of earlier_photos_of_mole, with its review; None when there is none."""
         earlier = self.photos_before()
@@ -553,6 +565,15 @@ class Diagnosis(models.Model):
 def _when(moment) -> str:
     """A date and time as the pages write them (DATETIME_FORMAT, local time)."""
     return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+class LeaderAdvice(NamedTuple):
+    """Diagnosis.advice_as_leader: what the photo was found ("was rated high risk (61.2%)"), the
+    advice it gives, and its colour (Bootstrap's)."""
+
+    summary: str
+    advice: str
+    colour: str
 
 
 class NextStep(NamedTuple):

@@ -26,8 +26,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import (DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, InterfaceError, OperationalError,
                        connection, transaction)
-from django.db.models import (BooleanField, Case, Count, Exists, ExpressionWrapper, F, IntegerField, OuterRef, Q,
-                              Subquery, Value, When)
+from django.db.models import (BooleanField, Case, CharField, Count, Exists, ExpressionWrapper, F, IntegerField,
+                              OuterRef, Q, Subquery, Value, When)
 from django.db.models.functions import Coalesce, Least
 from django.urls import reverse
 from django.utils import timezone
@@ -143,15 +143,19 @@ LAST_JUDGED_AT = Subquery(
 # The rank of the earlier photo whose advice leads a case's (Diagnosis.leading_earlier_photo): the
 # most pressing of the photos since the last one a clinician judged, that one included; NULL when
 # there is none. A lower photo between does not end it.
-EARLIER_RANK = Subquery(
-    # with none judged, each photo's own time: all of them
-    EARLIER_PHOTOS.filter(created_at__gte=Coalesce(LAST_JUDGED_AT, F("created_at")))
-    .annotate(rank=PHOTO_ADVICE_RANK).order_by("rank").values("rank")[:1]
-)
-# The recommendation of the last earlier photo a clinician judged, for the queue's Risk column
-# (admin): whether that review is what ranks the case (EARLIER_REVIEW_RANKS); NULL when none.
+# with none judged, each photo's own time: all of them
+SINCE_LAST_JUDGED = (EARLIER_PHOTOS.filter(created_at__gte=Coalesce(LAST_JUDGED_AT, F("created_at")))
+                     .annotate(rank=PHOTO_ADVICE_RANK))
+EARLIER_RANK = Subquery(SINCE_LAST_JUDGED.order_by("rank").values("rank")[:1])
+# The recommendation of the earlier photo that leads a case, when a clinician judged it, for the
+# queue's Risk column (admin): whether that review is what ranks the case; NULL when none.
 EARLIER_PHOTO_REVIEW = Subquery(
-    EARLIER_PHOTOS.filter(JUDGED).order_by("-created_at", "-pk").values("review__recommendation")[:1]
+    # the photo that leads, the latest on a tie as leading_earlier_photo has it; its review's
+    # recommendation when a clinician judged it, else NULL
+    SINCE_LAST_JUDGED.order_by("rank", "-created_at", "-pk")
+    .annotate(recommendation=Case(When(JUDGED, then=F("review__recommendation")), default=Value(None),
+                                  output_field=CharField()))
+    .values("recommendation")[:1]
 )
 # The rank of a case's review of an earlier result (Review.is_of_an_earlier_result: kept through a
 # re-run) when it is pressing; NULL when there is none, or it is not. One lookup of the case's

@@ -343,14 +343,14 @@ def diagnosis_delete(request, pk):
     # confirms, and the message after says it again once no page of theirs does.
     following = photo_following(diagnosis)
     if request.method == "POST":
-        advice = diagnosis.risk_advice  # read before the row goes
+        lead = diagnosis.advice_as_leader  # read before the row goes, as the page gave it
         services.diagnosis_delete(diagnosis=diagnosis)
         messages.success(request, "The photo and its result were deleted.")
         if following is not None:
             taken = date_format(localtime(following.created_at), "DATETIME_FORMAT")
-            messages.warning(request, f"The photo you deleted was rated {diagnosis.get_risk_display().lower()} risk. "
-                                      f"The later photo of {taken} followed its advice and no longer does: until a "
-                                      f"doctor has seen the mole, keep following that advice: {advice}")
+            messages.warning(request, f"The photo you deleted {lead.summary}. The later photo of {taken} followed its "
+                                      "advice and no longer does: until a doctor has seen the mole, keep following "
+                                      f"that advice: {lead.advice}")
         return redirect("diagnoses:list")
     return render(request, "diagnoses/delete.html", {"diagnosis": diagnosis, "following": following})
 

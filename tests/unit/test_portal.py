@@ -439,7 +439,7 @@ def test_stopping_tracking_says_the_photos_are_no_longer_compared_and_names_the_
     else:
         earlier = photos[named]
         drops = confirm.split('data-testid="untracking-drops"', 1)[1].split("</div>", 1)[0]
-        assert f"was rated {earlier.risk} risk</strong> ({earlier.malignant_percent}%)" in drops
+        assert f"was rated {earlier.risk} risk ({earlier.malignant_percent}%)</strong>" in drops
         assert RISK_ADVICE[earlier.risk] in drops and earlier.get_absolute_url() in drops
         assert confirm.index("untracking-drops") < confirm.index("<button")
 
@@ -476,7 +476,7 @@ def test_deleting_a_photo_whose_advice_a_later_photo_follows_names_that_photo_an
         later = Diagnosis.objects.get(pk=photos[following].pk)
         assert later.next_step().previous == gone
         drops = confirm.split('data-testid="deleting-drops"', 1)[1].split("</div>", 1)[0]
-        assert f"was rated {gone.risk} risk</strong> ({gone.malignant_percent}%)" in drops
+        assert f"was rated {gone.risk} risk ({gone.malignant_percent}%)</strong>" in drops
         assert later.get_absolute_url() in drops and RISK_ADVICE[gone.risk] in drops
         assert "Once you delete this photo, that later photo will no longer point you to it" in drops
         assert confirm.index("deleting-drops") < confirm.index("Delete for good")
@@ -485,9 +485,30 @@ def test_deleting_a_photo_whose_advice_a_later_photo_follows_names_that_photo_an
     assert "The photo and its result were deleted." in told
     assert (following is not None) is ("followed its advice and no longer does" in told)
     if following is not None:
-        assert f"The photo you deleted was rated {gone.risk} risk." in told and RISK_ADVICE[gone.risk] in told
+        assert f"The photo you deleted was rated {gone.risk} risk ({gone.malignant_percent}%)." in told
+        assert RISK_ADVICE[gone.risk] in told
         assert Diagnosis.objects.get(pk=photos[following].pk).next_step().source == "band"
     assert not Diagnosis.objects.filter(pk=gone.pk).exists()
+
+
+def test_deleting_a_photo_whose_urgent_review_a_later_photo_follows_names_the_review_not_the_band(
+        owner_client, owner, reviewer):
+    # A clinician's urgent recommendation on a low photo leads the later low one: the confirmation
+    # and the message must give that recommendation, in red, not the band's "keep an eye on it".
+    mole = Mole.objects.create(owner=owner, name="Shoulder")
+    reviewed = make_diagnosis(owner, mole=mole, risk="low", malignant=MALIGNANT_OF["low"], days_ago=2)
+    services.review_save(diagnosis=reviewed, reviewer=reviewer, verdict="agree", recommendation="urgent")
+    later = make_diagnosis(owner, mole=mole, risk="low", malignant=MALIGNANT_OF["low"], days_ago=1)
+    assert later.next_step().previous_review is not None
+
+    url = reverse("diagnoses:delete", args=[reviewed.pk])
+    confirm = html.unescape(owner_client.get(url).content.decode())
+    drops = confirm.split('data-testid="deleting-drops"', 1)[0].rsplit("<div", 1)[1] + \
+        confirm.split('data-testid="deleting-drops"', 1)[1].split("</div>", 1)[0]
+    assert "alert-danger" in drops and RISK_ADVICE["low"] not in drops
+    assert 'was reviewed by a clinician, who recommended "Urgent: see a doctor now"' in drops
+    told = html.unescape(owner_client.post(url, follow=True).content.decode())
+    assert 'keep following that advice: "Urgent: see a doctor now"' in told and RISK_ADVICE["low"] not in told
 
 
 # --- about the model ----------------------------------------------------------------------------

@@ -321,6 +321,20 @@ def test_an_urgent_review_of_an_earlier_photo_ranks_a_later_low_one_high(reviewe
     assert "ranked by an earlier photo" not in reviewer_client.get(QUEUE_URL).content.decode()
 
 
+def test_the_risk_column_names_the_photo_that_leads_when_a_later_one_ties_with_a_review(
+        reviewer_client, reviewer, owner, make_diagnosis):
+    # A medium photo reviewed "dermatologist soon", a later unreviewed medium, then a low: the later
+    # medium leads (the latest on a tie), as the patient's page says, so the column names its band.
+    mole = Mole.objects.create(owner=owner, name="Neck")
+    reviewed(make_diagnosis(owner, risk="medium", mole=mole, age_days=20), reviewer, "dermatologist_soon")
+    make_diagnosis(owner, risk="medium", mole=mole, age_days=10)
+    low = make_diagnosis(owner, risk="low", mole=mole, age_days=1)
+    assert low.next_step().previous_review is None
+
+    page = reviewer_client.get(QUEUE_URL, {"id__exact": low.pk}).content.decode()
+    assert "ranked as the previous photo: <strong" in page and "ranked by an earlier photo" not in page
+
+
 def test_a_standing_review_moves_no_case_without_a_result(reviewer_client, reviewer, owner, make_diagnosis):
     """Failed, it ranks as failed cases do; queued, with the cases that need nothing."""
     low = make_diagnosis(owner, risk="low", age_days=30)
