@@ -16,8 +16,8 @@ PREDICT_EPILOG = """\
 Output: one line per image, in the order given, "image" being the path exactly as given. With
 --json each line is a JSON object {"image", "probabilities", "malignant_probability",
 "predicted_class", "risk", "model_version"}, or {"image", "error"} for a path that is not a
-readable image file. Without --json, a short human-readable line. Images are decoded one by one
-and classified in batches of 64.
+readable image file. Without --json, a short human-readable line naming the path with the
+bytes it was given. Images are decoded one by one and classified in batches of 64.
 
 Paths come after the options, and after -- when one may start with "-"; or one per line from a
 file with --files-from FILE (- for standard input), before any given as arguments. FILE is read
@@ -302,6 +302,8 @@ def cmd_predict(args) -> int:
 
     from .inference import BATCH_SIZE, load_classifier
 
+    if not args.json:
+        _write_names_as_given()
     classifier = load_classifier(args.model)
     batches = [args.images[start:start + BATCH_SIZE] for start in range(0, len(args.images), BATCH_SIZE)]
     n_ok = 0
@@ -317,6 +319,13 @@ def cmd_predict(args) -> int:
             n_ok += len(preds)
             _emit(_prediction_line(path, preds.get(i), errors.get(i), args.json) for i, path in enumerate(paths))
     return 0 if n_ok else 1
+
+
+def _write_names_as_given() -> None:
+    """Plain lines name each path with the bytes it was given, as `ls` does: a name that is not
+    UTF-8 (decoded with surrogate escapes) would fail a strict stdout, as a UTF-8 locale's is."""
+    if hasattr(sys.stdout, "reconfigure"):  # a TextIOWrapper; not a test's capture
+        sys.stdout.reconfigure(errors="surrogateescape")
 
 
 def _read_batch(classifier, paths) -> tuple[dict, dict]:

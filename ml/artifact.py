@@ -31,6 +31,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         _write_through(path, data)
         return
     path = Path(os.path.realpath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     try:
         with open(part, "wb") as f:
@@ -44,8 +45,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def check_writable(path) -> None:
     """Raise OSError unless atomic_write_bytes(path, ...) can write there: checked before a long
-    job, so that a wrong path fails in a second rather than after the work. Makes the folder of a
-    file path that lacks one, as the write would."""
+    job, so that a wrong path fails in a second rather than after the work."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
@@ -64,26 +64,32 @@ def check_writable(path) -> None:
 
 
 def check_folder_writable(folder) -> None:
-    """Make folder (and its parents) if missing, and write and remove a probe file in it; raises
-    OSError where it cannot (a read-only or full disk, no permission, a file in the way)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(folder))
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(prefix=".probe-", suffix=".part", dir=folder)
+    """Raise OSError where files could not be written in folder (a read-only or full disk, no
+    permission, a file in the way): a probe file is written and removed in it, or, while it is
+    missing, in the nearest folder above it that exists, where the write will make it. The
+    folder is not made here: a job that then fails leaves no empty folder behind."""
+    nearest = Path(os.path.abspath(folder))
+    while not nearest.exists() and not nearest.is_symlink():  # a dangling link is in the way
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(nearest))
+    fd, probe = tempfile.mkstemp(prefix=".probe-", suffix=".part", dir=nearest)
     os.close(fd)
     os.unlink(probe)
 
 
 def _writes_through(path: Path) -> bool:
     """Whether path is written to in place rather than replaced: it is not a regular file (a
-    device, a pipe), or it or the target of its link lies under /dev or /proc, where a name may
-    stand for a file the shell opened (/dev/stdout -> /proc/self/fd/1 -> r.json) whose
-    replacement that descriptor would never see."""
+    device, a pipe), or it (or its link) names a file descriptor or lies under /proc, where a
+    name may stand for a file the shell opened (/dev/stdout -> /proc/self/fd/1 -> r.json) whose
+    replacement that descriptor would never see. A regular file elsewhere under /dev (/dev/shm,
+    a memory disk) is replaced as anywhere else."""
     path = Path(path)
     if path.exists() and not path.is_file():
         return True
-    return any(name.startswith(("/dev/", "/proc/")) for name in _names(path))
+    if _descriptor(path) is not None:
+        return True
+    return any(name.startswith("/proc/") for name in _names(path))
 
 
 def _names(path: Path) -> list[str]:

@@ -467,7 +467,7 @@ def train(*, data_dir, out_dir, epochs=None, preset="full", seed=0) -> dict:
 
 def _check_out_dir(out_dir) -> None:
     """An MLError now, not after the whole training, where the model cannot be saved in out_dir
-    (made here if missing, as saving would): read-only, no permission, a file in the way."""
+    (missing, it is made when the model is saved): read-only, no permission, a file in the way."""
     from .errors import MLError
 
     try:

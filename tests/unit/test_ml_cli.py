@@ -98,6 +98,21 @@ def test_it_reads_a_list_with_a_byte_order_mark_and_names_that_are_not_utf8(
     assert all("probabilities" in line for line in from_file)
 
 
+def test_plain_lines_name_a_path_that_is_not_utf8_with_its_own_bytes(tiny_model_dir, tmp_path):
+    # a UTF-8 locale's stdout is strict: "caf\udce9.jpg" cannot be encoded, so the line needs
+    # the name's own bytes back, as `ls` writes it
+    latin1 = os.fsencode(tmp_path) + b"/caf\xe9.jpg"
+    with open(latin1, "wb") as file:
+        file.write(saved(lesion_photo(), quality=92))
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "ml", "predict", "--model", str(tiny_model_dir), latin1],
+                          cwd=root, capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.startswith(latin1 + b": ")
+    assert b"malignant=" in done.stdout
+
+
 def test_a_list_that_cannot_be_read_is_a_usage_error(tiny_model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         run_cli(capsys, "predict", "--json", "--model", tiny_model_dir,

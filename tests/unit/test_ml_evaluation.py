@@ -233,6 +233,25 @@ def test_a_symlink_to_a_file_stays_a_link_and_its_target_is_replaced(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["result.json"]  # no .part left
 
 
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this machine")
+def test_a_regular_file_on_the_memory_disk_is_replaced_whole():
+    """/dev/shm holds files like any disk: a reader must not meet half of one there either."""
+    import tempfile
+
+    from ml.artifact import write_json
+
+    fd, name = tempfile.mkstemp(suffix=".json", dir="/dev/shm")
+    os.close(fd)
+    try:
+        before = os.stat(name).st_ino
+        write_json(name, {"a": 1})
+        assert json.loads(open(name).read()) == {"a": 1}
+        assert os.stat(name).st_ino != before  # renamed over, not written in place
+        assert not os.path.exists(name + ".part")
+    finally:
+        os.unlink(name)
+
+
 def test_a_device_is_written_to_not_replaced(tmp_path, monkeypatch):
     """--json /dev/stdout: written straight to, as there is no file to rename over."""
     from ml.artifact import write_json
@@ -272,6 +291,22 @@ def test_train_refuses_an_out_folder_it_cannot_write_before_training(tmp_path, c
     done = _run_cli(capsys, "train", "--data", tmp_path / "no-data", "--out", out, "--preset", "tiny")
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: cannot write the model to {out}: Not a directory"
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_job_that_fails_leaves_no_empty_output_folder(tmp_path, capsys, command):
+    out = tmp_path / "runs" / "new"
+    target = ["--out", out, "--preset", "tiny"] if command == "train" else ["--json", out / "r.json"]
+    done = _run_cli(capsys, command, "--data", tmp_path / "no-data", *target)
+    assert done.returncode == 1 and "error:" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # checked writable, but not made: nothing was written
+
+
+def test_json_is_written_into_a_folder_it_makes(tmp_path):
+    from ml.artifact import write_json
+
+    write_json(tmp_path / "runs" / "new" / "r.json", {"a": 1})
+    assert json.loads((tmp_path / "runs" / "new" / "r.json").read_text()) == {"a": 1}
 
 
 def test_an_os_error_is_an_error_line_not_a_traceback(tmp_path, capsys, monkeypatch):
