@@ -14,7 +14,7 @@ import uuid
 import zipfile
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import NamedTuple
 
 import numpy as np
@@ -100,10 +100,6 @@ RISK_RANK = Case(
     default=Value(NO_RANK),
     output_field=IntegerField(),
 )
-# The morning count's failed line is a heads-up of the failed cases still waiting that failed
-# (finished_at: diagnosis_fail, diagnoses_recover_lost) in this time before it, the day since
-# the last count: an old failure, still first in the queue, is not mailed to everyone daily.
-FAILED_HEADS_UP = timedelta(days=1)
 # Diagnosis.judged_by_a_clinician as a query expression: a review of the result shown now that
 # could tell from the photo. Its version test mirrors is_reviewed() (IS_REVIEWED: a review saved
 # before reviews carried a model version is of any result), in one EXISTS, not IS_REVIEWED's and
@@ -513,9 +509,10 @@ def write_user_export(*, user, out) -> None:
     data = {
         "exported_at": _isoformat(timezone.now()),
         "account": {"username": user.username, "email": user.email,
+                    "email_confirmed_at": _isoformat(user.email_confirmed_at),
                     "date_joined": _isoformat(user.date_joined),
                     "consented_at": _isoformat(user.consented_at), "review_emails": user.review_emails,
-                    "model_improvement": user.model_improvement},
+                    "model_improvement": user.model_improvement, "queue_emails": user.queue_emails},
         "moles": [
             {"id": str(m.pk), "name": m.name, "body_site": m.body_site,
              "created_at": _isoformat(m.created_at),
@@ -1325,17 +1322,18 @@ def staff_access_record(*, staff, patient, record: str, diagnosis=None, mole=Non
 def review_queue_digest_send(*, today: date | None = None) -> int:
     """E-mail each clinician (an active reviewer, User.objects.reviewers(), with a confirmed
     address and queue_emails on) how many finished results wait for review, by risk band, and
-    since when, and apart from them, as a heads-up, how many photos failed in the last day and
-    still wait (FAILED_HEADS_UP), with a link to the queue; nothing when neither. Once a day
-    each: a second run on the same day (a redelivered task, a second beat, the retry after a
-    mail failure, EmailsNotSent) sends only to those not told yet. Returns how many e-mails went
-    out."""
+    since when, and apart from them, as a heads-up, how many photos failed since the day before's
+    count and still wait (previous_daily_count), with a link to the queue; nothing when neither.
+    Once a day each: a second run on the same day (a redelivered task, a second beat, the retry
+    after a mail failure, EmailsNotSent) sends only to those not told yet. Returns how many e-mails
+    went out."""
     today = today or timezone.localdate()
     waiting = Diagnosis.objects.awaiting_review()
     # By the rank the queue orders by (QUEUE_RANK); finished results only, so none failed.
     counts = dict(waiting.annotate(rank=QUEUE_RANK).values_list("rank").annotate(n=Count("pk")).order_by())
     total = sum(counts.values())
-    failed = Diagnosis.objects.filter(FAILED_WAITING, finished_at__gte=timezone.now() - FAILED_HEADS_UP).count()
+    since = previous_daily_count(today)
+    failed = Diagnosis.objects.filter(FAILED_WAITING, finished_at__gte=since).count()
     if not total and not failed:
         return 0
     oldest = waiting.order_by("finished_at").values_list("finished_at", flat=True).first()
@@ -1345,6 +1343,7 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
         "bands": [(band.label, counts.get(rank, 0)) for band, rank in RISK_RANKS.items()],
         "oldest": oldest,
         "failed": failed,
+        "failed_since": since,
         "queue_url": queue_url,
         "failed_url": f"{queue_url}?{FAILED_FILTER}",
         "account_url": settings.SITE_URL + reverse("account"),
@@ -1353,6 +1352,17 @@ def review_queue_digest_send(*, today: date | None = None) -> int:
                   .filter(queue_emails=True))
     return _send_to_each([(clinician, context, today) for clinician in clinicians], _send_queue_digest,
                          "review queue digest")
+
+
+def previous_daily_count(today: date):
+    """When the daily e-mails of the clinic's day before today were due: DAILY_EMAILS_HOUR on the
+    clinic's clock. The count's heads-up takes the failures since then: a failure is in the next
+    count whenever this one runs (late, behind the reminders, or after a retry), and the 23 or 25
+    hours of a day the clocks change are counted as they are (a fixed 24 hours lost the first
+    hour of the 25, and told twice the last of the 23). An old failure, still first in the
+    queue, is not mailed to everyone daily."""
+    day_before = datetime.combine(today - timedelta(days=1), time(hour=settings.DAILY_EMAILS_HOUR))
+    return timezone.make_aware(day_before)
 
 
 def _send_queue_digest(clinician, context: dict, today: date) -> bool:

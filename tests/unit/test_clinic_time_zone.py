@@ -57,9 +57,9 @@ def test_the_data_export_gives_every_time_where_the_clinic_is(owner_client, owne
     assert data["moles"][0]["created_at"] == "2025-03-05T00:30:00+01:00"
     assert data["diagnoses"][0]["created_at"] == "2025-03-05T00:30:00+01:00"
     written = list(moments(data))
-    # exported_at, date_joined, consented_at, the mole's, the check's two, the review's, the
-    # link's two and the staff access's
-    assert len(written) == 10
+    # exported_at, email_confirmed_at, date_joined, consented_at, the mole's, the check's two, the
+    # review's, the link's two and the staff access's
+    assert len(written) == 11
     for moment in written:
         assert moment == timezone.localtime(datetime.fromisoformat(moment)).isoformat()
 

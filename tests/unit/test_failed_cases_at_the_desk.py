@@ -6,10 +6,12 @@ reviewer can do; never counts one as reviewed; and the clinicians' daily count g
 of the photos that failed since the day before, not of every failure ever."""
 
 from datetime import timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from diagnoses import services
 from diagnoses.models import Diagnosis, Review
@@ -21,13 +23,26 @@ NEEDS = "Failed — re-run, or wait for a new photo"
 ANSWERED = "Failed — a newer photo followed"
 
 
-def failed_case(owner, make_diagnosis, *, hours_ago=None, **kwargs):
+def failed_case(owner, make_diagnosis, *, hours_ago=None, after_last_count=None, **kwargs):
     """A failed case as diagnosis_fail leaves it: its finished_at is when it failed, hours_ago,
-    else when it was uploaded (make_diagnosis leaves a failed one's empty)."""
+    or after_last_count (a timedelta, negative for before) from the time yesterday's daily count
+    was due, else when it was uploaded (make_diagnosis leaves a failed one's empty)."""
     diagnosis = make_diagnosis(owner, status="failed", **kwargs)
-    failed_at = diagnosis.created_at if hours_ago is None else timezone.now() - timedelta(hours=hours_ago)
+    if after_last_count is not None:
+        failed_at = services.previous_daily_count(timezone.localdate()) + after_last_count
+        uploaded_before(diagnosis, failed_at)
+    elif hours_ago is not None:
+        failed_at = timezone.now() - timedelta(hours=hours_ago)
+    else:
+        failed_at = diagnosis.created_at
     Diagnosis.objects.filter(pk=diagnosis.pk).update(finished_at=failed_at)
     return diagnosis
+
+
+def uploaded_before(diagnosis, failed_at):
+    """The photo uploaded a minute before it failed: a photo uploaded after its own failure would
+    count as the newer photo that answers it."""
+    Diagnosis.objects.filter(pk=diagnosis.pk).update(created_at=failed_at - timedelta(minutes=1))
 
 
 def test_the_risk_column_says_what_a_failed_case_needs(reviewer_client, owner, make_diagnosis):
@@ -162,7 +177,9 @@ def test_the_daily_count_counts_failed_cases_apart(owner, reviewer, make_diagnos
     (email,) = mailoutbox
     assert email.subject == "1 case waits for review"
     assert "1 finished result waits for a clinician's review" in email.body  # the failed are apart
-    assert ("Heads-up: 2 photos could not be classified in the last 24 hours, with no newer photo since. "
+    since = services.previous_daily_count(timezone.localdate())
+    assert ("Heads-up: 2 photos could not be classified since yesterday's count "
+            f"({date_format(timezone.localtime(since), 'DATETIME_FORMAT')}), with no newer photo since. "
             "No review settles them: re-run them, as the classifier may have been unavailable. One that "
             "fails again needs a new photo, which its error message has already asked for. The failed cases, "
             f"those still waiting first:\n{FAILED_URL}\n"
@@ -171,21 +188,21 @@ def test_the_daily_count_counts_failed_cases_apart(owner, reviewer, make_diagnos
 
 
 def test_the_daily_count_goes_out_for_a_fresh_failure_alone(owner, reviewer, make_diagnosis, mailoutbox):
-    failed_case(owner, make_diagnosis, hours_ago=23, age_days=1)
+    failed_case(owner, make_diagnosis, after_last_count=timedelta(minutes=1), age_days=1)
 
     assert services.review_queue_digest_send() == 1
     (email,) = mailoutbox
-    assert email.subject == "1 photo could not be classified in the last 24 hours"
+    assert email.subject == "1 photo could not be classified since yesterday's count"
     assert "No finished result waits for a clinician's review" in email.body
     assert "The oldest has waited" not in email.body and "- low risk" not in email.body
-    assert "Heads-up: 1 photo could not be classified in the last 24 hours" in email.body
+    assert "Heads-up: 1 photo could not be classified since yesterday's count (" in email.body
     assert "No review settles it: re-run it," in email.body
     assert Diagnosis.objects.awaiting_review().count() == 0
 
 
 def test_a_stale_failure_sends_no_daily_count(owner, reviewer, make_diagnosis, mailoutbox):
-    """Failed two days ago and still first in the queue: the day it failed was the day to tell."""
-    failed_case(owner, make_diagnosis, hours_ago=25, age_days=2)
+    """Failed before yesterday's count and still first in the queue: that count told of it."""
+    failed_case(owner, make_diagnosis, after_last_count=-timedelta(minutes=1), age_days=2)
 
     assert services.review_queue_digest_send() == 0
     assert mailoutbox == []
@@ -202,7 +219,7 @@ def test_an_answered_failure_sends_no_daily_count(owner, reviewer, make_diagnosi
 def test_the_daily_count_leaves_out_stale_and_answered_failures(owner, reviewer, make_diagnosis, mailoutbox):
     make_diagnosis(owner, risk="low")
     arm = services.mole_create(owner=owner, name="Arm")
-    failed_case(owner, make_diagnosis, hours_ago=30, mole=arm, age_days=2)  # waiting, but stale
+    failed_case(owner, make_diagnosis, after_last_count=-timedelta(hours=6), mole=arm, age_days=2)  # stale
     shoulder = services.mole_create(owner=owner, name="Shoulder")
     failed_case(owner, make_diagnosis, hours_ago=1, mole=shoulder, age_days=1)
     make_diagnosis(owner, risk="low", mole=shoulder)  # answers the shoulder's failure
@@ -213,3 +230,43 @@ def test_the_daily_count_leaves_out_stale_and_answered_failures(owner, reviewer,
     (email,) = mailoutbox
     assert email.subject == "2 cases wait for review"
     assert "Heads-up: 1 photo could not be classified" in email.body
+
+
+@pytest.mark.parametrize("day, hours_between_counts", [("2026-10-25", 25), ("2026-03-29", 23), ("2026-06-14", 24)])
+def test_each_failure_is_in_one_count_on_the_days_the_clocks_change(owner, reviewer, make_diagnosis, mailoutbox,
+                                                                   settings, day, hours_between_counts):
+    """London's clocks go back on 25 October 2026 (25 hours from one 8:00 to the next) and forward
+    on 29 March (23): a failure in the first hour after a count, or in the last before the next,
+    is told in the next count, and not in the one after."""
+    from datetime import date
+
+    settings.TIME_ZONE = "Europe/London"
+    today = date.fromisoformat(day)
+    # in UTC: two times of one zone subtract as wall-clock times
+    counts = [services.previous_daily_count(today + timedelta(days=k)).astimezone(dt_timezone.utc) for k in (0, 1)]
+    assert counts[1] - counts[0] == timedelta(hours=hours_between_counts)
+    for failed_at in (counts[0] + timedelta(minutes=30), counts[1] - timedelta(minutes=30)):
+        Diagnosis.objects.all().delete()
+        photo = make_diagnosis(owner, status="failed")
+        Diagnosis.objects.filter(pk=photo.pk).update(finished_at=failed_at)
+        uploaded_before(photo, failed_at)
+        told_on = []
+        for when in (today, today + timedelta(days=1)):
+            type(reviewer).objects.filter(pk=reviewer.pk).update(queue_email_sent_on=None)  # a new day
+            reviewer.refresh_from_db()
+            if services.review_queue_digest_send(today=when):
+                told_on.append(when)
+        assert told_on == [today], failed_at
+
+
+def test_a_failure_after_a_late_count_is_in_the_next_one(owner, reviewer, make_diagnosis, mailoutbox):
+    """Today's count ran late, behind the reminders (at 8:05, say): a photo that failed at 8:02
+    was in it, and is in tomorrow's too, not lost between the two."""
+    today = timezone.localdate()
+    due_today = services.previous_daily_count(today + timedelta(days=1))
+    photo = make_diagnosis(owner, status="failed")
+    Diagnosis.objects.filter(pk=photo.pk).update(finished_at=due_today + timedelta(minutes=2))
+    uploaded_before(photo, due_today + timedelta(minutes=2))
+
+    assert services.review_queue_digest_send(today=today + timedelta(days=1)) == 1
+    assert "Heads-up: 1 photo could not be classified" in mailoutbox[0].body
