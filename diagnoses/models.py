@@ -599,9 +599,20 @@ class NextStep(NamedTuple):
         """A clinician's review leads: the pages show it before the advice."""
         return self.source in ("review", "earlier_review")
 
+    @property
+    def advice_source(self) -> str:
+        """Whose advice text is, as the API's `advice_source` gives it: source, but
+        "previous_photo_review" where previous leads by its clinician's review (previous_review), as
+        text then says: a clinician's advice, not the earlier photo's estimate. (The pages read
+        previous_review beside source for it.)"""
+        return "previous_photo_review" if self.previous_review is not None else self.source
 
-class Review(models.Model):
-    """A clinician's reading of one diagnosis, shown to the patient."""
+
+class ReviewReading(models.Model):
+    """What a clinician's review says, stated once for the review on file (Review) and for the
+    corrected ones kept (ReviewRevision), so that a revision keeps a review's fields as the review
+    had them. The rest differs between the two: a review is one per diagnosis, its reviewer's
+    reviews_written, its reviewed_at indexed for the Reviews log."""
 
     class Verdict(models.TextChoices):
         AGREE = "agree", "Agree with the model"
@@ -617,6 +628,20 @@ class Review(models.Model):
         DERMATOLOGIST_SOON = "dermatologist_soon", "See a dermatologist soon"
         URGENT = "urgent", "Urgent: see a doctor now"
 
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    label = models.CharField("clinician's label", max_length=5, choices=CLASS_CHOICES, blank=True)
+    recommendation = models.CharField(max_length=20, choices=Recommendation.choices)
+    note = models.TextField("note to the patient", blank=True)
+    # The model version whose result the clinician read: a re-run may replace that result.
+    model_version = models.CharField("model version reviewed", max_length=100, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Review(ReviewReading):
+    """A clinician's reading of one diagnosis, shown to the patient."""
+
     diagnosis = models.OneToOneField(Diagnosis, on_delete=models.CASCADE, related_name="review")
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="reviews_written"
@@ -624,13 +649,7 @@ class Review(models.Model):
     # The reviewer's username as it was at the save (services.review_save), as StaffAccess keeps
     # staff_name: who wrote the review stays known when their account is deleted.
     reviewer_name = models.CharField(max_length=150, blank=True, editable=False)
-    verdict = models.CharField(max_length=10, choices=Verdict.choices)
-    label = models.CharField("clinician's label", max_length=5, choices=CLASS_CHOICES, blank=True)
-    recommendation = models.CharField(max_length=20, choices=Recommendation.choices)
-    note = models.TextField("note to the patient", blank=True)
     reviewed_at = models.DateTimeField(db_index=True)  # the Reviews log's order and date filter
-    # The model version whose result the clinician read: a re-run may replace that result.
-    model_version = models.CharField("model version reviewed", max_length=100, blank=True)
     # When the patient's e-mail about the latest save was handed to the broker. None, or before
     # reviewed_at, while it is owed (the broker was down): services.review_notices_recover, in
     # the same beat task as the check for lost photos, queues it again.
@@ -652,7 +671,7 @@ class Review(models.Model):
         return self.recommendation == self.Recommendation.NEW_PHOTO
 
 
-class ReviewRevision(models.Model):
+class ReviewRevision(ReviewReading):
     """A review as it stood before a clinician corrected it (services.review_save): what the
     patient was told, by whom and when stays on record, at the desk and in the patient's data
     download, though their pages show only the review on file."""
@@ -660,12 +679,7 @@ class ReviewRevision(models.Model):
     diagnosis = models.ForeignKey(Diagnosis, on_delete=models.CASCADE, related_name="review_revisions")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     reviewer_name = models.CharField(max_length=150, blank=True)
-    verdict = models.CharField(max_length=10, choices=Review.Verdict.choices)
-    label = models.CharField("clinician's label", max_length=5, choices=CLASS_CHOICES, blank=True)
-    recommendation = models.CharField(max_length=20, choices=Review.Recommendation.choices)
-    note = models.TextField("note to the patient", blank=True)
     reviewed_at = models.DateTimeField()
-    model_version = models.CharField("model version reviewed", max_length=100, blank=True)
     superseded_at = models.DateTimeField()
 
     class Meta:
@@ -674,9 +688,9 @@ class ReviewRevision(models.Model):
     def __str__(self):
         return f"Earlier review of {self.diagnosis_id}"
 
-    # The fields a revision copies from the review it keeps.
-    COPIED = ("reviewer_id", "reviewer_name", "verdict", "label", "recommendation", "note", "reviewed_at",
-              "model_version")
+    # The fields a revision copies from the review it keeps: who, when, and all ReviewReading states.
+    COPIED = ("reviewer_id", "reviewer_name", "reviewed_at",
+              *(field.attname for field in ReviewReading._meta.local_fields))
 
     @classmethod
     def of(cls, review: Review, superseded_at) -> "ReviewRevision":

@@ -19,16 +19,20 @@ from ..views import mole_photos_timeline, new_photo_asked_on
 # when there is none: an account an administrator made without one); the API says null instead.
 NULL_WHEN_BLANK = ("predicted_class", "risk", "model_version", "error", "label", "advice_source", "email")
 
-# Diagnosis.next_step's sources (NextStep.source), as `advice_source` gives them: whose advice
-# `advice` is. Its "" before a result is null here.
+# Whose advice `advice` is (NextStep.advice_source: Diagnosis.next_step's source, an earlier photo's
+# review told apart), as `advice_source` gives it. Its "" before a result is null here.
 ADVICE_SOURCES = [
     ("review", "A clinician's `review` of this result (its `of_earlier_result` false)."),
     ("earlier_review", "A `review` of an earlier result (`of_earlier_result` true) asking more than the "
                        "advice otherwise given: it stands until a clinician reviews the new result."),
-    ("previous_photo", "An earlier photo of the mole (`previous_rated_higher` in the detail) whose advice asks "
-                       "more: the highest rated since the last photo a clinician judged, or that photo's "
-                       "review when it asks more (urgent; a dermatologist soon against low), which stands "
-                       "until a clinician reviews a later photo. A lower estimate now does not cancel it."),
+    ("previous_photo", "An earlier photo of the mole (`previous_rated_higher` in the detail) rated in a higher "
+                       "band: the highest rated since the last photo a clinician judged. A lower estimate now "
+                       "does not cancel it."),
+    ("previous_photo_review", "A clinician's review of an earlier photo of the mole (`previous_rated_higher` in "
+                              "the detail; its `review` among the mole's photos), the last photo a clinician "
+                              "judged, asking more than the advice otherwise given (urgent; a dermatologist "
+                              "soon against low): `advice` names its recommendation. It stands until a "
+                              "clinician reviews a later photo; a lower estimate now does not cancel it."),
     ("band", "The risk band's own advice."),
 ]
 
@@ -83,10 +87,10 @@ class ReviewSerializer(BlankAsNullMixin, serializers.ModelSerializer):
 ADVICE_HELP = (
     "What to do next, as the result page and the report say it; empty until `done`. A clinician's `review` of "
     "this result leads; then one of an earlier result (its `of_earlier_result` true) asking more than the "
-    "advice otherwise given, until a clinician reviews the new result; then the mole's photo before, when "
-    "rated higher; else the risk band's own advice, which for a low result on an `acral` body site or from a "
-    "photo with `photo_issues` says the estimate cannot be relied on. `advice_source` says which. The text "
-    "is the pages', word for word."
+    "advice otherwise given, until a clinician reviews the new result; then the mole's earlier photo whose "
+    "advice asks more, by its band or its clinician's review; else the risk band's own advice, which for a low "
+    "result on an `acral` body site or from a photo with `photo_issues` says the estimate cannot be relied on. "
+    "`advice_source` says which. The text is the pages', word for word."
 )
 
 
@@ -96,10 +100,11 @@ def advice_field(help_text=ADVICE_HELP):
 
 def advice_source_field():
     return serializers.ChoiceField(
-        source="step.source", choices=ADVICE_SOURCES, allow_null=True, read_only=True,
+        source="step.advice_source", choices=ADVICE_SOURCES, allow_null=True, read_only=True,
         help_text="Whose advice `advice` is (Diagnosis.next_step's source); null until `done`. `review` and "
                   "`earlier_review` are a clinician's: show the `review` (its `recommendation` and `note`) with "
-                  "the advice, as the pages do before it.",
+                  "the advice, as the pages do before it. `previous_photo_review` is a clinician's too, of an "
+                  "earlier photo (`previous_rated_higher` in the detail), not this photo's estimate.",
     )
 
 
@@ -230,8 +235,9 @@ class DiagnosisDetailSerializer(DiagnosisSerializer):
                   "one: the photo rated in the highest band above this one's since the last photo a clinician "
                   "judged (a review that could not tell leaves a photo unjudged, as does a review of an earlier "
                   "result, whose `model_version` is not the diagnosis'), or that judged photo when its "
-                  "review asks more (urgent; a dermatologist soon against low: `advice` names it), until a "
-                  "clinician reviews a later photo; and no review of an earlier result of this one asks more "
+                  "review asks more (urgent; a dermatologist soon against low: `advice` names it, and "
+                  "`advice_source` is `previous_photo_review`), until a clinician reviews a later photo; and "
+                  "no review of an earlier result of this one asks more "
                   "(`advice` gives that review's instead); null otherwise. A lower estimate now does not "
                   "cancel it: follow that advice until a doctor has seen the mole.",
     )

@@ -1,7 +1,7 @@
 """What the pages show of a photo's safety, the API gives too: a mole's photos carry their review,
 their advice and their risk band's change (as the mole's page), in as many queries for 3 photos as
 for 12; a review says whether it is of an earlier result (Review.is_of_an_earlier_result); and
-`advice_source` says whose advice `advice` is (Diagnosis.next_step's source)."""
+`advice_source` says whose advice `advice` is (Diagnosis.next_step's source: NextStep.advice_source)."""
 
 import html
 
@@ -67,7 +67,7 @@ def test_each_photo_of_a_mole_gives_its_review_advice_and_band_change(owner_api,
     assert [photo["id"] for photo in photos] == [str(d.pk) for d in timeline]
     for photo, diagnosis in zip(photos, map(fresh, timeline)):
         step = diagnosis.next_step()
-        assert (photo["advice"], photo["advice_source"]) == (step.text, step.source or None), diagnosis
+        assert (photo["advice"], photo["advice_source"]) == (step.text, step.advice_source or None), diagnosis
         review = diagnosis.review_or_none
         if review is None:
             assert photo["review"] is None
@@ -144,7 +144,7 @@ def test_a_moles_photos_come_in_as_many_queries_for_3_as_for_12(owner_api, owner
         assert len(rows) == (size if path == "list" else len(photos[0::2]))
         steps = {str(photo.pk): fresh(photo).next_step() for photo in photos}
         assert {row["id"]: (row["advice"], row["advice_source"]) for row in rows} == {
-            row["id"]: (steps[row["id"]].text, steps[row["id"]].source or None) for row in rows}
+            row["id"]: (steps[row["id"]].text, steps[row["id"]].advice_source or None) for row in rows}
         if size == 12:  # what it costs: the photo before, and reviews of this result and of an earlier one
             assert {row["advice_source"] for row in rows} == {"band", "previous_photo", "review", "earlier_review",
                                                               None}
@@ -219,12 +219,13 @@ def test_advice_source_says_whose_advice_it_is_in_the_detail_and_the_list(owner_
         step = diagnosis.next_step()
         detail = owner_api.get(f"{DIAGNOSES}{diagnosis.pk}/").json()
         for body in (detail, listed[str(diagnosis.pk)]):
-            assert (body["advice"], body["advice_source"]) == (step.text, step.source or None)
+            assert (body["advice"], body["advice_source"]) == (step.text, step.advice_source or None)
         # a clinician's advice (review or earlier_review) comes with the review to show beside it
         assert (detail["advice_source"] in ("review", "earlier_review")) is step.by_clinician
         assert step.by_clinician <= (detail["review"] is not None)
         # the photo rated higher, whose advice leads, is there too
-        assert (detail["advice_source"] == "previous_photo") is (detail["previous_rated_higher"] is not None)
+        assert (detail["advice_source"] in ("previous_photo", "previous_photo_review")) is (
+            detail["previous_rated_higher"] is not None)
     assert [listed[str(d.pk)]["advice_source"] for d in timeline] == [
         "band", "band", "previous_photo", "review", "earlier_review", None]
 
@@ -243,9 +244,11 @@ def test_the_schema_documents_the_new_fields_with_their_types(api_client, timeli
 
     sources = components["AdviceSourceEnum"]
     assert sources["type"] == "string"
-    # every source next_step gives, and no other
-    steps = {fresh(diagnosis).next_step().source for diagnosis in timeline} - {""}
-    assert set(sources["enum"]) == steps == {"review", "earlier_review", "previous_photo", "band"}
+    # every source next_step gives (an earlier photo's review told apart: NextStep.advice_source), and
+    # no other; the timeline has each but that review, which test_advice_led_by_an_earlier_photos_review has
+    steps = {fresh(diagnosis).next_step().advice_source for diagnosis in timeline} - {""}
+    assert set(sources["enum"]) == steps | {"previous_photo_review"} == {
+        "review", "earlier_review", "previous_photo", "previous_photo_review", "band"}
     for name in ("Diagnosis", "DiagnosisDetail"):
         source = components[name]["properties"]["advice_source"]
         assert source["nullable"] and source["readOnly"], name

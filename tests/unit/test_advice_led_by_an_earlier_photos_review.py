@@ -1,0 +1,78 @@
+"""A later photo whose advice an earlier photo's clinician review leads (Diagnosis.leading_earlier_photo:
+that review asks more than the later photo's band, and no clinician has judged a later photo): the
+API's `advice_source` says a clinician's review of an earlier photo leads, as `advice` does, not the
+earlier photo's estimate; and the share form says the report names that review, not a rating."""
+
+import html
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from diagnoses import services
+from diagnoses.models import Mole
+from tests.conftest import token_client
+from tests.unit.test_advice_safety import text
+
+pytestmark = pytest.mark.django_db
+
+
+def reviewed(diagnosis, reviewer, recommendation):
+    return services.review_save(diagnosis=diagnosis, reviewer=reviewer, verdict="agree", label="",
+                                recommendation=recommendation, note="", notify=False)
+
+
+@pytest.fixture(params=["by_review", "by_band"])
+def case(request, owner, reviewer, make_diagnosis):
+    """(earlier photo, later low photo, whether the earlier one leads by its review): a high photo a
+    clinician judged urgent, or one no clinician judged, then a low one."""
+    mole = Mole.objects.create(owner=owner, name="Left shoulder")
+    earlier = make_diagnosis(owner, risk="high", mole=mole, age_days=30)
+    if request.param == "by_review":
+        reviewed(earlier, reviewer, "urgent")
+    later = make_diagnosis(owner, risk="low", mole=mole, age_days=1)
+    step = later.next_step()
+    assert (step.source, step.previous) == ("previous_photo", earlier)
+    by_review = request.param == "by_review"
+    assert (step.previous_review is not None) is by_review
+    # what `advice` says: the clinician's recommendation, or the earlier photo's rating
+    assert ("clinician's recommendation" in step.text) is by_review
+    return earlier, later, by_review
+
+
+def test_advice_source_says_an_earlier_photos_review_leads_when_the_advice_names_it(owner, case):
+    earlier, later, by_review = case
+    api = token_client(owner)
+    expected = "previous_photo_review" if by_review else "previous_photo"
+    detail = api.get(f"/api/v1/diagnoses/{later.pk}/").json()
+    listed = {row["id"]: row for row in api.get("/api/v1/diagnoses/").json()["results"]}[str(later.pk)]
+    photos = {row["id"]: row for row in api.get(f"/api/v1/moles/{later.mole_id}/").json()["diagnoses"]}
+    for body in (detail, listed, photos[str(later.pk)]):
+        assert (body["advice"], body["advice_source"]) == (later.next_step().text, expected)
+    # either way the detail names the earlier photo whose advice leads
+    assert detail["previous_rated_higher"]["id"] == str(earlier.pk)
+    # and the earlier photo's own advice is its review's, or its band's
+    assert photos[str(earlier.pk)]["advice_source"] == ("review" if by_review else "band")
+
+
+def test_the_schema_describes_the_earlier_photos_review_as_a_source(api_client):
+    schema = api_client.get("/api/v1/schema/", {"format": "json"}).json()
+    sources = schema["components"]["schemas"]["AdviceSourceEnum"]
+    assert set(sources["enum"]) == {"review", "earlier_review", "previous_photo", "previous_photo_review", "band"}
+    described = schema["components"]["schemas"]["DiagnosisDetail"]["properties"]["advice_source"]["description"]
+    assert "`previous_photo_review`" in described
+
+
+def test_the_share_form_names_what_leads_as_the_result_page_does(owner_client, case):
+    earlier, later, by_review = case
+    page = html.unescape(text(owner_client, later.get_absolute_url()))
+    form = page.split('id="share-heading"', 1)[1].split("</p>", 1)[0]
+    rated = "though it says that an earlier photo of this mole was rated high risk, as this result's advice does"
+    review = ('though it says that a clinician who reviewed an earlier photo of this mole recommended '
+              '"Urgent: see a doctor now", as this result\'s advice does')
+    assert (rated in form, review in form) == (not by_review, by_review)
+    # which is what the report shared without the earlier photos says
+    _link, token = services.share_link_create(diagnosis=later, days=7, with_earlier_photos=False)
+    shared = text(Client(), reverse("shared_report", args=[token]))
+    assert ("A clinician reviewed an earlier photo of this mole, not shared in this report," in shared) is by_review
+    assert ("not shared in this report, was rated <strong>high risk</strong>" in shared) is not by_review
