@@ -35,6 +35,11 @@ from .views import load_model_card
 admin.site.site_header = "molesite review desk"
 admin.site.site_title = "molesite review desk"
 admin.site.index_title = "Clinician review"
+def _uploaded_text(diagnosis) -> str:
+    """When the photo was uploaded, in TIME_ZONE as on the patient's pages."""
+    return date_format(localtime(diagnosis.created_at), "DATETIME_FORMAT")
+
+
 # One mark for "nothing here" on every admin page: Django's empty fields and the desk's own
 # columns (a method's return value is shown as it is, so those return it themselves).
 EMPTY = "—"
@@ -42,7 +47,9 @@ admin.site.empty_value_display = EMPTY
 admin.site.enable_nav_sidebar = False  # the queue needs the width more
 
 # Text colours on the admin's white, where the site's pages use Bootstrap's (models.RISK_COLOURS).
-ADMIN_RISK_COLOURS = {"high": "#ba2121", "medium": "#b36b00", "low": "#2e7d32"}
+# Each at least 4.5:1 on white and on the queue's striped rows (#f8f8f8): #b36b00 gave medium
+# 3.93:1 there.
+ADMIN_RISK_COLOURS = {"high": "#ba2121", "medium": "#8a5300", "low": "#2e7d32"}
 EARLIER_PHOTOS_SHOWN = 12
 # The case page's fields that only a failed case has something in (DiagnosisAdmin.get_fieldsets).
 FAILED_ONLY_FIELDS = {"error", "what_to_do"}
@@ -433,15 +440,20 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     @admin.display(description="Photo")
     def thumb(self, obj):
+        # The image is the row's first link, and its alt text that link's name: the patient and
+        # the time tell the rows apart for a screen reader (an id did not).
         return format_html(
-            '<img src="{}" alt="Photo {}" width="48" height="48" loading="lazy" style="object-fit:cover;border-radius:4px">',
-            _file_url(obj, "thumbnail"),
-            obj.pk,
+            '<img src="{}" alt="Photo of {}, {}" width="48" height="48" loading="lazy" '
+            'style="object-fit:cover;border-radius:4px">',
+            _file_url(obj, "thumbnail"), obj.owner.get_username(), _uploaded_text(obj),
         )
 
     @admin.display(description="Patient", ordering="owner__username")
     def patient(self, obj):
-        return obj.owner.get_username()
+        # The row's second link: named for the case, not the patient alone, whose name repeats on
+        # each of their rows
+        return format_html('{}<span class="visually-hidden">: photo of {}</span>', obj.owner.get_username(),
+                           _uploaded_text(obj))
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(queue_rank=QUEUE_RANK,
@@ -497,8 +509,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     @admin.display(description="Uploaded", ordering="created_at")
     def uploaded(self, obj):
-        moment = localtime(obj.created_at)  # TIME_ZONE, as on the patient's pages
-        return format_html('<span title="{}">{}</span>', moment.isoformat(), date_format(moment, "DATETIME_FORMAT"))
+        return format_html('<span title="{}">{}</span>', localtime(obj.created_at).isoformat(), _uploaded_text(obj))
 
     def changelist_view(self, request, extra_context=None):
         # On GET only: an action's POST redirects here, and the warning would show twice.
@@ -591,11 +602,13 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
             return EMPTY
         body = format_html_join(
             "",
-            "<tr><td>{}{}</td><td style='text-align:right'>{}%</td></tr>",
+            "<tr><th scope='row'>{}{}</th><td style='text-align:right'>{}%</td></tr>",
             ((name, " (malignant)" if code in MALIGNANT else "", f"{percent:.1f}")
              for code, name, percent in obj.class_breakdown()),
         )
-        return format_html('<table class="probabilities"><tbody>{}</tbody></table>', body)
+        return format_html('<table class="probabilities"><thead><tr><th scope="col">Class</th>'
+                           '<th scope="col" style="text-align:right">Probability</th></tr></thead>'
+                           '<tbody>{}</tbody></table>', body)
 
     @admin.display(description="Mole")
     def mole_link(self, obj):
