@@ -64,6 +64,7 @@ class SignUpForm(ErrorsTakeTheFocusMixin, NoColonMixin, UserCreationForm):
     # (accounts.validators); one here would only run the same check twice.
     email = forms.EmailField(
         required=True,
+        label="E-mail address",  # the site's words (the e-mail change and password reset pages)
         help_text="Used to reset your password and to tell you when a clinician has reviewed one of "
         "your checks (you can turn that off on your account page). We send a link to it to "
         "confirm that it is yours.",
@@ -81,6 +82,9 @@ class SignUpForm(ErrorsTakeTheFocusMixin, NoColonMixin, UserCreationForm):
         super().__init__(*args, **kwargs)
         improvement = self.fields["model_improvement"]
         improvement.help_text = f"{improvement.help_text} Optional, off unless you tick it; you can change it later on your account page."
+        # As the password change and reset pages say it (NewPasswordAgainMixin), not Django's
+        # "Enter the same password as before, for verification."
+        self.fields["password2"].help_text = "Type the password again."
 
     def save(self, commit=True):
         self.instance.consented_at = timezone.now()
@@ -135,14 +139,16 @@ def is_current_password(request, user, password: str) -> bool:
     return signed_in_as is not None and signed_in_as.pk == user.pk
 
 
-class QueuedPasswordResetForm(ErrorsTakeTheFocusMixin, PasswordResetForm):
+class QueuedPasswordResetForm(ErrorsTakeTheFocusMixin, NoColonMixin, PasswordResetForm):
     """Django's form, its e-mail sent by the worker: sent from the request, the answer would take
     an SMTP round trip longer when the address has an account, and tell so (the page never says
     it); and a mail server that is down delays the e-mail (retried) instead of failing the page."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Django's field, its label and widget kept; each form has its own copy of the list.
+        # Django's field and widget kept, labelled in the site's words (not Django's "Email");
+        # each form has its own copy of the list.
+        self.fields["email"].label = "E-mail address"
         self.fields["email"].validators.append(validate_address_sent_as_typed)
 
     def get_users(self, email):

@@ -168,8 +168,19 @@ def diagnosis_detail(request, pk):
 @login_required
 @require_GET
 def diagnosis_report(request, pk):
-    """A print-friendly page of one result; the browser prints it or saves it as PDF."""
+    """A print-friendly page of one result; the browser prints it or saves it as PDF. A photo with
+    no result (still being analysed, or failed) has nothing to print: its result page, which
+    offers no report then, says why (as mole_compare does for a mole with too few results). The
+    shared report keeps its own notice (_report.html): its reader has no result page."""
     diagnosis = _own_diagnosis(request, pk)
+    if diagnosis.is_pending:
+        # Tagged as the upload's notice: the result page's script drops it once the result is in.
+        messages.info(request, "This check is still being analysed: its report can be printed once its result "
+                               "is ready.", extra_tags="analysis-pending")
+        return redirect(diagnosis)
+    if diagnosis.status == Diagnosis.Status.FAILED:
+        messages.info(request, "This check has no report to print: its analysis did not complete.")
+        return redirect(diagnosis)
     return _report_page(request, diagnosis, "diagnoses/report.html",
                         file_url=lambda kind: reverse("diagnoses:file", args=[diagnosis.pk, kind]),
                         earlier_url=lambda earlier: reverse("diagnoses:file", args=[earlier.pk, "thumbnail"]))

@@ -229,7 +229,7 @@ def test_the_result_page_tells_screen_readers_the_result(page, site, owner, make
 def test_a_refused_field_has_a_red_edge(page, site):
     page.goto(site + "/accounts/signup/")
     page.get_by_label("Username").fill("two words")  # no spaces in a user name
-    page.get_by_label("Email").fill("ana@example.com")
+    page.get_by_label("E-mail address").fill("ana@example.com")
     page.locator("[name=password1]").fill("a long and private pass phrase")
     page.locator("[name=password2]").fill("a long and private pass phrase")
     page.get_by_role("button", name="Create account").click()
@@ -237,7 +237,7 @@ def test_a_refused_field_has_a_red_edge(page, site):
     expect(field).to_have_attribute("aria-invalid", "true")
     # Bootstrap's danger red (4.5:1 on white), not the grey edge of the fields that passed
     expect(field).to_have_css("border-top-color", "rgb(220, 53, 69)")
-    expect(page.get_by_label("Email")).not_to_have_css("border-top-color", "rgb(220, 53, 69)")
+    expect(page.get_by_label("E-mail address")).not_to_have_css("border-top-color", "rgb(220, 53, 69)")
 
 
 def test_a_refused_sign_in_says_why_once(page, site, owner):
@@ -280,7 +280,7 @@ def test_checkboxes_switches_and_selects_stand_out_outside_the_form_stack(page, 
 def test_a_refused_consent_box_has_a_red_edge(page, site):
     page.goto(site + "/accounts/signup/")
     page.get_by_label("Username").fill("ana")
-    page.get_by_label("Email").fill("ana@example.com")
+    page.get_by_label("E-mail address").fill("ana@example.com")
     page.locator("[name=password1]").fill("a long and private pass phrase")
     page.locator("[name=password2]").fill("a long and private pass phrase")
     page.get_by_role("button", name="Create account").click()  # the privacy notice not agreed to

@@ -297,7 +297,7 @@ def test_the_agreement_page_scrolls_its_confusion_table_not_the_page_on_a_phone(
     page.goto(site + "/admin/login/?next=/admin/diagnoses/review/agreement/")
     page.get_by_label("Username").fill("dr-reviewer")
     page.get_by_label("Password").fill("a long clinic secret")
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Sign in").click()
     expect(page.locator("table.agreement-confusion")).to_be_visible()
 
     assert_fits_the_window(page)

@@ -37,7 +37,7 @@ def go(page, link_name):
 def sign_up(page, site, username="ana"):
     page.goto(site + "/accounts/signup/")
     page.get_by_label("Username").fill(username)
-    page.get_by_label("Email").fill(f"{username}@example.com")
+    page.get_by_label("E-mail address").fill(f"{username}@example.com")
     page.locator("[name=password1]").fill(PASSWORD)
     page.locator("[name=password2]").fill(PASSWORD)
     page.get_by_label("I agree that molesite keeps my photos").check()
@@ -129,7 +129,7 @@ def test_it_walks_a_patient_through_the_site(page, site, shot, worker, ham_image
     assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
 
     # A second photo of the same mole, picked from the list.
-    go(page, "New check")
+    go(page, "Check a mole")
     upload(page, ham_image("ISIC_0024307.jpg"), mole="Left shoulder (Back)")
     page.get_by_role("button", name="Upload and analyse").click()
     expect(page.locator("#result")).to_have_attribute("data-status", "queued")
@@ -257,7 +257,7 @@ def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page,
     expect(page.locator("#result")).to_be_visible()
 
     # A mistake in another field keeps the chosen photo; fixing it uploads.
-    go(page, "New check")
+    go(page, "Check a mole")
     upload(page, photo(), new_mole="Back")
     page.get_by_role("button", name="Upload and analyse").click()
     expect(page.get_by_text("You already track a mole with this name")).to_be_visible()
@@ -271,7 +271,7 @@ def test_it_shows_upload_errors_next_to_the_field_without_leaving_the_page(page,
 
     # An iPhone photo (HEIC), which Chromium cannot decode: the page says there is no preview
     # instead of a broken image, and the upload works all the same.
-    go(page, "New check")
+    go(page, "Check a mole")
     page.locator("input[name=image]").set_input_files(
         {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic_of(photo())}
     )

@@ -25,7 +25,7 @@ def test_it_lets_a_clinician_review_a_case_at_the_desk(page, site, shot, owner, 
     page.goto(site + "/admin/")
     page.get_by_label("Username").fill("dr-reviewer")
     page.get_by_label("Password").fill("a long clinic secret")
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Sign in").click()
     # The second step, the first time: the authenticator app is set up from the page's key.
     expect(page.get_by_role("heading", name="Set up your authenticator app")).to_be_visible()
     expect(page.locator(".qr-code svg")).to_be_visible()

@@ -195,8 +195,9 @@ def test_it_hides_the_report_from_an_outsider(outsider_client, owner):
 
 def test_it_says_a_pending_report_is_not_ready(owner_client, owner):
     diagnosis = make_diagnosis(owner, status="queued")
-    page = owner_client.get(reverse("diagnoses:report", args=[diagnosis.pk])).content.decode()
-    assert "still being analysed" in page
+    response = owner_client.get(reverse("diagnoses:report", args=[diagnosis.pk]), follow=True)
+    assert response.redirect_chain == [(diagnosis.get_absolute_url(), 302)]
+    assert "still being analysed" in response.content.decode()
 
 
 # --- upload: the XHR path -----------------------------------------------------------------------

@@ -491,8 +491,9 @@ def test_the_patient_keeps_the_review_when_a_rerun_fails(owner_client, reviewer,
     services.diagnosis_requeue(diagnosis=diagnosis)
     services.diagnosis_fail(diagnosis_id=diagnosis.pk, message=services.MESSAGE_MODEL_UNAVAILABLE)
 
+    # The report goes to the result page: a failed analysis has no report to print.
     for url in (reverse("diagnoses:detail", args=[diagnosis.pk]), reverse("diagnoses:report", args=[diagnosis.pk])):
-        page = owner_client.get(url).content.decode()
+        page = owner_client.get(url, follow=True).content.decode()
         assert services.MESSAGE_MODEL_UNAVAILABLE in page
         assert "Urgent: see a doctor now" in page and "Please see a dermatologist this week." in page
         assert "the result from model old-model; the photo's newer analysis did not complete." in page
