@@ -162,7 +162,7 @@ def test_a_standing_review_asking_for_a_dermatologist_soon_ranks_a_low_re_run_me
     html = reviewer_client.get(QUEUE_URL).content.decode()
     # marked on the low case alone: the medium one ranks by its own band
     assert html.count("ranked by its earlier review:") == 1
-    assert 'ranked by its earlier review: <strong style="color:#b36b00">see a dermatologist soon</strong>' in html
+    assert 'ranked by its earlier review: <strong style="color:#8a5300">see a dermatologist soon</strong>' in html
 
 
 def test_the_new_results_review_ends_the_standing_reviews_rank(reviewer_client, reviewer, owner, make_diagnosis):
