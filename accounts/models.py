@@ -96,8 +96,9 @@ class User(AbstractUser):
         help_text="The e-mail only says that a review is waiting, with a link; what the clinician "
         "wrote is shown after you sign in.",
     )
+    # "each day", as the e-mail says: it goes out at DAILY_EMAILS_HOUR, which may be any hour.
     queue_emails = models.BooleanField(
-        "E-mail me each morning how many cases wait for review",
+        "E-mail me each day how many cases wait for review",
         default=True,
         help_text="For clinicians at the review desk: counts by risk and a link to the queue, no patient data.",
     )

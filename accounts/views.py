@@ -142,7 +142,16 @@ def link_email_allowed(email: str) -> bool:
         return True
 
 
-class PasswordResetView(auth_views.PasswordResetView):
+class ClinicContactMixin:
+    """The clinic's contact (CLINIC_CONTACT, "" when unset) on the reset pages: a link goes only to a
+    confirmed address (QueuedPasswordResetForm.get_users), so whoever never confirmed theirs is
+    told to ask the clinic, on every answer alike, which says nothing of any address."""
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "clinic_contact": settings.CLINIC_CONTACT}
+
+
+class PasswordResetView(ClinicContactMixin, auth_views.PasswordResetView):
     form_class = QueuedPasswordResetForm
 
     @property
@@ -158,6 +167,10 @@ class PasswordResetView(auth_views.PasswordResetView):
         # has an account, nor how often it was asked for.
         logger.warning("password reset e-mail not sent: the hourly limit for this address is reached")
         return redirect(self.get_success_url())
+
+
+class PasswordResetDoneView(ClinicContactMixin, auth_views.PasswordResetDoneView):
+    pass
 
 
 def _send_account_mail(template: str, context: dict, to: str) -> bool:
@@ -430,7 +443,7 @@ def settings_saved_message(user, form) -> str:
 
     said = {
         "review_emails": f"E-mails about clinician reviews are {on_off(user.review_emails)}.",
-        "queue_emails": f"The morning count of the review queue is {on_off(user.queue_emails)}.",
+        "queue_emails": f"The daily count of the review queue is {on_off(user.queue_emails)}.",
         "model_improvement": "Your reviewed checks can go into the table used to improve the model."
         if user.model_improvement else "Your checks are left out of the table used to improve the model.",
     }

@@ -4,7 +4,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 from typing import NamedTuple
 
 from django.conf import settings
@@ -424,9 +424,12 @@ def mole_list(request):
     # Each mole's latest photo alone, in photos_newest_first (a list of at most one, as the
     # template reads it): sliced, the database picks it per mole, where the page once read every
     # photo of every mole to show one. Its review says whether a new photo was asked for.
-    latest = Diagnosis.objects.select_related("review").order_by("-created_at")[:1]
+    # Newest by upload time, then by id, as the mole's page orders its photos ("created_at", "pk"):
+    # two photos of the very same moment are then told apart alike on both pages.
+    latest = Diagnosis.objects.select_related("review").order_by("-created_at", "-pk")[:1]
     # And the newest photo that could answer a clinician's request for a new one (one more query).
-    answering = Diagnosis.objects.filter(answers_requests()).select_related("review").order_by("-created_at")[:1]
+    answering = (Diagnosis.objects.filter(answers_requests()).select_related("review")
+                 .order_by("-created_at", "-pk")[:1])
     # And its finished photos, with their reviews, set on it as with_photos_before does (one query
     # for every mole): what its page advises (mole_advice) is worked out from them, so that a card
     # whose newest photo is rated lower than the photo its page follows says so (advised_earlier_photo).
@@ -764,7 +767,8 @@ def mole_edit(request, pk):
         if form.is_valid() and _mole_saved(form):
             messages.success(request, "The mole was saved.")
             return redirect(mole)
-        messages.error(request, "The mole could not be saved: see the message below.")
+    # A refused save is said by the form's summary (_form_errors.html), which takes the focus,
+    # as on every other form: no flash message besides it.
     return render(request, "diagnoses/mole_edit.html", {"mole": mole, "form": form}, status=400 if form.errors else 200)
 
 
@@ -947,13 +951,18 @@ def _calibration_text(card):
 
 
 def _card_day(value) -> str:
-    """A card's ISO timestamp ("2026-12-01T10:00:00+00:00") as the pages write a day (DATE_FORMAT);
-    its first ten characters as they are when they are not a date, "" when there is none."""
-    text = str(value or "")[:10]
+    """A card's ISO timestamp ("2026-12-01T10:00:00+00:00") as the pages write a day (DATE_FORMAT),
+    on the clinic's calendar (TIME_ZONE), as every other date on the site: 23:06 UTC is already the
+    next day east of Greenwich. A timestamp without an offset is taken as written. Its first ten
+    characters as they are when it is not a timestamp, "" when there is none."""
+    text = str(value or "")
     try:
-        return date_format(date.fromisoformat(text), "DATE_FORMAT")
+        moment = datetime.fromisoformat(text)
     except ValueError:
-        return text
+        return text[:10]
+    if moment.tzinfo is not None:
+        moment = localtime(moment)
+    return date_format(moment.date(), "DATE_FORMAT")
 
 
 def _decision_text(decision):

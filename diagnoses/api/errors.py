@@ -67,10 +67,12 @@ def unknown_api_path(request):
     return page_not_found(request, exception=None)
 
 
-# The 500 page when the site's own cannot be rendered either.
+# The 500 page when the site's own cannot be rendered either: titled as it is headed, in the
+# form of every page's title (base.html: "<heading> · molesite"), as templates/500.html is.
 BARE_SERVER_ERROR_PAGE = (
     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-    "<title>Something went wrong</title></head><body><h1>Something went wrong on our side</h1>"
+    "<title>Something went wrong on our side · molesite</title></head>"
+    "<body><h1>Something went wrong on our side</h1>"
     "<p>The team has been told. Please try again in a moment.</p>"
     "<p><a href=\"/\">Go to the start page</a></p></body></html>"
 )

@@ -155,7 +155,7 @@ def test_it_lets_a_clinician_turn_the_count_off_on_the_account_page(reviewer, ow
     page = client.get(reverse("account")).content.decode()
     assert 'name="queue_emails"' in page
     response = client.post(reverse("account"), {"review_emails": "on"}, follow=True)
-    assert "The morning count of the review queue is off." in response.content.decode()
+    assert "The daily count of the review queue is off." in response.content.decode()
     reviewer.refresh_from_db()
     assert reviewer.queue_emails is False and reviewer.review_emails is True
 
