@@ -18,6 +18,16 @@
   }
   // "usually takes a few seconds" contradicts the late notice the result box shows instead
   if (box.dataset.late === "true") dropPendingNotice();
+  // What the page swaps or removes (the result box's content, the "Photo received…" notice)
+  // takes the keyboard's focus with it, to the page's start, where the next Tab begins again
+  // from the menu. Focus that was in it goes to the result box instead (tabindex=-1): it stays,
+  // and the next Tab reaches what came in its place. Not #main, where a closed message sends it
+  // (site.js): the result is what changed. Focus elsewhere (or none) is left where it is.
+  function keepingFocus(change) {
+    var before = document.activeElement;
+    change();
+    if (before && before !== document.body && !before.isConnected) box.focus();
+  }
   var delay = 1000;
   var announcer = document.getElementById("result-announcer");
 
@@ -68,8 +78,10 @@
     alert.setAttribute("data-testid", "polling-stopped");
     alert.textContent = message;
     var spinner = box.querySelector(".pending-box");
-    if (spinner) spinner.replaceWith(alert);
-    else box.prepend(alert);
+    keepingFocus(function () {  // the late notice's link to My history goes with the spinner
+      if (spinner) spinner.replaceWith(alert);
+      else box.prepend(alert);
+    });
   }
 
   // A server error, a dropped connection or a request unanswered for REQUEST_TIMEOUT_MS is
@@ -132,11 +144,13 @@
         if (trouble) trouble.remove();
         var late = String(Boolean(data.late));
         if (data.status !== box.dataset.status || late !== box.dataset.late) {
-          box.innerHTML = data.html;
+          keepingFocus(function () {
+            box.innerHTML = data.html;
+            if (!pending(data.status) || data.late) dropPendingNotice();
+          });
           box.dataset.status = data.status;
           box.dataset.late = late;
           announceStatus(data.status);
-          if (!pending(data.status) || data.late) dropPendingNotice();
         }
         if (pending(data.status)) schedule();
       })

@@ -21,10 +21,23 @@
     }
   }
 
+  // The message is tied to the field, as the server's are: named in its aria-describedby (after
+  // the help text) and the field marked invalid while it shows. Cleared, the field is left as the
+  // server sent it: still invalid after a refused upload (.has-error) until the page changes.
   function showClientError(message) {
     var box = $("[data-client-error]");
+    var input = mainInput();
     box.textContent = message || "";
     box.hidden = !message;
+    if (!input) return;
+    var ids = (input.getAttribute("aria-describedby") || "").split(/\s+/).filter(function (id) {
+      return id && id !== box.id;
+    });
+    if (message) ids.push(box.id);
+    if (ids.length) input.setAttribute("aria-describedby", ids.join(" "));
+    else input.removeAttribute("aria-describedby");
+    if (message) input.setAttribute("aria-invalid", "true");
+    else if (!$(".upload-field.has-error")) input.removeAttribute("aria-invalid");
   }
 
   // A file with no type (HEIC on many systems) may still be a photo: the server decides.
@@ -81,6 +94,20 @@
     empty.hidden = true;
   }
 
+  // A photo the reader chose (picked, taken or dropped): the preview replaces "Take a photo" and
+  // "Choose a file", and would take the keyboard's focus with them to the page's start; it goes
+  // to the preview's "Change" instead, unless the reader had moved it elsewhere. The status
+  // region says what was chosen (the preview's name is no live region). Not for a photo the page
+  // opens with or keeps after a refused upload (showPreview alone): there nothing was done.
+  function picked(file) {
+    var empty = $("[data-empty]");
+    var active = document.activeElement;
+    var lost = !active || active === document.body || empty.contains(active);
+    showPreview(file);
+    $("[data-progress-status]").textContent = "Photo chosen: " + file.name;
+    if (lost) $("[data-preview] [data-pick]").focus();
+  }
+
   function mainInput() { return form.querySelector("input[type=file][name=image]"); }
 
   function bind() {
@@ -92,13 +119,16 @@
     // The camera straight away for "Take a photo", which opens this input: set here, not in
     // the form's HTML, where this is the only file input and must offer the gallery too.
     input.setAttribute("capture", "environment");
-    input.addEventListener("change", function () { showPreview(input.files[0]); });
+    input.addEventListener("change", function () {
+      if (input.files.length) picked(input.files[0]);
+      else showPreview(null);
+    });
     // A photo chosen before this script ran (on a slow connection, or kept by the browser when
     // going back to the page) gets its preview all the same.
     if (input.files.length) showPreview(input.files[0]);
     if (gallery) {
       gallery.addEventListener("change", function () {
-        if (gallery.files.length && setFiles(input, gallery.files)) showPreview(input.files[0]);
+        if (gallery.files.length && setFiles(input, gallery.files)) picked(input.files[0]);
       });
     }
     form.querySelectorAll("[data-pick]").forEach(function (button) {
@@ -118,7 +148,7 @@
     zone.addEventListener("drop", function (event) {
       event.preventDefault();
       var files = event.dataTransfer && event.dataTransfer.files;
-      if (files && files.length && setFiles(input, files)) showPreview(input.files[0]);
+      if (files && files.length && setFiles(input, files)) picked(input.files[0]);
     });
     var errors = $("#upload-errors");
     if (errors) errors.focus();

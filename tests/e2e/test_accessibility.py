@@ -1,11 +1,14 @@
 """Accessibility: axe-core (WCAG 2.1 A and AA rules) on every page a patient or a clinician
-meets outside Django's own admin, on a phone and on a desktop; and what axe cannot check:
-focus, live regions, hidden layers, the contrast of borders and focus rings."""
+meets outside Django's own admin, and on the review desk's queue, case and agreement pages (our
+content in them), on a phone and on a desktop; and what axe cannot check: focus, live regions,
+hidden layers, the contrast of borders and focus rings."""
 
+import base64
 import re
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from django_otp.oath import TOTP
 from playwright.sync_api import expect
 
 from diagnoses import services
@@ -94,6 +97,56 @@ def test_it_meets_wcag_aa_on_the_clinicians_second_step(page, site, reviewer):
     sign_in(page, site, "dr-reviewer", "a long clinic secret")
     lines, results = violations(page, Axe(), site + "/accounts/two-step/")
     assert not lines, results.generate_report()
+
+
+def sign_in_at_the_desk(page, site):
+    """Sign the reviewer in at the review desk, through the second step: the authenticator app
+    set up from the page's key, as a clinician does the first time (test_staff_pages.py)."""
+    page.goto(site + "/admin/")
+    page.get_by_label("Username").fill("dr-reviewer")
+    page.get_by_label("Password").fill("a long clinic secret")
+    page.get_by_role("button", name="Sign in").click()
+    key = base64.b32decode(page.locator("[data-secret]").inner_text().replace(" ", ""))
+    page.get_by_label("Code").fill(f"{TOTP(key).token():06d}")
+    page.get_by_role("button", name="Confirm and continue").click()
+    expect(page.get_by_text("Your authenticator app is set up")).to_be_visible()
+
+
+# The desk's pages are checked within #content, which holds what our templates and admin.py write
+# (the queue's columns, the case and its review form, the agreement figures): not Django's admin
+# chrome around it, its header, sidebar and breadcrumbs, whose links axe finds told from their text
+# by colour alone (link-in-text-block), Django's styling of .breadcrumbs, not ours to fix. Nor
+# is the queue's "N results (Show all)" link, the same finding, in Django's own search form
+# (admin/search_form.html, #changelist-search .quiet): left out too, and only it.
+# No preload: axe would fetch the admin's stylesheets to read them, follow forms.css's relative
+# @import of widgets.css from the page's address, and apply what it read as inline styles, which
+# the site's Content-Security-Policy blocks (console errors); only a rule outside WCAG_AA
+# (css-orientation-lock) reads them.
+DESK_AXE = {**WCAG_AA, "preload": False}
+
+
+def test_it_meets_wcag_aa_on_the_review_desk(page, site, owner, reviewer, make_diagnosis):
+    mole = Mole.objects.create(owner=owner, name="Left shoulder", body_site="back")
+    make_diagnosis(owner, risk="low", mole=mole, age_days=30)
+    case = make_diagnosis(owner, risk="high", mole=mole)
+    Diagnosis.objects.filter(pk=case.pk).update(photo_issues=["dark"])  # its warning is checked too
+    reviewed = make_diagnosis(owner, risk="medium", age_days=3)
+    services.review_save(diagnosis=reviewed, reviewer=reviewer, verdict="disagree", label="mel",
+                         recommendation="dermatologist_soon", notify=False)
+    sign_in_at_the_desk(page, site)
+    axe = Axe()
+    found, reports = [], []
+    for path in ["/admin/diagnoses/diagnosis/", f"/admin/diagnoses/diagnosis/{case.pk}/change/",
+                 f"/admin/diagnoses/diagnosis/{reviewed.pk}/change/",
+                 "/admin/diagnoses/review/agreement/"]:
+        open_page(page, site + path)
+        page.wait_for_load_state("networkidle")
+        results = axe.run(page, options=DESK_AXE, context={
+            "include": [["#content"]], "exclude": [["#changelist-search .quiet a"]]})
+        lines = [f"{path}: {line}" for line in results.generate_snapshot().splitlines()]
+        found += lines
+        reports.append(results.generate_report() if lines else "")
+    assert not found, "\n".join(found) + "\n" + "\n".join(r for r in reports if r)
 
 
 # --- what axe cannot see: focus, live regions, hidden layers, contrast of borders and rings ----
@@ -316,3 +369,110 @@ def test_a_new_share_link_and_a_closed_message_keep_the_focus(page, site, owner,
     close.press("Enter")
     expect(message).to_have_count(0)
     expect(page.locator("#main")).to_be_focused()
+
+
+def test_a_chosen_photo_keeps_the_focus_and_is_said(page, site, owner, photo):
+    """The preview replaces "Choose a file": the focus goes to its "Change", not to <body>, and
+    the status region says which photo was chosen (the preview's name is no live region)."""
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(site + "/diagnoses/new/")
+    page.wait_for_selector("#upload-form.enhanced", state="attached")  # upload.js has run
+    choose = page.get_by_role("button", name="Choose a file")
+    choose.focus()
+    with page.expect_file_chooser() as chooser:
+        choose.press("Enter")
+    chooser.value.set_files(photo("mole.jpg"))
+    change = page.locator("[data-preview]").get_by_role("button", name="Change")
+    expect(change).to_be_focused()
+    expect(page.locator("[data-progress-status]")).to_have_text("Photo chosen: mole.jpg")
+    # another photo through "Change": the focus stays there, the region names the new one
+    with page.expect_file_chooser() as chooser:
+        change.press("Enter")
+    chooser.value.set_files(photo("another.jpg"))
+    expect(page.locator("[data-progress-status]")).to_have_text("Photo chosen: another.jpg")
+    expect(change).to_be_focused()
+
+
+def test_the_uploads_own_message_is_tied_to_the_field(page, site, owner, photo):
+    """The script's message ("choose a photo first", not a photo, too large) is named by the field
+    (aria-describedby, after its help text) and marks it invalid while it shows."""
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(site + "/diagnoses/new/")
+    page.wait_for_selector("#upload-form.enhanced", state="attached")
+    field = page.locator("input[name=image]")
+    expect(field).to_have_attribute("aria-describedby", "id_image_helptext")
+    expect(field).not_to_have_attribute("aria-invalid", "true")
+
+    page.get_by_role("button", name="Upload and analyse").click()
+    message = page.locator("#id_image_client_error")
+    expect(message).to_have_text("Please choose or take a photo first.")
+    expect(field).to_have_attribute("aria-describedby", "id_image_helptext id_image_client_error")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_accessible_description(re.compile(r"Please choose or take a photo first\.$"))
+
+    field.set_input_files({"name": "notes.txt", "mimeType": "text/plain", "buffer": b"a note\n"})
+    expect(message).to_contain_text("This file is not a photo.")
+    expect(field).to_have_attribute("aria-describedby", "id_image_helptext id_image_client_error")
+    expect(field).to_have_attribute("aria-invalid", "true")
+
+    field.set_input_files(photo("mole.jpg"))  # a photo: the message and the marks go
+    expect(message).to_be_hidden()
+    expect(field).to_have_attribute("aria-describedby", "id_image_helptext")
+    expect(field).not_to_have_attribute("aria-invalid", "true")
+
+
+def give_result(pending, make_diagnosis, owner):
+    """Store a medium result for the pending diagnosis, as the worker would."""
+    done = make_diagnosis(owner, risk="medium")
+    Diagnosis.objects.filter(pk=pending.pk).update(
+        status=Diagnosis.Status.DONE, risk=done.risk, probabilities=done.probabilities,
+        malignant_probability=done.malignant_probability, predicted_class=done.predicted_class,
+        model_version=done.model_version, finished_at=done.finished_at)
+
+
+def test_the_result_arriving_keeps_the_focus_that_was_in_what_it_replaced(page, site, owner,
+                                                                          make_diagnosis):
+    """The late notice's link to My history goes when the result comes in: the focus on it
+    goes to the result box, not to <body>, where the next Tab would begin again from the menu."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    late = make_diagnosis(owner, status="queued")
+    Diagnosis.objects.filter(pk=late.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(f"{site}/diagnoses/{late.pk}/")
+    link = page.locator('#result [data-testid="late"]').get_by_role("link", name="My history")
+    link.focus()
+    give_result(late, make_diagnosis, owner)
+    expect(page.locator("#result [data-risk]")).to_be_visible(timeout=15_000)
+    expect(page.locator("#result")).to_be_focused()
+    page.keyboard.press("Tab")  # on into the result, not back at the menu
+    assert page.evaluate("document.activeElement.closest('#result') !== null")
+
+
+def test_the_result_arriving_leaves_the_focus_that_was_elsewhere(page, site, owner, make_diagnosis):
+    pending = make_diagnosis(owner, status="queued")
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(f"{site}/diagnoses/{pending.pk}/")
+    delete = page.get_by_role("link", name="Delete", exact=True)
+    delete.focus()
+    give_result(pending, make_diagnosis, owner)
+    expect(page.locator("#result [data-risk]")).to_be_visible(timeout=15_000)
+    expect(delete).to_be_focused()
+
+
+def test_the_dropped_photo_received_notice_keeps_the_focus(page, site, owner, photo, worker):
+    """"Photo received…" goes when the result comes in: focus on its ✕ goes to the result box."""
+    sign_in(page, site, "patient", "correct horse battery")
+    page.goto(site + "/diagnoses/new/")
+    page.wait_for_selector("#upload-form.enhanced", state="attached")
+    page.locator("input[name=image]").set_input_files(photo("mole.jpg"))
+    page.get_by_role("button", name="Upload and analyse").click()
+    notice = page.locator('[data-notice~="analysis-pending"]')
+    close = notice.get_by_role("button", name="Close")
+    close.focus()
+    worker.run()
+    expect(page.locator("#result [data-risk]")).to_be_visible(timeout=20_000)
+    expect(notice).to_have_count(0)
+    expect(page.locator("#result")).to_be_focused()

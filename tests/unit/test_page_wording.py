@@ -108,8 +108,9 @@ def test_a_refused_form_with_field_errors_points_below(client):
 
 
 def current_page_link(page):
-    """The main menu's link to the page it is on (aria-current), by its text."""
-    return re.findall(r'<a class="nav-link[^"]*active" aria-current="page"[^>]*>([^<]*)</a>',
+    """The main menu's link to the part of the site the page is in (aria-current: "page" on
+    the list itself, "true" on a page within it), by its text."""
+    return re.findall(r'<a class="nav-link[^"]*active" aria-current="(?:page|true)"[^>]*>([^<]*)</a>',
                       page)
 
 
