@@ -35,6 +35,13 @@ from .views import load_model_card
 admin.site.site_header = "molesite review desk"
 admin.site.site_title = "molesite review desk"
 admin.site.index_title = "Clinician review"
+def risk_colour(band: str) -> str:
+    """The colour of a risk band's words at the desk, where the site's pages use Bootstrap's
+    (models.RISK_COLOURS): a CSS variable that static/css/admin-review.css sets for the admin's
+    light and dark themes, as Django's own colours are set."""
+    return f"var(--risk-{band})"
+
+
 def _uploaded_text(diagnosis) -> str:
     """When the photo was uploaded, in TIME_ZONE as on the patient's pages."""
     return date_format(localtime(diagnosis.created_at), "DATETIME_FORMAT")
@@ -46,10 +53,6 @@ EMPTY = "—"
 admin.site.empty_value_display = EMPTY
 admin.site.enable_nav_sidebar = False  # the queue needs the width more
 
-# Text colours on the admin's white, where the site's pages use Bootstrap's (models.RISK_COLOURS).
-# Each at least 4.5:1 on white and on the queue's striped rows (#f8f8f8): #b36b00 gave medium
-# 3.93:1 there.
-ADMIN_RISK_COLOURS = {"high": "#ba2121", "medium": "#8a5300", "low": "#2e7d32"}
 EARLIER_PHOTOS_SHOWN = 12
 # The case page's fields that only a failed case has something in (DiagnosisAdmin.get_fieldsets).
 FAILED_ONLY_FIELDS = {"error", "what_to_do"}
@@ -466,7 +469,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         if not obj.risk:
             return EMPTY
         band = format_html(
-            '<strong style="color:{}">{}</strong>', ADMIN_RISK_COLOURS.get(obj.risk, "inherit"), obj.get_risk_display()
+            '<strong style="color:{}">{}</strong>', risk_colour(obj.risk), obj.get_risk_display()
         )
         if obj.queue_rank >= RISK_RANKS[obj.risk]:
             return band
@@ -478,18 +481,18 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
             # reviewed (QUEUE_RANK). Named, too, where the previous photo rated higher ranks it the
             # same (a dermatologist soon after a medium photo, whose advice the patient's page gives).
             return format_html('{}<br><small>ranked by its earlier review: <strong style="color:{}">{}</strong>'
-                               '</small>', band, ADMIN_RISK_COLOURS[ranked_as],
+                               '</small>', band, risk_colour(ranked_as),
                                review.get_recommendation_display().lower())
         earlier_photo_review = getattr(obj, "earlier_photo_review", None)
         if EARLIER_REVIEW_RANKS.get(earlier_photo_review) == obj.queue_rank:
             # Ranked by a pressing review of an earlier photo of the mole, which stands until a
             # clinician judges a later photo (services.EARLIER_RANK)
             return format_html('{}<br><small>ranked by an earlier photo\'s review: <strong style="color:{}">{}</strong>'
-                               '</small>', band, ADMIN_RISK_COLOURS[ranked_as],
+                               '</small>', band, risk_colour(ranked_as),
                                Review.Recommendation(earlier_photo_review).label.lower())
         # Ranked by an earlier photo of the mole, rated higher (QUEUE_RANK)
         return format_html('{}<br><small>ranked as the previous photo: <strong style="color:{}">{}</strong></small>',
-                           band, ADMIN_RISK_COLOURS[ranked_as], ranked_as.label.lower())
+                           band, risk_colour(ranked_as), ranked_as.label.lower())
 
     @admin.display(description="Malignant %", ordering="malignant_probability")
     def malignant_percent(self, obj):
@@ -500,7 +503,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         """What the upload check found (ml.quality): a low result from such a photo is weak."""
         if not obj.photo_issues:
             return EMPTY
-        return format_html('<strong style="color:{}">{}</strong>', ADMIN_RISK_COLOURS["medium"], obj.photo_issues_text)
+        return format_html('<strong style="color:{}">{}</strong>', risk_colour("medium"), obj.photo_issues_text)
 
     @admin.display(description="Reviewed", boolean=True, ordering=REVIEWED_AT_DESK)
     def reviewed(self, obj):
@@ -586,7 +589,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         through their page's own includes (admin/diagnoses/diagnosis/shown_review.html), with what
         only the desk says: who gave it, and until when the patient's page shows it."""
         return render_to_string("admin/diagnoses/diagnosis/shown_review.html", {
-            "diagnosis": obj, "reviewer": _reviewer_name(obj.review), "pressing_colour": ADMIN_RISK_COLOURS["high"]})
+            "diagnosis": obj, "reviewer": _reviewer_name(obj.review)})
 
     @admin.display(description="Replaced by corrections")
     def review_history(self, obj):

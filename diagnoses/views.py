@@ -797,10 +797,13 @@ def mole_delete(request, pk):
     messages.success(request, f"You no longer track “{mole.name}”. Its photos stay in your history, "
                               "no longer compared with each other.")
     if dropped is not None:
+        # In the words of the page's box (_advice_dropped.html): its clinician's recommendation
+        # when a review leads, not its band's advice
+        lead = dropped.advice_as_leader
         taken = date_format(localtime(dropped.created_at), "DATETIME_FORMAT")
-        messages.warning(request, f"The photo of {taken} was rated {dropped.get_risk_display().lower()} risk. The "
-                                  "later photos are no longer compared with it, so they no longer say so: until a "
-                                  f"doctor has seen the mole, follow its advice: {dropped.risk_advice}")
+        messages.warning(request, f"The photo of {taken} {lead.summary}. The later photos are no longer compared "
+                                  "with it, so they no longer say so: until a doctor has seen the mole, follow "
+                                  f"its advice: {lead.advice}")
     return redirect("diagnoses:moles")
 
 

@@ -4,6 +4,7 @@ API's `advice_source` says a clinician's review of an earlier photo leads, as `a
 earlier photo's estimate; and the share form says the report names that review, not a rating."""
 
 import html
+import re
 
 import pytest
 from django.test import Client
@@ -76,3 +77,20 @@ def test_the_share_form_names_what_leads_as_the_result_page_does(owner_client, c
     shared = text(Client(), reverse("shared_report", args=[token]))
     assert ("A clinician reviewed an earlier photo of this mole, not shared in this report," in shared) is by_review
     assert ("not shared in this report, was rated <strong>high risk</strong>" in shared) is not by_review
+
+
+def test_stop_tracking_says_again_what_leads_in_the_words_of_the_mole_page(owner_client, case):
+    """The mole page's box before untracking and the message after it name the same advice: the
+    clinician's "Urgent" when the review leads (the band's two-week advice was given instead)."""
+    earlier, later, by_review = case
+    def said(page):  # the words, as the patient reads them
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+    page = said(text(owner_client, reverse("diagnoses:mole", args=[later.mole_id])))
+    after = said(owner_client.post(reverse("diagnoses:mole_delete", args=[later.mole_id]),
+                                   follow=True).content.decode())
+    lead = earlier.advice_as_leader
+    for words in (page, after):
+        assert lead.summary in words and lead.advice in words
+    assert ('recommended "Urgent: see a doctor now"' in after) is by_review
+    assert ("see a dermatologist within 2 weeks" in after) is not by_review

@@ -1,14 +1,15 @@
 """The review desk for a clinician with a screen reader, where axe-core's page check does not go
 (Django's admin): each queue row's links say whose photo of when, the probabilities table has
-headers, and the coloured words can be read on the queue's rows."""
+headers, and the coloured words can be read on the queue's rows, in the light theme and the
+dark."""
 
 import re
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from diagnoses.admin import ADMIN_RISK_COLOURS
 from tests.unit.test_review_desk_safety import QUEUE_URL, change_url
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +53,30 @@ def contrast(foreground: str, background: str) -> float:
     return (lighter + 0.05) / (darker + 0.05)
 
 
-@pytest.mark.parametrize("band", sorted(ADMIN_RISK_COLOURS))
-@pytest.mark.parametrize("row", ["#ffffff", "#f8f8f8"])  # the queue's rows, plain and striped
-def test_the_bands_words_have_enough_contrast(band, row):
-    assert contrast(ADMIN_RISK_COLOURS[band], row) >= 4.5  # WCAG AA for text of 13 px, bold
+def theme_colours() -> dict[str, dict[str, str]]:
+    """The bands' colours admin-review.css sets, by theme: its light rule, and each dark one
+    (the system's dark mode, and the desk's toggle) as a theme of its own."""
+    css = (Path(__file__).resolve().parents[2] / "static" / "css" / "admin-review.css").read_text()
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)  # comments
+    themes = {}
+    for selector, body in re.findall(r"([^{}]+)\{\s*(--risk-[^}]*)\}", css):
+        colours = dict(re.findall(r"--risk-(\w+):\s*(#[0-9a-fA-F]{6})", body))
+        themes[" ".join(selector.split())] = colours
+    return themes
+
+
+THEMES = theme_colours()
+BACKGROUNDS = {"light": ["#ffffff", "#f8f8f8"], "dark": ["#121212", "#212121"]}  # rows, plain and striped
+
+
+def test_every_theme_sets_every_band():
+    assert sorted(THEMES) == [':root', ':root, html[data-theme="light"]', 'html[data-theme="dark"]']
+    assert all(sorted(colours) == ["high", "low", "medium"] for colours in THEMES.values())
+
+
+@pytest.mark.parametrize("selector", sorted(THEMES))
+def test_the_bands_words_have_enough_contrast_in_each_theme(selector):
+    backgrounds = BACKGROUNDS["light" if "light" in selector else "dark"]
+    for band, colour in THEMES[selector].items():
+        for row in backgrounds:
+            assert contrast(colour, row) >= 4.5, (band, colour, row)  # WCAG AA, text of 13 px bold

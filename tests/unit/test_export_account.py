@@ -1,5 +1,6 @@
-"""The data download's account: every setting and date the site keeps about the person, as the
-account page shows them (the right of access is to all of it)."""
+"""The data download's account: when the address was confirmed, and the review desk's setting, as
+the account page shows them (the right of access is to all of it; a pending change of address is
+not there yet)."""
 
 import io
 import json

@@ -58,7 +58,7 @@ def test_a_failed_re_run_shows_the_urgent_review_its_patient_still_sees(reviewer
     assert review is not None
     # as the patient's page words it (_review_body.html), the recommendation in red
     assert "<strong class=\"fs-5\">Urgent: see a doctor now</strong>" in review
-    assert '<div class="shown-review pressing">' in review and "strong { color: #ba2121; }" in review
+    assert '<div class="shown-review pressing">' in review  # red by that class (admin-review.css)
     assert "disagree with the model" in review and "the clinician's reading: melanoma" in review
     assert "Come today.<br>Bring the photo." in review
     assert f"Reviewed by {reviewer.username} on " in review
@@ -83,7 +83,7 @@ def test_a_re_run_under_way_shows_the_review_its_patient_sees(reviewer_client, r
     html = reviewer_client.get(change_url(case)).content.decode()
     review = shown_review(html)
     assert "<strong>Routine check</strong>" in review and "Looks fine." in review
-    assert '<div class="shown-review">' in review and "#ba2121" not in review  # not pressing: not red
+    assert '<div class="shown-review">' in review  # not pressing: not red
     assert "the photo is being analysed again, and its new result is not in yet." in review
     assert 'name="review-0-verdict"' not in html
 
@@ -145,7 +145,7 @@ def test_a_standing_urgent_review_ranks_a_low_re_run_high(reviewer_client, revie
     assert queue(reviewer_client, risk__exact="high") == [urgent_low]
     html = reviewer_client.get(QUEUE_URL).content.decode()
     assert html.count("ranked by its earlier review:") == 1
-    assert ('ranked by its earlier review: <strong style="color:#ba2121">urgent: see a doctor now</strong>'
+    assert ('ranked by its earlier review: <strong style="color:var(--risk-high)">urgent: see a doctor now</strong>'
             in html)
     assert "ranked as the previous photo" not in html
 
@@ -162,7 +162,7 @@ def test_a_standing_review_asking_for_a_dermatologist_soon_ranks_a_low_re_run_me
     html = reviewer_client.get(QUEUE_URL).content.decode()
     # marked on the low case alone: the medium one ranks by its own band
     assert html.count("ranked by its earlier review:") == 1
-    assert 'ranked by its earlier review: <strong style="color:#8a5300">see a dermatologist soon</strong>' in html
+    assert 'ranked by its earlier review: <strong style="color:var(--risk-medium)">see a dermatologist soon</strong>' in html
 
 
 def test_the_new_results_review_ends_the_standing_reviews_rank(reviewer_client, reviewer, owner, make_diagnosis):
