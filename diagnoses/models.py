@@ -514,12 +514,14 @@ class Diagnosis(models.Model):
                 "earlier_review", RISK_COLOURS["high"])
         if previous is not None and previous.judged_by_a_clinician:
             # Led by that photo's review: it asks more than this band, and no clinician has judged a
-            # later photo. Red, as a pressing review is everywhere.
+            # later photo. Red, as a pressing review is everywhere. Undated: a report shared without
+            # the earlier photos gives this text and must not tell when that photo was taken (the
+            # pages name it beside the advice, _rated_higher_heading.html).
             earlier = previous.current_review
             return NextStep(format_html(
-                "Follow the clinician's recommendation on this mole's photo of {}, \"{}\": it asks more than "
-                "this photo's {} estimated risk, and stands until a clinician reviews a later photo. For this "
-                "photo alone the advice would be: {}", _when(previous.created_at), earlier.get_recommendation_display(),
+                "Follow the clinician's recommendation on an earlier photo of this mole, \"{}\": it asks more "
+                "than this photo's {} estimated risk, and stands until a clinician reviews a later photo. For "
+                "this photo alone the advice would be: {}", earlier.get_recommendation_display(),
                 self.get_risk_display().lower(), band), "previous_photo", RISK_COLOURS["high"], previous, just_before)
         if previous is not None:
             return NextStep(format_html("Follow the advice for this mole's earlier photo, rated {} risk; for this "
@@ -560,11 +562,6 @@ class Diagnosis(models.Model):
 
     def stored_files(self):
         return [f for f in (self.image, self.thumbnail, self.heatmap) if f]
-
-
-def _when(moment) -> str:
-    """A date and time as the pages write them (DATETIME_FORMAT, local time)."""
-    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
 
 
 class LeaderAdvice(NamedTuple):

@@ -9,6 +9,8 @@ import re
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from diagnoses import services
 from diagnoses.models import Mole
@@ -94,3 +96,15 @@ def test_stop_tracking_says_again_what_leads_in_the_words_of_the_mole_page(owner
         assert lead.summary in words and lead.advice in words
     assert ('recommended "Urgent: see a doctor now"' in after) is by_review
     assert ("see a dermatologist within 2 weeks" in after) is not by_review
+
+
+def test_a_report_shared_without_the_earlier_photos_does_not_date_them(case):
+    """The patient left the earlier photos out of the link: the advice names the clinician's
+    recommendation on an earlier photo, not when that photo was taken (to the minute, it tells a
+    visit the patient chose not to share)."""
+    earlier, later, by_review = case
+    _, token = services.share_link_create(diagnosis=later, days=7, with_earlier_photos=False)
+    page = html.unescape(Client().get(f"/shared/{token}/").content.decode())
+    taken = date_format(timezone.localtime(earlier.created_at), "DATETIME_FORMAT")
+    assert taken not in page and date_format(timezone.localtime(earlier.created_at), "DATE_FORMAT") not in page
+    assert ('recommendation on an earlier photo of this mole, "Urgent: see a doctor now"' in page) is by_review
