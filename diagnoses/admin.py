@@ -42,6 +42,12 @@ def risk_colour(band: str) -> str:
     return f"var(--risk-{band})"
 
 
+def _band_words(diagnosis):
+    """A finished case's risk band, in its colour (risk_colour)."""
+    return format_html('<strong style="color:{}">{}</strong>', risk_colour(diagnosis.risk),
+                       diagnosis.get_risk_display())
+
+
 def _uploaded_text(diagnosis) -> str:
     """When the photo was uploaded, in TIME_ZONE as on the patient's pages."""
     return date_format(localtime(diagnosis.created_at), "DATETIME_FORMAT")
@@ -407,7 +413,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
                     ("status", "photo_quality"),
                     "error",
                     "what_to_do",
-                    ("risk", "malignant_percent", "predicted_class"),
+                    ("risk_shown", "malignant_percent", "predicted_class"),
                     "probabilities_table",
                     ("model_version", "finished_at"),
                 ]
@@ -425,7 +431,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         "photo_quality",
         "error",
         "what_to_do",
-        "risk",
+        "risk_shown",
         "malignant_percent",
         "predicted_class",
         "probabilities_table",
@@ -462,15 +468,18 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         return super().get_queryset(request).annotate(queue_rank=QUEUE_RANK,
                                                       earlier_photo_review=services.EARLIER_PHOTO_REVIEW)
 
+    @admin.display(description="Risk")
+    def risk_shown(self, obj):
+        """The case page's risk band, in the colour the queue gives it."""
+        return _band_words(obj) if obj.risk else EMPTY
+
     @admin.display(description="Risk", ordering=QUEUE_RANK)
     def risk_band(self, obj):
         if obj.status == Diagnosis.Status.FAILED:  # why it ranks where it does (services.RISK_RANK)
             return FAILED_LABEL if obj.queue_rank == FAILED_RANK else ANSWERED_LABEL
         if not obj.risk:
             return EMPTY
-        band = format_html(
-            '<strong style="color:{}">{}</strong>', risk_colour(obj.risk), obj.get_risk_display()
-        )
+        band = _band_words(obj)
         if obj.queue_rank >= RISK_RANKS[obj.risk]:
             return band
         ranked_as = BAND_OF_RANK[obj.queue_rank]
@@ -947,8 +956,8 @@ class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
         # Whose photo and when: the case's own name (Diagnosis.__str__) adds its status, which is
         # not the review's, and wraps the column over seven lines.
         diagnosis = obj.diagnosis
-        when = date_format(localtime(diagnosis.created_at), "DATETIME_FORMAT")
-        return format_html('<a href="{}">{}, {}</a>', _change_url(diagnosis), diagnosis.owner.get_username(), when)
+        return format_html('<a href="{}">{}, <span class="when">{}</span></a>', _change_url(diagnosis),
+                           diagnosis.owner.get_username(), _uploaded_text(diagnosis))
 
     @admin.display(description="Reviewer", ordering="reviewer__username")
     def reviewed_by(self, obj):
@@ -958,11 +967,13 @@ class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
     def review_history(self, obj):
         return _review_history(obj.diagnosis_id) or "None."
 
-    @admin.display(description="Of an earlier result", boolean=True)
+    @admin.display(description="Of an earlier result")
     def of_earlier_result(self, obj):
         """A re-run with another model version has replaced the result it read (the queue counts
-        the case as unreviewed again): diagnosis is loaded with the row (list_select_related)."""
-        return obj.is_of_an_earlier_result
+        the case as unreviewed again): diagnosis is loaded with the row (list_select_related).
+        In words: a boolean column's red cross read as an alarm on every review of the result in
+        hand, the usual case."""
+        return "Yes: re-run since" if obj.is_of_an_earlier_result else EMPTY
 
 
 @admin.register(StaffAccess)

@@ -80,3 +80,9 @@ def test_the_bands_words_have_enough_contrast_in_each_theme(selector):
     for band, colour in THEMES[selector].items():
         for row in backgrounds:
             assert contrast(colour, row) >= 4.5, (band, colour, row)  # WCAG AA, text of 13 px bold
+
+
+def test_the_case_page_gives_the_risk_band_in_its_colour(reviewer_client, owner, make_diagnosis):
+    html = reviewer_client.get(change_url(make_diagnosis(owner, risk="high"))).content.decode()
+    risk = html[html.index('<div class="flex-container fieldBox field-risk_shown">'):]
+    assert '<strong style="color:var(--risk-high)">High</strong>' in risk[:risk.index("</div>", 200)]
