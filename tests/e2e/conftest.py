@@ -63,6 +63,8 @@ def viewport(request):
 
 @pytest.fixture
 def page(browser, viewport, site):
+    from playwright.sync_api import Error as PlaywrightError
+
     context = browser.new_context(**VIEWPORTS[viewport], accept_downloads=True)
     context.set_default_timeout(15_000)
     page = context.new_page()
@@ -86,6 +88,14 @@ def page(browser, viewport, site):
     # logs) names the message it expects; anything else still fails the test.
     page.allow_console_error = allowed.append
     yield page
+    # No request of the page's in flight when the test's database is flushed: the live server
+    # shares the test's SQLite connection, and a flush while a reloaded page still fetched its
+    # photos failed with "database table is locked" on a busy machine. (At once where the page
+    # is idle already.)
+    try:
+        page.wait_for_load_state("networkidle", timeout=5_000)
+    except PlaywrightError:  # a closed page, or one still busy after 5 s: closed all the same
+        pass
     context.close()
     assert not problems, "\n".join(problems)
 
