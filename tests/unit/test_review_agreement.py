@@ -1,6 +1,8 @@
 """The model against the clinicians: what reviewers read in the photos, per model version, on
 a page of the review desk."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -126,3 +128,15 @@ def test_it_counts_apart_the_photos_the_clinicians_could_not_tell_from(reviewed,
     assert current["labelled"] == 4 and sum(map(sum, current["confusion"])) == 4
     page = reviewer_client.get(AGREEMENT).content.decode()
     assert "“Cannot tell from this photo”</th><td>2 (not counted below)" in page
+
+
+def test_the_grid_marks_where_label_and_class_agree(reviewer_client, reviewed):
+    page = reviewer_client.get(AGREEMENT).content.decode()
+    grid = page[page.index('<table class="agreement-confusion">'):]
+    grid = grid[:grid.index("</table>")]
+    rows = re.findall(r"<tr><th scope=\"row\">[^<]*</th>(.*?)</tr>", grid)
+    assert len(rows) == 7
+    for i, row in enumerate(rows):
+        cells = re.findall(r'<td style="([^"]*)">', row)
+        assert len(cells) == 7 and all("text-align: center" in style for style in cells)
+        assert [j for j, style in enumerate(cells) if "font-weight: bold" in style] == [i]
