@@ -35,6 +35,8 @@ from .views import load_model_card
 admin.site.site_header = "molesite review desk"
 admin.site.site_title = "molesite review desk"
 admin.site.index_title = "Clinician review"
+
+
 def risk_colour(band: str) -> str:
     """The colour of a risk band's words at the desk, where the site's pages use Bootstrap's
     (models.RISK_COLOURS): a CSS variable that static/css/admin-review.css sets for the admin's
@@ -46,11 +48,6 @@ def _band_words(diagnosis):
     """A finished case's risk band, in its colour (risk_colour)."""
     return format_html('<strong style="color:{}">{}</strong>', risk_colour(diagnosis.risk),
                        diagnosis.get_risk_display())
-
-
-def _uploaded_text(diagnosis) -> str:
-    """When the photo was uploaded, in TIME_ZONE as on the patient's pages."""
-    return date_format(localtime(diagnosis.created_at), "DATETIME_FORMAT")
 
 
 # One mark for "nothing here" on every admin page: Django's empty fields and the desk's own
@@ -329,6 +326,15 @@ def _reviewer_name(review):
     return EMPTY
 
 
+class TitledList:
+    """A list page headed by its own name (list_title), not Django's "Select case to change"."""
+
+    list_title = ""
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": self.list_title, **(extra_context or {})})
+
+
 class RecordsStaffAccess:
     """A ModelAdmin mixin: each time the change page of one of a patient's records is shown,
     services.staff_access_record notes who opened it. render_change_form runs only once the admin
@@ -371,7 +377,8 @@ def _why_no_review_saved(diagnosis) -> str:
 
 
 @admin.register(Diagnosis)
-class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
+class DiagnosisAdmin(TitledList, RecordsStaffAccess, admin.ModelAdmin):
+    list_title = "Review queue"
     list_display = [
         "thumb",
         "patient",
@@ -454,7 +461,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         return format_html(
             '<img src="{}" alt="Photo of {}, {}" width="48" height="48" loading="lazy" '
             'style="object-fit:cover;border-radius:4px">',
-            _file_url(obj, "thumbnail"), obj.owner.get_username(), _uploaded_text(obj),
+            _file_url(obj, "thumbnail"), obj.owner.get_username(), obj.uploaded_text,
         )
 
     @admin.display(description="Patient", ordering="owner__username")
@@ -462,7 +469,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
         # The row's second link: named for the case, not the patient alone, whose name repeats on
         # each of their rows
         return format_html('{}<span class="visually-hidden">: photo of {}</span>', obj.owner.get_username(),
-                           _uploaded_text(obj))
+                           obj.uploaded_text)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(queue_rank=QUEUE_RANK,
@@ -521,7 +528,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
 
     @admin.display(description="Uploaded", ordering="created_at")
     def uploaded(self, obj):
-        return format_html('<span title="{}">{}</span>', localtime(obj.created_at).isoformat(), _uploaded_text(obj))
+        return format_html('<span title="{}">{}</span>', localtime(obj.created_at).isoformat(), obj.uploaded_text)
 
     def changelist_view(self, request, extra_context=None):
         # On GET only: an action's POST redirects here, and the warning would show twice.
@@ -533,7 +540,7 @@ class DiagnosisAdmin(RecordsStaffAccess, admin.ModelAdmin):
                 "runs molesite (the worker's log says why).",
                 messages.WARNING,
             )
-        return super().changelist_view(request, {"title": "Review queue", **(extra_context or {})})
+        return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         return super().change_view(request, object_id, form_url, {"title": "Review case", **(extra_context or {})})
@@ -847,7 +854,8 @@ def _review_mark(diagnosis):
 
 
 @admin.register(Mole)
-class MoleAdmin(RecordsStaffAccess, admin.ModelAdmin):
+class MoleAdmin(TitledList, RecordsStaffAccess, admin.ModelAdmin):
+    list_title = "Tracked moles"
     list_display = ["name", "body_site", "patient", "created_at"]
     list_select_related = ["owner"]
     list_filter = ["body_site"]
@@ -856,9 +864,6 @@ class MoleAdmin(RecordsStaffAccess, admin.ModelAdmin):
     fields = ["name", "body_site", "patient", "created_at", "recheck_months", "next_photo_due", "photos"]
     readonly_fields = fields
     view_on_site = False  # the mole's page on the site is the patient's alone
-
-    def changelist_view(self, request, extra_context=None):
-        return super().changelist_view(request, {"title": "Tracked moles", **(extra_context or {})})
 
     @admin.display(description="Patient", ordering="owner__username")
     def patient(self, obj):
@@ -899,10 +904,11 @@ class ReadOnlyLogAdmin(admin.ModelAdmin):
 
 
 @admin.register(Review)
-class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
+class ReviewAdmin(TitledList, RecordsStaffAccess, ReadOnlyLogAdmin):
     """A read-only log of reviews; reviews are written on the case page only. A review's page
     shows the patient's case (its name, the clinician's reading), so opening it is recorded."""
 
+    list_title = "Reviews log"
     list_display = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "reviewed_at",
                     "model_version", "of_earlier_result"]
     fields = ["diagnosis_link", "reviewed_by", "verdict", "label", "recommendation", "note", "reviewed_at",
@@ -948,16 +954,13 @@ class ReviewAdmin(RecordsStaffAccess, ReadOnlyLogAdmin):
         # the log's case column, and a review's earlier versions on its page (admin-review.css)
         css = {"all": ["css/admin-review.css"]}
 
-    def changelist_view(self, request, extra_context=None):
-        return super().changelist_view(request, {"title": "Reviews log", **(extra_context or {})})
-
     @admin.display(description="Case")
     def diagnosis_link(self, obj):
         # Whose photo and when: the case's own name (Diagnosis.__str__) adds its status, which is
         # not the review's, and wraps the column over seven lines.
         diagnosis = obj.diagnosis
         return format_html('<a href="{}">{}, <span class="when">{}</span></a>', _change_url(diagnosis),
-                           diagnosis.owner.get_username(), _uploaded_text(diagnosis))
+                           diagnosis.owner.get_username(), diagnosis.uploaded_text)
 
     @admin.display(description="Reviewer", ordering="reviewer__username")
     def reviewed_by(self, obj):

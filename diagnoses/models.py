@@ -332,9 +332,13 @@ class Diagnosis(models.Model):
 
     def __str__(self):
         # What the review desk's case heading, breadcrumbs and admin log show: whose photo, when.
-        uploaded = (date_format(timezone.localtime(self.created_at), "DATETIME_FORMAT")
-                    if self.created_at else "not saved")
+        uploaded = self.uploaded_text if self.created_at else "not saved"
         return f"{self.owner.get_username()}'s photo of {uploaded} ({self.get_status_display().lower()})"
+
+    @property
+    def uploaded_text(self) -> str:
+        """When the photo was uploaded, as the pages write a time (DATETIME_FORMAT, TIME_ZONE)."""
+        return date_format(timezone.localtime(self.created_at), "DATETIME_FORMAT")
 
     def get_absolute_url(self):
         return reverse("diagnoses:detail", args=[self.pk])

@@ -358,8 +358,8 @@ def diagnosis_delete(request, pk):
         services.diagnosis_delete(diagnosis=diagnosis)
         messages.success(request, "The photo and its result were deleted.")
         if following is not None:
-            taken = date_format(localtime(following.created_at), "DATETIME_FORMAT")
-            messages.warning(request, f"The photo you deleted {lead.summary}. The later photo of {taken} followed its "
+            messages.warning(request, f"The photo you deleted {lead.summary}. The later photo of "
+                                      f"{following.uploaded_text} followed its "
                                       "advice and no longer does: until a doctor has seen the mole, keep following "
                                       f"that advice: {lead.advice}")
         return redirect("diagnoses:list")
@@ -800,8 +800,7 @@ def mole_delete(request, pk):
         # In the words of the page's box (_advice_dropped.html): its clinician's recommendation
         # when a review leads, not its band's advice
         lead = dropped.advice_as_leader
-        taken = date_format(localtime(dropped.created_at), "DATETIME_FORMAT")
-        messages.warning(request, f"The photo of {taken} {lead.summary}. The later photos are no longer compared "
+        messages.warning(request, f"The photo of {dropped.uploaded_text} {lead.summary}. The later photos are no longer compared "
                                   "with it, so they no longer say so: until a doctor has seen the mole, follow "
                                   f"its advice: {lead.advice}")
     return redirect("diagnoses:moles")
